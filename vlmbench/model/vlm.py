@@ -1,0 +1,192 @@
+"""The VLM encoder: one BERT over [CLS] video [SEP] text [SEP], video tokens from an MLP over 512-d S3D features.
+
+Module names follow the authors' checkpoint (videomlp.linear1/LayerNorm/linear2, bert.*, cls.predictions.*)
+so a converter for the released weights is a thin, checkable key mapping.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import BertConfig, BertModel
+from transformers.activations import ACT2FN
+
+from ..errors import InputError
+from ..io import atomic_write, write_json
+from . import backbone as bb
+from . import masks
+from .layout import TEXT_START, VIDEO_SEP, VIDEO_START, position_ids, token_type_ids
+
+CONFIG_FILE = "vlm_config.json"
+WEIGHTS_FILE = "model.safetensors"
+
+
+class VideoTokenMLP(nn.Module):
+    """512 -> hidden: Linear, GELU (exact), LayerNorm (torch default eps 1e-5), Linear."""
+
+    def __init__(self, input_dim: int, hidden: int):
+        super().__init__()
+        self.linear1 = nn.Linear(input_dim, hidden)
+        self.LayerNorm = nn.LayerNorm(hidden)
+        self.linear2 = nn.Linear(hidden, hidden)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear2(self.LayerNorm(nn.functional.gelu(self.linear1(x))))
+
+
+class PredictionTransform(nn.Module):
+    """BERT's MLM transform: dense + activation + LayerNorm."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.act = ACT2FN[config.hidden_act]
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.LayerNorm(self.act(self.dense(h)))
+
+
+class TokenHead(nn.Module):
+    """cls.predictions: transform, then a decoder tied to the word embeddings (+ a bias used by MLM/captioning)."""
+
+    def __init__(self, config: BertConfig, word_embeddings: nn.Embedding):
+        super().__init__()
+        self.transform = PredictionTransform(config)
+        self.word_embeddings = word_embeddings          # tied, not a copy
+        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+
+    def vocab_logits(self, h: torch.Tensor, with_bias: bool = True) -> torch.Tensor:
+        logits = h @ self.word_embeddings.weight.T
+        return logits + self.bias if with_bias else logits
+
+
+class _Head(nn.Module):
+    def __init__(self, config: BertConfig, word_embeddings: nn.Embedding):
+        super().__init__()
+        self.predictions = TokenHead(config, word_embeddings)
+
+
+@dataclass
+class VLMConfig:
+    backbone: str = bb.DEFAULT
+    video_dim: int = 512
+    bert: dict = field(default_factory=dict)
+
+
+class VLM(nn.Module):
+    def __init__(self, config: VLMConfig, bert: BertModel):
+        super().__init__()
+        self.config = config
+        self.bert = bert
+        hidden = bert.config.hidden_size
+        self.videomlp = VideoTokenMLP(config.video_dim, hidden)
+        self.cls = _Head(bert.config, bert.embeddings.word_embeddings)
+
+    # ---- construction -------------------------------------------------------------------------------------
+    @classmethod
+    def from_backbone(cls, backbone: str = bb.DEFAULT, seed: int = 0) -> "VLM":
+        """Pretrained BERT (or tiny random) + freshly initialised video MLP and head transform (seeded)."""
+        torch.manual_seed(seed)
+        bert = bb.load_bert(backbone)
+        config = VLMConfig(backbone=backbone, bert=bert.config.to_diff_dict())
+        model = cls(config, bert)
+        init = bert.config.initializer_range
+        for module in (model.videomlp, model.cls.predictions.transform):
+            for m in module.modules():
+                if isinstance(m, nn.Linear):
+                    nn.init.normal_(m.weight, std=init)
+                    nn.init.zeros_(m.bias)
+        return model
+
+    def save(self, folder: str | Path) -> Path:
+        """JSON config + safetensors (the tied decoder is stored once, as the word embeddings)."""
+        folder = Path(folder)
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()
+                 if k != "cls.predictions.word_embeddings.weight"}
+        atomic_write(folder / WEIGHTS_FILE, lambda p: save_file(state, str(p)))
+        write_json(folder / CONFIG_FILE, asdict(self.config))
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "VLM":
+        """No pickle: config from JSON, tensors from safetensors; the key set must match exactly."""
+        folder = Path(folder)
+        cfg_path, weights = folder / CONFIG_FILE, folder / WEIGHTS_FILE
+        if not cfg_path.is_file() or not weights.is_file():
+            raise InputError(f"not a vlmbench checkpoint (needs {CONFIG_FILE} and {WEIGHTS_FILE})", path=folder)
+        try:
+            config = VLMConfig(**json.loads(cfg_path.read_text()))
+        except (json.JSONDecodeError, TypeError) as e:
+            raise InputError(f"malformed checkpoint config: {e}", path=cfg_path) from None
+        bert_cfg = BertConfig(**config.bert)
+        bert_cfg._attn_implementation = "sdpa"
+        model = cls(config, BertModel(bert_cfg, add_pooling_layer=False))
+        state = load_file(str(weights))
+        state["cls.predictions.word_embeddings.weight"] = state["bert.embeddings.word_embeddings.weight"]
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise InputError(f"checkpoint keys do not match: missing {missing[:3]}, unexpected {unexpected[:3]}",
+                             path=weights)
+        return model
+
+    # ---- forward ------------------------------------------------------------------------------------------
+    @property
+    def hidden_size(self) -> int:
+        return self.bert.config.hidden_size
+
+    def video_tokens(self, video: torch.Tensor) -> torch.Tensor:
+        return self.videomlp(video)
+
+    def embed(self, video_tokens: torch.Tensor, text_ids: torch.Tensor) -> torch.Tensor:
+        """Input embeddings (before position/type/LayerNorm): [CLS] video [SEP] text-slots."""
+        b = text_ids.shape[0]
+        words = self.bert.embeddings.word_embeddings
+        special = words(torch.tensor([self.cls_id, self.sep_id], device=text_ids.device))
+        cls_e = special[0].expand(b, 1, -1)
+        sep_e = special[1].expand(b, 1, -1)
+        return torch.cat([cls_e, video_tokens.to(sep_e.dtype), sep_e, words(text_ids)], dim=1)
+
+    @property
+    def cls_id(self) -> int:
+        return 101  # [CLS] in the bert-base-uncased vocabulary every backbone here shares
+
+    @property
+    def sep_id(self) -> int:
+        return 102
+
+    def forward(self, video: torch.Tensor, vmask: torch.Tensor, text_ids: torch.Tensor, text_mask: torch.Tensor,
+                mask: str = "joint", video_tokens: torch.Tensor | None = None) -> torch.Tensor:
+        """Last-layer hidden states (B, 96, H).
+
+        video (B, 32, 512) with invalid/masked seconds already zeroed; vmask (B, 32) valid seconds;
+        text_ids (B, 62) = t1..tn [SEP] [PAD]...; text_mask (B, 62) non-pad slots.
+        `video_tokens` lets the pre-training loss reuse the MLP output it also needs as NCE targets.
+        """
+        b = text_ids.shape[0]
+        if video_tokens is None:
+            video_tokens = self.video_tokens(video)
+        embeds = self.embed(video_tokens, text_ids)
+        attn = masks.BUILDERS[mask](vmask, text_mask, dtype=embeds.dtype)
+        out = self.bert(inputs_embeds=embeds, attention_mask=attn, position_ids=position_ids(b, text_ids.device),
+                        token_type_ids=token_type_ids(b, text_ids.device))
+        return out.last_hidden_state
+
+    # ---- pooling (retrieval / QA / CrossTask) ---------------------------------------------------------------
+    @staticmethod
+    def pool_video(hidden: torch.Tensor, vmask: torch.Tensor) -> torch.Tensor:
+        """Masked mean over the valid video tokens plus the video-[SEP] (the reference's pooled_video)."""
+        states = hidden[:, VIDEO_START:VIDEO_SEP + 1]
+        weights = torch.cat([vmask.float(), torch.ones_like(vmask[:, :1], dtype=torch.float)], dim=1)
+        return (states * weights[..., None]).sum(1) / weights.sum(1, keepdim=True)
+
+    @staticmethod
+    def pool_text(hidden: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
+        """Masked mean over the text tokens plus the final [SEP] (CLS and video-[SEP] excluded)."""
+        states = hidden[:, TEXT_START:]
+        weights = text_mask.float()
+        return (states * weights[..., None]).sum(1) / weights.sum(1, keepdim=True).clamp(min=1)
