@@ -36,8 +36,8 @@ class PretrainConfig:
 PRESETS: dict[str, dict] = {
     "paper": {},
     # A few minutes of CPU on the toy world with the default (MiniLM) backbone.
-    "toy": dict(batch_size=32, clips_per_video=4, steps=250, lr=2e-4, warmup=25, lr_decay_steps=250,
-                save_every=125),
+    "toy": dict(batch_size=16, clips_per_video=4, steps=150, lr=2e-4, warmup=15, lr_decay_steps=150,
+                save_every=75),
     # Seconds, tiny backbone: CI and unit tests.
     "smoke": dict(backbone="tiny", batch_size=16, clips_per_video=4, steps=30, lr=1e-3, warmup=5,
                   lr_decay_steps=30, save_every=10),
