@@ -1,0 +1,90 @@
+"""COIN action segmentation annotations (COIN.json `database`).
+
+Step ids are the global COIN "Action Id" 1..778; 0 is background, hence 779 classes.
+MMPT trains on subset "training" and uses "testing" for both validation and test.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+from vlmbench.errors import InputError
+
+NUM_STEPS = 778
+NUM_CLASSES = NUM_STEPS + 1  # + background
+BACKGROUND = 0
+SUBSETS = {"train": "training", "valid": "testing", "test": "testing"}
+
+
+class CoinSegment(NamedTuple):
+    step_id: int  # 1..778
+    start: float  # seconds
+    end: float
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
+class CoinVideo:
+    vid: str
+    subset: str  # "training" | "testing"
+    duration: float
+    segments: tuple[CoinSegment, ...]  # file order; later ones overwrite earlier in frame targets
+
+
+def load_coin(path: str | Path) -> dict[str, CoinVideo]:
+    path = Path(path)
+    try:
+        data = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        raise InputError("file not found", path=path) from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputError(f"not valid JSON ({e})", path=path) from None
+    db = data.get("database") if isinstance(data, dict) else None
+    if not isinstance(db, dict) or not db:
+        raise InputError("expected a non-empty 'database' object", path=path)
+    return {vid: _video(vid, rec, path) for vid, rec in db.items()}
+
+
+def split(videos: dict[str, CoinVideo], name: str) -> list[CoinVideo]:
+    """Videos of split "train" (subset training) or "valid"/"test" (subset testing)."""
+    if name not in SUBSETS:
+        raise InputError(f"unknown COIN split {name!r}; expected one of {', '.join(SUBSETS)}")
+    return [v for v in videos.values() if v.subset == SUBSETS[name]]
+
+
+def _video(vid: str, rec: object, path: Path) -> CoinVideo:
+    if not isinstance(rec, dict) or not isinstance(rec.get("annotation"), list):
+        raise InputError(f"video {vid}: expected an 'annotation' list", path=path)
+    if not isinstance(rec.get("subset"), str):
+        raise InputError(f"video {vid}: missing 'subset'", path=path)
+    duration = _number(rec.get("duration"), f"video {vid}: duration", path)
+    return CoinVideo(vid, rec["subset"], duration,
+                     tuple(_segment(vid, i, a, path) for i, a in enumerate(rec["annotation"])))
+
+
+def _segment(vid: str, i: int, ann: object, path: Path) -> CoinSegment:
+    where = f"video {vid} annotation {i}"
+    if not isinstance(ann, dict) or not all(k in ann for k in ("id", "segment", "label")):
+        raise InputError(f"{where}: expected keys id, segment, label", path=path)
+    try:
+        step = int(ann["id"])  # a string such as "91" in the official file
+    except (TypeError, ValueError):
+        raise InputError(f"{where}: step id {ann['id']!r} is not an integer", path=path) from None
+    if not 1 <= step <= NUM_STEPS:
+        raise InputError(f"{where}: step id {step} outside 1..{NUM_STEPS}", path=path)
+    seg = ann["segment"]
+    if not (isinstance(seg, list) and len(seg) == 2):
+        raise InputError(f"{where}: segment is not [start, end]", path=path)
+    start, end = (_number(x, f"{where}: segment", path) for x in seg)
+    if start > end:
+        raise InputError(f"{where}: start {start} > end {end}", path=path)
+    return CoinSegment(step, start, end, str(ann["label"]))
+
+
+def _number(x: object, where: str, path: Path) -> float:
+    if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
+        raise InputError(f"{where} {x!r} is not a finite number", path=path)
+    return float(x)

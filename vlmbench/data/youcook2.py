@@ -1,0 +1,161 @@
+"""YouCook2: official trainval annotations, split lists, and the 3,350-clip retrieval test.
+
+Segment bounds are integer seconds; with 1 feature per second a clip is `features[start:end]`.
+"""
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+from vlmbench.errors import InputError
+
+RETRIEVAL_COLUMNS = ("end", "start", "task", "text", "video_id")
+
+
+class Segment(NamedTuple):
+    start: int
+    end: int
+    sentence: str
+
+
+@dataclass(frozen=True, slots=True)
+class YC2Video:
+    vid: str
+    subset: str  # "training" | "validation"
+    recipe_type: str  # e.g. "113"; a string in the official file
+    duration: float
+    segments: tuple[Segment, ...]  # in file order; position = clip index used in clip ids
+
+
+@dataclass(frozen=True, slots=True)
+class Clip:
+    clip_id: str
+    vid: str
+    start: int
+    end: int
+    text: str
+
+
+def load_annotations(path: str | Path) -> dict[str, YC2Video]:
+    """youcookii_annotations_trainval.json -> {vid: YC2Video}."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        raise InputError("file not found", path=path) from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputError(f"not valid JSON ({e})", path=path) from None
+    db = data.get("database") if isinstance(data, dict) else None
+    if not isinstance(db, dict) or not db:
+        raise InputError("expected a non-empty 'database' object", path=path)
+    return {vid: _video(vid, rec, path) for vid, rec in db.items()}
+
+
+def _video(vid: str, rec: object, path: Path) -> YC2Video:
+    keys = ("subset", "recipe_type", "duration", "annotations")
+    if not isinstance(rec, dict) or any(k not in rec for k in keys):
+        raise InputError(f"video {vid}: expected keys {', '.join(keys)}", path=path)
+    if not isinstance(rec["annotations"], list):
+        raise InputError(f"video {vid}: 'annotations' is not a list", path=path)
+    segments = []
+    for i, ann in enumerate(rec["annotations"]):
+        where = f"video {vid} annotation {i}"
+        seg = ann.get("segment") if isinstance(ann, dict) else None
+        sentence = ann.get("sentence") if isinstance(ann, dict) else None
+        if not (isinstance(seg, list) and len(seg) == 2 and isinstance(sentence, str)):
+            raise InputError(f"{where}: expected segment [start, end] and sentence", path=path)
+        start, end = (_int_seconds(x, where, path) for x in seg)
+        if not 0 <= start <= end:
+            raise InputError(f"{where}: bad segment [{start}, {end}]", path=path)
+        segments.append(Segment(start, end, sentence))
+    duration = rec["duration"]
+    if isinstance(duration, bool) or not isinstance(duration, (int, float)):
+        raise InputError(f"video {vid}: duration {duration!r} is not a number", path=path)
+    return YC2Video(vid, str(rec["subset"]), str(rec["recipe_type"]), float(duration), tuple(segments))
+
+
+def _int_seconds(x: object, where: str, path: Path) -> int:
+    # Bounds are ints in the official file and are used as slice indices: 12.0 is fine, 12.5 is not.
+    integral = isinstance(x, int) or (isinstance(x, float) and x.is_integer())
+    if isinstance(x, bool) or not integral:
+        raise InputError(f"{where}: segment bound {x!r} is not an integer second", path=path)
+    return int(x)
+
+
+def load_split_list(path: str | Path) -> list[str]:
+    """train_list.txt / val_list.txt: lines `recipe_type/vid` -> vids, in file order."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("file not found", path=path)
+    vids = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        line = line.strip()
+        if not line:
+            continue
+        recipe, sep, vid = line.partition("/")
+        if not (sep and recipe and vid) or "/" in vid:
+            raise InputError(f"line {n}: expected recipe_type/video_id, got {line!r}", path=path)
+        vids.append(vid)
+    if not vids:
+        raise InputError("no videos listed", path=path)
+    return vids
+
+
+def caption_clips(annotations: dict[str, YC2Video], split_list_ids: list[str]) -> list[Clip]:
+    """Every annotated segment of each listed video (MMPT's YoucookNLGMetaProcessor)."""
+    absent = [vid for vid in split_list_ids if vid not in annotations]
+    if absent:
+        raise InputError(
+            f"{len(absent)} listed videos are not in the annotations (first: {', '.join(absent[:3])})"
+        )
+    return [
+        Clip(f"{vid}_{i}", vid, seg.start, seg.end, seg.sentence)
+        for vid in split_list_ids
+        for i, seg in enumerate(annotations[vid].segments)
+    ]
+
+
+def load_retrieval_test(path: str | Path) -> list[Clip]:
+    """validation_youcook.csv -> clips in file order.
+
+    clip_id is `<vid>_<start>_<end>`. The real file has one span listed twice with two
+    different sentences (oJZUxU9szWA 120-252, as in the JSON), so a repeated span gets
+    `#2`, `#3`, ... appended ('#' never occurs in YouTube ids) to keep ids unique.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("file not found", path=path)
+    clips: list[Clip] = []
+    seen: dict[str, int] = {}
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            absent = [c for c in RETRIEVAL_COLUMNS if c not in (reader.fieldnames or [])]
+            if absent:
+                raise InputError(f"missing column(s) {', '.join(absent)}", path=path)
+            for row in reader:
+                where = f"line {reader.line_num}"
+                if None in row or None in row.values():  # DictReader's marks for extra/short rows
+                    raise InputError(f"{where}: expected {len(reader.fieldnames)} columns", path=path)
+                start, end = (_int_field(row[k], f"{where}: {k}", path) for k in ("start", "end"))
+                if not 0 <= start <= end:
+                    raise InputError(f"{where}: bad span [{start}, {end}]", path=path)
+                base = f"{row['video_id']}_{start}_{end}"
+                seen[base] = seen.get(base, 0) + 1
+                clip_id = base if seen[base] == 1 else f"{base}#{seen[base]}"
+                clips.append(Clip(clip_id, row["video_id"], start, end, row["text"]))
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise InputError(f"malformed CSV ({e})", path=path) from None
+    if not clips:
+        raise InputError("no rows", path=path)
+    return clips
+
+
+def _int_field(value: str, where: str, path: Path) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise InputError(f"{where} {value!r} is not an integer", path=path) from None
