@@ -1,0 +1,210 @@
+"""Captioning metrics. Each METEOR call starts Java (~6 s), so only three tests start it."""
+
+import math
+import shutil
+import subprocess
+import sys
+import threading
+
+import pytest
+from pycocoevalcap.bleu.bleu import Bleu
+from pycocoevalcap.cider.cider import Cider
+from pycocoevalcap.meteor.meteor import Meteor
+from pycocoevalcap.rouge.rouge import Rouge
+
+from vlmbench.errors import InputError
+from vlmbench.metrics import captioning
+from vlmbench.metrics.captioning import CONVENTIONS, caption_metrics, per_clip_scores, require_java
+
+HYPS = {
+    "v1_0": "A man slices a tomato on the board",
+    "v1_1": "pour the oil into the pan",
+    "v2_0": "add  salt and pepper",
+    "v2_1": "stir the soup",
+}
+REFS = {
+    "v1_0": ["a man is slicing a tomato on a cutting board"],
+    "v1_1": "pour oil in the pan",
+    "v2_0": ["add salt and pepper to the bowl", "season with salt and pepper"],
+    "v2_1": ["mix the sauce"],
+}
+KEYS = ["BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr"]
+needs_java = pytest.mark.skipif(shutil.which("java") is None, reason="METEOR needs java")
+
+
+def tokenized():
+    """The whitespace protocol done by hand: lower-case, split on whitespace, single spaces."""
+    res = {k: [" ".join(v.lower().split())] for k, v in HYPS.items()}
+    gts = {k: [" ".join(r.lower().split()) for r in ([v] if isinstance(v, str) else v)] for k, v in REFS.items()}
+    return gts, res
+
+
+@needs_java
+def test_matches_pycocoevalcap_called_directly():
+    out = caption_metrics(HYPS, REFS)
+    gts, res = tokenized()
+    bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
+    rouge, _ = Rouge().compute_score(gts, res)
+    cider, _ = Cider().compute_score(gts, res)
+    meteor = Meteor()
+    try:
+        meteor_score, _ = meteor.compute_score(gts, res)
+    finally:
+        meteor.meteor_p.stdin.close()
+        meteor.meteor_p.wait(timeout=30)
+    assert out["BLEU-3"] == 100 * bleu[2]
+    assert out["BLEU-4"] == 100 * bleu[3]
+    assert out["ROUGE-L"] == 100 * rouge
+    assert out["CIDEr"] == cider
+    assert out["METEOR"] == 100 * meteor_score
+    assert 10 < out["METEOR"] < 90 and 0 < out["BLEU-4"] < out["BLEU-3"] < 100
+    assert out["not_computed"] == [] and out["n_clips"] == 4
+    assert all(type(out[k]) is float for k in KEYS)
+
+
+@needs_java
+def test_newlines_pipes_empty_and_unicode_do_not_break_meteor(monkeypatch):
+    started = []
+
+    class Spy(Meteor):
+        def __init__(self):
+            super().__init__()
+            started.append(self)
+
+    monkeypatch.setattr(captioning, "Meteor", Spy)
+    hyps = {
+        "nl": "a man\nslices a tomato",
+        "cr": "pour\r\nthe oil\u2028now",
+        "pipe": "stir ||| the | soup",
+        "empty": "  \n ",
+        "uni": "café crème brûlée 漢字 😀",
+    }
+    refs = {
+        "nl": ["a man is slicing a tomato"],
+        "cr": ["pour the oil\nnow"],
+        "pipe": ["stir the soup"],
+        "empty": ["nothing here"],
+        "uni": ["crème brûlée au café 😀"],
+    }
+    out = caption_metrics(hyps, refs)
+    assert all(math.isfinite(out[k]) for k in KEYS)
+    assert out["METEOR"] > 10
+    # One Java process, shut down and reaped when the call returns.
+    assert len(started) == 1 and started[0].meteor_p.returncode is not None
+    assert not started[0].lock.locked()
+
+
+@needs_java
+def test_meteor_protocol_failure_raises_and_stops_the_process(monkeypatch):
+    """A process that echoes its input breaks the protocol the way a crashing METEOR does."""
+    started = []
+
+    class Echo(Meteor):
+        def __init__(self):
+            self.meteor_p = subprocess.Popen(
+                ["cat"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            )
+            self.lock = threading.Lock()
+            started.append(self)
+
+    if shutil.which("cat") is None:
+        pytest.skip("needs cat")
+    monkeypatch.setattr(captioning, "Meteor", Echo)
+    with pytest.raises(RuntimeError, match="METEOR failed"):
+        caption_metrics(HYPS, REFS)
+    proc = started[0].meteor_p
+    assert proc.returncode is not None
+    assert not started[0].lock.locked()  # else Meteor.__del__ would hang at garbage collection
+
+
+def test_shutdown_kills_a_process_that_ignores_eof(monkeypatch):
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    scorer = Meteor.__new__(Meteor)
+    scorer.meteor_p, scorer.lock = proc, threading.Lock()
+    scorer.lock.acquire()
+    monkeypatch.setattr(captioning, "_METEOR_EXIT_TIMEOUT_S", 0.2)
+    captioning._shutdown_meteor(scorer)
+    assert proc.returncode is not None and not scorer.lock.locked()
+
+
+def test_rouge_l_by_hand_and_tokenization_modes():
+    hyp, ref = {"c": "A man slices a tomato."}, {"c": "a man is slicing a tomato"}
+    beta2 = 1.2**2
+
+    def f(lcs, n_hyp, n_ref):
+        p, r = lcs / n_hyp, lcs / n_ref
+        return 100 * (1 + beta2) * p * r / (r + beta2 * p)
+
+    # Whitespace keeps "tomato." as one token: LCS = "a man a" (3 of 5 and 6 tokens).
+    assert caption_metrics(hyp, ref, meteor=False)["ROUGE-L"] == pytest.approx(f(3, 5, 6))
+    if shutil.which("java"):
+        # PTB splits off and drops the period: LCS = "a man a tomato".
+        out = caption_metrics(hyp, ref, tokenize="ptb", meteor=False)
+        assert out["ROUGE-L"] == pytest.approx(f(4, 5, 6))
+
+
+def test_skip_meteor_path_and_sanitizing_equivalences():
+    out = caption_metrics(HYPS, REFS, meteor=False)
+    assert math.isnan(out["METEOR"]) and out["not_computed"] == ["METEOR"]
+    gts, res = tokenized()
+    assert out["CIDEr"] == Cider().compute_score(gts, res)[0]
+    # Line breaks act as spaces; an empty hypothesis is scored as "none".
+    assert caption_metrics({**HYPS, "v1_1": "pour the\noil into\r\nthe pan"}, REFS, meteor=False)["BLEU-4"] == out["BLEU-4"]
+    a = caption_metrics({**HYPS, "v2_1": ""}, REFS, meteor=False)
+    b = caption_metrics({**HYPS, "v2_1": "none"}, REFS, meteor=False)
+    assert a["BLEU-4"] == b["BLEU-4"] and a["CIDEr"] == b["CIDEr"] and a["ROUGE-L"] == b["ROUGE-L"]
+    # Identical captions give perfect BLEU and ROUGE-L.
+    same = caption_metrics({k: v[0] for k, v in tokenized()[0].items()}, REFS, meteor=False)
+    assert same["BLEU-4"] == pytest.approx(100.0) and same["ROUGE-L"] == pytest.approx(100.0)
+
+
+def test_per_clip_scores_are_cider_per_clip():
+    scores = per_clip_scores(HYPS, REFS)
+    gts, res = tokenized()
+    _, direct = Cider().compute_score(gts, res)
+    assert list(scores) == list(HYPS)
+    assert list(scores.values()) == pytest.approx(list(direct))
+    assert scores["v2_0"] > scores["v2_1"]  # close paraphrase beats a different action
+    assert "CIDEr" in CONVENTIONS["per_clip"]
+
+
+def test_missing_java(monkeypatch):
+    monkeypatch.setenv("PATH", "")
+    msg = (
+        "java not found on PATH: METEOR needs a Java runtime "
+        "(e.g. apt-get install openjdk-17-jre-headless), or pass --skip-meteor"
+    )
+    with pytest.raises(InputError) as err:
+        require_java()
+    assert str(err.value) == msg
+    with pytest.raises(InputError, match="skip-meteor"):
+        caption_metrics(HYPS, REFS)
+    with pytest.raises(InputError, match="PTB tokenizer"):
+        caption_metrics(HYPS, REFS, tokenize="ptb", meteor=False)
+    assert caption_metrics(HYPS, REFS, meteor=False)["BLEU-4"] > 0  # works without Java
+
+
+def test_ptb_tokenizer_needs_a_writable_package_dir(monkeypatch):
+    monkeypatch.setattr(captioning.os, "access", lambda *a: False)
+    monkeypatch.setattr(captioning.shutil, "which", lambda *a: "/usr/bin/java")
+    with pytest.raises(InputError, match="not writable"):
+        caption_metrics(HYPS, REFS, tokenize="ptb", meteor=False)
+
+
+@pytest.mark.parametrize(
+    "hyps, refs, msg",
+    [
+        ({"a": "x"}, {"b": ["x"]}, "ids differ"),
+        ({}, {}, "no captions"),
+        ({"a": "x"}, {"a": []}, "reference"),
+        ({"a": None}, {"a": ["x"]}, "string hypothesis"),
+    ],
+)
+def test_bad_input_is_rejected(hyps, refs, msg):
+    with pytest.raises(ValueError, match=msg):
+        caption_metrics(hyps, refs, meteor=False)
+    with pytest.raises(ValueError, match="tokenize"):
+        caption_metrics(HYPS, REFS, tokenize="spacy", meteor=False)

@@ -1,0 +1,189 @@
+"""Video captioning: BLEU-3/4, METEOR, ROUGE-L, CIDEr through pycocoevalcap's scorers.
+
+The paper's numbers come from nlg-eval, which runs the same coco-caption scorers on whitespace-split
+text (no PTB tokenizer); ``tokenize="whitespace"`` reproduces that. METEOR is the Java 1.5 jar.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+
+from pycocoevalcap.bleu.bleu import Bleu
+from pycocoevalcap.cider.cider import Cider
+from pycocoevalcap.meteor.meteor import Meteor
+from pycocoevalcap.rouge.rouge import Rouge
+from pycocoevalcap.tokenizer import ptbtokenizer
+
+from vlmbench.errors import InputError
+from vlmbench.metrics import MetricInputError
+
+# Empty hypotheses become this word, as MMPT's predictor does ("none"); it only scores where a
+# reference itself contains "none".
+EMPTY_HYPOTHESIS = "none"
+
+# Characters that end a line for METEOR's stdin protocol or the PTB tokenizer (Java treats \u2028 etc.
+# as line breaks, which shifts every later caption), plus '|', METEOR's field separator.
+_UNSAFE = re.compile("[\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029|]")
+
+TOKENIZERS = ("whitespace", "ptb")
+
+# METEOR exits on EOF within a second; past this it is killed.
+_METEOR_EXIT_TIMEOUT_S = 10.0
+
+CONVENTIONS: dict[str, str] = {
+    "tokenize": "whitespace (default, paper/nlg-eval protocol): lower-case, split on whitespace, rejoin with "
+    "single spaces; ptb: pycocoevalcap's PTBTokenizer (lower-cases and drops punctuation). The caller "
+    "records which one it used",
+    "sanitize": "line breaks and '|' are replaced by spaces in hypotheses and references before tokenizing "
+    "(they break METEOR's line protocol)",
+    "empty_hypothesis": f"an empty hypothesis is scored as {EMPTY_HYPOTHESIS!r} (as MMPT does)",
+    "scale": "BLEU-3/4, METEOR, ROUGE-L in percent (x100); CIDEr raw (paper: 1.3869)",
+    "bleu": "coco-caption corpus BLEU, 'closest' reference length, tiny smoothing epsilons",
+    "meteor": "METEOR 1.5 jar, -l en -norm (coco-caption / nlg-eval)",
+    "rouge_l": "coco-caption ROUGE-L, beta 1.2, max precision and max recall over references, mean over clips",
+    "cider": "coco-caption CIDEr-D; IDF computed from the scored set, so a subset or a single clip scores "
+    "differently (a single clip scores 0)",
+    "per_clip": "per_clip_scores gives each clip's CIDEr-D within the whole scored set",
+}
+
+
+def require_java(needed_for: str = "METEOR") -> None:
+    """Raise InputError unless a `java` executable is on PATH (run this before any model work)."""
+    if shutil.which("java") is None:
+        if needed_for == "METEOR":
+            hint = "or pass --skip-meteor"
+        else:
+            hint = "or use whitespace tokenization"
+        raise InputError(
+            f"java not found on PATH: {needed_for} needs a Java runtime "
+            f"(e.g. apt-get install openjdk-17-jre-headless), {hint}"
+        )
+
+
+def _whitespace(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def _ptb(texts: dict[object, list[str]]) -> dict[object, list[str]]:
+    """Tokenize {key: [sentence, ...]} with pycocoevalcap's PTBTokenizer (one Java start)."""
+    require_java("the PTB tokenizer")
+    # PTBTokenizer writes its temp file next to its jar.
+    jar_dir = os.path.dirname(os.path.abspath(ptbtokenizer.__file__))
+    if not os.access(jar_dir, os.W_OK):
+        raise InputError(
+            f"the PTB tokenizer writes a temp file into {jar_dir}, which is not writable; "
+            "use whitespace tokenization or a writable Python environment"
+        )
+    out = ptbtokenizer.PTBTokenizer().tokenize({k: [{"caption": s} for s in v] for k, v in texts.items()})
+    if any(len(out.get(k, ())) != len(v) for k, v in texts.items()):
+        raise RuntimeError("PTB tokenizer returned a different number of sentences than it was given")
+    return out
+
+
+def _prepare(
+    hypotheses: dict[str, str], references: dict[str, list[str] | str], tokenize: str
+) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """Validate, sanitize and tokenize into pycocoevalcap's (gts, res) format: id -> [sentence, ...]."""
+    if tokenize not in TOKENIZERS:
+        raise MetricInputError(f"tokenize must be one of {TOKENIZERS}, got {tokenize!r}")
+    missing = [k for k in hypotheses if k not in references]
+    extra = [k for k in references if k not in hypotheses]
+    if missing or extra:
+        raise MetricInputError(
+            f"hypothesis and reference ids differ: {len(missing)} without references (e.g. {missing[:3]}), "
+            f"{len(extra)} without hypotheses (e.g. {extra[:3]})"
+        )
+    if not hypotheses:
+        raise MetricInputError("no captions to score")
+    res: dict[str, list[str]] = {}
+    gts: dict[str, list[str]] = {}
+    for k, hyp in hypotheses.items():
+        refs = references[k]
+        refs = [refs] if isinstance(refs, str) else list(refs)
+        if not isinstance(hyp, str) or not refs or not all(isinstance(r, str) for r in refs):
+            raise MetricInputError(f"clip {k!r}: need a string hypothesis and >= 1 string reference")
+        res[k] = [_UNSAFE.sub(" ", hyp).strip() or EMPTY_HYPOTHESIS]
+        gts[k] = [_UNSAFE.sub(" ", r) for r in refs]
+
+    if tokenize == "whitespace":
+        res = {k: [_whitespace(s) for s in v] for k, v in res.items()}
+        gts = {k: [_whitespace(s) for s in v] for k, v in gts.items()}
+    else:
+        out = _ptb({**{("res", k): v for k, v in res.items()}, **{("gts", k): v for k, v in gts.items()}})
+        res = {k: out[("res", k)] for k in res}
+        gts = {k: out[("gts", k)] for k in gts}
+    # Tokenizing can empty a hypothesis (e.g. PTB drops punctuation-only text).
+    res = {k: [v[0] or EMPTY_HYPOTHESIS] for k, v in res.items()}
+    return gts, res
+
+
+def _shutdown_meteor(scorer: Meteor) -> str:
+    """Stop METEOR's Java process and return what it wrote to stderr."""
+    # compute_score keeps its lock on error, and Meteor.__del__ would then block forever on it.
+    if scorer.lock.locked():
+        scorer.lock.release()
+    proc = scorer.meteor_p
+    try:
+        proc.stdin.close()  # EOF on stdin ends METEOR's -stdio loop
+    except OSError:
+        pass
+    try:
+        proc.wait(timeout=_METEOR_EXIT_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    stderr = proc.stderr.read().decode(errors="replace")
+    proc.stdout.close()
+    proc.stderr.close()
+    return stderr
+
+
+def _meteor(gts: dict[str, list[str]], res: dict[str, list[str]]) -> float:
+    scorer = Meteor()  # starts one Java process (~5-10 s)
+    failure = None
+    try:
+        score, _ = scorer.compute_score(gts, res)
+    except (ValueError, OSError) as e:  # the protocol broke: unparsable output or a dead process
+        failure = e
+    finally:
+        stderr = _shutdown_meteor(scorer)
+    if failure is not None:
+        raise RuntimeError(f"METEOR failed ({failure!r}); its stderr ends with: {stderr[-500:]!r}") from failure
+    return float(score)
+
+
+def caption_metrics(
+    hypotheses: dict[str, str],
+    references: dict[str, list[str]] | dict[str, str],
+    tokenize: str = "whitespace",
+    meteor: bool = True,
+) -> dict:
+    """Corpus BLEU-3/4, METEOR, ROUGE-L (percent) and CIDEr (raw) over clip id -> caption dicts.
+
+    With meteor=False (no Java), METEOR is NaN and listed in "not_computed".
+    """
+    if meteor:
+        require_java()
+    gts, res = _prepare(hypotheses, references, tokenize)
+    bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
+    rouge, _ = Rouge().compute_score(gts, res)
+    cider, _ = Cider().compute_score(gts, res)
+    return {
+        "BLEU-3": float(100.0 * bleu[2]),
+        "BLEU-4": float(100.0 * bleu[3]),
+        "METEOR": 100.0 * _meteor(gts, res) if meteor else float("nan"),
+        "ROUGE-L": float(100.0 * rouge),
+        "CIDEr": float(cider),
+        "not_computed": [] if meteor else ["METEOR"],
+        "n_clips": len(res),
+    }
+
+
+def per_clip_scores(
+    hypotheses: dict[str, str], references: dict[str, list[str]] | dict[str, str], tokenize: str = "whitespace"
+) -> dict[str, float]:
+    """Each clip's CIDEr-D (raw), with IDF from the whole set given, for error analysis."""
+    gts, res = _prepare(hypotheses, references, tokenize)
+    _, scores = Cider().compute_score(gts, res)
+    return {k: float(s) for k, s in zip(gts, scores)}
