@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import write_json
+from ...io import write_json
 
 VERSION = 1
 DIM = 512
@@ -80,7 +80,7 @@ def default_cache() -> Path:
     return Path(os.environ.get("VLMBENCH_CACHE", Path.home() / ".cache" / "vlmbench"))
 
 
-def _write_atomically(out: Path, fill) -> Path:
+def write_atomically(out: Path, fill) -> Path:
     """Build a dataset in a temp folder beside `out`, then rename: a killed run leaves no half dataset."""
     out = Path(out)
     if (out / ".complete").is_file():
@@ -96,44 +96,31 @@ def _write_atomically(out: Path, fill) -> Path:
     return out
 
 
-def write_howto100m(out: str | Path, seed: int = 0, n_videos: int = 240, steps_per_video: tuple[int, int] = (6, 10)) -> Path:
-    """captions.json ({vid: {start, end, text}}) + features/<vid>.npy, the HowTo100M pre-training format.
-
-    ASR-like captions: each step is narrated by one or two overlapping lines; ~10% of lines are off-topic.
-    """
-    world = World()
-
-    def fill(tmp: Path) -> None:
-        rng = np.random.default_rng([seed, 1])
-        (tmp / "features").mkdir()
-        captions = {}
-        for i in range(n_videos):
-            vid = f"toy_how_{i:05d}"
-            steps = world.random_steps(rng, int(rng.integers(*steps_per_video, endpoint=True)))
-            np.save(tmp / "features" / f"{vid}.npy", world.features(steps, rng))
-            start, end, text, t = [], [], [], 0.0
-            for step in steps:
-                lines = 1 if step.seconds < 6 else 2
-                for k in range(lines):
-                    s = t + k * step.seconds / lines + rng.uniform(-0.5, 0.5)
-                    e = s + step.seconds / lines + rng.uniform(0.5, 2.0)   # rolling ASR overlaps the next line
-                    say = OFF_TOPIC[rng.integers(len(OFF_TOPIC))] if rng.random() < 0.1 else world.sentence(step, rng)
-                    start.append(round(max(0.0, s), 2)), end.append(round(e, 2)), text.append(say)
-                t += step.seconds
-            captions[vid] = {"start": start, "end": end, "text": text}
-        write_json(tmp / "captions.json", captions)
-
-    return _write_atomically(Path(out), fill)
-
-
 def toy_root(seed: int = 0) -> Path:
     return default_cache() / f"toy-v{VERSION}-seed{seed}"
 
 
-def ensure_howto100m(seed: int = 0, say=print) -> Path:
-    path = toy_root(seed) / "howto100m"
-    if not (path / ".complete").is_file():
-        say(f"No --data given: writing the toy world (HowTo100M format) to {path}")
-    else:
-        say(f"No --data given: using the toy world at {path}")
-    return write_howto100m(path, seed=seed)
+def ensure(name: str, writer, seed: int = 0, say=print) -> Path:
+    """The toy dataset `name` under the cache, written once; says in one line where it is."""
+    path = toy_root(seed) / name
+    verb = "using" if (path / ".complete").is_file() else "writing"
+    say(f"No --data given: {verb} the toy world ({name}) at {path}")
+    return writer(path, seed=seed)
+
+
+# dataset folder -> "module:function" writing it (module under vlmbench.data.toy), imported lazily
+WRITERS = {
+    "howto100m": "howto100m:write_howto100m",
+    "msrvtt": "msrvtt:write_msrvtt",
+    "youcook2": "youcook2:write_youcook2",
+    "coin": "coin:write_coin",
+    "crosstask": "crosstask:write_crosstask",
+}
+
+
+def ensure_dataset(name: str, seed: int = 0, say=print) -> Path:
+    import importlib
+
+    module, func = WRITERS[name].split(":")
+    writer = getattr(importlib.import_module(f"{__name__}.{module}"), func)
+    return ensure(name, writer, seed=seed, say=say)

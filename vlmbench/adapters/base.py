@@ -1,0 +1,91 @@
+"""What every task adapter provides; the runner (vlmbench/runner.py) drives them all the same way:
+
+    adapter.load()                     read annotations + features (train and scored split)
+    module = adapter.build(vlm)        the VLM plus any task head (a torch Module)
+    for batch in adapter.train_batches(epoch, rng): loss = adapter.loss(module, batch)   (unless zero-shot)
+    preds = adapter.predict(module)    dict of numpy arrays -> predictions.npz (re-scorable offline)
+    metrics, conventions = Adapter.score(preds, config)   pure: no model, no files beyond preds
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data.features import FeatureStore, fingerprint, resolve_missing
+from ..model.vlm import VLM
+from ..registry import TaskSpec
+from ..runconfig import RunConfig
+
+
+@dataclass
+class Loaded:
+    """What load() found: counts for the result, and what the data fingerprint hashes."""
+    counts: dict[str, int] = field(default_factory=dict)
+    annotation_files: list[Path] = field(default_factory=list)
+    feature_ids: list[str] = field(default_factory=list)
+
+    def fingerprint(self) -> str:
+        return fingerprint(self.annotation_files, self.feature_ids)
+
+
+class Adapter:
+    family: ClassVar[str]
+
+    def __init__(self, spec: TaskSpec, cfg: RunConfig, root: Path, allow_missing: bool = False,
+                 say: Callable[[str], None] = print, device: torch.device | None = None):
+        self.spec, self.cfg, self.root = spec, cfg, Path(root)
+        self.allow_missing, self.say = allow_missing, say
+        self.device = device or torch.device("cpu")
+        self.paths = spec.paths(self.root)
+        self.loaded = Loaded()
+
+    # -- data ----------------------------------------------------------------------------------------------
+    def store(self) -> FeatureStore:
+        return FeatureStore(self.spec.feature_dir(self.root))
+
+    def keep_with_features(self, ids: list[str], store: FeatureStore, what: str) -> set[str]:
+        """Ids with a feature file; an InputError for missing ones unless --allow-missing (then counted)."""
+        kept, n_missing = resolve_missing(ids, store, self.allow_missing, what)
+        self.loaded.counts[f"missing_features_{what.replace(' ', '_')}"] = n_missing
+        return set(kept)
+
+    def cap(self, items: list, limit: int) -> list:
+        """max_train / max_test: a deterministic prefix (toy and smoke presets keep runs short)."""
+        return items[:limit] if limit and limit > 0 else items
+
+    def load(self) -> None:
+        raise NotImplementedError
+
+    # -- model ---------------------------------------------------------------------------------------------
+    def build(self, vlm: VLM) -> nn.Module:
+        return vlm
+
+    def preflight(self) -> None:
+        """Checks that must fail before any model work (e.g. java for METEOR)."""
+
+    def train_batches(self, epoch: int, rng: np.random.Generator) -> Iterator[Any]:
+        raise NotImplementedError
+
+    def steps_per_epoch(self) -> int | None:
+        """For the progress bar; None when unknown."""
+        return None
+
+    def loss(self, module: nn.Module, batch: Any) -> torch.Tensor:
+        raise NotImplementedError
+
+    def predict(self, module: nn.Module, progress: Callable[[int, int], None] | None = None) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    # -- scoring (pure) ------------------------------------------------------------------------------------
+    @classmethod
+    def score(cls, preds: dict[str, np.ndarray], cfg: dict[str, Any]) -> tuple[dict[str, float], dict[str, str]]:
+        raise NotImplementedError
+
+    def extra_outputs(self, preds: dict[str, np.ndarray], out_dir: Path) -> dict[str, Any]:
+        """Optional side outputs (e.g. the captioning error-analysis CSV); returns anything to print."""
+        return {}

@@ -1,0 +1,180 @@
+"""`vlmbench run`: task spec -> adapter -> (fine-tune) -> predictions file -> metrics -> result record.
+
+Data flows one way; the predictions are saved before scoring so any run can be re-scored offline
+(`vlmbench score`). On the toy world (no --data) the toy datasets and a toy pre-trained checkpoint are made
+once, cached, and reused.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from filelock import FileLock
+
+from . import config as cfgmod
+from . import registry
+from .data import toy
+from .errors import InputError
+from .io import atomic_write
+from .model.vlm import VLM
+from .reporting.result import Result, provenance, save_result
+from .runconfig import RunConfig, run_config
+from .train.finetune import finetune
+
+PREDICTIONS = "predictions.npz"
+RESULT = "result.json"
+
+
+def device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def toy_checkpoint(backbone: str, say: Callable[[str], None] = print, progress: bool = True) -> Path:
+    """The toy world's pre-trained VLM for a backbone (preset `smoke` for the tiny one, `toy` otherwise),
+    pre-trained once under a lock and cached."""
+    from .train.config import pretrain_config
+    from .train.pretrain import pretrain
+
+    preset = "smoke" if backbone == "tiny" else "toy"
+    tag = backbone if backbone in ("default", "tiny") else hashlib.sha1(str(Path(backbone).resolve()).encode()).hexdigest()[:10]
+    out = toy.toy_root() / "checkpoints" / f"pretrain-{preset}-{tag}"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(out) + ".lock"):
+        if not (out / "model" / "model.safetensors").is_file():
+            say(f"No --checkpoint given: pre-training a toy checkpoint once (preset {preset}) into {out}")
+            t0 = time.perf_counter()
+            pretrain(pretrain_config(preset, [f"backbone={backbone}"]), out, data=None, resume=True,
+                     progress=progress, say=lambda s: None)
+            say(f"Toy pre-training took {time.perf_counter() - t0:.0f} s")
+        else:
+            say(f"No --checkpoint given: using the cached toy checkpoint {out / 'model'}")
+    return out / "model"
+
+
+def save_predictions(path: Path, task: str, cfg: dict, preds: dict[str, np.ndarray]) -> Path:
+    meta = {"__task__": np.array(task), "__config__": np.array(json.dumps(cfg))}
+    return atomic_write(path, lambda p: np.savez_compressed(open(p, "wb"), **meta, **preds))
+
+
+def load_predictions(path: Path) -> tuple[str, dict, dict[str, np.ndarray]]:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            data = {k: z[k] for k in z.files}
+        task, cfg = str(data.pop("__task__")), json.loads(str(data.pop("__config__")))
+    except (OSError, ValueError, KeyError) as e:
+        raise InputError(f"not a vlmbench predictions file ({e})", path=path) from None
+    return task, cfg, data
+
+
+def score_file(path: Path) -> tuple[str, dict[str, float], dict[str, str]]:
+    task, cfg, preds = load_predictions(Path(path))
+    spec = registry.get(task)
+    metrics, conventions = spec.adapter_class().score(preds, cfg)
+    return task, metrics, conventions
+
+
+def run(task: str, *, data: Path | None = None, checkpoint: Path | None = None, out: Path | None = None,
+        preset: str | None = None, pairs: list[str] | tuple[str, ...] = (), allow_missing: bool = False,
+        progress: bool = True, say: Callable[[str], None] = print) -> tuple[Result, dict]:
+    """Returns the saved result and the adapter's extra outputs (e.g. caption examples) for display."""
+    spec = registry.get(task)
+    is_toy = data is None
+    cfg: RunConfig = run_config(spec, preset or ("toy" if is_toy else "paper"), pairs)
+    out = Path(out) if out else Path("runs") / f"{task}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    dev = device()
+    root = toy.toy_root() if is_toy else Path(data)
+    if not is_toy and not root.is_dir():
+        raise InputError("data folder not found", path=root)
+    adapter = spec.adapter_class()(spec, cfg, root, allow_missing=allow_missing, say=say, device=dev)
+    adapter.preflight()
+    if is_toy:
+        toy.ensure_dataset(spec.dataset, say=say)
+
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    adapter.load()
+    timings["load_s"] = time.perf_counter() - t0
+
+    if checkpoint is not None:
+        vlm = VLM.load(checkpoint)
+    elif is_toy:
+        vlm = VLM.load(toy_checkpoint(cfg.backbone, say=say, progress=progress))
+    else:
+        say(f"No --checkpoint given: starting from the {cfg.backbone} backbone without VLM pre-training")
+        vlm = VLM.from_backbone(cfg.backbone, seed=cfg.seed)
+    torch.manual_seed(cfg.seed)
+    module = adapter.build(vlm).to(dev)
+
+    losses: list[float] = []
+    if not cfg.zeroshot and cfg.epochs > 0:
+        t0 = time.perf_counter()
+        with _bar(progress, "fine-tune", _total(adapter, cfg)) as tick:
+            losses = finetune(adapter, module, cfg, dev, on_step=lambda s, l: tick(1, f"loss {l:.3f}"))
+        timings["finetune_s"] = time.perf_counter() - t0
+    module.eval()
+
+    t0 = time.perf_counter()
+    with torch.no_grad(), _bar(progress, "predict", None) as tick:
+        preds = adapter.predict(module, progress=lambda done, total: tick(done, "", total))
+    timings["predict_s"] = time.perf_counter() - t0
+    cfg_dict = cfgmod.to_dict(cfg)
+    save_predictions(out / PREDICTIONS, task, cfg_dict, preds)
+
+    t0 = time.perf_counter()
+    metrics, conventions = adapter.score(preds, cfg_dict)
+    extra = adapter.extra_outputs(preds, out)
+    timings["score_s"] = time.perf_counter() - t0
+
+    counts = {k: int(v) for k, v in adapter.loaded.counts.items()}
+    counts["finetune_updates"] = len(losses)
+    result = Result(task=task, family=spec.family, split=spec.split, metrics=metrics, conventions=conventions,
+                    counts=counts, config={**cfg_dict, "checkpoint": str(checkpoint) if checkpoint else None,
+                                           "data": str(root), "allow_missing": allow_missing},
+                    preset=cfg.preset, seed=cfg.seed, toy=is_toy,
+                    provenance=provenance(adapter.loaded.fingerprint()),
+                    timings={k: round(v, 3) for k, v in timings.items()})
+    save_result(result, out / RESULT)
+    if losses:
+        atomic_write(out / "finetune_losses.json", lambda p: p.write_text(json.dumps(losses)))
+    result.path = out / RESULT
+    return result, extra
+
+
+def _total(adapter, cfg: RunConfig) -> int | None:
+    per = adapter.steps_per_epoch()
+    return per * cfg.epochs if per else None
+
+
+class _bar:
+    """Context manager yielding tick(advance_or_done, text, total=None); rich progress when enabled."""
+
+    def __init__(self, enabled: bool, label: str, total: int | None):
+        self.enabled, self.label, self.total = enabled, label, total
+
+    def __enter__(self):
+        if not self.enabled:
+            return lambda *a, **k: None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.p = Progress(TextColumn(self.label), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+                          TimeElapsedColumn(), transient=False)
+        self.task = self.p.add_task(self.label, total=self.total, info="")
+        self.p.start()
+
+        def tick(n: int, info: str = "", total: int | None = None) -> None:
+            if total is not None:   # absolute progress (predict)
+                self.p.update(self.task, completed=n, total=total, info=info)
+            else:
+                self.p.update(self.task, advance=n, info=info)
+        return tick
+
+    def __exit__(self, *exc):
+        if self.enabled:
+            self.p.stop()
+        return False
