@@ -1,0 +1,84 @@
+"""Regression comparison: direction, tolerance, missing metrics, markdown."""
+from __future__ import annotations
+
+import pytest
+
+from vlmbench.errors import InputError
+from vlmbench.reporting.compare import DEFAULT_TOLERANCES, compare, compare_paths, failed, to_markdown, tolerance
+from vlmbench.reporting.result import Result, save_result
+
+
+def res(task="msrvtt-retrieval", **metrics) -> Result:
+    return Result(task=task, metrics=metrics, toy=True)
+
+
+def statuses(df):
+    return dict(zip(df.metric, df.status))
+
+
+def test_default_tolerances():
+    assert tolerance("R@1") == 0.5 and tolerance("accuracy") == 0.5
+    assert tolerance("CIDEr") == 0.01 and DEFAULT_TOLERANCES["MedR"] == 0.5
+    assert tolerance("R@1", {"R@1": 2.0}) == 2.0 and tolerance("R@5", {"*": 0.1}) == 0.1
+
+
+def test_regression_higher_is_better(tmp_path):
+    new = save_result(res(**{"R@1": 20.0, "R@5": 50.0}), tmp_path / "new" / "result.json")
+    ref = save_result(res(**{"R@1": 21.0, "R@5": 50.4}), tmp_path / "ref" / "result.json")
+    df, bad = compare_paths(new, ref)
+    assert bad is True
+    assert statuses(df) == {"R@1": "regressed", "R@5": "ok"}
+    row = df[df.metric == "R@1"].iloc[0]
+    assert (row.ref, row.new, row.delta, row.tolerance) == (21.0, 20.0, -1.0, 0.5)
+
+
+def test_within_tolerance_and_improvement_pass(tmp_path):
+    df, bad = compare_paths(
+        save_result(res(**{"R@1": 20.5, "R@5": 60.0, "CIDEr": 1.30}), tmp_path / "n.result.json"),
+        save_result(res(**{"R@1": 21.0, "R@5": 50.0, "CIDEr": 1.31}), tmp_path / "ref" / "r.result.json"),
+    )
+    assert bad is False
+    assert statuses(df) == {"R@1": "ok", "R@5": "improved", "CIDEr": "ok"}  # exactly at tolerance is ok
+
+
+def test_median_rank_lower_is_better():
+    assert statuses(compare([res(MedR=6.0)], [res(MedR=5.0)])) == {"MedR": "regressed"}
+    assert statuses(compare([res(MedR=5.5)], [res(MedR=5.0)])) == {"MedR": "ok"}
+    assert statuses(compare([res(MedR=3.0)], [res(MedR=5.0)])) == {"MedR": "improved"}
+    assert statuses(compare([res(v2t_MeanR=9.0)], [res(v2t_MeanR=7.0)])) == {"v2t_MeanR": "regressed"}
+
+
+def test_missing_metric_and_task_fail():
+    df = compare([res(**{"R@1": 30.0})], [res(**{"R@1": 30.0, "R@10": 70.0}), res("msrvtt-mcqa", accuracy=90.0)])
+    assert list(zip(df.task, df.metric, df.status)) == [
+        ("msrvtt-retrieval", "R@1", "ok"), ("msrvtt-retrieval", "R@10", "missing"), ("msrvtt-mcqa", "accuracy", "missing"),
+    ]
+    assert failed(df)
+    assert not failed(compare([res(**{"R@1": 30.0, "R@10": 70.0})], [res(**{"R@1": 30.0})]))  # extra new metric is fine
+
+
+def test_baselines_keyed_apart():
+    ref = [res(**{"R@1": 20.0}), Result(task="msrvtt-retrieval", metrics={"R@1": 0.1}, baseline="random")]
+    new = [Result(task="msrvtt-retrieval", metrics={"R@1": 0.1}, baseline="random"), res(**{"R@1": 20.2})]
+    df = compare(new, ref)
+    assert list(df.task) == ["msrvtt-retrieval", "msrvtt-retrieval [random]"] and not failed(df)
+    with pytest.raises(InputError, match="two new results"):
+        compare([res(**{"R@1": 1.0}), res(**{"R@1": 2.0})], ref)
+
+
+def test_markdown():
+    md = to_markdown(compare([res(**{"R@1": 20.0}, MedR=4.0, CIDEr=1.3869)], [res(**{"R@1": 21.0}, MedR=4.0, CIDEr=1.3869)]))
+    lines = md.splitlines()
+    assert lines[0] == "**1 of 3 metrics failed**"
+    assert lines[2] == "| | task | metric | ref | new | delta | tolerance | status |"
+    assert lines[3] == "|---|---|---|---|---|---|---|---|"
+    assert lines[4] == "| ❌ | msrvtt-retrieval | R@1 | 21.00 | 20.00 | -1.00 | 0.50 | regressed |"
+    assert lines[6] == "| ✅ | msrvtt-retrieval | CIDEr | 1.3869 | 1.3869 | +0.0000 | 0.0100 | ok |"
+    missing = to_markdown(compare([], [res("msrvtt-mcqa", accuracy=90.0)]))
+    assert "| ❌ | msrvtt-mcqa | accuracy | 90.00 | - | - | 0.50 | missing |" in missing
+
+
+def test_empty_reference(tmp_path):
+    (tmp_path / "ref").mkdir()
+    with pytest.raises(InputError, match="no reference results"):
+        compare_paths(save_result(res(**{"R@1": 1.0}), tmp_path / "n.result.json"), tmp_path / "ref")

@@ -1,0 +1,190 @@
+"""Result records, provenance, loading, report formats and the ablation grid."""
+from __future__ import annotations
+
+import io
+import json
+import math
+import re
+
+import pandas as pd
+import pytest
+
+from vlmbench.errors import InputError
+from vlmbench.reporting.plots import plot_metric_vs_key
+from vlmbench.reporting.result import SCHEMA, Result, load_results, provenance, save_result
+from vlmbench.reporting.tables import TOY_NOTE, grid_table, report, report_frame
+
+
+def make(task="msrvtt-retrieval", metrics=None, **kw) -> Result:
+    kw.setdefault("family", "retrieval")
+    kw.setdefault("split", "test")
+    return Result(task=task, metrics=metrics or {"R@1": 12.3, "R@5": 30.0, "MedR": 9.0}, **kw)
+
+
+def test_round_trip(tmp_path):
+    r = make(
+        conventions={"ties": "pessimistic", "median": "np.median"}, counts={"examples": 1000, "missing_features": 0},
+        config={"name": "run-a", "pretrain": {"mmm": 0.5}}, preset="toy", seed=0, toy=True,
+        provenance={"git_sha": "abc", "git_dirty": False, "versions": {"python": "3.11"}, "data_fingerprint": "f00"},
+        timings={"finetune_s": 1.2, "predict_s": 0.3, "score_s": 0.1}, baseline=None,
+    )
+    d = r.to_dict()
+    assert d["schema"] == SCHEMA and list(d)[0] == "schema" and "path" not in d
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", d["created"])
+    assert Result.from_dict(json.loads(json.dumps(d))) == r
+    saved = save_result(r, tmp_path / "run-a" / "result.json")
+    [back] = load_results(saved)
+    assert back == r and back.path == saved and back.metrics["R@1"] == 12.3
+    assert [p.name for p in tmp_path.joinpath("run-a").iterdir()] == ["result.json"]  # no temp file left
+
+
+def test_null_metric_loads_as_nan():
+    d = make(metrics={"CIDEr": 1.0}).to_dict()
+    d["metrics"]["CIDEr"] = None
+    assert math.isnan(Result.from_dict(d).metrics["CIDEr"])
+
+
+def test_provenance_keys():
+    p = provenance("abc123")
+    assert set(p) == {"git_sha", "git_dirty", "versions", "data_fingerprint"}
+    assert p["data_fingerprint"] == "abc123"
+    assert set(p["versions"]) == {"python", "torch", "transformers", "numpy", "vlmbench"}
+    assert p["versions"]["numpy"] and p["versions"]["python"].startswith("3.")
+    # this test runs inside the repo checkout: a 40-hex SHA and a boolean dirty flag
+    assert re.fullmatch(r"[0-9a-f]{40}", p["git_sha"]) and isinstance(p["git_dirty"], bool)
+
+
+def test_provenance_without_git(monkeypatch):
+    import vlmbench.reporting.result as result_mod
+
+    monkeypatch.setattr(result_mod, "REPO_DIR", result_mod.Path("/"))  # not a git checkout
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", "/")
+    p = provenance(None)
+    assert p["git_sha"] is None and p["git_dirty"] is None
+
+
+def test_load_results_folder(tmp_path):
+    save_result(make(task="msrvtt-retrieval"), tmp_path / "a" / "result.json")
+    save_result(make(task="msrvtt-mcqa", metrics={"accuracy": 50.0}), tmp_path / "b" / "deep" / "mcqa.result.json")
+    (tmp_path / "notes.json").write_text("{not a result")  # other names are ignored
+    results = load_results(tmp_path)
+    assert sorted(r.task for r in results) == ["msrvtt-mcqa", "msrvtt-retrieval"]
+    assert load_results([tmp_path, tmp_path / "a" / "result.json"])[0].task == "msrvtt-retrieval"
+    assert len(load_results([tmp_path, tmp_path / "a" / "result.json"])) == 2  # no duplicates
+
+
+@pytest.mark.parametrize(
+    "text,why",
+    [
+        ("{broken", "JSON"),
+        ("[1, 2]", "JSON object"),
+        ('{"schema": "other/2", "task": "x", "metrics": {}}', "schema"),
+        (json.dumps({"schema": SCHEMA, "task": "x"}), "metrics"),
+        (json.dumps({"schema": SCHEMA, "task": "x", "metrics": {"R@1": "high"}}), "numbers"),
+        (json.dumps({"schema": SCHEMA, "task": "x", "metrics": {}, "colour": 1}), "unknown keys"),
+    ],
+)
+def test_malformed_result_names_file(tmp_path, text, why):
+    bad = tmp_path / "run" / "result.json"
+    bad.parent.mkdir()
+    bad.write_text(text)
+    with pytest.raises(InputError) as e:
+        load_results(tmp_path)
+    assert e.value.path == bad and str(bad) in str(e.value) and why in str(e.value)
+
+
+def test_load_results_missing_path(tmp_path):
+    with pytest.raises(InputError, match="no such file"):
+        load_results(tmp_path / "nope")
+
+
+@pytest.fixture
+def mixed_results():
+    return [
+        make(config={"name": "toy-run"}, preset="toy", seed=0, toy=True),
+        make(metrics={"R@1": 0.1, "MedR": 500.0}, baseline="random", toy=True),
+    ]
+
+
+def test_report_frame_order(mixed_results):
+    df = report_frame(mixed_results, against="paper")
+    assert list(df.kind) == ["ours"] + ["paper"] * 7 + ["floor"]
+    assert df.label.iloc[0] == "toy-run preset=toy seed=0"
+    assert df.label.iloc[-1] == "random"
+    vlm = df[(df.kind == "paper") & (df.label == "VLM")].iloc[0]
+    assert vlm["R@1"] == pytest.approx(28.1) and vlm.source == "paper Table 2, ours"
+    assert list(report_frame(mixed_results, against=None).kind) == ["ours", "floor"]
+
+
+@pytest.mark.parametrize("fmt", ["terminal", "markdown", "csv", "json"])
+def test_report_toy_label_every_format(mixed_results, fmt):
+    out = report(mixed_results, against="paper", fmt=fmt)
+    assert TOY_NOTE == "toy world: not comparable with published numbers"
+    assert TOY_NOTE in out
+    assert "28.10" in out or "28.1" in out  # the paper's VLM row is there
+    assert "12.30" in out or "12.3" in out  # and ours
+
+
+def test_report_formats_parse(mixed_results):
+    rows = json.loads(report(mixed_results, fmt="json"))["rows"]
+    assert rows[0]["note"] == TOY_NOTE and rows[0]["R@1"] == 12.3
+    assert (rows[1]["label"], rows[1]["note"], rows[1]["R@5"]) == ("Random", "", 0.5)
+    videoasmt = next(r for r in rows if r["label"].startswith("VideoAsMT"))
+    assert videoasmt["R@5"] is None and videoasmt["R@10"] == 52.8  # the paper's "-" cell stays empty
+
+    csv = pd.read_csv(io.StringIO(report(mixed_results, fmt="csv")), keep_default_na=False)
+    assert list(csv.note[csv.kind == "ours"]) == [TOY_NOTE]
+    md = report(mixed_results, fmt="markdown")
+    assert "| kind | label | source | R@1 | R@5 | MedR | R@10 | note |" in md
+    assert f"> {TOY_NOTE}" in md
+
+
+def test_report_not_toy_has_no_label():
+    out = report([make(toy=False)], fmt="markdown")
+    assert TOY_NOTE not in out
+
+
+def test_report_bad_format():
+    with pytest.raises(InputError, match="format"):
+        report([make()], fmt="html")
+
+
+def ablation_results():
+    out = []
+    for mmm, r1 in [(0.0, 10.0), (0.5, 20.0), (0.3, 18.0)]:
+        for seed, jitter in [(0, -1.0), (1, 1.0)]:
+            out.append(make(task="youcook2-retrieval", metrics={"R@1": r1 + jitter, "MedR": 5.0}, seed=seed, toy=True,
+                            config={"pretrain": {"mmm": mmm, "min_text_len": 8, "loss": "vlm"}}))
+    out.append(make(task="youcook2-retrieval", metrics={"R@1": 0.03}, baseline="random"))
+    return out
+
+
+def test_grid_table_matches_paper_rows():
+    grid = grid_table(ablation_results(), ["pretrain.mmm"])
+    assert list(grid["pretrain.mmm"]) == [0.0, 0.5, 0.3]
+    assert list(grid.n) == [2, 2, 2]  # seeds averaged, the floor baseline left out
+    assert list(grid["R@1"]) == [10.0, 20.0, 18.0]
+    assert list(grid.paper) == ["Table 8: VLM w/ MMM 0%", "Table 8: VLM w/ MMM 50%", "Table 8: VLM w/ MMM 30%"]
+    assert list(grid["paper:R@1"]) == [15.12, 27.05, 25.30]
+    assert grid.attrs["varied_keys"] == ["pretrain.mmm"]
+
+
+def test_grid_table_loss_and_no_match():
+    rs = [make(task="youcook2-caption", metrics={"CIDEr": 1.0}, config={"loss": loss, "mmm": 0.5}) for loss in ("mfm_mlm", "other")]
+    grid = grid_table(rs, ["loss"])
+    assert grid.paper.iloc[0] == "Table 9: VLM w/ L_MFM-MLM" and grid["paper:CIDEr"].iloc[0] == pytest.approx(1.3224)
+    assert pd.isna(grid.paper.iloc[1])
+    # a grid over a key the paper did not vary claims no paper row
+    lr = grid_table([make(task="youcook2-caption", metrics={"CIDEr": 1.0}, config={"lr": 1e-4})], ["lr"])
+    assert "paper" not in lr.columns
+
+
+def test_plot_metric_vs_key(tmp_path):
+    rs = [make(task="youcook2-retrieval", metrics={"R@1": 10.0 + mmm * 10 + (n == 16)},
+               config={"mmm": mmm, "min_text_len": n}) for mmm in (0.0, 0.3, 0.5) for n in (8, 16)]
+    grid = grid_table(rs, ["mmm", "min_text_len"])
+    out = plot_metric_vs_key(grid, "mmm", "R@1", tmp_path / "plots" / "r1.png")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in out.parent.iterdir()] == ["r1.png"]
+    with pytest.raises(InputError, match="no column"):
+        plot_metric_vs_key(grid, "mmm", "CIDEr", tmp_path / "x.png")
