@@ -176,17 +176,46 @@ class VLM(nn.Module):
                         token_type_ids=token_type_ids(b, text_ids.device))
         return out.last_hidden_state
 
+    # ---- isolated halves (fine-tuning and evaluation) -------------------------------------------------------
+    # Under the isolated mask video rows see only video + video-[SEP] and text rows only the text, so each
+    # half can run alone on its own positions (same position ids and token types) with identical states:
+    # 33 positions for a video, 62 for a text, instead of 96 for every pair.
+    def forward_video(self, video: torch.Tensor, vmask: torch.Tensor) -> torch.Tensor:
+        """(B, 33, H): states of the video slots and the video-[SEP], as in an isolated full forward."""
+        b = video.shape[0]
+        tokens = self.video_tokens(video)
+        sep = self.bert.embeddings.word_embeddings.weight[self.sep_id].expand(b, 1, -1)
+        embeds = torch.cat([tokens.to(sep.dtype), sep], dim=1)
+        keys = torch.cat([vmask.bool(), torch.ones(b, 1, dtype=torch.bool, device=vmask.device)], dim=1)
+        return self._run(embeds, keys, start=VIDEO_START)
+
+    def forward_text(self, text_ids: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
+        """(B, 62, H): states of the text slots, as in an isolated full forward."""
+        embeds = self.bert.embeddings.word_embeddings(text_ids)
+        return self._run(embeds, text_mask.bool(), start=TEXT_START)
+
+    def _run(self, embeds: torch.Tensor, keys: torch.Tensor, start: int) -> torch.Tensor:
+        b, n = embeds.shape[:2]
+        pos = position_ids(b, embeds.device)[:, start:start + n]
+        types = token_type_ids(b, embeds.device)[:, start:start + n]
+        attn = torch.zeros(b, 1, n, n, dtype=embeds.dtype, device=embeds.device)
+        attn.masked_fill_(~keys[:, None, None, :], torch.finfo(embeds.dtype).min)
+        return self.bert(inputs_embeds=embeds, attention_mask=attn, position_ids=pos,
+                         token_type_ids=types).last_hidden_state
+
     # ---- pooling (retrieval / QA / CrossTask) ---------------------------------------------------------------
     @staticmethod
     def pool_video(hidden: torch.Tensor, vmask: torch.Tensor) -> torch.Tensor:
-        """Masked mean over the valid video tokens plus the video-[SEP] (the reference's pooled_video)."""
-        states = hidden[:, VIDEO_START:VIDEO_SEP + 1]
+        """Masked mean over the valid video tokens plus the video-[SEP] (the reference's pooled_video).
+        hidden: a full (B, 96, H) forward or forward_video's (B, 33, H)."""
+        states = hidden[:, VIDEO_START:VIDEO_SEP + 1] if hidden.shape[1] > VIDEO_SEP else hidden
         weights = torch.cat([vmask.float(), torch.ones_like(vmask[:, :1], dtype=torch.float)], dim=1)
         return (states * weights[..., None]).sum(1) / weights.sum(1, keepdim=True)
 
     @staticmethod
     def pool_text(hidden: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
-        """Masked mean over the text tokens plus the final [SEP] (CLS and video-[SEP] excluded)."""
-        states = hidden[:, TEXT_START:]
+        """Masked mean over the text tokens plus the final [SEP] (CLS and video-[SEP] excluded).
+        hidden: a full (B, 96, H) forward or forward_text's (B, 62, H)."""
+        states = hidden[:, TEXT_START:] if hidden.shape[1] > text_mask.shape[1] else hidden
         weights = text_mask.float()
         return (states * weights[..., None]).sum(1) / weights.sum(1, keepdim=True).clamp(min=1)

@@ -17,7 +17,7 @@ from torch import nn
 from .. import config as cfgmod
 from ..data.features import FeatureStore
 from ..data.howto100m import load_captions
-from ..data.toy import ensure_howto100m
+from ..data.toy.howto100m import ensure_howto100m
 from ..errors import InputError
 from ..io import write_json, write_text
 from ..model import backbone as bb
