@@ -118,9 +118,16 @@ WRITERS = {
 }
 
 
-def ensure_dataset(name: str, seed: int = 0, say=print) -> Path:
+def _writer(name: str):
     import importlib
 
     module, func = WRITERS[name].split(":")
-    writer = getattr(importlib.import_module(f"{__name__}.{module}"), func)
-    return ensure(name, writer, seed=seed, say=say)
+    return getattr(importlib.import_module(f"{__name__}.{module}"), func)
+
+
+def write_dataset(name: str, out: Path, seed: int = 0) -> Path:
+    return _writer(name)(out, seed=seed)
+
+
+def ensure_dataset(name: str, seed: int = 0, say=print) -> Path:
+    return ensure(name, _writer(name), seed=seed, say=say)

@@ -1,0 +1,31 @@
+# vlmbench: `make test` and `make demo` do everything on a fresh machine (offline except PyPI).
+PYTHON ?= python3
+VENV   ?= .venv
+# torch is installed FIRST and pinned here (a CPU build is cached on this kind of machine); override with
+# e.g. `make install TORCH=torch==2.13.0+cu126` on a GPU box.
+TORCH  ?= torch==2.13.0
+BIN     = $(VENV)/bin
+STAMP   = $(VENV)/.installed
+
+.PHONY: install test demo bench smoke update-reference clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+test: install
+	$(BIN)/python -m pytest
+
+demo: install
+	$(BIN)/vlmbench pretrain --out runs/demo-pretrain
+
+bench: install
+	$(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf runs .pytest_cache

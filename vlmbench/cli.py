@@ -1,0 +1,175 @@
+"""The `vlmbench` command line. Thin: each verb parses its arguments and calls one library function.
+
+Bad input (an InputError anywhere below) is one line on stderr and exit code 2, never a traceback.
+"""
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+
+from .errors import InputError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="vlmbench: pre-train, fine-tune and evaluate VLM (Xu et al., 2021) the paper's way.")
+data_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Toy data and data checks.")
+app.add_typer(data_app, name="data")
+out = Console()
+err = Console(stderr=True)
+
+
+def guarded(fn):
+    """InputError -> 'error: <file/key>: <problem>' on stderr, exit 2."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except InputError as e:
+            err.print(f"[red]error:[/red] {e}", highlight=False, markup=True, soft_wrap=True)
+            raise typer.Exit(2)
+    return wrapper
+
+
+def say(line: str) -> None:
+    err.print(line, highlight=False, markup=False, soft_wrap=True)
+
+
+@app.command()
+@guarded
+def pretrain(
+    pairs: List[str] = typer.Argument(None, help="key=value overrides, e.g. mmm=0.3 loss=mfm-mlm steps=100"),
+    data: Optional[Path] = typer.Option(None, help="HowTo100M folder (captions.json or captions/ + features/); default: the toy world"),
+    out: Path = typer.Option(Path("runs/pretrain"), help="output folder (log.jsonl, checkpoints/, model/)"),
+    backbone: Optional[str] = typer.Option(None, help="'default' (MiniLM-L6), 'tiny', or a local HF BERT folder"),
+    preset: Optional[str] = typer.Option(None, help="paper | toy | smoke (default: toy on the toy world, paper on real data)"),
+    resume: bool = typer.Option(False, help="continue from the last checkpoint in --out"),
+    progress: bool = typer.Option(True, help="show a progress bar"),
+):
+    """Pre-train VLM (MFM-MLM / MMM masking, masked token loss) on HowTo100M-format data."""
+    from .train.config import pretrain_config
+    from .train.pretrain import pretrain as run_pretrain
+
+    pairs = list(pairs or []) + ([f"backbone={backbone}"] if backbone else [])
+    cfg = pretrain_config(preset or ("toy" if data is None else "paper"), pairs)
+    summary = run_pretrain(cfg, out, data=data, resume=resume, progress=progress, say=say)
+    say(f"Pre-trained {summary['final_step']} steps (preset {cfg.preset}); model in {out / 'model'}")
+
+
+@app.command()
+@guarded
+def run(
+    task: str = typer.Option(..., "--task", help="task name (see `vlmbench tasks`)"),
+    pairs: List[str] = typer.Argument(None, help="key=value overrides of the fine-tune/eval config, e.g. epochs=3"),
+    data: Optional[Path] = typer.Option(None, help="data root (see README); default: the toy world"),
+    checkpoint: Optional[Path] = typer.Option(None, help="VLM checkpoint folder (vlm_config.json + model.safetensors)"),
+    backbone: Optional[str] = typer.Option(None, help="backbone when no --checkpoint: default | tiny | folder"),
+    out: Optional[Path] = typer.Option(None, help="run folder (default runs/<task>-<time>)"),
+    preset: Optional[str] = typer.Option(None, help="paper | toy | smoke (default: toy on the toy world, paper on real data)"),
+    allow_missing: bool = typer.Option(False, help="skip examples whose features are missing (counted in the result)"),
+    progress: bool = typer.Option(True, help="show progress bars"),
+):
+    """Fine-tune (unless zero-shot), predict, save predictions, score, write result.json."""
+    from .reporting.tables import format_value
+    from .runner import run as run_task
+
+    pairs = list(pairs or []) + ([f"backbone={backbone}"] if backbone else [])
+    result, extra = run_task(task, data=data, checkpoint=checkpoint, out=out, preset=preset, pairs=pairs,
+                             allow_missing=allow_missing, progress=progress, say=say)
+    _print_metrics(result, format_value)
+    for title, rows in extra.get("examples", {}).items():
+        out.print(f"[bold]{title}[/bold]")
+        for row in rows:
+            out.print("  " + "  |  ".join(str(v) for v in row), highlight=False, markup=False)
+    say(f"Result: {result.path}")
+
+
+def _print_metrics(result, format_value) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{result.task} ({result.split}{', toy world: not comparable with published numbers' if result.toy else ''})")
+    for name in result.metrics:
+        table.add_column(name, justify="right")
+    table.add_row(*(format_value(k, v) for k, v in result.metrics.items()))
+    out.print(table)
+
+
+@app.command()
+@guarded
+def score(predictions: Path = typer.Argument(..., help="a predictions.npz written by `vlmbench run`")):
+    """Re-score a predictions file offline (no model needed)."""
+    from .runner import score_file
+
+    task, metrics, conventions = score_file(predictions)
+    out.print(f"[bold]{task}[/bold]")
+    for k, v in metrics.items():
+        out.print(f"  {k}: {v:.4f}" if isinstance(v, float) else f"  {k}: {v}")
+
+
+@app.command()
+@guarded
+def tasks(data: Optional[Path] = typer.Option(None, help="data root to check for the files each task needs")):
+    """The task registry: task, dataset, metrics, files it needs, and whether they are present."""
+    from rich.table import Table
+
+    from . import registry
+
+    table = Table(title="vlmbench tasks" + (f" (data: {data})" if data else ""))
+    for col in ("task", "family", "dataset", "metrics", "needs"):
+        table.add_column(col)
+    if data:
+        table.add_column("present")
+    for spec in registry.all_tasks().values():
+        needs = [f"{spec.dataset}/{p}" for p in spec.files.values()] + [f"{spec.dataset}/{spec.features}/"]
+        row = [spec.name, spec.family, spec.dataset, ", ".join(spec.metrics), "\n".join(needs)]
+        if data:
+            paths = list(spec.paths(data).values()) + [spec.feature_dir(data)]
+            missing = [str(p.relative_to(data)) for p in paths if not p.exists()]
+            row.append("[green]yes[/green]" if not missing else "[red]missing[/red] " + ", ".join(missing))
+        table.add_row(*row)
+    out.print(table)
+
+
+@data_app.command("toy")
+@guarded
+def data_toy(out: Path = typer.Option(..., help="folder to write the toy world into"),
+             seed: int = typer.Option(0, help="seed (same seed, same bytes)")):
+    """Write the toy world (HowTo100M + every task dataset) in the real formats."""
+    from .data import toy
+
+    for name in toy.WRITERS:
+        path = toy.write_dataset(name, out / name, seed=seed)
+        say(f"wrote {path}")
+
+
+@data_app.command("check")
+@guarded
+def data_check(data: Path = typer.Option(..., help="data root")):
+    """Per task: which files are present, missing or malformed, and how many features are missing."""
+    from rich.table import Table
+
+    from .checks import check_data
+
+    table = Table(title=f"data check: {data}")
+    for col in ("task", "status", "details"):
+        table.add_column(col)
+    rows = check_data(data)
+    for row in rows:
+        colour = {"ok": "green", "missing": "yellow", "malformed": "red"}[row.status]
+        table.add_row(row.task, f"[{colour}]{row.status}[/{colour}]", row.details)
+    out.print(table)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
