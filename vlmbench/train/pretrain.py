@@ -166,13 +166,38 @@ def pretrain(cfg: PretrainConfig, out: Path, data: Path | None = None, resume: b
             bar.close()
         if log:
             log.close()
-    summary = {**run_info, "final_step": total, "out": str(out)}
+    summary = {**run_info, "final_step": total, "out": str(out),
+               "rank_weight_digests": _rank_digests(model, d)}
     if d.is_main:
         model.save(out / "model")
         write_json(out / "summary.json", summary)
     d.barrier()
     distributed.shutdown(d)
     return summary
+
+
+def weight_digest(model: nn.Module) -> str:
+    """sha256 of every parameter's bytes, in state-dict order (bitwise identity check)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, t in model.state_dict().items():
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _rank_digests(model: nn.Module, d) -> list[str]:
+    """Every rank's weight digest, gathered (DDP must leave all ranks with identical weights)."""
+    digest = weight_digest(model)
+    if not d.enabled:
+        return [digest[:60]]
+    import torch.distributed as dist
+
+    mine = torch.tensor([int(digest[i:i + 15], 16) for i in range(0, 60, 15)], dtype=torch.int64, device=d.device)
+    gathered = [torch.zeros_like(mine) for _ in range(d.world_size)]
+    dist.all_gather(gathered, mine)
+    return ["".join(f"{int(x):015x}" for x in g.tolist()) for g in gathered]
 
 
 def _tokens(batch: Batch) -> int:

@@ -41,6 +41,8 @@ class ClipSampler:
         self.n_skipped = len(captions) - len(usable)
         if not usable:
             raise InputError(f"none of the {len(captions)} captioned videos has a feature file", path=store.folder)
+        for vid in usable:
+            store.n_seconds(vid)        # header check (shape, width, dtype) up front, before any work is written
         self.videos = usable[rank::world_size]           # disjoint shard per rank
         if not self.videos:
             raise InputError(f"rank {rank} of {world_size} gets no videos ({len(usable)} usable)", path=store.folder)
