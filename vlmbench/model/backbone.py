@@ -13,6 +13,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 from transformers import BertConfig, BertModel, BertTokenizerFast  # noqa: E402
+from transformers.utils import logging as hf_logging  # noqa: E402
+
+# The MiniLM folder carries a pooler we do not build; HF's load report and bar would say so on every run.
+hf_logging.set_verbosity_error()
+hf_logging.disable_progress_bar()
 
 from ..errors import InputError  # noqa: E402
 
