@@ -26,8 +26,8 @@ def clips(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 def random_model(seed: int) -> VLM:
     model = VLM.from_backbone("tiny", seed=seed).eval()
-    with torch.no_grad():   # make [SEP] competitive so beams finish at different steps
-        model.cls.predictions.bias[SEP_ID] = 2.5
+    with torch.no_grad():   # make [SEP] competitive (random logits have std ~0.2) so beams end at various steps
+        model.cls.predictions.bias[SEP_ID] = 0.5
     return model
 
 
@@ -82,16 +82,19 @@ def test_cached_steps_must_be_consecutive():
         stepper.step(torch.tensor([gen.BOS_ID]), 1)
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-@pytest.mark.parametrize("decode", ["greedy", "beam"])
-def test_cached_decoder_equals_full_recomputation_random_init(seed, decode):
-    model = random_model(seed)
-    video, vmask = clips(6, seed=10 + seed)
-    cached = gen.generate(model, video, vmask, decode=decode, beam=5, max_new_tokens=12)
-    full = gen.decode_full(model, video, vmask, decode=decode, beam=5, max_new_tokens=12)
-    assert cached == full
-    assert len(cached) == 6 and all(len(c) <= 12 for c in cached)
-    assert SEP_ID not in sum(cached, [])
+def test_cached_decoder_equals_full_recomputation_random_init():
+    lengths = set()
+    for seed in (0, 1, 2):
+        model = random_model(seed)
+        video, vmask = clips(6, seed=10 + seed)
+        for decode in ("greedy", "beam"):
+            cached = gen.generate(model, video, vmask, decode=decode, beam=5, max_new_tokens=12)
+            full = gen.decode_full(model, video, vmask, decode=decode, beam=5, max_new_tokens=12)
+            assert cached == full, (seed, decode)
+            assert len(cached) == 6 and SEP_ID not in sum(cached, [])
+            lengths |= {len(c) for c in cached}
+    # the comparison covers outputs ended by [SEP] at several steps and outputs cut at max_new_tokens
+    assert 12 in lengths and min(lengths) < 12 and len(lengths) >= 3
 
 
 @pytest.mark.parametrize("decode", ["greedy", "beam"])

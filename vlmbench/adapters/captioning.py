@@ -1,0 +1,187 @@
+"""Video captioning (YouCook2, paper section 4.5): the VLM's text part decodes under the text-causal mask, with
+BERT's LM head as the generator (no separate decoder).
+
+Training is teacher forcing with shifted tokens: text slots `[BOS] t1..tn`, labels `t1..tn [SEP]`, one
+cross-entropy over the labelled slots. Test clips are decoded by vlmbench.model.generate (beam 5, <= 21 new
+tokens, KV-cached); hypotheses and references are both `tokenizer.decode(..., skip_special_tokens=True)` strings
+as in the reference, and scored with BLEU-3/4, METEOR, ROUGE-L and CIDEr.
+"""
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..data import youcook2
+from ..errors import InputError
+from ..io import atomic_write
+from ..metrics import MetricInputError
+from ..metrics import captioning as capmetrics
+from ..model import backbone as bb
+from ..model.generate import BOS_ID, PROMPT_LEN, generate, lm_logits
+from ..model.layout import MAX_TEXT_TOKENS, MAX_VIDEO_LEN, TEXT_SLOTS, TEXT_START
+from ..model.text import PAD_ID, SEP_ID, tokenize
+from .base import Adapter
+
+IGNORE = -100
+CAPTIONS_CSV = "captions.csv"
+METRICS = ("BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr")
+N_EXAMPLES = 5
+
+
+def teacher_forcing(token_lists: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(ids, mask, labels), each (B, 62): inputs `[BOS] t1..tn [PAD]..`, labels `t1..tn [SEP] -100..`."""
+    b = len(token_lists)
+    ids = torch.full((b, TEXT_SLOTS), PAD_ID, dtype=torch.long)
+    labels = torch.full((b, TEXT_SLOTS), IGNORE, dtype=torch.long)
+    for i, toks in enumerate(token_lists):
+        toks = list(toks)[:MAX_TEXT_TOKENS]
+        ids[i, : len(toks) + 1] = torch.tensor([BOS_ID, *toks], dtype=torch.long)
+        labels[i, : len(toks) + 1] = torch.tensor([*toks, SEP_ID], dtype=torch.long)
+    return ids, labels != IGNORE, labels
+
+
+def caption_loss(model, video: torch.Tensor, vmask: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor,
+                 labels: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of the LM head (tied decoder + bias) over the labelled text slots."""
+    hidden = model(video, vmask, ids, mask, mask="text_causal")[:, TEXT_START:]
+    labelled = labels != IGNORE
+    logits = lm_logits(model, hidden[labelled])
+    return F.cross_entropy(logits.float(), labels[labelled])
+
+
+class CaptioningAdapter(Adapter):
+    family = "captioning"
+
+    # -- data ----------------------------------------------------------------------------------------------
+    def preflight(self) -> None:
+        if not self.cfg.skip_meteor:
+            capmetrics.require_java()
+
+    def load(self) -> None:
+        ann_path = self.paths["annotations"]
+        annotations = youcook2.load_annotations(ann_path)
+        train_vids = youcook2.load_split_list(self.paths["train_list"])
+        val_vids = youcook2.load_split_list(self.paths["val_list"])
+        store = self.store()
+        train_ok = self.keep_with_features(train_vids, store, "training videos")
+        val_ok = self.keep_with_features(val_vids, store, "validation videos")
+        # caption_clips: every annotated segment of each listed video, in list order
+        train = youcook2.caption_clips(annotations, [v for v in train_vids if v in train_ok])
+        test = youcook2.caption_clips(annotations, [v for v in val_vids if v in val_ok])
+        self.train_clips = self.cap(train, self.cfg.max_train)
+        self.test_clips = self.cap(test, self.cfg.max_test)
+        if not self.test_clips:
+            raise InputError("no annotated segments in the listed validation videos", path=self.paths["val_list"])
+        self._store = store
+        self.tokenizer = bb.tokenizer(self.cfg.backbone)   # every backbone shares the uncased vocabulary
+        self.train_tokens = tokenize(self.tokenizer, [c.text for c in self.train_clips])
+        # References as the reference builds them: tokenised, cut to 61 tokens, decoded like the hypotheses.
+        self.references = [self.decode_text(t) for t in tokenize(self.tokenizer, [c.text for c in self.test_clips])]
+        self.loaded.counts.update(train_clips=len(self.train_clips), test_clips=len(self.test_clips),
+                                  train_videos=len({c.vid for c in self.train_clips}),
+                                  test_videos=len({c.vid for c in self.test_clips}))
+        self.loaded.annotation_files = [ann_path, self.paths["train_list"], self.paths["val_list"]]
+        self.loaded.feature_ids = sorted({c.vid for c in self.train_clips + self.test_clips})
+
+    def decode_text(self, ids) -> str:
+        # clean_up_tokenization_spaces=True: transformers 3.4's default ("it ' s" -> "it's"), as the reference
+        return self.tokenizer.decode(list(ids), skip_special_tokens=True, clean_up_tokenization_spaces=True)
+
+    def videos(self, clips: list[youcook2.Clip]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, 32, 512) features [start:end] cut to the first 32 s, zero-padded; (B, 32) valid seconds."""
+        video = torch.zeros(len(clips), MAX_VIDEO_LEN, self._store.dim)
+        vmask = torch.zeros(len(clips), MAX_VIDEO_LEN, dtype=torch.bool)
+        for i, c in enumerate(clips):
+            rows = self._store.load(c.vid, c.start, min(c.end, c.start + MAX_VIDEO_LEN))
+            video[i, : len(rows)] = torch.from_numpy(rows)
+            vmask[i, : len(rows)] = True
+        return video.to(self.device), vmask.to(self.device)
+
+    # -- training ------------------------------------------------------------------------------------------
+    def steps_per_epoch(self) -> int | None:
+        return math.ceil(len(self.train_clips) / self.cfg.batch_size) if self.train_clips else 0
+
+    def train_batches(self, epoch: int, rng: np.random.Generator) -> Iterator[dict[str, torch.Tensor]]:
+        order = rng.permutation(len(self.train_clips))
+        for s in range(0, len(order), self.cfg.batch_size):
+            idx = order[s: s + self.cfg.batch_size]
+            video, vmask = self.videos([self.train_clips[i] for i in idx])
+            ids, mask, labels = teacher_forcing([self.train_tokens[i] for i in idx])
+            yield {"video": video, "vmask": vmask, "ids": ids.to(self.device), "mask": mask.to(self.device),
+                   "labels": labels.to(self.device)}
+
+    def loss(self, module: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return caption_loss(module, batch["video"], batch["vmask"], batch["ids"], batch["mask"], batch["labels"])
+
+    # -- inference -----------------------------------------------------------------------------------------
+    def predict(self, module: nn.Module, progress: Callable[[int, int], None] | None = None) -> dict[str, np.ndarray]:
+        cfg = self.cfg
+        rows = cfg.beam if cfg.decode == "beam" else 1
+        per_batch = max(1, cfg.eval_batch_size // rows)    # eval_batch_size counts decoder rows (clips x beams)
+        hyps: list[str] = []
+        total = len(self.test_clips)
+        for s in range(0, total, per_batch):
+            clips = self.test_clips[s: s + per_batch]
+            video, vmask = self.videos(clips)
+            out = generate(module, video, vmask, decode=cfg.decode, beam=cfg.beam,
+                           max_new_tokens=cfg.max_new_tokens, length_penalty=cfg.length_penalty)
+            hyps += [self.decode_text(t) or capmetrics.EMPTY_HYPOTHESIS for t in out]
+            if progress:
+                progress(len(hyps), total)
+        return {"ids": np.array([c.clip_id for c in self.test_clips], dtype=str),
+                "hypotheses": np.array(hyps, dtype=str),
+                "references": np.array(self.references, dtype=str)}
+
+    # -- scoring -------------------------------------------------------------------------------------------
+    @staticmethod
+    def _pairs(preds: dict[str, np.ndarray]) -> tuple[dict[str, str], dict[str, str]]:
+        ids = [str(x) for x in preds["ids"]]
+        if len(set(ids)) != len(ids):
+            raise MetricInputError("predictions have repeated clip ids")
+        return dict(zip(ids, map(str, preds["hypotheses"]))), dict(zip(ids, map(str, preds["references"])))
+
+    @classmethod
+    def score(cls, preds: dict[str, np.ndarray], cfg: dict[str, Any]) -> tuple[dict[str, float], dict[str, str]]:
+        hyps, refs = cls._pairs(preds)
+        meteor = not cfg.get("skip_meteor", False)
+        tokenize_mode = cfg.get("tokenize", "whitespace")
+        out = capmetrics.caption_metrics(hyps, refs, tokenize=tokenize_mode, meteor=meteor)
+        metrics = {k: float(out[k]) for k in METRICS}
+        conventions = dict(capmetrics.CONVENTIONS)
+        conventions["tokenize"] = f"used: {tokenize_mode}. " + conventions["tokenize"]
+        if out["not_computed"]:
+            conventions["not_computed"] = ", ".join(out["not_computed"]) + " (skip_meteor=true: NaN, not a score)"
+        conventions["decoding"] = (
+            f"{cfg.get('decode', 'beam')} search, beam {cfg.get('beam', 5)}, length penalty "
+            f"{cfg.get('length_penalty', 1.0)} (sum logprob / (prompt {PROMPT_LEN} + tokens)**lp), at most "
+            f"{cfg.get('max_new_tokens', 21)} new tokens, [SEP] ends a beam, transformers-3.4 beam semantics "
+            "(no early stopping, no n-gram blocking); KV-cached, identical to full recomputation")
+        conventions["text"] = ("hypotheses and references are tokenizer.decode(skip_special_tokens=True) strings "
+                               "(lower-cased, WordPieces joined, punctuation glued); references cut to 61 tokens")
+        return metrics, conventions
+
+    def extra_outputs(self, preds: dict[str, np.ndarray], out_dir: Path) -> dict[str, Any]:
+        """captions.csv, worst clip first by per-clip CIDEr-D (the paper's Table 11 error analysis)."""
+        hyps, refs = self._pairs(preds)
+        per_clip = capmetrics.per_clip_scores(hyps, refs, tokenize=self.cfg.tokenize)
+        ranked = sorted(hyps, key=lambda k: (per_clip[k], k))
+
+        def write(p: Path) -> None:
+            with open(p, "w", newline="", encoding="utf-8") as f:
+                w = csv.writer(f)
+                w.writerow(["clip_id", "hypothesis", "reference", "cider"])
+                w.writerows([k, hyps[k], refs[k], f"{per_clip[k]:.4f}"] for k in ranked)
+
+        path = atomic_write(Path(out_dir) / CAPTIONS_CSV, write)
+        row = lambda k: (k, hyps[k], refs[k], f"{per_clip[k]:.3f}")  # noqa: E731
+        return {"captions_csv": str(path),
+                "examples": {"Worst captions (clip | hypothesis | reference | CIDEr)": [row(k) for k in ranked[:N_EXAMPLES]],
+                             "Best captions (clip | hypothesis | reference | CIDEr)":
+                                 [row(k) for k in reversed(ranked[-N_EXAMPLES:])]}}
