@@ -27,5 +27,16 @@ demo: install
 bench: install
 	$(BIN)/python bench/run_all.py
 
+# The CI regression run: smoke pre-training + all seven tasks (a few minutes on 2 CPU cores), fresh each time.
+smoke: install
+	rm -rf runs/ci-smoke
+	$(BIN)/vlmbench suite --preset smoke --out runs/ci-smoke --no-progress
+
+# Re-make the committed reference (after an intended change of numbers): the same smoke suite, then
+# results/reference/smoke/ is replaced as a whole (built beside it, swapped in by rename).
+update-reference: install
+	rm -rf runs/reference-smoke
+	$(BIN)/vlmbench suite --preset smoke --out runs/reference-smoke --no-progress --save-reference results/reference/smoke
+
 clean:
 	rm -rf runs .pytest_cache

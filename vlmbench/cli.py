@@ -163,6 +163,133 @@ def data_check(data: Path = typer.Option(..., help="data root")):
     out.print(table)
 
 
+# ---- ablations, suites, reports, regression checks, floor baselines ------------------------------------------
+
+@app.command()
+@guarded
+def ablate(
+    pairs: List[str] = typer.Argument(None, help="key=v1,v2,... per varied key (any pre-training or fine-tune/eval "
+                                                 "config key; seed/backbone/... apply to both), e.g. mmm=0,0.3,0.5 loss=vlm,mfm-mlm"),
+    tasks: str = typer.Option("youcook2-retrieval,youcook2-caption", help="comma-separated tasks run in every cell"),
+    data: Optional[Path] = typer.Option(None, help="data root (HowTo100M + the tasks' datasets); default: the toy world"),
+    out: Path = typer.Option(Path("runs/ablate"), help="grid folder: cells/<hash>/, grid.md, grid.csv, plots/"),
+    jobs: int = typer.Option(1, help="cells run in parallel processes"),
+    preset: Optional[str] = typer.Option(None, help="paper | toy | smoke, for pre-training and every task "
+                                                    "(default: toy on the toy world, paper on real data)"),
+    progress: bool = typer.Option(True, help="show the cells done / running / left"),
+):
+    """Pre-train and evaluate every combination of the given values (an ablation grid).
+
+    Done cells are skipped, interrupted ones resume, several processes share one folder safely; the grid is
+    printed beside the paper's Tables 8/9, written as grid.md / grid.csv, and plotted."""
+    from .ablate import ablate as run_ablate
+
+    summary = run_ablate(list(pairs or []), tasks=[t.strip() for t in tasks.split(",") if t.strip()], data=data,
+                         out=out, jobs=jobs, preset=preset, progress=progress, say=say)
+    out_console_write(summary.terminal)
+    say(f"Grid: {summary.files['grid.md']}, {summary.files['grid.csv']}; {len(summary.plots)} plots in {out / 'plots'}")
+
+
+@app.command()
+@guarded
+def suite(
+    preset: str = typer.Option("smoke", help="paper | toy | smoke (smoke: the CI regression run, minutes on a CPU)"),
+    out: Path = typer.Option(Path("runs/suite"), help="run folder: pretrain/, <task>/result.json, suite.json"),
+    data: Optional[Path] = typer.Option(None, help="data root; default: the toy world"),
+    save_reference: Optional[Path] = typer.Option(None, help="also replace this folder with the results "
+                                                             "(what `make update-reference` does)"),
+    progress: bool = typer.Option(True, help="show progress bars"),
+):
+    """Pre-train once, then run all the registry's tasks from that checkpoint."""
+    from .suite import save_reference as save_ref
+    from .suite import suite as run_suite
+
+    results = run_suite(out, preset=preset, data=data, progress=progress, say=say)
+    for r in results:
+        say(f"  {r.task}: " + ", ".join(f"{k} {v:.4g}" for k, v in r.metrics.items() if "/" not in k))
+    if save_reference is not None:
+        say(f"Reference results written to {save_ref(out, save_reference)}")
+
+
+@app.command()
+@guarded
+def report(
+    results: List[Path] = typer.Argument(..., help="result.json files or folders (searched recursively)"),
+    against: str = typer.Option("paper", help="paper: the paper's Tables 2-7 rows beside ours | none"),
+    format: str = typer.Option("terminal", "--format", help="terminal | markdown | csv | json"),
+):
+    """Our results per task beside the paper's rows and any floor baselines; toy results are labelled."""
+    from .reporting.result import load_results
+    from .reporting.tables import report as render
+
+    if against not in ("paper", "none"):
+        raise InputError(f"--against must be paper or none, got {against!r}", path="--against")
+    loaded = load_results(results)
+    if not loaded:
+        raise InputError("no result files found", path=", ".join(map(str, results)))
+    out_console_write(render(loaded, against=None if against == "none" else "paper", fmt=format))
+
+
+def _compare_help() -> str:
+    from .reporting.compare import DEFAULT_TOLERANCE, DEFAULT_TOLERANCES
+
+    special = ", ".join(f"{k} {v:g}" for k, v in DEFAULT_TOLERANCES.items())
+    return (f"metric=value absolute tolerance, repeatable; '*' sets the fallback. Defaults: {DEFAULT_TOLERANCE:g} "
+            f"(percent metrics: R@k, accuracy, frame_acc, recall, BLEU, METEOR, ROUGE-L, in points), {special}")
+
+
+@app.command()
+@guarded
+def compare(
+    new: Path = typer.Argument(..., help="new results (file or folder)"),
+    ref: Path = typer.Argument(..., help="reference results (file or folder), e.g. results/reference/smoke"),
+    tol: List[str] = typer.Option(None, "--tol", help=_compare_help()),
+):
+    """Regression check: new results against reference results, as a markdown table.
+
+    Exit 1 when any reference metric regressed (worse by more than its tolerance, in the metric's direction:
+    ranks are lower-is-better) or is missing from the new results; exit 0 otherwise."""
+    from .reporting.compare import compare_paths, to_markdown
+
+    tolerances = {}
+    for pair in tol or []:
+        metric, _, raw = pair.partition("=")
+        try:
+            tolerances[metric.strip()] = float(raw)
+        except ValueError:
+            raise InputError(f"{pair!r}: expected metric=number", path="--tol") from None
+        if not metric.strip() or tolerances[metric.strip()] < 0:
+            raise InputError(f"{pair!r}: expected metric=non-negative number", path="--tol")
+    df, failed = compare_paths(new, ref, tolerances)
+    out_console_write(to_markdown(df))
+    raise typer.Exit(1 if failed else 0)
+
+
+@app.command()
+@guarded
+def baseline(
+    task: str = typer.Option(..., "--task", help="task name (see `vlmbench tasks`)"),
+    kind: str = typer.Option("random", help="random (every task) | all-background (coin-segmentation)"),
+    data: Optional[Path] = typer.Option(None, help="data root; default: the toy world"),
+    out: Optional[Path] = typer.Option(None, help="run folder (default runs/baseline-<task>-<kind>-<time>)"),
+    seed: int = typer.Option(0, help="seed of the random guesses"),
+    preset: Optional[str] = typer.Option(None, help="which test examples, as for `run` (presets cap them)"),
+):
+    """A model-free floor on the task's own test examples, saved and scored like a run."""
+    from .floors import floor_baseline
+    from .reporting.tables import format_value
+
+    result = floor_baseline(task, kind, data=data, out=out, seed=seed, preset=preset, say=say)
+    _print_metrics(result, format_value)
+    say(f"Result: {result.path}")
+
+
+def out_console_write(text: str) -> None:
+    """Rendered text as is: no rich markup or wrapping (tables, markdown, csv, json go to stdout verbatim)."""
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    sys.stdout.flush()
+
+
 def main() -> None:
     try:
         app()

@@ -1,0 +1,120 @@
+"""`vlmbench report` and `vlmbench compare` as commands: formats, the toy label, exit codes on regression for a
+higher-is-better metric and for median rank (lower is better), tolerances, bad input."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+REFERENCE = REPO / "results" / "reference" / "smoke"   # real results of a smoke suite run
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "vlmbench.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=120)
+
+
+def _edit(src: Path, dst: Path, task: str, metric: str, delta: float) -> Path:
+    """A copy of the reference results with one metric of one task moved by delta."""
+    shutil.copytree(src, dst)
+    path = dst / task / "result.json"
+    rec = json.loads(path.read_text())
+    rec["metrics"][metric] += delta
+    path.write_text(json.dumps(rec))
+    return dst
+
+
+@pytest.fixture(scope="module")
+def new_run() -> Path:
+    if not (REFERENCE / "youcook2-retrieval" / "result.json").is_file():
+        pytest.fail("results/reference/smoke is missing: run `make update-reference`")
+    return REFERENCE
+
+
+def test_compare_same_results_exit_0_markdown_table(new_run):
+    r = _cli("compare", new_run, new_run)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("**all ") and lines[0].endswith(" metrics ok**")
+    assert lines[2] == "| | task | metric | ref | new | delta | tolerance | status |"
+    assert any(line.startswith("| ✅ | youcook2-retrieval | R@1 |") for line in lines)
+    assert "❌" not in r.stdout
+
+
+@pytest.mark.parametrize("metric, delta, code, status", [
+    ("R@1", +1.0, 1, "regressed"),     # reference higher than the new run: worse
+    ("R@1", -1.0, 0, "improved"),
+    ("R@1", +0.4, 0, "ok"),            # within the default 0.5-point tolerance
+    ("MedR", -1.0, 1, "regressed"),    # reference rank lower (better) than the new run's: worse
+    ("MedR", +1.0, 0, "improved"),
+])
+def test_compare_direction_and_exit_code(new_run, tmp_path, metric, delta, code, status):
+    ref = _edit(new_run, tmp_path / "ref", "youcook2-retrieval", metric, delta)
+    r = _cli("compare", new_run, ref)
+    assert r.returncode == code, r.stdout + r.stderr
+    row = next(line for line in r.stdout.splitlines() if line.startswith(("| ✅ | youcook2-retrieval | " + metric + " |",
+                                                                           "| ❌ | youcook2-retrieval | " + metric + " |")))
+    assert row.endswith(f"| {status} |")
+    assert row.startswith("| ❌") == (code == 1)
+    if code:
+        assert r.stdout.startswith("**1 of ")
+
+
+def test_compare_tolerance_option_and_missing_task(new_run, tmp_path):
+    ref = _edit(new_run, tmp_path / "ref", "youcook2-retrieval", "R@1", +1.0)
+    assert _cli("compare", new_run, ref, "--tol", "R@1=1.5").returncode == 0
+    assert _cli("compare", new_run, ref, "--tol", "*=0.1").returncode == 1   # R@1 has no own default
+    # a task of the reference absent from the new results is a failure (missing), not a pass
+    partial = tmp_path / "partial"
+    shutil.copytree(new_run, partial)
+    shutil.rmtree(partial / "msrvtt-mcqa")
+    r = _cli("compare", partial, new_run)
+    assert r.returncode == 1 and "| ❌ | msrvtt-mcqa | accuracy |" in r.stdout and "missing" in r.stdout
+
+
+def test_compare_bad_input_is_exit_2(tmp_path, new_run):
+    r = _cli("compare", tmp_path / "nope", new_run)
+    assert r.returncode == 2 and "no such file or folder" in r.stderr and "Traceback" not in r.stderr
+    r = _cli("compare", new_run, new_run, "--tol", "R@1=lots")
+    assert r.returncode == 2 and "--tol" in r.stderr
+    (tmp_path / "empty").mkdir()
+    r = _cli("compare", new_run, tmp_path / "empty")
+    assert r.returncode == 2 and "no reference results" in r.stderr
+
+
+def test_compare_help_states_the_default_tolerances():
+    r = _cli("compare", "--help")
+    assert r.returncode == 0 and "0.5" in r.stdout and "CIDEr 0.01" in r.stdout and "MedR 0.5" in r.stdout
+
+
+def test_report_labels_toy_results_in_every_format(new_run):
+    r = _cli("report", new_run / "youcook2-retrieval")
+    assert r.returncode == 0, r.stderr
+    assert "youcook2-retrieval: toy world: not comparable with published numbers" in r.stdout
+    assert "(toy)" in r.stdout and "VLM" in r.stdout                     # our row beside the paper's Table 3
+    md = _cli("report", new_run, "--format", "markdown").stdout
+    assert md.startswith("## vlmbench report") and md.count("> toy world: not comparable") == 7
+    js = json.loads(_cli("report", new_run, "--format", "json", "--against", "none").stdout)
+    assert js["notes"] == ["toy world: not comparable with published numbers"]
+    assert {row["kind"] for row in js["rows"]} == {"ours"} and len(js["rows"]) == 7   # no paper rows
+    csv = _cli("report", new_run / "msrvtt-mcqa", "--format", "csv").stdout.splitlines()
+    assert csv[0].startswith("task,kind,label,source,note,accuracy")
+    assert any(line.startswith("msrvtt-mcqa,paper,VLM,") for line in csv)
+
+
+def test_report_bad_input(tmp_path):
+    (tmp_path / "empty").mkdir()
+    r = _cli("report", tmp_path / "empty")
+    assert r.returncode == 2 and "no result files found" in r.stderr
+    r = _cli("report", tmp_path / "empty", "--against", "arxiv")
+    assert r.returncode == 2 and "--against" in r.stderr
+    bad = tmp_path / "bad" / "result.json"
+    bad.parent.mkdir()
+    bad.write_text('{"schema": "vlmbench.result/1"}')
+    r = _cli("report", bad)
+    assert r.returncode == 2 and "missing key 'task'" in r.stderr and "Traceback" not in r.stderr

@@ -1,0 +1,462 @@
+"""`vlmbench ablate`: a grid of pre-training (and fine-tune/eval) settings, each cell pre-trained once and
+evaluated on a few tasks, then tabulated beside the paper's Tables 8/9 and plotted.
+
+    ablate(["mmm=0,0.5", "loss=vlm,mfm-mlm"], tasks=["youcook2-retrieval"], out=Path("runs/ablate"))
+
+A *cell* is one combination of values. Its folder OUT/cells/<hash>/ is named by a hash of its full resolved
+config (pre-training config + run overrides + tasks + preset + data path), so re-running a grid finds the cells
+it already has, and growing a grid (one more value) runs only the new cells. Inside a cell:
+
+    cell.json        what the cell is (the hashed config, its varied values)
+    pretrain/        vlmbench.train.pretrain output (checkpoints/, model/, log.jsonl); resumed when interrupted
+    <task>/          vlmbench.runner.run output (predictions.npz, result.json)
+    events.jsonl     one line per pre-training / task run started in this folder (pid, time): an audit trail
+    log.txt          what the pre-training and runner said
+
+Cells are claimed with a non-blocking file lock each, so several `ablate` processes (or --jobs workers) on
+one folder never run a cell twice at once: a process skips a locked cell, comes back to it later, and only
+waits when nothing else is left. A cell whose result files all exist is done and is never run again.
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import multiprocessing as mp
+import os
+import queue as queue_mod
+import re
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import pandas as pd
+from filelock import FileLock, Timeout
+
+from . import config as cfgmod
+from . import registry
+from .errors import InputError
+from .io import write_json, write_text
+from .reporting.result import Result, load_result, save_result, utc_now
+from .reporting.tables import TOY_NOTE, format_value, grid_table
+from .runconfig import RunConfig, run_config
+from .train.config import PRESETS, PretrainConfig, pretrain_config
+
+DEFAULT_TASKS = ("youcook2-retrieval", "youcook2-caption")   # the tasks of the paper's Tables 8 and 9
+PRETRAIN_KEYS = cfgmod.field_types(PretrainConfig)
+RUN_KEYS = cfgmod.field_types(RunConfig)
+RESULT = "result.json"
+
+
+@dataclass
+class Cell:
+    values: dict[str, Any]          # varied key -> typed value, in grid order
+    pretrain: PretrainConfig        # fully resolved (preset + this cell's pre-training keys)
+    run_pairs: tuple[str, ...]      # key=value overrides for vlmbench.runner.run
+    config: dict[str, Any]          # what the hash is over
+    key: str = ""                   # the hash: folder name under OUT/cells/
+
+    @property
+    def label(self) -> str:
+        return " ".join(f"{k}={v}" for k, v in self.values.items()) or "defaults"
+
+
+@dataclass
+class AblationSummary:
+    cells: list[Cell]
+    ran: list[str]                  # cell hashes this call ran (the others were done already or ran elsewhere)
+    grid: pd.DataFrame
+    terminal: str                   # the grid as plain-text tables (one per task)
+    markdown: str
+    files: dict[str, Path] = field(default_factory=dict)
+    plots: list[Path] = field(default_factory=list)
+
+
+# ---- the grid ------------------------------------------------------------------------------------------------
+
+def parse_grid(pairs: Iterable[str]) -> dict[str, list[Any]]:
+    """['mmm=0,0.5', 'loss=vlm'] -> {'mmm': [0.0, 0.5], 'loss': ['vlm']}, each value typed by the config that
+    owns the key (a key of both configs, e.g. seed, must parse for both). Repeated values are dropped."""
+    grid: dict[str, list[Any]] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise InputError(f"{pair!r}: expected key=value1,value2,...", path="ablate")
+        key, raw = pair.split("=", 1)
+        key = key.strip().replace("-", "_")
+        if key == "preset":
+            raise InputError("preset cannot vary inside a grid: use --preset (one grid per preset)", path="ablate")
+        if key in grid:
+            raise InputError(f"key {key!r} given twice: list all its values once, e.g. {key}=a,b", path="ablate")
+        if key not in PRETRAIN_KEYS and key not in RUN_KEYS:
+            known = sorted((set(PRETRAIN_KEYS) | set(RUN_KEYS)) - {"preset"})
+            raise InputError(f"unknown key {key!r}: not a pre-training or fine-tune/eval config key "
+                             f"(known: {', '.join(known)})", path="ablate")
+        raws = [v.strip() for v in raw.split(",")]
+        if not raw.strip() or any(v == "" for v in raws):
+            raise InputError(f"{pair!r}: empty value", path="ablate")
+        typed: list[Any] = []
+        for v in raws:
+            value = None
+            for cls in (PretrainConfig, RunConfig):
+                if key in cfgmod.field_types(cls):
+                    value = cfgmod.parse_overrides(cls, [f"{key}={v}"])[key]
+            if value not in typed:
+                typed.append(value)
+        grid[key] = typed
+    return grid
+
+
+def _pair(key: str, value: Any) -> str:
+    return f"{key}={str(value).lower() if isinstance(value, bool) else value}"
+
+
+def make_cells(grid: dict[str, list[Any]], tasks: Sequence[str], preset: str, data: Path | None) -> list[Cell]:
+    """The cartesian product, every cell resolved and validated (bad values fail before any work)."""
+    specs = [registry.get(t) for t in tasks]
+    cells = []
+    for combo in itertools.product(*grid.values()):
+        values = dict(zip(grid, combo))
+        pre_pairs = [_pair(k, v) for k, v in values.items() if k in PRETRAIN_KEYS]
+        run_pairs = tuple(_pair(k, v) for k, v in values.items() if k in RUN_KEYS)
+        pcfg = pretrain_config(preset, pre_pairs)
+        for spec in specs:
+            run_config(spec, preset, run_pairs)      # the task knows the preset, the values parse
+        config = {"pretrain": cfgmod.to_dict(pcfg), "run": cfgmod.parse_overrides(RunConfig, run_pairs),
+                  "tasks": list(tasks), "preset": preset, "data": str(Path(data).resolve()) if data else None}
+        key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
+        cells.append(Cell(values, pcfg, run_pairs, config, key))
+    return cells
+
+
+def cell_dir(out: Path, cell: Cell) -> Path:
+    return Path(out) / "cells" / cell.key
+
+
+def is_complete(out: Path, cell: Cell) -> bool:
+    d = cell_dir(out, cell)
+    return all((d / t / RESULT).is_file() for t in cell.config["tasks"])
+
+
+# ---- running one cell ----------------------------------------------------------------------------------------
+
+def _append(path: Path, line: str) -> None:
+    with open(path, "a", encoding="utf-8") as f:   # one write per line: lines never interleave
+        f.write(line + "\n")
+
+
+def _event(d: Path, event: str, **extra: Any) -> None:
+    _append(d / "events.jsonl", json.dumps({"event": event, "pid": os.getpid(), "time": utc_now(), **extra}))
+
+
+def annotate(result: Result, cell: Cell) -> Result:
+    """Record the cell in its results: the varied values at the top of `config` (what grid_table reads), the
+    full pre-training config under config.pretrain (what a paper row is matched on) and a readable name
+    (what `vlmbench report` labels a run by). Idempotent; rewrites the file only when something changed."""
+    config = {**result.config, **cell.values, "pretrain": cfgmod.to_dict(cell.pretrain),
+              "name": cell.label, "ablation_cell": cell.key}
+    if config != result.config:
+        result.config = config
+        if result.path is not None:
+            save_result(result, result.path)
+    return result
+
+
+def run_cell(out: Path, cell: Cell, data: Path | None, stage: Callable[[str], None] = lambda s: None) -> None:
+    """Pre-train (resuming an interrupted pre-training) then run each task without a result yet.
+    The caller holds the cell's lock."""
+    from .runner import run
+    from .train.pretrain import pretrain
+
+    d = cell_dir(out, cell)
+    d.mkdir(parents=True, exist_ok=True)
+    write_json(d / "cell.json", {"hash": cell.key, "values": cell.values, **cell.config})
+    log = lambda s: _append(d / "log.txt", s)  # noqa: E731  (inner chatter goes to the cell's log)
+    preset = cell.config["preset"]
+    if not (d / "pretrain" / "summary.json").is_file():    # written after the final model
+        stage("pretrain")
+        _event(d, "pretrain")
+        pretrain(cell.pretrain, d / "pretrain", data=data, resume=True, progress=False, say=log)
+    for task in cell.config["tasks"]:
+        if (d / task / RESULT).is_file():
+            continue
+        stage(task)
+        _event(d, "task", task=task)
+        result, _ = run(task, data=data, checkpoint=d / "pretrain" / "model", out=d / task, preset=preset,
+                        pairs=list(cell.run_pairs), progress=False, say=log)
+        annotate(result, cell)
+    _event(d, "done")
+
+
+def claim_loop(out: Path, cells: Sequence[Cell], data: Path | None,
+               report: Callable[[str, str, str], None] = lambda *a: None, poll: float = 0.5) -> list[str]:
+    """Run every cell that is not complete, each under its own non-blocking lock; returns the hashes run here.
+
+    report(kind, cell_hash, info): kind 'start' / 'stage' / 'done' (info 'ran' or 'skipped')."""
+    ran: list[str] = []
+    pending = list(cells)
+    while pending:
+        progressed = False
+        for cell in list(pending):
+            if is_complete(out, cell):
+                pending.remove(cell)
+                report("done", cell.key, "skipped")
+                progressed = True
+                continue
+            d = cell_dir(out, cell)
+            d.mkdir(parents=True, exist_ok=True)
+            lock = FileLock(str(d / "cell.lock"))
+            try:
+                lock.acquire(timeout=0)
+            except Timeout:
+                continue                                   # another process has it: come back later
+            try:
+                if not is_complete(out, cell):             # it may have finished while we looked elsewhere
+                    report("start", cell.key, cell.label)
+                    run_cell(out, cell, data, stage=lambda s, k=cell.key: report("stage", k, s))
+                    ran.append(cell.key)
+                    report("done", cell.key, "ran")
+                else:
+                    report("done", cell.key, "skipped")
+            finally:
+                lock.release()
+            pending.remove(cell)
+            progressed = True
+        if pending and not progressed:
+            time.sleep(poll)                               # everything left is held elsewhere: wait
+    return ran
+
+
+def _worker(out: Path, cells: list[Cell], data: Path | None, q, threads: int) -> None:
+    """A --jobs worker process: the same claim loop, reporting to the parent through a queue."""
+    import torch
+
+    torch.set_num_threads(threads)
+    try:
+        ran = claim_loop(out, cells, data, report=lambda kind, key, info: q.put((kind, key, info)))
+        q.put(("exit", "", json.dumps(ran)))
+    except InputError as e:
+        q.put(("input_error", "", str(e)))
+    except BaseException:                                  # noqa: BLE001  (reported, then the parent raises)
+        q.put(("error", "", traceback.format_exc()))
+
+
+# ---- the driver ----------------------------------------------------------------------------------------------
+
+class _Display:
+    """Cells done / running / left, and one line per running cell with its stage; silent when disabled."""
+
+    def __init__(self, enabled: bool, cells: Sequence[Cell]):
+        self.enabled, self.total = enabled, len(cells)
+        self.labels = {c.key: c.label for c in cells}
+        self.done: set[str] = set()
+        self.running: dict[str, Any] = {}
+        if enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.p = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
+                              TimeElapsedColumn(), console=Console(stderr=True))
+            self.main = self.p.add_task("ablate", total=self.total, info="")
+            self.p.start()
+            self._refresh()
+
+    def _refresh(self) -> None:
+        left = self.total - len(self.done) - len(self.running)
+        self.p.update(self.main, completed=len(self.done),
+                      info=f"cells: {len(self.done)} done, {len(self.running)} running, {left} left")
+
+    def event(self, kind: str, key: str, info: str) -> None:
+        if kind == "done":
+            self.done.add(key)
+        if not self.enabled:
+            return
+        if kind == "start":
+            self.running[key] = self.p.add_task(f"  {key} {info}", total=None, info="")
+        elif kind == "stage" and key in self.running:
+            self.p.update(self.running[key], info=info)
+        elif kind == "done" and key in self.running:
+            self.p.remove_task(self.running.pop(key))
+        self._refresh()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.p.stop()
+
+
+def _ensure_toy(tasks: Sequence[str], say: Callable[[str], None]) -> None:
+    """Write the toy datasets once, under a lock, before any cell runs: concurrent first writes would race."""
+    from .data import toy
+    from .data.toy.howto100m import ensure_howto100m
+
+    root = toy.toy_root()
+    root.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(root / ".ablate-write.lock")):
+        ensure_howto100m(seed=0, say=say)
+        for name in dict.fromkeys(registry.get(t).dataset for t in tasks):
+            toy.ensure_dataset(name, say=say)
+
+
+def ablate(pairs: Sequence[str], *, tasks: Sequence[str] = DEFAULT_TASKS, data: Path | None = None,
+           out: Path = Path("runs/ablate"), jobs: int = 1, preset: str | None = None, progress: bool = True,
+           say: Callable[[str], None] = print) -> AblationSummary:
+    out = Path(out)
+    tasks = list(dict.fromkeys(tasks))
+    if not tasks:
+        raise InputError("no tasks given", path="--tasks")
+    if jobs < 1:
+        raise InputError(f"--jobs must be >= 1, got {jobs}", path="--jobs")
+    preset = preset or ("toy" if data is None else "paper")
+    if preset not in PRESETS:
+        raise InputError(f"unknown preset {preset!r} (known: {', '.join(PRESETS)})", path="--preset")
+    if data is not None and not Path(data).is_dir():
+        raise InputError("data folder not found", path=data)
+    grid = parse_grid(pairs)
+    cells = make_cells(grid, tasks, preset, data)
+    todo = [c for c in cells if not is_complete(out, c)]
+    say(f"ablate: {len(cells)} cells x {len(tasks)} tasks ({', '.join(tasks)}), preset {preset}, "
+        f"{len(cells) - len(todo)} already done; folder {out}")
+    if todo and data is None:
+        _ensure_toy(tasks, say)
+
+    display = _Display(progress, cells)
+    try:
+        if jobs == 1 or len(todo) <= 1:
+            ran = claim_loop(out, cells, data, report=display.event)
+        else:
+            ran = _run_workers(out, cells, data, min(jobs, len(todo)), display)
+    finally:
+        display.close()
+    say(f"ablate: ran {len(ran)} cells here, {len(cells) - len(ran)} were done already or ran elsewhere")
+    return _summarise(out, cells, list(grid), ran)
+
+
+def _run_workers(out: Path, cells: list[Cell], data: Path | None, jobs: int, display: _Display) -> list[str]:
+    ctx = mp.get_context("spawn")        # fork after torch has started threads can deadlock
+    q = ctx.Queue()
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    procs = [ctx.Process(target=_worker, args=(out, cells, data, q, threads), daemon=True) for _ in range(jobs)]
+    for p in procs:
+        p.start()
+    ran: list[str] = []
+    exited = 0
+    try:
+        while exited < jobs:
+            try:
+                kind, key, info = q.get(timeout=0.5)
+            except queue_mod.Empty:
+                if not any(p.is_alive() for p in procs) and q.empty():
+                    raise RuntimeError("ablate workers died without reporting (killed?)") from None
+                continue
+            if kind == "exit":
+                ran += json.loads(info)
+                exited += 1
+            elif kind == "input_error":
+                raise InputError(info)
+            elif kind == "error":
+                raise RuntimeError(f"an ablate worker failed:\n{info}")
+            else:
+                display.event(kind, key, info)
+    finally:
+        for p in procs:
+            if p.is_alive() and exited < jobs:
+                p.terminate()        # their cells are resumable: pre-training checkpoints, atomic results
+            p.join()
+    return ran
+
+
+# ---- the table and the plots ---------------------------------------------------------------------------------
+
+def collect(out: Path, cells: Sequence[Cell]) -> list[Result]:
+    """Every cell's results, in cell then task order, annotated with the cell."""
+    results = []
+    for cell in cells:
+        for task in cell.config["tasks"]:
+            path = cell_dir(out, cell) / task / RESULT
+            if path.is_file():
+                results.append(annotate(load_result(path), cell))
+    return results
+
+
+def _headline(grid: pd.DataFrame, task: str) -> list[str]:
+    return [m for m in registry.get(task).metrics if m in grid.columns]
+
+
+def _rows(grid: pd.DataFrame, varied: Sequence[str]) -> Iterable[tuple[str, list[str], list[list[str]]]]:
+    """Per task: header and formatted rows; each metric followed by the paper's value where a row matched."""
+    for task, g in grid.groupby("task", sort=False):
+        metrics = _headline(grid, task)
+        with_paper = "paper" in g.columns and g["paper"].notna().any()
+        header = ["cell", *varied]
+        for m in metrics:
+            header += [m] + ([f"paper {m}"] if with_paper and f"paper:{m}" in g.columns else [])
+        header += ["paper row"] if with_paper else []
+        rows = []
+        for rec in g.to_dict(orient="records"):
+            row = [str(rec.get("cell", "")), *(str(rec[k]) for k in varied)]
+            for m in metrics:
+                row.append(format_value(m, rec.get(m)))
+                if with_paper and f"paper:{m}" in g.columns:
+                    row.append(format_value(m, rec.get(f"paper:{m}")))
+            if with_paper:
+                row.append(rec["paper"] if isinstance(rec.get("paper"), str) else "-")
+            rows.append(row)
+        yield task, header, rows
+
+
+def _terminal(grid: pd.DataFrame, varied: Sequence[str], toy: bool) -> str:
+    import io
+
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    buf = io.StringIO()
+    console = Console(file=buf, width=200, color_system=None, force_terminal=False)
+    if toy:   # its own line, never wrapped into a table title
+        console.print(Text(f"ablation grid: {TOY_NOTE}"), soft_wrap=True)
+    for task, header, rows in _rows(grid, varied):
+        table = Table(title=f"ablation: {task}", title_justify="left")
+        for col in header:
+            table.add_column(col, justify="left" if col in ("cell", "paper row", *varied) else "right")
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
+    return buf.getvalue()
+
+
+def _markdown(grid: pd.DataFrame, varied: Sequence[str], toy: bool) -> str:
+    lines = ["## vlmbench ablation", ""]
+    if toy:
+        lines += [f"> {TOY_NOTE}", ""]
+    for task, header, rows in _rows(grid, varied):
+        lines += [f"### {task}", "", "| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+        lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot_name(metric: str, key: str) -> str:
+    safe = lambda s: re.sub(r"[^A-Za-z0-9._=-]+", "_", s.replace("@", "at"))  # noqa: E731
+    return f"{safe(metric)}-vs-{safe(key)}.png"
+
+
+def _summarise(out: Path, cells: list[Cell], varied: list[str], ran: list[str]) -> AblationSummary:
+    from .reporting.plots import plot_metric_vs_key
+
+    results = collect(out, cells)
+    grid = grid_table(results, varied)
+    if len(grid) == len(results):         # one result per (task, cell): name each row's cell folder
+        grid.insert(0, "cell", [r.config.get("ablation_cell", "") for r in results])
+    toy = any(r.toy for r in results)
+    terminal, markdown = _terminal(grid, varied, toy), _markdown(grid, varied, toy)
+    files = {"grid.md": write_text(out / "grid.md", markdown),
+             "grid.csv": write_text(out / "grid.csv", grid.to_csv(index=False))}
+    plots = []
+    metrics = list(dict.fromkeys(m for t in grid["task"].unique() for m in _headline(grid, t))) if len(grid) else []
+    for key in (k for k in varied if grid[k].nunique() > 1):     # a key held at one value is no axis
+        for metric in metrics:
+            if grid[metric].notna().any():
+                plots.append(plot_metric_vs_key(grid, key, metric, out / "plots" / plot_name(metric, key)))
+    return AblationSummary(cells, ran, grid, terminal, markdown, files, plots)

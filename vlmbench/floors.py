@@ -1,0 +1,130 @@
+"""Floor baselines (`vlmbench baseline`): what a model-free guess scores on exactly the same test examples.
+
+A floor runs the task adapter's load() (same data, same split, same preset caps), builds a predictions dict in
+exactly the format the adapter's predict() returns, but without a model, and scores it with the adapter's own
+score(). It is saved like any run (predictions.npz + result.json, Result.baseline = the kind), so `report`
+shows it under the task and `score` can re-score it.
+
+    random          every family: random scores / random labels / a random training sentence per clip /
+                    random per-second log-probabilities through the same order-constrained DP (CrossTask)
+    all-background  segmentation (COIN): background for every frame
+"""
+from __future__ import annotations
+
+import zlib
+from datetime import datetime
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from . import config as cfgmod
+from . import registry
+from .data import toy
+from .errors import InputError
+from .reporting.result import Result, provenance, save_result
+from .runconfig import run_config
+
+Preds = dict[str, np.ndarray]
+
+
+def _retrieval_random(a, rng: np.random.Generator) -> Preds:
+    n = len(a.test_ids)           # (texts, videos): row i's truth is column i, as RetrievalAdapter.predict
+    return {"scores": rng.standard_normal((n, n)).astype(np.float32), "ids": np.array(a.test_ids, dtype=str)}
+
+
+def _mcqa_random(a, rng: np.random.Generator) -> Preds:
+    from .data.msrvtt import N_CHOICES
+
+    return {"scores": rng.standard_normal((len(a.questions), N_CHOICES)).astype(np.float32),
+            "answers": np.array([q.answer for q in a.questions], dtype=np.int64),
+            "ids": np.array([q.video_id for q in a.questions], dtype=str)}
+
+
+def _segmentation(labels: Callable[[int, np.random.Generator, int], np.ndarray]):
+    def floor(a, rng: np.random.Generator) -> Preds:
+        from .adapters.segmentation import pack_videos
+
+        targets = [a.targets(v.vid) for v in a.test]
+        preds = [labels(len(t), rng, a.num_classes) for t in targets]
+        return pack_videos([v.vid for v in a.test], preds, targets)
+    return floor
+
+
+def _localization_random(a, rng: np.random.Generator) -> Preds:
+    from .adapters.localization import pack_matrices
+    from .metrics.localization import dp_one_frame_per_step
+
+    y_true, y_pred = [], []
+    for tv in a.test:
+        target = a.targets(tv)
+        logprob = torch.log_softmax(torch.from_numpy(rng.standard_normal(target.shape)), dim=1).numpy()
+        y_pred.append(dp_one_frame_per_step(logprob))
+        y_true.append(target)
+    return pack_matrices([tv.task for tv in a.test], [tv.vid for tv in a.test], y_true, y_pred, a.primary)
+
+
+def _captioning_random(a, rng: np.random.Generator) -> Preds:
+    if not a.train_tokens:
+        raise InputError("no training captions to draw random sentences from", path=a.paths["train_list"])
+    # decoded like a model's hypothesis (tokenizer round trip), so only the choice of sentence is random
+    picks = rng.integers(len(a.train_tokens), size=len(a.test_clips))
+    return {"ids": np.array([c.clip_id for c in a.test_clips], dtype=str),
+            "hypotheses": np.array([a.decode_text(a.train_tokens[i]) for i in picks], dtype=str),
+            "references": np.array(a.references, dtype=str)}
+
+
+FLOORS: dict[str, dict[str, Callable]] = {
+    "random": {
+        "retrieval": _retrieval_random,
+        "mcqa": _mcqa_random,
+        "segmentation": _segmentation(lambda n, rng, k: rng.integers(k, size=n)),
+        "localization": _localization_random,
+        "captioning": _captioning_random,
+    },
+    "all-background": {
+        "segmentation": _segmentation(lambda n, rng, k: np.zeros(n, dtype=np.int64)),
+    },
+}
+
+
+def floor_baseline(task: str, kind: str = "random", *, data: Path | None = None, out: Path | None = None,
+                   seed: int = 0, preset: str | None = None, allow_missing: bool = False,
+                   say: Callable[[str], None] = print) -> Result:
+    """Load the task's data, guess without a model, score, save; returns the saved Result."""
+    from .runner import PREDICTIONS, RESULT, save_predictions
+
+    spec = registry.get(task)
+    if kind not in FLOORS:
+        raise InputError(f"unknown baseline kind {kind!r} (known: {', '.join(FLOORS)})", path="--kind")
+    make = FLOORS[kind].get(spec.family)
+    if make is None:
+        fits = [t for t, s in registry.all_tasks().items() if s.family in FLOORS[kind]]
+        raise InputError(f"baseline {kind!r} does not apply to {task} (it applies to: {', '.join(fits)})",
+                         path="--kind")
+    is_toy = data is None
+    cfg = run_config(spec, preset or ("toy" if is_toy else "paper"), [])
+    root = toy.toy_root() if is_toy else Path(data)
+    if not is_toy and not root.is_dir():
+        raise InputError("data folder not found", path=root)
+    out = Path(out) if out else Path("runs") / f"baseline-{task}-{kind}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    adapter = spec.adapter_class()(spec, cfg, root, allow_missing=allow_missing, say=say)
+    adapter.preflight()
+    if is_toy:
+        toy.ensure_dataset(spec.dataset, say=say)
+    adapter.load()
+
+    rng = np.random.default_rng([seed, zlib.crc32(task.encode())])   # one stream per (seed, task)
+    preds = make(adapter, rng)
+    cfg_dict = cfgmod.to_dict(cfg)
+    save_predictions(out / PREDICTIONS, task, cfg_dict, preds)
+    metrics, conventions = adapter.score(preds, cfg_dict)
+    result = Result(task=task, family=spec.family, split=spec.split, metrics=metrics, conventions=conventions,
+                    counts={k: int(v) for k, v in adapter.loaded.counts.items()},
+                    config={**cfg_dict, "checkpoint": None, "data": str(root), "allow_missing": allow_missing},
+                    preset=cfg.preset, seed=seed, toy=is_toy, provenance=provenance(adapter.loaded.fingerprint()),
+                    baseline=kind)
+    save_result(result, out / RESULT)
+    result.path = out / RESULT
+    return result

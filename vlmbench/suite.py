@@ -1,0 +1,79 @@
+"""`vlmbench suite`: pre-train once with a preset, then run every registry task from that checkpoint.
+
+    OUT/pretrain/            the checkpoint every task starts from
+    OUT/<task>/result.json   one run folder per task (predictions.npz beside it)
+    OUT/suite.json           preset, tasks, wall times
+
+The `smoke` preset (tiny backbone, a few hundred examples) is the CI regression run: a few minutes on two CPU
+cores, and bit-for-bit repeatable on one machine (every shuffle and dropout mask is seeded), so its results are
+committed under results/reference/smoke/ (`make update-reference`) and CI compares a fresh run against them.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+from . import registry
+from .errors import InputError
+from .io import atomic_write, write_json
+from .reporting.result import Result, utc_now
+
+RESULT = "result.json"
+
+
+def suite(out: Path, *, preset: str = "smoke", data: Path | None = None, tasks: Sequence[str] | None = None,
+          pretrain_pairs: Sequence[str] = (), progress: bool = True, say: Callable[[str], None] = print) -> list[Result]:
+    """A fresh pre-training (no resume: a suite run is a measurement) and one run per task, in registry order.
+    pretrain_pairs: key=value overrides of the preset's pre-training config (e.g. steps=3 in tests)."""
+    from .train.config import pretrain_config
+
+    out = Path(out)
+    names = list(tasks) if tasks else list(registry.all_tasks())
+    for name in names:
+        registry.get(name)                            # unknown task or preset: fail before any model work
+    cfg = pretrain_config(preset, list(pretrain_pairs))
+
+    from .runner import run
+    from .train.pretrain import pretrain
+
+    t0 = time.perf_counter()
+    timings: dict[str, float] = {}
+    say(f"suite: pre-training (preset {preset}) into {out / 'pretrain'}")
+    pretrain(cfg, out / "pretrain", data=data, resume=False, progress=progress, say=say)
+    timings["pretrain"] = round(time.perf_counter() - t0, 1)
+    results = []
+    for i, name in enumerate(names, 1):
+        t = time.perf_counter()
+        say(f"suite: [{i}/{len(names)}] {name}")
+        result, _ = run(name, data=data, checkpoint=out / "pretrain" / "model", out=out / name, preset=preset,
+                        progress=progress, say=say)
+        timings[name] = round(time.perf_counter() - t, 1)
+        results.append(result)
+    timings["total"] = round(time.perf_counter() - t0, 1)
+    write_json(out / "suite.json", {"preset": preset, "tasks": names, "data": str(data) if data else None,
+                                    "wall_s": timings, "finished": utc_now()})
+    say(f"suite: {len(names)} tasks in {timings['total']:.0f} s (pre-training {timings['pretrain']:.0f} s)")
+    return results
+
+
+def save_reference(run_dir: Path, ref_dir: Path) -> Path:
+    """Copy a suite's result.json files to ref_dir/<task>/result.json, replacing ref_dir as a whole: the new
+    set is built beside it and swapped in by rename, so a reader (or a killed update) never sees a mix."""
+    run_dir, ref_dir = Path(run_dir), Path(ref_dir)
+    files = sorted(run_dir.glob(f"*/{RESULT}"))
+    if not files:
+        raise InputError("no <task>/result.json to save as reference", path=run_dir)
+    ref_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = ref_dir.with_name(f".{ref_dir.name}.tmp{os.getpid()}")
+    old = ref_dir.with_name(f".{ref_dir.name}.old{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    for f in files:
+        atomic_write(tmp / f.parent.name / RESULT, lambda p, src=f: shutil.copyfile(src, p))
+    if ref_dir.exists():
+        os.replace(ref_dir, old)
+    os.replace(tmp, ref_dir)
+    shutil.rmtree(old, ignore_errors=True)
+    return ref_dir
