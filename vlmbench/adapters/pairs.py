@@ -1,0 +1,199 @@
+"""Shared machinery of the two-tower families (retrieval, MC-QA): video clips and texts, batched and encoded.
+
+Under the isolated mask (every fine-tune and test config of the reference) the video half and the text half of
+`[CLS] v [SEP] t [SEP]` never attend to each other, so a video's pooled vector does not depend on the text it is
+paired with and vice versa. Evaluation therefore encodes every distinct video clip ONCE (33 positions, via
+VLM.forward_video) and every distinct text ONCE (its tokens + [SEP], via VLM.forward_text), and scores a pair by a dot
+product, exactly as the reference's MMFusionJoint does at eval time. Training uses the same halves: identical to
+the isolated full forward (tested in tests/test_adapter_retrieval.py against VLM.forward(..., mask="isolated")).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data import msrvtt
+from ..data.features import FeatureStore
+from ..errors import InputError
+from ..model import backbone as bb
+from ..model import text as textmod
+from ..model.layout import MAX_VIDEO_LEN
+from ..model.losses import contrastive_loss
+from ..model.vlm import VLM
+from .base import Adapter
+
+Progress = Callable[[int, int], None] | None
+
+
+@dataclass(frozen=True, slots=True)
+class VideoClip:
+    """Feature rows [start:end] of one video (None = from the start / to the end), cut to the first 32 s."""
+    vid: str
+    start: int | None = None
+    end: int | None = None
+
+    def load(self, store: FeatureStore) -> np.ndarray:
+        start = self.start or 0
+        end = start + MAX_VIDEO_LEN if self.end is None else min(self.end, start + MAX_VIDEO_LEN)
+        return store.load(self.vid, start, end)   # only the first 32 rows of the clip are read
+
+
+@dataclass(frozen=True, slots=True)
+class TrainItem:
+    """One training example: a clip and its caption(s); each access draws one caption (MSR-VTT has ~20)."""
+    clip: VideoClip
+    captions: tuple[str, ...]
+
+
+def batch_videos(feats: Sequence[np.ndarray], device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(video (B, 32, 512) float32 zero-padded, vmask (B, 32) bool) from per-clip (seconds, 512) arrays."""
+    dim = feats[0].shape[1] if feats else 512
+    video = torch.zeros(len(feats), MAX_VIDEO_LEN, dim)
+    vmask = torch.zeros(len(feats), MAX_VIDEO_LEN, dtype=torch.bool)
+    for i, f in enumerate(feats):
+        n = min(len(f), MAX_VIDEO_LEN)
+        video[i, :n] = torch.from_numpy(np.asarray(f[:n], dtype=np.float32))
+        vmask[i, :n] = True
+    return video.to(device), vmask.to(device)
+
+
+def batch_texts(tokenizer, texts: Sequence[str], device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids, mask) for forward_text: t1..tn [SEP] [PAD]..., at most 61 tokens as the reference, trimmed."""
+    ids, mask = trim_text(*textmod.encode(tokenizer, texts))
+    return ids.to(device), mask.to(device)
+
+
+def trim_text(ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Drop the trailing slots that are padding in every row (B, 62) -> (B, <=62). Exact for forward_text:
+    padding is masked out as a key and the kept slots keep their position ids, but a ~12-token caption then
+    costs 13 positions instead of 62. (Not for the full 96-token forward, whose layout is fixed.)"""
+    width = max(int(mask.sum(1).max()), 1) if len(mask) else 1
+    return ids[:, :width], mask[:, :width]
+
+
+def tokenizer_for(vlm: VLM):
+    return bb.tokenizer(vlm.config.backbone)
+
+
+def video_vectors(vlm: VLM, video: torch.Tensor, vmask: torch.Tensor) -> torch.Tensor:
+    """Pooled video (B, H): masked mean over valid seconds + the video-[SEP], from the isolated video half."""
+    return vlm.pool_video(vlm.forward_video(video, vmask), vmask)
+
+
+def text_vectors(vlm: VLM, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Pooled text (B, H): masked mean over the tokens + the final [SEP], from the isolated text half."""
+    return vlm.pool_text(vlm.forward_text(ids, mask), mask)
+
+
+def unique(keys: Sequence) -> tuple[list, np.ndarray]:
+    """Distinct keys in first-seen order, and for every input its index among them."""
+    index: dict = {}
+    where = np.array([index.setdefault(k, len(index)) for k in keys], dtype=np.int64)
+    return list(index), where
+
+
+def encode_clips(vlm: VLM, clips: Sequence[VideoClip], store: FeatureStore, batch_size: int,
+                 device: torch.device, progress: Progress = None, done: int = 0, total: int = 0) -> torch.Tensor:
+    """(len(clips), H) float32 on the CPU; callers pass distinct clips (see unique())."""
+    out = []
+    for s in range(0, len(clips), batch_size):
+        chunk = clips[s:s + batch_size]
+        video, vmask = batch_videos([c.load(store) for c in chunk], device)
+        out.append(video_vectors(vlm, video, vmask).float().cpu())
+        if progress:
+            progress(done + s + len(chunk), total or len(clips))
+    return torch.cat(out) if out else torch.zeros(0, vlm.hidden_size)
+
+
+def encode_texts(vlm: VLM, texts: Sequence[str], batch_size: int, device: torch.device,
+                 progress: Progress = None, done: int = 0, total: int = 0) -> torch.Tensor:
+    """(len(texts), H) float32 on the CPU; callers pass distinct texts (see unique())."""
+    tok = tokenizer_for(vlm)
+    out = []
+    for s in range(0, len(texts), batch_size):
+        chunk = texts[s:s + batch_size]
+        ids, mask = batch_texts(tok, chunk, device)
+        out.append(text_vectors(vlm, ids, mask).float().cpu())
+        if progress:
+            progress(done + s + len(chunk), total or len(texts))
+    return torch.cat(out) if out else torch.zeros(0, vlm.hidden_size)
+
+
+class ContrastiveAdapter(Adapter):
+    """Fine-tuning shared by retrieval and MC-QA: in-batch contrastive loss on pooled isolated halves.
+
+    Subclasses fill self.train_items in load(); `direction` is "t2v" (softmax over the batch's videos per text,
+    the reference's T2VContraLoss) or "v2t" (softmax over texts per video, V2TContraLoss).
+    """
+    default_direction = "t2v"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.train_items: list[TrainItem] = []
+        self._store: FeatureStore | None = None
+        self.direction = str(self.spec.options.get("loss", self.default_direction))
+        if self.direction not in ("t2v", "v2t"):
+            raise InputError(f"options.loss must be t2v or v2t, got {self.direction!r}", path=self.spec.source)
+        # The reference replicates the MSR-VTT training list dup=20 times per "epoch" (a caption is drawn per
+        # access); the default 1 makes an epoch one pass over the videos, so `epochs` counts passes.
+        self.dup = int(self.spec.options.get("dup", 1))
+
+    @property
+    def feature_store(self) -> FeatureStore:
+        if self._store is None:
+            self._store = self.store()
+        return self._store
+
+    # -- training ------------------------------------------------------------------------------------------
+    def _order(self, rng: np.random.Generator) -> np.ndarray:
+        return rng.permutation(np.tile(np.arange(len(self.train_items)), self.dup))
+
+    def steps_per_epoch(self) -> int:
+        n = len(self.train_items) * self.dup
+        steps = math.ceil(n / self.cfg.batch_size)
+        return steps - 1 if n % self.cfg.batch_size == 1 else steps   # a lone last item has no negatives
+
+    def train_batches(self, epoch: int, rng: np.random.Generator) -> Iterator[dict]:
+        """Shuffled batches of cfg.batch_size; a single-item remainder is dropped (its loss would be 0).
+        As in the reference, the same video may appear twice in a batch when dup > 1 (false negatives)."""
+        order = self._order(rng)
+        bs = self.cfg.batch_size
+        for s in range(0, len(order), bs):
+            idx = order[s:s + bs]
+            if len(idx) < 2:
+                continue
+            items = [self.train_items[i] for i in idx]
+            texts = [it.captions[int(rng.integers(len(it.captions)))] for it in items]
+            video, vmask = batch_videos([it.clip.load(self.feature_store) for it in items])
+            yield {"video": video, "vmask": vmask, "texts": texts}
+
+    def loss(self, module: nn.Module, batch: dict) -> torch.Tensor:
+        ids, mask = batch_texts(tokenizer_for(module), batch["texts"], self.device)
+        vmask = batch["vmask"].to(self.device)
+        v = video_vectors(module, batch["video"].to(self.device), vmask)
+        t = text_vectors(module, ids, mask)
+        return contrastive_loss(t.float(), v.float(), self.direction)
+
+
+def load_msrvtt_train(adapter: ContrastiveAdapter) -> list[TrainItem]:
+    """MSR-VTT 9k training videos with all their captions (MMPT's MSRVTTMetaProcessor), restricted to videos
+    with features, capped by max_train. With files.full_test_csv in the task spec, the full-test videos outside
+    the JSFusion test are appended as MMPT does (MSRVTT_train.9k.csv already holds them)."""
+    p = adapter.paths
+    extra = {}
+    if "full_test_csv" in p:
+        extra = dict(jsfusion_test_csv=p["test_csv"], full_test_csv=p["full_test_csv"])
+        adapter.loaded.annotation_files += [p["full_test_csv"]]
+    ids, captions = msrvtt.load_train(p["train_csv"], p["data_json"], **extra)
+    adapter.loaded.annotation_files += [p["train_csv"], p["data_json"]]
+    kept = adapter.keep_with_features(ids, adapter.feature_store, "train videos")
+    ids = adapter.cap([v for v in ids if v in kept], adapter.cfg.max_train)
+    adapter.loaded.counts["train_videos"] = len(ids)
+    adapter.loaded.counts["train_captions"] = sum(len(captions[v]) for v in ids)
+    adapter.loaded.counts["train_examples"] = len(ids) * adapter.dup
+    return [TrainItem(VideoClip(v), tuple(captions[v])) for v in ids]

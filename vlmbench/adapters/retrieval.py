@@ -1,0 +1,105 @@
+"""Text-to-video retrieval (MSR-VTT 1k-A, YouCook2 3,350 clips): the reference's MMFusionJoint + T2VContraLoss.
+
+Fine-tuning: in-batch contrastive loss on the pooled isolated halves (softmax over the batch's videos per text).
+Evaluation: every test clip and every test text encoded once, a text x video matrix of raw dot products
+(no normalisation, no temperature, no re-ranking), scored by metrics.retrieval (row i's truth is column i).
+spec.options: reader (msrvtt | youcook2), loss (t2v | v2t), dup (MSR-VTT training-list replication, default 1).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data import msrvtt, youcook2
+from ..errors import InputError
+from ..metrics.retrieval import CONVENTIONS, retrieval_metrics
+from .pairs import ContrastiveAdapter, Progress, TrainItem, VideoClip, encode_clips, encode_texts, load_msrvtt_train, unique
+
+READERS = ("msrvtt", "youcook2")
+
+
+class RetrievalAdapter(ContrastiveAdapter):
+    family = "retrieval"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.reader = self.spec.options.get("reader")
+        if self.reader not in READERS:
+            raise InputError(f"options.reader must be one of {', '.join(READERS)}, got {self.reader!r}",
+                             path=self.spec.source)
+        self.test_ids: list[str] = []        # one per test pair: the clip id (column i of the matrix)
+        self.test_clips: list[VideoClip] = []
+        self.test_texts: list[str] = []
+
+    # -- data ----------------------------------------------------------------------------------------------
+    def load(self) -> None:
+        if self.reader == "msrvtt":
+            self.train_items = load_msrvtt_train(self)
+            self._load_msrvtt_test()
+        else:
+            self.train_items = self._youcook2_train()
+            self._load_youcook2_test()
+        c = self.loaded.counts
+        c["test_examples"] = len(self.test_ids)
+        c["test_clips"] = len(set(self.test_clips))
+        c["test_texts"] = len(set(self.test_texts))
+        used = {it.clip.vid for it in self.train_items} | {clip.vid for clip in self.test_clips}
+        self.loaded.feature_ids = sorted(used)
+        self.say(f"{self.spec.name}: {len(self.train_items)} training "
+                 f"{'videos' if self.reader == 'msrvtt' else 'clips'}, {len(self.test_ids)} test pairs")
+
+    def _load_msrvtt_test(self) -> None:
+        path = self.paths["test_csv"]
+        pairs = msrvtt.load_retrieval_test(path)
+        self.loaded.annotation_files.append(path)
+        kept = self.keep_with_features([v for v, _ in pairs], self.feature_store, "test videos")
+        pairs = self.cap([(v, s) for v, s in pairs if v in kept], self.cfg.max_test)
+        self.test_ids = [v for v, _ in pairs]
+        self.test_clips = [VideoClip(v) for v, _ in pairs]
+        self.test_texts = [s for _, s in pairs]
+
+    def _youcook2_train(self) -> list[TrainItem]:
+        """Every annotated segment of the train_list videos (features [start:end], first 32 s), one sentence."""
+        ann_path, list_path = self.paths["annotations"], self.paths["train_list"]
+        annotations = youcook2.load_annotations(ann_path)
+        vids = youcook2.load_split_list(list_path)
+        self.loaded.annotation_files += [ann_path, list_path]
+        kept = self.keep_with_features(vids, self.feature_store, "train videos")
+        clips = self.cap(youcook2.caption_clips(annotations, [v for v in vids if v in kept]), self.cfg.max_train)
+        self.loaded.counts["train_videos"] = len({c.vid for c in clips})
+        self.loaded.counts["train_examples"] = len(clips)
+        return [TrainItem(VideoClip(c.vid, c.start, c.end), (c.text,)) for c in clips]
+
+    def _load_youcook2_test(self) -> None:
+        path = self.paths["test_csv"]
+        clips = youcook2.load_retrieval_test(path)
+        self.loaded.annotation_files.append(path)
+        vids = list(dict.fromkeys(c.vid for c in clips))
+        kept = self.keep_with_features(vids, self.feature_store, "test videos")
+        clips = self.cap([c for c in clips if c.vid in kept], self.cfg.max_test)
+        self.loaded.counts["test_videos"] = len({c.vid for c in clips})
+        self.test_ids = [c.clip_id for c in clips]
+        self.test_clips = [VideoClip(c.vid, c.start, c.end) for c in clips]
+        self.test_texts = [c.text for c in clips]
+
+    # -- evaluation ----------------------------------------------------------------------------------------
+    def predict(self, module: nn.Module, progress: Progress = None) -> dict[str, np.ndarray]:
+        """{"scores": (texts, videos) float32, "ids": clip ids}. A clip or text listed twice (the real YouCook2
+        file repeats one span with two sentences) is encoded once and its vector reused."""
+        module.eval()
+        clips, clip_of = unique(self.test_clips)
+        texts, text_of = unique(self.test_texts)
+        total = len(clips) + len(texts)
+        bs = self.cfg.eval_batch_size
+        with torch.no_grad():
+            v = encode_clips(module, clips, self.feature_store, bs, self.device, progress, 0, total)
+            t = encode_texts(module, texts, bs, self.device, progress, len(clips), total)
+        scores = (t[torch.from_numpy(text_of)] @ v[torch.from_numpy(clip_of)].T).numpy().astype(np.float32)
+        return {"scores": scores, "ids": np.array(self.test_ids, dtype=str)}
+
+    @classmethod
+    def score(cls, preds: dict[str, np.ndarray], cfg: dict[str, Any]) -> tuple[dict[str, float], dict[str, str]]:
+        return retrieval_metrics(preds["scores"]), dict(CONVENTIONS)
