@@ -22,7 +22,7 @@ test: install
 	$(BIN)/python -m pytest
 
 demo: install
-	$(BIN)/vlmbench pretrain --out runs/demo-pretrain
+	$(BIN)/vlmbench run --task youcook2-caption --out runs/demo-caption
 
 bench: install
 	$(BIN)/python bench/run_all.py
