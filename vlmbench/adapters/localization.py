@@ -1,0 +1,203 @@
+"""CrossTask step localization (family `localization`): per-second scores = isolated video-frame states ·
+pooled step-text states, averaged over 32-s windows (stride 16), log-softmax over the task's steps, then the
+order-constrained one-frame-per-step DP; recall per primary task, mean over tasks.
+
+crosstask-zeroshot uses the pre-trained checkpoint as is (cfg.zeroshot: the runner skips fine-tuning);
+crosstask-supervised first fine-tunes with BCE-with-logits against the 0/1 targets, one video per batch.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data import crosstask as ct
+from ..errors import InputError
+from ..metrics import localization as loc
+from ..model import backbone as bb
+from ..model.text import encode
+from ..model.vlm import VLM
+from . import windows
+from .base import Adapter
+
+
+class LocalizationAdapter(Adapter):
+    family = "localization"
+
+    def load(self) -> None:
+        release = self.paths["release"]
+        primary = ct.load_tasks(release / ct.PRIMARY)
+        self.tasks = {**ct.load_tasks(release / ct.RELATED), **primary}
+        self.primary = list(primary)
+        store = self._store = self.store()
+        # Missing features: an error unless --allow-missing, counted either way. Checked over the videos the
+        # split can use (annotated, of a known task, not in videos_val.csv); build_split then drops the rest,
+        # as MMPT does before drawing the split.
+        val = set(ct.load_videos(release / ct.VIDEOS_VAL))
+        usable = [tv for tv in ct.load_videos(release / ct.VIDEOS)
+                  if tv.task in self.tasks and tv not in val and ct.annotation_path(release, *tv).is_file()]
+        if not usable:
+            raise InputError("no annotated video of a known task outside videos_val.csv", path=release)
+        self.keep_with_features(list(dict.fromkeys(v for _, v in usable)), store, "annotated videos")
+        n_train = int(self.spec.options.get("n_train", 30))
+        seed = int(self.spec.options.get("split_seed", 0))
+        train, test = ct.build_split(release, store.__contains__, n_train=n_train, seed=seed)
+        if not test:
+            raise InputError(f"the split leaves no test video (a primary task needs more than n_train={n_train} "
+                             "annotated videos with features)", path=release)
+        self.train = self.cap(train, self.cfg.max_train) if not self.cfg.zeroshot else []
+        self.test = self.cap(test, self.cfg.max_test)
+        self._targets: dict[ct.TaskVideo, np.ndarray] = {}
+        for tv in self.train + self.test:
+            n = store.n_seconds(tv.vid)
+            if n < 1:
+                raise InputError(f"video {tv.vid} has no feature rows", path=store.path(tv.vid))
+            k = len(self.tasks[tv.task].steps)
+            spans = ct.read_annotation(ct.annotation_path(release, *tv), n_steps=k)
+            self._targets[tv] = loc.crosstask_targets(n, k, [tuple(s) for s in spans])
+        self.loaded.counts.update(train_videos=len(self.train), test_videos=len(self.test),
+                                  test_tasks=len({t for t, _ in self.test}))
+        self.loaded.annotation_files = [release / ct.PRIMARY, release / ct.RELATED, release / ct.VIDEOS,
+                                        release / ct.VIDEOS_VAL,
+                                        *sorted(ct.annotation_path(release, *tv) for tv in self.train + self.test)]
+        self.loaded.feature_ids = [tv.vid for tv in self.train + self.test]
+
+    def targets(self, tv: ct.TaskVideo) -> np.ndarray:
+        return self._targets[tv]
+
+    # -- model ---------------------------------------------------------------------------------------------
+    def build(self, vlm: VLM) -> nn.Module:
+        """The VLM alone (MMBertForJoint: videomlp + bert); step texts are tokenized with its backbone's vocab."""
+        tokenizer = bb.tokenizer(vlm.config.backbone)
+        self._steps = {}
+        for task, t in self.tasks.items():
+            ids, mask = encode(tokenizer, list(t.steps))
+            # Drop the all-padding tail of the 62 text slots: padded keys are masked, so the states of the real
+            # tokens are unchanged (positions keep their offsets), and short step texts cost a few slots, not 62.
+            n = int(mask.sum(1).max())
+            self._steps[task] = ids[:, :n], mask[:, :n]
+        return vlm
+
+    def steps_per_epoch(self) -> int | None:
+        return len(self.train)
+
+    def train_batches(self, epoch: int, rng: np.random.Generator) -> Iterator[Any]:
+        """One video per batch: (task, features, 0/1 targets (T, K))."""
+        for i in rng.permutation(len(self.train)):
+            tv = self.train[i]
+            yield tv.task, self._store.load(tv.vid), self._targets[tv]
+
+    def window_logits(self, vlm: VLM, task: str, win: windows.Windows, chunk: int = 0) -> torch.Tensor:
+        """(W, 32, K): frame states · pooled step states. Each step text runs alone through the text half (the
+        reference pairs it with one zero video token, which the isolated mask hides from the text)."""
+        ids, mask = (x.to(self.device) for x in self._steps[task])
+        steps = VLM.pool_text(vlm.forward_text(ids, mask), mask)                 # (K, H)
+        return windows.frame_states(vlm, win, chunk) @ steps.T
+
+    def loss(self, module: nn.Module, batch: Any) -> torch.Tensor:
+        """BCE-with-logits on every valid frame of every window (windows at the test stride overlap, so
+        seconds repeat, as in the reference's training)."""
+        task, feats, y = batch
+        win = windows.make_windows(feats, self.cfg.window, self.cfg.stride).to(self.device)
+        logits = self.window_logits(module, task, win)
+        target = torch.from_numpy(windows.window_targets(y, win, 0)).to(self.device)
+        valid = win.vmask
+        return nn.functional.binary_cross_entropy_with_logits(logits[valid].float(), target[valid].float())
+
+    def video_logits(self, module: nn.Module, task: str, feats: np.ndarray) -> np.ndarray:
+        """(T, K) scores averaged over the test windows covering each second."""
+        win = windows.make_windows(feats, self.cfg.window, self.cfg.stride).to(self.device)
+        return windows.average(self.window_logits(module, task, win, chunk=self.cfg.eval_batch_size), win)
+
+    def predict(self, module: nn.Module, progress: Callable[[int, int], None] | None = None) -> dict[str, np.ndarray]:
+        y_true, y_pred = [], []
+        for i, tv in enumerate(self.test):
+            logits = torch.from_numpy(self.video_logits(module, tv.task, self._store.load(tv.vid)))
+            logprob = torch.log_softmax(logits, dim=1).numpy()          # over the task's steps, per frame
+            y_pred.append(loc.dp_one_frame_per_step(logprob))
+            y_true.append(self._targets[tv])
+            if progress:
+                progress(i + 1, len(self.test))
+        return pack_matrices([tv.task for tv in self.test], [tv.vid for tv in self.test], y_true, y_pred,
+                             self.primary)
+
+    # -- scoring -------------------------------------------------------------------------------------------
+    @classmethod
+    def score(cls, preds: dict[str, np.ndarray], cfg: dict[str, Any]) -> tuple[dict[str, float], dict[str, str]]:
+        tasks, _, y_true, y_pred, primary = unpack_matrices(preds)
+        per_video = list(zip(tasks, y_true, y_pred))
+        res = loc.crosstask_recall(per_video, primary_tasks=primary)
+        floor = random_recall(per_video, primary)
+        metrics = {"recall": res["recall"]}
+        # Per-task recall as metrics `recall/<task>` (primary tasks, file order): numbers that compare/report
+        # can read, unlike free text in conventions.
+        metrics.update({f"recall/{t}": res["per_task"][t] for t in primary if t in res["per_task"]})
+        conventions = {
+            **loc.CONVENTIONS,
+            "scores": "per-second logits = last-layer isolated video-frame states · mean-pooled step-text states "
+                      "(dot product, no normalisation), averaged over 32-s windows at the test stride, then "
+                      "log-softmax over the task's steps",
+            "per_task": "per-task recall of the primary tasks is reported as metrics recall/<task id>",
+            "random_floor": f"{floor:.2f} (expected recall of a uniformly random strictly increasing "
+                            "one-frame-per-step assignment on these test videos, mean over the same tasks)",
+        }
+        return metrics, conventions
+
+
+def random_recall(per_video: list[tuple[str, np.ndarray, np.ndarray]], primary: list[str]) -> float:
+    """Expected recall (percent) when each video's K frames are a uniformly random K-subset of its T frames,
+    assigned to the steps in order (T < K: the DP's fixed diagonal). Pooled per task, mean over the tasks the
+    real recall averages."""
+    match: dict[str, float] = {}
+    total: dict[str, float] = {}
+    for task, y_true, _ in per_video:
+        n, k = y_true.shape
+        hits = 0.0
+        if k and n >= k:
+            # P(k-th smallest of a random K-subset of 0..T-1 is t) = C(t, k-1) C(T-1-t, K-k) / C(T, K)
+            t = np.arange(n)[:, None]
+            j = np.arange(k)[None, :]
+            logfact = np.concatenate([[0.0], np.cumsum(np.log(np.arange(1, n + 1)))])
+            logp = _log_comb(logfact, t, j) + _log_comb(logfact, n - 1 - t, k - 1 - j) - _log_comb(logfact, n, k)
+            hits = float((np.exp(logp) * y_true).sum())
+        elif k:
+            hits = float(np.diagonal(y_true[:n, :n]).sum())
+        match[task] = match.get(task, 0.0) + hits
+        total[task] = total.get(task, 0.0) + float((y_true.sum(axis=0) > 0).sum())
+    scored = [100.0 * match[t] / total[t] for t in primary if total.get(t)]
+    return float(np.mean(scored)) if scored else math.nan
+
+
+def _log_comb(logfact: np.ndarray, n, r) -> np.ndarray:
+    """log C(n, r) from a table of log factorials; -inf where r < 0 or r > n."""
+    n, r = np.broadcast_arrays(np.asarray(n), np.asarray(r))
+    ok = (r >= 0) & (r <= n)
+    n0, r0 = np.where(ok, n, 0), np.where(ok, r, 0)
+    return np.where(ok, logfact[n0] - logfact[r0] - logfact[n0 - r0], -np.inf)
+
+
+def pack_matrices(tasks: list[str], ids: list[str], y_true: list[np.ndarray], y_pred: list[np.ndarray],
+                  primary: list[str]) -> dict[str, np.ndarray]:
+    """Per-video (T, K) matrices (K varies with the task) as flat npz-friendly arrays + shapes."""
+    def flat(ms: list[np.ndarray]) -> np.ndarray:
+        return np.concatenate([m.ravel() for m in ms]).astype(np.uint8) if ms else np.zeros(0, np.uint8)
+    return {"tasks": np.array(tasks, dtype=str), "ids": np.array(ids, dtype=str),
+            "shapes": np.array([m.shape for m in y_true], dtype=np.int64).reshape(-1, 2),
+            "y_true": flat(y_true), "y_pred": flat(y_pred), "primary": np.array(primary, dtype=str)}
+
+
+def unpack_matrices(preds: dict[str, np.ndarray]):
+    try:
+        tasks, ids, shapes, yt, yp, primary = (preds[k] for k in ("tasks", "ids", "shapes", "y_true", "y_pred",
+                                                                   "primary"))
+    except KeyError as e:
+        raise InputError(f"localization predictions lack {e}", path="predictions") from None
+    sizes = shapes.prod(axis=1) if len(shapes) else np.zeros(0, np.int64)
+    if len(shapes) != len(tasks) or sizes.sum() != len(yt) or len(yt) != len(yp):
+        raise InputError("localization predictions: shapes, y_true and y_pred disagree", path="predictions")
+    bounds = np.concatenate([[0], np.cumsum(sizes)])
+    cut = lambda a: [a[s:e].reshape(shape) for s, e, shape in zip(bounds[:-1], bounds[1:], shapes)]  # noqa: E731
+    return [str(t) for t in tasks], [str(i) for i in ids], cut(yt), cut(yp), [str(t) for t in primary]

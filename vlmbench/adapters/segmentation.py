@@ -1,0 +1,142 @@
+"""COIN action segmentation (family `segmentation`): a per-second 779-way classifier on the isolated video
+states, trained on 32-s windows (stride 8, one video's windows per batch), tested on windows at stride 16 with
+logits averaged over overlaps; frame accuracy at 1 fps, background included (the paper's number)."""
+from __future__ import annotations
+
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data import coin
+from ..errors import InputError
+from ..metrics import segmentation as seg
+from ..model.vlm import VLM
+from . import windows
+from .base import Adapter
+
+IGNORE = -100  # padded window slots
+
+
+class SegmentationModel(nn.Module):
+    """The VLM plus `classifier` = Linear(hidden, 779), named as MMBertForTokenClassification's head."""
+
+    def __init__(self, vlm: VLM, num_classes: int):
+        super().__init__()
+        self.vlm = vlm
+        self.classifier = nn.Linear(vlm.hidden_size, num_classes)
+        # BertPreTrainedModel.init_weights in the reference: N(0, initializer_range), zero bias.
+        nn.init.normal_(self.classifier.weight, std=vlm.bert.config.initializer_range)
+        nn.init.zeros_(self.classifier.bias)
+
+    def window_logits(self, win: windows.Windows, chunk: int = 0) -> torch.Tensor:
+        """(W, 32, C) logits of every window slot. The text half is irrelevant under the isolated mask
+        (video rows never see text), so only the video half is run."""
+        return self.classifier(windows.frame_states(self.vlm, win, chunk))
+
+
+class SegmentationAdapter(Adapter):
+    family = "segmentation"
+
+    def load(self) -> None:
+        path = self.paths["coin_json"]
+        videos = coin.load_coin(path)
+        store = self._store = self.store()
+        self.num_classes = int(self.spec.options.get("num_classes", coin.NUM_CLASSES))
+        if self.num_classes != coin.NUM_CLASSES:
+            raise InputError(f"num_classes must be {coin.NUM_CLASSES} (778 COIN steps + background)",
+                             path=self.spec.source)
+        train = coin.split(videos, "train")
+        test = coin.split(videos, "test")
+        if not test:
+            raise InputError("no videos with subset 'testing'", path=path)
+        keep_train = self.keep_with_features([v.vid for v in train], store, "train videos") if train else set()
+        keep_test = self.keep_with_features([v.vid for v in test], store, "test videos")
+        self.train = self.cap([v for v in train if v.vid in keep_train], self.cfg.max_train)
+        self.test = self.cap([v for v in test if v.vid in keep_test], self.cfg.max_test)
+        self._targets: dict[str, np.ndarray] = {}
+        for v in self.train + self.test:
+            n = store.n_seconds(v.vid)
+            if n < 1:
+                raise InputError(f"video {v.vid} has no feature rows", path=store.path(v.vid))
+            self._targets[v.vid] = seg.frame_targets(n, [(s.step_id, s.start, s.end) for s in v.segments])
+        self.loaded.counts.update(train_videos=len(self.train), test_videos=len(self.test),
+                                  test_frames=sum(len(self._targets[v.vid]) for v in self.test))
+        self.loaded.annotation_files = [path]
+        self.loaded.feature_ids = [v.vid for v in self.train + self.test]
+
+    def targets(self, vid: str) -> np.ndarray:
+        return self._targets[vid]
+
+    # -- model ---------------------------------------------------------------------------------------------
+    def build(self, vlm: VLM) -> nn.Module:
+        return SegmentationModel(vlm, self.num_classes)
+
+    def steps_per_epoch(self) -> int | None:
+        return len(self.train)
+
+    def train_batches(self, epoch: int, rng: np.random.Generator) -> Iterator[Any]:
+        """One video per batch: all its windows at the training stride, targets -100 in padded slots."""
+        for i in rng.permutation(len(self.train)):
+            vid = self.train[i].vid
+            win = windows.make_windows(self._store.load(vid), self.cfg.window, self.cfg.train_stride)
+            target = windows.window_targets(self._targets[vid], win, IGNORE)
+            yield win, torch.from_numpy(target)
+
+    def loss(self, module: nn.Module, batch: Any) -> torch.Tensor:
+        win, target = batch
+        logits = module.window_logits(win.to(self.device))
+        return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(),
+                                           target.reshape(-1).to(self.device), ignore_index=IGNORE)
+
+    def video_logits(self, module: nn.Module, feats: np.ndarray) -> np.ndarray:
+        """(T, 779) test logits: windows at the test stride, averaged over the windows covering each second."""
+        win = windows.make_windows(feats, self.cfg.window, self.cfg.stride).to(self.device)
+        return windows.average(module.window_logits(win, chunk=self.cfg.eval_batch_size), win)
+
+    def predict(self, module: nn.Module, progress: Callable[[int, int], None] | None = None) -> dict[str, np.ndarray]:
+        preds, targets = [], []
+        for i, v in enumerate(self.test):
+            preds.append(self.video_logits(module, self._store.load(v.vid)).argmax(axis=1))
+            targets.append(self._targets[v.vid])
+            if progress:
+                progress(i + 1, len(self.test))
+        return pack_videos([v.vid for v in self.test], preds, targets)
+
+    # -- scoring -------------------------------------------------------------------------------------------
+    @classmethod
+    def score(cls, preds: dict[str, np.ndarray], cfg: dict[str, Any]) -> tuple[dict[str, float], dict[str, str]]:
+        ids, pred, target = unpack_videos(preds)
+        acc = seg.frame_accuracy(pred, target)
+        all_bg = seg.frame_accuracy([np.zeros_like(t) for t in target], target)["frame_acc"]
+        conventions = {
+            **seg.CONVENTIONS,
+            "fps": "1 fps (S3D features), not COIN's 10 fps (MMPT convention)",
+            "windows": f"sliding windows of {cfg.get('window', 32)} s, stride {cfg.get('train_stride', 8)} in "
+                       f"training and {cfg.get('stride', 16)} at test; the last window ends at the video end; "
+                       "all windows of one video form a batch",
+            "text": "no text: under the isolated mask the (dummy) text cannot affect the video states",
+            "all_background_floor": f"{all_bg:.2f} (frame_acc of predicting background for every frame of "
+                                    f"these {len(ids)} test videos)",
+        }
+        return {"frame_acc": acc["frame_acc"], "frame_acc_nobg": acc["frame_acc_nobg"]}, conventions
+
+
+def pack_videos(ids: list[str], preds: list[np.ndarray], targets: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """Per-video label arrays as npz-friendly flat arrays: concatenation + offsets + ids."""
+    lengths = [len(t) for t in targets]
+    return {"ids": np.array(ids, dtype=str), "offsets": np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+            "pred": np.concatenate(preds).astype(np.int64) if preds else np.zeros(0, np.int64),
+            "target": np.concatenate(targets).astype(np.int64) if targets else np.zeros(0, np.int64)}
+
+
+def unpack_videos(preds: dict[str, np.ndarray]) -> tuple[list[str], list[np.ndarray], list[np.ndarray]]:
+    try:
+        ids, offsets, pred, target = (preds[k] for k in ("ids", "offsets", "pred", "target"))
+    except KeyError as e:
+        raise InputError(f"segmentation predictions lack {e}", path="predictions") from None
+    if len(offsets) != len(ids) + 1 or offsets[-1] != len(pred) or len(pred) != len(target):
+        raise InputError("segmentation predictions: offsets, pred and target disagree", path="predictions")
+    cut = lambda a: [a[s:e] for s, e in zip(offsets[:-1], offsets[1:])]  # noqa: E731
+    return [str(i) for i in ids], cut(pred), cut(target)
