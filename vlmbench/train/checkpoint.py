@@ -41,6 +41,14 @@ def save(ckpt_root: Path, step: int, model: VLM, optimizer: torch.optim.Optimize
     return final
 
 
+def remove_orphans(ckpt_root: Path) -> int:
+    """Delete temp files/folders a killed writer left behind (`.<name>.tmp*`); returns how many."""
+    orphans = list(ckpt_root.glob(".*.tmp*")) if ckpt_root.is_dir() else []
+    for path in orphans:
+        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+    return len(orphans)
+
+
 def latest(ckpt_root: Path) -> Path | None:
     pointer = ckpt_root / LATEST
     if not pointer.is_file():

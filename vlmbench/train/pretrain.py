@@ -119,6 +119,7 @@ def pretrain(cfg: PretrainConfig, out: Path, data: Path | None = None, resume: b
                 "videos_skipped_no_features": sampler.n_skipped}
     if d.is_main:
         out.mkdir(parents=True, exist_ok=True)
+        ckpt.remove_orphans(out), ckpt.remove_orphans(ckpt_root)
         write_json(out / "run.json", run_info)
         write_text(log_path, "".join(line + "\n" for line in _read_log(log_path, start)))
         if sampler.n_skipped:
