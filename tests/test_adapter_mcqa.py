@@ -3,7 +3,6 @@ fine-tuning on the MSR-VTT retrieval training data, end-to-end run re-scores ide
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 
 import numpy as np
@@ -22,24 +21,6 @@ from vlmbench.runconfig import run_config
 from vlmbench.runner import PREDICTIONS, RESULT, load_predictions, run, score_file
 
 quiet = lambda s: None  # noqa: E731
-
-
-@pytest.fixture(scope="session")
-def toy_cache(tmp_path_factory) -> Path:
-    """The session's toy cache: the same folder as tests/test_adapter_retrieval.py uses, so the tiny toy
-    checkpoint is pre-trained once per session."""
-    return tmp_path_factory.getbasetemp() / "vlmbench-toy-cache"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _use_toy_cache(toy_cache):
-    old = os.environ.get("VLMBENCH_CACHE")
-    os.environ["VLMBENCH_CACHE"] = str(toy_cache)
-    yield
-    if old is None:
-        os.environ.pop("VLMBENCH_CACHE", None)
-    else:
-        os.environ["VLMBENCH_CACHE"] = old
 
 
 def make_adapter(root: Path | None = None, allow_missing: bool = False, **overrides) -> MCQAAdapter:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -25,24 +24,6 @@ from vlmbench.runner import PREDICTIONS, RESULT, load_predictions, run, score_fi
 
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
 quiet = lambda s: None  # noqa: E731
-
-
-@pytest.fixture(scope="session")
-def toy_cache(tmp_path_factory) -> Path:
-    """One toy cache (datasets + tiny toy checkpoint) for the whole session; the same folder in every test file
-    that uses it, so the tiny pre-training happens once."""
-    return tmp_path_factory.getbasetemp() / "vlmbench-toy-cache"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _use_toy_cache(toy_cache):
-    old = os.environ.get("VLMBENCH_CACHE")
-    os.environ["VLMBENCH_CACHE"] = str(toy_cache)
-    yield
-    if old is None:
-        os.environ.pop("VLMBENCH_CACHE", None)
-    else:
-        os.environ["VLMBENCH_CACHE"] = old
 
 
 def make_adapter(task: str, root: Path | None = None, allow_missing: bool = False, **overrides) -> RetrievalAdapter:
