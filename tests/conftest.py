@@ -16,3 +16,17 @@ def real_data() -> Path:
     if not REAL.is_dir():
         pytest.skip("../shared/data/real is absent")
     return REAL
+
+
+@pytest.fixture(scope="session")
+def toy_cache(tmp_path_factory) -> Path:
+    """One toy-world cache per test session (toy datasets + the tiny toy checkpoint, built once), never
+    the user's ~/.cache."""
+    return tmp_path_factory.getbasetemp() / "vlmbench-cache"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _use_toy_cache(toy_cache):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("VLMBENCH_CACHE", str(toy_cache))
+        yield

@@ -22,18 +22,6 @@ STEPS = 3
 TASKS = ["msrvtt-retrieval"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def toy_cache(tmp_path_factory):
-    """A toy world private to this test session (shared by this session's test files), not ~/.cache."""
-    old = os.environ.get("VLMBENCH_CACHE")
-    os.environ["VLMBENCH_CACHE"] = str(tmp_path_factory.getbasetemp() / "vlmbench-cache")
-    yield
-    if old is None:
-        os.environ.pop("VLMBENCH_CACHE", None)
-    else:
-        os.environ["VLMBENCH_CACHE"] = old
-
-
 def _cli(*args, timeout=600):
     return subprocess.run([sys.executable, "-m", "vlmbench.cli", *args], capture_output=True, text=True,
                           timeout=timeout)

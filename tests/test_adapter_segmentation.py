@@ -26,16 +26,6 @@ from vlmbench.runconfig import run_config
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
 
 
-@pytest.fixture(scope="session")
-def toy_cache(tmp_path_factory):
-    """VLMBENCH_CACHE in a session folder (shared by the adapter test files), so toy data and the tiny toy
-    checkpoint are built once per session and never touch ~/.cache."""
-    folder = tmp_path_factory.getbasetemp() / "vlmbench-cache"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("VLMBENCH_CACHE", str(folder))
-        yield folder
-
-
 @pytest.fixture(scope="module")
 def model():
     vlm = VLM.from_backbone("tiny", seed=0)

@@ -17,17 +17,6 @@ from vlmbench.reporting.result import load_result
 from vlmbench.runner import score_file
 
 
-@pytest.fixture(scope="module", autouse=True)
-def toy_cache(tmp_path_factory):
-    old = os.environ.get("VLMBENCH_CACHE")
-    os.environ["VLMBENCH_CACHE"] = str(tmp_path_factory.getbasetemp() / "vlmbench-cache")
-    yield
-    if old is None:
-        os.environ.pop("VLMBENCH_CACHE", None)
-    else:
-        os.environ["VLMBENCH_CACHE"] = old
-
-
 def _floor(task, kind, out, seed=0):
     return floor_baseline(task, kind, out=out, seed=seed, say=lambda s: None)
 

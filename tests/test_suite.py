@@ -20,17 +20,6 @@ REPO = Path(__file__).resolve().parents[1]
 REFERENCE = REPO / "results" / "reference" / "smoke"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def toy_cache(tmp_path_factory):
-    old = os.environ.get("VLMBENCH_CACHE")
-    os.environ["VLMBENCH_CACHE"] = str(tmp_path_factory.getbasetemp() / "vlmbench-cache")
-    yield
-    if old is None:
-        os.environ.pop("VLMBENCH_CACHE", None)
-    else:
-        os.environ["VLMBENCH_CACHE"] = old
-
-
 def _predictions(path: Path) -> dict[str, np.ndarray]:
     with np.load(path) as z:
         return {k: z[k].copy() for k in z.files}
