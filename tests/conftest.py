@@ -18,15 +18,20 @@ def real_data() -> Path:
     return REAL
 
 
-@pytest.fixture(scope="session")
-def toy_cache(tmp_path_factory) -> Path:
-    """One toy-world cache per test session (toy datasets + the tiny toy checkpoint, built once), never
-    the user's ~/.cache."""
+def _session_cache(tmp_path_factory) -> Path:
     return tmp_path_factory.getbasetemp() / "vlmbench-cache"
 
 
+@pytest.fixture(scope="session")
+def toy_cache(tmp_path_factory) -> Path:
+    """One toy-world cache per test session (toy datasets + the tiny toy checkpoint, built once), never
+    the user's ~/.cache. A test module may override it with a cache of its own."""
+    return _session_cache(tmp_path_factory)
+
+
 @pytest.fixture(scope="session", autouse=True)
-def _use_toy_cache(toy_cache):
+def _use_toy_cache(tmp_path_factory):
+    # Not built on `toy_cache`, so a module-scoped override of that fixture cannot clash with this one.
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("VLMBENCH_CACHE", str(toy_cache))
+        mp.setenv("VLMBENCH_CACHE", str(_session_cache(tmp_path_factory)))
         yield

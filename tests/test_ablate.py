@@ -3,7 +3,6 @@ on one folder (every cell exactly once), the grid table beside the paper's Table
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys

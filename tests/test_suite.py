@@ -3,7 +3,6 @@ save_reference replaces a reference folder as a whole."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
