@@ -18,7 +18,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="vlmbench: pre-train, fine-tune and evaluate VLM (Xu et al., 2021) the paper's way.")
 data_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Toy data and data checks.")
 app.add_typer(data_app, name="data")
-out = Console()
+console = Console()
 err = Console(stderr=True)
 
 
@@ -81,9 +81,9 @@ def run(
                              allow_missing=allow_missing, progress=progress, say=say)
     _print_metrics(result, format_value)
     for title, rows in extra.get("examples", {}).items():
-        out.print(f"[bold]{title}[/bold]")
+        console.print(f"[bold]{title}[/bold]")
         for row in rows:
-            out.print("  " + "  |  ".join(str(v) for v in row), highlight=False, markup=False)
+            console.print("  " + "  |  ".join(str(v) for v in row), highlight=False, markup=False)
     say(f"Result: {result.path}")
 
 
@@ -94,7 +94,7 @@ def _print_metrics(result, format_value) -> None:
     for name in result.metrics:
         table.add_column(name, justify="right")
     table.add_row(*(format_value(k, v) for k, v in result.metrics.items()))
-    out.print(table)
+    console.print(table)
 
 
 @app.command()
@@ -104,9 +104,9 @@ def score(predictions: Path = typer.Argument(..., help="a predictions.npz writte
     from .runner import score_file
 
     task, metrics, conventions = score_file(predictions)
-    out.print(f"[bold]{task}[/bold]")
+    console.print(f"[bold]{task}[/bold]")
     for k, v in metrics.items():
-        out.print(f"  {k}: {v:.4f}" if isinstance(v, float) else f"  {k}: {v}")
+        console.print(f"  {k}: {v:.4f}" if isinstance(v, float) else f"  {k}: {v}")
 
 
 @app.command()
@@ -130,7 +130,7 @@ def tasks(data: Optional[Path] = typer.Option(None, help="data root to check for
             missing = [str(p.relative_to(data)) for p in paths if not p.exists()]
             row.append("[green]yes[/green]" if not missing else "[red]missing[/red] " + ", ".join(missing))
         table.add_row(*row)
-    out.print(table)
+    console.print(table)
 
 
 @data_app.command("toy")
@@ -160,7 +160,7 @@ def data_check(data: Path = typer.Option(..., help="data root")):
     for row in rows:
         colour = {"ok": "green", "missing": "yellow", "malformed": "red"}[row.status]
         table.add_row(row.task, f"[{colour}]{row.status}[/{colour}]", row.details)
-    out.print(table)
+    console.print(table)
 
 
 # ---- ablations, suites, reports, regression checks, floor baselines ------------------------------------------
