@@ -14,12 +14,28 @@ from rich.console import Console
 
 from .errors import InputError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+HELP = {"help_option_names": ["-h", "--help"]}
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, context_settings=HELP,
                   help="vlmbench: pre-train, fine-tune and evaluate VLM (Xu et al., 2021) the paper's way.")
-data_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Toy data and data checks.")
+data_app = typer.Typer(add_completion=False, no_args_is_help=True, context_settings=HELP,
+                       help="Toy data and data checks.")
 app.add_typer(data_app, name="data")
 console = Console()
 err = Console(stderr=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        console.print(f"vlmbench {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="print the version and exit")) -> None:
+    """vlmbench: pre-train, fine-tune and evaluate VLM (Xu et al., 2021) the paper's way."""
 
 
 def guarded(fn):
