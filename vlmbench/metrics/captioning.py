@@ -52,9 +52,9 @@ def require_java(needed_for: str = "METEOR") -> None:
     """Raise InputError unless a `java` executable is on PATH (run this before any model work)."""
     if shutil.which("java") is None:
         if needed_for == "METEOR":
-            hint = "or pass --skip-meteor"
+            hint = "or pass skip_meteor=true"
         else:
-            hint = "or use whitespace tokenization"
+            hint = "or pass tokenize=whitespace"
         raise InputError(
             f"java not found on PATH: {needed_for} needs a Java runtime "
             f"(e.g. apt-get install openjdk-17-jre-headless), {hint}"
