@@ -1,27 +1,72 @@
-"""Atomic writes: a temp file in the same folder, then rename, so readers never see half a file."""
+"""Output files: atomic writes, a writable-folder check before any work, temp-file clean-up after a kill,
+and reading tensors without ever unpickling.
+
+Every file goes through a temp file in the same folder, then rename, so readers never see half a file;
+the final file gets the user's normal permissions (0666 & ~umask), as if written by open().
+"""
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
+from .errors import InputError
+
+TEMP_SUFFIX = ".tmp"
+# Every temp name a vlmbench writer can leave behind when killed: atomic_write's `.<name>.<random>.tmp`,
+# the checkpoint and suite folders' `.<name>.tmp[<pid>]`, and `.tmp<random>` (tempfile with a dot prefix).
+# torch and safetensors write straight to the temp path they are given. Only ever removed inside a run's own
+# output folder.
+TEMP_PATTERNS = (".*.tmp*", ".tmp*")
+
+
+def umask() -> int:
+    """The process umask, read without changing it where the OS allows (Linux /proc)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _cannot_write(path: Path, e: OSError) -> InputError:
+    return InputError(f"cannot write ({e.strerror or e})", path=path)
+
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
-    """Call write(tmp_path) then rename tmp_path onto path."""
+    """Call write(tmp_path) then rename tmp_path onto path. A failed write (read-only folder, full disk)
+    is an InputError naming the file, and leaves neither the temp file nor a partial `path`."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path: Path | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+        os.close(fd)
+        tmp_path = Path(tmp)
+        os.chmod(tmp_path, 0o666 & ~umask())   # mkstemp makes 0600; a result is for the user's group too
         write(tmp_path)
         os.replace(tmp_path, path)
+    except OSError as e:
+        raise _cannot_write(path, e) from None
+    except Exception as e:
+        if _is_io_error(e):       # safetensors reports a full disk as its own error type
+            raise InputError(f"cannot write ({e})", path=path) from None
+        raise
     finally:
-        if tmp_path.exists():
+        if tmp_path is not None and tmp_path.exists():
             tmp_path.unlink()
     return path
+
+
+def _is_io_error(e: Exception) -> bool:
+    return type(e).__name__ == "SafetensorError" and "IoError" in str(e)
 
 
 def write_text(path: str | Path, text: str) -> Path:
@@ -30,6 +75,75 @@ def write_text(path: str | Path, text: str) -> Path:
 
 def write_json(path: str | Path, obj: Any) -> Path:
     return write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_default) + "\n")
+
+
+def ensure_writable(out: str | Path, probe_bytes: int = 1 << 16) -> Path:
+    """Before any work: can files be written under `out`? Creates nothing that stays: a probe file is written
+    (and fsynced, so a full disk shows) in `out` or, if `out` does not exist yet, its nearest existing parent."""
+    out = Path(out)
+    where = out
+    while not where.exists():
+        if where.parent == where:
+            break
+        where = where.parent
+    if where.exists() and not where.is_dir():
+        raise InputError(f"output folder: {where} is a file, not a folder", path=out)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".vlmbench-probe.", suffix=TEMP_SUFFIX, dir=where)
+    except OSError as e:
+        raise InputError(f"output folder is not writable ({e.strerror or e})", path=out) from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(b"\0" * probe_bytes)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        raise InputError(f"output folder is not writable ({e.strerror or e})", path=out) from None
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return out
+
+
+def remove_temp_files(folder: str | Path, recursive: bool = True) -> int:
+    """Delete the temp files/folders killed writers left in a run's output folder; returns how many."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    found: set[Path] = set()
+    for pattern in TEMP_PATTERNS:
+        found.update(folder.rglob(pattern) if recursive else folder.glob(pattern))
+    n = 0
+    for path in sorted(found, key=lambda p: len(p.parts)):  # parents first; their contents go with them
+        if not path.exists() and not path.is_symlink():
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        n += 1
+    return n
+
+
+def read_safetensors(path: str | Path) -> dict:
+    """Tensors of a safetensors file; anything else (a pickle such as torch.save output, a truncated file)
+    is refused with one line and is never unpickled."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("file not found", path=path)
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as e:
+        try:
+            with open(path, "rb") as f:
+                head = f.read(2)
+        except OSError:
+            head = b""
+        kind = ("a pickle or torch.save file, which vlmbench never loads" if head[:1] == b"\x80" or head == b"PK"
+                else f"{e}")
+        raise InputError(f"not a safetensors file ({kind})", path=path) from None
 
 
 def _default(o: Any) -> Any:

@@ -28,9 +28,10 @@ class Loaded:
     counts: dict[str, int] = field(default_factory=dict)
     annotation_files: list[Path] = field(default_factory=list)
     feature_ids: list[str] = field(default_factory=list)
+    features: FeatureStore | None = None     # set by Adapter.store(): the fingerprint hashes the files' bytes
 
     def fingerprint(self) -> str:
-        return fingerprint(self.annotation_files, self.feature_ids)
+        return fingerprint(self.annotation_files, self.feature_ids, self.features)
 
 
 class Adapter:
@@ -46,7 +47,8 @@ class Adapter:
 
     # -- data ----------------------------------------------------------------------------------------------
     def store(self) -> FeatureStore:
-        return FeatureStore(self.spec.feature_dir(self.root))
+        self.loaded.features = FeatureStore(self.spec.feature_dir(self.root))
+        return self.loaded.features
 
     def keep_with_features(self, ids: list[str], store: FeatureStore, what: str) -> set[str]:
         """Ids with a feature file; an InputError for missing ones unless --allow-missing (then counted)."""

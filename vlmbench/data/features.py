@@ -2,18 +2,38 @@
 
 Files are opened memory-mapped and only the requested rows are converted to float32, so a
 long video costs memory for the slice a task asks for, not for the whole file.
+
+One rule for every task and for pre-training: a feature file must be a 2-D float array of width 512
+with at least one row and only finite values. `scan` reads a whole file once for its content digest
+(provenance) and its first non-finite row (`data check`); both are cached by (size, mtime), in memory and
+in a small JSON file per feature folder under the vlmbench cache, so a second run reads nothing again.
 """
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from vlmbench.errors import InputError
 
+from .files import check_id
+
 FEATURE_DIM = 512
+DIGEST_CACHE_DIR = "feature-digests"
+
+
+class Scan(NamedTuple):
+    size: int
+    sha256: str           # of the file's bytes
+    bad_row: int | None   # first row holding NaN/inf, None when all are finite
+
+
+_SCANS: dict[tuple[str, int, int], Scan] = {}  # (absolute path, size, mtime_ns) -> Scan, for this process
 
 
 class FeatureStore:
@@ -43,7 +63,7 @@ class FeatureStore:
         return len(self.ids())
 
     def path(self, vid: str) -> Path:
-        return self.folder / f"{vid}.npy"
+        return self.folder / f"{check_id(vid, 'feature', self.folder)}.npy"
 
     def missing(self, ids: Iterable[str]) -> list[str]:
         """The ids (in the given order) that have no feature file."""
@@ -76,16 +96,106 @@ class FeatureStore:
             raise InputError(f"expected width {self.dim}, got {arr.shape[1]}", path=path)
         if arr.dtype.kind != "f":
             raise InputError(f"expected float16 or float32 features, got {arr.dtype}", path=path)
+        if arr.shape[0] == 0:
+            raise InputError("0 rows: a feature file needs at least one second of video", path=path)
         return arr
+
+    # -- whole-file scans: content digest and non-finite rows ------------------------------------------------
+    def scan(self, vid: str) -> Scan:
+        """Size, sha256 and first non-finite row of the file (read once per (size, mtime))."""
+        return self.scans([vid])[vid]
+
+    def scans(self, ids: Iterable[str]) -> dict[str, Scan]:
+        """`scan` for many ids, reading the on-disk cache once and writing it back once."""
+        ids = list(ids)
+        disk = _read_cache(self.folder)
+        out, changed = {}, False
+        for vid in ids:
+            path = self.path(vid)
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                raise InputError(f"no feature file for video {vid!r}", path=path) from None
+            key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+            hit = _SCANS.get(key)
+            if hit is None:
+                entry = disk.get(path.name)
+                if entry and entry[:2] == [st.st_size, st.st_mtime_ns]:
+                    hit = Scan(st.st_size, entry[2], entry[3])
+                else:
+                    hit = self._scan_file(vid, st.st_size)
+                    disk[path.name] = [st.st_size, st.st_mtime_ns, hit.sha256, hit.bad_row]
+                    changed = True
+                _SCANS[key] = hit
+            out[vid] = hit
+        if changed:
+            _write_cache(self.folder, disk)
+        return out
+
+    def check_finite(self, ids: Iterable[str]) -> None:
+        """InputError naming the file and row of the first NaN/inf in any of these files."""
+        for vid, sc in self.scans(ids).items():
+            if sc.bad_row is not None:
+                raise InputError(f"row {sc.bad_row} contains NaN/inf", path=self.path(vid))
+
+    def _scan_file(self, vid: str, size: int) -> Scan:
+        path = self.path(vid)
+        arr = self._open(vid)                 # shape, width, dtype and row-count rules first
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        bad_row = None
+        for first in range(0, arr.shape[0], 4096):  # bounded memory on long videos
+            finite = np.isfinite(arr[first:first + 4096]).all(axis=1)
+            if not finite.all():
+                bad_row = first + int(np.flatnonzero(~finite)[0])
+                break
+        return Scan(size, h.hexdigest(), bad_row)
+
+
+def _cache_file(folder: Path) -> Path:
+    from .toy import default_cache  # the one vlmbench cache folder (VLMBENCH_CACHE)
+
+    tag = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:16]
+    return default_cache() / DIGEST_CACHE_DIR / f"{tag}.json"
+
+
+def _read_cache(folder: Path) -> dict[str, list]:
+    """{file name: [size, mtime_ns, sha256, bad_row]}; an unreadable cache is an empty one."""
+    try:
+        data = json.loads(_cache_file(folder).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_cache(folder: Path, entries: dict[str, list]) -> None:
+    from ..io import write_json
+
+    try:
+        write_json(_cache_file(folder), entries)
+    except (InputError, OSError):
+        pass  # the cache only saves time; a read-only cache folder must not fail a run
 
 
 def resolve_missing(
     ids: Sequence[str], store: FeatureStore, allow_missing: bool, what: str
 ) -> tuple[list[str], int]:
     """Drop ids without features if allowed; fail loudly otherwise, and always if none remain.
+    The kept files' headers are checked here (shape, width, dtype, at least one row), so a bad file
+    fails at load, before any training, in every task.
 
     `what` names the items in messages, e.g. "test videos".
     """
+    kept, n_missing = _drop_missing(ids, store, allow_missing, what)
+    for vid in dict.fromkeys(kept):
+        store.n_seconds(vid)
+    return kept, n_missing
+
+
+def _drop_missing(ids: Sequence[str], store: FeatureStore, allow_missing: bool, what: str
+                  ) -> tuple[list[str], int]:
     missing = store.missing(ids)
     if not missing:
         return list(ids), 0
@@ -105,8 +215,9 @@ def resolve_missing(
     return [vid for vid in ids if vid not in gone], len(missing)
 
 
-def fingerprint(paths: Sequence[str | Path], ids: Iterable[str]) -> str:
-    """16-hex provenance digest of the annotation files' bytes plus the sorted feature ids.
+def fingerprint(paths: Sequence[str | Path], ids: Iterable[str], store: FeatureStore | None = None) -> str:
+    """16-hex provenance digest of the annotation files' bytes plus the sorted feature ids and, given
+    their store, each feature file's size and content hash (so re-extracted features change it).
 
     Folders are hashed file by file (sorted relative names), so a caption folder or the
     CrossTask annotations folder can be passed as one path. Absolute paths are not hashed:
@@ -124,5 +235,13 @@ def fingerprint(paths: Sequence[str | Path], ids: Iterable[str]) -> str:
         else:
             raise InputError("annotation file not found", path=p)
         h.update(b"\1")  # separates files, so moving bytes between them changes the digest
-    h.update("\n".join(sorted(ids)).encode())
+    ids = sorted(ids)
+    h.update("\n".join(ids).encode())
+    if store is not None:
+        ids = sorted(set(ids))
+        present = [vid for vid in ids if vid in store]
+        scans = store.scans(present)
+        for vid in ids:
+            sc = scans.get(vid)
+            h.update(f"\n{vid}:{sc.size}:{sc.sha256}".encode() if sc else f"\n{vid}:absent".encode())
     return h.hexdigest()[:16]

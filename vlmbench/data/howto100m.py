@@ -8,15 +8,16 @@ Rolling ASR windows overlap, so start/end are not required to be monotonic; only
 """
 from __future__ import annotations
 
-import csv
-import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from vlmbench.errors import InputError
+
+from .features import FeatureStore
+from .files import check_id, csv_rows, read_json
 
 CSV_HEADER = ["start", "end", "text"]
 
@@ -37,45 +38,41 @@ def load_captions(path: str | Path) -> dict[str, Captions]:
         files = sorted(path.glob("*.csv"))
         if not files:
             raise InputError("no caption files (<video_id>.csv) in folder", path=path)
-        return {f.stem: _read_csv(f) for f in files}
+        return {check_id(f.stem, "file name", f): _read_csv(f) for f in files}
     if not path.is_file():
         raise InputError("caption file or folder not found", path=path)
     if path.suffix == ".csv":
-        return {path.stem: _read_csv(path)}
+        return {check_id(path.stem, "file name", path): _read_csv(path)}
     return _read_json(path)
 
 
 def _read_csv(path: Path) -> Captions:
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if header is None:
-            raise InputError("empty file, expected header start,end,text", path=path)
-        if [h.strip() for h in header] != CSV_HEADER:
-            raise InputError(f"expected header start,end,text, got {','.join(header)}", path=path)
-        starts, ends, texts = [], [], []
-        for row in reader:
-            where = f"line {reader.line_num}"
-            if len(row) != 3:
-                raise InputError(f"{where}: expected 3 columns, got {len(row)}", path=path)
-            starts.append(_seconds(row[0], f"{where}: start", path))
-            ends.append(_seconds(row[1], f"{where}: end", path))
-            texts.append(row[2])
-            if starts[-1] > ends[-1]:
-                raise InputError(f"{where}: start {row[0]} > end {row[1]}", path=path)
+    rows = csv_rows(path)
+    _, header = next(rows, (0, None))
+    if header is None:
+        raise InputError("empty file, expected header start,end,text", path=path)
+    if [h.strip() for h in header] != CSV_HEADER:
+        raise InputError(f"expected header start,end,text, got {','.join(header)}", path=path)
+    starts, ends, texts = [], [], []
+    for line, row in rows:
+        where = f"line {line}"
+        if len(row) != 3:
+            raise InputError(f"{where}: expected 3 columns, got {len(row)}", path=path)
+        starts.append(_seconds(row[0], f"{where}: start", path))
+        ends.append(_seconds(row[1], f"{where}: end", path))
+        texts.append(row[2])
+        if starts[-1] > ends[-1]:
+            raise InputError(f"{where}: start {row[0]} > end {row[1]}", path=path)
     return _captions(starts, ends, texts)
 
 
 def _read_json(path: Path) -> dict[str, Captions]:
-    try:
-        data = json.loads(path.read_bytes())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise InputError(f"not valid JSON ({e})", path=path) from None
+    data = read_json(path)
     if not isinstance(data, dict):
         raise InputError("expected a JSON object {video_id: {start, end, text}}", path=path)
     if not data:
         raise InputError("no videos in caption file", path=path)
-    return {vid: _json_entry(vid, entry, path) for vid, entry in data.items()}
+    return {check_id(vid, "key", path): _json_entry(vid, entry, path) for vid, entry in data.items()}
 
 
 def _json_entry(vid: str, entry: object, path: Path) -> Captions:
@@ -120,3 +117,53 @@ def _captions(starts: list[float], ends: list[float], texts: list[str]) -> Capti
     start.flags.writeable = False
     end.flags.writeable = False
     return Captions(start=start, end=end, text=tuple(texts))
+
+
+@dataclass
+class Usable:
+    """The captions pre-training can use, and what was left out (counted, so a run can report it)."""
+    captions: dict[str, Captions]
+    skipped: dict[str, int] = field(default_factory=dict)
+
+    def report(self) -> str | None:
+        """One line saying what was skipped, or None when nothing was."""
+        s = self.skipped
+        parts = [f"{s[k]} {what}" for k, what in (
+            ("videos_no_features", "with no feature file"),
+            ("videos_empty_captions", "whose captions are all empty"),
+            ("videos_past_features", "whose captions all start after its features end"),
+        ) if s.get(k)]
+        line = ""
+        if parts:
+            n = sum(s.get(k, 0) for k in ("videos_no_features", "videos_empty_captions", "videos_past_features"))
+            line = f"skipped {n} of {n + len(self.captions)} captioned videos: " + ", ".join(parts)
+        if s.get("captions_past_features"):
+            line += ("; " if line else "") + (f"dropped {s['captions_past_features']} captions that start after "
+                                              "their video's features end")
+        return line or None
+
+
+def usable(captions: dict[str, Captions], store: FeatureStore) -> Usable:
+    """Videos with a feature file and some non-empty caption, keeping only captions that start inside
+    the features (a clip from a caption past the end would have no video). Reads feature headers only."""
+    skipped = dict.fromkeys(("videos_no_features", "videos_empty_captions", "videos_past_features",
+                             "captions_past_features"), 0)
+    kept: dict[str, Captions] = {}
+    for vid in sorted(captions):
+        cap = captions[vid]
+        if vid not in store:
+            skipped["videos_no_features"] += 1
+            continue
+        if not any(t.strip() for t in cap.text):
+            skipped["videos_empty_captions"] += 1
+            continue
+        inside = np.floor(cap.start) < store.n_seconds(vid)
+        if not inside.all():
+            skipped["captions_past_features"] += int((~inside).sum())
+            cap = _captions(list(cap.start[inside]), list(cap.end[inside]),
+                            [t for t, ok in zip(cap.text, inside) if ok])
+            if not any(t.strip() for t in cap.text):
+                skipped["videos_past_features"] += 1
+                continue
+        kept[vid] = cap
+    return Usable(kept, skipped)
