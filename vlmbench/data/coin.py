@@ -5,13 +5,14 @@ MMPT trains on subset "training" and uses "testing" for both validation and test
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 from vlmbench.errors import InputError
+
+from .files import check_id, read_json
 
 NUM_STEPS = 778
 NUM_CLASSES = NUM_STEPS + 1  # + background
@@ -36,16 +37,11 @@ class CoinVideo:
 
 def load_coin(path: str | Path) -> dict[str, CoinVideo]:
     path = Path(path)
-    try:
-        data = json.loads(path.read_bytes())
-    except FileNotFoundError:
-        raise InputError("file not found", path=path) from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise InputError(f"not valid JSON ({e})", path=path) from None
+    data = read_json(path)
     db = data.get("database") if isinstance(data, dict) else None
     if not isinstance(db, dict) or not db:
         raise InputError("expected a non-empty 'database' object", path=path)
-    return {vid: _video(vid, rec, path) for vid, rec in db.items()}
+    return {check_id(vid, "database key", path): _video(vid, rec, path) for vid, rec in db.items()}
 
 
 def split(videos: dict[str, CoinVideo], name: str) -> list[CoinVideo]:
@@ -60,6 +56,8 @@ def _video(vid: str, rec: object, path: Path) -> CoinVideo:
         raise InputError(f"video {vid}: expected an 'annotation' list", path=path)
     if not isinstance(rec.get("subset"), str):
         raise InputError(f"video {vid}: missing 'subset'", path=path)
+    if rec["subset"] not in set(SUBSETS.values()):   # any other value would silently fall out of every split
+        raise InputError(f"video {vid}: subset {rec['subset']!r} is neither 'training' nor 'testing'", path=path)
     duration = _number(rec.get("duration"), f"video {vid}: duration", path)
     return CoinVideo(vid, rec["subset"], duration,
                      tuple(_segment(vid, i, a, path) for i, a in enumerate(rec["annotation"])))

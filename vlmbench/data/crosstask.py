@@ -15,6 +15,8 @@ import numpy as np
 
 from vlmbench.errors import InputError
 
+from .files import check_id, read_text
+
 PRIMARY = "tasks_primary.txt"
 RELATED = "tasks_related.txt"
 VIDEOS = "videos.csv"
@@ -63,6 +65,7 @@ def load_tasks(path: str | Path) -> dict[str, CrossTaskTask]:
         if len(steps) != int(n_text):
             raise InputError(f"line {first + 5}: task {task_id} declares {n_text} steps, "
                              f"lists {len(steps)}", path=path)
+        check_id(task_id, f"line {first + 1}: task id", path)
         if task_id in tasks:
             raise InputError(f"line {first + 1}: task {task_id} defined twice", path=path)
         tasks[task_id] = CrossTaskTask(task_id, title, url, steps)
@@ -82,7 +85,7 @@ def load_videos(path: str | Path) -> list[TaskVideo]:
         if len(fields) != 3:
             raise InputError(f"line {n}: expected 3 columns (task,vid,url), got {len(fields)}",
                              path=path)
-        out.append(TaskVideo(fields[0], fields[1]))
+        out.append(TaskVideo(check_id(fields[0], f"line {n}: task", path), check_id(fields[1], f"line {n}", path)))
     return out
 
 
@@ -156,9 +159,4 @@ def build_split(
 
 
 def _read_lines(path: Path) -> list[str]:
-    try:
-        return path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise InputError("file not found", path=path) from None
-    except UnicodeDecodeError as e:
-        raise InputError(f"not UTF-8 text ({e})", path=path) from None
+    return read_text(path).splitlines()

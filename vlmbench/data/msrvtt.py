@@ -5,14 +5,14 @@ Features are `videoNNNN.npy`, so every reader returns `videoNNNN` ids.
 """
 from __future__ import annotations
 
-import csv
-import json
 import re
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 from vlmbench.errors import InputError
+
+from .files import check_id, csv_rows, read_json
 
 N_CHOICES = 5
 
@@ -27,7 +27,7 @@ class McQuestion:
 def load_retrieval_test(path: str | Path) -> list[tuple[str, str]]:
     """(video_id, sentence) pairs of MSRVTT_JSFUSION_test.csv, in file order."""
     rows = _read_table(path, ",", ["video_id", "sentence"])
-    return [(r["video_id"], r["sentence"]) for _, r in rows]
+    return [(check_id(r["video_id"], f"line {n}", path), r["sentence"]) for n, r in rows]
 
 
 def load_train(
@@ -84,49 +84,30 @@ def _read_table(path: str | Path, sep: str, required: list[str]) -> list[tuple[i
     csv rather than pandas: pandas silently pads short rows and turns a sentence such as
     "null" into NaN, and we want the line number of a bad row in the message."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError("file not found", path=path)
-    try:
-        with open(path, newline="", encoding="utf-8") as f:
-            reader = csv.reader(f, delimiter=sep)
-            header = next(reader, None)
-            if header is None:
-                raise InputError("empty file", path=path)
-            absent = [c for c in required if c not in header]
-            if absent:
-                raise InputError(
-                    f"missing column(s) {', '.join(absent)}; header is {sep.join(header)!r}",
-                    path=path,
-                )
-            rows = []
-            for row in reader:
-                if not row:
-                    continue
-                if len(row) != len(header):
-                    raise InputError(
-                        f"line {reader.line_num}: expected {len(header)} columns, got {len(row)}",
-                        path=path,
-                    )
-                rows.append((reader.line_num, dict(zip(header, row))))
-    except (UnicodeDecodeError, csv.Error) as e:
-        raise InputError(f"malformed table ({e})", path=path) from None
+    lines = csv_rows(path, sep)
+    _, header = next(lines, (0, None))
+    if header is None:
+        raise InputError("empty file", path=path)
+    absent = [c for c in required if c not in header]
+    if absent:
+        raise InputError(f"missing column(s) {', '.join(absent)}; header is {sep.join(header)!r}", path=path)
+    rows = []
+    for line, row in lines:
+        if len(row) != len(header):
+            raise InputError(f"line {line}: expected {len(header)} columns, got {len(row)}", path=path)
+        rows.append((line, dict(zip(header, row))))
     if not rows:
         raise InputError("no rows", path=path)
     return rows
 
 
 def _column(path: str | Path, name: str) -> list[str]:
-    return [r[name] for _, r in _read_table(path, ",", [name])]
+    return [check_id(r[name], f"line {n}", path) for n, r in _read_table(path, ",", [name])]
 
 
 def _read_sentences(path: Path) -> dict[str, list[str]]:
     """MSRVTT_data.json `sentences`: [{video_id, caption, ...}] -> video_id -> captions."""
-    if not path.is_file():
-        raise InputError("file not found", path=path)
-    try:
-        data = json.loads(path.read_bytes())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise InputError(f"not valid JSON ({e})", path=path) from None
+    data = read_json(path)
     if not isinstance(data, dict) or not isinstance(data.get("sentences"), list):
         raise InputError("expected a JSON object with a 'sentences' list", path=path)
     captions: dict[str, list[str]] = defaultdict(list)
@@ -134,5 +115,5 @@ def _read_sentences(path: Path) -> dict[str, list[str]]:
         if not (isinstance(s, dict) and isinstance(s.get("video_id"), str)
                 and isinstance(s.get("caption"), str)):
             raise InputError(f"sentences[{i}]: expected string 'video_id' and 'caption'", path=path)
-        captions[s["video_id"]].append(s["caption"])
+        captions[check_id(s["video_id"], f"sentences[{i}]", path)].append(s["caption"])
     return dict(captions)

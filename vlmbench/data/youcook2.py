@@ -4,13 +4,13 @@ Segment bounds are integer seconds; with 1 feature per second a clip is `feature
 """
 from __future__ import annotations
 
-import csv
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 from vlmbench.errors import InputError
+
+from .files import check_id, csv_rows, read_json, read_text
 
 RETRIEVAL_COLUMNS = ("end", "start", "task", "text", "video_id")
 
@@ -42,16 +42,11 @@ class Clip:
 def load_annotations(path: str | Path) -> dict[str, YC2Video]:
     """youcookii_annotations_trainval.json -> {vid: YC2Video}."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_bytes())
-    except FileNotFoundError:
-        raise InputError("file not found", path=path) from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise InputError(f"not valid JSON ({e})", path=path) from None
+    data = read_json(path)
     db = data.get("database") if isinstance(data, dict) else None
     if not isinstance(db, dict) or not db:
         raise InputError("expected a non-empty 'database' object", path=path)
-    return {vid: _video(vid, rec, path) for vid, rec in db.items()}
+    return {check_id(vid, "database key", path): _video(vid, rec, path) for vid, rec in db.items()}
 
 
 def _video(vid: str, rec: object, path: Path) -> YC2Video:
@@ -88,17 +83,15 @@ def _int_seconds(x: object, where: str, path: Path) -> int:
 def load_split_list(path: str | Path) -> list[str]:
     """train_list.txt / val_list.txt: lines `recipe_type/vid` -> vids, in file order."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError("file not found", path=path)
     vids = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for n, line in enumerate(read_text(path).splitlines(), start=1):
         line = line.strip()
         if not line:
             continue
         recipe, sep, vid = line.partition("/")
         if not (sep and recipe and vid) or "/" in vid:
             raise InputError(f"line {n}: expected recipe_type/video_id, got {line!r}", path=path)
-        vids.append(vid)
+        vids.append(check_id(vid, f"line {n}", path))
     if not vids:
         raise InputError("no videos listed", path=path)
     return vids
@@ -126,29 +119,26 @@ def load_retrieval_test(path: str | Path) -> list[Clip]:
     `#2`, `#3`, ... appended ('#' never occurs in YouTube ids) to keep ids unique.
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError("file not found", path=path)
     clips: list[Clip] = []
     seen: dict[str, int] = {}
-    try:
-        with open(path, newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            absent = [c for c in RETRIEVAL_COLUMNS if c not in (reader.fieldnames or [])]
-            if absent:
-                raise InputError(f"missing column(s) {', '.join(absent)}", path=path)
-            for row in reader:
-                where = f"line {reader.line_num}"
-                if None in row or None in row.values():  # DictReader's marks for extra/short rows
-                    raise InputError(f"{where}: expected {len(reader.fieldnames)} columns", path=path)
-                start, end = (_int_field(row[k], f"{where}: {k}", path) for k in ("start", "end"))
-                if not 0 <= start <= end:
-                    raise InputError(f"{where}: bad span [{start}, {end}]", path=path)
-                base = f"{row['video_id']}_{start}_{end}"
-                seen[base] = seen.get(base, 0) + 1
-                clip_id = base if seen[base] == 1 else f"{base}#{seen[base]}"
-                clips.append(Clip(clip_id, row["video_id"], start, end, row["text"]))
-    except (UnicodeDecodeError, csv.Error) as e:
-        raise InputError(f"malformed CSV ({e})", path=path) from None
+    lines = csv_rows(path)
+    _, header = next(lines, (0, []))
+    absent = [c for c in RETRIEVAL_COLUMNS if c not in header]
+    if absent:
+        raise InputError(f"missing column(s) {', '.join(absent)}", path=path)
+    for line, fields in lines:
+        where = f"line {line}"
+        if len(fields) != len(header):
+            raise InputError(f"{where}: expected {len(header)} columns, got {len(fields)}", path=path)
+        row = dict(zip(header, fields))
+        start, end = (_int_field(row[k], f"{where}: {k}", path) for k in ("start", "end"))
+        if not 0 <= start <= end:
+            raise InputError(f"{where}: bad span [{start}, {end}]", path=path)
+        vid = check_id(row["video_id"], where, path)
+        base = f"{vid}_{start}_{end}"
+        seen[base] = seen.get(base, 0) + 1
+        clip_id = base if seen[base] == 1 else f"{base}#{seen[base]}"
+        clips.append(Clip(clip_id, vid, start, end, row["text"]))
     if not clips:
         raise InputError("no rows", path=path)
     return clips
