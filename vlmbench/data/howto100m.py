@@ -166,4 +166,22 @@ def usable(captions: dict[str, Captions], store: FeatureStore) -> Usable:
                 skipped["videos_past_features"] += 1
                 continue
         kept[vid] = cap
-    return Usable(kept, skipped)
+    result = Usable(kept, skipped)
+    if not kept:
+        raise InputError(f"none of the {len(captions)} captioned videos is usable ({result.report()})",
+                         path=store.folder)
+    return result
+
+
+def find(data: str | Path) -> tuple[Path, Path]:
+    """(captions, features) of a HowTo100M folder, given that folder or a data root holding howto100m/."""
+    data = Path(data)
+    for root in (data, data / "howto100m"):
+        feats = root / "features"
+        for cap in (root / "captions.json", root / "raw_caption.json", root / "captions"):
+            if cap.exists() and feats.is_dir():
+                return cap, feats
+    if not data.exists():
+        raise InputError("data folder not found", path=data)
+    raise InputError("no HowTo100M data: expected captions.json (or a captions/ folder of CSVs) and features/",
+                     path=data)

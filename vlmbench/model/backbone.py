@@ -23,6 +23,9 @@ from ..errors import InputError  # noqa: E402
 
 DEFAULT = "default"
 TINY = "tiny"
+WEIGHTS = "model.safetensors"
+# Pickled weight files (torch.save / HF pytorch_model.bin): loading them can run code, so they are refused.
+PICKLE_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
 # The tiny test BERT: small enough for unit tests, same uncased vocabulary as bert-base-uncased.
 TINY_CONFIG = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128,
                    max_position_embeddings=128, vocab_size=30522, type_vocab_size=2)
@@ -48,6 +51,25 @@ def resolve(backbone: str) -> Path | None:
     return path
 
 
+def check_weights(path: Path) -> Path:
+    """The folder's model.safetensors, its header read (never a pickle: a .bin is refused, not loaded)."""
+    weights = path / WEIGHTS
+    if not weights.is_file():
+        pickles = sorted(p.name for pattern in PICKLE_WEIGHTS for p in path.glob(pattern))
+        if pickles:
+            raise InputError(f"weights are a pickle ({pickles[0]}), which vlmbench never loads; convert them to "
+                             f"{WEIGHTS} (e.g. with safetensors' convert script)", path=path)
+        raise InputError(f"no {WEIGHTS} in the backbone folder", path=path)
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(weights), framework="pt"):
+            pass
+    except (SafetensorError, OSError) as e:
+        raise InputError(f"not a safetensors file ({e})", path=weights) from None
+    return weights
+
+
 @lru_cache(maxsize=4)
 def tokenizer(backbone: str) -> BertTokenizerFast:
     """The uncased WordPiece tokenizer. The tiny backbone borrows MiniLM's vocabulary (= bert-base-uncased)."""
@@ -69,5 +91,6 @@ def load_bert(backbone: str) -> BertModel:
     path = resolve(backbone)
     if path is None:
         return BertModel(bert_config(backbone), add_pooling_layer=False)
+    check_weights(path)
     return BertModel.from_pretrained(str(path), local_files_only=True, add_pooling_layer=False,
-                                     attn_implementation="sdpa")
+                                     attn_implementation="sdpa", use_safetensors=True)

@@ -10,13 +10,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 from transformers import BertConfig, BertModel
 from transformers.activations import ACT2FN
 
 from ..errors import InputError
-from ..io import atomic_write, write_json
+from ..io import atomic_write, read_safetensors, write_json
 from . import backbone as bb
 from . import masks
 from .layout import TEXT_START, VIDEO_SEP, VIDEO_START, position_ids, token_type_ids
@@ -121,14 +121,20 @@ class VLM(nn.Module):
             raise InputError(f"not a vlmbench checkpoint (needs {CONFIG_FILE} and {WEIGHTS_FILE})", path=folder)
         try:
             config = VLMConfig(**json.loads(cfg_path.read_text()))
-        except (json.JSONDecodeError, TypeError) as e:
+        except (ValueError, TypeError) as e:   # ValueError: bad JSON or bytes that are not UTF-8
             raise InputError(f"malformed checkpoint config: {e}", path=cfg_path) from None
         bert_cfg = BertConfig(**config.bert)
         bert_cfg._attn_implementation = "sdpa"
         model = cls(config, BertModel(bert_cfg, add_pooling_layer=False))
-        state = load_file(str(weights))
+        state = read_safetensors(weights)   # never a pickle: anything else is refused in one line
+        if "bert.embeddings.word_embeddings.weight" not in state:
+            raise InputError("checkpoint has no bert.embeddings.word_embeddings.weight", path=weights)
         state["cls.predictions.word_embeddings.weight"] = state["bert.embeddings.word_embeddings.weight"]
-        missing, unexpected = model.load_state_dict(state, strict=False)
+        try:
+            missing, unexpected = model.load_state_dict(state, strict=False)
+        except RuntimeError as e:   # a tensor of the wrong shape
+            raise InputError(f"checkpoint does not fit its config ({str(e).splitlines()[-1].strip()})",
+                             path=weights) from None
         if missing or unexpected:
             raise InputError(f"checkpoint keys do not match: missing {missing[:3]}, unexpected {unexpected[:3]}",
                              path=weights)

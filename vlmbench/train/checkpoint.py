@@ -11,11 +11,14 @@ import shutil
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from ..errors import InputError
-from ..io import write_json, write_text
+from ..io import atomic_write, read_safetensors, remove_temp_files, write_json, write_text
 from ..model.vlm import VLM
+
+OPTIMIZER = "optimizer.safetensors"
+TRAINER = "trainer.json"
 
 LATEST = "latest"
 
@@ -33,20 +36,20 @@ def save(ckpt_root: Path, step: int, model: VLM, optimizer: torch.optim.Optimize
     sd = optimizer.state_dict()
     tensors = {f"{i}.{k}": v.contiguous() for i, st in sd["state"].items() for k, v in st.items()
                if isinstance(v, torch.Tensor)}
-    save_file(tensors, str(tmp / "optimizer.safetensors"))
-    write_json(tmp / "trainer.json", {"step": step, "param_groups": sd["param_groups"], **extra})
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
+    atomic_write(tmp / OPTIMIZER, lambda p: save_file(tensors, str(p)))
+    write_json(tmp / TRAINER, {"step": step, "param_groups": sd["param_groups"], **extra})
+    try:
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+    except OSError as e:
+        raise InputError(f"cannot write checkpoint ({e.strerror or e})", path=final) from None
     write_text(ckpt_root / LATEST, name + "\n")
     return final
 
 
-def remove_orphans(ckpt_root: Path) -> int:
-    """Delete temp files/folders a killed writer left behind (`.<name>.tmp*`); returns how many."""
-    orphans = list(ckpt_root.glob(".*.tmp*")) if ckpt_root.is_dir() else []
-    for path in orphans:
-        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
-    return len(orphans)
+def remove_orphans(run_dir: Path) -> int:
+    """Delete every temp file/folder a killed writer left anywhere in a run folder (model/, checkpoints/, ...)."""
+    return remove_temp_files(run_dir, recursive=True)
 
 
 def latest(ckpt_root: Path) -> Path | None:
@@ -60,15 +63,24 @@ def latest(ckpt_root: Path) -> Path | None:
 def restore(path: Path, model: VLM, optimizer: torch.optim.Optimizer) -> dict:
     """Load weights and Adam state in place; returns trainer.json (holds `step`, the last finished update)."""
     try:
-        meta = json.loads((path / "trainer.json").read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise InputError(f"unreadable checkpoint ({e})", path=path) from None
+        meta = json.loads((path / TRAINER).read_text())
+        groups, step = meta["param_groups"], int(meta["step"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise InputError(f"unreadable checkpoint ({type(e).__name__}: {e})", path=path / TRAINER) from None
+    if step < 0:
+        raise InputError(f"step {step} is negative", path=path / TRAINER)
     loaded = VLM.load(path)
-    model.load_state_dict(loaded.state_dict())
-    tensors = load_file(str(path / "optimizer.safetensors"))
+    try:
+        model.load_state_dict(loaded.state_dict())
+    except RuntimeError as e:
+        raise InputError(f"checkpoint is for another model ({str(e).splitlines()[-1].strip()})", path=path) from None
+    tensors = read_safetensors(path / OPTIMIZER)   # never unpickled: a torch.save file is refused
     state: dict[int, dict] = {}
-    for key, value in tensors.items():
-        i, name = key.split(".", 1)
-        state.setdefault(int(i), {})[name] = value
-    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    try:
+        for key, value in tensors.items():
+            i, name = key.split(".", 1)
+            state.setdefault(int(i), {})[name] = value
+        optimizer.load_state_dict({"state": state, "param_groups": groups})
+    except (ValueError, KeyError, TypeError) as e:
+        raise InputError(f"optimizer state does not match the model ({e})", path=path / OPTIMIZER) from None
     return meta

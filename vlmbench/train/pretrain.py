@@ -16,10 +16,10 @@ from torch import nn
 
 from .. import config as cfgmod
 from ..data.features import FeatureStore
-from ..data.howto100m import load_captions
+from ..data.howto100m import find as howto_paths, load_captions, usable
 from ..data.toy.howto100m import ensure_howto100m
 from ..errors import InputError
-from ..io import write_json, write_text
+from ..io import ensure_writable, write_json, write_text
 from ..model import backbone as bb
 from ..model.layout import TEXT_START, VIDEO_SEP, VIDEO_START
 from ..model.losses import masked_token_loss, mfm_mlm_loss
@@ -57,19 +57,6 @@ class Objective(nn.Module):
         return mfm_mlm_loss(h_video, targets, h_text, ids, negatives, vocab, m.cls.predictions.bias.float())
 
 
-def howto_paths(data: Path) -> tuple[Path, Path]:
-    """(captions, features) under a HowTo100M folder, or under ROOT/howto100m."""
-    for root in (data, data / "howto100m"):
-        feats = root / "features"
-        for cap in (root / "captions.json", root / "raw_caption.json", root / "captions"):
-            if cap.exists() and feats.is_dir():
-                return cap, feats
-    if not data.exists():
-        raise InputError("data folder not found", path=data)
-    raise InputError("no HowTo100M data: expected captions.json (or a captions/ folder of CSVs) and features/",
-                     path=data)
-
-
 def _read_log(path: Path, upto: int) -> list[str]:
     """Complete log lines of steps < upto (a line cut by a kill is dropped)."""
     if not path.is_file():
@@ -87,14 +74,14 @@ def _read_log(path: Path, upto: int) -> list[str]:
 def pretrain(cfg: PretrainConfig, out: Path, data: Path | None = None, resume: bool = False,
              progress: bool = True, say: Callable[[str], None] = print) -> dict:
     d = distributed.init()
-    out = Path(out)
+    out = ensure_writable(Path(out))   # a read-only or full disk fails now, not after training
     toy = data is None
     if toy:
         data = ensure_howto100m(seed=0, say=say if d.is_main else (lambda s: None))
     cap_path, feat_path = howto_paths(Path(data))
-    captions = load_captions(cap_path)
     store = FeatureStore(feat_path)
-    sampler = ClipSampler(captions, store, bb.tokenizer(cfg.backbone), min_text_len=cfg.min_text_len,
+    corpus = usable(load_captions(cap_path), store)   # counted skips: no features, all-empty, past the end
+    sampler = ClipSampler(corpus.captions, store, bb.tokenizer(cfg.backbone), min_text_len=cfg.min_text_len,
                           max_text_len=cfg.max_text_len, clips_per_video=cfg.clips_per_video,
                           batch_size=cfg.batch_size, seed=cfg.seed, rank=d.rank, world_size=d.world_size)
     total = cfg.steps or cfg.epochs * sampler.steps_per_epoch()
@@ -116,14 +103,14 @@ def pretrain(cfg: PretrainConfig, out: Path, data: Path | None = None, resume: b
 
     run_info = {"config": cfgmod.to_dict(cfg), "preset": cfg.preset, "toy": toy, "data": str(data),
                 "total_steps": total, "world_size": d.world_size, "videos": len(sampler.videos) * d.world_size,
-                "videos_skipped_no_features": sampler.n_skipped}
+                "videos_skipped_no_features": corpus.skipped["videos_no_features"], "skipped": corpus.skipped}
     if d.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        ckpt.remove_orphans(out), ckpt.remove_orphans(ckpt_root)
+        ckpt.remove_orphans(out)   # every temp name a kill can leave, in out/, model/ and checkpoints/
         write_json(out / "run.json", run_info)
         write_text(log_path, "".join(line + "\n" for line in _read_log(log_path, start)))
-        if sampler.n_skipped:
-            say(f"Skipped {sampler.n_skipped} videos with no feature file or no captions")
+        if corpus.report():
+            say(f"HowTo100M: {corpus.report()}")
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if d.device.type == "cuda" else nullcontext())
 
     log = open(log_path, "a") if d.is_main else None
