@@ -163,20 +163,30 @@ def data_toy(out: Path = typer.Option(..., help="folder to write the toy world i
 
 @data_app.command("check")
 @guarded
-def data_check(data: Path = typer.Option(..., help="data root")):
-    """Per task: which files are present, missing or malformed, and how many features are missing."""
+def data_check(data: Path = typer.Option(..., help="data root"),
+               task: Optional[List[str]] = typer.Option(None, help="check only this task (repeatable; "
+                                                        "howto100m-pretrain is the pre-training folder)"),
+               allow_missing: bool = typer.Option(False, help="a task lacking some feature files is usable, "
+                                                  "as for `run --allow-missing`")):
+    """Per task and for the HowTo100M pre-training folder: files present, parsed as a run reads them, and every feature file read whole (NaN/inf by file and row).
+
+    Exit code 0 when every task checked is usable, 2 when any file is malformed, 3 when none is malformed but files or features are missing.
+    """  # noqa: E501  (one paragraph per line: the help renders it wrapped to the terminal)
     from rich.table import Table
 
-    from .checks import check_data
+    from .checks import check_data, exit_code
 
     table = Table(title=f"data check: {data}")
     for col in ("task", "status", "details"):
         table.add_column(col)
-    rows = check_data(data)
+    rows = check_data(data, task, allow_missing)
     for row in rows:
         colour = {"ok": "green", "missing": "yellow", "malformed": "red"}[row.status]
         table.add_row(row.task, f"[{colour}]{row.status}[/{colour}]", row.details)
     console.print(table)
+    code = exit_code(rows)
+    if code:
+        raise typer.Exit(code)
 
 
 # ---- ablations, suites, reports, regression checks, floor baselines ------------------------------------------

@@ -21,7 +21,7 @@ from . import config as cfgmod
 from . import registry
 from .data import toy
 from .errors import InputError
-from .io import atomic_write
+from .io import atomic_write, ensure_writable, remove_temp_files
 from .model.vlm import VLM
 from .reporting.result import Result, provenance, save_result
 from .runconfig import RunConfig, run_config
@@ -87,6 +87,7 @@ def run(task: str, *, data: Path | None = None, checkpoint: Path | None = None, 
     is_toy = data is None
     cfg: RunConfig = run_config(spec, preset or ("toy" if is_toy else "paper"), pairs)
     out = Path(out) if out else Path("runs") / f"{task}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    remove_temp_files(ensure_writable(out), recursive=False)   # before any work; leftovers of a killed run
     dev = device()
     root = toy.toy_root() if is_toy else Path(data)
     if not is_toy and not root.is_dir():

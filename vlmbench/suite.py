@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 
 from . import registry
 from .errors import InputError
-from .io import atomic_write, write_json
+from .io import atomic_write, ensure_writable, write_json
 from .reporting.result import Result, utc_now
 
 RESULT = "result.json"
@@ -30,7 +30,7 @@ def suite(out: Path, *, preset: str = "smoke", data: Path | None = None, tasks: 
     pretrain_pairs: key=value overrides of the preset's pre-training config (e.g. steps=3 in tests)."""
     from .train.config import pretrain_config
 
-    out = Path(out)
+    out = ensure_writable(Path(out))   # a read-only or full disk fails before any work
     names = list(tasks) if tasks else list(registry.all_tasks())
     for name in names:
         registry.get(name)                            # unknown task or preset: fail before any model work
