@@ -38,7 +38,7 @@ from filelock import FileLock, Timeout
 from . import config as cfgmod
 from . import registry
 from .errors import InputError
-from .io import write_json, write_text
+from .io import ensure_writable, write_json, write_text
 from .reporting.result import Result, load_result, save_result, utc_now
 from .reporting.tables import TOY_NOTE, format_value, grid_table
 from .runconfig import RunConfig, run_config
@@ -301,7 +301,7 @@ def _ensure_toy(tasks: Sequence[str], say: Callable[[str], None]) -> None:
 def ablate(pairs: Sequence[str], *, tasks: Sequence[str] = DEFAULT_TASKS, data: Path | None = None,
            out: Path = Path("runs/ablate"), jobs: int = 1, preset: str | None = None, progress: bool = True,
            say: Callable[[str], None] = print) -> AblationSummary:
-    out = Path(out)
+    out = ensure_writable(Path(out))   # a read-only or full disk fails before any work
     tasks = list(dict.fromkeys(tasks))
     if not tasks:
         raise InputError("no tasks given", path="--tasks")
