@@ -178,3 +178,137 @@ def test_msrvtt_multiple_choice(tmp_path):
     path.write_text(MC_HEADER + "q0\tmsr7020\tvideo7020\ta man\ta dog\ta cat\tnull\t\"quoted\"\t3\n")
     [q] = msrvtt.load_multiple_choice(path)
     assert q == msrvtt.McQuestion("video7020", ("a man", "a dog", "a cat", "null", "quoted"), 3)
+
+
+# ------------------------------------------- real-file robustness: encodings, BOM, quotes, subsets, ids
+def test_latin1_caption_csv_is_one_line_naming_file_and_line(tmp_path):
+    path = tmp_path / "v.csv"
+    path.write_bytes("start,end,text\n0,1,ok\n1,2,café au lait\n".encode("latin-1"))
+    with pytest.raises(InputError) as e:
+        howto100m.load_captions(path)
+    assert str(e.value).startswith(f"{path}: line 3: not UTF-8 text (byte 0xe9") and "\n" not in str(e.value)
+    (tmp_path / "c.json").write_bytes('{"v": {"start": [0], "end": [1], "text": ["café"]}}'.encode("latin-1"))
+    with pytest.raises(InputError, match="line 1: not UTF-8 text"):
+        howto100m.load_captions(tmp_path / "c.json")
+
+
+UNTERMINATED = {
+    "h100m csv": ("v.csv", 'start,end,text\n0,1,"hello\n1,2,world\n2,3,more\n', howto100m.load_captions),
+    "msrvtt test": ("t.csv", 'key,vid_key,video_id,sentence\nr,msr1,video1,"a man\nr,msr2,video2,a dog\n',
+                    msrvtt.load_retrieval_test),
+    "msrvtt closed later": ("t.csv", 'key,vid_key,video_id,sentence\nr,msr1,video1,"a man\nr,msr2,video2,a "dog"\n',
+                            msrvtt.load_retrieval_test),
+    "yc2 retrieval": ("r.csv", 'end,start,task,text,video_id\n9,1,101,"cut,v1\n9,1,101,cut,v2\n',
+                      youcook2.load_retrieval_test),
+}
+
+
+@pytest.mark.parametrize("name", list(UNTERMINATED))
+def test_unterminated_quote_is_an_error_not_a_swallowed_file(tmp_path, name):
+    filename, content, reader = UNTERMINATED[name]
+    path = tmp_path / filename
+    path.write_text(content)
+    with pytest.raises(InputError) as e:
+        reader(path)
+    assert str(e.value).startswith(f"{path}: line 2: ") and "unterminated quote" in str(e.value)
+
+
+def test_byte_order_mark_is_handled(tmp_path):
+    bom = "\ufeff"
+    (tmp_path / "v.csv").write_text(bom + "start,end,text\n0,1,hi\n", encoding="utf-8")
+    assert howto100m.load_captions(tmp_path / "v.csv")["v"].text == ("hi",)
+    (tmp_path / "tasks.txt").write_text(bom + TASK_OK, encoding="utf-8")
+    assert list(crosstask.load_tasks(tmp_path / "tasks.txt")) == ["23521"]       # not "\ufeff23521"
+    (tmp_path / "t.csv").write_text(bom + "video_id,sentence\nvideo1,a man\n", encoding="utf-8")
+    assert msrvtt.load_retrieval_test(tmp_path / "t.csv") == [("video1", "a man")]
+    (tmp_path / "coin.json").write_text(bom + COIN_OK_JSON, encoding="utf-8")
+    assert list(coin.load_coin(tmp_path / "coin.json")) == ["v1"]
+
+
+COIN_OK_JSON = json.dumps(COIN_OK)
+
+
+def test_coin_subset_other_than_training_or_testing_is_an_error(tmp_path):
+    data = json.loads(COIN_OK_JSON)
+    data["database"]["v2"] = dict(data["database"]["v1"], subset="validation")
+    path = tmp_path / "coin.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(InputError) as e:
+        coin.load_coin(path)
+    assert str(e.value) == f"{path}: video v2: subset 'validation' is neither 'training' nor 'testing'"
+
+
+def _yc2_key(vid):
+    data = json.loads(json.dumps(YC2_OK))
+    data["database"][vid] = data["database"].pop("v1")
+    return json.dumps(data)
+
+
+def _coin_key(vid):
+    data = json.loads(COIN_OK_JSON)
+    data["database"][vid] = data["database"].pop("v1")
+    return json.dumps(data)
+
+
+UNSAFE_IDS = {
+    "h100m json": ("c.json", '{"../../etc/x": {"start": [0], "end": [1], "text": ["a"]}}', howto100m.load_captions),
+    "h100m csv name": ("..hidden.csv", "start,end,text\n0,1,a\n", howto100m.load_captions),
+    "msrvtt test": ("t.csv", "video_id,sentence\n../video1,a man\n", msrvtt.load_retrieval_test),
+    "msrvtt backslash": ("t.csv", "video_id,sentence\nvideo1\\..\\x,a man\n", msrvtt.load_retrieval_test),
+    "yc2 json": ("a.json", _yc2_key("a/b"), youcook2.load_annotations),
+    "yc2 split list": ("train_list.txt", "101/..\n", youcook2.load_split_list),
+    "yc2 retrieval": ("r.csv", "end,start,task,text,video_id\n9,1,101,cut,../v1\n", youcook2.load_retrieval_test),
+    "coin": ("coin.json", _coin_key("..\\v1"), coin.load_coin),
+    "ct videos": ("videos.csv", "23521,../../outside,http://u\n", crosstask.load_videos),
+    "ct videos task": ("videos.csv", "../23521,abc,http://u\n", crosstask.load_videos),
+    "ct tasks": ("tasks.txt", TASK_OK.replace("23521", "2/3521"), crosstask.load_tasks),
+}
+
+
+@pytest.mark.parametrize("name", list(UNSAFE_IDS))
+def test_video_ids_that_name_other_files_are_refused_at_parse_time(tmp_path, name):
+    filename, content, reader = UNSAFE_IDS[name]
+    path = tmp_path / filename
+    path.write_text(content)
+    with pytest.raises(InputError) as e:
+        reader(path)
+    assert "contains '/', '\\' or '..'" in str(e.value) and str(path) in str(e.value)
+
+
+def test_msrvtt_train_ids_are_checked(tmp_path):
+    d = _msrvtt_files(tmp_path)
+    (d / "MSRVTT_train.csv").write_text("key,vid_key,video_id\na,msr0,../video0\n")
+    with pytest.raises(InputError, match=r"MSRVTT_train.csv: line 2: video id '../video0' contains"):
+        msrvtt.load_train(d / "MSRVTT_train.csv", d / "MSRVTT_data.json")
+
+
+def test_feature_store_refuses_unsafe_ids(tmp_path):
+    with pytest.raises(InputError, match="contains '/'"):
+        FeatureStore(tmp_path).n_seconds("../v")
+
+
+def _features(folder, **rows):
+    folder.mkdir(exist_ok=True)
+    for vid, n in rows.items():
+        np.save(folder / f"{vid}.npy", np.ones((n, 512), np.float16))
+    return FeatureStore(folder)
+
+
+def test_pretraining_skips_are_counted_and_reported(tmp_path):
+    caps = tmp_path / "captions"
+    caps.mkdir()
+    (caps / "ok.csv").write_text("start,end,text\n0,2,cut the onion\n30,34,past the end\n")
+    (caps / "late.csv").write_text("start,end,text\n12,14,after the end\n")
+    (caps / "empty.csv").write_text("start,end,text\n0,1,\n1,2,  \n")
+    (caps / "nofeat.csv").write_text("start,end,text\n0,1,hello\n")
+    store = _features(tmp_path / "features", ok=10, late=12, empty=5)
+    corpus = howto100m.usable(howto100m.load_captions(caps), store)
+    assert list(corpus.captions) == ["ok"] and corpus.captions["ok"].text == ("cut the onion",)
+    assert corpus.skipped == {"videos_no_features": 1, "videos_empty_captions": 1, "videos_past_features": 1,
+                              "captions_past_features": 2}
+    assert corpus.report() == ("skipped 3 of 4 captioned videos: 1 with no feature file, 1 whose captions are all "
+                               "empty, 1 whose captions all start after its features end; dropped 2 captions that "
+                               "start after their video's features end")
+    with pytest.raises(InputError, match=r"none of the 1 captioned videos is usable \(skipped 1 of 1 captioned "
+                                         r"videos: 1 whose captions are all empty\)"):
+        howto100m.usable({"empty": howto100m.load_captions(caps)["empty"]}, store)
