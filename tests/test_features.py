@@ -89,3 +89,78 @@ def test_fingerprint(tmp_path):
     assert fingerprint([ann, folder], ["v1", "v2"]) != base
     with pytest.raises(InputError, match="annotation file not found"):
         fingerprint([tmp_path / "gone.json"], [])
+
+
+# ------------------------------------------- one rule for every task: 0 rows, header checks at load
+def test_zero_row_file_is_refused_by_the_store(tmp_path):
+    np.save(tmp_path / "v.npy", np.zeros((0, 512), np.float16))
+    store = FeatureStore(tmp_path)
+    for call in (lambda: store.n_seconds("v"), lambda: store.load("v"), lambda: store.scan("v")):
+        with pytest.raises(InputError) as e:
+            call()
+        assert str(e.value) == f"{tmp_path / 'v.npy'}: 0 rows: a feature file needs at least one second of video"
+
+
+def test_resolve_missing_checks_every_kept_header_up_front(tmp_path):
+    _write(tmp_path, "good", 3)
+    np.save(tmp_path / "empty.npy", np.zeros((0, 512), np.float32))
+    np.save(tmp_path / "narrow.npy", np.zeros((3, 256), np.float32))
+    store = FeatureStore(tmp_path)
+    assert resolve_missing(["good", "gone"], store, True, "test videos") == (["good"], 1)
+    with pytest.raises(InputError, match="empty.npy: 0 rows"):
+        resolve_missing(["good", "empty"], store, False, "test videos")
+    with pytest.raises(InputError, match="narrow.npy: expected width 512"):
+        resolve_missing(["narrow", "good"], store, False, "train videos")
+
+
+# ------------------------------------------- whole-file scans: non-finite rows, content digests, the cache
+def test_check_finite_names_file_and_row(tmp_path):
+    arr = _write(tmp_path, "v", 9000, np.float32)   # longer than one scan block
+    arr[8191, 3] = np.inf
+    np.save(tmp_path / "v.npy", arr)
+    _write(tmp_path, "w", 4)
+    store = FeatureStore(tmp_path)
+    store.check_finite(["w"])
+    with pytest.raises(InputError) as e:
+        store.check_finite(["w", "v"])
+    assert str(e.value) == f"{tmp_path / 'v.npy'}: row 8191 contains NaN/inf"
+
+
+def test_fingerprint_covers_feature_contents(tmp_path):
+    ann = tmp_path / "ann.json"
+    ann.write_text("{}")
+    feats = tmp_path / "f"
+    feats.mkdir()
+    arr = _write(feats, "v1", 5)
+    _write(feats, "v2", 5, seed=1)
+    store = FeatureStore(feats)
+    base = fingerprint([ann], ["v1", "v2"], store)
+    assert fingerprint([ann], ["v2", "v1"], store) == base
+    np.save(feats / "v1.npy", arr[::-1].copy())          # same name, size, shape, dtype; other bytes
+    assert fingerprint([ann], ["v1", "v2"], FeatureStore(feats)) != base
+    np.save(feats / "v1.npy", arr)
+    assert fingerprint([ann], ["v1", "v2"], FeatureStore(feats)) == base
+    assert fingerprint([ann], ["v1", "v2"]) != base       # without the store: names only, as before
+
+
+def test_scans_are_cached_by_size_and_mtime_in_memory_and_on_disk(tmp_path, monkeypatch):
+    import vlmbench.data.features as F
+
+    monkeypatch.setenv("VLMBENCH_CACHE", str(tmp_path / "cache"))
+    feats = tmp_path / "f"
+    feats.mkdir()
+    _write(feats, "a", 4)
+    _write(feats, "b", 4, seed=1)
+    reads = []
+    real = F.FeatureStore._scan_file
+    monkeypatch.setattr(F.FeatureStore, "_scan_file", lambda self, vid, size: reads.append(vid) or real(self, vid, size))
+    monkeypatch.setattr(F, "_SCANS", {})
+    first = FeatureStore(feats).scans(["a", "b"])
+    assert reads == ["a", "b"] and first["a"].size == (feats / "a.npy").stat().st_size
+    FeatureStore(feats).scans(["a", "b"])
+    assert reads == ["a", "b"]                                       # in memory
+    monkeypatch.setattr(F, "_SCANS", {})                             # a new process: the JSON cache
+    assert FeatureStore(feats).scans(["a", "b"]) == first and reads == ["a", "b"]
+    assert len(list((tmp_path / "cache" / F.DIGEST_CACHE_DIR).glob("*.json"))) == 1
+    _write(feats, "b", 4, seed=2)                                    # rewritten: a new mtime, read again
+    assert FeatureStore(feats).scan("b").sha256 != first["b"].sha256 and reads == ["a", "b", "b"]
