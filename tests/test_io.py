@@ -197,3 +197,62 @@ def test_backbone_folder_with_pickled_weights_is_refused(tmp_path):
     (folder / "model.safetensors").write_bytes(b"garbage")
     with pytest.raises(InputError, match="model.safetensors: not a safetensors file"):
         bb.load_bert(str(folder))
+
+
+# ------------------------------------------- the commands check their out folder before any work
+@pytest.fixture
+def out_under_a_file(tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    return tmp_path / "file" / "run"
+
+
+def _no_work(monkeypatch):
+    from vlmbench.model.vlm import VLM
+
+    def work(*a, **k):
+        raise AssertionError("work started before the out folder was checked")
+    monkeypatch.setattr(VLM, "from_backbone", work)
+    monkeypatch.setattr(VLM, "load", work)
+
+
+def test_run_checks_out_first(out_under_a_file, tmp_path, monkeypatch):
+    from vlmbench.runner import run
+
+    _no_work(monkeypatch)
+    with pytest.raises(InputError, match="is a file, not a folder"):
+        run("msrvtt-retrieval", data=tmp_path / "no-data-here", out=out_under_a_file, say=lambda s: None)
+
+
+def test_pretrain_suite_ablate_check_out_first(out_under_a_file, tmp_path, monkeypatch):
+    from vlmbench.ablate import ablate
+    from vlmbench.suite import suite
+    from vlmbench.train.config import pretrain_config
+    from vlmbench.train.pretrain import pretrain
+
+    _no_work(monkeypatch)
+    nowhere = tmp_path / "no-data-here"
+    calls = [lambda: pretrain(pretrain_config("smoke", []), out_under_a_file, data=nowhere, say=lambda s: None),
+             lambda: suite(out_under_a_file, data=nowhere, say=lambda s: None),
+             lambda: ablate(["mmm=0,0.5"], tasks=["youcook2-retrieval"], data=nowhere, out=out_under_a_file,
+                            progress=False, say=lambda s: None)]
+    for call in calls:
+        with pytest.raises(InputError, match="is a file, not a folder"):
+            call()
+
+
+def test_resume_clears_temp_files_a_kill_left_in_model(tmp_path):
+    from vlmbench.data.toy.howto100m import write_howto100m
+    from vlmbench.train.config import pretrain_config
+    from vlmbench.train.pretrain import pretrain
+
+    data = write_howto100m(tmp_path / "howto100m", seed=0, n_videos=4)
+    out = tmp_path / "out"
+    cfg = pretrain_config("smoke", ["steps=1", "batch_size=4", "clips_per_video=2"])
+    pretrain(cfg, out, data=data, progress=False, say=lambda s: None)
+    left = [out / "model" / ".model.safetensors.x81kq.tmp", out / "model" / ".tmpq1w2e3",
+            out / "checkpoints" / ".step_0000002.tmp"]
+    for p in left:
+        p.write_bytes(b"")
+    pretrain(cfg, out, data=data, resume=True, progress=False, say=lambda s: None)
+    assert not any(p.exists() for p in left)
+    assert (out / "model" / "model.safetensors").stat().st_size > 0
