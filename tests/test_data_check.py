@@ -135,3 +135,17 @@ def test_fingerprint_follows_feature_contents(world, tmp_path):
     assert before != after
     np.save(victim, arr)
     assert checks.check_task(spec, root).details.rsplit("fingerprint ", 1)[1] == before
+
+
+def test_zero_row_feature_file_is_malformed_for_retrieval_and_pretraining(world, tmp_path):
+    root = _copy(world, tmp_path, "msrvtt", "howto100m")
+    test_vid = (root / "msrvtt" / "MSRVTT_JSFUSION_test.csv").read_text().splitlines()[1].split(",")[2]
+    victim = root / "msrvtt" / "features" / f"{test_vid}.npy"
+    np.save(victim, np.zeros((0, 512), np.float16))
+    row = checks.check_task(registry.get("msrvtt-retrieval"), root)
+    assert (row.status, row.details) == ("malformed", f"{victim}: 0 rows: a feature file needs at least one "
+                                                      "second of video")
+    victim = sorted((root / "howto100m" / "features").glob("*.npy"))[0]
+    np.save(victim, np.zeros((0, 512), np.float32))
+    row = checks.check_pretraining(root)
+    assert row.status == "malformed" and row.details.startswith(f"{victim}: 0 rows")
