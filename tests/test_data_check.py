@@ -69,6 +69,8 @@ def test_exit_codes_are_documented_in_the_help():
     assert checks.EXIT_HELP in help_text
     for status, code in checks.EXIT_CODES.items():
         assert str(code) in checks.EXIT_HELP and status in ("ok", "missing", "malformed")
+    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
+    assert "0 when every task checked is usable, 2 when any file is malformed, 3 when none is malformed" in readme
 
 
 def test_some_features_missing_is_missing_unless_allowed(world, tmp_path):
