@@ -94,12 +94,12 @@ def test_remove_temp_files_every_name_a_kill_leaves(tmp_path):
     (run / "checkpoints" / ".step_0000004.tmp").mkdir(parents=True)
     (run / "checkpoints" / ".step_0000004.tmp" / "model.safetensors").write_bytes(b"")
     leftovers = [run / "model" / ".model.safetensors.k2j4h1.tmp",     # atomic_write, killed mid-write
-                 run / "model" / ".tmpa8f3k2",                          # tempfile's own names
+                 run / "model" / ".tmpa8f3k2_x",                        # tempfile's own names
                  run / ".log.jsonl.x1.tmp", run / "checkpoints" / ".latest.q9.tmp"]
     for p in leftovers:
         p.write_bytes(b"")
     keep = [run / "model" / "model.safetensors", run / "log.jsonl", run / "checkpoints" / "latest",
-            run / "notes.tmp.txt"]
+            run / "notes.tmp.txt", run / ".tmp_notes", run / ".tmpfile-notes.txt"]
     for p in keep:
         p.write_text("data")
     from vlmbench.train.checkpoint import remove_orphans   # what pretrain calls on its out folder
@@ -249,7 +249,7 @@ def test_resume_clears_temp_files_a_kill_left_in_model(tmp_path):
     out = tmp_path / "out"
     cfg = pretrain_config("smoke", ["steps=1", "batch_size=4", "clips_per_video=2"])
     pretrain(cfg, out, data=data, progress=False, say=lambda s: None)
-    left = [out / "model" / ".model.safetensors.x81kq.tmp", out / "model" / ".tmpq1w2e3",
+    left = [out / "model" / ".model.safetensors.x81kq.tmp", out / "model" / ".tmpq1w2e3r4",
             out / "checkpoints" / ".step_0000002.tmp"]
     for p in left:
         p.write_bytes(b"")

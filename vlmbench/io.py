@@ -17,10 +17,10 @@ from .errors import InputError
 
 TEMP_SUFFIX = ".tmp"
 # Every temp name a vlmbench writer can leave behind when killed: atomic_write's `.<name>.<random>.tmp`,
-# the checkpoint and suite folders' `.<name>.tmp[<pid>]`, and `.tmp<random>` (tempfile with a dot prefix).
-# torch and safetensors write straight to the temp path they are given. Only ever removed inside a run's own
-# output folder.
-TEMP_PATTERNS = (".*.tmp*", ".tmp*")
+# the checkpoint and suite folders' `.<name>.tmp` / `.<name>.tmp<pid>`, and tempfile's `.tmp` + 8 random
+# characters. torch and safetensors write straight to the temp path they are given. Only ever removed inside
+# a run's own output folder, and narrow enough to spare a user's own `.tmp_notes`.
+TEMP_PATTERNS = (".*.tmp", ".*.tmp[0-9]*", ".tmp????????")
 
 
 def umask() -> int:
