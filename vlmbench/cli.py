@@ -70,7 +70,10 @@ def pretrain(
     from .train.pretrain import pretrain as run_pretrain
 
     pairs = list(pairs or []) + ([f"backbone={backbone}"] if backbone else [])
-    cfg = pretrain_config(preset or ("toy" if data is None else "paper"), pairs)
+    from .data.toy import is_toy_dataset
+
+    toy_data = data is None or is_toy_dataset(data) or is_toy_dataset(Path(data) / "howto100m")
+    cfg = pretrain_config(preset or ("toy" if toy_data else "paper"), pairs)
     summary = run_pretrain(cfg, out, data=data, resume=resume, progress=progress, say=say)
     say(f"Pre-trained {summary['final_step']} steps (preset {cfg.preset}); model in {out / 'model'}")
 

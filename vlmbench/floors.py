@@ -104,7 +104,8 @@ def floor_baseline(task: str, kind: str = "random", *, data: Path | None = None,
         raise InputError(f"baseline {kind!r} does not apply to {task} (it applies to: {', '.join(fits)})",
                          path="--kind")
     is_toy = data is None
-    cfg = run_config(spec, preset or ("toy" if is_toy else "paper"), [])
+    toy_data = is_toy or toy.is_toy_dataset(Path(data) / spec.dataset)   # a `vlmbench data toy` folder
+    cfg = run_config(spec, preset or ("toy" if toy_data else "paper"), [])
     root = toy.toy_root() if is_toy else Path(data)
     if not is_toy and not root.is_dir():
         raise InputError("data folder not found", path=root)
@@ -123,7 +124,7 @@ def floor_baseline(task: str, kind: str = "random", *, data: Path | None = None,
     result = Result(task=task, family=spec.family, split=spec.split, metrics=metrics, conventions=conventions,
                     counts={k: int(v) for k, v in adapter.loaded.counts.items()},
                     config={**cfg_dict, "checkpoint": None, "data": str(root), "allow_missing": allow_missing},
-                    preset=cfg.preset, seed=seed, toy=is_toy, provenance=provenance(adapter.loaded.fingerprint()),
+                    preset=cfg.preset, seed=seed, toy=toy_data, provenance=provenance(adapter.loaded.fingerprint()),
                     baseline=kind)
     save_result(result, out / RESULT)
     result.path = out / RESULT

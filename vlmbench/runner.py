@@ -85,7 +85,8 @@ def run(task: str, *, data: Path | None = None, checkpoint: Path | None = None, 
     """Returns the saved result and the adapter's extra outputs (e.g. caption examples) for display."""
     spec = registry.get(task)
     is_toy = data is None
-    cfg: RunConfig = run_config(spec, preset or ("toy" if is_toy else "paper"), pairs)
+    toy_data = is_toy or toy.is_toy_dataset(Path(data) / spec.dataset)   # a `vlmbench data toy` folder
+    cfg: RunConfig = run_config(spec, preset or ("toy" if toy_data else "paper"), pairs)
     out = Path(out) if out else Path("runs") / f"{task}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     remove_temp_files(ensure_writable(out), recursive=False)   # before any work; leftovers of a killed run
     dev = device()
@@ -137,7 +138,7 @@ def run(task: str, *, data: Path | None = None, checkpoint: Path | None = None, 
     result = Result(task=task, family=spec.family, split=spec.split, metrics=metrics, conventions=conventions,
                     counts=counts, config={**cfg_dict, "checkpoint": str(checkpoint) if checkpoint else None,
                                            "data": str(root), "allow_missing": allow_missing},
-                    preset=cfg.preset, seed=cfg.seed, toy=is_toy,
+                    preset=cfg.preset, seed=cfg.seed, toy=toy_data,
                     provenance=provenance(adapter.loaded.fingerprint()),
                     timings={k: round(v, 3) for k, v in timings.items()})
     save_result(result, out / RESULT)

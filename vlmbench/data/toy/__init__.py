@@ -96,6 +96,16 @@ def write_atomically(out: Path, fill) -> Path:
     return out
 
 
+def is_toy_dataset(folder: str | Path) -> bool:
+    """True for a dataset folder the toy world wrote (its `.complete` marker names a toy version), so a toy
+    folder passed as --data is labelled toy like the built-in one."""
+    marker = Path(folder) / ".complete"
+    try:
+        return "toy_version" in json.loads(marker.read_text())
+    except (OSError, ValueError, TypeError):
+        return False
+
+
 def toy_root(seed: int = 0) -> Path:
     return default_cache() / f"toy-v{VERSION}-seed{seed}"
 
