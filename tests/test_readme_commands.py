@@ -1,0 +1,300 @@
+"""The README is a contract: every command it shows is run here as a user types it, as a subprocess of the
+installed `vlmbench` entry point (smoke preset / tiny backbone where the README's default takes minutes).
+
+`test_every_readme_command_is_covered` reads the README's commands and fails when one has no test below, so a
+command cannot be documented without being run. Each run asserts the exit code, the files the README says are
+written, and a number or line that only a working run produces.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+VLMBENCH = BIN / "vlmbench"
+TORCHRUN = BIN / "torchrun"
+pytestmark = pytest.mark.slow
+
+# The verbs below each have a test in this module (or, for make targets that wrap a covered command, a
+# dry-run check). A README command whose verb is not here fails test_every_readme_command_is_covered.
+COVERED = {
+    "vlmbench tasks", "vlmbench data toy", "vlmbench data check", "vlmbench pretrain", "vlmbench run",
+    "vlmbench score", "vlmbench ablate", "vlmbench report", "vlmbench compare", "vlmbench baseline",
+    "vlmbench suite", "torchrun", "make demo", "make test", "make install", "make bench", "make smoke",
+    "make update-reference",
+}
+SUBCOMMAND_GROUPS = {"data"}   # `vlmbench data toy`: the verb is two words
+
+
+def readme_commands(text: str) -> list[str]:
+    """Command lines of the README: lines of fenced code blocks and inline code spans that start with
+    vlmbench, make or torchrun, without their trailing comments."""
+    lines: list[str] = []
+    for block in re.findall(r"```[a-z]*\n(.*?)```", text, flags=re.S):
+        lines += block.splitlines()
+    lines += re.findall(r"`((?:vlmbench|make|torchrun) [^`]+)`", text)
+    cmds = []
+    for line in lines:
+        line = line.split("  #")[0].split(" # ")[0].strip()
+        if re.match(r"^(vlmbench|make|torchrun)\b", line):
+            cmds.append(line)
+    return cmds
+
+
+def verb(cmd: str) -> str:
+    words = cmd.split()
+    if words[0] == "torchrun":
+        return "torchrun"
+    if words[0] == "vlmbench" and len(words) > 2 and words[1] in SUBCOMMAND_GROUPS:
+        return " ".join(words[:3])
+    return " ".join(words[:2])
+
+
+def test_every_readme_command_is_covered():
+    cmds = readme_commands((REPO / "README.md").read_text())
+    assert len(cmds) >= 15, cmds          # the parser found the README's commands at all
+    uncovered = sorted({verb(c) for c in cmds} - COVERED)
+    assert not uncovered, f"README commands with no subprocess test in {Path(__file__).name}: {uncovered}"
+
+
+def test_readme_parser_sees_a_new_command():
+    """Planted: a README with one more verb is reported uncovered."""
+    cmds = readme_commands("```\nvlmbench frobnicate --x 1   # new\nmake test\n```\n`vlmbench tasks`")
+    assert [verb(c) for c in cmds] == ["vlmbench frobnicate", "make test", "vlmbench tasks"]
+
+
+# ---- running them -----------------------------------------------------------------------------------------
+
+def cli(*args: str, cwd: Path, timeout: int = 900, exe: Path = VLMBENCH) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "COLUMNS": "120"}
+    r = subprocess.run([str(exe), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+    assert "Traceback" not in r.stderr, r.stderr[-3000:]
+    return r
+
+
+def ok(r: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    assert r.returncode == 0, f"exit {r.returncode}\nstdout:\n{r.stdout[-3000:]}\nstderr:\n{r.stderr[-3000:]}"
+    return r
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory) -> dict[str, Path]:
+    """A user's working folder: the toy world written by `data toy`, and a smoke checkpoint by `pretrain`."""
+    root = tmp_path_factory.mktemp("user")
+    ok(cli("data", "toy", "--out", "toy", "--seed", "0", cwd=root))
+    r = ok(cli("pretrain", "--data", "toy/howto100m", "--backbone", "tiny", "--out", "pt", "--preset", "smoke",
+               "steps=6", "--no-progress", cwd=root))
+    assert re.search(r"Pre-trained 6 steps", r.stderr + r.stdout)
+    return {"root": root, "toy": root / "toy", "ckpt": root / "pt" / "model"}
+
+
+def test_version_and_help(ws):
+    from vlmbench import __version__
+
+    r = ok(cli("--version", cwd=ws["root"]))
+    assert r.stdout.strip() == f"vlmbench {__version__}"
+    top = ok(cli("-h", cwd=ws["root"])).stdout
+    commands = ["pretrain", "run", "score", "tasks", "ablate", "suite", "report", "compare", "baseline", "data"]
+    for name in commands:
+        assert name in top
+        sub = ok(cli(name, "-h", cwd=ws["root"])).stdout
+        assert "Usage: vlmbench " + name in " ".join(sub.split())
+    for name in ("toy", "check"):
+        ok(cli("data", name, "--help", cwd=ws["root"]))
+
+
+def test_tasks_lists_every_task_and_what_is_present(ws):
+    r = ok(cli("tasks", cwd=ws["root"]))
+    for name in ("msrvtt-retrieval", "youcook2-retrieval", "msrvtt-mcqa", "coin-segmentation",
+                 "crosstask-zeroshot", "crosstask-supervised", "youcook2-caption"):
+        assert name in r.stdout
+    r = ok(cli("tasks", "--data", "toy", cwd=ws["root"]))
+    assert r.stdout.count("yes") >= 7 and "missing" not in r.stdout
+
+
+def test_data_toy_writes_the_real_formats(ws):
+    toy = ws["toy"]
+    for rel in ("howto100m/captions.json", "msrvtt/MSRVTT_train.9k.csv", "msrvtt/MSRVTT_JSFUSION_test.csv",
+                "youcook2/youcookii_annotations_trainval.json", "coin/COIN.json",
+                "crosstask/crosstask_release/tasks_primary.txt"):
+        assert (toy / rel).is_file(), rel
+    assert any((toy / "msrvtt" / "features").glob("*.npy"))
+
+
+def test_data_check_reports_every_task_ok(ws):
+    r = ok(cli("data", "check", "--data", "toy", cwd=ws["root"]))
+    assert r.stdout.count("ok") >= 7 and "malformed" not in r.stdout
+
+
+def test_data_check_fails_on_a_malformed_dataset(ws, tmp_path):
+    bad = tmp_path / "bad"
+    shutil.copytree(ws["toy"] / "coin", bad / "coin")
+    (bad / "coin" / "COIN.json").write_text("{not json")
+    r = cli("data", "check", "--data", str(bad), cwd=ws["root"])
+    assert r.returncode == 2 and "malformed" in r.stdout + r.stderr
+
+
+def test_pretrain_writes_log_checkpoints_and_model(ws):
+    pt = ws["root"] / "pt"
+    log = [json.loads(line) for line in (pt / "log.jsonl").read_text().splitlines()]
+    assert len([rec for rec in log if "loss" in rec]) == 6
+    assert json.loads((pt / "summary.json").read_text())["final_step"] == 6
+    assert all(rec["loss"] > 0 for rec in log if "loss" in rec)
+    assert (pt / "model" / "vlm_config.json").is_file() and (pt / "model" / "model.safetensors").is_file()
+    assert any((pt / "checkpoints").glob("step_*"))
+
+
+def test_torchrun_pretrain_two_processes(ws, tmp_path):
+    r = cli("--nproc_per_node=2", "-m", "vlmbench.cli", "pretrain", "--data", str(ws["toy"] / "howto100m"),
+            "--backbone", "tiny", "--out", str(tmp_path / "ddp"), "--preset", "smoke", "steps=3", "--no-progress",
+            cwd=ws["root"], exe=TORCHRUN)
+    ok(r)
+    assert (tmp_path / "ddp" / "model" / "model.safetensors").is_file()
+    summary = json.loads((tmp_path / "ddp" / "summary.json").read_text())
+    assert summary["final_step"] == 3
+
+
+# One task per adapter family, plus zero-shot localization; the caption run is `make demo`'s command.
+RUNS = {
+    "msrvtt-retrieval": ("R@1", ["max_train=16", "max_test=16"]),
+    "youcook2-retrieval": ("R@1", ["max_train=16", "max_test=16"]),
+    "msrvtt-mcqa": ("accuracy", ["max_train=16", "max_test=16"]),
+    "coin-segmentation": ("frame_acc", ["max_train=4", "max_test=4"]),
+    "crosstask-zeroshot": ("recall", ["max_test=4"]),
+    "crosstask-supervised": ("recall", ["max_train=4", "max_test=4"]),
+    "youcook2-caption": ("CIDEr", ["max_train=8", "max_test=8"]),
+}
+
+
+@pytest.fixture(scope="module")
+def runs(ws) -> dict[str, tuple[Path, subprocess.CompletedProcess]]:
+    done = {}
+    for task, (_, pairs) in RUNS.items():
+        out = ws["root"] / "runs" / task
+        r = ok(cli("run", "--task", task, "--data", "toy", "--checkpoint", str(ws["ckpt"]), "--out", str(out),
+                   "--preset", "smoke", *pairs, "--no-progress", cwd=ws["root"]))
+        done[task] = (out, r)
+    return done
+
+
+@pytest.mark.parametrize("task", list(RUNS))
+def test_run_each_family(runs, task):
+    out, r = runs[task]
+    metric = RUNS[task][0]
+    result = json.loads((out / "result.json").read_text())
+    assert result["task"] == task and metric in result["metrics"]
+    assert (out / "predictions.npz").is_file()
+    assert f"Result: {out / 'result.json'}" in " ".join((r.stderr + r.stdout).split())
+    # the metrics table is printed, with the headline metric's column and its value in the metric's format
+    assert metric in r.stdout
+    assert re.search(r"\d+\.\d{2}", r.stdout)
+
+
+def test_caption_run_prints_examples_after_the_metrics(runs):
+    """`make demo` crashed here: the caption examples are printed after the five metrics."""
+    out, r = runs["youcook2-caption"]
+    text = r.stdout
+    for m in ("BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr"):
+        assert m in text
+    assert text.index("CIDEr") < text.index("Worst captions")
+    with open(out / "captions.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == json.loads((out / "result.json").read_text())["counts"]["test_clips"]
+
+
+def test_make_demo_command_as_typed(ws, tmp_path):
+    """The Makefile's demo recipe, run as written (the venv's entry point), with the smoke preset added."""
+    dry = subprocess.run(["make", "-n", "demo"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    line = [ln for ln in dry.stdout.splitlines() if "vlmbench run" in ln]
+    assert line, dry.stdout
+    argv = shlex.split(line[-1])
+    assert argv[0].endswith("vlmbench") and argv[1:3] == ["run", "--task"]
+    argv = [str(VLMBENCH)] + argv[1:]
+    out = tmp_path / "demo"
+    argv[argv.index("--out") + 1] = str(out)
+    r = ok(cli(*argv[1:], "--preset", "smoke", "max_train=8", "max_test=8", "--no-progress", cwd=ws["root"]))
+    assert "CIDEr" in r.stdout and (out / "result.json").is_file()
+
+
+def test_score_reproduces_the_run(runs, ws):
+    out, _ = runs["msrvtt-retrieval"]
+    r = ok(cli("score", str(out / "predictions.npz"), cwd=ws["root"]))
+    result = json.loads((out / "result.json").read_text())
+    assert f"R@1: {result['metrics']['R@1']:.4f}" in r.stdout
+
+
+@pytest.mark.parametrize("fmt", ["terminal", "markdown", "csv", "json"])
+def test_report_each_format(runs, ws, fmt):
+    out, _ = runs["youcook2-caption"]
+    r = ok(cli("report", str(out), "--against", "paper", "--format", fmt, cwd=ws["root"]))
+    assert "VLM" in r.stdout          # the paper's row beside ours
+    assert "toy world" in r.stdout
+    if fmt == "json":
+        json.loads(r.stdout)
+    if fmt == "markdown":
+        assert "| kind |" in r.stdout
+    if fmt == "csv":
+        assert r.stdout.splitlines()[0].count(",") >= 4
+
+
+def test_compare_passes_on_itself_and_fails_on_a_regression(runs, ws, tmp_path):
+    out, _ = runs["msrvtt-mcqa"]
+    r = ok(cli("compare", str(out), str(out), cwd=ws["root"]))
+    assert "accuracy" in r.stdout
+    worse = tmp_path / "worse"
+    shutil.copytree(out, worse)
+    res = json.loads((worse / "result.json").read_text())
+    res["metrics"]["accuracy"] -= 10
+    (worse / "result.json").write_text(json.dumps(res))
+    r = cli("compare", str(worse), str(out), cwd=ws["root"])
+    assert r.returncode == 1 and "accuracy" in r.stdout
+
+
+def test_baseline_writes_a_floor_result(ws, tmp_path):
+    out = tmp_path / "floor"
+    r = ok(cli("baseline", "--task", "coin-segmentation", "--kind", "all-background", "--data", "toy",
+               "--out", str(out), "--preset", "smoke", cwd=ws["root"]))
+    result = json.loads((out / "result.json").read_text())
+    assert 0 < result["metrics"]["frame_acc"] < 100 and result["metrics"]["frame_acc_nobg"] == 0
+    assert "frame_acc" in r.stdout
+
+
+def test_ablate_smoke_grid(ws, tmp_path):
+    out = tmp_path / "grid"
+    r = ok(cli("ablate", "mmm=0,0.5", "--tasks", "youcook2-retrieval", "--data", "toy", "--preset", "smoke",
+               "--out", str(out), "--no-progress", "steps=4", "max_train=8", "max_test=8", cwd=ws["root"],
+               timeout=1200))
+    assert (out / "grid.md").is_file() and (out / "grid.csv").is_file()
+    with open(out / "grid.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted({float(row["mmm"]) for row in rows}) == [0.0, 0.5]
+    assert list((out / "plots").glob("*.png"))
+    assert "R@1" in r.stdout
+
+
+def test_suite_smoke_runs_every_task(ws, tmp_path):
+    out = tmp_path / "suite"
+    r = ok(cli("suite", "--preset", "smoke", "--out", str(out), "--no-progress", cwd=ws["root"], timeout=1800))
+    results = sorted(p.parent.name for p in out.rglob("result.json"))
+    assert len(results) == 7, results
+    assert "coin-segmentation: frame_acc" in " ".join((r.stderr + r.stdout).split())
+
+
+@pytest.mark.parametrize("target", ["test", "install", "bench", "smoke", "update-reference", "demo"])
+def test_make_targets_exist_and_call_real_commands(target):
+    dry = subprocess.run(["make", "-n", target], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert dry.returncode == 0, dry.stderr
+    if target in ("smoke", "update-reference"):
+        assert "vlmbench suite --preset smoke" in dry.stdout
+    if target == "bench":
+        assert "bench/run_all.py" in dry.stdout and (REPO / "bench" / "run_all.py").is_file()
