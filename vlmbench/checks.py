@@ -71,8 +71,11 @@ def check_pretraining(root: Path) -> CheckRow:
         return CheckRow(PRETRAIN, MISSING, "missing: howto100m/ (captions.json or captions/, and features/)")
     try:
         cap_path, feat_path = howto100m.find(folder)
-    except InputError as e:
-        return CheckRow(PRETRAIN, MISSING, str(e))
+    except InputError:
+        absent = [name for name, present in (
+            ("howto100m/captions.json (or captions/)", any((folder / c).exists() for c in howto100m.CAPTION_NAMES)),
+            ("howto100m/features", (folder / "features").is_dir())) if not present]
+        return CheckRow(PRETRAIN, MISSING, "missing: " + ", ".join(absent))
     try:
         captions = howto100m.load_captions(cap_path)
         store = FeatureStore(feat_path)

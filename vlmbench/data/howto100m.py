@@ -20,6 +20,7 @@ from .features import FeatureStore
 from .files import check_id, csv_rows, read_json
 
 CSV_HEADER = ["start", "end", "text"]
+CAPTION_NAMES = ("captions.json", "raw_caption.json", "captions")   # what `find` looks for, in this order
 
 
 @dataclass(frozen=True, slots=True, eq=False)  # eq=False: numpy fields make == ambiguous
@@ -178,7 +179,7 @@ def find(data: str | Path) -> tuple[Path, Path]:
     data = Path(data)
     for root in (data, data / "howto100m"):
         feats = root / "features"
-        for cap in (root / "captions.json", root / "raw_caption.json", root / "captions"):
+        for cap in (root / name for name in CAPTION_NAMES):
             if cap.exists() and feats.is_dir():
                 return cap, feats
     if not data.exists():
