@@ -319,6 +319,54 @@ def out_console_write(text: str) -> None:
     sys.stdout.flush()
 
 
+# ---- raw videos -> features; the authors' released checkpoint -> a vlmbench checkpoint ----------------------
+
+features_app = typer.Typer(add_completion=False, no_args_is_help=True, context_settings=HELP,
+                           help="S3D video features from raw videos.")
+convert_app = typer.Typer(add_completion=False, no_args_is_help=True, context_settings=HELP,
+                          help="Convert released checkpoints into vlmbench checkpoint folders.")
+app.add_typer(features_app, name="features")
+app.add_typer(convert_app, name="convert")
+
+
+@features_app.command("extract")
+@guarded
+def features_extract(
+    videos: Path = typer.Option(..., help="folder of videos (and one level of subfolders); id = file name without extension"),
+    out: Path = typer.Option(..., help="feature folder: <video_id>.npy (seconds x 512), extraction.json, failed.csv"),
+    weights: Optional[Path] = typer.Option(None, help="the HowTo100M S3D checkpoint s3d_howto100m.pth"),
+    batch: int = typer.Option(32, help="30-frame clips per forward pass"),
+    device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
+    workers: int = typer.Option(2, help="decoding threads (0: decode in the main thread)"),
+    fp32: bool = typer.Option(False, "--fp32", help="write float32 instead of float16"),
+    no_l2: bool = typer.Option(False, "--no-l2", help="do not L2-normalise the rows"),
+    random_init: bool = typer.Option(False, "--random-init", help="TESTING ONLY: a random S3D; the folder is marked"),
+    progress: bool = typer.Option(True, help="show a progress bar"),
+):
+    """Decode (30 fps, short side 224, centre crop), run S3D on 30-frame clips: one 512-d row per second.
+
+    Resumable: videos already extracted are skipped. Unreadable videos are reported and listed in failed.csv."""
+    from .video.extract import extract, summary_lines
+
+    summary = extract(videos, out, weights, random_init=random_init, batch=batch, device=device, workers=workers,
+                      l2=not no_l2, half=not fp32, progress=progress, say=say)
+    for line in summary_lines(summary, out):
+        say(line)
+
+
+@convert_app.command("mmpt")
+@guarded
+def convert_mmpt(
+    checkpoint: Path = typer.Argument(..., help="the authors' VLM checkpoint (fairseq examples/MMPT checkpoint_best.pt)"),
+    out: Path = typer.Option(..., help="vlmbench checkpoint folder to write (vlm_config.json + model.safetensors)"),
+):
+    """Safely load (weights only, no code run), check every key and shape, write a vlmbench checkpoint."""
+    from .convert.mmpt import convert
+
+    folder = convert(checkpoint, out, say=say)
+    say(f"Converted {checkpoint.name} -> {folder} (use it with `vlmbench run --checkpoint {folder}`)")
+
+
 def main() -> None:
     try:
         app()

@@ -1,0 +1,280 @@
+"""`vlmbench features extract`: a folder of videos -> `<video_id>.npy` S3D features, one 512-d row per second.
+
+Resumable (a video whose .npy exists is skipped; every file is written atomically), decoding runs in
+background threads so the model does not wait on it, an unreadable video is recorded in failed.csv and the
+run goes on. Layout and dtype are those every reader expects (float16, L2-normalised rows by default).
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from ..errors import InputError
+from ..io import atomic_write, write_json, write_text
+from . import decode, marker
+from . import s3d as s3dmod
+
+SETTINGS_FILE = "extraction.json"
+FAILED_FILE = "failed.csv"
+
+
+@dataclass
+class Summary:
+    done: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str, str]] = field(default_factory=list)   # (video id, file, reason)
+    video_seconds: float = 0.0      # seconds of video extracted (rows written)
+    wall_s: float = 0.0
+    decode_s: float = 0.0           # summed over decoding threads
+    model_s: float = 0.0            # S3D forward + normalisation
+    wait_s: float = 0.0             # the model waiting for the decoder
+
+    @property
+    def speed(self) -> float:
+        """Seconds of video per second of wall time."""
+        return self.video_seconds / self.wall_s if self.wall_s else 0.0
+
+    @property
+    def decode_share(self) -> float:
+        busy = self.decode_s + self.model_s
+        return self.decode_s / busy if busy else 0.0
+
+
+def list_videos(folder: Path) -> list[tuple[str, Path]]:
+    """Every file in the folder and one level of subfolders (as MMPT's PathBuilder); id = name without extension."""
+    if not folder.is_dir():
+        raise InputError("video folder not found", path=folder)
+    files = [p for p in sorted(folder.iterdir()) if p.is_file() and not p.name.startswith(".")]
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        files += [p for p in sorted(sub.iterdir()) if p.is_file() and not p.name.startswith(".")]
+    seen: dict[str, Path] = {}
+    for p in files:
+        vid = p.stem
+        if vid in seen:
+            raise InputError(f"two videos share the id {vid!r}: {seen[vid]} and {p} (ids are file names "
+                             "without extension)", path=folder)
+        seen[vid] = p
+    if not seen:
+        raise InputError("no video files", path=folder)
+    return list(seen.items())
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _settings(weights: Path | None, size: int, l2: bool, half: bool) -> dict:
+    return {"encoder": "S3D-G HowTo100M (MIL-NCE) video_embedding",
+            "weights": None if weights is None else weights.name,
+            "weights_sha256": None if weights is None else sha256(weights),
+            "random_init": weights is None, "fps": decode.FPS, "size": size, "clip_frames": decode.CLIP_FRAMES,
+            "l2_normalize": l2, "dtype": "float16" if half else "float32"}
+
+
+def _check_folder(out: Path, settings: dict) -> None:
+    """Never mix features of two extractions (other weights, size, dtype, ...) in one folder."""
+    path = out / SETTINGS_FILE
+    has_features = any(p.suffix == ".npy" for p in out.iterdir()) if out.is_dir() else False
+    if path.is_file():
+        try:
+            old = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise InputError(f"unreadable ({e})", path=path) from None
+        diff = [k for k in settings if old.get(k) != settings[k]]
+        if diff:
+            raise InputError("this folder holds features of another extraction (differs in "
+                             + ", ".join(f"{k}: {old.get(k)!r} -> {settings[k]!r}" for k in diff)
+                             + "); use another --out", path=out)
+    elif has_features:
+        raise InputError(f"folder already holds .npy files but no {SETTINGS_FILE}: not written by this "
+                         "extractor; use another --out", path=out)
+
+
+def _decode_timed(path: Path, size: int) -> tuple[np.ndarray | None, str | None, float]:
+    t0 = time.perf_counter()
+    try:
+        clips, reason = decode.decode_clips(path, size=size), None
+    except decode.DecodeError as e:
+        clips, reason = None, str(e)
+    except Exception as e:  # noqa: BLE001 - one bad video must not end the run; its reason is reported
+        clips, reason = None, f"{type(e).__name__}: {e}"
+    return clips, reason, time.perf_counter() - t0
+
+
+@torch.no_grad()
+def embed_clips(model: torch.nn.Module, clips: np.ndarray, batch: int, device: torch.device,
+                l2: bool = True) -> np.ndarray:
+    """(n_clips, 512) float32 video embeddings, in slices of `batch` clips."""
+    rows = []
+    for i in range(0, len(clips), batch):
+        x = torch.from_numpy(clips[i:i + batch]).to(device)
+        emb = model(x)["video_embedding"].float()
+        rows.append((F.normalize(emb, dim=1) if l2 else emb).cpu())
+    return torch.cat(rows).numpy()
+
+
+def _save_npy(path: Path, arr: np.ndarray) -> None:
+    def write(p: Path) -> None:
+        with open(p, "wb") as f:
+            np.save(f, arr, allow_pickle=False)
+    atomic_write(path, write)
+
+
+def write_failed(out: Path, failed: list[tuple[str, str, str]]) -> Path:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["video_id", "file", "reason"])
+    w.writerows(failed)
+    return write_text(out / FAILED_FILE, buf.getvalue())
+
+
+def resolve_device(device: str | None) -> torch.device:
+    if device in (None, "", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as e:
+        raise InputError(f"not a torch device ({e})", path="--device") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError("CUDA is not available on this machine", path="--device")
+    return dev
+
+
+def extract(videos: str | Path, out: str | Path, weights: str | Path | None = None, *, random_init: bool = False,
+            batch: int = 32, device: str | None = None, workers: int = 2, size: int = decode.SIZE,
+            l2: bool = True, half: bool = True, progress: bool = True,
+            say: Callable[[str], None] = print, model: torch.nn.Module | None = None) -> Summary:
+    """Extract every video not yet done; `model` (a loaded S3D) is for tests and the bench only."""
+    videos, out = Path(videos), Path(out)
+    if batch < 1:
+        raise InputError("must be at least 1", path="--batch")
+    if workers < 0:
+        raise InputError("must be 0 (decode in the main thread) or more", path="--workers")
+    if size < 32 or size % 2:
+        raise InputError("must be an even number >= 32", path="size")
+    if weights is None and not random_init and model is None:
+        raise InputError("give the S3D checkpoint (s3d_howto100m.pth); --random-init is for testing only",
+                         path="--weights")
+    if weights is not None and random_init:
+        raise InputError("give either --weights or --random-init, not both", path="--random-init")
+    weights = Path(weights) if weights is not None else None
+    items = list_videos(videos)
+    dev = resolve_device(device)
+    settings = _settings(weights, size, l2, half)
+    _check_folder(out, settings)
+    if model is None:
+        if weights is not None:
+            model = s3dmod.load_weights(weights, say=say)
+        else:
+            say("S3D: RANDOM initialisation (--random-init): features are for testing only")
+            model = s3dmod.random_model()
+    model = model.to(dev).eval()
+
+    out.mkdir(parents=True, exist_ok=True)
+    for orphan in out.glob(".*.tmp"):   # left by a killed run
+        orphan.unlink(missing_ok=True)
+    write_json(out / SETTINGS_FILE, settings)
+    if weights is None:
+        write_text(out / marker.MARKER, marker.NOTE.format(folder=out) + "\n")
+
+    summary = Summary()
+    summary.skipped = [vid for vid, _ in items if (out / f"{vid}.npy").is_file()]
+    todo = [(vid, path) for vid, path in items if not (out / f"{vid}.npy").is_file()]
+    say(f"{len(items)} videos: {len(summary.skipped)} already extracted, {len(todo)} to do "
+        f"(batch {batch}, device {dev}, {workers} decoding threads)")
+
+    t_start = time.perf_counter()
+    with _Progress(progress, len(todo)) as bar:
+        for vid, path, (clips, reason, dt), waited in _decoded(todo, size, workers):
+            summary.decode_s += dt
+            summary.wait_s += waited
+            if clips is None:
+                summary.failed.append((vid, str(path), reason))
+                say(f"failed: {path.name}: {reason}")
+            else:
+                t0 = time.perf_counter()
+                feats = embed_clips(model, clips, batch, dev, l2=l2)
+                summary.model_s += time.perf_counter() - t0
+                _save_npy(out / f"{vid}.npy", feats.astype(np.float16 if half else np.float32))
+                summary.done.append(vid)
+                summary.video_seconds += len(feats)
+            summary.wall_s = time.perf_counter() - t_start
+            bar.advance(f"{summary.speed:.2f} s video/s, {len(summary.failed)} failed")
+    summary.wall_s = time.perf_counter() - t_start
+    write_failed(out, summary.failed)
+    return summary
+
+
+def _decoded(todo: list[tuple[str, Path]], size: int, workers: int):
+    """(vid, path, decode result, seconds waited) in order; up to workers+1 videos decoded ahead."""
+    if workers == 0:
+        for vid, path in todo:
+            res = _decode_timed(path, size)
+            yield vid, path, res, res[2]
+        return
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
+        pending: deque[tuple[str, Path, Future]] = deque()
+        it = iter(todo)
+        for vid, path in it:
+            pending.append((vid, path, pool.submit(_decode_timed, path, size)))
+            if len(pending) > workers:
+                break
+        while pending:
+            vid, path, fut = pending.popleft()
+            t0 = time.perf_counter()
+            res = fut.result()
+            waited = time.perf_counter() - t0
+            nxt = next(it, None)
+            if nxt is not None:
+                pending.append((*nxt, pool.submit(_decode_timed, nxt[1], size)))
+            yield vid, path, res, waited
+
+
+class _Progress:
+    def __init__(self, enabled: bool, total: int):
+        self.enabled, self.total = enabled, total
+
+    def __enter__(self):
+        if self.enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.p = Progress(TextColumn("videos"), BarColumn(), MofNCompleteColumn(),
+                              TextColumn("{task.fields[info]}"), TimeElapsedColumn())
+            self.task = self.p.add_task("extract", total=self.total, info="")
+            self.p.start()
+        return self
+
+    def advance(self, info: str) -> None:
+        if self.enabled:
+            self.p.update(self.task, advance=1, info=info)
+
+    def __exit__(self, *exc):
+        if self.enabled:
+            self.p.stop()
+        return False
+
+
+def summary_lines(s: Summary, out: Path) -> list[str]:
+    lines = [f"done {len(s.done)}, skipped {len(s.skipped)} (already extracted), failed {len(s.failed)}",
+             f"{s.video_seconds:.0f} s of video in {s.wall_s:.1f} s: {s.speed:.2f} s of video per second; "
+             f"decoder {100 * s.decode_share:.0f}% of busy time, model waited {s.wait_s:.1f} s"]
+    lines += [f"  failed {vid} ({Path(f).name}): {reason}" for vid, f, reason in s.failed]
+    if s.failed:
+        lines.append(f"failures listed in {out / FAILED_FILE}")
+    return lines
