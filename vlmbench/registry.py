@@ -6,6 +6,7 @@ ADAPTERS. Nothing is resolved from arbitrary strings: `family` must be a key of 
 from __future__ import annotations
 
 import importlib
+import importlib.resources
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -15,7 +16,9 @@ import yaml
 
 from .errors import InputError
 
-TASKS_DIR = Path(__file__).resolve().parent.parent / "tasks"
+# The repository's top-level tasks/ folder, shipped as the data package vlmbench.tasks (see pyproject.toml):
+# found the same way in a wheel install, an editable install and a source checkout.
+TASKS_DIR = importlib.resources.files("vlmbench.tasks")
 
 # family -> "module:Class" under vlmbench.adapters (imported lazily: the CLI stays fast)
 ADAPTERS = {
@@ -60,7 +63,8 @@ class TaskSpec:
 REQUIRED = ("name", "family", "dataset", "files", "metrics", "split", "recipe")
 
 
-def load_spec(path: Path) -> TaskSpec:
+def load_spec(path) -> TaskSpec:
+    """path: a Path or an importlib.resources Traversable."""
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
@@ -80,9 +84,10 @@ def load_spec(path: Path) -> TaskSpec:
 
 
 @lru_cache(maxsize=1)
-def all_tasks(tasks_dir: Path = TASKS_DIR) -> dict[str, TaskSpec]:
+def all_tasks(tasks_dir=TASKS_DIR) -> dict[str, TaskSpec]:
+    """Every *.yaml under tasks_dir (a folder Path or a Traversable), by task name."""
     specs = {}
-    for path in sorted(Path(tasks_dir).glob("*.yaml")):
+    for path in sorted((p for p in tasks_dir.iterdir() if p.name.endswith(".yaml")), key=lambda p: p.name):
         spec = load_spec(path)
         if spec.name in specs:
             raise InputError(f"task {spec.name!r} defined twice", path=path)

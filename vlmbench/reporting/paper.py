@@ -1,6 +1,7 @@
 """The paper's Tables 2-9 as data (baselines/paper_tables.csv), read into pandas."""
 from __future__ import annotations
 
+import importlib.resources
 from functools import lru_cache
 from pathlib import Path
 from typing import Iterable
@@ -9,7 +10,8 @@ import pandas as pd
 
 from vlmbench.errors import InputError
 
-PAPER_TABLES_CSV = Path(__file__).resolve().parents[2] / "baselines" / "paper_tables.csv"
+# The repository's top-level baselines/ folder is the data package vlmbench.baselines (see pyproject.toml).
+PAPER_TABLES_CSV = importlib.resources.files("vlmbench.baselines") / "paper_tables.csv"
 COLUMNS = ["table", "method", "group", "metric", "value", "source", "task", "setting"]
 MAIN_TABLES = (2, 3, 4, 5, 6, 7)
 ABLATION_TABLES = (8, 9)
