@@ -41,9 +41,34 @@ def test_compare_same_results_exit_0_markdown_table(new_run):
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert lines[0].startswith("**all ") and lines[0].endswith(" metrics ok**")
-    assert lines[2] == "| | task | metric | ref | new | delta | tolerance | status |"
+    # what was compared is stated above the table
+    assert lines[2].startswith("Compared 7 reference tasks: preset smoke; toy toy world; backbone tiny")
+    assert "data_fingerprint " in lines[2]
+    assert lines[4] == "| | task | metric | ref | new | delta | tolerance | status |"
     assert any(line.startswith("| ✅ | youcook2-retrieval | R@1 |") for line in lines)
     assert "❌" not in r.stdout
+
+
+@pytest.mark.parametrize("field, edit", [
+    ("preset", lambda rec: rec.update(preset="toy")),
+    ("toy", lambda rec: rec.update(toy=False)),
+    ("backbone", lambda rec: rec["config"].update(backbone="default")),
+    ("split", lambda rec: rec.update(split="validation")),
+    ("data_fingerprint", lambda rec: rec["provenance"].update(data_fingerprint="0123456789abcdef")),
+])
+def test_compare_refuses_results_of_another_experiment(new_run, tmp_path, field, edit):
+    """Planted: one identity field of one task changed -> exit 2 naming the field; --force compares anyway."""
+    other = tmp_path / "other"
+    shutil.copytree(new_run, other)
+    path = other / "msrvtt-mcqa" / "result.json"
+    rec = json.loads(path.read_text())
+    edit(rec)
+    path.write_text(json.dumps(rec))
+    r = _cli("compare", other, new_run)
+    assert r.returncode == 2 and f"{field} differs" in r.stderr and "--force" in r.stderr, r.stdout + r.stderr
+    assert "Traceback" not in r.stderr and r.stdout == ""
+    forced = _cli("compare", other, new_run, "--force")
+    assert forced.returncode == 0 and "--force: identity checks skipped" in forced.stdout
 
 
 @pytest.mark.parametrize("metric, delta, code, status", [

@@ -82,3 +82,21 @@ def test_empty_reference(tmp_path):
     (tmp_path / "ref").mkdir()
     with pytest.raises(InputError, match="no reference results"):
         compare_paths(save_result(res(**{"R@1": 1.0}), tmp_path / "n.result.json"), tmp_path / "ref")
+
+
+def test_refuses_other_experiment_unless_forced(tmp_path):
+    """Planted: the same task measured on another preset / backbone / data is refused, naming the field."""
+    base = dict(preset="smoke", split="test", config={"backbone": "tiny"}, provenance={"data_fingerprint": "aa"})
+    ref = save_result(Result(task="msrvtt-retrieval", metrics={"R@1": 20.0}, toy=True, **base), tmp_path / "ref" / "result.json")
+    for field, change in [("preset", {"preset": "toy"}), ("backbone", {"config": {"backbone": "default"}}),
+                          ("data_fingerprint", {"provenance": {"data_fingerprint": "bb"}}), ("toy", {"toy": False})]:
+        kw = {**base, "toy": True, **change}
+        new = save_result(Result(task="msrvtt-retrieval", metrics={"R@1": 20.0}, **kw), tmp_path / field / "result.json")
+        with pytest.raises(InputError, match=f"msrvtt-retrieval: {field} differs"):
+            compare_paths(new, ref)
+        df, bad = compare_paths(new, ref, force=True)
+        assert not bad and "--force" in df.attrs["compared"]
+    df, _ = compare_paths(ref, ref)
+    assert df.attrs["compared"].startswith("Compared 1 reference tasks: preset smoke; toy toy world; backbone tiny; "
+                                           "split test; data_fingerprint aa")
+    assert df.attrs["compared"] in to_markdown(df)

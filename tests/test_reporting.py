@@ -188,3 +188,46 @@ def test_plot_metric_vs_key(tmp_path):
     assert [p.name for p in out.parent.iterdir()] == ["r1.png"]
     with pytest.raises(InputError, match="no column"):
         plot_metric_vs_key(grid, "mmm", "CIDEr", tmp_path / "x.png")
+
+
+# ---- the one table renderer --------------------------------------------------------------------------------
+
+def test_numbers_in_the_metrics_own_format():
+    from vlmbench.reporting.render import format_interval, format_value
+
+    assert format_value("R@1", 7.5e-06) == "0.00"            # never scientific notation
+    assert format_value("CIDEr", 1.38691) == "1.3869" and format_value("MedR", 5.0) == "5.0"
+    assert format_value("recall/12345", 33.333) == "33.33" and format_value("paper:CIDEr", 1.3) == "1.3000"
+    assert format_value("R@1", float("nan")) == "-" and format_value("R@1", None) == "-"
+    assert format_interval("R@1", 10.0, 8.5, 11.0) == "10.00 ± 1.50"      # the larger half of an asymmetric CI
+    assert format_interval("R@1", 10.0, float("nan"), float("nan")) == "10.00"
+
+
+@pytest.mark.parametrize("columns", [60, 100, 220])
+def test_terminal_tables_fit_the_terminal(mixed_results, monkeypatch, columns):
+    """Planted: the old renderer drew at a fixed 160 columns whatever the terminal."""
+    monkeypatch.setenv("COLUMNS", str(columns))
+    out = report(mixed_results, fmt="terminal")
+    assert max(len(line) for line in out.splitlines()) <= columns
+    assert "12.30" in out
+
+
+def test_report_ci_shows_half_width_and_files_carry_both_bounds():
+    r = make(metrics={"R@1": 12.3, "MedR": 9.0}, intervals={"R@1": [10.0, 14.1], "MedR": [7.0, 11.5]})
+    md = report([r], against=None, fmt="markdown", ci=True)
+    assert "| 12.30 ± 2.30 | 9.0 ± 2.5 |" in md
+    assert "±" not in report([r], against=None, fmt="markdown")
+    csv = pd.read_csv(io.StringIO(report([r], against=None, fmt="csv")))
+    assert (csv["R@1:lo"][0], csv["R@1:hi"][0], csv["MedR:hi"][0]) == (10.0, 14.1, 11.5)
+    rows = json.loads(report([r], against=None, fmt="json"))["rows"]
+    assert rows[0]["R@1:lo"] == 10.0 and rows[0]["R@1:hi"] == 14.1
+
+
+def test_intervals_round_trip_and_validation(tmp_path):
+    r = make(intervals={"R@1": [10.0, float("nan")]})
+    d = json.loads(json.dumps(r.to_dict()))
+    assert d["intervals"] == {"R@1": [10.0, None]}
+    back = Result.from_dict(d)
+    assert back.intervals["R@1"][0] == 10.0 and math.isnan(back.intervals["R@1"][1])
+    with pytest.raises(InputError, match="intervals"):
+        Result.from_dict({**d, "intervals": {"R@1": [1.0]}})

@@ -40,7 +40,7 @@ from . import registry
 from .errors import InputError
 from .io import ensure_writable, write_json, write_text
 from .reporting.result import Result, load_result, save_result, utc_now
-from .reporting.tables import TOY_NOTE, format_value, grid_table
+from .reporting.tables import TOY_NOTE, grid_table
 from .runconfig import RunConfig, run_config
 from .train.config import PRESETS, PretrainConfig, pretrain_config
 
@@ -383,58 +383,17 @@ def _headline(grid: pd.DataFrame, task: str) -> list[str]:
     return [m for m in registry.get(task).metrics if m in grid.columns]
 
 
-def _rows(grid: pd.DataFrame, varied: Sequence[str]) -> Iterable[tuple[str, list[str], list[list[str]]]]:
-    """Per task: header and formatted rows; each metric followed by the paper's value where a row matched."""
-    for task, g in grid.groupby("task", sort=False):
-        metrics = _headline(grid, task)
-        with_paper = "paper" in g.columns and g["paper"].notna().any()
-        header = ["cell", *varied]
-        for m in metrics:
-            header += [m] + ([f"paper {m}"] if with_paper and f"paper:{m}" in g.columns else [])
-        header += ["paper row"] if with_paper else []
-        rows = []
-        for rec in g.to_dict(orient="records"):
-            row = [str(rec.get("cell", "")), *(str(rec[k]) for k in varied)]
-            for m in metrics:
-                row.append(format_value(m, rec.get(m)))
-                if with_paper and f"paper:{m}" in g.columns:
-                    row.append(format_value(m, rec.get(f"paper:{m}")))
-            if with_paper:
-                row.append(rec["paper"] if isinstance(rec.get("paper"), str) else "-")
-            rows.append(row)
-        yield task, header, rows
+def render_grid(grid: pd.DataFrame, varied: Sequence[str], toy: bool, fmt: str, ci: bool = False) -> str:
+    """The grid as terminal text or markdown, through the one table renderer."""
+    from .reporting import render
+    from .reporting.tables import grid_tables
 
-
-def _terminal(grid: pd.DataFrame, varied: Sequence[str], toy: bool) -> str:
-    import io
-
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
-
-    buf = io.StringIO()
-    console = Console(file=buf, width=200, color_system=None, force_terminal=False)
-    if toy:   # its own line, never wrapped into a table title
-        console.print(Text(f"ablation grid: {TOY_NOTE}"), soft_wrap=True)
-    for task, header, rows in _rows(grid, varied):
-        table = Table(title=f"ablation: {task}", title_justify="left")
-        for col in header:
-            table.add_column(col, justify="left" if col in ("cell", "paper row", *varied) else "right")
-        for row in rows:
-            table.add_row(*row)
-        console.print(table)
-    return buf.getvalue()
-
-
-def _markdown(grid: pd.DataFrame, varied: Sequence[str], toy: bool) -> str:
-    lines = ["## vlmbench ablation", ""]
-    if toy:
-        lines += [f"> {TOY_NOTE}", ""]
-    for task, header, rows in _rows(grid, varied):
-        lines += [f"### {task}", "", "| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
-        lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
-        lines.append("")
-    return "\n".join(lines)
+    headline = {t: _headline(grid, t) for t in grid["task"].unique()} if len(grid) else {}
+    tables = grid_tables(grid, varied, headline, ci=ci)
+    note = f"ablation grid: {TOY_NOTE}" if toy else ""
+    if fmt == "terminal":
+        return render.terminal(tables, heading=note)
+    return render.markdown(tables, heading="## vlmbench ablation" + (f"\n\n> {TOY_NOTE}" if toy else ""))
 
 
 def plot_name(metric: str, key: str) -> str:
@@ -450,7 +409,7 @@ def _summarise(out: Path, cells: list[Cell], varied: list[str], ran: list[str]) 
     if len(grid) == len(results):         # one result per (task, cell): name each row's cell folder
         grid.insert(0, "cell", [r.config.get("ablation_cell", "") for r in results])
     toy = any(r.toy for r in results)
-    terminal, markdown = _terminal(grid, varied, toy), _markdown(grid, varied, toy)
+    terminal, markdown = render_grid(grid, varied, toy, "terminal"), render_grid(grid, varied, toy, "markdown", ci=True)
     files = {"grid.md": write_text(out / "grid.md", markdown),
              "grid.csv": write_text(out / "grid.csv", grid.to_csv(index=False))}
     plots = []

@@ -107,13 +107,15 @@ def run(
 
 
 def _print_metrics(result, format_value) -> None:
-    from rich.table import Table
+    import pandas as pd
 
-    table = Table(title=f"{result.task} ({result.split}{', toy world: not comparable with published numbers' if result.toy else ''})")
-    for name in result.metrics:
-        table.add_column(name, justify="right")
-    table.add_row(*(format_value(k, v) for k, v in result.metrics.items()))
-    console.print(table)
+    from .reporting import render
+
+    title = f"{result.task} ({result.split}{', toy world: not comparable with published numbers' if result.toy else ''})"
+    raw = pd.DataFrame([{**result.metrics, **{f"{m}:{s}": b for m, (lo, hi) in result.intervals.items()
+                                              for s, b in (("lo", lo), ("hi", hi))}}])
+    shown = render.cells(raw, list(result.metrics), ci=True)[list(result.metrics)]
+    out_console_write(render.terminal([render.Table(shown, title=title, numeric=list(result.metrics))]))
 
 
 @app.command()
@@ -230,12 +232,13 @@ def suite(
     progress: bool = typer.Option(True, help="show progress bars"),
 ):
     """Pre-train once, then run all the registry's tasks from that checkpoint."""
+    from .reporting.render import format_value
     from .suite import save_reference as save_ref
     from .suite import suite as run_suite
 
     results = run_suite(out, preset=preset, data=data, progress=progress, say=say)
     for r in results:
-        say(f"  {r.task}: " + ", ".join(f"{k} {v:.4g}" for k, v in r.metrics.items() if "/" not in k))
+        say(f"  {r.task}: " + ", ".join(f"{k} {format_value(k, v)}" for k, v in r.metrics.items() if "/" not in k))
     if save_reference is not None:
         say(f"Reference results written to {save_ref(out, save_reference)}")
 
@@ -246,6 +249,8 @@ def report(
     results: List[Path] = typer.Argument(..., help="result.json files or folders (searched recursively)"),
     against: str = typer.Option("paper", help="paper: the paper's Tables 2-7 rows beside ours | none"),
     format: str = typer.Option("terminal", "--format", help="terminal | markdown | csv | json"),
+    ci: bool = typer.Option(False, "--ci", help="show each metric as value ± half-width of its 95% bootstrap "
+                                                "interval (CSV and JSON always carry both bounds)"),
 ):
     """Our results per task beside the paper's rows and any floor baselines; toy results are labelled."""
     from .reporting.result import load_results
@@ -256,7 +261,7 @@ def report(
     loaded = load_results(results)
     if not loaded:
         raise InputError("no result files found", path=", ".join(map(str, results)))
-    out_console_write(render(loaded, against=None if against == "none" else "paper", fmt=format))
+    out_console_write(render(loaded, against=None if against == "none" else "paper", fmt=format, ci=ci))
 
 
 def _compare_help() -> str:
@@ -273,11 +278,14 @@ def compare(
     new: Path = typer.Argument(..., help="new results (file or folder)"),
     ref: Path = typer.Argument(..., help="reference results (file or folder), e.g. results/reference/smoke"),
     tol: List[str] = typer.Option(None, "--tol", help=_compare_help()),
+    force: bool = typer.Option(False, "--force", help="compare even when preset, toy/real, backbone, split or "
+                                                      "data fingerprint differ (refused otherwise, exit 2)"),
 ):
     """Regression check: new results against reference results, as a markdown table.
 
     Exit 1 when any reference metric regressed (worse by more than its tolerance, in the metric's direction:
-    ranks are lower-is-better) or is missing from the new results; exit 0 otherwise."""
+    ranks are lower-is-better) or is missing from the new results; exit 2 when the two measure different
+    things (preset, toy/real, backbone, split, data fingerprint) unless --force; exit 0 otherwise."""
     from .reporting.compare import compare_paths, to_markdown
 
     tolerances = {}
@@ -289,7 +297,7 @@ def compare(
             raise InputError(f"{pair!r}: expected metric=number", path="--tol") from None
         if not metric.strip() or tolerances[metric.strip()] < 0:
             raise InputError(f"{pair!r}: expected metric=non-negative number", path="--tol")
-    df, failed = compare_paths(new, ref, tolerances)
+    df, failed = compare_paths(new, ref, tolerances, force=force)
     out_console_write(to_markdown(df))
     raise typer.Exit(1 if failed else 0)
 

@@ -20,8 +20,8 @@ from pathlib import Path
 import pandas as pd
 
 from vlmbench.errors import InputError
+from vlmbench.reporting import render
 from vlmbench.reporting.result import Result, load_results
-from vlmbench.reporting.tables import format_value
 
 LOWER_IS_BETTER = frozenset({"MedR", "MeanR", "v2t_MedR", "v2t_MeanR"})
 DIRECTIONS: dict[str, int] = {m: -1 for m in LOWER_IS_BETTER}  # -1 lower is better; default +1
@@ -56,6 +56,46 @@ def _by_key(results: list[Result], side: str) -> dict[str, Result]:
     return out
 
 
+# What must agree for two results to be compared (the field's name as the refusal names it).
+IDENTITY_FIELDS = ("preset", "toy", "backbone", "split", "data_fingerprint")
+
+
+def identity(r: Result) -> dict[str, object]:
+    """The fields that say which experiment a result measures; None where the record does not say."""
+    return {"preset": r.preset, "toy": r.toy, "backbone": r.config.get("backbone"), "split": r.split or None,
+            "data_fingerprint": r.provenance.get("data_fingerprint")}
+
+
+def check_comparable(new: list[Result], ref: list[Result]) -> None:
+    """InputError naming the first field in which a task's new and reference results differ. A field one
+    side does not record (None) is not held against it."""
+    new_by = _by_key(new, "new")
+    for key, r in _by_key(ref, "reference").items():
+        got = new_by.get(key)
+        if got is None:
+            continue
+        a, b = identity(got), identity(r)
+        for f in IDENTITY_FIELDS:
+            if a[f] is not None and b[f] is not None and a[f] != b[f]:
+                raise InputError(f"{key}: {f} differs (new {a[f]!r}, reference {b[f]!r}); these results measure "
+                                 "different things; pass --force to compare them anyway", path=got.path or key)
+
+
+def compared_line(new: list[Result], ref: list[Result]) -> str:
+    """One line saying what was compared: the shared identity fields (or 'mixed') and the two commits."""
+    parts = []
+    for f in IDENTITY_FIELDS:
+        values = {str(identity(r)[f]) for r in [*new, *ref] if identity(r)[f] is not None}
+        if f == "toy":
+            values = {"toy world" if v == "True" else "real data" for v in values}
+        if values:
+            parts.append(f"{f} {values.pop()}" if len(values) == 1 else f"{f} mixed ({', '.join(sorted(values))})")
+    shas = [{(r.provenance.get("git_sha") or "?")[:10] for r in side} for side in (new, ref)]
+    sha = [", ".join(sorted(s)) or "?" for s in shas]
+    return (f"Compared {len(_by_key(ref, 'reference'))} reference tasks: " + "; ".join(parts)
+            + f"; new at {sha[0]}, reference at {sha[1]}")
+
+
 def status(metric: str, ref: float, new: float | None, tol: float) -> str:
     if new is None or math.isnan(new):
         return "ok" if math.isnan(ref) else "missing"
@@ -84,25 +124,33 @@ def failed(df: pd.DataFrame) -> bool:
     return bool(df["status"].isin(FAILING).any())
 
 
-def compare_paths(new_path: str | Path, ref_path: str | Path, tol: dict[str, float] | None = None) -> tuple[pd.DataFrame, bool]:
+def compare_paths(new_path: str | Path, ref_path: str | Path, tol: dict[str, float] | None = None,
+                  force: bool = False) -> tuple[pd.DataFrame, bool]:
+    """Load, refuse incomparable results (unless force), compare; the frame's attrs['compared'] says what."""
     ref = load_results(ref_path)
     if not ref:
         raise InputError("no reference results found", path=ref_path)
-    df = compare(load_results(new_path), ref, tol)
+    new = load_results(new_path)
+    if not force:
+        check_comparable(new, ref)
+    df = compare(new, ref, tol)
+    df.attrs["compared"] = compared_line(new, ref) + (" (--force: identity checks skipped)" if force else "")
     return df, failed(df)
 
 
 def to_markdown(df: pd.DataFrame) -> str:
-    """GitHub-flavoured table with a ✅/❌ column and a one-line verdict, for a CI job summary."""
+    """GitHub-flavoured table with a ✅/❌ column, a one-line verdict and what was compared, for a CI job summary."""
     bad = df[df["status"].isin(FAILING)]
     verdict = f"**{len(bad)} of {len(df)} metrics failed**" if len(bad) else f"**all {len(df)} metrics ok**"
-    lines = [verdict, "", "| | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
-    for row in df.itertuples(index=False):
-        mark = "❌" if row.status in FAILING else "✅"
-        cells = [
-            row.task, row.metric,
-            format_value(row.metric, row.ref), format_value(row.metric, row.new),
-            format_value(row.metric, row.delta, signed=True), format_value(row.metric, row.tolerance), row.status,
-        ]
-        lines.append(f"| {mark} | " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
-    return "\n".join(lines) + "\n"
+    view = pd.DataFrame({"": ["❌" if s in FAILING else "✅" for s in df["status"]]})
+    view["task"], view["metric"] = list(df["task"]), list(df["metric"])
+    for col in ("ref", "new", "delta", "tolerance"):
+        view[col] = [render.format_value(m, v, signed=col == "delta") for m, v in zip(df["metric"], df[col])]
+    for col in ("paired diff", "paired 95% CI", "significant"):
+        if col in df.columns:
+            view[col] = list(df[col].fillna("-"))
+    view["status"] = list(df["status"])
+    lines = [verdict, ""]
+    if df.attrs.get("compared"):
+        lines += [df.attrs["compared"], ""]
+    return "\n".join(lines + render.markdown_table(view)) + "\n"

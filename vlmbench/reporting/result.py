@@ -38,6 +38,8 @@ class Result:
     timings: dict[str, float] = field(default_factory=dict)
     created: str = field(default_factory=utc_now)
     baseline: str | None = None  # set for floor baselines ("random", "all-background", ...)
+    # metric -> [low, high]: 95% bootstrap interval over the test examples (method in conventions["interval"])
+    intervals: dict[str, list[float]] = field(default_factory=dict)
     schema: str = SCHEMA
     # Where the record was loaded from; not part of the file.
     path: Path | None = field(default=None, compare=False, repr=False)
@@ -45,6 +47,7 @@ class Result:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         del d["path"]
+        d["intervals"] = {m: [None if b != b else b for b in bounds] for m, bounds in d["intervals"].items()}
         return {"schema": d.pop("schema"), **d}
 
     @classmethod
@@ -64,15 +67,22 @@ class Result:
             isinstance(v, (int, float)) and not isinstance(v, bool) or v is None for v in metrics.values()
         ):
             raise InputError("'metrics' must map metric names to numbers", path=path)
-        for key in ("conventions", "counts", "config", "provenance", "timings"):
+        for key in ("conventions", "counts", "config", "provenance", "timings", "intervals"):
             if not isinstance(d.get(key, {}), dict):
                 raise InputError(f"{key!r} must be a JSON object", path=path)
+        intervals = {}
+        for m, bounds in d.get("intervals", {}).items():
+            if not (isinstance(bounds, list) and len(bounds) == 2
+                    and all(b is None or isinstance(b, (int, float)) and not isinstance(b, bool) for b in bounds)):
+                raise InputError(f"intervals[{m!r}] must be [low, high]", path=path)
+            intervals[m] = [float("nan") if b is None else float(b) for b in bounds]
         known = {f.name for f in fields(cls)} - {"path"}
         unknown = set(d) - known
         if unknown:
             raise InputError(f"unknown keys {sorted(unknown)}", path=path)
         # JSON null is allowed for a metric that could not be computed; keep it as NaN.
-        d = {**d, "metrics": {k: float("nan") if v is None else float(v) for k, v in metrics.items()}}
+        d = {**d, "metrics": {k: float("nan") if v is None else float(v) for k, v in metrics.items()},
+             "intervals": intervals}
         return cls(**d, path=path)
 
 

@@ -1,32 +1,21 @@
 """Report tables: our results beside the paper's rows and the floor baselines, per task; ablation grids."""
 from __future__ import annotations
 
-import io
 import json
 import math
 from typing import Any, Iterable, Sequence
 
 import pandas as pd
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from vlmbench.errors import InputError
+from vlmbench.reporting import render
 from vlmbench.reporting.paper import ABLATION_TABLES, MAIN_TABLES, paper_rows, parse_setting
+from vlmbench.reporting.render import RANK_METRICS, format_value  # noqa: F401  (re-exported)
 from vlmbench.reporting.result import Result
 
 TOY_NOTE = "toy world: not comparable with published numbers"
 FORMATS = ("terminal", "markdown", "csv", "json")
-RANK_METRICS = frozenset({"MedR", "MeanR", "v2t_MedR", "v2t_MeanR"})
-ROW_COLUMNS = ["task", "kind", "label", "source", "note"]  # then one column per metric
-
-
-def format_value(metric: str, value: Any, signed: bool = False) -> str:
-    """Paper-like precision: CIDEr 4 decimals (1.3869), ranks 1, everything else 2."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    digits = 4 if metric == "CIDEr" else 1 if metric in RANK_METRICS else 2
-    return f"{value:{'+' if signed else ''}.{digits}f}"
+ROW_COLUMNS = ["task", "kind", "label", "source", "note"]  # then one column per metric (and its interval)
 
 
 def result_label(r: Result) -> str:
@@ -58,9 +47,18 @@ def report_frame(results: Sequence[Result], against: str | None = "paper") -> pd
     return pd.DataFrame(rows, columns=ROW_COLUMNS + metric_cols)
 
 
+def metric_columns(df: pd.DataFrame, start: int = len(ROW_COLUMNS)) -> list[str]:
+    """The metric columns of a frame, without their `:lo` / `:hi` interval columns."""
+    return [c for c in df.columns[start:] if not str(c).endswith((":lo", ":hi"))]
+
+
 def _result_row(r: Result, kind: str, label: str, source: str) -> dict[str, Any]:
-    return {"task": r.task, "kind": kind, "label": label, "source": source,
-            "note": TOY_NOTE if r.toy else "", **r.metrics}
+    row = {"task": r.task, "kind": kind, "label": label, "source": source, "note": TOY_NOTE if r.toy else ""}
+    for m, v in r.metrics.items():
+        row[m] = v
+        if m in r.intervals:                 # both bounds, always, in CSV/JSON
+            row[f"{m}:lo"], row[f"{m}:hi"] = r.intervals[m]
+    return row
 
 
 def _paper_task_rows(task: str) -> list[dict[str, Any]]:
@@ -72,7 +70,10 @@ def _paper_task_rows(task: str) -> list[dict[str, Any]]:
     return rows
 
 
-def report(results: Sequence[Result], against: str | None = "paper", fmt: str = "terminal") -> str:
+def report(results: Sequence[Result], against: str | None = "paper", fmt: str = "terminal",
+           ci: bool = False) -> str:
+    """The report in one format; ci: metric cells as `value ± half-width` (terminal and markdown; CSV and
+    JSON always carry both bounds as `<metric>:lo` / `<metric>:hi`)."""
     if fmt not in FORMATS:
         raise InputError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     df = report_frame(results, against)
@@ -82,49 +83,30 @@ def report(results: Sequence[Result], against: str | None = "paper", fmt: str = 
         notes = [TOY_NOTE] if any(r.toy for r in results) else []
         records = [{k: _json_value(v) for k, v in rec.items()} for rec in df.to_dict(orient="records")]
         return json.dumps({"notes": notes, "rows": records}, indent=2) + "\n"
-    return (_terminal if fmt == "terminal" else _markdown)(df)
+    tables = list(report_tables(df, ci=ci, markdown=fmt == "markdown"))
+    if fmt == "terminal":
+        return render.terminal(tables)
+    return render.markdown(tables, heading="## vlmbench report")
 
 
 def _json_value(v: Any) -> Any:
     return None if isinstance(v, float) and math.isnan(v) else v
 
 
-def _task_sections(df: pd.DataFrame) -> Iterable[tuple[str, pd.DataFrame, list[str], bool]]:
-    """Per task: its rows, the metric columns it uses, and whether any row is a toy result."""
+def report_tables(df: pd.DataFrame, ci: bool = False, markdown: bool = False) -> Iterable[render.Table]:
+    """One table per task with the metric columns it uses; the toy note above it (in markdown also as a
+    column, so a copied table keeps its label)."""
     for task, g in df.groupby("task", sort=False):
-        metrics = [c for c in df.columns[len(ROW_COLUMNS):] if g[c].notna().any()]
-        yield task, g, metrics, bool((g["note"] == TOY_NOTE).any())
-
-
-def _terminal(df: pd.DataFrame) -> str:
-    buf = io.StringIO()
-    console = Console(file=buf, width=160, color_system=None, force_terminal=False)
-    for task, g, metrics, toy in _task_sections(df):
-        if toy:  # its own unwrapped line, so the phrase is never split across table cells
-            console.print(Text(f"{task}: {TOY_NOTE}"), soft_wrap=True)
-        table = Table(title=task, title_justify="left")
-        for col in ["kind", "label", "source", *metrics]:
-            table.add_column(col, justify="right" if col in metrics else "left")
-        for row in g.to_dict(orient="records"):
-            label = row["label"] + (" (toy)" if row["note"] == TOY_NOTE else "")
-            table.add_row(row["kind"], label, row["source"], *(format_value(m, row[m]) for m in metrics))
-        console.print(table)
-    return buf.getvalue()
-
-
-def _markdown(df: pd.DataFrame) -> str:
-    lines = ["## vlmbench report", ""]
-    for task, g, metrics, toy in _task_sections(df):
-        lines += [f"### {task}", ""]
-        if toy:
-            lines += [f"> {TOY_NOTE}", ""]
-        cols = ["kind", "label", "source", *metrics, "note"]
-        lines += ["| " + " | ".join(cols) + " |", "|---" * len(cols) + "|"]
-        for row in g.to_dict(orient="records"):
-            cells = [row["kind"], row["label"], row["source"], *(format_value(m, row[m]) for m in metrics), row["note"]]
-            lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
-        lines.append("")
-    return "\n".join(lines)
+        metrics = [c for c in metric_columns(df) if g[c].notna().any()]
+        toy = bool((g["note"] == TOY_NOTE).any())
+        view = g.copy()
+        if not markdown:
+            view["label"] = [lab + (" (toy)" if note == TOY_NOTE else "") for lab, note in zip(g["label"], g["note"])]
+        cols = ["kind", "label", "source", *metrics] + (["note"] if markdown else [])
+        bounds = [c for m in metrics for c in (f"{m}:lo", f"{m}:hi") if c in g.columns]
+        shown = render.cells(view[cols + bounds], metrics, ci=ci)[cols]
+        yield render.Table(shown, title=task, note=f"{task}: {TOY_NOTE}" if toy and not markdown else
+                           (TOY_NOTE if toy else ""), numeric=metrics)
 
 
 # ---- ablation grid -------------------------------------------------------------------------
@@ -217,3 +199,38 @@ def grid_table(results: Sequence[Result], varied_keys: Sequence[str]) -> pd.Data
 
 def _hashable(v: Any) -> Any:
     return json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else v
+
+
+def grid_tables(grid: pd.DataFrame, varied: Sequence[str], headline: dict[str, list[str]],
+                ci: bool = False) -> list[render.Table]:
+    """Per task: one row per cell, each headline metric followed by the paper's value where a row matched
+    (and, when the grid has them, the seeds' std and the paired difference against the first cell)."""
+    tables = []
+    for task, g in grid.groupby("task", sort=False):
+        metrics = [m for m in headline.get(task, []) if m in g.columns]
+        with_paper = "paper" in g.columns and g["paper"].notna().any()
+        cols, shown_metrics, metric_of = [c for c in ("cell",) if c in g.columns] + list(varied), [], {}
+        if "n" in g.columns and (g["n"] > 1).any():
+            cols.append("n")
+        for m in metrics:
+            cols.append(m)
+            shown_metrics.append(m)
+            for extra, label in ((f"{m}:std", f"std {m}"), (f"paper:{m}", f"paper {m}"),
+                                 (f"{m}:diff", f"Δ {m}"), (f"{m}:sig", f"sig {m}")):
+                if extra in g.columns and (with_paper or not extra.startswith("paper")) and g[extra].notna().any():
+                    cols.append(extra)
+                    if not extra.endswith(":sig"):
+                        shown_metrics.append(extra)
+                        metric_of[extra] = m
+        if with_paper:
+            cols.append("paper")
+        bounds = [c for m in shown_metrics for c in (f"{m}:lo", f"{m}:hi") if c in g.columns]
+        view = render.cells(g[cols + bounds], shown_metrics, ci=ci, metric_of=metric_of,
+                            signed=[c for c in shown_metrics if c.endswith(":diff")])[cols]
+        names = {f"{m}:std": f"std {m}" for m in metrics} | {f"paper:{m}": f"paper {m}" for m in metrics}
+        names |= {f"{m}:diff": f"Δ {m} vs first" for m in metrics} | {f"{m}:sig": f"sig {m}" for m in metrics}
+        names |= {"paper": "paper row"}
+        view = view.rename(columns=names)
+        tables.append(render.Table(view, title=f"ablation: {task}",
+                                   numeric=[names.get(c, c) for c in shown_metrics]))
+    return tables
