@@ -76,6 +76,7 @@ class VLMConfig:
     backbone: str = bb.DEFAULT
     video_dim: int = 512
     bert: dict = field(default_factory=dict)
+    source: dict = field(default_factory=dict)   # where converted weights came from (vlmbench convert)
 
 
 class VLM(nn.Module):
