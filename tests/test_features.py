@@ -111,6 +111,11 @@ def test_resolve_missing_checks_every_kept_header_up_front(tmp_path):
         resolve_missing(["good", "empty"], store, False, "test videos")
     with pytest.raises(InputError, match="narrow.npy: expected width 512"):
         resolve_missing(["narrow", "good"], store, False, "train videos")
+    arr = _write(tmp_path, "late_nan", 50)
+    arr[44] = np.nan                                   # past any clip a task would read: found at load all the same
+    np.save(tmp_path / "late_nan.npy", arr)
+    with pytest.raises(InputError, match=r"late_nan.npy: row 44 contains NaN/inf"):
+        resolve_missing(["good", "late_nan"], FeatureStore(tmp_path), False, "test videos")
 
 
 # ------------------------------------------- whole-file scans: non-finite rows, content digests, the cache

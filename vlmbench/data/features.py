@@ -186,14 +186,14 @@ def resolve_missing(
     ids: Sequence[str], store: FeatureStore, allow_missing: bool, what: str
 ) -> tuple[list[str], int]:
     """Drop ids without features if allowed; fail loudly otherwise, and always if none remain.
-    The kept files' headers are checked here (shape, width, dtype, at least one row), so a bad file
-    fails at load, before any training, in every task.
+    Every kept file is then checked whole (shape, width, dtype, at least one row, NaN/inf by row), so a
+    bad file fails at load, before any training, in every task. The scan is cached by (size, mtime) and
+    is the one the fingerprint reads, so it costs one read per file, once.
 
     `what` names the items in messages, e.g. "test videos".
     """
     kept, n_missing = _drop_missing(ids, store, allow_missing, what)
-    for vid in dict.fromkeys(kept):
-        store.n_seconds(vid)
+    store.check_finite(dict.fromkeys(kept))
     return kept, n_missing
 
 
