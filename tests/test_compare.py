@@ -100,3 +100,44 @@ def test_refuses_other_experiment_unless_forced(tmp_path):
     assert df.attrs["compared"].startswith("Compared 1 reference tasks: preset smoke; toy toy world; backbone tiny; "
                                            "split test; data_fingerprint aa")
     assert df.attrs["compared"] in to_markdown(df)
+
+
+def _qa_run(path, correct, **kw):
+    """A saved MC-QA run (result.json + predictions.npz with its per-example values), right where correct is 1."""
+    import numpy as np
+
+    from vlmbench.reporting.intervals import per_example
+    from vlmbench.runner import save_predictions
+
+    n = len(correct)
+    scores = np.zeros((n, 5))
+    scores[np.arange(n), np.where(correct, 0, 1)] = 1.0
+    preds = {"scores": scores, "answers": np.zeros(n, np.int64), "ids": np.array([f"q{i}" for i in range(n)])}
+    preds.update(per_example("mcqa", preds, {}))
+    save_predictions(path / "predictions.npz", "msrvtt-mcqa", {}, preds)
+    return save_result(Result(task="msrvtt-mcqa", family="mcqa", metrics={"accuracy": 100.0 * np.mean(correct)}, **kw),
+                       path / "result.json")
+
+
+def test_compare_reports_the_paired_bootstrap_difference(tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    ref = (rng.random(1000) < 0.6).astype(int)
+    better = ref.copy()
+    better[rng.choice(np.flatnonzero(ref == 0), 20, replace=False)] = 1      # +2 points, planted
+    shuffled = ref.copy()                                                      # same accuracy, other questions
+    shuffled[rng.choice(np.flatnonzero(ref == 1), 40, replace=False)] = 0
+    shuffled[rng.choice(np.flatnonzero(ref == 0), 40, replace=False)] = 1
+    r = _qa_run(tmp_path / "ref", ref)
+    df, _ = compare_paths(_qa_run(tmp_path / "better", better), r, tol={"accuracy": 5.0})
+    row = df.iloc[0]
+    assert row["paired diff"] == "+2.00" and row["significant"] == "yes" and row.status == "ok"
+    lo, hi = (float(x) for x in row["paired 95% CI"].strip("[]").split(", "))
+    assert 0 < lo < 2 < hi
+    df, _ = compare_paths(_qa_run(tmp_path / "shuffled", shuffled), r)
+    assert df.iloc[0]["paired diff"] == "+0.00" and df.iloc[0]["significant"] == "no"
+    assert "| paired diff | paired 95% CI | significant |" in to_markdown(df)
+    # without per-example values (a result file alone) there is no paired column
+    (tmp_path / "shuffled" / "predictions.npz").unlink()
+    assert "paired diff" not in compare_paths(tmp_path / "shuffled", r)[0].columns

@@ -23,6 +23,7 @@ from .data import toy
 from .errors import InputError
 from .io import atomic_write, ensure_writable, remove_temp_files
 from .model.vlm import VLM
+from .reporting import intervals
 from .reporting.result import Result, provenance, save_result
 from .runconfig import RunConfig, run_config
 from .train.finetune import finetune
@@ -126,10 +127,13 @@ def run(task: str, *, data: Path | None = None, checkpoint: Path | None = None, 
         preds = adapter.predict(module, progress=lambda done, total: tick(done, "", total))
     timings["predict_s"] = time.perf_counter() - t0
     cfg_dict = cfgmod.to_dict(cfg)
+    preds = {**preds, **intervals.per_example(spec.family, preds, cfg_dict)}   # per-example values, kept
     save_predictions(out / PREDICTIONS, task, cfg_dict, preds)
 
     t0 = time.perf_counter()
     metrics, conventions = adapter.score(preds, cfg_dict)
+    cis = intervals.result_intervals(spec.family, preds, metrics)
+    conventions = {**conventions, **(intervals.conventions(spec.family) if cis else {})}
     extra = adapter.extra_outputs(preds, out)
     timings["score_s"] = time.perf_counter() - t0
 
@@ -140,7 +144,7 @@ def run(task: str, *, data: Path | None = None, checkpoint: Path | None = None, 
                                            "data": str(root), "allow_missing": allow_missing},
                     preset=cfg.preset, seed=cfg.seed, toy=toy_data,
                     provenance=provenance(adapter.loaded.fingerprint()),
-                    timings={k: round(v, 3) for k, v in timings.items()})
+                    timings={k: round(v, 3) for k, v in timings.items()}, intervals=cis)
     save_result(result, out / RESULT)
     if losses:
         atomic_write(out / "finetune_losses.json", lambda p: p.write_text(json.dumps(losses)))

@@ -4,16 +4,21 @@ The paper's numbers come from nlg-eval, which runs the same coco-caption scorers
 text (no PTB tokenizer); ``tokenize="whitespace"`` reproduces that. METEOR is the Java 1.5 jar.
 """
 
+import hashlib
+import json
 import os
 import re
 import shutil
 import subprocess
 
 from pycocoevalcap.bleu.bleu import Bleu
+from pycocoevalcap.bleu.bleu_scorer import BleuScorer
 from pycocoevalcap.cider.cider import Cider
 from pycocoevalcap.meteor.meteor import Meteor
 from pycocoevalcap.rouge.rouge import Rouge
 from pycocoevalcap.tokenizer import ptbtokenizer
+
+import numpy as np
 
 from vlmbench.errors import InputError
 from vlmbench.metrics import MetricInputError
@@ -139,18 +144,37 @@ def _shutdown_meteor(scorer: Meteor) -> str:
     return stderr
 
 
+# The last few METEOR runs by input: scoring and the per-caption statistics of one set start Java once.
+_METEOR_CACHE: dict[str, tuple[float, list[float]]] = {}
+_METEOR_CACHE_SIZE = 4
+
+
 def _meteor(gts: dict[str, list[str]], res: dict[str, list[str]]) -> float:
+    return _meteor_scores(gts, res)[0]
+
+
+def _meteor_scores(gts: dict[str, list[str]], res: dict[str, list[str]]) -> tuple[float, list[float]]:
+    """(corpus METEOR, per-caption METEOR in gts order), memoised on the exact input."""
+    key = hashlib.sha256(json.dumps([list(gts.items()), list(res.items())]).encode()).hexdigest()
+    if key not in _METEOR_CACHE:
+        while len(_METEOR_CACHE) >= _METEOR_CACHE_SIZE:
+            _METEOR_CACHE.pop(next(iter(_METEOR_CACHE)))
+        _METEOR_CACHE[key] = _run_meteor(gts, res)
+    return _METEOR_CACHE[key]
+
+
+def _run_meteor(gts: dict[str, list[str]], res: dict[str, list[str]]) -> tuple[float, list[float]]:
     scorer = Meteor()  # starts one Java process (~5-10 s)
     failure = None
     try:
-        score, _ = scorer.compute_score(gts, res)
+        score, scores = scorer.compute_score(gts, res)
     except (ValueError, OSError) as e:  # the protocol broke: unparsable output or a dead process
         failure = e
     finally:
         stderr = _shutdown_meteor(scorer)
     if failure is not None:
         raise RuntimeError(f"METEOR failed ({failure!r}); its stderr ends with: {stderr[-500:]!r}") from failure
-    return float(score)
+    return float(score), [float(x) for x in scores]
 
 
 def caption_metrics(
@@ -187,3 +211,29 @@ def per_clip_scores(
     gts, res = _prepare(hypotheses, references, tokenize)
     _, scores = Cider().compute_score(gts, res)
     return {k: float(s) for k, s in zip(gts, scores)}
+
+
+def caption_statistics(
+    hypotheses: dict[str, str], references: dict[str, list[str]] | dict[str, str],
+    tokenize: str = "whitespace", meteor: bool = True,
+) -> dict[str, np.ndarray]:
+    """Per-clip statistics the corpus metrics are made of, in hypothesis order, for resampling:
+
+    bleu: (n, 10) [testlen, closest reflen, guess_1..4, correct_1..4] (sums give corpus BLEU exactly);
+    rouge_l: (n,) per-clip ROUGE-L (the corpus score is their mean); cider: (n,) per-clip CIDEr-D with IDF
+    from the whole set; meteor: (n,) per-caption METEOR and meteor_corpus (1,), NaN without Java."""
+    gts, res = _prepare(hypotheses, references, tokenize)
+    scorer = BleuScorer(n=4)
+    for k in gts:
+        scorer += (res[k][0], gts[k])
+    bleu = np.array([[c["testlen"], min((abs(r - c["testlen"]), r) for r in ref[0])[1], *c["guess"], *c["correct"]]
+                     for c, ref in zip(scorer.ctest, scorer.crefs)], dtype=np.float64)
+    _, rouge = Rouge().compute_score(gts, res)
+    _, cider = Cider().compute_score(gts, res)
+    if meteor:
+        require_java()
+        corpus, per = _meteor_scores(gts, res)
+    else:
+        corpus, per = float("nan"), [float("nan")] * len(gts)
+    return {"bleu": bleu, "rouge_l": 100.0 * np.asarray(rouge, np.float64), "cider": np.asarray(cider, np.float64),
+            "meteor": 100.0 * np.asarray(per, np.float64), "meteor_corpus": np.array([100.0 * corpus])}

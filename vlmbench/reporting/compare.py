@@ -108,16 +108,43 @@ def status(metric: str, ref: float, new: float | None, tol: float) -> str:
 
 
 def compare(new: list[Result], ref: list[Result], tol: dict[str, float] | None = None) -> pd.DataFrame:
-    """One row per (task, metric) of the reference, with columns COLUMNS."""
-    new_by, rows = _by_key(new, "new"), []
+    """One row per (task, metric) of the reference, with columns COLUMNS; plus, where both runs kept their
+    per-example values (predictions.npz beside result.json) on the same test examples, the paired bootstrap
+    difference new - ref, its 95% interval and whether it excludes 0."""
+    new_by, rows, paired_cols = _by_key(new, "new"), [], False
     for key, r in _by_key(ref, "reference").items():
         got = new_by.get(key)
+        pairs = _paired(got, r) if got is not None else {}
+        paired_cols |= bool(pairs)
         for metric, ref_value in r.metrics.items():
             new_value = got.metrics.get(metric) if got is not None else None
             t = tolerance(metric, tol)
             delta = new_value - ref_value if new_value is not None else float("nan")
-            rows.append([key, metric, ref_value, new_value, delta, t, status(metric, ref_value, new_value, t)])
-    return pd.DataFrame(rows, columns=COLUMNS)
+            p = pairs.get(metric)
+            rows.append([key, metric, ref_value, new_value, delta, t, status(metric, ref_value, new_value, t),
+                         render.format_value(metric, p["diff"], signed=True) if p else None,
+                         f"[{render.format_value(metric, p['lo'])}, {render.format_value(metric, p['hi'])}]" if p else None,
+                         ("yes" if p["significant"] else "no") if p else None])
+    df = pd.DataFrame(rows, columns=COLUMNS + list(PAIRED_COLUMNS))
+    return df if paired_cols else df[COLUMNS]
+
+
+PAIRED_COLUMNS = ("paired diff", "paired 95% CI", "significant")
+
+
+def _paired(new: Result, ref: Result) -> dict[str, dict[str, float]]:
+    """Paired bootstrap per metric, or {} when either run has no per-example values or they differ in examples."""
+    from vlmbench.reporting.intervals import load_examples, paired_difference
+
+    if new.path is None or ref.path is None or not new.family:
+        return {}
+    a, b = load_examples(new.path), load_examples(ref.path)
+    if a is None or b is None:
+        return {}
+    try:
+        return paired_difference(new.family, a, b, new.metrics, ref.metrics)
+    except (InputError, KeyError, ValueError):
+        return {}
 
 
 def failed(df: pd.DataFrame) -> bool:
