@@ -5,8 +5,7 @@ from vlmbench import registry
 from vlmbench.model import layout
 from vlmbench.model.text import MASK_ID
 from vlmbench.model.vlm import VLM
-from vlmbench.runconfig import RunConfig, run_config
-from vlmbench.train.config import PretrainConfig, pretrain_config
+from vlmbench.config import PretrainConfig, RunConfig, pretrain_config, run_config
 
 
 def test_sequence_layout():
@@ -40,6 +39,7 @@ def test_pretraining_defaults_are_the_papers():
     assert (c.min_text_len, c.max_text_len) == (8, 64)
     assert (c.clips_per_video, c.batch_size, c.epochs) == (32, 256, 15)
     assert c.loss == "vlm" and c.backbone == "default" and MASK_ID == 103
+    assert pretrain_config("paper", ["loss=mfm-mlm"]).min_text_len == 10     # the authors' mfmmlm config
 
 
 def test_lr_schedule_warmup_then_polynomial_decay():
@@ -57,6 +57,8 @@ def test_finetune_defaults_are_the_papers():
     assert (c.window, c.stride, c.train_stride) == (32, 16, 8)
     assert (c.decode, c.beam, c.max_new_tokens, c.length_penalty) == ("beam", 5, 21, 1.0)
     assert c.tokenize == "whitespace"
+    # protocol keys (issue 9): replication off, pessimistic ties, the final model reported, unless a recipe says
+    assert (c.dup, c.ties, c.select) == (1, "pessimistic", "final")
 
 
 def test_task_recipes_are_the_references():

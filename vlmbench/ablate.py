@@ -41,8 +41,7 @@ from .errors import InputError
 from .io import ensure_writable, write_json, write_text
 from .reporting.result import Result, load_result, save_result, utc_now
 from .reporting.tables import TOY_NOTE, grid_table
-from .runconfig import RunConfig, run_config
-from .train.config import PRESETS, PretrainConfig, pretrain_config
+from .config import PRESETS, PretrainConfig, RunConfig, pretrain_config, run_config
 
 DEFAULT_TASKS = ("youcook2-retrieval", "youcook2-caption")   # the tasks of the paper's Tables 8 and 9
 PRETRAIN_KEYS = cfgmod.field_types(PretrainConfig)
@@ -60,7 +59,9 @@ class Cell:
 
     @property
     def label(self) -> str:
-        return " ".join(f"{k}={v}" for k, v in self.values.items()) or "defaults"
+        """The varied values, then any value another key implied, e.g. `loss=mfm-mlm (min_text_len=10)`."""
+        implied = [f"({k}={getattr(self.pretrain, k)})" for k in self.pretrain.implied() if k not in self.values]
+        return " ".join([f"{k}={v}" for k, v in self.values.items()] + implied) or "defaults"
 
 
 @dataclass
@@ -99,9 +100,9 @@ def parse_grid(pairs: Iterable[str]) -> dict[str, list[Any]]:
         typed: list[Any] = []
         for v in raws:
             value = None
-            for cls in (PretrainConfig, RunConfig):
+            for cls in (PretrainConfig, RunConfig):      # typed and bounded by the schema, before any cell
                 if key in cfgmod.field_types(cls):
-                    value = cfgmod.parse_overrides(cls, [f"{key}={v}"])[key]
+                    value = cfgmod.parse_value(cls, key, v, where="ablate")
             if value not in typed:
                 typed.append(value)
         grid[key] = typed
@@ -171,7 +172,8 @@ def run_cell(out: Path, cell: Cell, data: Path | None, stage: Callable[[str], No
 
     d = cell_dir(out, cell)
     d.mkdir(parents=True, exist_ok=True)
-    write_json(d / "cell.json", {"hash": cell.key, "values": cell.values, **cell.config})
+    write_json(d / "cell.json", {"hash": cell.key, "values": cell.values, "implied": cell.pretrain.implied(),
+                                 **cell.config})
     log = lambda s: _append(d / "log.txt", s)  # noqa: E731  (inner chatter goes to the cell's log)
     preset = cell.config["preset"]
     if not (d / "pretrain" / "summary.json").is_file():    # written after the final model

@@ -12,6 +12,7 @@ from typing import List, Optional
 import typer
 from rich.console import Console
 
+from .config import PretrainConfig, RunConfig, help_text
 from .errors import InputError
 
 HELP = {"help_option_names": ["-h", "--help"]}
@@ -54,7 +55,12 @@ def say(line: str) -> None:
     err.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
-@app.command()
+# Each command's key list comes from vlmbench.config, the schema that also validates the keys.
+PRETRAIN_KEYS_HELP = help_text(PretrainConfig, "Pre-training keys")
+RUN_KEYS_HELP = help_text(RunConfig, "Fine-tune/eval keys")
+
+
+@app.command(epilog=PRETRAIN_KEYS_HELP)
 @guarded
 def pretrain(
     pairs: List[str] = typer.Argument(None, help="key=value overrides, e.g. mmm=0.3 loss=mfm-mlm steps=100"),
@@ -63,22 +69,30 @@ def pretrain(
     backbone: Optional[str] = typer.Option(None, help="'default' (MiniLM-L6), 'tiny', or a local HF BERT folder"),
     preset: Optional[str] = typer.Option(None, help="paper | toy | smoke (default: toy on the toy world, paper on real data)"),
     resume: bool = typer.Option(False, help="continue from the last checkpoint in --out"),
+    overwrite: bool = typer.Option(False, help="replace the pre-training run already in --out (without this or "
+                                               "--resume such a folder is refused)"),
     progress: bool = typer.Option(True, help="show a progress bar"),
+    workers: Optional[int] = typer.Option(None, min=0, help="data loader worker processes per rank (default: 0 on "
+                                          "CPU, up to 4 on a GPU); the batches are the same for any number"),
 ):
     """Pre-train VLM (MFM-MLM / MMM masking, masked token loss) on HowTo100M-format data."""
-    from .train.config import pretrain_config
+    from .config import pretrain_config
     from .train.pretrain import pretrain as run_pretrain
 
     pairs = list(pairs or []) + ([f"backbone={backbone}"] if backbone else [])
     from .data.toy import is_toy_dataset
 
-    toy_data = data is None or is_toy_dataset(data) or is_toy_dataset(Path(data) / "howto100m")
+    from .data.prepared import prepared_from_toy
+
+    toy_data = data is None or is_toy_dataset(data) or is_toy_dataset(Path(data) / "howto100m") or \
+        prepared_from_toy(data)
     cfg = pretrain_config(preset or ("toy" if toy_data else "paper"), pairs)
-    summary = run_pretrain(cfg, out, data=data, resume=resume, progress=progress, say=say)
+    summary = run_pretrain(cfg, out, data=data, resume=resume, overwrite=overwrite, progress=progress, say=say,
+                           workers=workers)
     say(f"Pre-trained {summary['final_step']} steps (preset {cfg.preset}); model in {out / 'model'}")
 
 
-@app.command()
+@app.command(epilog=RUN_KEYS_HELP)
 @guarded
 def run(
     task: str = typer.Option(..., "--task", help="task name (see `vlmbench tasks`)"),
@@ -89,6 +103,8 @@ def run(
     out: Optional[Path] = typer.Option(None, help="run folder (default runs/<task>-<time>)"),
     preset: Optional[str] = typer.Option(None, help="paper | toy | smoke (default: toy on the toy world, paper on real data)"),
     allow_missing: bool = typer.Option(False, help="skip examples whose features are missing (counted in the result)"),
+    overwrite: bool = typer.Option(False, help="replace the run already in --out (without it such a folder is "
+                                               "refused)"),
     progress: bool = typer.Option(True, help="show progress bars"),
 ):
     """Fine-tune (unless zero-shot), predict, save predictions, score, write result.json."""
@@ -97,7 +113,7 @@ def run(
 
     pairs = list(pairs or []) + ([f"backbone={backbone}"] if backbone else [])
     result, extra = run_task(task, data=data, checkpoint=checkpoint, out=out, preset=preset, pairs=pairs,
-                             allow_missing=allow_missing, progress=progress, say=say)
+                             allow_missing=allow_missing, progress=progress, say=say, overwrite=overwrite)
     _print_metrics(result, format_value)
     for title, rows in extra.get("examples", {}).items():
         console.print(f"[bold]{title}[/bold]")
@@ -132,11 +148,22 @@ def score(predictions: Path = typer.Argument(..., help="a predictions.npz writte
 
 @app.command()
 @guarded
-def tasks(data: Optional[Path] = typer.Option(None, help="data root to check for the files each task needs")):
+def tasks(data: Optional[Path] = typer.Option(None, help="data root to check for the files each task needs"),
+          show: Optional[str] = typer.Option(None, "--show", help="print one task's resolved recipe and protocol"),
+          preset: str = typer.Option("paper", help="preset resolved by --show")):
     """The task registry: task, dataset, metrics, files it needs, and whether they are present."""
     from rich.table import Table
 
     from . import registry
+
+    if show:
+        from .adapters.protocol import describe
+        from .runconfig import run_config
+
+        spec = registry.get(show)
+        for key, value in describe(spec, run_config(spec, preset)):
+            console.print(f"{key}: {value}", markup=False, highlight=False, soft_wrap=True)
+        return
 
     table = Table(title="vlmbench tasks" + (f" (data: {data})" if data else ""))
     for col in ("task", "family", "dataset", "metrics", "needs"):
@@ -164,6 +191,38 @@ def data_toy(out: Path = typer.Option(..., help="folder to write the toy world i
     for name in toy.WRITERS:
         path = toy.write_dataset(name, out / name, seed=seed)
         say(f"wrote {path}")
+
+
+@data_app.command("prepare-howto100m")
+@guarded
+def data_prepare_howto100m(
+        data: Path = typer.Option(..., help="HowTo100M folder (captions.json / raw_caption.json or captions/ of "
+                                  "<vid>.csv, and features/)"),
+        out: Path = typer.Option(..., help="folder for the prepared corpus (then: vlmbench pretrain --data OUT)"),
+        backbone: str = typer.Option("default", help="whose tokenizer: 'default' (MiniLM-L6 = bert-base-uncased "
+                                     "vocabulary), 'tiny', or a local HF BERT folder"),
+        workers: int = typer.Option(1, min=1, help="processes, each preparing one shard of videos at a time")):
+    """Clean, tokenise and index the HowTo100M captions once: flat memory-mapped arrays that pre-training reads.
+
+    Resumable: a killed run continues with the shards it had not finished. The summary gives the counts before and after (rolling-ASR lines merged, empty lines, cuts, skipped videos).
+    """  # noqa: E501
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.table import Table
+
+    from .data.prepared import prepare
+
+    with Progress(TextColumn("prepare"), BarColumn(), MofNCompleteColumn(), TextColumn("videos"),
+                  TimeRemainingColumn(), console=err) as bar:
+        task = bar.add_task("prepare", total=None)
+        prep = prepare(data, out, backbone=backbone, workers=workers, say=say,
+                       progress=lambda done, total: bar.update(task, completed=done, total=total))
+    table = Table(title=f"prepared HowTo100M: {out}")
+    table.add_column("count")
+    table.add_column("value", justify="right")
+    for key, value in prep.counts.items():
+        table.add_row(key.replace("_", " "), f"{value:,}")
+    console.print(table)
+    say(prep.captions_report())
 
 
 @data_app.command("check")
@@ -196,7 +255,8 @@ def data_check(data: Path = typer.Option(..., help="data root"),
 
 # ---- ablations, suites, reports, regression checks, floor baselines ------------------------------------------
 
-@app.command()
+@app.command(epilog=f"Every value of every axis is checked against these keys before any cell runs.\n\n"
+                    f"{PRETRAIN_KEYS_HELP}\n\n{RUN_KEYS_HELP}")
 @guarded
 def ablate(
     pairs: List[str] = typer.Argument(None, help="key=v1,v2,... per varied key (any pre-training or fine-tune/eval "

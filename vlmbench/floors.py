@@ -24,7 +24,7 @@ from . import registry
 from .data import toy
 from .errors import InputError
 from .reporting.result import Result, provenance, save_result
-from .runconfig import run_config
+from .config import run_config
 
 Preds = dict[str, np.ndarray]
 

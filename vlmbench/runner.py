@@ -19,17 +19,22 @@ from filelock import FileLock
 
 from . import config as cfgmod
 from . import registry
+from . import rundir
 from .data import toy
 from .errors import InputError
 from .io import atomic_write, ensure_writable, remove_temp_files
 from .model.vlm import VLM
 from .reporting import intervals
 from .reporting.result import Result, provenance, save_result
-from .runconfig import RunConfig, run_config
+from .config import RunConfig, run_config
 from .train.finetune import finetune
 
 PREDICTIONS = "predictions.npz"
+PREDICTIONS_JSONL = "predictions.jsonl"   # the same predictions, one readable JSON object per example
 RESULT = "result.json"
+# What marks a folder as holding a task run, and what --overwrite replaces (nothing else).
+RUN_MARKERS = (RESULT, PREDICTIONS)
+RUN_FILES = (RESULT, PREDICTIONS, PREDICTIONS_JSONL, "finetune_losses.json")
 
 
 def device() -> torch.device:
@@ -39,7 +44,7 @@ def device() -> torch.device:
 def toy_checkpoint(backbone: str, say: Callable[[str], None] = print, progress: bool = True) -> Path:
     """The toy world's pre-trained VLM for a backbone (preset `smoke` for the tiny one, `toy` otherwise),
     pre-trained once under a lock and cached."""
-    from .train.config import pretrain_config
+    from .config import pretrain_config
     from .train.pretrain import pretrain
 
     preset = "smoke" if backbone == "tiny" else "toy"
@@ -82,14 +87,18 @@ def score_file(path: Path) -> tuple[str, dict[str, float], dict[str, str]]:
 
 def run(task: str, *, data: Path | None = None, checkpoint: Path | None = None, out: Path | None = None,
         preset: str | None = None, pairs: list[str] | tuple[str, ...] = (), allow_missing: bool = False,
-        progress: bool = True, say: Callable[[str], None] = print) -> tuple[Result, dict]:
-    """Returns the saved result and the adapter's extra outputs (e.g. caption examples) for display."""
+        progress: bool = True, say: Callable[[str], None] = print, overwrite: bool = False) -> tuple[Result, dict]:
+    """Returns the saved result and the adapter's extra outputs (e.g. caption examples) for display.
+    A folder that already holds a run is refused before any work unless overwrite (then its run files are
+    replaced once the new predictions exist)."""
     spec = registry.get(task)
     is_toy = data is None
     toy_data = is_toy or toy.is_toy_dataset(Path(data) / spec.dataset)   # a `vlmbench data toy` folder
     cfg: RunConfig = run_config(spec, preset or ("toy" if toy_data else "paper"), pairs)
     out = Path(out) if out else Path("runs") / f"{task}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     remove_temp_files(ensure_writable(out), recursive=False)   # before any work; leftovers of a killed run
+    if not overwrite:
+        rundir.refuse_existing(out, RUN_MARKERS, "pass --overwrite to replace it")
     dev = device()
     root = toy.toy_root() if is_toy else Path(data)
     if not is_toy and not root.is_dir():
@@ -127,6 +136,8 @@ def run(task: str, *, data: Path | None = None, checkpoint: Path | None = None, 
         preds = adapter.predict(module, progress=lambda done, total: tick(done, "", total))
     timings["predict_s"] = time.perf_counter() - t0
     cfg_dict = cfgmod.to_dict(cfg)
+    if overwrite:
+        rundir.clear(out, RUN_FILES)   # the old run stays intact until the new one has predictions
     preds = {**preds, **intervals.per_example(spec.family, preds, cfg_dict)}   # per-example values, kept
     save_predictions(out / PREDICTIONS, task, cfg_dict, preds)
 

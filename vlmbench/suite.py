@@ -28,12 +28,12 @@ def suite(out: Path, *, preset: str = "smoke", data: Path | None = None, tasks: 
           pretrain_pairs: Sequence[str] = (), progress: bool = True, say: Callable[[str], None] = print) -> list[Result]:
     """A fresh pre-training (no resume: a suite run is a measurement) and one run per task, in registry order.
     pretrain_pairs: key=value overrides of the preset's pre-training config (e.g. steps=3 in tests)."""
-    from .train.config import pretrain_config
+    from .config import pretrain_config, run_config
 
     out = ensure_writable(Path(out))   # a read-only or full disk fails before any work
     names = list(tasks) if tasks else list(registry.all_tasks())
-    for name in names:
-        registry.get(name)                            # unknown task or preset: fail before any model work
+    for name in names:                                # unknown task, preset or bad key: fail before any work
+        run_config(registry.get(name), preset)
     cfg = pretrain_config(preset, list(pretrain_pairs))
 
     from .runner import run
@@ -42,14 +42,15 @@ def suite(out: Path, *, preset: str = "smoke", data: Path | None = None, tasks: 
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
     say(f"suite: pre-training (preset {preset}) into {out / 'pretrain'}")
-    pretrain(cfg, out / "pretrain", data=data, resume=False, progress=progress, say=say)
+    # The suite owns its folder: each run replaces the previous one's pre-training and task runs.
+    pretrain(cfg, out / "pretrain", data=data, resume=False, overwrite=True, progress=progress, say=say)
     timings["pretrain"] = round(time.perf_counter() - t0, 1)
     results = []
     for i, name in enumerate(names, 1):
         t = time.perf_counter()
         say(f"suite: [{i}/{len(names)}] {name}")
         result, _ = run(name, data=data, checkpoint=out / "pretrain" / "model", out=out / name, preset=preset,
-                        progress=progress, say=say)
+                        progress=progress, say=say, overwrite=True)
         timings[name] = round(time.perf_counter() - t, 1)
         results.append(result)
     timings["total"] = round(time.perf_counter() - t0, 1)

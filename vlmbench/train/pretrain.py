@@ -15,8 +15,9 @@ import torch
 from torch import nn
 
 from .. import config as cfgmod
+from .. import rundir
 from ..data.features import FeatureStore
-from ..data.howto100m import find as howto_paths, load_captions, usable
+from ..data import prepared
 from ..data.toy.howto100m import ensure_howto100m
 from ..errors import InputError
 from ..io import ensure_writable, write_json, write_text
@@ -27,8 +28,9 @@ from ..model.masking import corrupt
 from ..model.vlm import VLM
 from . import checkpoint as ckpt
 from . import distributed
-from .config import PretrainConfig
+from ..config import PretrainConfig
 from .optim import adam, lr_at, set_lr
+from .loader import batches, default_workers
 from .sampler import Batch, ClipSampler
 
 
@@ -71,22 +73,38 @@ def _read_log(path: Path, upto: int) -> list[str]:
     return keep
 
 
+# What marks a folder as holding a pre-training run, and what --overwrite removes (nothing else).
+RUN_MARKERS = ("log.jsonl", "checkpoints", "model")
+RUN_FILES = (*RUN_MARKERS, "run.json", "summary.json")
+
+
 def pretrain(cfg: PretrainConfig, out: Path, data: Path | None = None, resume: bool = False,
-             progress: bool = True, say: Callable[[str], None] = print) -> dict:
+             progress: bool = True, say: Callable[[str], None] = print, overwrite: bool = False,
+             workers: int | None = None) -> dict:
+    """resume: continue from the last checkpoint in out; overwrite: replace the run in out. Without either, a
+    folder that already holds a run is refused (InputError) before any work.
+    data: a HowTo100M folder (prepared once into the cache) or a corpus made by `data prepare-howto100m`.
+    workers: DataLoader worker processes per rank (None: 0 on CPU, up to 4 on a GPU); batches do not depend on it."""
     d = distributed.init()
     out = ensure_writable(Path(out))   # a read-only or full disk fails now, not after training
+    if resume and overwrite:
+        raise InputError("--resume and --overwrite exclude each other", path="--overwrite")
+    if not (resume or overwrite):
+        # Every rank checks before rank 0 writes anything (the DDP wrap below is the first sync point).
+        rundir.refuse_existing(out, RUN_MARKERS, "pass --resume to continue it or --overwrite to start over")
     toy = data is None
     if toy:
         data = ensure_howto100m(seed=0, say=say if d.is_main else (lambda s: None))
-    cap_path, feat_path = howto_paths(Path(data))
-    store = FeatureStore(feat_path)
-    corpus = usable(load_captions(cap_path), store)   # counted skips: no features, all-empty, past the end
-    sampler = ClipSampler(corpus.captions, store, bb.tokenizer(cfg.backbone), min_text_len=cfg.min_text_len,
+    # Caption rules, counted skips (no features, all-empty, past the end), tokens and feature lengths: done once.
+    corpus = prepared.for_pretraining(Path(data), cfg.backbone, say=say if d.is_main else (lambda s: None))
+    store = FeatureStore(corpus.features)
+    sampler = ClipSampler(corpus, store, min_text_len=cfg.min_text_len,
                           max_text_len=cfg.max_text_len, clips_per_video=cfg.clips_per_video,
                           batch_size=cfg.batch_size, seed=cfg.seed, rank=d.rank, world_size=d.world_size)
     total = cfg.steps or cfg.epochs * sampler.steps_per_epoch()
+    workers = default_workers(d.device, d.world_size) if workers is None else workers
 
-    model = VLM.from_backbone(cfg.backbone, seed=cfg.seed).to(d.device)
+    model = VLM.from_backbone(cfg.backbone, seed=cfg.seed, loss=cfg.loss).to(d.device)   # head init per loss
     optimizer = adam(model.parameters(), cfg.lr, cfg.beta1, cfg.beta2, cfg.eps, cfg.weight_decay)
     ckpt_root, log_path = out / "checkpoints", out / "log.jsonl"
     start = 0
@@ -102,28 +120,34 @@ def pretrain(cfg: PretrainConfig, out: Path, data: Path | None = None, resume: b
         objective = nn.parallel.DistributedDataParallel(objective, find_unused_parameters=cfg.loss == "vlm")
 
     run_info = {"config": cfgmod.to_dict(cfg), "preset": cfg.preset, "toy": toy, "data": str(data),
-                "total_steps": total, "world_size": d.world_size, "videos": len(sampler.videos) * d.world_size,
-                "videos_skipped_no_features": corpus.skipped["videos_no_features"], "skipped": corpus.skipped}
+                "implied": cfg.implied(),   # values another key set, e.g. min_text_len 10 for loss=mfm-mlm
+                "total_steps": total, "world_size": d.world_size, "videos": len(corpus),
+                "videos_skipped_no_features": corpus.skipped["videos_no_features"], "skipped": corpus.skipped,
+                "captions": corpus.counts, "prepared": str(corpus.folder), "loader_workers": workers}
     if d.is_main:
+        if overwrite:
+            rundir.clear(out, RUN_FILES)   # no stale checkpoint of the old run may be resumed later
         out.mkdir(parents=True, exist_ok=True)
         ckpt.remove_orphans(out)   # every temp name a kill can leave, in out/, model/ and checkpoints/
         write_json(out / "run.json", run_info)
         write_text(log_path, "".join(line + "\n" for line in _read_log(log_path, start)))
         if corpus.report():
             say(f"HowTo100M: {corpus.report()}")
+        say(f"HowTo100M: {corpus.captions_report()}")
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if d.device.type == "cuda" else nullcontext())
 
     log = open(log_path, "a") if d.is_main else None
     bar = _progress(progress and d.is_main, total, start)
     losses = []
+    watch = DataWait(say if d.is_main else None, workers)
+    stream = _batch_source(sampler, start, total, workers, pin_memory=d.device.type == "cuda")
     try:
-        for step in range(start, total):
+        for step, batch, data_wait in stream:
             t0 = time.perf_counter()
             torch.manual_seed(cfg.seed * 1_000_003 + step * d.world_size + d.rank)   # dropout
-            batch = sampler.batch(step)
             g = torch.Generator().manual_seed(cfg.seed * 7_368_787 + step * d.world_size + d.rank)
             c = corrupt(batch.video, batch.vmask, batch.text_ids, cfg.mmm, cfg.mfm_prob, cfg.mlm_prob, generator=g)
-            tensors = [t.to(d.device) for t in (batch.video, batch.vmask, c.text_ids, batch.text_ids,
+            tensors = [t.to(d.device, non_blocking=True) for t in (batch.video, batch.vmask, c.text_ids, batch.text_ids,
                                                  batch.text_mask, c.video_masked, c.text_masked)]
             lr = lr_at(step, cfg.lr, cfg.warmup, cfg.lr_decay_steps)
             set_lr(optimizer, lr)
@@ -133,11 +157,15 @@ def pretrain(cfg: PretrainConfig, out: Path, data: Path | None = None, resume: b
             loss.backward()
             grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm))
             optimizer.step()
-            dt = time.perf_counter() - t0
-            record = {"step": step, "loss": round(float(loss.detach()), 6), "lr": lr, "grad_norm": round(grad_norm, 6),
+            loss_value = float(loss.detach())       # waits for the device: model time ends here
+            model_s = time.perf_counter() - t0
+            dt = data_wait + model_s
+            record = {"step": step, "loss": round(loss_value, 6), "lr": lr, "grad_norm": round(grad_norm, 6),
                       "masked_video": int(c.video_masked.sum()), "masked_text": int(c.text_masked.sum()),
                       "clips_per_s": round(len(batch.video) * d.world_size / dt, 2),
-                      "tokens_per_s": round(_tokens(batch) * d.world_size / dt, 1)}
+                      "tokens_per_s": round(_tokens(batch) * d.world_size / dt, 1),
+                      "data_wait_s": round(data_wait, 6), "model_s": round(model_s, 6)}
+            watch.add(step, data_wait, model_s)
             losses.append(record["loss"])
             if log:
                 log.write(json.dumps(record) + "\n")
@@ -150,11 +178,13 @@ def pretrain(cfg: PretrainConfig, out: Path, data: Path | None = None, resume: b
                     ckpt.save(ckpt_root, done, model, optimizer, {"preset": cfg.preset, "toy": toy})
                 d.barrier()
     finally:
+        stream.close()              # stops the loader's worker processes
         if bar:
             bar.close()
         if log:
             log.close()
-    summary = {**run_info, "final_step": total, "out": str(out),
+    watch.finish()
+    summary = {**run_info, "final_step": total, "out": str(out), "data_wait_share": watch.share(),
                "rank_weight_digests": _rank_digests(model, d)}
     if d.is_main:
         model.save(out / "model")
@@ -162,6 +192,55 @@ def pretrain(cfg: PretrainConfig, out: Path, data: Path | None = None, resume: b
     d.barrier()
     distributed.shutdown(d)
     return summary
+
+
+def _batch_source(sampler: ClipSampler, start: int, stop: int, workers: int, pin_memory: bool):
+    """(step, batch, seconds waited) for the steps of this run: the DataLoader pipeline of train.loader."""
+    return batches(sampler, start, stop, workers=workers, pin_memory=pin_memory)
+
+
+class DataWait:
+    """Per-step data-wait and model time; one warning when waiting for data exceeds 10% of step time.
+
+    The first step of a run is left out (it includes starting the workers and filling their queues); the share
+    is judged over windows of WINDOW steps, and once more over the whole run at the end."""
+    LIMIT, WINDOW = 0.10, 20
+
+    def __init__(self, say: Callable[[str], None] | None, workers: int):
+        self.say, self.workers = say, workers
+        self.first: int | None = None
+        self.wait = self.model = 0.0
+        self.win_wait = self.win_model = 0.0
+        self.win_steps, self.win_from, self.warned = 0, 0, False
+
+    def add(self, step: int, wait: float, model: float) -> None:
+        if self.first is None:
+            self.first = step
+            return
+        self.wait, self.model = self.wait + wait, self.model + model
+        if self.win_steps == 0:
+            self.win_from = step
+        self.win_wait, self.win_model, self.win_steps = self.win_wait + wait, self.win_model + model, self.win_steps + 1
+        if self.win_steps == self.WINDOW:
+            self._judge(self.win_wait, self.win_model, f"steps {self.win_from}-{step}")
+            self.win_wait = self.win_model = 0.0
+            self.win_steps = 0
+
+    def share(self) -> float | None:
+        total = self.wait + self.model
+        return round(self.wait / total, 4) if total > 0 else None
+
+    def finish(self) -> None:
+        if self.first is not None and self.wait + self.model > 0:
+            self._judge(self.wait, self.model, "the run")
+
+    def _judge(self, wait: float, model: float, where: str) -> None:
+        share = wait / (wait + model) if wait + model > 0 else 0.0
+        if share > self.LIMIT and not self.warned and self.say:
+            self.warned = True
+            self.say(f"warning: {where} waited for data {share:.0%} of the step time (over {self.LIMIT:.0%}): "
+                     f"the run is input-bound with {self.workers} loader worker(s); raise --workers or read a "
+                     "prepared corpus (`vlmbench data prepare-howto100m`)")
 
 
 def weight_digest(model: nn.Module) -> str:
