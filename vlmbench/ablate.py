@@ -109,6 +109,22 @@ def parse_grid(pairs: Iterable[str]) -> dict[str, list[Any]]:
     return grid
 
 
+def seeds_axis(pairs: Sequence[str]) -> tuple[list[str], bool]:
+    """`seeds=0,1,2` runs every cell under each seed as replicates: it becomes the `seed` axis, and the table
+    and plots average over it (mean ± std across seeds) instead of showing one row per seed."""
+    out, replicate = [], False
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if sep and key.strip() == "seeds":
+            if any(p.partition("=")[0].strip() == "seed" for p in pairs):
+                raise InputError("give seed= or seeds=, not both", path="ablate")
+            out.append(f"seed={raw}")
+            replicate = True
+        else:
+            out.append(pair)
+    return out, replicate
+
+
 def _pair(key: str, value: Any) -> str:
     return f"{key}={str(value).lower() if isinstance(value, bool) else value}"
 
@@ -186,7 +202,8 @@ def run_cell(out: Path, cell: Cell, data: Path | None, stage: Callable[[str], No
         stage(task)
         _event(d, "task", task=task)
         result, _ = run(task, data=data, checkpoint=d / "pretrain" / "model", out=d / task, preset=preset,
-                        pairs=list(cell.run_pairs), progress=False, say=log)
+                        pairs=list(cell.run_pairs), progress=False, say=log,
+                        overwrite=True)   # the cell owns the folder: a task killed before its result reruns
         annotate(result, cell)
     _event(d, "done")
 
@@ -314,6 +331,7 @@ def ablate(pairs: Sequence[str], *, tasks: Sequence[str] = DEFAULT_TASKS, data: 
         raise InputError(f"unknown preset {preset!r} (known: {', '.join(PRESETS)})", path="--preset")
     if data is not None and not Path(data).is_dir():
         raise InputError("data folder not found", path=data)
+    pairs, replicate = seeds_axis(pairs)
     grid = parse_grid(pairs)
     cells = make_cells(grid, tasks, preset, data)
     todo = [c for c in cells if not is_complete(out, c)]
@@ -331,7 +349,7 @@ def ablate(pairs: Sequence[str], *, tasks: Sequence[str] = DEFAULT_TASKS, data: 
     finally:
         display.close()
     say(f"ablate: ran {len(ran)} cells here, {len(cells) - len(ran)} were done already or ran elsewhere")
-    return _summarise(out, cells, list(grid), ran)
+    return _summarise(out, cells, [k for k in grid if not (replicate and k == "seed")], ran)
 
 
 def _run_workers(out: Path, cells: list[Cell], data: Path | None, jobs: int, display: _Display) -> list[str]:
@@ -399,7 +417,8 @@ def render_grid(grid: pd.DataFrame, varied: Sequence[str], toy: bool, fmt: str, 
 
 
 def plot_name(metric: str, key: str) -> str:
-    safe = lambda s: re.sub(r"[^A-Za-z0-9._=-]+", "_", s.replace("@", "at"))  # noqa: E731
+    """The metric's and key's own names (`R@1-vs-mmm.png`); only characters a file name cannot hold change."""
+    safe = lambda s: re.sub(r"[^A-Za-z0-9@._=+-]+", "_", s)  # noqa: E731
     return f"{safe(metric)}-vs-{safe(key)}.png"
 
 
@@ -419,5 +438,6 @@ def _summarise(out: Path, cells: list[Cell], varied: list[str], ran: list[str]) 
     for key in (k for k in varied if grid[k].nunique() > 1):     # a key held at one value is no axis
         for metric in metrics:
             if grid[metric].notna().any():
-                plots.append(plot_metric_vs_key(grid, key, metric, out / "plots" / plot_name(metric, key)))
+                plots.append(plot_metric_vs_key(grid, key, metric, out / "plots" / plot_name(metric, key),
+                                                preset=cells[0].config["preset"] if cells else None, toy=toy))
     return AblationSummary(cells, ran, grid, terminal, markdown, files, plots)
