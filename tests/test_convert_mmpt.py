@@ -274,3 +274,20 @@ def test_mapping_fails_loudly_when_the_vlm_drifts(released):
 
 def test_converter_layout_equals_the_spec_table():
     assert mmpt.expected_layout() == spec_keys()
+
+
+def test_a_run_on_the_converted_checkpoint_says_so_and_reports_beside_the_paper(converted, tmp_path):
+    from vlmbench.reporting.result import load_result
+    from vlmbench.reporting.tables import report_frame
+    from vlmbench.runner import run
+
+    said: list[str] = []
+    result, _ = run("msrvtt-retrieval", checkpoint=converted, out=tmp_path / "run", preset="smoke",
+                    pairs=["epochs=0", "max_test=16"], progress=False, say=said.append)
+    assert any(s.startswith("checkpoint: converted from MMPT checkpoint_best.pt") for s in said)
+    saved = load_result(tmp_path / "run" / "result.json")
+    assert saved.config["checkpoint_source"].startswith("converted from MMPT checkpoint_best.pt (sha256 ")
+    df = report_frame([saved], against="paper")
+    ours = df[df["kind"] == "ours"]
+    assert len(ours) == 1 and "checkpoint: converted from MMPT" in ours["label"].iloc[0]
+    assert (df["kind"] == "paper").any() and set(df["task"]) == {"msrvtt-retrieval"}

@@ -20,6 +20,7 @@ from filelock import FileLock
 from . import config as cfgmod
 from . import registry
 from . import rundir
+from .convert.source import describe as describe_source
 from .data import toy
 from .errors import InputError
 from .io import atomic_write, ensure_writable, remove_temp_files
@@ -115,6 +116,8 @@ def run(task: str, *, data: Path | None = None, checkpoint: Path | None = None, 
 
     if checkpoint is not None:
         vlm = VLM.load(checkpoint)
+        if converted := describe_source(vlm.config.source):
+            say(f"checkpoint: {converted}")
     elif is_toy:
         vlm = VLM.load(toy_checkpoint(cfg.backbone, say=say, progress=progress))
     else:
@@ -152,6 +155,7 @@ def run(task: str, *, data: Path | None = None, checkpoint: Path | None = None, 
     counts["finetune_updates"] = len(losses)
     result = Result(task=task, family=spec.family, split=spec.split, metrics=metrics, conventions=conventions,
                     counts=counts, config={**cfg_dict, "checkpoint": str(checkpoint) if checkpoint else None,
+                                           "checkpoint_source": describe_source(vlm.config.source),
                                            "data": str(root), "allow_missing": allow_missing},
                     preset=cfg.preset, seed=cfg.seed, toy=toy_data,
                     provenance=provenance(adapter.loaded.fingerprint()),

@@ -21,10 +21,10 @@ from transformers import BertConfig, BertModel
 from ..errors import InputError
 from ..model import backbone as bb
 from ..model.vlm import VLM, VLMConfig
+from .source import SOURCE_KIND, describe
 
 PREFIX = "mmmodel.mm_encoder."
 TIED_ALIAS = "cls.predictions.word_embeddings.weight"   # VLM's view of the tied decoder (stored once)
-SOURCE_KIND = "MMPT"
 
 # bert-base-uncased, which VLM's BERT is (spec §3): GELU (exact), LayerNorm eps 1e-12.
 BERT_BASE = dict(vocab_size=30522, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
@@ -241,18 +241,6 @@ def sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def describe(source: dict) -> str | None:
-    """'converted from MMPT <file> (sha256 <12 hex>, fairseq step N, epoch E)' for a converted checkpoint."""
-    if not source or source.get("kind") != SOURCE_KIND:
-        return None
-    parts = [f"sha256 {str(source.get('sha256', ''))[:12]}"]
-    if source.get("fairseq_step") is not None:
-        parts.append(f"fairseq step {source['fairseq_step']}")
-    if source.get("fairseq_epoch") is not None:
-        parts.append(f"epoch {source['fairseq_epoch']}")
-    return f"converted from {SOURCE_KIND} {source.get('file')} ({', '.join(parts)})"
 
 
 def build_vlm(source: dict, bert: dict = BERT_BASE) -> VLM:

@@ -26,6 +26,8 @@ def result_label(r: Result) -> str:
     parts = [str(name)] if name else []
     parts += [f"preset={r.preset}"] if r.preset else []
     parts += [f"seed={r.seed}"] if r.seed is not None else []
+    if r.config.get("checkpoint_source"):  # e.g. the authors' released weights, converted
+        parts.append(f"(checkpoint: {r.config['checkpoint_source']})")
     return " ".join(parts) or r.task
 
 
