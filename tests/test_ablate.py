@@ -109,6 +109,17 @@ def test_cli_bad_key_is_one_line_exit_2(tmp_path):
     assert r.returncode == 2 and "unknown task 'nope'" in r.stderr
 
 
+def test_seeds_are_replicates_not_an_axis():
+    from vlmbench.ablate import seeds_axis
+
+    assert seeds_axis(["mmm=0,0.5", "seeds=0,1,2"]) == (["mmm=0,0.5", "seed=0,1,2"], True)
+    assert seeds_axis(["seed=0,1"]) == (["seed=0,1"], False)
+    with pytest.raises(InputError, match="not both"):
+        seeds_axis(["seed=0", "seeds=1,2"])
+    cells = make_cells(parse_grid(seeds_axis(["mmm=0,0.5", "seeds=0,1,2"])[0]), TASKS, "smoke", None)
+    assert len(cells) == 6 and len({c.key for c in cells}) == 6
+
+
 # ---- running grids -------------------------------------------------------------------------------------------
 
 def test_grid_runs_every_cell_then_tables_and_plots(reference):
@@ -131,9 +142,16 @@ def test_grid_runs_every_cell_then_tables_and_plots(reference):
     md = (out / "grid.md").read_text()
     assert "### msrvtt-retrieval" in md and "toy world" in md
     assert "msrvtt-retrieval" in summary.terminal
-    png = out / "plots" / "Rat1-vs-mmm.png"
+    png = out / "plots" / "R@1-vs-mmm.png"                          # the metric's own name, not "Rat1"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert not (out / "plots" / "Rat1-vs-steps.png").exists()   # steps held at one value: not an axis
+    svg = png.with_suffix(".svg").read_text()
+    assert "<svg" in svg and "R@1 vs mmm" in svg and "preset smoke" in svg and "toy world" in svg
+    assert not (out / "plots" / "R@1-vs-steps.png").exists()   # steps held at one value: not an axis
+    # the cells' results carry intervals, the markdown shows them, the CSV carries both bounds
+    assert {"R@1:lo", "R@1:hi"} <= set(grid.columns) and (grid["R@1:lo"] <= grid["R@1"]).all()
+    assert "±" in md and "R@1:lo" in csv.splitlines()[0]
+    # the second cell is compared with the first by a paired bootstrap on the same queries
+    assert grid["R@1:diff"].notna().iloc[1] and grid["R@1:sig"].iloc[1] in ("yes", "no")
 
 
 def test_rerun_skips_every_cell_at_once(reference):

@@ -183,9 +183,13 @@ def test_plot_metric_vs_key(tmp_path):
     rs = [make(task="youcook2-retrieval", metrics={"R@1": 10.0 + mmm * 10 + (n == 16)},
                config={"mmm": mmm, "min_text_len": n}) for mmm in (0.0, 0.3, 0.5) for n in (8, 16)]
     grid = grid_table(rs, ["mmm", "min_text_len"])
-    out = plot_metric_vs_key(grid, "mmm", "R@1", tmp_path / "plots" / "r1.png")
+    out = plot_metric_vs_key(grid, "mmm", "R@1", tmp_path / "plots" / "r1.png", preset="toy", toy=True)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert [p.name for p in out.parent.iterdir()] == ["r1.png"]
+    assert sorted(p.name for p in out.parent.iterdir()) == ["r1.png", "r1.svg"]
+    svg = out.with_suffix(".svg").read_text()
+    for text in ("R@1 vs mmm", "R@1 (%)", "preset toy", "toy world: not comparable", "min_text_len=8"):
+        assert text in svg, text
+
     with pytest.raises(InputError, match="no column"):
         plot_metric_vs_key(grid, "mmm", "CIDEr", tmp_path / "x.png")
 
@@ -231,3 +235,14 @@ def test_intervals_round_trip_and_validation(tmp_path):
     assert back.intervals["R@1"][0] == 10.0 and math.isnan(back.intervals["R@1"][1])
     with pytest.raises(InputError, match="intervals"):
         Result.from_dict({**d, "intervals": {"R@1": [1.0]}})
+
+
+def test_grid_table_seeds_mean_std_and_mean_bounds():
+    rs = [make(task="youcook2-retrieval", metrics={"R@1": v}, seed=s, intervals={"R@1": [v - 2, v + 2]},
+               config={"mmm": mmm}) for mmm, vals in ((0.0, (10.0, 12.0, 14.0)), (0.5, (20.0, 20.0, 23.0)))
+          for s, v in enumerate(vals)]
+    grid = grid_table(rs, ["mmm"])
+    assert list(grid.n) == [3, 3] and list(grid["R@1"]) == [12.0, 21.0]
+    assert grid["R@1:std"].tolist() == pytest.approx([2.0, 3 ** 0.5])
+    assert grid["R@1:lo"].tolist() == [10.0, 19.0] and grid["R@1:hi"].tolist() == [14.0, 23.0]
+    assert "R@1:diff" not in grid.columns          # several runs per cell: no single paired difference

@@ -409,7 +409,7 @@ def render_grid(grid: pd.DataFrame, varied: Sequence[str], toy: bool, fmt: str, 
     from .reporting.tables import grid_tables
 
     headline = {t: _headline(grid, t) for t in grid["task"].unique()} if len(grid) else {}
-    tables = grid_tables(grid, varied, headline, ci=ci)
+    tables = grid_tables(grid, varied, headline, ci=ci, compact=fmt == "terminal")
     note = f"ablation grid: {TOY_NOTE}" if toy else ""
     if fmt == "terminal":
         return render.terminal(tables, heading=note)

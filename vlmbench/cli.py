@@ -308,11 +308,14 @@ def suite(
 def report(
     results: List[Path] = typer.Argument(..., help="result.json files or folders (searched recursively)"),
     against: str = typer.Option("paper", help="paper: the paper's Tables 2-7 rows beside ours | none"),
-    format: str = typer.Option("terminal", "--format", help="terminal | markdown | csv | json"),
+    format: str = typer.Option("terminal", "--format", help="terminal | markdown | csv | json | html"),
     ci: bool = typer.Option(False, "--ci", help="show each metric as value ± half-width of its 95% bootstrap "
                                                 "interval (CSV and JSON always carry both bounds)"),
+    out: Optional[Path] = typer.Option(None, "--out", help="write the report to this file instead of stdout "
+                                                           "(html: one self-contained page)"),
 ):
     """Our results per task beside the paper's rows and any floor baselines; toy results are labelled."""
+    from .io import write_text
     from .reporting.result import load_results
     from .reporting.tables import report as render
 
@@ -321,7 +324,16 @@ def report(
     loaded = load_results(results)
     if not loaded:
         raise InputError("no result files found", path=", ".join(map(str, results)))
-    out_console_write(render(loaded, against=None if against == "none" else "paper", fmt=format, ci=ci))
+    if format == "html":
+        from .reporting.html import html_report
+
+        text = html_report(loaded, results, against=None if against == "none" else "paper")
+    else:
+        text = render(loaded, against=None if against == "none" else "paper", fmt=format, ci=ci)
+    if out is None:
+        out_console_write(text)
+    else:
+        say(f"Report: {write_text(out, text)}")
 
 
 def _compare_help() -> str:

@@ -10,14 +10,27 @@ from matplotlib.figure import Figure
 
 from vlmbench.errors import InputError
 from vlmbench.io import atomic_write
+from vlmbench.reporting.render import RANK_METRICS
+
+
+def unit(metric: str) -> str:
+    """The axis unit of a metric as vlmbench reports it."""
+    base = metric.split("/")[0]
+    if base in RANK_METRICS:
+        return "rank (lower is better)"
+    if base == "CIDEr":
+        return "CIDEr-D, raw (paper scale)"
+    return "%"
 
 
 def plot_metric_vs_key(
-    df: pd.DataFrame, key: str, metric: str, out_png: str | Path, other_keys: Sequence[str] | None = None
+    df: pd.DataFrame, key: str, metric: str, out_png: str | Path, other_keys: Sequence[str] | None = None,
+    preset: str | None = None, toy: bool = False,
 ) -> Path:
-    """Plot `metric` against `key` from a grid_table() frame; paper values (column `paper:<metric>`)
-    are drawn as crosses. other_keys defaults to the grid's other varied keys (plus task when
-    the grid holds several tasks)."""
+    """Plot `metric` against `key` from a grid_table() frame (mean over seeds, with ±std error bars when the
+    grid has `<metric>:std`); paper values (column `paper:<metric>`, Tables 8/9) are drawn as black crosses.
+    other_keys defaults to the grid's other varied keys (plus task when the grid holds several tasks).
+    Writes the PNG and an SVG beside it; returns the PNG's path."""
     for col in (key, metric):
         if col not in df.columns:
             raise InputError(f"no column {col!r} in the grid (columns: {', '.join(map(str, df.columns))})")
@@ -44,18 +57,31 @@ def plot_metric_vs_key(
         g = g.sort_values(key, key=lambda s: s.astype(float) if numeric else s.astype(str).map(categories.index))
         values = values if isinstance(values, tuple) else (values,)
         label = ", ".join(f"{k}={v}" for k, v in zip(other_keys, values)) or metric
-        ax.plot(xs(g[key]), list(g[metric]), marker="o", label=label)
+        std = g[f"{metric}:std"].fillna(0).tolist() if f"{metric}:std" in g.columns else None
+        ax.errorbar(xs(g[key]), list(g[metric]), yerr=std, marker="o", capsize=3,
+                    label=label + (" (mean ± std over seeds)" if std and any(std) else ""))
         if paper_col in g.columns and g[paper_col].notna().any():
             p = g[g[paper_col].notna()]
             ax.scatter(xs(p[key]), list(p[paper_col]), marker="x", color="black",
                        label=None if paper_drawn else "paper")
             paper_drawn = True
-    if not numeric:
+    if numeric:   # ticks at the grid's values, not matplotlib's round numbers
+        values = sorted(set(data[key].astype(float)))
+        ax.set_xticks(values, [f"{v:g}" for v in values])
+    else:
         ax.set_xticks(range(len(categories)), categories)
+    tasks = ", ".join(dict.fromkeys(data["task"])) if "task" in data.columns else ""
+    ax.set_title(f"{metric} vs {key}" + (f" — {tasks}" if tasks else ""), fontsize="medium")
+    stamp = " · ".join(x for x in (f"preset {preset}" if preset else "",
+                                   "toy world: not comparable with published numbers" if toy else "") if x)
+    if stamp:
+        fig.text(0.99, 0.01, stamp, ha="right", va="bottom", fontsize="x-small", color="dimgray")
     ax.set_xlabel(key)
-    ax.set_ylabel(metric)
+    ax.set_ylabel(f"{metric} ({unit(metric)})")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="small")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
     # atomic_write: temp file in the same folder, then os.replace
+    out_png = Path(out_png)
+    atomic_write(out_png.with_suffix(".svg"), lambda tmp: fig.savefig(tmp, format="svg"))
     return atomic_write(out_png, lambda tmp: fig.savefig(tmp, format="png"))

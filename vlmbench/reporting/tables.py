@@ -170,28 +170,40 @@ def _paper_match(task: str, cell: dict[str, Any], config: dict[str, Any]) -> pd.
     return None
 
 
-def grid_table(results: Sequence[Result], varied_keys: Sequence[str]) -> pd.DataFrame:
-    """One row per (task, varied-key values) cell: mean metrics over seeds (n = runs), plus the
-    matching paper Table 8/9 row as `paper` (its label) and `paper:<metric>` columns."""
+def grid_table(results: Sequence[Result], varied_keys: Sequence[str], paired: bool = True) -> pd.DataFrame:
+    """One row per (task, varied-key values) cell: mean metrics over seeds (n = runs) with their std
+    (`<metric>:std`, n > 1) and the runs' mean interval bounds (`<metric>:lo/hi`), the matching paper Table 8/9
+    row as `paper` (its label) and `paper:<metric>` columns, and, for one run per cell with per-example values
+    saved, the paired bootstrap difference against the task's first cell (`<metric>:diff`, `:diff:lo/hi`,
+    `:sig` yes/no: significant only when the interval excludes 0)."""
     runs = [r for r in results if not r.baseline]
     records = []
     for r in runs:
         cell = {k: _hashable(config_value(r.config, k)) for k in varied_keys}
-        records.append({"task": r.task, **cell, **r.metrics, "_config": r.config})
+        bounds = {f"{m}:{side}": b for m, (lo, hi) in r.intervals.items() for side, b in (("lo", lo), ("hi", hi))}
+        records.append({"task": r.task, **cell, **r.metrics, **bounds, "_config": r.config, "_result": r})
     if not records:
         return pd.DataFrame(columns=["task", *varied_keys, "n"])
     df = pd.DataFrame(records)
-    metrics = [c for c in df.columns if c not in ("task", "_config", *varied_keys)]
     keys = ["task", *varied_keys]
-    out = []
+    metrics = list(dict.fromkeys(m for r in runs for m in r.metrics))
+    bound_cols = [c for c in df.columns if str(c).endswith((":lo", ":hi"))]
+    out, firsts = [], {}
     for cell_values, g in df.groupby(keys, sort=False, dropna=False):
         row = dict(zip(keys, cell_values))
         row["n"] = len(g)
         row.update(g[metrics].mean(numeric_only=True).to_dict())
+        if len(g) > 1:
+            row.update({f"{m}:std": v for m, v in g[metrics].std(ddof=1, numeric_only=True).to_dict().items()})
+        row.update(g[bound_cols].mean(numeric_only=True).to_dict())
         match = _paper_match(row["task"], {k: row[k] for k in varied_keys}, g["_config"].iloc[0])
         if match is not None:
             row["paper"] = f"Table {match['table'].iloc[0]}: {match['method'].iloc[0]}"
             row.update({f"paper:{m}": v for m, v in zip(match["metric"], match["value"])})
+        if paired and len(g) == 1:
+            first = firsts.setdefault(row["task"], g["_result"].iloc[0])
+            if first is not g["_result"].iloc[0]:
+                row.update(_paired_columns(g["_result"].iloc[0], first))
         out.append(row)
     grid = pd.DataFrame(out)
     grid.attrs["varied_keys"] = list(varied_keys)
@@ -199,40 +211,59 @@ def grid_table(results: Sequence[Result], varied_keys: Sequence[str]) -> pd.Data
     return grid
 
 
+def _paired_columns(new: Result, first: Result) -> dict[str, Any]:
+    from vlmbench.reporting.compare import _paired
+
+    cols: dict[str, Any] = {}
+    for m, p in _paired(new, first).items():
+        cols.update({f"{m}:diff": p["diff"], f"{m}:diff:lo": p["lo"], f"{m}:diff:hi": p["hi"],
+                     f"{m}:sig": "yes" if p["significant"] else "no"})
+    return cols
+
+
 def _hashable(v: Any) -> Any:
     return json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else v
 
 
+PAIRED_NOTE = "Δ: paired bootstrap difference against the task's first cell (same test examples); * = its 95% interval excludes 0"
+
+
 def grid_tables(grid: pd.DataFrame, varied: Sequence[str], headline: dict[str, list[str]],
-                ci: bool = False) -> list[render.Table]:
-    """Per task: one row per cell, each headline metric followed by the paper's value where a row matched
-    (and, when the grid has them, the seeds' std and the paired difference against the first cell)."""
+                ci: bool = False, compact: bool = False) -> list[render.Table]:
+    """Per task: one row per cell, the keys that take more than one value, each headline metric followed by
+    the seeds' std, the paper's value where a row matched and the paired difference against the first cell.
+    compact (the terminal): no cell-hash column, and the matched paper rows named in the note instead of a
+    column, so the table fits a normal terminal."""
     tables = []
     for task, g in grid.groupby("task", sort=False):
         metrics = [m for m in headline.get(task, []) if m in g.columns]
         with_paper = "paper" in g.columns and g["paper"].notna().any()
-        cols, shown_metrics, metric_of = [c for c in ("cell",) if c in g.columns] + list(varied), [], {}
+        axes = [k for k in varied if g[k].astype(str).nunique() > 1] or list(varied)
+        cols = [c for c in ("cell",) if c in g.columns and not compact] + axes
+        shown_metrics, metric_of, names = [], {}, {"paper": "paper row"}
         if "n" in g.columns and (g["n"] > 1).any():
             cols.append("n")
         for m in metrics:
             cols.append(m)
             shown_metrics.append(m)
-            for extra, label in ((f"{m}:std", f"std {m}"), (f"paper:{m}", f"paper {m}"),
-                                 (f"{m}:diff", f"Δ {m}"), (f"{m}:sig", f"sig {m}")):
-                if extra in g.columns and (with_paper or not extra.startswith("paper")) and g[extra].notna().any():
+            for extra, label in ((f"{m}:std", f"std {m}"), (f"paper:{m}", f"paper {m}"), (f"{m}:diff", f"Δ {m}")):
+                if extra in g.columns and g[extra].notna().any():
                     cols.append(extra)
-                    if not extra.endswith(":sig"):
-                        shown_metrics.append(extra)
-                        metric_of[extra] = m
-        if with_paper:
+                    shown_metrics.append(extra)
+                    metric_of[extra], names[extra] = m, label
+        if with_paper and not compact:
             cols.append("paper")
         bounds = [c for m in shown_metrics for c in (f"{m}:lo", f"{m}:hi") if c in g.columns]
         view = render.cells(g[cols + bounds], shown_metrics, ci=ci, metric_of=metric_of,
                             signed=[c for c in shown_metrics if c.endswith(":diff")])[cols]
-        names = {f"{m}:std": f"std {m}" for m in metrics} | {f"paper:{m}": f"paper {m}" for m in metrics}
-        names |= {f"{m}:diff": f"Δ {m} vs first" for m in metrics} | {f"{m}:sig": f"sig {m}" for m in metrics}
-        names |= {"paper": "paper row"}
-        view = view.rename(columns=names)
-        tables.append(render.Table(view, title=f"ablation: {task}",
+        for m in metrics:          # significance as a star on the difference
+            if f"{m}:diff" in view.columns and f"{m}:sig" in g.columns:
+                view[f"{m}:diff"] = [v + ("*" if sig == "yes" else "") for v, sig in zip(view[f"{m}:diff"], g[f"{m}:sig"])]
+        notes = [PAIRED_NOTE] if any(c.endswith(":diff") for c in cols) else []
+        if with_paper and compact:
+            notes.append("paper rows: " + "; ".join(
+                f"{' '.join(f'{k}={row[k]}' for k in axes)}: {row['paper']}"
+                for _, row in g.iterrows() if isinstance(row.get("paper"), str)))
+        tables.append(render.Table(view.rename(columns=names), title=task, note="\n".join(notes),
                                    numeric=[names.get(c, c) for c in shown_metrics]))
     return tables
