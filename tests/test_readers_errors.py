@@ -68,6 +68,12 @@ CASES = {
                             youcook2.load_retrieval_test, "line 2: expected 5 columns"),
     "coin step 900": ("coin.json", _coin(id="900"), coin.load_coin,
                       "video v1 annotation 0: step id 900 outside 1..778"),
+    "coin negative segment": ("coin.json", _coin(segment=[-2.0, 3.5]), coin.load_coin,
+                              "video v1 annotation 0: bad segment [-2.0, 3.5] (needs 0 <= start <= end)"),
+    "h100m csv negative start": ("v.csv", "start,end,text\n-1,2,a\n", howto100m.load_captions,
+                                 "line 2: start -1 is negative"),
+    "h100m json negative start": ("c.json", '{"v": {"start": [-0.5], "end": [1], "text": ["a"]}}',
+                                  howto100m.load_captions, "video v item 0: start -0.5 is negative"),
     "coin step text": ("coin.json", _coin(id="abc"), coin.load_coin, "step id 'abc' is not an integer"),
     "coin segment": ("coin.json", _coin(segment=[1.0, "x"]), coin.load_coin, "is not a finite number"),
     "coin bad json": ("coin.json", "[1, 2", coin.load_coin, "not valid JSON"),
@@ -312,3 +318,17 @@ def test_pretraining_skips_are_counted_and_reported(tmp_path):
     with pytest.raises(InputError, match=r"none of the 1 captioned videos is usable \(skipped 1 of 1 captioned "
                                          r"videos: 1 whose captions are all empty\)"):
         howto100m.usable({"empty": howto100m.load_captions(caps)["empty"]}, store)
+
+
+def test_pretraining_finds_nan_in_a_kept_feature_file_by_row(tmp_path):
+    caps = tmp_path / "captions"
+    caps.mkdir()
+    (caps / "a.csv").write_text("start,end,text\n0,2,cut the onion\n")
+    (caps / "b.csv").write_text("start,end,text\n0,2,wash the pan\n")
+    store = _features(tmp_path / "features", a=6, b=40)
+    arr = np.ones((40, 512), np.float32)
+    arr[33, 0] = np.nan                                   # far past any clip of the one caption
+    np.save(tmp_path / "features" / "b.npy", arr)
+    with pytest.raises(InputError) as e:
+        howto100m.usable(howto100m.load_captions(caps), FeatureStore(tmp_path / "features"))
+    assert str(e.value) == f"{tmp_path / 'features' / 'b.npy'}: row 33 contains NaN/inf"

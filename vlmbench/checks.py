@@ -46,8 +46,9 @@ def check_task(spec: registry.TaskSpec, root: Path, allow_missing: bool = False)
         return CheckRow(spec.name, MISSING, "missing: " + ", ".join(missing))
     if spec.feature_dir(root).is_dir() and not len(FeatureStore(spec.feature_dir(root))):
         return CheckRow(spec.name, MISSING, f"no feature files (<video_id>.npy) in {spec.feature_dir(root)}")
-    adapter = spec.adapter_class()(spec, run_config(spec, "paper"), root, allow_missing=True, say=lambda s: None)
     try:
+        adapter = spec.adapter_class()(spec, run_config(spec, "paper"), root, allow_missing=True,
+                                       say=lambda s: None)
         adapter.load()
         store = adapter.loaded.features
         if store is not None:

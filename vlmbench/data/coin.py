@@ -77,8 +77,8 @@ def _segment(vid: str, i: int, ann: object, path: Path) -> CoinSegment:
     if not (isinstance(seg, list) and len(seg) == 2):
         raise InputError(f"{where}: segment is not [start, end]", path=path)
     start, end = (_number(x, f"{where}: segment", path) for x in seg)
-    if start > end:
-        raise InputError(f"{where}: start {start} > end {end}", path=path)
+    if not 0 <= start <= end:
+        raise InputError(f"{where}: bad segment [{start}, {end}] (needs 0 <= start <= end)", path=path)
     return CoinSegment(step, start, end, str(ann["label"]))
 
 

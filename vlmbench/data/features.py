@@ -108,10 +108,11 @@ class FeatureStore:
         """Size, sha256 and first non-finite row of the file (read once per (size, mtime))."""
         return self.scans([vid])[vid]
 
-    def scans(self, ids: Iterable[str]) -> dict[str, Scan]:
-        """`scan` for many ids, reading the on-disk cache once and writing it back once."""
+    def scans(self, ids: Iterable[str], disk_cache: bool = True) -> dict[str, Scan]:
+        """`scan` for many ids, reading the on-disk cache once and writing it back once (disk_cache=False: this
+        process's memory only, for a corpus of a million files scanned in parallel shards)."""
         ids = list(ids)
-        disk = _read_cache(self.folder)
+        disk = _read_cache(self.folder) if disk_cache else {}
         out, changed = {}, False
         for vid in ids:
             path = self.path(vid)
@@ -131,13 +132,13 @@ class FeatureStore:
                     changed = True
                 _SCANS[key] = hit
             out[vid] = hit
-        if changed:
+        if changed and disk_cache:
             _write_cache(self.folder, disk)
         return out
 
-    def check_finite(self, ids: Iterable[str]) -> None:
+    def check_finite(self, ids: Iterable[str], disk_cache: bool = True) -> None:
         """InputError naming the file and row of the first NaN/inf in any of these files."""
-        for vid, sc in self.scans(ids).items():
+        for vid, sc in self.scans(ids, disk_cache).items():
             if sc.bad_row is not None:
                 raise InputError(f"row {sc.bad_row} contains NaN/inf", path=self.path(vid))
 

@@ -4,7 +4,7 @@
 - A folder of per-video `<vid>.csv` files with header `start,end,text` (the caption release).
   A single `<vid>.csv` file is read as a one-video folder.
 
-Rolling ASR windows overlap, so start/end are not required to be monotonic; only start <= end.
+Rolling ASR windows overlap, so start/end are not required to be monotonic; only 0 <= start <= end.
 """
 from __future__ import annotations
 
@@ -64,6 +64,8 @@ def _read_csv(path: Path) -> Captions:
         texts.append(row[2])
         if starts[-1] > ends[-1]:
             raise InputError(f"{where}: start {row[0]} > end {row[1]}", path=path)
+        if starts[-1] < 0:
+            raise InputError(f"{where}: start {row[0]} is negative", path=path)
     return _captions(starts, ends, texts)
 
 
@@ -90,6 +92,8 @@ def _json_entry(vid: str, entry: object, path: Path) -> Captions:
     for i, (s, e) in enumerate(zip(starts, ends)):
         if s > e:
             raise InputError(f"video {vid} item {i}: start {s} > end {e}", path=path)
+        if s < 0:
+            raise InputError(f"video {vid} item {i}: start {s} is negative", path=path)
     texts = []
     for i, t in enumerate(text):
         if t is None or (isinstance(t, float) and math.isnan(t)):
@@ -144,9 +148,11 @@ class Usable:
         return line or None
 
 
-def usable(captions: dict[str, Captions], store: FeatureStore) -> Usable:
+def usable(captions: dict[str, Captions], store: FeatureStore, allow_empty: bool = False) -> Usable:
     """Videos with a feature file and some non-empty caption, keeping only captions that start inside
-    the features (a clip from a caption past the end would have no video). Reads feature headers only."""
+    the features (a clip from a caption past the end would have no video). Every kept feature file is then
+    read whole (NaN/inf by file and row): the feature store's one rule, applied once, when the corpus is prepared.
+    allow_empty: return an empty result instead of failing (one shard of a prepared corpus may have none)."""
     skipped = dict.fromkeys(("videos_no_features", "videos_empty_captions", "videos_past_features",
                              "captions_past_features"), 0)
     kept: dict[str, Captions] = {}
@@ -167,8 +173,9 @@ def usable(captions: dict[str, Captions], store: FeatureStore) -> Usable:
                 skipped["videos_past_features"] += 1
                 continue
         kept[vid] = cap
+    store.check_finite(sorted(kept), disk_cache=False)
     result = Usable(kept, skipped)
-    if not kept:
+    if not kept and not allow_empty:
         raise InputError(f"none of the {len(captions)} captioned videos is usable ({result.report()})",
                          path=store.folder)
     return result
