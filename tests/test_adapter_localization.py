@@ -74,11 +74,11 @@ def test_long_video_scores_are_window_means(tmp_path, vlm):
     feats = np.random.default_rng(1).standard_normal((40, 512)).astype(np.float32)
     with torch.no_grad():
         got = adapter.video_logits(vlm, "t1", feats)
-        first = _full_forward_scores(vlm, feats[0:32])      # windows (0, 32) and (8, 40) at stride 16
-        last = _full_forward_scores(vlm, feats[8:40])
+        first = _full_forward_scores(vlm, feats[0:32])      # windows (0, 32) and (16, 40) at stride 16
+        last = _full_forward_scores(vlm, feats[16:40])
     want = np.zeros((40, 3))
-    want[:8], want[32:] = first[:8], last[24:]
-    want[8:32] = (first[8:32] + last[0:24]) / 2
+    want[:16], want[32:] = first[:16], last[16:]
+    want[16:32] = (first[16:32] + last[0:16]) / 2
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
@@ -89,10 +89,10 @@ def test_bce_loss_on_valid_frames(tmp_path, vlm):
     with torch.no_grad():
         loss = adapter.loss(vlm, ("t1", feats, y))
         first = torch.from_numpy(_full_forward_scores(vlm, feats[0:32]))
-        last = torch.from_numpy(_full_forward_scores(vlm, feats[8:40]))
-        # overlapping seconds are simply repeated (64 frames x 3 steps)
+        last = torch.from_numpy(_full_forward_scores(vlm, feats[16:40]))
+        # overlapping seconds are simply repeated (56 frames x 3 steps)
         want = torch.nn.functional.binary_cross_entropy_with_logits(
-            torch.cat([first, last]), torch.from_numpy(np.concatenate([y[0:32], y[8:40]])).float())
+            torch.cat([first, last]), torch.from_numpy(np.concatenate([y[0:32], y[16:40]])).float())
     assert float(loss) == pytest.approx(float(want), rel=1e-4)
 
 

@@ -45,9 +45,9 @@ def _adapter(tmp_path, **pairs) -> SegmentationAdapter:
 def test_windows_spans_padding_and_targets():
     feats = np.arange(50 * 512, dtype=np.float32).reshape(50, 512)
     win = windows.make_windows(feats, 32, 16)
-    assert win.spans == [(0, 32), (16, 48), (18, 50)]
-    assert win.video.shape == (3, 32, 512) and win.vmask.all()
-    assert torch.equal(win.video[2, 0], torch.from_numpy(feats[18]))
+    assert win.spans == [(0, 32), (16, 48), (32, 50)]   # the tail starts at 32: <= 32 s left
+    assert win.video.shape == (3, 32, 512) and win.vmask[:2].all() and win.video[2, 18:].abs().sum() == 0
+    assert torch.equal(win.video[2, 0], torch.from_numpy(feats[32])) and win.vmask[2].sum() == 18
     short = windows.make_windows(feats[:20], 32, 16)
     assert short.spans == [(0, 20)] and short.vmask.sum() == 20 and short.video[0, 20:].abs().sum() == 0
     t = windows.window_targets(np.arange(20), short, -100)
@@ -63,7 +63,7 @@ def test_window_averaging_matches_hand_computation(tmp_path, model):
         got = adapter.video_logits(model, feats)
         # By hand: each window alone, then per second the mean over the windows that cover it.
         per_window = {}
-        for s, e in [(0, 32), (16, 48), (18, 50)]:
+        for s, e in [(0, 32), (16, 48), (32, 50)]:
             video = torch.zeros(1, 32, 512)
             video[0, : e - s] = torch.from_numpy(feats[s:e])
             vmask = torch.zeros(1, 32, dtype=torch.bool)
@@ -71,7 +71,7 @@ def test_window_averaging_matches_hand_computation(tmp_path, model):
             per_window[s] = model.classifier(model.vlm.forward_video(video, vmask)[0, : e - s]).numpy()
     want = np.zeros((50, coin.NUM_CLASSES))
     for t in range(50):
-        covering = [per_window[s][t - s] for s, e in [(0, 32), (16, 48), (18, 50)] if s <= t < e]
+        covering = [per_window[s][t - s] for s, e in [(0, 32), (16, 48), (32, 50)] if s <= t < e]
         want[t] = np.mean(covering, axis=0)
     assert got.shape == (50, coin.NUM_CLASSES)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)

@@ -28,6 +28,8 @@ from ..model.generate import BOS_ID, PROMPT_LEN, generate, lm_logits
 from ..model.layout import MAX_TEXT_TOKENS, MAX_VIDEO_LEN, TEXT_SLOTS, TEXT_START
 from ..model.text import PAD_ID, SEP_ID, tokenize
 from .base import Adapter
+from .overlap import refuse_overlap
+from .protocol import batch_counts, protocol_conventions
 
 IGNORE = -100
 CAPTIONS_CSV = "captions.csv"
@@ -79,6 +81,8 @@ class CaptioningAdapter(Adapter):
         self.test_clips = self.cap(test, self.cfg.max_test)
         if not self.test_clips:
             raise InputError("no annotated segments in the listed validation videos", path=self.paths["val_list"])
+        refuse_overlap({c.vid for c in self.train_clips}, {c.vid for c in self.test_clips},
+                       self.paths["train_list"], self.paths["val_list"])
         self._store = store
         self.tokenizer = bb.tokenizer(self.cfg.backbone)   # every backbone shares the uncased vocabulary
         self.train_tokens = tokenize(self.tokenizer, [c.text for c in self.train_clips])
@@ -86,7 +90,8 @@ class CaptioningAdapter(Adapter):
         self.references = [self.decode_text(t) for t in tokenize(self.tokenizer, [c.text for c in self.test_clips])]
         self.loaded.counts.update(train_clips=len(self.train_clips), test_clips=len(self.test_clips),
                                   train_videos=len({c.vid for c in self.train_clips}),
-                                  test_videos=len({c.vid for c in self.test_clips}))
+                                  test_videos=len({c.vid for c in self.test_clips}),
+                                  **batch_counts(self.family, self.cfg.batch_size))
         self.loaded.annotation_files = [ann_path, self.paths["train_list"], self.paths["val_list"]]
         self.loaded.feature_ids = sorted({c.vid for c in self.train_clips + self.test_clips})
 
@@ -109,11 +114,19 @@ class CaptioningAdapter(Adapter):
         return math.ceil(len(self.train_clips) / self.cfg.batch_size) if self.train_clips else 0
 
     def train_batches(self, epoch: int, rng: np.random.Generator) -> Iterator[dict[str, torch.Tensor]]:
-        order = rng.permutation(len(self.train_clips))
+        return self._batches(self.train_clips, self.train_tokens, rng.permutation(len(self.train_clips)))
+
+    def test_loss_batches(self) -> Iterator[dict[str, torch.Tensor]]:
+        """Teacher-forced batches of the TEST clips (select=best-of-epochs: the reference's checkpoint_best.pt
+        is picked by the loss on YouCook2 val, the scored split)."""
+        tokens = tokenize(self.tokenizer, [c.text for c in self.test_clips])
+        return self._batches(self.test_clips, tokens, np.arange(len(self.test_clips)))
+
+    def _batches(self, clips, tokens, order) -> Iterator[dict[str, torch.Tensor]]:
         for s in range(0, len(order), self.cfg.batch_size):
             idx = order[s: s + self.cfg.batch_size]
-            video, vmask = self.videos([self.train_clips[i] for i in idx])
-            ids, mask, labels = teacher_forcing([self.train_tokens[i] for i in idx])
+            video, vmask = self.videos([clips[i] for i in idx])
+            ids, mask, labels = teacher_forcing([tokens[i] for i in idx])
             yield {"video": video, "vmask": vmask, "ids": ids.to(self.device), "mask": mask.to(self.device),
                    "labels": labels.to(self.device)}
 
@@ -165,7 +178,21 @@ class CaptioningAdapter(Adapter):
             "(no early stopping, no n-gram blocking); KV-cached, identical to full recomputation")
         conventions["text"] = ("hypotheses and references are tokenizer.decode(skip_special_tokens=True) strings "
                                "(lower-cased, WordPieces joined, punctuation glued); references cut to 61 tokens")
+        conventions.update(protocol_conventions(cls.family, cfg))
         return metrics, conventions
+
+    @classmethod
+    def examples(cls, preds: dict[str, np.ndarray], cfg: dict[str, Any]):
+        """Per test clip: the reference (`target`) and the decoded hypothesis (`prediction`), with its CIDEr-D
+        (`score`, the per-clip value the corpus CIDEr averages) when the predictions carry it."""
+        from .base import json_number
+
+        cider = preds.get("example:cider")
+        for i, (clip, hyp, ref) in enumerate(zip(preds["ids"], preds["hypotheses"], preds["references"])):
+            row = {"id": str(clip), "target": str(ref), "prediction": str(hyp)}
+            if cider is not None:
+                row["score"] = json_number(cider[i])
+            yield row
 
     def extra_outputs(self, preds: dict[str, np.ndarray], out_dir: Path) -> dict[str, Any]:
         """captions.csv, worst clip first by per-clip CIDEr-D (the paper's Table 11 error analysis)."""

@@ -22,6 +22,8 @@ from ..model.text import encode
 from ..model.vlm import VLM
 from . import windows
 from .base import Adapter
+from .overlap import refuse_overlap
+from .protocol import batch_counts, protocol_conventions
 
 
 class LocalizationAdapter(Adapter):
@@ -50,6 +52,8 @@ class LocalizationAdapter(Adapter):
                              "annotated videos with features)", path=release)
         self.train = self.cap(train, self.cfg.max_train) if not self.cfg.zeroshot else []
         self.test = self.cap(test, self.cfg.max_test)
+        refuse_overlap({v for _, v in self.train}, {v for _, v in self.test}, f"{release / ct.VIDEOS} (train split)",
+                       f"{release / ct.VIDEOS} (test split)")
         self._targets: dict[ct.TaskVideo, np.ndarray] = {}
         for tv in self.train + self.test:
             n = store.n_seconds(tv.vid)
@@ -59,7 +63,8 @@ class LocalizationAdapter(Adapter):
             spans = ct.read_annotation(ct.annotation_path(release, *tv), n_steps=k)
             self._targets[tv] = loc.crosstask_targets(n, k, [tuple(s) for s in spans])
         self.loaded.counts.update(train_videos=len(self.train), test_videos=len(self.test),
-                                  test_tasks=len({t for t, _ in self.test}))
+                                  test_tasks=len({t for t, _ in self.test}),
+                                  **batch_counts(self.family, self.cfg.batch_size))
         self.loaded.annotation_files = [release / ct.PRIMARY, release / ct.RELATED, release / ct.VIDEOS,
                                         release / ct.VIDEOS_VAL,
                                         *sorted(ct.annotation_path(release, *tv) for tv in self.train + self.test)]
@@ -90,6 +95,12 @@ class LocalizationAdapter(Adapter):
             tv = self.train[i]
             yield tv.task, self._store.load(tv.vid), self._targets[tv]
 
+    def test_loss_batches(self) -> Iterator[Any]:
+        """The training loss's batches over the TEST videos (select=best-of-epochs: the reference's
+        checkpoint_best.pt is picked on test_vids)."""
+        for tv in self.test:
+            yield tv.task, self._store.load(tv.vid), self._targets[tv]
+
     def window_logits(self, vlm: VLM, task: str, win: windows.Windows, chunk: int = 0) -> torch.Tensor:
         """(W, 32, K): frame states · pooled step states. Each step text runs alone through the text half (the
         reference pairs it with one zero video token, which the isolated mask hides from the text)."""
@@ -98,10 +109,10 @@ class LocalizationAdapter(Adapter):
         return windows.frame_states(vlm, win, chunk) @ steps.T
 
     def loss(self, module: nn.Module, batch: Any) -> torch.Tensor:
-        """BCE-with-logits on every valid frame of every window (windows at the test stride overlap, so
-        seconds repeat, as in the reference's training)."""
+        """BCE-with-logits on every valid frame of every window (windows at the training stride, 16 in the
+        paper recipe as at test, overlap, so seconds repeat, as in the reference's training)."""
         task, feats, y = batch
-        win = windows.make_windows(feats, self.cfg.window, self.cfg.stride).to(self.device)
+        win = windows.make_windows(feats, self.cfg.window, self.cfg.train_stride).to(self.device)
         logits = self.window_logits(module, task, win)
         target = torch.from_numpy(windows.window_targets(y, win, 0)).to(self.device)
         valid = win.vmask
@@ -140,11 +151,29 @@ class LocalizationAdapter(Adapter):
             "scores": "per-second logits = last-layer isolated video-frame states · mean-pooled step-text states "
                       "(dot product, no normalisation), averaged over 32-s windows at the test stride, then "
                       "log-softmax over the task's steps",
+            **protocol_conventions(cls.family, cfg),
+            "windows": f"sliding windows of {cfg.get('window', 32)} s, stride {cfg.get('train_stride', 16)} in "
+                       f"training and {cfg.get('stride', 16)} at test; the last window starts at the first stride "
+                       f"position with <= {cfg.get('window', 32)} s left and ends at the video end",
             "per_task": "per-task recall of the primary tasks is reported as metrics recall/<task id>",
             "random_floor": f"{floor:.2f} (expected recall of a uniformly random strictly increasing "
                             "one-frame-per-step assignment on these test videos, mean over the same tasks)",
         }
         return metrics, conventions
+
+    @classmethod
+    def examples(cls, preds: dict[str, np.ndarray], cfg: dict[str, Any]):
+        """Per test video, one entry per step in the task's order: `target` its annotated seconds, `prediction`
+        the DP's frame (None: no frame, when T < K), `hit`; `hits` / `annotated_steps` are what recall pools."""
+        tasks, ids, y_true, y_pred, primary = unpack_matrices(preds)
+        for task, vid, yt, yp in zip(tasks, ids, y_true, y_pred):
+            target = [np.flatnonzero(yt[:, k]).tolist() for k in range(yt.shape[1])]
+            chosen = [np.flatnonzero(yp[:, k]) for k in range(yp.shape[1])]
+            frame = [int(c[0]) if len(c) else None for c in chosen]
+            hit = [f is not None and bool(yt[f, k]) for k, f in enumerate(frame)]
+            yield {"id": vid, "task": task, "primary": task in primary, "frames": int(yt.shape[0]),
+                   "target": target, "prediction": frame, "hit": hit, "hits": sum(hit),
+                   "annotated_steps": sum(bool(t) for t in target)}
 
 
 def random_recall(per_video: list[tuple[str, np.ndarray, np.ndarray]], primary: list[str]) -> float:

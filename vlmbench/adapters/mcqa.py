@@ -1,6 +1,7 @@
 """MSR-VTT multiple choice (5 candidate sentences per video): the reference's vttqa.
 
-There is no MC training set: the model is fine-tuned on the MSR-VTT retrieval training data (9k split, a random
+There is no MC training set: the model is fine-tuned on the MSR-VTT training videos (the official train + validate
+videos of MSRVTT_data.json, the 7k-style list the reference uses; the 9k list holds ~1,990 MC test videos; a random
 caption per access) with the V2T contrastive loss (softmax over the batch's texts per video). At test time each
 video is encoded once and each candidate once; score_k = dot(pooled_video, pooled_text_k), prediction = argmax.
 (The reference repeats each video 5 times through the isolated model; the pooled vectors are identical.)
@@ -15,6 +16,8 @@ from torch import nn
 
 from ..data import msrvtt
 from ..metrics.qa import CONVENTIONS, mcqa_accuracy
+from .overlap import refuse_overlap
+from .protocol import batch_counts, protocol_conventions
 from .pairs import ContrastiveAdapter, Progress, VideoClip, encode_clips, encode_texts, load_msrvtt_train, unique
 
 
@@ -33,8 +36,12 @@ class MCQAAdapter(ContrastiveAdapter):
         self.loaded.annotation_files.append(path)
         kept = self.keep_with_features([q.video_id for q in questions], self.feature_store, "test videos")
         self.questions = self.cap([q for q in questions if q.video_id in kept], self.cfg.max_test)
+        # The MC questions are on full-test videos: a training list holding any of them is refused.
+        refuse_overlap({it.clip.vid for it in self.train_items}, {q.video_id for q in self.questions},
+                       self.train_list, path)
         self.loaded.counts["test_examples"] = len(self.questions)
         self.loaded.counts["test_videos"] = len({q.video_id for q in self.questions})
+        self.loaded.counts.update(batch_counts(self.family, self.cfg.batch_size))
         self.loaded.feature_ids = sorted({it.clip.vid for it in self.train_items}
                                          | {q.video_id for q in self.questions})
         self.say(f"{self.spec.name}: {len(self.train_items)} training videos, {len(self.questions)} questions")
@@ -58,4 +65,16 @@ class MCQAAdapter(ContrastiveAdapter):
 
     @classmethod
     def score(cls, preds: dict[str, np.ndarray], cfg: dict[str, Any]) -> tuple[dict[str, float], dict[str, str]]:
-        return mcqa_accuracy(preds["scores"], preds["answers"]), dict(CONVENTIONS)
+        return mcqa_accuracy(preds["scores"], preds["answers"]), {**CONVENTIONS,
+                                                                   **protocol_conventions(cls.family, cfg)}
+
+    @classmethod
+    def examples(cls, preds: dict[str, np.ndarray], cfg: dict[str, Any]):
+        """Per question: the answer index, the argmax candidate (first maximum, as scored) and all 5 scores."""
+        from .base import json_number
+
+        scores, answers = np.asarray(preds["scores"]), np.asarray(preds["answers"])
+        for i, vid in enumerate(str(x) for x in preds["ids"]):
+            pred = int(np.argmax(scores[i]))
+            yield {"id": vid, "question": i, "target": int(answers[i]), "prediction": pred,
+                   "correct": pred == int(answers[i]), "scores": [json_number(s) for s in scores[i]]}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
@@ -18,6 +19,7 @@ import torch
 from torch import nn
 
 from ..data import msrvtt
+from ..data.files import read_json
 from ..data.features import FeatureStore
 from ..errors import InputError
 from ..model import backbone as bb
@@ -135,13 +137,14 @@ class ContrastiveAdapter(Adapter):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.train_items: list[TrainItem] = []
+        self.train_list: object = ""          # the training list file (named by the leakage check)
         self._store: FeatureStore | None = None
         self.direction = str(self.spec.options.get("loss", self.default_direction))
         if self.direction not in ("t2v", "v2t"):
             raise InputError(f"options.loss must be t2v or v2t, got {self.direction!r}", path=self.spec.source)
-        # The reference replicates the MSR-VTT training list dup=20 times per "epoch" (a caption is drawn per
-        # access); the default 1 makes an epoch one pass over the videos, so `epochs` counts passes.
-        self.dup = int(self.spec.options.get("dup", 1))
+        # cfg.dup: the reference replicates the MSR-VTT training list 20 times per "epoch" (a caption is drawn
+        # per access; the MSR-VTT paper recipes set dup: 20); 1 makes an epoch one pass over the videos.
+        self.dup = int(self.cfg.dup)
 
     @property
     def feature_store(self) -> FeatureStore:
@@ -180,20 +183,52 @@ class ContrastiveAdapter(Adapter):
         return contrastive_loss(t.float(), v.float(), self.direction)
 
 
+OFFICIAL_TRAIN_SPLITS = ("train", "validate")   # MSRVTT_data.json: 6,513 + 497 = the 7k-style training list
+
+
 def load_msrvtt_train(adapter: ContrastiveAdapter) -> list[TrainItem]:
-    """MSR-VTT 9k training videos with all their captions (MMPT's MSRVTTMetaProcessor), restricted to videos
-    with features, capped by max_train. With files.full_test_csv in the task spec, the full-test videos outside
-    the JSFusion test are appended as MMPT does (MSRVTT_train.9k.csv already holds them)."""
+    """MSR-VTT training videos with all their captions (MMPT's MSRVTTMetaProcessor), restricted to videos
+    with features, capped by max_train.
+
+    files.train_csv (retrieval): the 9k list; with files.full_test_csv the full-test videos outside the
+    JSFusion test are appended as MMPT does (MSRVTT_train.9k.csv already holds them).
+    Without train_csv (MC-QA): the official train + validate videos of MSRVTT_data.json (the 7k-style list,
+    MMPT's MSRVTT_train.csv): the MC questions are on full-test videos, which the 9k list partly contains."""
     p = adapter.paths
-    extra = {}
-    if "full_test_csv" in p:
-        extra = dict(jsfusion_test_csv=p["test_csv"], full_test_csv=p["full_test_csv"])
-        adapter.loaded.annotation_files += [p["full_test_csv"]]
-    ids, captions = msrvtt.load_train(p["train_csv"], p["data_json"], **extra)
-    adapter.loaded.annotation_files += [p["train_csv"], p["data_json"]]
+    if "train_csv" in p:
+        extra = {}
+        if "full_test_csv" in p:
+            extra = dict(jsfusion_test_csv=p["test_csv"], full_test_csv=p["full_test_csv"])
+            adapter.loaded.annotation_files += [p["full_test_csv"]]
+        ids, captions = msrvtt.load_train(p["train_csv"], p["data_json"], **extra)
+        adapter.loaded.annotation_files += [p["train_csv"], p["data_json"]]
+        adapter.train_list = p["train_csv"]
+    else:
+        ids, captions = official_train(p["data_json"])
+        adapter.loaded.annotation_files += [p["data_json"]]
+        adapter.train_list = f"{p['data_json']} (split {'+'.join(OFFICIAL_TRAIN_SPLITS)})"
     kept = adapter.keep_with_features(ids, adapter.feature_store, "train videos")
     ids = adapter.cap([v for v in ids if v in kept], adapter.cfg.max_train)
     adapter.loaded.counts["train_videos"] = len(ids)
     adapter.loaded.counts["train_captions"] = sum(len(captions[v]) for v in ids)
     adapter.loaded.counts["train_examples"] = len(ids) * adapter.dup
     return [TrainItem(VideoClip(v), tuple(captions[v])) for v in ids]
+
+
+def official_train(data_json) -> tuple[list[str], dict[str, list[str]]]:
+    """Videos of MSRVTT_data.json whose `split` is train or validate (file order) and their captions."""
+    data = read_json(data_json)
+    videos = data.get("videos") if isinstance(data, dict) else None
+    if not isinstance(videos, list) or not all(isinstance(v, dict) and "video_id" in v and "split" in v
+                                               for v in videos):
+        raise InputError("expected 'videos': [{video_id, split}, ...] (the official MSRVTT_data.json)",
+                         path=data_json)
+    ids = list(dict.fromkeys(str(v["video_id"]) for v in videos if v["split"] in OFFICIAL_TRAIN_SPLITS))
+    if not ids:
+        raise InputError(f"no video with split {' or '.join(OFFICIAL_TRAIN_SPLITS)}", path=data_json)
+    captions = msrvtt._read_sentences(Path(data_json))   # the reader the 9k path uses
+    lacking = [v for v in ids if v not in captions]
+    if lacking:
+        raise InputError(f"{len(lacking)} training videos have no caption (first: {', '.join(lacking[:3])})",
+                         path=data_json)
+    return ids, {v: captions[v] for v in ids}

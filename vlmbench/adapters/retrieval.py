@@ -3,7 +3,7 @@
 Fine-tuning: in-batch contrastive loss on the pooled isolated halves (softmax over the batch's videos per text).
 Evaluation: every test clip and every test text encoded once, a text x video matrix of raw dot products
 (no normalisation, no temperature, no re-ranking), scored by metrics.retrieval (row i's truth is column i).
-spec.options: reader (msrvtt | youcook2), loss (t2v | v2t), dup (MSR-VTT training-list replication, default 1).
+spec.options: reader (msrvtt | youcook2), loss (t2v | v2t); the run config's `dup` replicates the training list.
 """
 from __future__ import annotations
 
@@ -15,8 +15,11 @@ from torch import nn
 
 from ..data import msrvtt, youcook2
 from ..errors import InputError
-from ..metrics.retrieval import CONVENTIONS, retrieval_metrics
-from .pairs import ContrastiveAdapter, Progress, TrainItem, VideoClip, encode_clips, encode_texts, load_msrvtt_train, unique
+from ..metrics.retrieval import TIES, conventions, retrieval_metrics
+from .overlap import refuse_overlap
+from .protocol import batch_counts, protocol_conventions
+from .pairs import (ContrastiveAdapter, Progress, TrainItem, VideoClip, encode_clips, encode_texts, load_msrvtt_train,
+                    unique)
 
 READERS = ("msrvtt", "youcook2")
 
@@ -42,10 +45,14 @@ class RetrievalAdapter(ContrastiveAdapter):
         else:
             self.train_items = self._youcook2_train()
             self._load_youcook2_test()
+        # Train and test come from different lists: a shared video is refused (exit 2), never silent.
+        refuse_overlap({it.clip.vid for it in self.train_items}, {clip.vid for clip in self.test_clips},
+                       self.train_list, self.paths["test_csv"])
         c = self.loaded.counts
         c["test_examples"] = len(self.test_ids)
         c["test_clips"] = len(set(self.test_clips))
         c["test_texts"] = len(set(self.test_texts))
+        c.update(batch_counts(self.family, self.cfg.batch_size))
         used = {it.clip.vid for it in self.train_items} | {clip.vid for clip in self.test_clips}
         self.loaded.feature_ids = sorted(used)
         self.say(f"{self.spec.name}: {len(self.train_items)} training "
@@ -67,6 +74,7 @@ class RetrievalAdapter(ContrastiveAdapter):
         annotations = youcook2.load_annotations(ann_path)
         vids = youcook2.load_split_list(list_path)
         self.loaded.annotation_files += [ann_path, list_path]
+        self.train_list = list_path
         kept = self.keep_with_features(vids, self.feature_store, "train videos")
         clips = self.cap(youcook2.caption_clips(annotations, [v for v in vids if v in kept]), self.cfg.max_train)
         self.loaded.counts["train_videos"] = len({c.vid for c in clips})
@@ -102,4 +110,21 @@ class RetrievalAdapter(ContrastiveAdapter):
 
     @classmethod
     def score(cls, preds: dict[str, np.ndarray], cfg: dict[str, Any]) -> tuple[dict[str, float], dict[str, str]]:
-        return retrieval_metrics(preds["scores"]), dict(CONVENTIONS)
+        ties = str(cfg.get("ties", "pessimistic"))
+        if ties not in TIES:
+            raise InputError(f"ties must be one of {', '.join(TIES)}, got {ties!r}", path="ties")
+        return retrieval_metrics(preds["scores"], ties), {**conventions(ties),
+                                                            **protocol_conventions(cls.family, cfg)}
+
+    @classmethod
+    def examples(cls, preds: dict[str, np.ndarray], cfg: dict[str, Any]):
+        """Per text query i (truth: clip i): its 1-based rank (ties pessimistic), true score, top-5 clip ids."""
+        from ..metrics.retrieval import ranks
+        from .base import json_number
+
+        scores, ids = np.asarray(preds["scores"]), [str(x) for x in preds["ids"]]
+        rank = ranks(scores)
+        top = np.argsort(-scores, axis=1, kind="stable")[:, :5]
+        for i, clip in enumerate(ids):
+            yield {"id": clip, "query": i, "target": clip, "prediction": ids[top[i, 0]], "rank": int(rank[i]),
+                   "score": json_number(scores[i, i]), "top5": [ids[j] for j in top[i]]}

@@ -15,6 +15,8 @@ from ..metrics import segmentation as seg
 from ..model.vlm import VLM
 from . import windows
 from .base import Adapter
+from .overlap import refuse_overlap
+from .protocol import batch_counts, protocol_conventions
 
 IGNORE = -100  # padded window slots
 
@@ -55,6 +57,8 @@ class SegmentationAdapter(Adapter):
         keep_test = self.keep_with_features([v.vid for v in test], store, "test videos")
         self.train = self.cap([v for v in train if v.vid in keep_train], self.cfg.max_train)
         self.test = self.cap([v for v in test if v.vid in keep_test], self.cfg.max_test)
+        refuse_overlap({v.vid for v in self.train}, {v.vid for v in self.test}, f"{path} (subset training)",
+                       f"{path} (subset testing)")
         self._targets: dict[str, np.ndarray] = {}
         for v in self.train + self.test:
             n = store.n_seconds(v.vid)
@@ -62,7 +66,8 @@ class SegmentationAdapter(Adapter):
                 raise InputError(f"video {v.vid} has no feature rows", path=store.path(v.vid))
             self._targets[v.vid] = seg.frame_targets(n, [(s.step_id, s.start, s.end) for s in v.segments])
         self.loaded.counts.update(train_videos=len(self.train), test_videos=len(self.test),
-                                  test_frames=sum(len(self._targets[v.vid]) for v in self.test))
+                                  test_frames=sum(len(self._targets[v.vid]) for v in self.test),
+                                  **batch_counts(self.family, self.cfg.batch_size))
         self.loaded.annotation_files = [path]
         self.loaded.feature_ids = [v.vid for v in self.train + self.test]
 
@@ -78,8 +83,15 @@ class SegmentationAdapter(Adapter):
 
     def train_batches(self, epoch: int, rng: np.random.Generator) -> Iterator[Any]:
         """One video per batch: all its windows at the training stride, targets -100 in padded slots."""
-        for i in rng.permutation(len(self.train)):
-            vid = self.train[i].vid
+        return self._batches([self.train[i].vid for i in rng.permutation(len(self.train))])
+
+    def test_loss_batches(self) -> Iterator[Any]:
+        """The training loss's batches over the TEST videos (select=best-of-epochs, as the reference's
+        checkpoint_best.pt, whose validation subset is COIN's testing subset)."""
+        return self._batches([v.vid for v in self.test])
+
+    def _batches(self, vids: list[str]) -> Iterator[Any]:
+        for vid in vids:
             win = windows.make_windows(self._store.load(vid), self.cfg.window, self.cfg.train_stride)
             target = windows.window_targets(self._targets[vid], win, IGNORE)
             yield win, torch.from_numpy(target)
@@ -114,13 +126,26 @@ class SegmentationAdapter(Adapter):
             **seg.CONVENTIONS,
             "fps": "1 fps (S3D features), not COIN's 10 fps (MMPT convention)",
             "windows": f"sliding windows of {cfg.get('window', 32)} s, stride {cfg.get('train_stride', 8)} in "
-                       f"training and {cfg.get('stride', 16)} at test; the last window ends at the video end; "
-                       "all windows of one video form a batch",
+                       f"training and {cfg.get('stride', 16)} at test; the last window starts at the first stride "
+                       f"position with <= {cfg.get('window', 32)} s left and ends at the video end; all windows of "
+                       "one video form a batch",
+            **protocol_conventions(cls.family, cfg),
             "text": "no text: under the isolated mask the (dummy) text cannot affect the video states",
             "all_background_floor": f"{all_bg:.2f} (frame_acc of predicting background for every frame of "
                                     f"these {len(ids)} test videos)",
         }
         return {"frame_acc": acc["frame_acc"], "frame_acc_nobg": acc["frame_acc_nobg"]}, conventions
+
+    @classmethod
+    def examples(cls, preds: dict[str, np.ndarray], cfg: dict[str, Any]):
+        """Per test video: frame accuracy (with and without background) and the per-second labels (0 = bg)."""
+        from .base import json_number
+
+        for vid, pred, target in zip(*unpack_videos(preds)):
+            fg = target != 0
+            yield {"id": vid, "frames": len(target), "frame_acc": json_number(100.0 * (pred == target).mean()),
+                   "frame_acc_nobg": json_number(100.0 * (pred[fg] == target[fg]).mean()) if fg.any() else None,
+                   "target": target.tolist(), "prediction": pred.tolist()}
 
 
 def pack_videos(ids: list[str], preds: list[np.ndarray], targets: list[np.ndarray]) -> dict[str, np.ndarray]:

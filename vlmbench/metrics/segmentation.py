@@ -14,8 +14,9 @@ CONVENTIONS: dict[str, str] = {
     "background frames included (MMPT/COIN; an all-background predictor already scores well)",
     "frame_acc_nobg": "percent of correct frames among frames whose target is not background; "
     "NaN when there are no foreground frames",
-    "windows": "sliding windows of 32 s, stride 16 at test; the last window is the one ending at the video end; "
-    "a video shorter than the window gets one window",
+    "windows": "sliding windows of 32 s, stride 16 at test; the last window starts at the first stride position "
+    "with <= 32 s left and ends at the video end (the reference's rule); a video shorter than the window gets "
+    "one window",
     "window_averaging": "per-second logits are averaged over all windows covering that second, then argmax",
 }
 
@@ -58,14 +59,16 @@ def frame_accuracy(preds: list[np.ndarray], targets: list[np.ndarray]) -> dict[s
 
 
 def sliding_windows(n_frames: int, window: int = 32, stride: int = 16) -> list[tuple[int, int]]:
-    """[start, end) windows at 0, stride, 2*stride, ... plus one final window ending at n_frames."""
+    """[start, end) windows at 0, stride, 2*stride, ...; the last one is the first whose start has
+    <= window seconds left, and it ends at n_frames (the reference's rule: n=50, stride 16 gives
+    (0,32), (16,48), (32,50), not a final (18,50))."""
     if n_frames < 1 or window < 1 or stride < 1:
         raise MetricInputError(f"need n_frames, window, stride >= 1, got {n_frames}, {window}, {stride}")
-    if n_frames <= window:
-        return [(0, n_frames)]
-    out = [(s, s + window) for s in range(0, n_frames - window + 1, stride)]
-    if out[-1][1] < n_frames:
-        out.append((n_frames - window, n_frames))
+    out, start = [], 0
+    while n_frames - start > window:
+        out.append((start, start + window))
+        start += stride
+    out.append((start, n_frames))
     return out
 
 

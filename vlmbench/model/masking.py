@@ -3,7 +3,7 @@
 With probability `mmm` an example is masked-modality: half of those lose ALL their text tokens, half ALL their
 valid frames (so mmm=0.5 gives 50% MFM-MLM / 25% whole-text / 25% whole-video, the paper's VLM setting).
 Otherwise 15% of the valid frames are zeroed (before the video MLP, as the reference has no mask embedding)
-and 15% of the non-special text tokens go through BERT's 80% [MASK] / 10% random / 10% unchanged.
+and 15% of the text tokens other than [CLS]/[SEP]/[PAD] go through BERT's 80% [MASK] / 10% random / 10% unchanged.
 """
 from __future__ import annotations
 
@@ -11,7 +11,11 @@ from dataclasses import dataclass
 
 import torch
 
-from .text import MASK_ID, SPECIAL_IDS
+from .text import CLS_ID, MASK_ID, PAD_ID, SEP_ID
+
+# Exactly the tokens the reference never masks (its special_tokens_mask for [CLS] ... [SEP] + padding): [UNK]
+# and a literal [MASK] in the data are ordinary tokens there, so they are masked and predicted like any other.
+NEVER_MASKED = (CLS_ID, SEP_ID, PAD_ID)
 
 MFM_MLM, WHOLE_TEXT, WHOLE_VIDEO = 0, 1, 2
 
@@ -32,7 +36,7 @@ def corrupt(video: torch.Tensor, vmask: torch.Tensor, text_ids: torch.Tensor, mm
     g = generator
     rand = lambda *shape: torch.rand(*shape, generator=g)  # noqa: E731
 
-    maskable = ~torch.isin(text_ids, torch.tensor(SPECIAL_IDS))
+    maskable = ~torch.isin(text_ids, torch.tensor(NEVER_MASKED))
     valid_video = vmask.bool()
 
     modality = rand(b) < mmm

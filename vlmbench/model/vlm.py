@@ -52,7 +52,9 @@ class PredictionTransform(nn.Module):
 
 
 class TokenHead(nn.Module):
-    """cls.predictions: transform, then a decoder tied to the word embeddings (+ a bias used by MLM/captioning)."""
+    """cls.predictions: transform, then a decoder tied to the word embeddings. The VLM (MTM) loss uses no
+    vocabulary bias, as the authors' BertMTMPredictionHead; `bias` serves the MFM-MLM baseline's MLM loss
+    and captioning's BertOnlyMLMHead (zeros unless loaded, see VLM.from_backbone)."""
 
     def __init__(self, config: BertConfig, word_embeddings: nn.Embedding):
         super().__init__()
@@ -76,7 +78,37 @@ class VLMConfig:
     backbone: str = bb.DEFAULT
     video_dim: int = 512
     bert: dict = field(default_factory=dict)
+    # How cls.predictions was initialised: {"transform": "loaded ..." | "fresh ...", "bias": ...}
+    head: dict = field(default_factory=dict)
     source: dict = field(default_factory=dict)   # where converted weights came from (vlmbench convert)
+
+
+HEAD_PREFIX = "cls.predictions."
+# our name -> the names BERT checkpoints use (bert-base-uncased's own file keeps TF's gamma/beta)
+TRANSFORM_KEYS = {"dense.weight": ("dense.weight",), "dense.bias": ("dense.bias",),
+                  "LayerNorm.weight": ("LayerNorm.weight", "LayerNorm.gamma"),
+                  "LayerNorm.bias": ("LayerNorm.bias", "LayerNorm.beta")}
+
+
+def backbone_head(backbone: str) -> tuple[dict[str, torch.Tensor], Path | None]:
+    """The backbone folder's cls.predictions.transform.* (our names) and cls.predictions.bias, when its
+    model.safetensors has them (bert-base-uncased does; MiniLM and the tiny backbone do not)."""
+    path = bb.resolve(backbone)
+    if path is None:
+        return {}, None
+    weights = bb.check_weights(path)
+    from safetensors import safe_open
+
+    out: dict[str, torch.Tensor] = {}
+    with safe_open(str(weights), framework="pt") as f:
+        keys = set(f.keys())
+        for ours, names in TRANSFORM_KEYS.items():
+            found = [HEAD_PREFIX + "transform." + n for n in names if HEAD_PREFIX + "transform." + n in keys]
+            if found:
+                out["transform." + ours] = f.get_tensor(found[0])
+        if HEAD_PREFIX + "bias" in keys:
+            out["bias"] = f.get_tensor(HEAD_PREFIX + "bias")
+    return out, weights
 
 
 class VLM(nn.Module):
@@ -90,8 +122,14 @@ class VLM(nn.Module):
 
     # ---- construction -------------------------------------------------------------------------------------
     @classmethod
-    def from_backbone(cls, backbone: str = bb.DEFAULT, seed: int = 0) -> "VLM":
-        """Pretrained BERT (or tiny random) + freshly initialised video MLP and head transform (seeded)."""
+    def from_backbone(cls, backbone: str = bb.DEFAULT, seed: int = 0, loss: str = "vlm") -> "VLM":
+        """Pretrained BERT (or tiny random) + a freshly initialised video MLP (seeded) + the masked-token head
+        as the authors build it: BERT's prediction transform loaded from cls.predictions.transform.* when the
+        backbone folder has it (fresh N(0, initializer_range) otherwise, e.g. MiniLM); no vocabulary bias
+        for loss=vlm (cls.predictions.bias dropped), BERT's bias loaded for loss=mfm-mlm (zeros when absent).
+        What was done is recorded in config.head (and so in vlm_config.json)."""
+        if loss not in ("vlm", "mfm-mlm"):
+            raise InputError(f"loss must be vlm or mfm-mlm, got {loss!r}", path="loss")
         torch.manual_seed(seed)
         bert = bb.load_bert(backbone)
         config = VLMConfig(backbone=backbone, bert=bert.config.to_diff_dict())
@@ -102,7 +140,37 @@ class VLM(nn.Module):
                 if isinstance(m, nn.Linear):
                     nn.init.normal_(m.weight, std=init)
                     nn.init.zeros_(m.bias)
+        model._init_head(backbone, loss)
         return model
+
+    def _init_head(self, backbone: str, loss: str) -> None:
+        found, weights = backbone_head(backbone)
+        head = self.cls.predictions
+        own = dict(head.named_parameters())
+        transform = [k for k in found if k.startswith("transform.")]
+        for k in transform:
+            if found[k].shape != own[k].shape:
+                raise InputError(f"{HEAD_PREFIX}{k} has shape {tuple(found[k].shape)}, the model needs "
+                                 f"{tuple(own[k].shape)}", path=weights)
+        with torch.no_grad():
+            if len(transform) == len(TRANSFORM_KEYS):
+                for k in transform:
+                    own[k].copy_(found[k])
+                done = {"transform": f"loaded from {HEAD_PREFIX}transform.* of {weights}"}
+            else:
+                done = {"transform": f"fresh: N(0, {self.bert.config.initializer_range}) weights, zero biases "
+                                     f"(the backbone has no complete {HEAD_PREFIX}transform.*)"}
+            if loss == "vlm":
+                head.bias.zero_()
+                done["bias"] = ("none: the VLM (MTM) head has no vocabulary bias (cls.predictions.bias dropped, "
+                                "as the authors); the zero parameter serves captioning only")
+            elif "bias" in found and found["bias"].shape == head.bias.shape:
+                head.bias.copy_(found["bias"])
+                done["bias"] = f"loaded from {HEAD_PREFIX}bias of {weights} (loss=mfm-mlm keeps BERT's MLM bias)"
+            else:
+                head.bias.zero_()
+                done["bias"] = f"zeros: loss=mfm-mlm keeps an MLM bias, but the backbone has no {HEAD_PREFIX}bias"
+        self.config.head = {**done, "loss": loss}
 
     def save(self, folder: str | Path) -> Path:
         """JSON config + safetensors (the tied decoder is stored once, as the word embeddings)."""
@@ -140,6 +208,20 @@ class VLM(nn.Module):
             raise InputError(f"checkpoint keys do not match: missing {missing[:3]}, unexpected {unexpected[:3]}",
                              path=weights)
         return model
+
+    # ---- what it is ---------------------------------------------------------------------------------------
+    def backbone_note(self) -> str | None:
+        """'MiniLM-L6 (paper: bert-base-uncased)' unless the BERT has bert-base's shape (12 layers, hidden 768,
+        12 heads, the 30,522-word uncased vocabulary): every result says which backbone stands in."""
+        b = {**BertConfig().to_dict(), **self.config.bert}
+        if (b["num_hidden_layers"], b["hidden_size"], b["num_attention_heads"], b["vocab_size"]) == (12, 768, 12,
+                                                                                                     30522):
+            return None
+        name = {bb.DEFAULT: "MiniLM-L6", bb.TINY: "tiny random BERT"}.get(self.config.backbone)
+        if name is None:
+            name = Path(self.config.backbone).name or self.config.backbone
+        return (f"{name} ({b['num_hidden_layers']} layers, hidden {b['hidden_size']}) " if name != "MiniLM-L6"
+                else f"{name} ") + "(paper: bert-base-uncased)"
 
     # ---- forward ------------------------------------------------------------------------------------------
     @property
