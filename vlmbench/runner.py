@@ -146,6 +146,8 @@ def run(task: str, *, data: Path | None = None, checkpoint: Path | None = None, 
 
     t0 = time.perf_counter()
     metrics, conventions = adapter.score(preds, cfg_dict)
+    if vlm.backbone_note():   # e.g. "MiniLM-L6 (paper: bert-base-uncased)": shown beside the numbers in reports
+        conventions = {**conventions, "backbone": vlm.backbone_note()}
     cis = intervals.result_intervals(spec.family, preds, metrics)
     conventions = {**conventions, **(intervals.conventions(spec.family) if cis else {})}
     extra = adapter.extra_outputs(preds, out)

@@ -55,12 +55,22 @@ def metric_columns(df: pd.DataFrame, start: int = len(ROW_COLUMNS)) -> list[str]
 
 
 def _result_row(r: Result, kind: str, label: str, source: str) -> dict[str, Any]:
-    row = {"task": r.task, "kind": kind, "label": label, "source": source, "note": TOY_NOTE if r.toy else ""}
+    row = {"task": r.task, "kind": kind, "label": label, "source": source, "note": "; ".join(row_notes(r))}
     for m, v in r.metrics.items():
         row[m] = v
         if m in r.intervals:                 # both bounds, always, in CSV/JSON
             row[f"{m}:lo"], row[f"{m}:hi"] = r.intervals[m]
     return row
+
+
+def row_notes(r: Result) -> list[str]:
+    """What a reader must know beside a result's numbers: toy world, a stand-in backbone, test-split selection."""
+    notes = [TOY_NOTE] if r.toy else []
+    if r.conventions.get("backbone"):
+        notes.append(f"backbone: {r.conventions['backbone']}")
+    if r.config.get("select") == "best-of-epochs":
+        notes.append("selected on the test split, as the reference does")
+    return notes
 
 
 def _paper_task_rows(task: str) -> list[dict[str, Any]]:
@@ -82,7 +92,7 @@ def report(results: Sequence[Result], against: str | None = "paper", fmt: str = 
     if fmt == "csv":
         return df.to_csv(index=False)
     if fmt == "json":
-        notes = [TOY_NOTE] if any(r.toy for r in results) else []
+        notes = list(dict.fromkeys(n for r in results for n in row_notes(r)))
         records = [{k: _json_value(v) for k, v in rec.items()} for rec in df.to_dict(orient="records")]
         return json.dumps({"notes": notes, "rows": records}, indent=2) + "\n"
     tables = list(report_tables(df, ci=ci, markdown=fmt == "markdown"))
@@ -100,15 +110,17 @@ def report_tables(df: pd.DataFrame, ci: bool = False, markdown: bool = False) ->
     column, so a copied table keeps its label)."""
     for task, g in df.groupby("task", sort=False):
         metrics = [c for c in metric_columns(df) if g[c].notna().any()]
-        toy = bool((g["note"] == TOY_NOTE).any())
+        toy = bool(g["note"].str.contains(TOY_NOTE, regex=False).any())
+        others = list(dict.fromkeys(n for cell in g["note"] for n in str(cell).split("; ") if n and n != TOY_NOTE))
         view = g.copy()
         if not markdown:
-            view["label"] = [lab + (" (toy)" if note == TOY_NOTE else "") for lab, note in zip(g["label"], g["note"])]
+            view["label"] = [lab + (" (toy)" if TOY_NOTE in note else "") for lab, note in zip(g["label"], g["note"])]
         cols = ["kind", "label", "source", *metrics] + (["note"] if markdown else [])
         bounds = [c for m in metrics for c in (f"{m}:lo", f"{m}:hi") if c in g.columns]
         shown = render.cells(view[cols + bounds], metrics, ci=ci)[cols]
-        yield render.Table(shown, title=task, note=f"{task}: {TOY_NOTE}" if toy and not markdown else
-                           (TOY_NOTE if toy else ""), numeric=metrics)
+        note = "; ".join(([TOY_NOTE] if toy else []) + others)
+        yield render.Table(shown, title=task, note=f"{task}: {note}" if note and not markdown else note,
+                           numeric=metrics)
 
 
 # ---- ablation grid -------------------------------------------------------------------------
