@@ -32,6 +32,8 @@ COVERED = {
     "vlmbench score", "vlmbench ablate", "vlmbench report", "vlmbench compare", "vlmbench baseline",
     "vlmbench suite", "torchrun", "make demo", "make test", "make install", "make bench", "make smoke",
     "make update-reference",
+    # run as subprocesses of the entry point in tests/test_extract.py and tests/test_convert_mmpt.py
+    "vlmbench features", "vlmbench convert",
 }
 SUBCOMMAND_GROUPS = {"data"}   # `vlmbench data toy`: the verb is two words
 
