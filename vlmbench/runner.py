@@ -65,8 +65,15 @@ def toy_checkpoint(backbone: str, say: Callable[[str], None] = print, progress: 
 
 
 def save_predictions(path: Path, task: str, cfg: dict, preds: dict[str, np.ndarray]) -> Path:
+    """predictions.npz (re-scorable by `vlmbench score`) and, beside it, predictions.jsonl: the same predictions
+    one JSON object per example (id, target, prediction, score or rank; the task adapter's examples()),
+    readable without numpy."""
     meta = {"__task__": np.array(task), "__config__": np.array(json.dumps(cfg))}
-    return atomic_write(path, lambda p: np.savez_compressed(open(p, "wb"), **meta, **preds))
+    records = registry.get(task).adapter_class().examples(preds, cfg)
+    lines = "".join(json.dumps(r, ensure_ascii=False, allow_nan=False) + "\n" for r in records)
+    atomic_write(path, lambda p: np.savez_compressed(open(p, "wb"), **meta, **preds))
+    atomic_write(Path(path).with_suffix(".jsonl"), lambda p: p.write_text(lines, encoding="utf-8"))
+    return path
 
 
 def load_predictions(path: Path) -> tuple[str, dict, dict[str, np.ndarray]]:

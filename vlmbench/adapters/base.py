@@ -88,6 +88,18 @@ class Adapter:
     def score(cls, preds: dict[str, np.ndarray], cfg: dict[str, Any]) -> tuple[dict[str, float], dict[str, str]]:
         raise NotImplementedError
 
+    @classmethod
+    def examples(cls, preds: dict[str, np.ndarray], cfg: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """One JSON-ready record per scored example, in the predictions' order (predictions.jsonl): at least
+        `id`, `target` and `prediction`, plus the family's score or rank. Pure, like score()."""
+        raise NotImplementedError
+
     def extra_outputs(self, preds: dict[str, np.ndarray], out_dir: Path) -> dict[str, Any]:
         """Optional side outputs (e.g. the captioning error-analysis CSV); returns anything to print."""
         return {}
+
+
+def json_number(x: Any, digits: int = 6) -> float | None:
+    """A float for predictions.jsonl: rounded, None where not finite (JSON has no NaN)."""
+    x = float(x)
+    return round(x, digits) if np.isfinite(x) else None
