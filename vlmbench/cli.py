@@ -447,6 +447,85 @@ def convert_mmpt(
     say(f"Converted {checkpoint.name} -> {folder} (use it with `vlmbench run --checkpoint {folder}`)")
 
 
+# ---- pictures of a model (the paper's 5.5) -------------------------------------------------------------------
+
+viz_app = typer.Typer(add_completion=False, no_args_is_help=True, context_settings=HELP,
+                      help="Attention maps and the joint token space of a checkpoint.")
+app.add_typer(viz_app, name="viz")
+
+
+def _viz_model(checkpoint: Optional[Path], backbone: str):
+    from .model.vlm import VLM
+    from .runner import toy_checkpoint
+
+    return VLM.load(checkpoint if checkpoint is not None else toy_checkpoint(backbone, say=say, progress=False))
+
+
+@viz_app.command("attention")
+@guarded
+def viz_attention(
+    task: str = typer.Option(..., "--task", help="a retrieval or captioning task (a clip and its sentence)"),
+    checkpoint: Optional[Path] = typer.Option(None, help="VLM checkpoint folder; default: the toy checkpoint"),
+    example: Optional[str] = typer.Option(None, help="test example id (default: the first)"),
+    layer: int = typer.Option(-1, help="layer, 1-based; -1 = the last"),
+    head: Optional[int] = typer.Option(None, help="head, 1-based; default: a grid of every head of the layer"),
+    mask: Optional[str] = typer.Option(None, help="joint | isolated | text_causal (default: the task's own)"),
+    data: Optional[Path] = typer.Option(None, help="data root; default: the toy world"),
+    backbone: str = typer.Option("tiny", help="backbone of the toy checkpoint when no --checkpoint"),
+    out: Path = typer.Option(Path("runs/viz"), help="folder for attention-<example>.png/.svg"),
+):
+    """Heatmaps of self-attention over [CLS] video... [SEP] text... [SEP] (seconds and word pieces labelled)."""
+    from . import registry
+    from .adapters.pairs import batch_videos
+    from .model import backbone as bb
+    from .model import text as textmod
+    from .viz.attention import MASK_OF_FAMILY, attention_maps, plot_attention
+    from .viz.examples import pick, task_examples
+
+    spec = registry.get(task)
+    ex_id, feats, sentence = pick(task_examples(task, data, say=say), example)
+    vlm = _viz_model(checkpoint, backbone)
+    if layer == 0 or abs(layer) > vlm.bert.config.num_hidden_layers:
+        raise InputError(f"layer must be 1..{vlm.bert.config.num_hidden_layers} or -1, got {layer}", path="--layer")
+    if head is not None and not 1 <= head <= vlm.bert.config.num_attention_heads:
+        raise InputError(f"head must be 1..{vlm.bert.config.num_attention_heads}, got {head}", path="--head")
+    tok = bb.tokenizer(vlm.config.backbone)
+    video, vmask = batch_videos([feats])
+    ids, tmask = textmod.encode(tok, [sentence])
+    maps = attention_maps(vlm, video, vmask, ids, tmask, tok, mask=mask or MASK_OF_FAMILY[spec.family])
+    png = plot_attention(maps, out / f"attention-{ex_id}.png", layer=layer - 1 if layer > 0 else -1,
+                         head=head - 1 if head else None, title=f"{task} {ex_id}")
+    say(f"Attention map: {png} (and .svg)")
+
+
+@viz_app.command("embeddings")
+@guarded
+def viz_embeddings(
+    task: str = typer.Option(..., "--task", help="a retrieval or captioning task"),
+    checkpoint: Optional[Path] = typer.Option(None, help="VLM checkpoint folder; default: the toy checkpoint"),
+    n: int = typer.Option(32, help="test examples whose tokens are projected"),
+    data: Optional[Path] = typer.Option(None, help="data root; default: the toy world"),
+    backbone: str = typer.Option("tiny", help="backbone of the toy checkpoint when no --checkpoint"),
+    out: Path = typer.Option(Path("runs/viz"), help="folder for embeddings-<task>.png/.svg"),
+):
+    """Video and text tokens at the transformer's input and output, in 2-D (t-SNE; PCA for many tokens)."""
+    from .adapters.pairs import batch_videos
+    from .model import backbone as bb
+    from .model import text as textmod
+    from .viz.embeddings import plot_projection, project, token_states
+    from .viz.examples import task_examples
+
+    if n < 1:
+        raise InputError(f"n must be >= 1, got {n}", path="--n")
+    examples = task_examples(task, data, say=say)[:n]
+    vlm = _viz_model(checkpoint, backbone)
+    video, vmask = batch_videos([e[1] for e in examples])
+    ids, tmask = textmod.encode(bb.tokenizer(vlm.config.backbone), [e[2] for e in examples])
+    proj = project(*token_states(vlm, video, vmask, ids, tmask))
+    png = plot_projection(proj, out / f"embeddings-{task}.png", title=f"{task}, {len(examples)} examples")
+    say(f"Embeddings: {png} (and .svg), {proj.method}")
+
+
 def main() -> None:
     try:
         app()
