@@ -246,3 +246,43 @@ def test_grid_table_seeds_mean_std_and_mean_bounds():
     assert grid["R@1:std"].tolist() == pytest.approx([2.0, 3 ** 0.5])
     assert grid["R@1:lo"].tolist() == [10.0, 19.0] and grid["R@1:hi"].tolist() == [14.0, 23.0]
     assert "R@1:diff" not in grid.columns          # several runs per cell: no single paired difference
+
+
+# ---- error analysis exports ----------------------------------------------------------------------------------
+
+def _csv_rows(path):
+    import csv as csvmod
+
+    with open(path, newline="") as f:
+        return list(csvmod.DictReader(f))
+
+
+def test_retrieval_errors_csv(tmp_path):
+    import numpy as np
+
+    from vlmbench.reporting.errors import export
+
+    scores = np.array([[0.9, 0.1, 0.0], [0.2, 0.3, 0.8], [0.0, 0.1, 0.5]])   # query 1 retrieves clip 2
+    preds = {"scores": scores, "ids": np.array(["a", "b", "c"]), "texts": np.array(["cut", "stir", "fry"])}
+    [path] = export("retrieval", preds, tmp_path)
+    [row] = _csv_rows(path)
+    assert (row["query_id"], row["query_text"], row["retrieved_id"], row["retrieved_caption"], row["true_rank"]) == \
+        ("b", "stir", "c", "fry", "2")
+
+
+def test_segmentation_and_localization_class_csv(tmp_path):
+    import numpy as np
+
+    from vlmbench.adapters.localization import pack_matrices
+    from vlmbench.adapters.segmentation import pack_videos
+    from vlmbench.reporting.errors import export
+
+    packed = pack_videos(["v"], [np.array([0, 0, 2, 2, 1, 2])], [np.array([0, 1, 1, 2, 1, 2])])
+    rows = {r["class"]: r for r in _csv_rows(export("segmentation", packed, tmp_path)[0])}
+    assert rows["1"]["accuracy"] == "33.33" and rows["1"]["most_confused_with"] == "0"
+    assert rows["0"]["note"] == "background" and rows["2"]["accuracy"] == "100.00"
+    yt = np.array([[1, 0], [0, 0], [0, 1]], np.uint8)
+    yp = np.array([[1, 0], [0, 1], [0, 0]], np.uint8)
+    packed = pack_matrices(["t1"], ["v"], [yt], [yp], ["t1"])
+    got = [(r["task"], r["step"], r["recall"]) for r in _csv_rows(export("localization", packed, tmp_path / "l")[0])]
+    assert got == [("t1", "1", "100.00"), ("t1", "2", "0.00")]

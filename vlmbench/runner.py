@@ -25,6 +25,7 @@ from .data import toy
 from .errors import InputError
 from .io import atomic_write, ensure_writable, remove_temp_files
 from .model.vlm import VLM
+from .reporting import errors as error_analysis
 from .reporting import intervals
 from .reporting.result import Result, provenance, save_result
 from .config import RunConfig, run_config
@@ -158,6 +159,7 @@ def run(task: str, *, data: Path | None = None, checkpoint: Path | None = None, 
     cis = intervals.result_intervals(spec.family, preds, metrics)
     conventions = {**conventions, **(intervals.conventions(spec.family) if cis else {})}
     extra = adapter.extra_outputs(preds, out)
+    error_analysis.export(spec.family, preds, out)     # retrieval_errors.csv / class_accuracy.csv
     timings["score_s"] = time.perf_counter() - t0
 
     counts = {k: int(v) for k, v in adapter.loaded.counts.items()}

@@ -106,7 +106,8 @@ class RetrievalAdapter(ContrastiveAdapter):
             v = encode_clips(module, clips, self.feature_store, bs, self.device, progress, 0, total)
             t = encode_texts(module, texts, bs, self.device, progress, len(clips), total)
         scores = (t[torch.from_numpy(text_of)] @ v[torch.from_numpy(clip_of)].T).numpy().astype(np.float32)
-        return {"scores": scores, "ids": np.array(self.test_ids, dtype=str)}
+        return {"scores": scores, "ids": np.array(self.test_ids, dtype=str),
+                "texts": np.array(self.test_texts, dtype=str)}      # for retrieval_errors.csv
 
     @classmethod
     def score(cls, preds: dict[str, np.ndarray], cfg: dict[str, Any]) -> tuple[dict[str, float], dict[str, str]]:

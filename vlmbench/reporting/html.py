@@ -39,7 +39,7 @@ footer { color: var(--muted); font-size: .85em; margin-top: 2em; }
 """
 
 PICTURE_GLOBS = ("plots/*.png", "attention*.png", "embeddings*.png", "viz/*.png")
-ERROR_GLOBS = ("captions.csv", "*errors*.csv", "confusion*.csv")
+ERROR_GLOBS = ("captions.csv", "*errors*.csv", "class_accuracy.csv")
 ERROR_ROWS = 10
 
 
