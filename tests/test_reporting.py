@@ -286,3 +286,14 @@ def test_segmentation_and_localization_class_csv(tmp_path):
     packed = pack_matrices(["t1"], ["v"], [yt], [yp], ["t1"])
     got = [(r["task"], r["step"], r["recall"]) for r in _csv_rows(export("localization", packed, tmp_path / "l")[0])]
     assert got == [("t1", "1", "100.00"), ("t1", "2", "0.00")]
+
+
+def test_seed_table_mean_std_beside_each_runs_interval():
+    from vlmbench.reporting.tables import seed_table
+
+    rs = [make(metrics={"R@1": v, "MedR": m}, seed=s, intervals={"R@1": [v - 1, v + 1]})
+          for s, (v, m) in enumerate([(10.0, 5.0), (14.0, 7.0), (12.0, 6.0)])]
+    t = seed_table(rs)
+    rows = t.frame.set_index("metric")
+    assert rows.loc["R@1", "mean ± std"] == "12.00 ± 2.00" and rows.loc["MedR", "mean ± std"] == "6.0 ± 1.0"
+    assert rows.loc["R@1", "seed 1"] == "14.00 [13.00, 15.00]" and rows.loc["MedR", "seed 2"] == "6.0"

@@ -112,6 +112,25 @@ def run(
     from .runner import run as run_task
 
     pairs = list(pairs or []) + ([f"backbone={backbone}"] if backbone else [])
+    seeds = [p.partition("=")[2] for p in pairs if p.partition("=")[0].strip() == "seed" and "," in p]
+    if seeds:                                    # seed=0,1,2: one run per seed, then mean ± std across them
+        from datetime import datetime
+
+        from .reporting import render
+        from .reporting.tables import seed_table
+
+        base = out or Path("runs") / f"{task}-seeds-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+        rest = [p for p in pairs if p.partition("=")[0].strip() != "seed"]
+        results = []
+        for s in dict.fromkeys(v.strip() for v in seeds[0].split(",")):
+            result, _ = run_task(task, data=data, checkpoint=checkpoint, out=base / f"seed-{s}", preset=preset,
+                                 pairs=rest + [f"seed={s}"], allow_missing=allow_missing, progress=progress, say=say,
+                                 overwrite=overwrite)
+            _print_metrics(result, format_value)
+            results.append(result)
+        out_console_write(render.terminal([seed_table(results)]))
+        say(f"Results: {base}/seed-*/result.json")
+        return
     result, extra = run_task(task, data=data, checkpoint=checkpoint, out=out, preset=preset, pairs=pairs,
                              allow_missing=allow_missing, progress=progress, say=say, overwrite=overwrite)
     _print_metrics(result, format_value)

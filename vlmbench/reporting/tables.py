@@ -279,3 +279,22 @@ def grid_tables(grid: pd.DataFrame, varied: Sequence[str], headline: dict[str, l
         tables.append(render.Table(view.rename(columns=names), title=task, note="\n".join(notes),
                                    numeric=[names.get(c, c) for c in shown_metrics]))
     return tables
+
+
+def seed_table(results: Sequence[Result]) -> render.Table:
+    """One run per seed of the same task: per metric the mean ± std across seeds (ddof 1) beside each run's
+    value and 95% interval."""
+    metrics = list(dict.fromkeys(m for r in results for m in r.metrics))
+    rows = []
+    for m in metrics:
+        values = pd.Series([r.metrics.get(m, float("nan")) for r in results], dtype=float)
+        row = {"metric": m, "mean ± std": f"{render.format_value(m, values.mean())} ± "
+                                          f"{render.format_value(m, values.std(ddof=1))}"}
+        for r in results:
+            lo, hi = r.intervals.get(m, (None, None))
+            row[f"seed {r.seed}"] = (render.format_value(m, r.metrics.get(m))
+                                     + (f" [{render.format_value(m, lo)}, {render.format_value(m, hi)}]" if lo is not None else ""))
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    return render.Table(frame, title=f"{results[0].task}: {len(results)} seeds (mean ± std; per seed value [95% CI])",
+                        numeric=[c for c in frame.columns if c != "metric"])
