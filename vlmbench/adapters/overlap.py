@@ -18,6 +18,7 @@ def refuse_overlap(train_ids: Iterable[str], test_ids: Iterable[str], train_file
     train, test = set(train_ids), set(test_ids)
     shared = sorted(train & test)
     if shared:
-        raise InputError(f"{len(shared)} {what} are both in the training list {train_file} and in the test "
-                         f"list {test_file} (e.g. {', '.join(shared[:3])}): training on test {what} is refused",
-                         path=test_file)
+        n = len(shared)
+        count = f"1 {what.rstrip('s')} is" if n == 1 else f"{n} {what} are"
+        raise InputError(f"{count} both in the training list {train_file} and in the test list {test_file} "
+                         f"(e.g. {', '.join(shared[:3])}): training on test {what} is refused")
