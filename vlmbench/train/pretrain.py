@@ -133,7 +133,6 @@ def pretrain(cfg: PretrainConfig, out: Path, data: Path | None = None, resume: b
         write_text(log_path, "".join(line + "\n" for line in _read_log(log_path, start)))
         if corpus.report():
             say(f"HowTo100M: {corpus.report()}")
-        say(f"HowTo100M: {corpus.captions_report()}")
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if d.device.type == "cuda" else nullcontext())
 
     log = open(log_path, "a") if d.is_main else None
