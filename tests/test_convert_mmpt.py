@@ -294,3 +294,35 @@ def test_a_run_on_the_converted_checkpoint_says_so_and_reports_beside_the_paper(
     ours = df[df["kind"] == "ours"]
     assert len(ours) == 1 and "checkpoint: converted from MMPT" in ours["label"].iloc[0]
     assert (df["kind"] == "paper").any() and set(df["task"]) == {"msrvtt-retrieval"}
+
+
+def test_an_omegaconf_era_container_loads_without_omegaconf(released, tmp_path, monkeypatch):
+    """Nov 2020 - Mar 2021 fairseq pickled `cfg` as an omegaconf DictConfig. The classes are faked here only to
+    write such a file; the converter never imports them (stand-ins replace them by name)."""
+    import collections
+    import sys as _sys
+    import types
+
+    _, state = released
+    made = {}
+    monkeypatch.setitem(_sys.modules, "omegaconf", types.ModuleType("omegaconf"))
+    for module, name in (("omegaconf.dictconfig", "DictConfig"), ("omegaconf.base", "ContainerMetadata"),
+                         ("omegaconf.nodes", "AnyNode")):
+        mod = _sys.modules.get(module) or types.ModuleType(module)
+        cls = type(name, (), {"__module__": module, "__qualname__": name})
+        setattr(mod, name, cls)
+        monkeypatch.setitem(_sys.modules, module, mod)
+        made[name] = cls
+    node = made["AnyNode"]()
+    node.__dict__.update(_val="mmarch", _metadata=None)
+    cfg = made["DictConfig"]()
+    cfg.__dict__.update(_metadata=made["ContainerMetadata"](), _content={"arch": node})
+    meters = collections.defaultdict(list, {"loss": [1.0, 2.0]})
+    path = tmp_path / "checkpoint_dictconfig.pt"
+    torch.save({"args": None, "cfg": cfg, "model": state, "extra_state": {"meters": meters}}, path)
+    for module in ("omegaconf", "omegaconf.dictconfig", "omegaconf.base", "omegaconf.nodes"):
+        monkeypatch.delitem(_sys.modules, module)
+    ckpt = mmpt.safe_load(path)
+    assert isinstance(ckpt["cfg"], mmpt.Inert) and ckpt["cfg"].get("arch").get("_val") == "mmarch"
+    out = mmpt.convert(path, tmp_path / "out", say=lambda s: None)
+    assert (out / "model.safetensors").is_file()

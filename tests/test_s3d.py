@@ -162,3 +162,19 @@ def test_forward_shapes_at_the_mmpt_clip_size():
     assert torch.allclose(out["video_embedding"], model.fc(out["mixed_5c"]))
     with pytest.raises(ValueError, match="even"):
         model(torch.rand(1, 3, 29, 64, 64))
+
+
+def test_conv1_crop_is_tf_same_padding():
+    """conv1 with padding (1,2,2) then dropping index 0 on T, H, W = TF SAME: pad (0,1) on T, (1,2) on H and W."""
+    model = s3d.S3D().eval()
+    model.load_state_dict(spec_state(with_text=False))
+    x = torch.rand(1, 3, 8, 32, 32)
+    seen = {}
+    model.maxpool_2a.register_forward_pre_hook(lambda m, args: seen.update(x=args[0]))
+    with torch.no_grad():
+        model(x)
+        s2d = s3d.S3D.space_to_depth(x)
+        same = torch.nn.functional.conv3d(torch.nn.functional.pad(s2d, (1, 2, 1, 2, 0, 1)), model.conv1.conv1.weight)
+        expected = torch.relu(model.conv1.bn1(same))
+    assert seen["x"].shape == expected.shape == (1, 64, 4, 16, 16)
+    assert torch.allclose(seen["x"], expected, atol=1e-5)
