@@ -30,6 +30,7 @@ import numpy as np
 
 from .howto100m import Captions, _captions
 
+RULES_VERSION = 1     # bump when a rule changes: a prepared corpus made under other rules must be rebuilt
 MAX_CHARS = 96
 MAX_TOKENS = 32
 COUNT_KEYS = ("asr_lines_in", "asr_lines_skipped_empty", "asr_merged_into_previous", "asr_replaced_previous",
