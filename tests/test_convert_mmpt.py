@@ -184,6 +184,7 @@ def test_config_records_the_source(released, converted):
     assert src["fairseq_step"] == 123456 and src["fairseq_epoch"] == 7
     assert mmpt.describe(src).startswith("converted from MMPT checkpoint_best.pt (sha256 ")
     assert cfg["bert"].get("num_hidden_layers", 12) == 12
+    assert cfg["head"]["loss"] == "vlm" and "checkpoint_best.pt" in cfg["head"]["transform"]
 
 
 def test_cli_converts_and_notes_the_dropped_keys(released, tmp_path):

@@ -271,6 +271,10 @@ def convert(checkpoint: str | Path, out: str | Path, say: Callable[[str], None] 
     source = {"kind": SOURCE_KIND, "file": checkpoint.name, "sha256": sha256(checkpoint),
               "model": "MMFusionMTM (VLM pre-training, HowTo100M)", **fairseq_progress(ckpt)}
     model = build_vlm(source)
+    if hasattr(model.config, "head"):   # how cls.predictions was filled, as VLM.from_backbone records it
+        model.config.head = {"transform": f"loaded from {PREFIX}cls.predictions.transform.* of {checkpoint.name}",
+                             "bias": "none: MMPT's MTM decoder has no vocabulary bias (cls.predictions.bias "
+                                     "zeros; serves captioning only)", "loss": "vlm"}
     notes: list[str] = []
     mapped = map_to_vlm(state, model.state_dict(), notes)
     model.load_state_dict(mapped, strict=True)
