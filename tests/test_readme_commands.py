@@ -34,6 +34,7 @@ COVERED = {
     "make update-reference",
     # run as subprocesses of the entry point in tests/test_extract.py and tests/test_convert_mmpt.py
     "vlmbench features", "vlmbench convert",
+    "vlmbench data prepare-howto100m",   # tests/test_prepared.py (then pretrain --data PREP)
 }
 SUBCOMMAND_GROUPS = {"data"}   # `vlmbench data toy`: the verb is two words
 
