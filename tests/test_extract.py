@@ -131,10 +131,11 @@ def test_resume_redoes_only_a_deleted_output(videos, weights, tmp_path):
     assert not list(out.glob(".*.tmp"))
 
 
-def test_bad_videos_are_reported_and_skipped(videos, weights, tmp_path):
+@pytest.mark.parametrize("workers", [0, 2])
+def test_bad_videos_are_reported_and_skipped(videos, weights, tmp_path, workers):
     folder = with_bad_files(videos, tmp_path / "v")
     out = tmp_path / "f"
-    s = run(folder, out, weights, workers=2)
+    s = run(folder, out, weights, workers=workers, batch=2)
     assert sorted(s.done) == sorted(VIDEOS)
     assert sorted(vid for vid, _, _ in s.failed) == ["notes", "truncated"]
     with open(out / "failed.csv") as f:
@@ -145,9 +146,23 @@ def test_bad_videos_are_reported_and_skipped(videos, weights, tmp_path):
 
 def test_same_input_gives_identical_features(videos, weights, tmp_path):
     run(videos, tmp_path / "a", weights, workers=0)
-    run(videos, tmp_path / "b", weights, workers=2, batch=1)
+    run(videos, tmp_path / "b", weights, workers=0)
     for name in VIDEOS:
         assert (tmp_path / "a" / f"{name}.npy").read_bytes() == (tmp_path / "b" / f"{name}.npy").read_bytes()
+    # streamed in groups of one clip by decoding threads: the same rows (batching only regroups the clips)
+    run(videos, tmp_path / "c", weights, workers=2, batch=1)
+    for name in VIDEOS:
+        a, c = (np.load(tmp_path / d / f"{name}.npy").astype(np.float32) for d in ("a", "c"))
+        assert a.shape == c.shape and np.abs(a - c).max() <= 1e-3
+
+
+def test_streamed_groups_equal_the_whole_video(tmp_path):
+    path = write_video(tmp_path / "long.mp4", 130, 25, 200, 150)     # 5.2 s -> 6 clips
+    whole = decode.decode_clips(path, size=64)
+    groups = list(decode.iter_clip_groups(path, size=64, group=4))
+    assert [len(g) for g in groups] == [4, 2] and all(g.dtype == np.uint8 for g in groups)
+    streamed = torch.cat([decode.clips_to_input(g) for g in groups]).numpy()
+    assert np.array_equal(streamed, whole)
 
 
 def test_no_weights_is_refused_and_random_init_marks_the_folder(videos, tmp_path, capsys):

@@ -8,6 +8,7 @@ appended up to a multiple of 30 and non-overlapping 30-frame clips: clip i is se
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -28,8 +29,8 @@ def scaled_size(width: int, height: int, size: int = SIZE) -> tuple[int, int]:
     return int(width * size / height), size
 
 
-def decode_frames(path: str | Path, size: int = SIZE, fps: int = FPS) -> np.ndarray:
-    """uint8 (N, size, size, 3) RGB frames at `fps`; DecodeError if unreadable or empty."""
+def iter_frames(path: str | Path, size: int = SIZE, fps: int = FPS) -> Iterator[np.ndarray]:
+    """uint8 (size, size, 3) RGB frames at `fps`, one at a time (a long video never sits in memory whole)."""
     import av
 
     try:
@@ -52,33 +53,60 @@ def decode_frames(path: str | Path, size: int = SIZE, fps: int = FPS) -> np.ndar
             for a, b in zip(chain, chain[1:]):
                 a.link_to(b)
             graph.configure()
-            frames: list[np.ndarray] = []
             for frame in container.decode(stream):
                 graph.push(frame)
-                _drain(graph, frames)
+                yield from _drain(graph)
             graph.push(None)        # end of stream: the fps filter emits its last frames
-            _drain(graph, frames)
+            yield from _drain(graph)
     except DecodeError:
         raise
     except (av.FFmpegError, OSError, ValueError, UnicodeDecodeError) as e:
         raise DecodeError(f"{type(e).__name__}: {getattr(e, 'strerror', None) or e}") from None
+
+
+def decode_frames(path: str | Path, size: int = SIZE, fps: int = FPS) -> np.ndarray:
+    """uint8 (N, size, size, 3) RGB frames at `fps`; DecodeError if unreadable or empty."""
+    frames = list(iter_frames(path, size, fps))
     if not frames:
         raise DecodeError("no decodable frames")
     return np.stack(frames)
 
 
-def _drain(graph, frames: list[np.ndarray]) -> None:
+def iter_clip_groups(path: str | Path, size: int = SIZE, group: int = 32,
+                     clip_frames: int = CLIP_FRAMES) -> Iterator[np.ndarray]:
+    """uint8 (k <= group, clip_frames, size, size, 3) groups of consecutive clips; the last clip is padded
+    with black frames (as MMPT pads after /255, zeros either way)."""
+    per = group * clip_frames
+    buf: list[np.ndarray] = []
+    seen = 0
+    for frame in iter_frames(path, size):
+        buf.append(frame)
+        seen += 1
+        if len(buf) == per:
+            yield np.stack(buf).reshape(group, clip_frames, size, size, 3)
+            buf = []
+    if not seen:
+        raise DecodeError("no decodable frames")
+    if buf:
+        n_clips = math.ceil(len(buf) / clip_frames)
+        out = np.zeros((n_clips * clip_frames, size, size, 3), dtype=np.uint8)
+        out[: len(buf)] = np.stack(buf)
+        yield out.reshape(n_clips, clip_frames, size, size, 3)
+
+
+def _drain(graph) -> Iterator[np.ndarray]:
     import av
 
     while True:
         try:
-            frames.append(graph.pull().to_ndarray())
+            frame = graph.pull()
         except (BlockingIOError, av.error.EOFError):
             return
         except av.FFmpegError as e:   # some builds report EAGAIN as an FFmpegError with that errno
             if getattr(e, "errno", None) == 11:
                 return
             raise
+        yield frame.to_ndarray()
 
 
 def to_clips(frames: np.ndarray, clip_frames: int = CLIP_FRAMES) -> np.ndarray:
@@ -93,3 +121,10 @@ def to_clips(frames: np.ndarray, clip_frames: int = CLIP_FRAMES) -> np.ndarray:
 
 def decode_clips(path: str | Path, size: int = SIZE) -> np.ndarray:
     return to_clips(decode_frames(path, size=size))
+
+
+def clips_to_input(group: np.ndarray):
+    """uint8 (k, T, H, W, 3) -> float32 torch (k, 3, T, H, W) in [0, 1], the S3D input (== to_clips)."""
+    import torch
+
+    return torch.from_numpy(group).permute(0, 4, 1, 2, 3).float().div_(255.0)

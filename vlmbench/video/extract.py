@@ -10,9 +10,11 @@ import csv
 import hashlib
 import io
 import json
+import queue
+import threading
 import time
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -106,27 +108,110 @@ def _check_folder(out: Path, settings: dict) -> None:
                          "extractor; use another --out", path=out)
 
 
-def _decode_timed(path: Path, size: int) -> tuple[np.ndarray | None, str | None, float]:
-    t0 = time.perf_counter()
+_END = object()   # a decoding thread's last item for one video
+
+
+def _put(q: queue.Queue, item, stop: threading.Event) -> bool:
+    """Put, giving up when the run stops (so no thread hangs on a queue nobody reads)."""
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.2)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def _failure(e: Exception) -> str:
+    return str(e) if isinstance(e, decode.DecodeError) else f"{type(e).__name__}: {e}"
+
+
+def _produce(path: Path, size: int, group: int, q: queue.Queue, stop: threading.Event) -> tuple[str | None, float]:
+    """Decode one video into `q` (clip groups, then _END); returns (failure or None, seconds decoding)."""
+    t0, blocked, reason = time.perf_counter(), 0.0, None
     try:
-        clips, reason = decode.decode_clips(path, size=size), None
-    except decode.DecodeError as e:
-        clips, reason = None, str(e)
+        for g in decode.iter_clip_groups(path, size, group):
+            tb = time.perf_counter()
+            if not _put(q, g, stop):
+                break
+            blocked += time.perf_counter() - tb
     except Exception as e:  # noqa: BLE001 - one bad video must not end the run; its reason is reported
-        clips, reason = None, f"{type(e).__name__}: {e}"
-    return clips, reason, time.perf_counter() - t0
+        reason = _failure(e)
+    busy = time.perf_counter() - t0 - blocked
+    _put(q, _END, stop)
+    return reason, busy
+
+
+def _inline(path: Path, size: int, group: int):
+    """workers=0: decode in the main thread; the model waits for every decoded group."""
+    state: dict = {"reason": None, "decode": 0.0}
+
+    def groups():
+        it = decode.iter_clip_groups(path, size, group)
+        while True:
+            t0 = time.perf_counter()
+            try:
+                g = next(it)
+            except StopIteration:
+                return
+            except Exception as e:  # noqa: BLE001 - reported, the run goes on
+                state["reason"] = _failure(e)
+                return
+            finally:
+                state["decode"] += time.perf_counter() - t0
+            yield g
+
+    return groups(), lambda: (state["reason"], state["decode"], state["decode"])
+
+
+def _streams(todo: list[tuple[str, Path]], size: int, group: int, workers: int):
+    """Per video in order: (vid, path, clip groups, finish() -> (failure, decode s, model-wait s)).
+    With workers > 0, up to workers+1 videos are decoded ahead into bounded queues (memory stays bounded
+    however long a video is)."""
+    if workers == 0:
+        for vid, path in todo:
+            yield (vid, path, *_inline(path, size, group))
+        return
+    stop = threading.Event()
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
+        try:
+            pending: deque = deque()
+            it = iter(todo)
+
+            def submit(item) -> None:
+                q: queue.Queue = queue.Queue(maxsize=2)
+                pending.append((*item, q, pool.submit(_produce, item[1], size, group, q, stop)))
+
+            for item in it:
+                submit(item)
+                if len(pending) > workers:
+                    break
+            while pending:
+                vid, path, q, fut = pending.popleft()
+                waited = [0.0]
+
+                def groups(q=q, waited=waited):
+                    while True:
+                        t0 = time.perf_counter()
+                        g = q.get()
+                        waited[0] += time.perf_counter() - t0
+                        if g is _END:
+                            return
+                        yield g
+
+                yield vid, path, groups(), lambda fut=fut, waited=waited: (*fut.result(), waited[0])
+                nxt = next(it, None)
+                if nxt is not None:
+                    submit(nxt)
+        finally:
+            stop.set()
 
 
 @torch.no_grad()
-def embed_clips(model: torch.nn.Module, clips: np.ndarray, batch: int, device: torch.device,
-                l2: bool = True) -> np.ndarray:
-    """(n_clips, 512) float32 video embeddings, in slices of `batch` clips."""
-    rows = []
-    for i in range(0, len(clips), batch):
-        x = torch.from_numpy(clips[i:i + batch]).to(device)
-        emb = model(x)["video_embedding"].float()
-        rows.append((F.normalize(emb, dim=1) if l2 else emb).cpu())
-    return torch.cat(rows).numpy()
+def embed_group(model: torch.nn.Module, group: np.ndarray, device: torch.device, l2: bool = True) -> np.ndarray:
+    """uint8 clips (k, 30, H, W, 3) -> (k, 512) float32 video embeddings (L2-normalised rows by default)."""
+    emb = model(decode.clips_to_input(group).to(device))["video_embedding"].float()
+    return (F.normalize(emb, dim=1) if l2 else emb).cpu().numpy()
 
 
 def _save_npy(path: Path, arr: np.ndarray) -> None:
@@ -201,16 +286,20 @@ def extract(videos: str | Path, out: str | Path, weights: str | Path | None = No
 
     t_start = time.perf_counter()
     with _Progress(progress, len(todo)) as bar:
-        for vid, path, (clips, reason, dt), waited in _decoded(todo, size, workers):
-            summary.decode_s += dt
+        for vid, path, groups, finish in _streams(todo, size, batch, workers):
+            rows = []
+            for g in groups:
+                t0 = time.perf_counter()
+                rows.append(embed_group(model, g, dev, l2=l2))
+                summary.model_s += time.perf_counter() - t0
+            reason, decode_s, waited = finish()
+            summary.decode_s += decode_s
             summary.wait_s += waited
-            if clips is None:
+            if reason is not None:
                 summary.failed.append((vid, str(path), reason))
                 say(f"failed: {path.name}: {reason}")
             else:
-                t0 = time.perf_counter()
-                feats = embed_clips(model, clips, batch, dev, l2=l2)
-                summary.model_s += time.perf_counter() - t0
+                feats = np.concatenate(rows)
                 _save_npy(out / f"{vid}.npy", feats.astype(np.float16 if half else np.float32))
                 summary.done.append(vid)
                 summary.video_seconds += len(feats)
@@ -219,31 +308,6 @@ def extract(videos: str | Path, out: str | Path, weights: str | Path | None = No
     summary.wall_s = time.perf_counter() - t_start
     write_failed(out, summary.failed)
     return summary
-
-
-def _decoded(todo: list[tuple[str, Path]], size: int, workers: int):
-    """(vid, path, decode result, seconds waited) in order; up to workers+1 videos decoded ahead."""
-    if workers == 0:
-        for vid, path in todo:
-            res = _decode_timed(path, size)
-            yield vid, path, res, res[2]
-        return
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
-        pending: deque[tuple[str, Path, Future]] = deque()
-        it = iter(todo)
-        for vid, path in it:
-            pending.append((vid, path, pool.submit(_decode_timed, path, size)))
-            if len(pending) > workers:
-                break
-        while pending:
-            vid, path, fut = pending.popleft()
-            t0 = time.perf_counter()
-            res = fut.result()
-            waited = time.perf_counter() - t0
-            nxt = next(it, None)
-            if nxt is not None:
-                pending.append((*nxt, pool.submit(_decode_timed, nxt[1], size)))
-            yield vid, path, res, waited
 
 
 class _Progress:
