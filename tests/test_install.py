@@ -103,6 +103,10 @@ def test_wheel_carries_the_package_data(wheel):
 def test_installed_wheel_works_from_another_directory(wheel, tmp_path):
     """`pip install` of the wheel (not editable) into a fresh venv whose dependencies come from this one (a
     .pth line, so torch is not downloaded again), then `vlmbench tasks` and a smoke run from elsewhere."""
+    # The venv sits inside a git repository, as a project's .venv does: that repository's SHA is not ours.
+    _run(["git", "init", "-q", tmp_path], cwd=tmp_path, env=os.environ.copy())
+    _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "x"],
+         cwd=tmp_path, env=os.environ.copy())
     venv = tmp_path / "venv"
     _run([sys.executable, "-m", "venv", "--without-pip", venv], cwd=tmp_path, env=os.environ.copy())
     vpy = venv / "bin" / "python"
@@ -133,6 +137,7 @@ def test_installed_wheel_works_from_another_directory(wheel, tmp_path):
     result = json.loads((out / "result.json").read_text())
     assert result["task"] == "msrvtt-retrieval" and result["preset"] == "smoke"
     assert 0 <= result["metrics"]["R@1"] <= 100 and result["counts"]["test_examples"] > 0
+    assert result["provenance"]["git_sha"] is None and result["provenance"]["versions"]["vlmbench"]
     assert (out / "predictions.npz").is_file()
     rows = (out / "predictions.jsonl").read_text().splitlines()
     assert len(rows) == result["counts"]["test_examples"]

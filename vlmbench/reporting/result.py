@@ -87,6 +87,10 @@ class Result:
 
 
 def _git(*args: str) -> str | None:
+    # Only a source checkout has a git SHA: an installed package (site-packages) must not report the SHA of
+    # whatever repository its venv happens to sit in.
+    if not (REPO_DIR / ".git").exists():
+        return None
     try:
         out = subprocess.run(["git", "-C", str(REPO_DIR), *args], capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
