@@ -118,7 +118,11 @@ def test_compare_help_states_the_default_tolerances():
 
 
 def test_report_labels_toy_results_in_every_format(new_run):
-    r = _cli("report", new_run / "youcook2-retrieval")
+    import os
+
+    # a wide terminal (under pytest a child process sees COLUMNS=80, where rich rightly wraps long labels)
+    r = subprocess.run([sys.executable, "-m", "vlmbench.cli", "report", str(new_run / "youcook2-retrieval")],
+                       capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "250"})
     assert r.returncode == 0, r.stderr
     assert "youcook2-retrieval: toy world: not comparable with published numbers" in r.stdout
     assert "(toy)" in r.stdout and "VLM" in r.stdout                     # our row beside the paper's Table 3

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import os
 import json
 import math
 import re
@@ -297,3 +298,13 @@ def test_seed_table_mean_std_beside_each_runs_interval():
     rows = t.frame.set_index("metric")
     assert rows.loc["R@1", "mean ± std"] == "12.00 ± 2.00" and rows.loc["MedR", "mean ± std"] == "6.0 ± 1.0"
     assert rows.loc["R@1", "seed 1"] == "14.00 [13.00, 15.00]" and rows.loc["MedR", "seed 2"] == "6.0"
+
+
+def test_piped_output_is_not_wrapped(mixed_results, monkeypatch):
+    """No terminal (a pipe, a file) and no $COLUMNS: the table keeps its natural width, labels unbroken."""
+    import vlmbench.reporting.render as render_mod
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    monkeypatch.setattr(render_mod.shutil, "get_terminal_size", lambda fallback: os.terminal_size(fallback))
+    out = report(mixed_results, fmt="terminal")
+    assert "toy-run preset=toy seed=0 (toy)" in out

@@ -21,7 +21,9 @@ from rich.text import Text
 
 RANK_METRICS = frozenset({"MedR", "MeanR", "v2t_MedR", "v2t_MeanR"})
 RAW_SCALE = frozenset({"CIDEr"})      # reported on the paper's 0-10 scale, 4 decimals (1.3869)
-FALLBACK_WIDTH = 120                  # when stdout is not a terminal and $COLUMNS is unset
+# Output piped to a file or another program has no terminal to fit: tables keep their natural width there
+# (never wrapped mid-label); set $COLUMNS to wrap them anyway.
+FALLBACK_WIDTH = 1000
 
 
 def digits(metric: str) -> int:
@@ -57,7 +59,7 @@ def format_interval(metric: str, value: Any, lo: Any, hi: Any) -> str:
 
 
 def terminal_width() -> int:
-    """The user's terminal (or $COLUMNS); FALLBACK_WIDTH when neither is known."""
+    """The user's terminal (or $COLUMNS); FALLBACK_WIDTH (no wrapping) when stdout is not a terminal."""
     return shutil.get_terminal_size((FALLBACK_WIDTH, 24)).columns
 
 
