@@ -147,3 +147,21 @@ def test_report_bad_input(tmp_path):
     bad.write_text('{"schema": "vlmbench.result/1"}')
     r = _cli("report", bad)
     assert r.returncode == 2 and "missing key 'task'" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_score_prints_each_metrics_interval(tmp_path):
+    import numpy as np
+
+    from vlmbench.reporting.intervals import per_example
+    from vlmbench.runner import save_predictions
+
+    correct = np.array([1, 0] * 50)
+    scores = np.zeros((100, 5))
+    scores[np.arange(100), np.where(correct, 0, 1)] = 1.0
+    preds = {"scores": scores, "answers": np.zeros(100, np.int64), "ids": np.array([f"q{i}" for i in range(100)])}
+    preds.update(per_example("mcqa", preds, {}))
+    save_predictions(tmp_path / "predictions.npz", "msrvtt-mcqa", {}, preds)
+    r = _cli("score", tmp_path / "predictions.npz")
+    assert r.returncode == 0, r.stderr
+    lo, hi = (float(x) for x in r.stdout.split("95% CI [")[1].split("]")[0].split(", "))
+    assert "accuracy: 50.0000" in r.stdout and 38 < lo < 45 and 55 < hi < 62     # ±~10 points at n = 100

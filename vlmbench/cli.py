@@ -159,10 +159,16 @@ def score(predictions: Path = typer.Argument(..., help="a predictions.npz writte
     """Re-score a predictions file offline (no model needed)."""
     from .runner import score_file
 
+    from . import registry
+    from .reporting.intervals import result_intervals
+    from .runner import load_predictions
+
     task, metrics, conventions = score_file(predictions)
+    cis = result_intervals(registry.get(task).family, load_predictions(predictions)[2], metrics)
     console.print(f"[bold]{task}[/bold]")
     for k, v in metrics.items():
-        console.print(f"  {k}: {v:.4f}" if isinstance(v, float) else f"  {k}: {v}")
+        ci = f"  95% CI [{cis[k][0]:.4f}, {cis[k][1]:.4f}]" if k in cis else ""
+        console.print(f"  {k}: {v:.4f}{ci}" if isinstance(v, float) else f"  {k}: {v}", highlight=False)
 
 
 @app.command()
