@@ -327,3 +327,17 @@ def test_an_omegaconf_era_container_loads_without_omegaconf(released, tmp_path, 
     assert isinstance(ckpt["cfg"], mmpt.Inert) and ckpt["cfg"].get("arch").get("_val") == "mmarch"
     out = mmpt.convert(path, tmp_path / "out", say=lambda s: None)
     assert (out / "model.safetensors").is_file()
+
+
+def test_legacy_non_zip_files_are_held_to_the_same_rules(tmp_path):
+    small = {"cfg": {"model": argparse.Namespace(arch="mmarch")}, "model": {"w": torch.ones(2)}}
+    path = tmp_path / "legacy.pt"
+    torch.save(small, path, _use_new_zipfile_serialization=False)
+    ckpt = mmpt.safe_load(path)
+    assert isinstance(ckpt["cfg"]["model"], mmpt.Inert) and torch.equal(ckpt["model"]["w"], torch.ones(2))
+    marker = tmp_path / "constructed.txt"
+    bad = tmp_path / "legacy_bad.pt"
+    torch.save({**small, "x": planted(marker)}, bad, _use_new_zipfile_serialization=False)
+    with pytest.raises(InputError, match="Planted"):
+        mmpt.safe_load(bad)
+    assert not marker.exists()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import re
 import shutil
 from pathlib import Path
 from typing import Any, Callable
@@ -141,19 +142,27 @@ def _first(names: list[str], n: int = 5) -> str:
 def safe_load(path: Path) -> Any:
     """torch.load(weights_only=True) with inert stand-ins for the allow-listed classes; others refused by name."""
     try:
-        found = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+        found, zipped = torch.serialization.get_unsafe_globals_in_checkpoint(str(path)), True
     except Exception:  # noqa: BLE001 - a non-zip (legacy) file: weights_only below still refuses any global
-        found = []
+        found, zipped = [], False
     refused = sorted(set(found) - set(ALLOWED_GLOBALS))
     if refused:
         raise InputError(f"refusing to load: the file pickles classes outside the allow-list: {_first(refused)} "
                          f"(allowed: argparse.Namespace and omegaconf containers); nothing was executed", path=path)
     try:
         with torch.serialization.safe_globals(_stand_ins()):
-            return torch.load(str(path), map_location="cpu", weights_only=True)
+            # mmap (zip files only): the optimizer state fairseq stores beside the model is never read into memory
+            return torch.load(str(path), map_location="cpu", weights_only=True, mmap=zipped)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0][:300]
-        raise InputError(f"refusing to load ({first}); nothing was executed", path=path) from None
+        text = str(e)
+        name = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+        if name:
+            raise InputError(f"refusing to load: the file pickles a class outside the allow-list: {name[1]} "
+                             "(allowed: argparse.Namespace and omegaconf containers); nothing was executed",
+                             path=path) from None
+        why = re.search(r"WeightsUnpickler error: (.+)", text)
+        raise InputError(f"refusing to load ({(why[1] if why else text.splitlines()[0])[:300]}); nothing was "
+                         "executed", path=path) from None
     except (RuntimeError, OSError, EOFError, ValueError) as e:
         raise InputError(f"not a readable torch checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]})",
                          path=path) from None
