@@ -209,3 +209,23 @@ def test_real_caption_csvs_prepare(real_data, tmp_path):
     assert c["captions_out"] == c["asr_lines_out"] - c["captions_past_features"]
     assert p.caption_ntokens.max() <= 32 and c["tokens_out"] == int(p.caption_ntokens.astype(int).sum())
     assert (np.diff(p.video_captions) > 0).all()
+
+
+def test_shards_of_a_killed_run_are_not_reused_for_changed_input(hand, tmp_path, monkeypatch):
+    for i in range(5):
+        shutil.copy(hand / "captions" / "vb.csv", hand / "captions" / f"x{i}.csv")
+        shutil.copy(hand / "features" / "vb.npy", hand / "features" / f"x{i}.npy")
+    monkeypatch.setattr(P, "SHARD_VIDEOS", 3)
+
+    def die(done, total):
+        if done >= 6:
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        P.prepare(hand, tmp_path / "out", backbone="tiny", progress=die)
+    _csv(hand / "captions" / "va.csv", [(0.0, 1.0, "a different first video")])   # in the first shard
+    calls = []
+    real = P.prepare_videos
+    monkeypatch.setattr(P, "prepare_videos", lambda caps, *a: calls.append(sorted(caps)) or real(caps, *a))
+    got = P.prepare(hand, tmp_path / "out", backbone="tiny")
+    assert len(calls) == 3                                                       # nothing stale reused
+    assert got.caption_start[0] == 0.0 and got.video_captions[1] == 1
