@@ -341,3 +341,11 @@ def test_legacy_non_zip_files_are_held_to_the_same_rules(tmp_path):
     with pytest.raises(InputError, match="Planted"):
         mmpt.safe_load(bad)
     assert not marker.exists()
+
+
+def test_a_file_that_is_not_a_checkpoint_is_one_error_line(tmp_path):
+    for name, data in (("text.pt", b"hello\n"), ("empty.pt", b""), ("noise.pt", bytes(range(256)) * 8)):
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(InputError, match="not a readable torch checkpoint"):
+            mmpt.convert(tmp_path / name, tmp_path / "out", say=lambda s: None)
+    assert not (tmp_path / "out").exists()

@@ -83,6 +83,10 @@ class Inert:
         return f"<inert {self.qualname}>"
 
 
+def _first_line(e: object) -> str:
+    return (str(e).strip().splitlines() or [""])[0][:200]
+
+
 def _plain_dict(*args: Any) -> dict:
     """defaultdict's stand-in: a plain dict (the unpickler fills only exact dicts); the factory is dropped."""
     return {}
@@ -161,10 +165,10 @@ def safe_load(path: Path) -> Any:
                              "(allowed: argparse.Namespace and omegaconf containers); nothing was executed",
                              path=path) from None
         why = re.search(r"WeightsUnpickler error: (.+)", text)
-        raise InputError(f"refusing to load ({(why[1] if why else text.splitlines()[0])[:300]}); nothing was "
-                         "executed", path=path) from None
-    except (RuntimeError, OSError, EOFError, ValueError) as e:
-        raise InputError(f"not a readable torch checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]})",
+        raise InputError(f"not a readable torch checkpoint ({(why[1] if why else _first_line(text))[:300]}); "
+                         "nothing was executed", path=path) from None
+    except Exception as e:  # noqa: BLE001 - a garbled file fails anywhere inside the unpickler (KeyError, ...)
+        raise InputError(f"not a readable torch checkpoint ({type(e).__name__}: {_first_line(e)})",
                          path=path) from None
 
 

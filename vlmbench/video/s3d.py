@@ -154,6 +154,10 @@ class S3D(nn.Module):
         return out
 
 
+def _first_line(e: object) -> str:
+    return (str(e).strip().splitlines() or [""])[0][:200]
+
+
 def load_state(path: str | Path) -> dict[str, torch.Tensor]:
     """Tensors only (`weights_only=True`, on the CPU); a wrapping {'state_dict': ...} is unwrapped."""
     path = Path(path)
@@ -162,7 +166,7 @@ def load_state(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unpickling/zip error means "not a tensor checkpoint"
-        raise InputError(f"not a loadable tensor checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]})",
+        raise InputError(f"not a loadable tensor checkpoint ({type(e).__name__}: {_first_line(e)})",
                          path=path) from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
