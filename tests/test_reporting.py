@@ -206,6 +206,7 @@ def test_numbers_in_the_metrics_own_format():
     assert format_value("R@1", float("nan")) == "-" and format_value("R@1", None) == "-"
     assert format_interval("R@1", 10.0, 8.5, 11.0) == "10.00 ± 1.50"      # the larger half of an asymmetric CI
     assert format_interval("R@1", 10.0, float("nan"), float("nan")) == "10.00"
+    assert format_interval("MedR", 1.5, -7.0, 10.0, signed=True) == "+1.5 ± 8.5"
 
 
 @pytest.mark.parametrize("columns", [60, 100, 220])

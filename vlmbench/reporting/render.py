@@ -48,10 +48,10 @@ def format_value(metric: str, value: Any, signed: bool = False) -> str:
     return f"{v:{'+' if signed else ''}.{digits(metric)}f}"
 
 
-def format_interval(metric: str, value: Any, lo: Any, hi: Any) -> str:
+def format_interval(metric: str, value: Any, lo: Any, hi: Any, signed: bool = False) -> str:
     """'value ± half-width' (the larger half when the interval is not symmetric); the value alone when no
     interval is known."""
-    text = format_value(metric, value)
+    text = format_value(metric, value, signed=signed)
     if text == "-" or lo is None or hi is None or any(isinstance(x, float) and math.isnan(x) for x in (lo, hi)):
         return text
     half = max(float(hi) - float(value), float(value) - float(lo), 0.0)
@@ -84,7 +84,7 @@ def cells(df: pd.DataFrame, metrics: Iterable[str], *, ci: bool = False, signed:
         if col in metrics:
             fmt_as = metric_of.get(col, col)
             if ci and f"{col}:lo" in df.columns:
-                out[col] = [format_interval(fmt_as, v, lo, hi)
+                out[col] = [format_interval(fmt_as, v, lo, hi, signed=col in signed)
                             for v, lo, hi in zip(df[col], df[f"{col}:lo"], df[f"{col}:hi"])]
             else:
                 out[col] = [format_value(fmt_as, v, signed=col in signed) for v in df[col]]
