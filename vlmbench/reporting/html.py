@@ -38,7 +38,7 @@ figcaption { color: var(--muted); font-size: .9em; }
 footer { color: var(--muted); font-size: .85em; margin-top: 2em; }
 """
 
-PICTURE_GLOBS = ("plots/*.png", "attention*.png", "embeddings*.png", "viz/*.png")
+PICTURE_GLOBS = ("*-vs-*.png", "attention*.png", "embeddings*.png")   # ablation plots, viz pictures
 ERROR_GLOBS = ("captions.csv", "*errors*.csv", "class_accuracy.csv")
 ERROR_ROWS = 10
 
