@@ -210,3 +210,15 @@ def test_data_check_accepts_an_extracted_feature_folder(weights, tmp_path, capsy
     assert ret.status == "missing" and "train_videos=2" in ret.details and "test_clips=2" in ret.details, ret.details
     assert rows["msrvtt-mcqa"].status in ("ok", "missing") and "malformed" not in rows["msrvtt-mcqa"].details
     assert "RANDOMLY INITIALISED S3D" in capsys.readouterr().err
+
+
+def test_an_out_folder_inside_the_video_folder_is_not_read_as_videos(videos, weights, tmp_path):
+    folder = tmp_path / "v"
+    shutil.copytree(videos, folder)
+    (folder / "more").mkdir()
+    shutil.copy(videos / "portrait_30fps.mp4", folder / "more" / "sub_video.mp4")   # one level down: listed
+    out = folder / "features"
+    first = run(folder, out, weights)
+    assert sorted(first.done) == sorted([*VIDEOS, "sub_video"]) and not first.failed
+    second = run(folder, out, weights)
+    assert not second.done and not second.failed and len(second.skipped) == 4

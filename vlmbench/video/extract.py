@@ -54,12 +54,15 @@ class Summary:
         return self.decode_s / busy if busy else 0.0
 
 
-def list_videos(folder: Path) -> list[tuple[str, Path]]:
-    """Every file in the folder and one level of subfolders (as MMPT's PathBuilder); id = name without extension."""
+def list_videos(folder: Path, exclude: Path | None = None) -> list[tuple[str, Path]]:
+    """Every file in the folder and one level of subfolders (as MMPT's PathBuilder); id = name without extension.
+    `exclude` (the output folder, when it sits inside the video folder) is not listed."""
     if not folder.is_dir():
         raise InputError("video folder not found", path=folder)
+    skip = exclude.resolve() if exclude is not None else None
     files = [p for p in sorted(folder.iterdir()) if p.is_file() and not p.name.startswith(".")]
-    for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")
+                      and p.resolve() != skip):
         files += [p for p in sorted(sub.iterdir()) if p.is_file() and not p.name.startswith(".")]
     seen: dict[str, Path] = {}
     for p in files:
@@ -259,7 +262,7 @@ def extract(videos: str | Path, out: str | Path, weights: str | Path | None = No
     if weights is not None and random_init:
         raise InputError("give either --weights or --random-init, not both", path="--random-init")
     weights = Path(weights) if weights is not None else None
-    items = list_videos(videos)
+    items = list_videos(videos, exclude=out)
     dev = resolve_device(device)
     settings = _settings(weights, size, l2, half)
     _check_folder(out, settings)
