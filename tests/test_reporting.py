@@ -309,3 +309,14 @@ def test_piped_output_is_not_wrapped(mixed_results, monkeypatch):
     monkeypatch.setattr(render_mod.shutil, "get_terminal_size", lambda fallback: os.terminal_size(fallback))
     out = report(mixed_results, fmt="terminal")
     assert "toy-run preset=toy seed=0 (toy)" in out
+
+
+def test_plot_draws_each_runs_interval_and_the_seeds_std(tmp_path):
+    one = [make(task="youcook2-retrieval", metrics={"R@1": 10.0 + mmm}, intervals={"R@1": [8.0 + mmm, 13.0 + mmm]},
+                config={"mmm": mmm}) for mmm in (0.0, 0.5)]
+    svg = plot_metric_vs_key(grid_table(one, ["mmm"]), "mmm", "R@1", tmp_path / "a.png").with_suffix(".svg").read_text()
+    assert "95% bootstrap CI" in svg and "paper (Tables 8/9)" in svg
+    seeds = [make(task="youcook2-retrieval", metrics={"R@1": v}, seed=s, config={"mmm": mmm})
+             for mmm in (0.0, 0.5) for s, v in enumerate((10.0, 12.0))]
+    svg = plot_metric_vs_key(grid_table(seeds, ["mmm"]), "mmm", "R@1", tmp_path / "b.png").with_suffix(".svg").read_text()
+    assert "mean ± std over seeds" in svg

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -58,12 +59,16 @@ def plot_metric_vs_key(
         values = values if isinstance(values, tuple) else (values,)
         label = ", ".join(f"{k}={v}" for k, v in zip(other_keys, values)) or metric
         std = g[f"{metric}:std"].fillna(0).tolist() if f"{metric}:std" in g.columns else None
-        ax.errorbar(xs(g[key]), list(g[metric]), yerr=std, marker="o", capsize=3,
-                    label=label + (" (mean ± std over seeds)" if std and any(std) else ""))
+        yerr, what = (std, " (mean ± std over seeds)") if std and any(std) else (None, "")
+        if yerr is None and f"{metric}:lo" in g.columns and g[f"{metric}:lo"].notna().all():
+            y = g[metric].to_numpy(float)      # one run per point: its 95% bootstrap interval
+            yerr = [np.clip(y - g[f"{metric}:lo"].to_numpy(float), 0, None), np.clip(g[f"{metric}:hi"].to_numpy(float) - y, 0, None)]
+            what = " (95% bootstrap CI)"
+        ax.errorbar(xs(g[key]), list(g[metric]), yerr=yerr, marker="o", capsize=3, label=label + what)
         if paper_col in g.columns and g[paper_col].notna().any():
             p = g[g[paper_col].notna()]
             ax.scatter(xs(p[key]), list(p[paper_col]), marker="x", color="black",
-                       label=None if paper_drawn else "paper")
+                       label=None if paper_drawn else "paper (Tables 8/9)")
             paper_drawn = True
     if numeric:   # ticks at the grid's values, not matplotlib's round numbers
         values = sorted(set(data[key].astype(float)))
