@@ -123,8 +123,9 @@ def decode_clips(path: str | Path, size: int = SIZE) -> np.ndarray:
     return to_clips(decode_frames(path, size=size))
 
 
-def clips_to_input(group: np.ndarray):
-    """uint8 (k, T, H, W, 3) -> float32 torch (k, 3, T, H, W) in [0, 1], the S3D input (== to_clips)."""
+def clips_to_input(group: np.ndarray, device=None):
+    """uint8 (k, T, H, W, 3) -> float32 torch (k, 3, T, H, W) in [0, 1] on `device`, the S3D input (== to_clips).
+    The uint8 frames travel to the device (a quarter of the bytes) and are converted there."""
     import torch
 
-    return torch.from_numpy(group).permute(0, 4, 1, 2, 3).float().div_(255.0)
+    return torch.from_numpy(group).to(device).permute(0, 4, 1, 2, 3).float().div_(255.0)

@@ -101,7 +101,8 @@ def _check_folder(out: Path, settings: dict) -> None:
             old = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as e:
             raise InputError(f"unreadable ({e})", path=path) from None
-        diff = [k for k in settings if old.get(k) != settings[k]]
+        diff = [k for k in settings if old.get(k) != settings[k]
+                and not (k == "weights" and old.get("weights_sha256") == settings["weights_sha256"])]  # renamed file
         if diff:
             raise InputError("this folder holds features of another extraction (differs in "
                              + ", ".join(f"{k}: {old.get(k)!r} -> {settings[k]!r}" for k in diff)
@@ -213,7 +214,7 @@ def _streams(todo: list[tuple[str, Path]], size: int, group: int, workers: int):
 @torch.no_grad()
 def embed_group(model: torch.nn.Module, group: np.ndarray, device: torch.device, l2: bool = True) -> np.ndarray:
     """uint8 clips (k, 30, H, W, 3) -> (k, 512) float32 video embeddings (L2-normalised rows by default)."""
-    emb = model(decode.clips_to_input(group).to(device))["video_embedding"].float()
+    emb = model(decode.clips_to_input(group, device))["video_embedding"].float()
     return (F.normalize(emb, dim=1) if l2 else emb).cpu().numpy()
 
 
