@@ -178,3 +178,16 @@ def test_conv1_crop_is_tf_same_padding():
         expected = torch.relu(model.conv1.bn1(same))
     assert seen["x"].shape == expected.shape == (1, 64, 4, 16, 16)
     assert torch.allclose(seen["x"], expected, atol=1e-5)
+
+
+def test_a_file_without_bn_counters_loads(tmp_path):
+    """num_batches_tracked (unused in eval) may be absent from the released file: all absent is accepted."""
+    state = {k: v for k, v in spec_state().items() if not k.endswith("num_batches_tracked")}
+    assert len(state) == 537 - 76
+    torch.save(state, tmp_path / "old.pth")
+    model = s3d.load_weights(tmp_path / "old.pth", say=lambda s: None)
+    assert torch.equal(model.fc.bias, state["fc.bias"])
+    some = dict(state, **{"conv1.bn1.num_batches_tracked": torch.tensor(3)})   # only some: not this file
+    torch.save(some, tmp_path / "mixed.pth")
+    with pytest.raises(InputError, match="75 missing"):
+        s3d.load_weights(tmp_path / "mixed.pth", say=lambda s: None)

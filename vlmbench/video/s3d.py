@@ -197,6 +197,11 @@ def load_weights(path: str | Path, say=print) -> S3D:
     text = [k for k in state if k.startswith(TEXT_PREFIX)]
     video = {k: v for k, v in state.items() if not k.startswith(TEXT_PREFIX)}
     model = S3D()
+    # Whether the released file stores BN's num_batches_tracked is unverified; it is a training counter that
+    # eval never reads, so a file without any is completed with zeros (as PyTorch does for old BN files).
+    counters = [k for k in model.state_dict() if k.endswith(".num_batches_tracked")]
+    if not any(k in video for k in counters):
+        video.update({k: torch.tensor(0, dtype=torch.long) for k in counters})
     check_state(model, video, path=path)
     model.load_state_dict(video, strict=True)
     say(f"S3D: loaded {len(video)} video tensors from {Path(path).name}; "
