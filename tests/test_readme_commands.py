@@ -35,8 +35,9 @@ COVERED = {
     # run as subprocesses of the entry point in tests/test_extract.py and tests/test_convert_mmpt.py
     "vlmbench features", "vlmbench convert",
     "vlmbench data prepare-howto100m",   # tests/test_prepared.py (then pretrain --data PREP)
+    "vlmbench viz attention", "vlmbench viz embeddings",
 }
-SUBCOMMAND_GROUPS = {"data"}   # `vlmbench data toy`: the verb is two words
+SUBCOMMAND_GROUPS = {"data", "viz"}   # `vlmbench data toy`: the verb is two words
 
 
 def readme_commands(text: str) -> list[str]:
@@ -301,3 +302,15 @@ def test_make_targets_exist_and_call_real_commands(target):
         assert "vlmbench suite --preset smoke" in dry.stdout
     if target == "bench":
         assert "bench/run_all.py" in dry.stdout and (REPO / "bench" / "run_all.py").is_file()
+
+
+@pytest.mark.parametrize("kind", ["attention", "embeddings"])
+def test_viz_draws_png_and_svg(ws, tmp_path, kind):
+    task = "youcook2-retrieval" if kind == "attention" else "youcook2-caption"
+    out = tmp_path / "viz"
+    ok(cli("viz", kind, "--task", task, "--data", "toy", "--checkpoint", str(ws["ckpt"]), "--out", str(out),
+           cwd=ws["root"]))
+    pngs = sorted(out.glob("*.png"))
+    assert pngs and all(p.with_suffix(".svg").is_file() for p in pngs)
+    svg = pngs[0].with_suffix(".svg").read_text()
+    assert ("isolated mask" in svg) if kind == "attention" else ("video tokens" in svg)
