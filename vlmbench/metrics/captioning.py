@@ -155,7 +155,9 @@ def _meteor(gts: dict[str, list[str]], res: dict[str, list[str]]) -> float:
 
 def _meteor_scores(gts: dict[str, list[str]], res: dict[str, list[str]]) -> tuple[float, list[float]]:
     """(corpus METEOR, per-caption METEOR in gts order), memoised on the exact input."""
-    key = hashlib.sha256(json.dumps([list(gts.items()), list(res.items())]).encode()).hexdigest()
+    # keyed on the scorer class too: a different METEOR (another jar, a test double) never reads another's result
+    key = f"{Meteor.__module__}.{Meteor.__qualname__}:{id(Meteor)}:" + hashlib.sha256(
+        json.dumps([list(gts.items()), list(res.items())]).encode()).hexdigest()
     if key not in _METEOR_CACHE:
         while len(_METEOR_CACHE) >= _METEOR_CACHE_SIZE:
             _METEOR_CACHE.pop(next(iter(_METEOR_CACHE)))
