@@ -193,3 +193,12 @@ def test_paired_refuses_different_test_examples():
     b["ids"] = b["ids"][::-1]
     with pytest.raises(InputError, match="same test examples"):
         _paired(a, b)
+
+
+def test_skipped_meteor_stores_no_nan_column():
+    """NaN arrays in predictions.npz would make two identical runs compare unequal (NaN != NaN)."""
+    preds = {"ids": np.array(["a", "b"]), "hypotheses": np.array(["cut it", "stir"]),
+             "references": np.array(["cut it now", "stir the pot"])}
+    arrays = per_example("captioning", preds, {"skip_meteor": True})
+    assert "example:meteor" not in arrays and all(np.isfinite(v).all() for v in arrays.values())
+    assert "METEOR" not in estimators("captioning", arrays, {"METEOR": float("nan"), "BLEU-4": 0.0})

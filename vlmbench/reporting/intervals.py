@@ -57,7 +57,9 @@ def per_example(family: str, preds: Mapping[str, np.ndarray], cfg: Mapping[str, 
         st = caption_statistics(dict(zip(ids, map(str, preds["hypotheses"]))),
                                 dict(zip(ids, map(str, preds["references"]))),
                                 tokenize=cfg.get("tokenize", "whitespace"), meteor=not cfg.get("skip_meteor", False))
-        out = {k: st[k] for k in ("bleu", "rouge_l", "cider", "meteor")}
+        out = {k: st[k] for k in ("bleu", "rouge_l", "cider")}
+        if np.isfinite(st["meteor"]).all():        # skip_meteor: no per-caption METEOR (not a column of NaN)
+            out["meteor"] = st["meteor"]
     else:
         return {}
     return {PREFIX + k: np.asarray(v) for k, v in out.items()}
@@ -91,7 +93,7 @@ def estimators(family: str, arrays: Mapping[str, np.ndarray], metrics: Mapping[s
         est["BLEU-4"] = bs.corpus_bleu(a["bleu"], 4)
         est["ROUGE-L"] = bs.mean(a["rouge_l"])
         est["CIDEr"] = bs.mean(a["cider"])
-        if np.isfinite(metrics.get("METEOR", np.nan)) and np.isfinite(a["meteor"]).all():
+        if "meteor" in a and np.isfinite(metrics.get("METEOR", np.nan)):
             est["METEOR"] = bs.shifted_mean(a["meteor"], metrics["METEOR"])
     return {m: f for m, f in est.items() if m in metrics}
 
