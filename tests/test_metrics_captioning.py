@@ -175,12 +175,12 @@ def test_missing_java(monkeypatch):
     monkeypatch.setenv("PATH", "")
     msg = (
         "java not found on PATH: METEOR needs a Java runtime "
-        "(e.g. apt-get install openjdk-17-jre-headless), or pass --skip-meteor"
+        "(e.g. apt-get install openjdk-17-jre-headless), or pass skip_meteor=true"
     )
     with pytest.raises(InputError) as err:
         require_java()
     assert str(err.value) == msg
-    with pytest.raises(InputError, match="skip-meteor"):
+    with pytest.raises(InputError, match="skip_meteor=true"):
         caption_metrics(HYPS, REFS)
     with pytest.raises(InputError, match="PTB tokenizer"):
         caption_metrics(HYPS, REFS, tokenize="ptb", meteor=False)
