@@ -72,7 +72,9 @@ def test_smoke_run_end_to_end(tmp_path, tiny_checkpoint):
     assert task == "youcook2-caption" and metrics == pytest.approx(result.metrics, rel=1e-9)
 
     _, _, preds = runner.load_predictions(tmp_path / "predictions.npz")
-    assert set(preds) == {"ids", "hypotheses", "references"} and len(preds["ids"]) == 32
+    # the predictions, plus the per-example statistics the bootstrap intervals resample
+    assert {k for k in preds if not k.startswith("example:")} == {"ids", "hypotheses", "references"}
+    assert len(preds["ids"]) == 32 and all(len(preds[k]) == 32 for k in preds if k.startswith("example:"))
     # ids and references are the first 32 validation segments, decoded like the hypotheses (lower-case)
     root = Path(os.environ["VLMBENCH_CACHE"]) / "toy-v1-seed0" / "youcook2"
     anns = youcook2.load_annotations(root / "youcookii_annotations_trainval.json")
