@@ -158,6 +158,10 @@ def compare_paths(new_path: str | Path, ref_path: str | Path, tol: dict[str, flo
     if not ref:
         raise InputError("no reference results found", path=ref_path)
     new = load_results(new_path)
+    new_tasks, ref_tasks = {r.task for r in new}, {r.task for r in ref}
+    if new and not new_tasks & ref_tasks:   # a result file of another task: a wrong argument, not a regression
+        raise InputError(f"task: the new results ({', '.join(sorted(new_tasks))}) share no task with the reference "
+                         f"({', '.join(sorted(ref_tasks))})", path=new_path)
     if not force:
         check_comparable(new, ref)
     df = compare(new, ref, tol)

@@ -87,7 +87,7 @@ def report(results: Sequence[Result], against: str | None = "paper", fmt: str = 
     """The report in one format; ci: metric cells as `value ± half-width` (terminal and markdown; CSV and
     JSON always carry both bounds as `<metric>:lo` / `<metric>:hi`)."""
     if fmt not in FORMATS:
-        raise InputError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+        raise InputError(f"must be one of {', '.join(FORMATS)}, got {fmt!r}", path="--format")
     df = report_frame(results, against)
     if fmt == "csv":
         return df.to_csv(index=False)
