@@ -6,6 +6,7 @@ the final file gets the user's normal permissions (0666 & ~umask), as if written
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -156,3 +157,12 @@ def _default(o: Any) -> Any:
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file's bytes, read in 1 MiB blocks (feature files, checkpoints and weights can be large)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

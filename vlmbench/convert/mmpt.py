@@ -8,7 +8,6 @@ key the mapping does not know fails loudly. Facts: ../shared/spec/authors-checkp
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 import re
@@ -20,6 +19,7 @@ import torch
 from transformers import BertConfig, BertModel
 
 from ..errors import InputError
+from ..io import file_sha256 as sha256
 from ..model import backbone as bb
 from ..model.vlm import VLM, VLMConfig
 from .source import SOURCE_KIND, describe
@@ -254,14 +254,6 @@ def fairseq_progress(ckpt: Any) -> dict[str, int | None]:
         epoch = it.get("epoch") if isinstance(it, dict) else None
     as_int = lambda x: int(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else None  # noqa: E731
     return {"fairseq_step": as_int(step), "fairseq_epoch": as_int(epoch)}
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def build_vlm(source: dict, bert: dict = BERT_BASE) -> VLM:

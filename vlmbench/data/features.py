@@ -20,6 +20,7 @@ from typing import NamedTuple
 import numpy as np
 
 from vlmbench.errors import InputError
+from vlmbench.io import file_sha256
 
 from .files import check_id
 
@@ -145,17 +146,14 @@ class FeatureStore:
     def _scan_file(self, vid: str, size: int) -> Scan:
         path = self.path(vid)
         arr = self._open(vid)                 # shape, width, dtype and row-count rules first
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
+        digest = file_sha256(path)
         bad_row = None
         for first in range(0, arr.shape[0], 4096):  # bounded memory on long videos
             finite = np.isfinite(arr[first:first + 4096]).all(axis=1)
             if not finite.all():
                 bad_row = first + int(np.flatnonzero(~finite)[0])
                 break
-        return Scan(size, h.hexdigest(), bad_row)
+        return Scan(size, digest, bad_row)
 
 
 def _cache_file(folder: Path) -> Path:

@@ -7,7 +7,6 @@ run goes on. Layout and dtype are those every reader expects (float16, L2-normal
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import queue
@@ -24,6 +23,7 @@ import torch
 from torch.nn import functional as F
 
 from ..errors import InputError
+from ..io import file_sha256 as sha256
 from ..io import atomic_write, write_json, write_text
 from . import decode, marker
 from . import s3d as s3dmod
@@ -74,14 +74,6 @@ def list_videos(folder: Path, exclude: Path | None = None) -> list[tuple[str, Pa
     if not seen:
         raise InputError("no video files", path=folder)
     return list(seen.items())
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _settings(weights: Path | None, size: int, l2: bool, half: bool) -> dict:
