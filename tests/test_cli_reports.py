@@ -129,7 +129,9 @@ def test_report_labels_toy_results_in_every_format(new_run):
     md = _cli("report", new_run, "--format", "markdown").stdout
     assert md.startswith("## vlmbench report") and md.count("> toy world: not comparable") == 7
     js = json.loads(_cli("report", new_run, "--format", "json", "--against", "none").stdout)
-    assert js["notes"] == ["toy world: not comparable with published numbers"]
+    # the toy label first; the smoke reference's tiny backbone is named beside the paper's (issue 9, point 8)
+    assert js["notes"] == ["toy world: not comparable with published numbers",
+                           "backbone: tiny random BERT (2 layers, hidden 64) (paper: bert-base-uncased)"]
     assert {row["kind"] for row in js["rows"]} == {"ours"} and len(js["rows"]) == 7   # no paper rows
     csv = _cli("report", new_run / "msrvtt-mcqa", "--format", "csv").stdout.splitlines()
     assert csv[0].startswith("task,kind,label,source,note,accuracy")
