@@ -124,13 +124,14 @@ def run(task: str, *, data: Path | None = None, checkpoint: Path | None = None, 
 
     if checkpoint is not None:
         vlm = VLM.load(checkpoint)
-        if converted := describe_source(vlm.config.source):
-            say(f"checkpoint: {converted}")
     elif is_toy:
         vlm = VLM.load(toy_checkpoint(cfg.backbone, say=say, progress=progress))
     else:
         say(f"No --checkpoint given: starting from the {cfg.backbone} backbone without VLM pre-training")
         vlm = VLM.from_backbone(cfg.backbone, seed=cfg.seed)
+    source_note = describe_source(vlm.config.source)   # e.g. "converted from MMPT ..." (None for our own)
+    if source_note:
+        say(f"checkpoint: {source_note}")
     torch.manual_seed(cfg.seed)
     module = adapter.build(vlm).to(dev)
 
@@ -154,8 +155,8 @@ def run(task: str, *, data: Path | None = None, checkpoint: Path | None = None, 
 
     t0 = time.perf_counter()
     metrics, conventions = adapter.score(preds, cfg_dict)
-    if vlm.backbone_note():   # e.g. "MiniLM-L6 (paper: bert-base-uncased)": shown beside the numbers in reports
-        conventions = {**conventions, "backbone": vlm.backbone_note()}
+    if backbone := vlm.backbone_note():   # e.g. "MiniLM-L6 (paper: bert-base-uncased)": shown in reports
+        conventions = {**conventions, "backbone": backbone}
     cis = intervals.result_intervals(spec.family, preds, metrics)
     conventions = {**conventions, **(intervals.conventions(spec.family) if cis else {})}
     extra = adapter.extra_outputs(preds, out)
@@ -166,7 +167,7 @@ def run(task: str, *, data: Path | None = None, checkpoint: Path | None = None, 
     counts["finetune_updates"] = len(losses)
     result = Result(task=task, family=spec.family, split=spec.split, metrics=metrics, conventions=conventions,
                     counts=counts, config={**cfg_dict, "checkpoint": str(checkpoint) if checkpoint else None,
-                                           "checkpoint_source": describe_source(vlm.config.source),
+                                           "checkpoint_source": source_note,
                                            "data": str(root), "allow_missing": allow_missing},
                     preset=cfg.preset, seed=cfg.seed, toy=toy_data,
                     provenance=provenance(adapter.loaded.fingerprint()),
