@@ -1,10 +1,17 @@
 """The toy world: synthetic corpora written in exactly the real formats, with structure a model can learn.
 
-One concept space is shared by every toy dataset: each action word and each object word has a fixed random
-direction in the 512-d feature space. A video is a sequence of steps (action, object, seconds); the feature of
-each second is the L2-normalised sum of its step's two directions plus noise (S3D features are L2-normalised
-too), and the captions around that second say which action and object it shows. Video and text are therefore
-alignable, and a model pre-trained on the toy HowTo100M corpus can transfer zero-shot to the toy tasks.
+One concept space is shared by every toy dataset: each action, object, attribute, quantity and tool word has a
+fixed random direction in the 512-d feature space. A video is a sequence of steps (action, object, optional
+attribute / quantity / tool, seconds); the feature of each second is the L2-normalised, weighted sum of its
+step's directions plus noise (S3D features are L2-normalised too), and the captions around that second say what
+it shows ("cut two red onions in the pan"). Video and text are therefore alignable, and a model pre-trained on
+the toy HowTo100M corpus can transfer zero-shot to the toy tasks.
+
+Version 2 makes each task need the mechanism it tests: captions of 3-16 words that compose steps ("... and then
+...") and carry attributes, quantities and tools, so BLEU-4, METEOR and CIDEr move with quality; retrieval test
+clips come in pairs whose captions share their words (objects swapped between steps, or another attribute), so
+a bag of words cannot tell them apart; MC-QA negatives differ from the true caption in exactly one concept; COIN
+recipes share some steps' visuals under different step ids, so a step's identity needs the temporal context.
 It is a test harness, never a benchmark: results on it are labelled as toy everywhere.
 """
 from __future__ import annotations
@@ -19,13 +26,19 @@ import numpy as np
 
 from ...io import write_json
 
-VERSION = 1
+VERSION = 2
 DIM = 512
 ACTIONS = ["cut", "chop", "slice", "peel", "wash", "stir", "mix", "fry", "boil", "bake", "pour", "add",
            "grill", "season", "roll", "fold"]
 OBJECTS = ["onion", "tomato", "potato", "carrot", "garlic", "pepper", "chicken", "beef", "fish", "egg",
            "rice", "pasta", "bread", "cheese", "butter", "flour", "sugar", "salt", "oil", "milk", "water",
            "lemon", "apple", "dough"]
+ATTRIBUTES = ["red", "green", "small", "large", "fresh", "frozen", "hot", "sweet", "whole", "sliced"]
+QUANTITIES = ["two", "three", "four"]                 # a quantity makes the object plural
+TOOLS = ["pan", "bowl", "pot", "oven", "plate", "board"]
+# Weights of a step's parts in its feature (the action and the object dominate, as in the captions).
+WEIGHTS = {"action": 1.0, "obj": 1.0, "attr": 0.8, "qty": 0.6, "tool": 0.6}
+P_PART = {"attr": 0.7, "qty": 0.25, "tool": 0.5}      # how often a step has each optional part
 FILLER = ["okay so", "alright", "now", "and then", "next", "so", "you want to", "go ahead and", "we are going to"]
 OFF_TOPIC = ["thanks for watching", "please subscribe to my channel", "let me know in the comments",
              "this is my favorite recipe", "hello everyone welcome back"]
@@ -37,6 +50,29 @@ class Step:
     action: str
     obj: str
     seconds: int
+    attr: str | None = None
+    qty: str | None = None
+    tool: str | None = None
+
+    def parts(self) -> dict[str, str]:
+        """The concept words this step shows, by part (only the parts it has)."""
+        return {k: v for k in WEIGHTS if (v := getattr(self, k)) is not None}
+
+
+def plural(noun: str) -> str:
+    return noun + ("es" if noun.endswith(("o", "sh", "ch")) else "s")
+
+
+def phrase(step: Step) -> str:
+    """'cut the onion', 'slice two red tomatoes in the pan': 3-7 words naming exactly the step's parts."""
+    noun = plural(step.obj) if step.qty else step.obj
+    words = [step.action, step.qty or "the", *([step.attr] if step.attr else []), noun]
+    return " ".join(words + (["in", "the", step.tool] if step.tool else []))
+
+
+def compose(steps: list[Step]) -> str:
+    """Consecutive steps in one sentence, in the order they happen."""
+    return " and then ".join(phrase(s) for s in steps)
 
 
 class World:
@@ -44,25 +80,34 @@ class World:
 
     def __init__(self):
         rng = np.random.default_rng([VERSION, 7919])
-        words = ACTIONS + OBJECTS
+        words = ACTIONS + OBJECTS + ATTRIBUTES + QUANTITIES + TOOLS
         dirs = rng.standard_normal((len(words), DIM))
         self.direction = {w: d / np.linalg.norm(d) for w, d in zip(words, dirs)}
 
-    def random_steps(self, rng: np.random.Generator, n: int, min_s: int = 4, max_s: int = 9) -> list[Step]:
-        return [Step(str(rng.choice(ACTIONS)), str(rng.choice(OBJECTS)), int(rng.integers(min_s, max_s + 1)))
+    def random_steps(self, rng: np.random.Generator, n: int, min_s: int = 4, max_s: int = 9,
+                     plain: bool = False) -> list[Step]:
+        """n random steps; each optional part is present with its P_PART probability (none when plain)."""
+        def part(name: str, words: list[str]) -> str | None:
+            return None if plain or rng.random() >= P_PART[name] else str(rng.choice(words))
+
+        return [Step(str(rng.choice(ACTIONS)), str(rng.choice(OBJECTS)), int(rng.integers(min_s, max_s + 1)),
+                     attr=part("attr", ATTRIBUTES), qty=part("qty", QUANTITIES), tool=part("tool", TOOLS))
                 for _ in range(n)]
+
+    def centre(self, step: Step) -> np.ndarray:
+        return sum(WEIGHTS[k] * self.direction[w] for k, w in step.parts().items())
 
     def features(self, steps: list[Step], rng: np.random.Generator, background: int = 0) -> np.ndarray:
         """(seconds, 512) float16; `background` seconds of noise only before each step.
 
-        Each second = action direction + object direction + a per-video style offset + noise (norms ~1.4,
-        0.5 and NOISE), then L2-normalised: visible to a model, not readable off a single coordinate."""
+        Each second = the step's weighted concept directions (WEIGHTS) + a per-video style offset + noise (norms
+        ~1.4-2, 0.5 and NOISE), then L2-normalised: visible to a model, not readable off a single coordinate."""
         noise = lambda scale: rng.standard_normal(DIM) / np.sqrt(DIM) * scale  # noqa: E731  (norm ~ scale)
         style = noise(0.5)
         rows = []
         for step in steps:
             rows += [style + noise(1.0) for _ in range(background)]
-            centre = self.direction[step.action] + self.direction[step.obj] + style
+            centre = self.centre(step) + style
             rows += [centre + noise(NOISE) for _ in range(step.seconds)]
         feats = np.stack(rows)
         feats /= np.linalg.norm(feats, axis=1, keepdims=True)
@@ -70,7 +115,7 @@ class World:
 
     @staticmethod
     def sentence(step: Step, rng: np.random.Generator, filler: bool = True) -> str:
-        core = f"{step.action} the {step.obj}"
+        core = phrase(step)
         if filler and rng.random() < 0.7:
             core = f"{rng.choice(FILLER)} {core}"
         return core

@@ -3,6 +3,8 @@ with background seconds between them; COIN.json (the official `database` shape) 
 
 Steps are (action, object) pairs of the shared concept space with fixed global step ids spread over 1..778,
 so per-second classification is learnable and an all-background predictor stays clearly below a trained one.
+Two steps of every recipe look like a step of another recipe (same action and object, another step id), so
+their identity needs the temporal context: which recipe the neighbouring steps belong to.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from . import ACTIONS, OBJECTS, VERSION, Step, World, write_atomically
 
 N_RECIPES = 8
 STEPS_PER_RECIPE = 6
+SHARED = (1, 4)   # positions whose visual is shared by recipes r and r + N_RECIPES // 2
 RECIPE_NAMES = ["MakeToySoup", "MakeToySalad", "BakeToyBread", "FryToyEggs", "CookToyPasta", "GrillToyFish",
                 "MakeToyPie", "BoilToyRice"]
 
@@ -22,10 +25,15 @@ RECIPE_NAMES = ["MakeToySoup", "MakeToySalad", "BakeToyBread", "FryToyEggs", "Co
 def step_table() -> list[list[tuple[int, str, str]]]:
     """Per recipe, its ordered steps as (global step id, action, object); the same for every seed.
 
-    48 distinct (action, object) pairs; ids are spread over 1..778 like the real COIN "Action Id"s."""
+    48 step ids over 40 distinct (action, object) pairs: the SHARED positions of recipe r + 4 repeat recipe
+    r's pairs. Ids are spread over 1..778 like the real COIN "Action Id"s."""
     rng = np.random.default_rng([VERSION, 4242])
     pairs: list[tuple[str, str]] = []
     while len(pairs) < N_RECIPES * STEPS_PER_RECIPE:
+        r, k = divmod(len(pairs), STEPS_PER_RECIPE)
+        if k in SHARED and r >= N_RECIPES // 2:
+            pairs.append(pairs[(r - N_RECIPES // 2) * STEPS_PER_RECIPE + k])
+            continue
         pair = (str(rng.choice(ACTIONS)), str(rng.choice(OBJECTS)))
         if pair not in pairs:
             pairs.append(pair)
