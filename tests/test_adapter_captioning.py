@@ -14,7 +14,7 @@ import torch
 
 from vlmbench import registry, runner
 from vlmbench.adapters.captioning import CAPTIONS_CSV, CaptioningAdapter
-from vlmbench.data import youcook2
+from vlmbench.data import toy, youcook2
 from vlmbench.errors import InputError
 from vlmbench.metrics.captioning import caption_metrics
 from vlmbench.model.vlm import VLM
@@ -76,7 +76,7 @@ def test_smoke_run_end_to_end(tmp_path, tiny_checkpoint):
     assert {k for k in preds if not k.startswith("example:")} == {"ids", "hypotheses", "references"}
     assert len(preds["ids"]) == 32 and all(len(preds[k]) == 32 for k in preds if k.startswith("example:"))
     # ids and references are the first 32 validation segments, decoded like the hypotheses (lower-case)
-    root = Path(os.environ["VLMBENCH_CACHE"]) / "toy-v1-seed0" / "youcook2"
+    root = toy.toy_root(0) / "youcook2"
     anns = youcook2.load_annotations(root / "youcookii_annotations_trainval.json")
     expected = youcook2.caption_clips(anns, youcook2.load_split_list(root / "val_list.txt"))[:32]
     assert list(preds["ids"]) == [c.clip_id for c in expected]
