@@ -1,0 +1,281 @@
+"""`make mutants`: apply each committed mutant patch to a copy of HEAD and run the CI gate on it.
+
+Per mutant (mutants/manifest.yaml): export HEAD (git archive) to a temp folder, `git apply` the patch, then with
+PYTHONPATH at that copy: the metric sanity check (`python -m vlmbench.sanity`, when HEAD has it), pre-training
+if the mutant's code runs there (else the unmutated checkpoint, built once into runs/mutants/baseline-<preset>),
+then per task `vlmbench run` + the floors its `learned:` block names (`vlmbench baseline`), and `vlmbench compare`
+against a copy of results/reference/<preset> holding only the tasks run so far (+ its top-level files, e.g.
+noise.json). The first failed check catches the mutant (the rest is skipped unless --all-tasks); a crash or a
+time-out is caught too (CI would fail). Table: stdout and runs/mutants/table.md; exit 1 if a mutant escapes or
+the control (00, no patch) fails. Uses no vlmbench import: what runs is only ever the copy.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+MANIFEST = HERE / "manifest.yaml"
+PY = sys.executable
+# The editable install's meta-path finder maps vlmbench to the working tree ahead of PYTHONPATH: drop it, so the
+# copy on PYTHONPATH is what runs. The package has no __main__, hence -c.
+PRELUDE = ("import sys; sys.meta_path[:] = [f for f in sys.meta_path "
+           "if not getattr(f, '__module__', '').startswith('__editable__')]; ")
+CLI = PRELUDE + "from vlmbench.cli import main; sys.argv[0] = 'vlmbench'; main()"
+SANITY = PRELUDE + "import runpy; runpy.run_module('vlmbench.sanity', run_name='__main__', alter_sys=True)"
+TIMEOUT_S = 1800                                  # one step; a hang fails CI, so it catches
+# compare output word -> the check it names, most specific first
+VERDICTS = [("below floor", "below floor"), ("beyond noise", "changed beyond noise"), ("regressed", "regressed"),
+            ("missing", "missing metric")]
+
+
+def load_manifest(path: Path = MANIFEST) -> list[dict]:
+    return yaml.safe_load(path.read_text())["mutants"]
+
+
+def task_files(root: Path = REPO) -> dict[str, dict]:
+    return {p.stem: yaml.safe_load(p.read_text()) for p in sorted((root / "tasks").glob("*.yaml"))}
+
+
+def floor_dir(task_dir: Path, kind: str) -> Path:
+    """Where a task's floor baseline goes (beside its result, as `vlmbench suite` lays them out)."""
+    return task_dir / f"floor-{kind}"
+
+
+def needs(task: str, specs: dict[str, dict]) -> tuple[list[str], list[str]]:
+    """(floor kinds, other tasks) that the task's `learned:` margins are measured over."""
+    overs = [str(x["over"]) for x in specs[task].get("learned") or [] if "over" in x]
+    return sorted({o for o in overs if o not in specs}), [o for o in overs if o in specs]
+
+
+def plan(tasks: list[str], specs: dict[str, dict]) -> list[str]:
+    """The mutant's tasks in order, each preceded by any task its margin is measured over."""
+    out: list[str] = []
+    for t in tasks:
+        for dep in needs(t, specs)[1]:
+            if dep not in out:
+                out.append(dep)
+        if t not in out:
+            out.append(t)
+    return out
+
+
+def export_head(dest: Path, patch: Path | None) -> None:
+    """HEAD's package + tasks + baselines laid out as an installed package (vlmbench/tasks, vlmbench/baselines:
+    the editable install would otherwise map those two to the working tree), then the patch applied."""
+    dest.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", "HEAD", "vlmbench", "tasks", "baselines"],
+                             check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    for sub in ("tasks", "baselines"):
+        shutil.rmtree(dest / "vlmbench" / sub, ignore_errors=True)
+        os.replace(dest / sub, dest / "vlmbench" / sub)
+    if patch is not None:
+        subprocess.run(["git", "apply", str(Path(patch).resolve())], cwd=dest, check=True, capture_output=True, text=True)
+
+
+class Step:
+    """Runs commands against one source copy, logging each to log_dir/<name>.log."""
+
+    def __init__(self, src: Path, log_dir: Path):
+        self.env = {**os.environ, "PYTHONPATH": str(src)}
+        self.src = src                 # also the cwd: `python -c` puts the cwd first on sys.path
+        self.log_dir = log_dir
+        log_dir.mkdir(parents=True, exist_ok=True)
+
+    def __call__(self, name: str, args: list[str], timeout: int = TIMEOUT_S) -> tuple[int, str]:
+        log = self.log_dir / f"{name}.log"
+        try:
+            r = subprocess.run([PY, *args], env=self.env, capture_output=True, text=True, timeout=timeout, cwd=self.src)
+            rc, text = r.returncode, r.stdout + r.stderr
+        except subprocess.TimeoutExpired as e:
+            rc, text = 124, f"timed out after {timeout} s\n{e.stdout or ''}{e.stderr or ''}"
+        log.write_text(text)
+        return rc, text
+
+    def vlmbench(self, name: str, *args: str) -> tuple[int, str]:
+        return self(name, ["-c", CLI, *args])
+
+
+def verdict(output: str) -> str:
+    low = output.lower()
+    for word, check in VERDICTS:
+        if word in low:
+            return check
+    return "gate failed"
+
+
+def reference_subset(ref: Path, tasks: list[str], dest: Path) -> Path:
+    """A copy of the reference holding only `tasks` (+ every top-level file, e.g. noise.json)."""
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    for p in ref.iterdir():
+        if p.is_file():
+            shutil.copy2(p, dest / p.name)
+    for t in tasks:
+        shutil.copytree(ref / t, dest / t)
+    return dest
+
+
+def build_baseline(preset: str, out: Path, say) -> Path:
+    """The unmutated pre-training, reused while HEAD and the preset are unchanged (stamp.json)."""
+    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    stamp = {"head": head, "preset": preset}
+    model = out / "pretrain" / "model"
+    if (out / "stamp.json").is_file() and json.loads((out / "stamp.json").read_text()) == stamp and model.is_dir():
+        say(f"baseline: reusing {model}")
+        return model
+    shutil.rmtree(out, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix="vlmbench-mutant-base-") as tmp:
+        src = Path(tmp) / "src"
+        export_head(src, None)
+        t0 = time.perf_counter()
+        say(f"baseline: pre-training (preset {preset}) into {out / 'pretrain'}")
+        rc, text = Step(src, out / "logs").vlmbench("pretrain", "pretrain", "--preset", preset, "--out",
+                                                    str(out / "pretrain"), "--overwrite", "--no-progress")
+        if rc != 0:
+            raise SystemExit(f"baseline pre-training failed (exit {rc}); see {out / 'logs' / 'pretrain.log'}:\n"
+                             + text[-2000:])
+        say(f"baseline: {time.perf_counter() - t0:.0f} s")
+    (out / "stamp.json").write_text(json.dumps(stamp))
+    return model
+
+
+def run_mutant(m: dict, *, preset: str, ref: Path, base_model: Path, out: Path, specs: dict[str, dict],
+               all_tasks: bool, say) -> dict:
+    """Applies and gates one mutant; returns its table row."""
+    t0 = time.perf_counter()
+    shutil.rmtree(out, ignore_errors=True)
+    row = {"mutant": m["id"], "description": m["description"], "tasks": [], "check": "none", "caught": False}
+    failed: list[str] = []
+
+    def fail(check: str) -> bool:
+        failed.append(check)
+        return not all_tasks          # True: stop here
+
+    with tempfile.TemporaryDirectory(prefix=f"vlmbench-mutant-{m['id']}-") as tmp:
+        src = Path(tmp) / "src"
+        patch = HERE / m["patch"] if m.get("patch") else None
+        try:
+            export_head(src, patch)
+        except subprocess.CalledProcessError as e:
+            row.update(check=f"patch does not apply: {(e.stderr or '').strip()[:200]}", error=True)
+            return row
+        step = Step(src, out / "logs")
+        stop = False
+        if (src / "vlmbench" / "sanity.py").is_file() or (src / "vlmbench" / "sanity").is_dir():
+            rc, _ = step("sanity", ["-c", SANITY])
+            if rc != 0:
+                stop = fail("sanity" if rc != 124 else "timed out")
+        checkpoint = base_model
+        if not stop and m.get("pretrain"):
+            rc, _ = step.vlmbench("pretrain", "pretrain", "--preset", preset, "--out", str(out / "pretrain"),
+                                  "--overwrite", "--no-progress")
+            checkpoint = out / "pretrain" / "model"
+            if rc != 0:
+                stop = fail("crashed (pretrain)" if rc != 124 else "timed out")
+        done: list[str] = []
+        for task in ([] if stop else plan(m["tasks"], specs)):
+            if not (ref / task).is_dir():
+                raise SystemExit(f"{ref} has no {task}/ (build the reference first)")
+            task_dir = out / "new" / task
+            rc, _ = step.vlmbench(f"run-{task}", "run", "--task", task, "--preset", preset, "--checkpoint",
+                                  str(checkpoint), "--out", str(task_dir), "--overwrite", "--no-progress")
+            row["tasks"].append(task)
+            if rc != 0:
+                if fail(f"crashed ({task})" if rc != 124 else "timed out"):
+                    break
+                continue
+            for kind in needs(task, specs)[0]:
+                rc, _ = step.vlmbench(f"floor-{task}-{kind}", "baseline", "--task", task, "--kind", kind,
+                                      "--preset", preset, "--out", str(floor_dir(task_dir, kind)))
+                if rc != 0:
+                    stop = fail(f"crashed (floor {kind})")
+            done.append(task)
+            if stop:
+                break
+            rc, text = step.vlmbench(f"compare-{task}", "compare", str(out / "new"),
+                                     str(reference_subset(ref, done, out / "ref")))
+            if rc == 1 and fail(verdict(text)):
+                break
+            if rc not in (0, 1):
+                row.update(check=f"compare refused (exit {rc}): {text.strip().splitlines()[-1][:200]}", error=True)
+                break
+    if failed:
+        row["check"] = failed[0] if len(set(failed)) == 1 else ", ".join(dict.fromkeys(failed))
+        row["caught"] = True
+    row["minutes"] = round((time.perf_counter() - t0) / 60, 1)
+    return row
+
+
+def table(rows: list[dict]) -> str:
+    head = "| mutant | description | tasks run | check failed | caught | minutes |\n|---|---|---|---|---|---|\n"
+    body = "".join(
+        f"| {r['mutant']} | {r['description']} | {', '.join(r['tasks']) or '-'} | {r['check']} | "
+        f"{'yes' if r['caught'] else 'no'}{' (control: must be no)' if r['mutant'] == '00' else ''} | "
+        f"{r.get('minutes', 0):.1f} |\n" for r in rows)
+    return head + body
+
+
+def escaped(rows: list[dict]) -> list[str]:
+    """Ids that make the run fail: an escaped mutant, a caught control, or a machinery error."""
+    return [r["mutant"] for r in rows if r.get("error") or (r["caught"] == (r["mutant"] == "00"))]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", default="", help="comma-separated mutant ids, e.g. 03,07 (default: all)")
+    ap.add_argument("--preset", default="ci", help="pre-training/run preset (default ci; smoke for a dry run)")
+    ap.add_argument("--ref", type=Path, help="reference folder (default results/reference/<preset>)")
+    ap.add_argument("--out", type=Path, default=REPO / "runs" / "mutants")
+    ap.add_argument("--all-tasks", action="store_true", help="run every listed task even after a failed check")
+    a = ap.parse_args(argv)
+    say = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
+    mutants = load_manifest()
+    if a.only:
+        want = [x.strip().zfill(2) for x in a.only.split(",") if x.strip()]
+        unknown = sorted(set(want) - {m["id"] for m in mutants})
+        if unknown:
+            say(f"error: unknown mutant ids {', '.join(unknown)} (known: {', '.join(m['id'] for m in mutants)})")
+            return 2
+        mutants = [m for m in mutants if m["id"] in want]
+    ref = (a.ref or REPO / "results" / "reference" / a.preset).resolve()
+    a.out = a.out.resolve()
+    if not ref.is_dir():
+        say(f"error: no reference folder {ref} (build it first, e.g. the gate's update-reference)")
+        return 2
+    specs = task_files()
+    t0 = time.perf_counter()
+    base = build_baseline(a.preset, a.out / f"baseline-{a.preset}", say)
+    rows = []
+    for m in mutants:
+        say(f"mutant {m['id']}: {m['description']}")
+        row = run_mutant(m, preset=a.preset, ref=ref, base_model=base, out=a.out / a.preset / m["id"], specs=specs,
+                         all_tasks=a.all_tasks, say=say)
+        say(f"mutant {m['id']}: {row['check']} ({'caught' if row['caught'] else 'not caught'}, {row['minutes']} min)")
+        rows.append(row)
+    text = table(rows) + f"\nPreset {a.preset}, reference {ref}; {(time.perf_counter() - t0) / 60:.1f} min in all.\n"
+    a.out.mkdir(parents=True, exist_ok=True)
+    tmp = a.out / ".table.md.tmp"
+    tmp.write_text(text)
+    os.replace(tmp, a.out / "table.md")
+    (a.out / "results.json").write_text(json.dumps(rows, indent=1))
+    print(text)
+    bad = escaped(rows)
+    if bad:
+        say(f"mutants: FAILED for {', '.join(bad)} (escaped, control caught, or error)")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
