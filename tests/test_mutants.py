@@ -1,0 +1,136 @@
+"""`make mutants` stays runnable: every patch applies to HEAD, the manifest names real patches and tasks, the
+runner's planning, verdict parsing and table are right. Fast: no mutant is run here (that takes ~90 min)."""
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+MUTANTS = REPO / "mutants"
+
+
+def _runner():
+    spec = importlib.util.spec_from_file_location("mutants_run", MUTANTS / "run.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+run = _runner()
+MANIFEST = run.load_manifest()
+SPECS = run.task_files()
+
+
+@pytest.fixture(scope="module")
+def head_tree(tmp_path_factory):
+    """HEAD's vlmbench/ (the patches are against HEAD, not the working tree)."""
+    dest = tmp_path_factory.mktemp("head")
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", "HEAD", "vlmbench"], check=True,
+                             capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    return dest
+
+
+def test_manifest_entries_are_complete_and_unique():
+    ids = [m["id"] for m in MANIFEST]
+    assert len(ids) == len(set(ids)) and ids == sorted(ids)
+    patched = [m for m in MANIFEST if m["patch"]]
+    assert len(patched) >= 12
+    for m in MANIFEST:
+        assert set(m) == {"id", "patch", "pretrain", "description", "tasks"}, m
+        assert isinstance(m["pretrain"], bool) and m["description"].strip() and m["tasks"]
+        assert not set(m["tasks"]) - set(SPECS), f"{m['id']}: unknown tasks {set(m['tasks']) - set(SPECS)}"
+        assert len(m["tasks"]) == len(set(m["tasks"]))
+    control = [m for m in MANIFEST if not m["patch"]]
+    assert [m["id"] for m in control] == ["00"] and set(control[0]["tasks"]) == set(SPECS)
+
+
+def test_every_patch_file_is_in_the_manifest():
+    assert sorted(p.name for p in MUTANTS.glob("*.patch")) == sorted(m["patch"] for m in MANIFEST if m["patch"])
+
+
+@pytest.mark.parametrize("m", [m for m in MANIFEST if m["patch"]], ids=lambda m: m["id"])
+def test_patch_applies_cleanly_to_head(m, head_tree):
+    patch = MUTANTS / m["patch"]
+    assert patch.is_file(), patch
+    r = subprocess.run(["git", "apply", "--check", str(patch)], cwd=head_tree, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    # small: one file, a few changed lines (the kind of slip a refactor makes)
+    text = patch.read_text()
+    assert text.count("\n+++ ") + text.startswith("+++ ") == 1
+    changed = [l for l in text.splitlines() if l[:1] in "+-" and not l.startswith(("+++", "---"))]
+    assert 1 <= len(changed) <= 12, changed
+
+
+def test_pretrain_flag_matches_what_the_patch_touches():
+    """Only code that pre-training runs may say pretrain: true (else the shared checkpoint is reused wrongly)."""
+    pretrain_code = {"vlmbench/model/masks.py", "vlmbench/model/masking.py", "vlmbench/model/losses.py",
+                     "vlmbench/model/vlm.py", "vlmbench/train/optim.py", "vlmbench/train/pretrain.py"}
+    for m in MANIFEST:
+        if m["pretrain"]:
+            files = {l[6:] for l in (MUTANTS / m["patch"]).read_text().splitlines() if l.startswith("+++ b/")}
+            assert files <= pretrain_code, (m["id"], files)
+            assert set(m["tasks"]) == set(SPECS), f"{m['id']}: a pre-training mutant reaches every task"
+
+
+def test_plan_puts_a_margin_task_first():
+    """crosstask-supervised's margin is over crosstask-zeroshot: the runner runs that one before it."""
+    assert run.plan(["crosstask-supervised"], SPECS) == ["crosstask-zeroshot", "crosstask-supervised"]
+    assert run.plan(["coin-segmentation"], SPECS) == ["coin-segmentation"]
+    kinds, tasks = run.needs("coin-segmentation", SPECS)
+    assert kinds == ["all-background"] and tasks == []
+
+
+@pytest.mark.parametrize("text,check", [
+    ("| t | R@1 | 1 | 2 | 0.5 | below floor |", "below floor"),
+    ("changed beyond noise: if intended, run `make update-reference`", "changed beyond noise"),
+    ("| t | R@1 | 5 | 1 | -4 | 0.5 | regressed |", "regressed"),
+    ("| t | R@1 | 5 | nan | | 0.5 | missing |", "missing metric"),
+    ("something else", "gate failed"),
+])
+def test_verdict_names_the_failed_check(text, check):
+    assert run.verdict(text) == check
+
+
+def test_table_and_exit_rule():
+    rows = [{"mutant": "00", "description": "control", "tasks": ["a", "b"], "check": "none", "caught": False,
+             "minutes": 3.04},
+            {"mutant": "01", "description": "mask", "tasks": ["a"], "check": "regressed", "caught": True,
+             "minutes": 1.0},
+            {"mutant": "02", "description": "ranks", "tasks": [], "check": "none", "caught": False, "minutes": 0}]
+    text = run.table(rows)
+    lines = text.splitlines()
+    assert lines[0] == "| mutant | description | tasks run | check failed | caught | minutes |"
+    assert lines[2] == "| 00 | control | a, b | none | no (control: must be no) | 3.0 |"
+    assert lines[3] == "| 01 | mask | a | regressed | yes | 1.0 |"
+    assert lines[4] == "| 02 | ranks | - | none | no | 0.0 |"
+    assert run.escaped(rows) == ["02"]
+    rows[0]["caught"] = True
+    assert run.escaped(rows) == ["00", "02"]
+
+
+def test_unknown_mutant_id_is_refused(capsys):
+    assert run.main(["--only", "99"]) == 2
+    assert "unknown mutant ids 99" in capsys.readouterr().err
+
+
+def test_make_mutants_calls_the_runner():
+    dry = subprocess.run(["make", "-n", "mutants", "ONLY=03,07", "PRESET=smoke"], cwd=REPO, capture_output=True,
+                         text=True, timeout=60)
+    assert dry.returncode == 0, dry.stderr
+    assert "mutants/run.py --preset smoke --only 03,07" in dry.stdout
+
+
+def test_the_copy_runs_instead_of_the_working_tree(tmp_path):
+    """PYTHONPATH at the copy wins over the editable install (its meta-path finder is dropped by PRELUDE)."""
+    src = tmp_path / "src"
+    run.export_head(src, MUTANTS / "14-rank-counts-from-0.patch")
+    code = run.PRELUDE + "import vlmbench, importlib.resources as r; print(vlmbench.__file__); print(r.files('vlmbench.tasks'))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=src, env={"PYTHONPATH": str(src), "PATH": "/usr/bin:/bin"},
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert out[0].startswith(str(src)) and out[1].startswith(str(src)), out
+    assert "(scores > true)" in (src / "vlmbench" / "metrics" / "retrieval.py").read_text()
