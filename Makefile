@@ -7,7 +7,7 @@ TORCH  ?= torch==2.13.0
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: install test demo bench smoke update-reference clean mutants
+.PHONY: install test demo bench smoke ci-suite sanity update-reference update-noise clean mutants
 
 install: $(STAMP)
 
@@ -32,6 +32,24 @@ bench: install
 smoke: install
 	rm -rf runs/ci-smoke
 	$(BIN)/vlmbench suite --preset smoke --out runs/ci-smoke --no-progress
+
+# Metric sanity: random scores through the real metric functions give their analytic expectation (seconds).
+sanity: install
+	$(BIN)/python -m vlmbench.sanity
+
+# The CI gate's suite: REF_PRESET (ci) pre-training + all tasks + the floors their `learned:` rules need.
+REF_PRESET ?= ci
+ci-suite: install
+	rm -rf runs/ci-$(REF_PRESET)
+	$(BIN)/vlmbench suite --preset $(REF_PRESET) --out runs/ci-$(REF_PRESET) --no-progress
+
+# Seed noise of the CI suite: seeds 0..4 under runs/, then results/reference/$(REF_PRESET)/noise.json (atomic).
+NOISE_SEEDS ?= 0 1 2 3 4
+update-noise: install
+	for s in $(NOISE_SEEDS); do rm -rf runs/noise-$(REF_PRESET)-seed$$s; \
+	  $(BIN)/vlmbench suite --preset $(REF_PRESET) --seed $$s --out runs/noise-$(REF_PRESET)-seed$$s --no-progress || exit 1; done
+	$(BIN)/python -m vlmbench.reporting.noise --out results/reference/$(REF_PRESET)/noise.json \
+	  $(foreach s,$(NOISE_SEEDS),runs/noise-$(REF_PRESET)-seed$(s))
 
 # Re-make the committed reference (after an intended change of numbers): the same smoke suite, then
 # results/reference/smoke/ is replaced as a whole (built beside it, swapped in by rename).

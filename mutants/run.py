@@ -108,10 +108,12 @@ class Step:
 
 
 def verdict(output: str) -> str:
-    low = output.lower()
-    for word, check in VERDICTS:
-        if word in low:
-            return check
+    """The check a failing compare names: read from the table rows' status (last) cells, else anywhere."""
+    cells = [line.strip().strip("|").split("|")[-1] for line in output.splitlines() if line.strip().startswith("|")]
+    for text in ("\n".join(cells).lower(), output.lower()):
+        for word, check in VERDICTS:
+            if word in text:
+                return check
     return "gate failed"
 
 
@@ -172,6 +174,7 @@ def run_mutant(m: dict, *, preset: str, ref: Path, base_model: Path, out: Path, 
             row.update(check=f"patch does not apply: {(e.stderr or '').strip()[:200]}", error=True)
             return row
         step = Step(src, out / "logs")
+        specs = task_files(src / "vlmbench")          # the copy's own task files (HEAD's)
         stop = False
         if (src / "vlmbench" / "sanity.py").is_file() or (src / "vlmbench" / "sanity").is_dir():
             rc, _ = step("sanity", ["-c", SANITY])

@@ -134,3 +134,9 @@ def test_the_copy_runs_instead_of_the_working_tree(tmp_path):
                          capture_output=True, text=True, check=True).stdout.split()
     assert out[0].startswith(str(src)) and out[1].startswith(str(src)), out
     assert "(scores > true)" in (src / "vlmbench" / "metrics" / "retrieval.py").read_text()
+
+
+def test_verdict_reads_the_status_column_first():
+    """A legend or hint line naming another check does not outrank the failing row's status."""
+    out = "Legend: below floor = learning broke\n\n| ❌ | t | R@1 | 5 | 1 | -4 | 0.5 | regressed |\n"
+    assert run.verdict(out) == "regressed"

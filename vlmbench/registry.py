@@ -43,6 +43,7 @@ class TaskSpec:
     recipe: dict[str, Any]            # paper fine-tuning recipe (RunConfig keys)
     presets: dict[str, dict[str, Any]] = field(default_factory=dict)   # toy / smoke overrides
     options: dict[str, Any] = field(default_factory=dict)              # family-specific settings
+    learned: tuple["LearnedRule", ...] = ()                            # what the CI gate calls learned
     source: Path | None = None
 
     def adapter_class(self):
@@ -58,6 +59,59 @@ class TaskSpec:
 
     def feature_dir(self, root: Path) -> Path:
         return self.dataset_dir(root) / self.features
+
+
+MARGINS = ("times", "plus", "at_least")
+
+
+@dataclass(frozen=True)
+class LearnedRule:
+    """One `learned:` entry: `metric` must reach threshold(floor), where floor is the `over` result's metric
+    (a floor kind of `vlmbench baseline --kind`, or another task's name) and the margin is exactly one of
+    times (x floor), plus (floor + points) or at_least (an absolute value; no `over`)."""
+    metric: str
+    margin: str                       # one of MARGINS
+    value: float
+    over: str | None = None
+
+    def threshold(self, floor: float | None) -> float:
+        if self.margin == "at_least":
+            return self.value
+        return floor * self.value if self.margin == "times" else floor + self.value
+
+    def describe(self) -> str:
+        if self.margin == "at_least":
+            return f"{self.metric} >= {self.value:g}"
+        op = f"{self.value:g} x" if self.margin == "times" else f"+ {self.value:g} over"
+        return f"{self.metric} >= {op} {self.over}"
+
+
+def _learned(raw, path) -> tuple[LearnedRule, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise InputError("learned: expected a list of {metric, over, times|plus|at_least}", path=path)
+    rules = []
+    for i, e in enumerate(raw):
+        key = f"learned[{i}]"
+        if not isinstance(e, dict) or not isinstance(e.get("metric"), str):
+            raise InputError(f"{key}: expected a mapping with a metric name", path=path)
+        unknown = set(e) - {"metric", "over", *MARGINS}
+        margins = [m for m in MARGINS if m in e]
+        if unknown:
+            raise InputError(f"{key}: unknown keys {', '.join(sorted(map(str, unknown)))}", path=path)
+        if len(margins) != 1:
+            raise InputError(f"{key}: exactly one of {', '.join(MARGINS)} expected", path=path)
+        m = margins[0]
+        v = e[m]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+            raise InputError(f"{key}.{m}: expected a non-negative number, got {v!r}", path=path)
+        over = e.get("over")
+        if (m == "at_least") != (over is None) or (over is not None and not isinstance(over, str)):
+            raise InputError(f"{key}.over: {'not used with at_least' if m == 'at_least' else 'a floor kind or task name expected'}",
+                             path=path)
+        rules.append(LearnedRule(metric=e["metric"], margin=m, value=float(v), over=over))
+    return tuple(rules)
 
 
 REQUIRED = ("name", "family", "dataset", "files", "metrics", "split", "recipe")
@@ -80,7 +134,7 @@ def load_spec(path) -> TaskSpec:
                     description=raw.get("description", ""), files=dict(raw["files"]),
                     features=raw.get("features", "features"), metrics=tuple(raw["metrics"]), split=raw["split"],
                     recipe=dict(raw["recipe"]), presets=dict(raw.get("presets", {})),
-                    options=dict(raw.get("options", {})), source=path)
+                    options=dict(raw.get("options", {})), learned=_learned(raw.get("learned"), path), source=path)
 
 
 @lru_cache(maxsize=1)
@@ -92,6 +146,16 @@ def all_tasks(tasks_dir=TASKS_DIR) -> dict[str, TaskSpec]:
         if spec.name in specs:
             raise InputError(f"task {spec.name!r} defined twice", path=path)
         specs[spec.name] = spec
+    from .floors import FLOORS   # `over:` names a floor kind that applies to the task, or another task
+
+    for spec in specs.values():
+        for i, rule in enumerate(spec.learned):
+            if rule.over is None or rule.over in specs:
+                continue
+            if spec.family not in FLOORS.get(rule.over, {}):
+                fits = [k for k, f in FLOORS.items() if spec.family in f]
+                raise InputError(f"learned[{i}].over: {rule.over!r} is neither a task nor a floor kind of "
+                                 f"{spec.family} ({', '.join(fits)})", path=spec.source)
     return specs
 
 
