@@ -314,14 +314,17 @@ def suite(
     data: Optional[Path] = typer.Option(None, help="data root; default: the toy world"),
     save_reference: Optional[Path] = typer.Option(None, help="also replace this folder with the results "
                                                              "(what `make update-reference` does)"),
+    seed: Optional[int] = typer.Option(None, help="seed of pre-training, every task and the floors "
+                                                  "(default: the preset's)"),
     progress: bool = typer.Option(True, help="show progress bars"),
 ):
-    """Pre-train once, then run all the registry's tasks from that checkpoint."""
+    """Pre-train once, then run all the registry's tasks from that checkpoint, and the floor baselines
+    their `learned:` rules are measured over (OUT/<task>/floor-<kind>/)."""
     from .reporting.render import format_value
     from .suite import save_reference as save_ref
     from .suite import suite as run_suite
 
-    results = run_suite(out, preset=preset, data=data, progress=progress, say=say)
+    results = run_suite(out, preset=preset, data=data, seed=seed, progress=progress, say=say)
     for r in results:
         say(f"  {r.task}: " + ", ".join(f"{k} {format_value(k, v)}" for k, v in r.metrics.items() if "/" not in k))
     if save_reference is not None:
@@ -377,12 +380,17 @@ def compare(
     tol: List[str] = typer.Option(None, "--tol", help=_compare_help()),
     force: bool = typer.Option(False, "--force", help="compare even when preset, toy/real, backbone, split or "
                                                       "data fingerprint differ (refused otherwise, exit 2)"),
+    floors: bool = typer.Option(True, help="check each task's `learned:` rule against the floors among the new "
+                                           "results (--no-floors: only the comparison with the reference)"),
 ):
     """Regression check: new results against reference results, as a markdown table.
 
     Exit 1 when any reference metric regressed (worse by more than its tolerance, in the metric's direction:
-    ranks are lower-is-better) or is missing from the new results; exit 2 when the two measure different
-    things (preset, toy/real, backbone, split, data fingerprint) unless --force; exit 0 otherwise."""
+    ranks are lower-is-better), changed beyond noise (better by more than its tolerance), is missing from the
+    new results, or a task's `learned:` rule (tasks/*.yaml) is not met over the floors among the new results
+    (below floor). Tolerances: max(3 std, minimum) from REF/noise.json when present, else the defaults.
+    Exit 2 when the two measure different things (preset, toy/real, backbone, split, data fingerprint) unless
+    --force; exit 0 otherwise. The seed is not part of a result's identity."""
     from .reporting.compare import compare_paths, to_markdown
 
     tolerances = {}
@@ -394,8 +402,12 @@ def compare(
             raise InputError(f"{pair!r}: expected metric=number", path="--tol") from None
         if not metric.strip() or tolerances[metric.strip()] < 0:
             raise InputError(f"{pair!r}: expected metric=non-negative number", path="--tol")
-    df, failed = compare_paths(new, ref, tolerances, force=force)
+    from .reporting.compare import failure_lines
+
+    df, failed = compare_paths(new, ref, tolerances, force=force, floors=floors)
     out_console_write(to_markdown(df))
+    for line in failure_lines(df):
+        say(f"compare: FAILED {line}")
     raise typer.Exit(1 if failed else 0)
 
 

@@ -11,6 +11,17 @@ Default tolerances (absolute, in the metric's own units), DEFAULT_TOLERANCES:
     0.5   MedR / MeanR (ranks; np.median of an even count moves in steps of 0.5)
 They absorb run-to-run noise of CPU toy runs (thread-count dependent float sums) without hiding
 a real change; pass `tol` to override per metric ("*" overrides the fallback).
+
+Measured noise: when the reference folder holds noise.json (vlmbench.reporting.noise: the same suite under
+several seeds), a metric's tolerance is max(NOISE_SIGMAS x its std over seeds, the minimum above), so a
+seed-only change passes. `tol` still wins.
+
+Verdicts (one row per task/metric; every one but ok fails the gate):
+    regressed             worse than the reference by more than the tolerance
+    changed beyond noise  better by more than the tolerance (an unexplained gain is how a wrong metric shows)
+    below floor           the task's `learned:` rule (tasks/*.yaml) is not met in the NEW results, with
+                          floors taken from the new results (OUT/<task>/floor-<kind>/, or `over: <task>`)
+    missing               in the reference, absent or NaN in the new results (or a floor the rule needs)
 """
 from __future__ import annotations
 
@@ -33,16 +44,20 @@ def direction(metric: str) -> int:
 
 DEFAULT_TOLERANCE = 0.5
 DEFAULT_TOLERANCES: dict[str, float] = {"CIDEr": 0.01, "MedR": 0.5, "MeanR": 0.5, "v2t_MedR": 0.5, "v2t_MeanR": 0.5}
-FAILING = ("regressed", "missing")
-COLUMNS = ["task", "metric", "ref", "new", "delta", "tolerance", "status"]
+BEYOND_NOISE = ("changed beyond noise: if intended, run `make update-reference` and say why in the commit")
+FAILING = ("regressed", "missing", "changed beyond noise", "below floor")
+COLUMNS = ["task", "metric", "ref", "new", "delta", "tolerance", "floor", "status", "why"]
+NOISE_SIGMAS = 3.0
 _EPS = 1e-9  # a difference of exactly the tolerance is still ok despite float rounding
 
 
-def tolerance(metric: str, tol: dict[str, float] | None = None) -> float:
+def tolerance(metric: str, tol: dict[str, float] | None = None, std: float | None = None) -> float:
+    """tol override > max(NOISE_SIGMAS x measured std, the metric kind's minimum) > the minimum."""
     tol = tol or {}
     if metric in tol:
         return float(tol[metric])
-    return DEFAULT_TOLERANCES.get(metric, float(tol.get("*", DEFAULT_TOLERANCE)))
+    minimum = DEFAULT_TOLERANCES.get(metric, float(tol.get("*", DEFAULT_TOLERANCE)))
+    return minimum if std is None or math.isnan(std) else max(NOISE_SIGMAS * float(std), minimum)
 
 
 def _by_key(results: list[Result], side: str) -> dict[str, Result]:
@@ -103,28 +118,81 @@ def status(metric: str, ref: float, new: float | None, tol: float) -> str:
     if gain < -tol - _EPS:
         return "regressed"
     if gain > tol + _EPS:
-        return "improved"
+        return "changed beyond noise"
     return "ok"
 
 
-def compare(new: list[Result], ref: list[Result], tol: dict[str, float] | None = None) -> pd.DataFrame:
+def floor_checks(new: list[Result], enabled: bool = True) -> dict[tuple[str, str], tuple[float | None, str | None]]:
+    """(task, metric) -> (threshold, failure or None) for each `learned:` rule of each new model result,
+    floors from the new results themselves."""
+    from vlmbench import registry
+
+    specs = registry.all_tasks()
+    new_by = _by_key(new, "new")
+    out = {}
+    if not enabled:
+        return out
+    for r in new:
+        spec = specs.get(r.task)
+        if r.baseline or spec is None:
+            continue
+        for rule in spec.learned:
+            value = r.metrics.get(rule.metric)
+            floor = None
+            if rule.over is not None:
+                src = new_by.get(rule.over if rule.over in specs else f"{r.task} [{rule.over}]")
+                floor = src.metrics.get(rule.metric) if src is not None else None
+                if floor is None or math.isnan(floor):
+                    out[(r.task, rule.metric)] = (None, f"{rule.describe()}: no {rule.over} result with {rule.metric} "
+                                                        "among the new results (missing floor)")
+                    continue
+            thr = rule.threshold(floor)
+            bad = value is None or math.isnan(value) or value * direction(rule.metric) < thr * direction(rule.metric) - _EPS
+            seen = "missing" if value is None else f"{value:.4g}"
+            why = (f"{rule.describe()} needs {thr:.4g}"
+                   + (f" (floor {floor:.4g})" if floor is not None else "") + f", got {seen}") if bad else None
+            prev = out.get((r.task, rule.metric))   # several rules on one metric: a failure wins, else the highest bar
+            if prev is None or (prev[1] is None and (why is not None or thr > (prev[0] or float("-inf")))):
+                out[(r.task, rule.metric)] = (thr, why)
+    return out
+
+
+def compare(new: list[Result], ref: list[Result], tol: dict[str, float] | None = None,
+            noise: dict | None = None, floors: bool = True) -> pd.DataFrame:
     """One row per (task, metric) of the reference, with columns COLUMNS; plus, where both runs kept their
     per-example values (predictions.npz beside result.json) on the same test examples, the paired bootstrap
     difference new - ref, its 95% interval and whether it excludes 0."""
     new_by, rows, paired_cols = _by_key(new, "new"), [], False
+    floors = floor_checks(new, floors)
+    spread = (noise or {}).get("tasks", {})
+    seen = set()
     for key, r in _by_key(ref, "reference").items():
         got = new_by.get(key)
         pairs = _paired(got, r) if got is not None else {}
         paired_cols |= bool(pairs)
         for metric, ref_value in r.metrics.items():
             new_value = got.metrics.get(metric) if got is not None else None
-            t = tolerance(metric, tol)
+            t = tolerance(metric, tol, spread.get(key, {}).get(metric, {}).get("std"))
             delta = new_value - ref_value if new_value is not None else float("nan")
             p = pairs.get(metric)
-            rows.append([key, metric, ref_value, new_value, delta, t, status(metric, ref_value, new_value, t),
+            st = status(metric, ref_value, new_value, t)
+            thr, fwhy = floors.get((key, metric), (None, None))
+            seen.add((key, metric))
+            why = {"changed beyond noise": BEYOND_NOISE, "regressed": f"worse than the reference by more than {t:g}",
+                   "missing": "not in the new results"}.get(st)
+            if fwhy and st in ("ok", "changed beyond noise"):
+                st, why = "below floor", fwhy
+            elif fwhy:
+                why = f"{why}; {fwhy}"
+            rows.append([key, metric, ref_value, new_value, delta, t, thr, st, why,
                          render.format_value(metric, p["diff"], signed=True) if p else None,
                          f"[{render.format_value(metric, p['lo'])}, {render.format_value(metric, p['hi'])}]" if p else None,
                          ("yes" if p["significant"] else "no") if p else None])
+    for (key, metric), (thr, fwhy) in floors.items():   # a rule on a metric the reference does not carry
+        if (key, metric) not in seen:
+            value = new_by[key].metrics.get(metric)
+            rows.append([key, metric, None, value, float("nan"), None, thr, "below floor" if fwhy else "ok", fwhy,
+                         None, None, None])
     df = pd.DataFrame(rows, columns=COLUMNS + list(PAIRED_COLUMNS))
     return df if paired_cols else df[COLUMNS]
 
@@ -152,7 +220,7 @@ def failed(df: pd.DataFrame) -> bool:
 
 
 def compare_paths(new_path: str | Path, ref_path: str | Path, tol: dict[str, float] | None = None,
-                  force: bool = False) -> tuple[pd.DataFrame, bool]:
+                  force: bool = False, floors: bool = True) -> tuple[pd.DataFrame, bool]:
     """Load, refuse incomparable results (unless force), compare; the frame's attrs['compared'] says what."""
     ref = load_results(ref_path)
     if not ref:
@@ -164,8 +232,14 @@ def compare_paths(new_path: str | Path, ref_path: str | Path, tol: dict[str, flo
                          f"({', '.join(sorted(ref_tasks))})", path=new_path)
     if not force:
         check_comparable(new, ref)
-    df = compare(new, ref, tol)
-    df.attrs["compared"] = compared_line(new, ref) + (" (--force: identity checks skipped)" if force else "")
+    from vlmbench.reporting.noise import load_noise
+
+    noise = load_noise(ref_path)
+    df = compare(new, ref, tol, noise, floors)
+    df.attrs["compared"] = (compared_line(new, ref) + (" (--force: identity checks skipped)" if force else "")
+                            + ("; tolerances: max(3 std over seeds " + ", ".join(map(str, noise.get("seeds", [])))
+                               + ", minimum)" if noise else "; tolerances: defaults (no noise.json)")
+                            + ("" if floors else "; floors not checked (--no-floors)"))
     return df, failed(df)
 
 
@@ -175,8 +249,9 @@ def to_markdown(df: pd.DataFrame) -> str:
     verdict = f"**{len(bad)} of {len(df)} metrics failed**" if len(bad) else f"**all {len(df)} metrics ok**"
     view = pd.DataFrame({"": ["❌" if s in FAILING else "✅" for s in df["status"]]})
     view["task"], view["metric"] = list(df["task"]), list(df["metric"])
-    for col in ("ref", "new", "delta", "tolerance"):
-        view[col] = [render.format_value(m, v, signed=col == "delta") for m, v in zip(df["metric"], df[col])]
+    for col in ("ref", "new", "delta", "tolerance", "floor"):
+        view[col] = ["-" if v is None or (isinstance(v, float) and math.isnan(v)) and col in ("ref", "tolerance", "floor")
+                     else render.format_value(m, v, signed=col == "delta") for m, v in zip(df["metric"], df[col])]
     for col in ("paired diff", "paired 95% CI", "significant"):
         if col in df.columns:
             view[col] = list(df[col].fillna("-"))
@@ -184,4 +259,10 @@ def to_markdown(df: pd.DataFrame) -> str:
     lines = [verdict, ""]
     if df.attrs.get("compared"):
         lines += [df.attrs["compared"], ""]
-    return "\n".join(lines + render.markdown_table(view)) + "\n"
+    failures = [f"- {t} {m}: {s}: {w}" for t, m, s, w in zip(bad["task"], bad["metric"], bad["status"], bad["why"])]
+    return "\n".join(lines + render.markdown_table(view) + (["", "Failed checks:", *failures] if failures else [])) + "\n"
+
+
+def failure_lines(df: pd.DataFrame) -> list[str]:
+    bad = df[df["status"].isin(FAILING)]
+    return [f"{t} {m}: {w or s}" for t, m, s, w in zip(bad["task"], bad["metric"], bad["status"], bad["why"])]
