@@ -66,6 +66,16 @@ def test_patch_applies_cleanly_to_head(m, head_tree):
     assert 1 <= len(changed) <= 12, changed
 
 
+@pytest.mark.parametrize("m", [m for m in MANIFEST if m["patch"]], ids=lambda m: m["id"])
+def test_patched_file_still_compiles(m, tmp_path):
+    """A mutant must fail the gate by what it computes, not by a syntax error."""
+    src = tmp_path / "src"
+    run.export_head(src, MUTANTS / m["patch"])
+    for line in (MUTANTS / m["patch"]).read_text().splitlines():
+        if line.startswith("+++ b/"):
+            compile((src / line[6:]).read_text(), line[6:], "exec")
+
+
 def test_pretrain_flag_matches_what_the_patch_touches():
     """Only code that pre-training runs may say pretrain: true (else the shared checkpoint is reused wrongly)."""
     pretrain_code = {"vlmbench/model/masks.py", "vlmbench/model/masking.py", "vlmbench/model/losses.py",
