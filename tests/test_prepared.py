@@ -229,3 +229,30 @@ def test_shards_of_a_killed_run_are_not_reused_for_changed_input(hand, tmp_path,
     got = P.prepare(hand, tmp_path / "out", backbone="tiny")
     assert len(calls) == 3                                                       # nothing stale reused
     assert got.caption_start[0] == 0.0 and got.video_captions[1] == 1
+
+
+def test_a_prepared_folder_notices_re_extracted_features(tmp_path):
+    """`--data PREP` whose feature files changed since preparing is refused (one line), not read stale."""
+    how = write_howto100m(tmp_path / "howto100m", seed=0, n_videos=4)
+    P.prepare(how, tmp_path / "prep", backbone="tiny")
+    assert P.for_pretraining(tmp_path / "prep", "tiny")          # unchanged: accepted
+    f = how / "features" / "toy_how_00000.npy"
+    np.save(f, np.load(f)[:-1])
+    with pytest.raises(InputError, match="feature files changed"):
+        P.for_pretraining(tmp_path / "prep", "tiny")
+    P.prepare(how, tmp_path / "prep", backbone="tiny")           # prepared again: accepted
+    assert P.for_pretraining(tmp_path / "prep", "tiny")
+
+
+def test_caption_rules_version_is_part_of_the_cache_key(tmp_path, monkeypatch):
+    from vlmbench.data import asr
+
+    how = write_howto100m(tmp_path / "howto100m", seed=0, n_videos=4)
+    first = P.for_pretraining(how, "tiny")
+    P.prepare(how, tmp_path / "prep", backbone="tiny")
+    monkeypatch.setattr(asr, "RULES_VERSION", asr.RULES_VERSION + 1)
+    second = P.for_pretraining(how, "tiny")
+    assert second.folder != first.folder and second.manifest["rules"]["version"] == asr.RULES_VERSION
+    with pytest.raises(InputError, match="caption rules version"):      # a PREP made under the old rules
+        P.for_pretraining(tmp_path / "prep", "tiny")
+    assert P.prepare(how, tmp_path / "prep", backbone="tiny").manifest["rules"]["version"] == asr.RULES_VERSION

@@ -317,7 +317,8 @@ def source(data: str | Path) -> Source:
     cap, feats = howto100m.find(Path(data))
     cap, feats = cap.resolve(), feats.resolve()
     files = None
-    h = hashlib.sha256(f"{VERSION}\n{cap}\n{feats}\n".encode())
+    # the caption rules' version too: a corpus made under other rules is another corpus (cache key, resume)
+    h = hashlib.sha256(f"{VERSION}\n{_rules_version()}\n{cap}\n{feats}\n".encode())
     if cap.is_dir():
         files = sorted(cap.glob("*.csv"), key=lambda p: p.stem)   # video order = sorted ids
         if not files:
@@ -330,10 +331,21 @@ def source(data: str | Path) -> Source:
         h.update(f"{cap.name}:{st.st_size}:{st.st_mtime_ns}\n".encode())
         if cap.suffix == ".csv":
             files = [cap]
-    h.update(b"features\n")
-    for name, size, mtime in sorted(_feature_stats(feats)):
-        h.update(f"{name}:{size}:{mtime}\n".encode())
+    h.update(f"features {feature_digest(feats)}\n".encode())
     return Source(cap, feats, files, h.hexdigest())
+
+
+def feature_digest(folder: Path) -> str:
+    """Names, sizes and modification times of the feature files: a PREP folder whose features were re-extracted
+    since it was prepared no longer matches (its token arrays may still hold, its lengths may not)."""
+    h = hashlib.sha256()
+    for name, size, mtime in sorted(_feature_stats(folder)):
+        h.update(f"{name}:{size}:{mtime}\n".encode())
+    return h.hexdigest()
+
+
+def _rules_version() -> int:
+    return int(getattr(_rules(), "RULES_VERSION", 0))
 
 
 def _feature_stats(folder: Path):
@@ -419,7 +431,7 @@ def prepare(data: str | Path, out: str | Path, backbone: str = "default", worker
     info = tokenizer_info(backbone)
     old = read_manifest(out)
     if old and old["source"].get("fingerprint") == src.fingerprint and _same_tokenizer(old["tokenizer"], info) \
-            and old.get("version") == VERSION:
+            and old.get("version") == VERSION and old.get("rules", {}).get("version") == _rules_version():
         say(f"{out}: already prepared from this input")
         return Prepared.open(out)
     if out.exists() and not old and any(p.name not in (SHARDS, *(f"{a}.npy" for a in ARRAYS)) for p in out.iterdir()
@@ -471,7 +483,8 @@ def prepare(data: str | Path, out: str | Path, backbone: str = "default", worker
     totals.pop("id_width", None)
     write_json(out / MANIFEST, {"kind": KIND, "version": VERSION, "tokenizer": info, "counts": totals,
                                 "source": {"captions": str(src.captions), "features": str(src.features),
-                                           "fingerprint": src.fingerprint, "toy": _toy(data)},
+                                           "fingerprint": src.fingerprint, "toy": _toy(data),
+                                           "features_digest": feature_digest(src.features)},
                                 "rules": _rules_info(), "arrays": shapes})
     shutil.rmtree(out / SHARDS, ignore_errors=True)
     return Prepared.open(out)
@@ -479,7 +492,7 @@ def prepare(data: str | Path, out: str | Path, backbone: str = "default", worker
 
 def _rules_info() -> dict:
     asr = _rules()
-    return {"module": asr.__name__, "max_chars": getattr(asr, "MAX_CHARS", 96), "max_tokens": max_tokens()}
+    return {"module": asr.__name__, "version": _rules_version(), "max_chars": getattr(asr, "MAX_CHARS", 96), "max_tokens": max_tokens()}
 
 
 def _toy(data: str | Path) -> bool:
@@ -531,12 +544,21 @@ def for_pretraining(data: str | Path, backbone: str, say: Callable[[str], None] 
                              f"of backbone {backbone!r}: prepare it again with --backbone", path=data / MANIFEST)
         if not prep.features.is_dir():
             raise InputError("the feature folder this corpus was prepared from is gone", path=prep.features)
+        rules = prep.manifest.get("rules", {}).get("version")
+        if rules != _rules_version():
+            raise InputError(f"prepared under caption rules version {rules}, these are version {_rules_version()}: "
+                             "prepare it again (vlmbench data prepare-howto100m)", path=data / MANIFEST)
+        digest = prep.manifest["source"].get("features_digest")
+        if digest is not None and digest != feature_digest(prep.features):
+            raise InputError("feature files changed since this corpus was prepared (re-extracted?): prepare it "
+                             "again (vlmbench data prepare-howto100m)", path=prep.features)
         return prep
     src = source(data)
     from .toy import default_cache
 
     root = default_cache() / CACHE_DIR
-    key = hashlib.sha256(f"{src.fingerprint}:{info['vocab_sha256']}:{info['max_tokens']}".encode()).hexdigest()[:20]
+    key = hashlib.sha256(f"{src.fingerprint}:{info['vocab_sha256']}:{info['max_tokens']}:{_rules_version()}".encode()
+                         ).hexdigest()[:20]
     folder = root / key
     with _locked(root / f"{key}.lock"):
         m = read_manifest(folder)
