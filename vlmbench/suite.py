@@ -81,7 +81,8 @@ def floor_kinds(task: str) -> list[str]:
 
 def save_reference(run_dir: Path, ref_dir: Path) -> Path:
     """Copy a suite's result.json files to ref_dir/<task>/result.json, replacing ref_dir as a whole: the new
-    set is built beside it and swapped in by rename, so a reader (or a killed update) never sees a mix."""
+    set is built beside it and swapped in by rename, so a reader (or a killed update) never sees a mix.
+    Floor baselines (<task>/floor-*) are not copied: the gate takes floors from the new run."""
     run_dir, ref_dir = Path(run_dir), Path(ref_dir)
     files = sorted(run_dir.glob(f"*/{RESULT}"))
     if not files:
@@ -92,6 +93,9 @@ def save_reference(run_dir: Path, ref_dir: Path) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     for f in files:
         atomic_write(tmp / f.parent.name / RESULT, lambda p, src=f: shutil.copyfile(src, p))
+    noise = ref_dir / "noise.json"   # measured separately (make update-noise): kept across a reference update
+    if noise.is_file():
+        atomic_write(tmp / noise.name, lambda p: shutil.copyfile(noise, p))
     if ref_dir.exists():
         os.replace(ref_dir, old)
     os.replace(tmp, ref_dir)
