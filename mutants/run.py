@@ -70,11 +70,16 @@ def plan(tasks: list[str], specs: dict[str, dict]) -> list[str]:
     return out
 
 
-def export_head(dest: Path, patch: Path | None) -> None:
+def head_sha() -> str:
+    return subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def export_head(dest: Path, patch: Path | None, commit: str = "HEAD") -> None:
     """HEAD's package + tasks + baselines laid out as an installed package (vlmbench/tasks, vlmbench/baselines:
     the editable install would otherwise map those two to the working tree), then the patch applied."""
     dest.mkdir(parents=True)
-    archive = subprocess.run(["git", "-C", str(REPO), "archive", "HEAD", "vlmbench", "tasks", "baselines"],
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", commit, "vlmbench", "tasks", "baselines"],
                              check=True, capture_output=True).stdout
     subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
     for sub in ("tasks", "baselines"):
@@ -129,9 +134,8 @@ def reference_subset(ref: Path, tasks: list[str], dest: Path) -> Path:
     return dest
 
 
-def build_baseline(preset: str, out: Path, say) -> Path:
-    """The unmutated pre-training, reused while HEAD and the preset are unchanged (stamp.json)."""
-    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+def build_baseline(preset: str, out: Path, say, head: str) -> Path:
+    """The unmutated pre-training, reused while the commit and the preset are unchanged (stamp.json)."""
     stamp = {"head": head, "preset": preset}
     model = out / "pretrain" / "model"
     if (out / "stamp.json").is_file() and json.loads((out / "stamp.json").read_text()) == stamp and model.is_dir():
@@ -140,7 +144,7 @@ def build_baseline(preset: str, out: Path, say) -> Path:
     shutil.rmtree(out, ignore_errors=True)
     with tempfile.TemporaryDirectory(prefix="vlmbench-mutant-base-") as tmp:
         src = Path(tmp) / "src"
-        export_head(src, None)
+        export_head(src, None, head)
         t0 = time.perf_counter()
         say(f"baseline: pre-training (preset {preset}) into {out / 'pretrain'}")
         rc, text = Step(src, out / "logs").vlmbench("pretrain", "pretrain", "--preset", preset, "--out",
@@ -153,8 +157,8 @@ def build_baseline(preset: str, out: Path, say) -> Path:
     return model
 
 
-def run_mutant(m: dict, *, preset: str, ref: Path, base_model: Path, out: Path, specs: dict[str, dict],
-               all_tasks: bool, say) -> dict:
+def run_mutant(m: dict, *, preset: str, ref: Path, base_model: Path, out: Path, all_tasks: bool, say,
+               head: str = "HEAD") -> dict:
     """Applies and gates one mutant; returns its table row."""
     t0 = time.perf_counter()
     shutil.rmtree(out, ignore_errors=True)
@@ -169,7 +173,7 @@ def run_mutant(m: dict, *, preset: str, ref: Path, base_model: Path, out: Path, 
         src = Path(tmp) / "src"
         patch = HERE / m["patch"] if m.get("patch") else None
         try:
-            export_head(src, patch)
+            export_head(src, patch, head)
         except subprocess.CalledProcessError as e:
             row.update(check=f"patch does not apply: {(e.stderr or '').strip()[:200]}", error=True)
             return row
@@ -257,17 +261,18 @@ def main(argv: list[str] | None = None) -> int:
     if not ref.is_dir():
         say(f"error: no reference folder {ref} (build it first, e.g. the gate's update-reference)")
         return 2
-    specs = task_files()
+    head = head_sha()                 # pinned: commits landing during the run do not mix into it
     t0 = time.perf_counter()
-    base = build_baseline(a.preset, a.out / f"baseline-{a.preset}", say)
+    base = build_baseline(a.preset, a.out / f"baseline-{a.preset}", say, head)
     rows = []
     for m in mutants:
         say(f"mutant {m['id']}: {m['description']}")
-        row = run_mutant(m, preset=a.preset, ref=ref, base_model=base, out=a.out / a.preset / m["id"], specs=specs,
-                         all_tasks=a.all_tasks, say=say)
+        row = run_mutant(m, preset=a.preset, ref=ref, base_model=base, out=a.out / a.preset / m["id"],
+                         all_tasks=a.all_tasks, say=say, head=head)
         say(f"mutant {m['id']}: {row['check']} ({'caught' if row['caught'] else 'not caught'}, {row['minutes']} min)")
         rows.append(row)
-    text = table(rows) + f"\nPreset {a.preset}, reference {ref}; {(time.perf_counter() - t0) / 60:.1f} min in all.\n"
+    text = table(rows) + (f"\nPreset {a.preset}, reference {ref}, commit {head[:10]}; "
+                          f"{(time.perf_counter() - t0) / 60:.1f} min in all.\n")
     a.out.mkdir(parents=True, exist_ok=True)
     tmp = a.out / ".table.md.tmp"
     tmp.write_text(text)
