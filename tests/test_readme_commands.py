@@ -32,6 +32,7 @@ COVERED = {
     "vlmbench score", "vlmbench ablate", "vlmbench report", "vlmbench compare", "vlmbench baseline",
     "vlmbench suite", "torchrun", "make demo", "make test", "make install", "make bench", "make smoke",
     "make update-reference",
+    "make update-noise", "make ci-suite",   # wrap `vlmbench suite --seed` + vlmbench.reporting.noise (tests/test_gate.py)
     "make mutants",   # dry-run check in tests/test_mutants.py (a real run takes ~90 min)
     # run as subprocesses of the entry point in tests/test_extract.py and tests/test_convert_mmpt.py
     "vlmbench features", "vlmbench convert",
