@@ -143,3 +143,21 @@ def test_tolerance_from_noise_json(tmp_path):
 def test_seed_is_not_an_identity_difference(tmp_path):
     df, bad = compare_paths(suite_dir(tmp_path / "new", seed=3), ref_dir(tmp_path))
     assert not bad and set(df.status) == {"ok"}
+
+
+@pytest.mark.slow
+def test_real_suite_with_another_seed_passes_against_a_seed_0_reference(tmp_path):
+    """Real runs: seed 0 saved as reference (with a noise.json from the measured spread), then a seed-1 suite:
+    the seed reaches pre-training and the task, no identity refusal, and the gate accepts it."""
+    from vlmbench.suite import save_reference, suite
+
+    kw = dict(preset="smoke", tasks=["crosstask-zeroshot"], pretrain_pairs=["steps=3", "save_every=3"],
+              progress=False, say=lambda s: None)
+    runs = [suite(tmp_path / f"s{seed}", seed=seed, **kw) for seed in (0, 1)]
+    assert [r[0].seed for r in runs] == [0, 1]
+    assert json.loads((tmp_path / "s1" / "suite.json").read_text())["seed"] == 1
+    ref = save_reference(tmp_path / "s0", tmp_path / "ref")
+    noise = noise_from_runs([tmp_path / "s0", tmp_path / "s1"], min_seeds=2)
+    (ref / "noise.json").write_text(json.dumps(noise))
+    df, bad = compare_paths(tmp_path / "s1", ref)
+    assert not bad, to_markdown(df)
