@@ -14,7 +14,9 @@ from 0 to 15.6), so a random floor's metrics are the MEAN over `draws` independe
 RANDOM_DRAWS = 16 for random: the floor's sampling error shrinks by 4x, at a cost of seconds, no model) --
 this estimates the floor's expectation, which is what a margin "5x chance" means. The saved predictions are the
 first draw's (so `score` re-scores one real guess); conventions['floor_draws'] records the count. A
-deterministic kind (all-background) has one draw. `vlmbench baseline` and `vlmbench suite` use the same default.
+deterministic kind (all-background) has one draw, and so has captioning (each draw is a full METEOR/CIDEr
+scoring, minutes; its `learned:` rules are absolute, so the gate never runs that floor). `vlmbench baseline`
+and `vlmbench suite` use the same default.
 """
 from __future__ import annotations
 
@@ -37,8 +39,19 @@ Preds = dict[str, np.ndarray]
 
 
 def _retrieval_random(a, rng: np.random.Generator) -> Preds:
+    """The same N x N standard-normal draw as ever, generated and ranked a row block at a time (replayed from the
+    generator's state for the second pass), saved as RetrievalAdapter.predict saves: ranks and top-5."""
+    from .adapters.retrieval import pack
+    from .metrics.retrieval_blocks import rank_counts_rows
+
     n = len(a.test_ids)           # (texts, videos): row i's truth is column i, as RetrievalAdapter.predict
-    return {"scores": rng.standard_normal((n, n)).astype(np.float32), "ids": np.array(a.test_ids, dtype=str)}
+    start = rng.bit_generator.state     # after both passes the generator stands where one full draw leaves it
+
+    def rows(lo: int, hi: int) -> np.ndarray:
+        if lo == 0:               # a pass begins: replay the draw from the start
+            rng.bit_generator.state = start
+        return rng.standard_normal((hi - lo, n)).astype(np.float32)
+    return pack(rank_counts_rows(rows, n), a.test_ids)
 
 
 def _mcqa_random(a, rng: np.random.Generator) -> Preds:
@@ -142,7 +155,7 @@ def floor_baseline(task: str, kind: str = "random", *, draws: int | None = None,
     cfg_dict = cfgmod.to_dict(cfg)
     save_predictions(out / PREDICTIONS, task, cfg_dict, preds)
     metrics, conventions = adapter.score(preds, cfg_dict)
-    n_draws = DRAWS.get(kind, 1) if draws is None else int(draws)
+    n_draws = (1 if spec.family == "captioning" else DRAWS.get(kind, 1)) if draws is None else int(draws)
     if n_draws < 1:
         raise InputError(f"draws must be >= 1, got {n_draws}", path="draws")
     if n_draws > 1:   # same stream continued: draw i is reproducible from (seed, task)
