@@ -136,9 +136,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     "smoke": dict(backbone="tiny", batch_size=16, clips_per_video=4, steps=30, lr=1e-3, warmup=5,
                   lr_decay_steps=30, save_every=10),
     # The CI gate's run: every task learns (see `learned:` in tasks/*.yaml) within minutes on 2 CPU cores.
-    # Measured: the tiny BERT's masked-token loss flattens after ~100 updates; the tasks learn in fine-tuning.
-    "ci": dict(backbone="tiny", batch_size=32, clips_per_video=4, steps=150, lr=1e-3, warmup=15,
-               lr_decay_steps=150, save_every=75),
+    # Measured on toy world v2: with 150 updates instead of 300, MSR-VTT v2t R@1 falls from 44 to chance (1) and
+    # MC-QA from 55 to 32: retrieval in both directions needs the pre-training, so the gate sees it break.
+    "ci": dict(backbone="tiny", batch_size=32, clips_per_video=4, steps=300, lr=1e-3, warmup=30,
+               lr_decay_steps=300, save_every=150),
 }
 
 SCHEMAS: dict[str, type[Schema]] = {"pretrain": PretrainConfig, "run": RunConfig}
