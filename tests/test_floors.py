@@ -16,8 +16,8 @@ from vlmbench.reporting.result import load_result
 from vlmbench.runner import score_file
 
 
-def _floor(task, kind, out, seed=0):
-    return floor_baseline(task, kind, out=out, seed=seed, say=lambda s: None)
+def _floor(task, kind, out, seed=0, **kw):
+    return floor_baseline(task, kind, out=out, seed=seed, say=lambda s: None, **kw)
 
 
 @pytest.mark.parametrize("task", ["msrvtt-retrieval", "youcook2-retrieval"])
@@ -32,7 +32,8 @@ def test_random_retrieval_is_at_chance(task, tmp_path):
     saved = load_result(tmp_path / "a" / "result.json")
     assert saved.baseline == "random" and saved.metrics == r.metrics and saved.seed == 0
     task_name, metrics, _ = score_file(tmp_path / "a" / "predictions.npz")
-    assert task_name == task and metrics == r.metrics
+    one = _floor(task, "random", tmp_path / "one", draws=1)   # the saved predictions are the first draw
+    assert task_name == task and metrics == one.metrics and r.conventions["floor_draws"].startswith("16 ")
     again = _floor(task, "random", tmp_path / "b")
     other = _floor(task, "random", tmp_path / "c", seed=1)
     assert again.metrics == r.metrics and other.metrics != r.metrics
