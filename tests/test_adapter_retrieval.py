@@ -14,6 +14,7 @@ import torch
 from vlmbench import registry
 from vlmbench.adapters.pairs import batch_videos, tokenizer_for
 from vlmbench.adapters.retrieval import RetrievalAdapter
+from vlmbench.metrics.retrieval import ranks
 from vlmbench.data import toy
 from vlmbench.errors import InputError
 from vlmbench.model.losses import contrastive_loss
@@ -58,9 +59,13 @@ def naive_scores(vlm: VLM, feats: list[np.ndarray], texts: list[str]) -> np.ndar
 def test_predict_equals_naive_pairwise_isolated_forward(task, tiny):
     adapter = make_adapter(task, max_test=5)
     adapter.load()
+    t, v = adapter.embed(tiny)
+    scores = (t @ v.T).numpy()
     preds = adapter.predict(tiny)
-    assert preds["scores"].shape == (5, 5) and preds["scores"].dtype == np.float32
+    assert scores.shape == (5, 5) and scores.dtype == np.float32 and "scores" not in preds
     assert list(preds["ids"]) == adapter.test_ids
+    np.testing.assert_array_equal(preds["t2v_ge"], ranks(scores))
+    np.testing.assert_array_equal(preds["v2t_ge"], ranks(scores.T))
     # Features read independently of the adapter: whole file, sliced to the clip, cut to 32 s.
     store = adapter.feature_store
     feats = [store.load(c.vid)[c.start or 0:c.end][:32] for c in adapter.test_clips]
@@ -68,25 +73,26 @@ def test_predict_equals_naive_pairwise_isolated_forward(task, tiny):
         assert all(c.start is not None for c in adapter.test_clips)
         assert preds["ids"][0] == f"{adapter.test_clips[0].vid}_{adapter.test_clips[0].start}_{adapter.test_clips[0].end}"
     ref = naive_scores(tiny, feats, adapter.test_texts)
-    np.testing.assert_allclose(preds["scores"], ref, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(scores, ref, rtol=1e-4, atol=1e-4)
     assert np.ptp(ref) > 1e-3   # the comparison is not between constants
 
 
 def test_predict_encodes_each_clip_and_text_once(tiny, monkeypatch):
     adapter = make_adapter("youcook2-retrieval", max_test=40)
     adapter.load()
+    adapter.test_texts[7] = adapter.test_texts[3]      # a repeated sentence (the real file has them; toy v2 may not)
     calls = {"video": 0, "text": 0}
     fv, ft = tiny.forward_video, tiny.forward_text
     monkeypatch.setattr(tiny, "forward_video", lambda v, m: (calls.__setitem__("video", calls["video"] + len(v)), fv(v, m))[1])
     monkeypatch.setattr(tiny, "forward_text", lambda i, m: (calls.__setitem__("text", calls["text"] + len(i)), ft(i, m))[1])
     monkeypatch.setattr(tiny, "forward", lambda *a, **k: pytest.fail("no full forward at evaluation"))
-    preds = adapter.predict(tiny)
+    t, v = adapter.embed(tiny)
     assert calls["video"] == len(set(adapter.test_clips)) == 40
-    # toy YouCook2 sentences repeat ("cut the onion"): each distinct text is encoded once, reused per row
+    # a repeated sentence is encoded once, its vector reused per row
     assert calls["text"] == len(set(adapter.test_texts)) < 40
     dup = [i for i, t in enumerate(adapter.test_texts) if adapter.test_texts.index(t) != i][0]
     first = adapter.test_texts.index(adapter.test_texts[dup])
-    np.testing.assert_array_equal(preds["scores"][dup], preds["scores"][first])
+    np.testing.assert_array_equal(t[dup], t[first])
 
 
 def test_train_batches_and_t2v_loss_match_full_forward(tiny):
@@ -166,7 +172,8 @@ def test_end_to_end_smoke_rescores(tmp_path):
         assert "pessimistic" in conventions["ties"]
         assert result.counts["test_examples"] == 64 and result.counts["finetune_updates"] == 4
         _, cfg, preds = load_predictions(out / PREDICTIONS)
-        assert preds["scores"].shape == (64, 64) and len(preds["ids"]) == 64 and cfg["backbone"] == "tiny"
+        assert "scores" not in preds and preds["top"].shape == (64, 5) and len(preds["ids"]) == 64
+        assert cfg["backbone"] == "tiny" and preds["example:rank"].shape == (64,)
         assert json.loads((out / RESULT).read_text())["metrics"]["R@1"] == result.metrics["R@1"]
 
 
@@ -238,4 +245,5 @@ def test_real_youcook2_files_with_few_features(tmp_path):
     assert len(ids) == len(set(ids)) == n_test
     assert "oJZUxU9szWA_120_252" in ids and "oJZUxU9szWA_120_252#2" in ids
     a, b = ids.index("oJZUxU9szWA_120_252"), ids.index("oJZUxU9szWA_120_252#2")
-    np.testing.assert_array_equal(preds["scores"][:, a], preds["scores"][:, b])   # one clip, encoded once
+    # one clip, encoded once: for either query its twin ties with the truth
+    assert (preds["t2v_ge"] - preds["t2v_gt"])[[a, b]].min() >= 2

@@ -2,7 +2,9 @@
 
 Fine-tuning: in-batch contrastive loss on the pooled isolated halves (softmax over the batch's videos per text).
 Evaluation: every test clip and every test text encoded once, a text x video matrix of raw dot products
-(no normalisation, no temperature, no re-ranking), scored by metrics.retrieval (row i's truth is column i).
+(no normalisation, no temperature, no re-ranking; row i's truth is column i), ranked in row blocks
+(metrics.retrieval_blocks: O(N x block) memory, the same metrics as metrics.retrieval on the full matrix); the
+predictions keep ranks and top-5, never the matrix (old files holding `scores` still re-score).
 spec.options: reader (msrvtt | youcook2), loss (t2v | v2t); the run config's `dup` replicates the training list.
 """
 from __future__ import annotations
@@ -16,6 +18,7 @@ from torch import nn
 from ..data import msrvtt, youcook2
 from ..errors import InputError
 from ..metrics.retrieval import TIES, conventions, retrieval_metrics
+from ..metrics.retrieval_blocks import RankCounts, metrics_from_counts, rank_counts
 from .overlap import refuse_overlap
 from .protocol import batch_counts, protocol_conventions
 from .pairs import (ContrastiveAdapter, Progress, TrainItem, VideoClip, encode_clips, encode_texts, load_msrvtt_train,
@@ -94,9 +97,10 @@ class RetrievalAdapter(ContrastiveAdapter):
         self.test_texts = [c.text for c in clips]
 
     # -- evaluation ----------------------------------------------------------------------------------------
-    def predict(self, module: nn.Module, progress: Progress = None) -> dict[str, np.ndarray]:
-        """{"scores": (texts, videos) float32, "ids": clip ids}. A clip or text listed twice (the real YouCook2
-        file repeats one span with two sentences) is encoded once and its vector reused."""
+    def embed(self, module: nn.Module, progress: Progress = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(text, video) vectors, one row per test pair (row i of text matches row i of video), encoded in
+        batches. A clip or text listed twice (the real YouCook2 file repeats one span with two sentences) is
+        encoded once and its vector reused."""
         module.eval()
         clips, clip_of = unique(self.test_clips)
         texts, text_of = unique(self.test_texts)
@@ -105,27 +109,63 @@ class RetrievalAdapter(ContrastiveAdapter):
         with torch.no_grad():
             v = encode_clips(module, clips, self.feature_store, bs, self.device, progress, 0, total)
             t = encode_texts(module, texts, bs, self.device, progress, len(clips), total)
-        scores = (t[torch.from_numpy(text_of)] @ v[torch.from_numpy(clip_of)].T).numpy().astype(np.float32)
-        return {"scores": scores, "ids": np.array(self.test_ids, dtype=str),
-                "texts": np.array(self.test_texts, dtype=str)}      # for retrieval_errors.csv
+        return t[torch.from_numpy(text_of)], v[torch.from_numpy(clip_of)]
+
+    def predict(self, module: nn.Module, progress: Progress = None) -> dict[str, np.ndarray]:
+        """Scores text @ video.T ranked in row blocks; saved as ranks and top-5 (see pack), never the matrix."""
+        return pack(rank_counts(*self.embed(module, progress)), self.test_ids, self.test_texts)
 
     @classmethod
     def score(cls, preds: dict[str, np.ndarray], cfg: dict[str, Any]) -> tuple[dict[str, float], dict[str, str]]:
         ties = str(cfg.get("ties", "pessimistic"))
         if ties not in TIES:
             raise InputError(f"ties must be one of {', '.join(TIES)}, got {ties!r}", path="ties")
-        return retrieval_metrics(preds["scores"], ties), {**conventions(ties),
-                                                            **protocol_conventions(cls.family, cfg)}
+        if "scores" in preds:                   # a predictions file from before the blocked ranking: the matrix
+            metrics = retrieval_metrics(preds["scores"], ties)
+        else:
+            missing = [k for k in COUNT_KEYS if k not in preds]
+            if missing:
+                raise InputError(f"retrieval predictions hold neither `scores` nor the rank counts "
+                                 f"({', '.join(missing)} missing)", path="predictions")
+            metrics = metrics_from_counts({k: preds[k] for k in COUNT_KEYS}, ties)
+        return metrics, {**conventions(ties), **protocol_conventions(cls.family, cfg)}
 
     @classmethod
     def examples(cls, preds: dict[str, np.ndarray], cfg: dict[str, Any]):
         """Per text query i (truth: clip i): its 1-based rank (ties pessimistic), true score, top-5 clip ids."""
-        from ..metrics.retrieval import ranks
         from .base import json_number
 
-        scores, ids = np.asarray(preds["scores"]), [str(x) for x in preds["ids"]]
-        rank = ranks(scores)
-        top = np.argsort(-scores, axis=1, kind="stable")[:, :5]
+        view = ranked_view(preds)
+        ids = view["ids"]
         for i, clip in enumerate(ids):
-            yield {"id": clip, "query": i, "target": clip, "prediction": ids[top[i, 0]], "rank": int(rank[i]),
-                   "score": json_number(scores[i, i]), "top5": [ids[j] for j in top[i]]}
+            top = view["top"][i]
+            yield {"id": clip, "query": i, "target": clip, "prediction": ids[top[0]], "rank": int(view["rank"][i]),
+                   "score": json_number(view["true_score"][i]), "top5": [ids[j] for j in top[:5]]}
+
+
+COUNT_KEYS = ("t2v_gt", "t2v_ge", "v2t_gt", "v2t_ge")
+
+
+def pack(counts: RankCounts, ids, texts=None) -> dict[str, np.ndarray]:
+    """The saved predictions: per query the counts both tie policies re-score from (4 x N), the top-5 clips and
+    their scores and the true score (examples, retrieval_errors.csv), the pessimistic ranks as per-example values
+    (intervals, paired compare). Never the N x N matrix."""
+    out = {**counts.to_dict(), "ids": np.array(list(ids), dtype=str),
+           "example:rank": counts.t2v_ge.copy(), "example:v2t_rank": counts.v2t_ge.copy()}
+    if texts is not None:
+        out["texts"] = np.array(list(texts), dtype=str)                   # for retrieval_errors.csv
+    return out
+
+
+def ranked_view(preds) -> dict:
+    """ids, pessimistic rank, true score, top-5 (indices) and their scores, from either predictions format."""
+    ids = [str(x) for x in preds["ids"]]
+    if "scores" in preds:                       # the old format: the full matrix
+        from ..metrics.retrieval import ranks
+
+        scores = np.asarray(preds["scores"])
+        top = np.argsort(-scores, axis=1, kind="stable")[:, :5]
+        return {"ids": ids, "rank": ranks(scores), "true_score": np.diagonal(scores).copy(), "top": top,
+                "top_scores": np.take_along_axis(scores, top, axis=1)}
+    return {"ids": ids, "rank": np.asarray(preds["t2v_ge"]), "true_score": np.asarray(preds["true_score"]),
+            "top": np.asarray(preds["top"]), "top_scores": np.asarray(preds["top_scores"])}

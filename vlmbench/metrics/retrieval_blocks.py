@@ -31,9 +31,13 @@ class RankCounts:
     v2t_gt: np.ndarray     # (N,) per video query (columns)
     v2t_ge: np.ndarray
     top: np.ndarray        # (N, k) int64: each text query's best videos, ties by lower index (stable order)
+    top_scores: np.ndarray | None = None   # (N, k) float32: their scores
+    true_score: np.ndarray | None = None   # (N,) float32: the diagonal
+
+    KEYS = ("t2v_gt", "t2v_ge", "v2t_gt", "v2t_ge", "top", "top_scores", "true_score")
 
     def to_dict(self) -> dict[str, np.ndarray]:
-        return {k: getattr(self, k) for k in ("t2v_gt", "t2v_ge", "v2t_gt", "v2t_ge", "top")}
+        return {k: getattr(self, k) for k in self.KEYS if getattr(self, k) is not None}
 
 
 def _blocks(n: int, block: int):
@@ -41,32 +45,48 @@ def _blocks(n: int, block: int):
         yield a, min(n, a + block)
 
 
-def rank_counts(text: torch.Tensor, video: torch.Tensor, block: int = BLOCK, k: int = 5) -> RankCounts:
+def rank_counts(text: torch.Tensor, video: torch.Tensor, block: int | None = None, k: int = 5) -> RankCounts:
     """Counts (and top-k) of the square score matrix text @ video.T, block rows at a time."""
     text, video = torch.as_tensor(text), torch.as_tensor(video)
     n = len(text)
     if text.ndim != 2 or video.shape != text.shape or n == 0:
         raise MetricInputError(f"text and video must be non-empty (N, d) matrices of one shape, got "
                                f"{tuple(text.shape)} and {tuple(video.shape)}")
-    k = min(k, n)
-    diag = torch.empty(n, dtype=text.dtype)
+    return rank_counts_rows(lambda a, b: text[a:b] @ video.T, n, block, k)
+
+
+def rank_counts_rows(rows, n: int, block: int | None = None, k: int = 5) -> RankCounts:
+    """Counts of a square score matrix given by `rows(a, b)` -> its rows a..b-1 (a tensor or array), called
+    for consecutive blocks in order, twice (the second pass must give the same values: recompute or replay)."""
+    if n == 0:
+        raise MetricInputError("retrieval needs at least one query")
+    k, block = min(k, n), block or BLOCK
+    diag = None
     t2v_gt, t2v_ge = np.empty(n, np.int64), np.empty(n, np.int64)
     top = np.empty((n, k), np.int64)
+    top_scores = None
     for a, b in _blocks(n, block):                       # pass 1: rows, the diagonal, top-k
-        s = text[a:b] @ video.T
+        s = torch.as_tensor(rows(a, b))
+        if s.shape != (b - a, n):
+            raise MetricInputError(f"score rows {a}-{b - 1} have shape {tuple(s.shape)}, expected {(b - a, n)}")
         if torch.isnan(s).any():
             raise MetricInputError(f"scores contain {int(torch.isnan(s).sum())} NaN values (rows {a}-{b - 1})")
+        if diag is None:
+            diag = torch.empty(n, dtype=s.dtype)
+            top_scores = np.empty((n, k), s.numpy().dtype)
         d = s[torch.arange(b - a), torch.arange(a, b)]
         diag[a:b] = d
         t2v_gt[a:b] = (s > d[:, None]).sum(1).numpy()
         t2v_ge[a:b] = (s >= d[:, None]).sum(1).numpy()
-        top[a:b] = _top(s.numpy(), k)
+        sn = s.numpy()
+        top[a:b] = _top(sn, k)
+        top_scores[a:b] = np.take_along_axis(sn, top[a:b], axis=1)
     v2t_gt, v2t_ge = np.zeros(n, np.int64), np.zeros(n, np.int64)
     for a, b in _blocks(n, block):                       # pass 2: columns against the diagonal
-        s = text[a:b] @ video.T
+        s = torch.as_tensor(rows(a, b))
         v2t_gt += (s > diag[None, :]).sum(0).numpy()
         v2t_ge += (s >= diag[None, :]).sum(0).numpy()
-    return RankCounts(t2v_gt, t2v_ge, v2t_gt, v2t_ge, top)
+    return RankCounts(t2v_gt, t2v_ge, v2t_gt, v2t_ge, top, top_scores, diag.numpy())
 
 
 def _top(s: np.ndarray, k: int) -> np.ndarray:

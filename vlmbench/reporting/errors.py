@@ -31,15 +31,17 @@ def _write(path: Path, header: list[str], rows: list[list]) -> Path:
 
 
 def retrieval_errors(preds: Mapping[str, np.ndarray]) -> tuple[list[str], list[list]]:
-    scores = np.asarray(preds["scores"])
-    ids = [str(x) for x in preds["ids"]]
+    from vlmbench.adapters.retrieval import ranked_view
+
+    view = ranked_view(preds)                   # ranks and top-5 (or an old file's full matrix)
+    ids = view["ids"]
     texts = [str(x) for x in preds["texts"]] if "texts" in preds else [""] * len(ids)
-    true_rank = (scores >= np.diagonal(scores)[:, None]).sum(axis=1)
-    top = np.argmax(scores, axis=1)
+    true_rank = view["rank"]
     rows = []
     for i in np.flatnonzero(true_rank > 1):
-        j = int(top[i])
-        rows.append([ids[i], texts[i], ids[j], texts[j], int(true_rank[i]), f"{scores[i, j] - scores[i, i]:.4f}"])
+        j = int(view["top"][i, 0])
+        margin = view["top_scores"][i, 0] - view["true_score"][i]
+        rows.append([ids[i], texts[i], ids[j], texts[j], int(true_rank[i]), f"{margin:.4f}"])
     rows.sort(key=lambda r: (-r[4], r[0]))
     return ["query_id", "query_text", "retrieved_id", "retrieved_caption", "true_rank", "score_margin"], rows
 
