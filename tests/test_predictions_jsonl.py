@@ -80,7 +80,8 @@ def test_floor_baselines_write_predictions_jsonl(task, tmp_path):
     """No model needed: the random floor goes through the same save_predictions as a run."""
     from vlmbench.floors import floor_baseline
 
-    result = floor_baseline(task, "random", out=tmp_path, preset="smoke", say=lambda s: None)
+    # one draw: the saved predictions are the first draw, the metrics of more draws their mean
+    result = floor_baseline(task, "random", draws=1, out=tmp_path, preset="smoke", say=lambda s: None)
     _check(task, tmp_path, _n_examples(registry.get(task).family, result.counts))
 
 
