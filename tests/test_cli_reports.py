@@ -36,15 +36,20 @@ def new_run() -> Path:
     return REFERENCE
 
 
+# The smoke reference learns nothing by design, so these CLI tests of comparison and identity pass --no-floors
+# (the learned rules are the ci preset's: tests/test_gate.py, tests/test_ci_reference.py).
+NF = "--no-floors"
+
+
 def test_compare_same_results_exit_0_markdown_table(new_run):
-    r = _cli("compare", new_run, new_run)
+    r = _cli("compare", new_run, new_run, NF)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert lines[0].startswith("**all ") and lines[0].endswith(" metrics ok**")
     # what was compared is stated above the table
     assert lines[2].startswith("Compared 7 reference tasks: preset smoke; toy toy world; backbone tiny")
     assert "data_fingerprint " in lines[2]
-    assert lines[4] == "| | task | metric | ref | new | delta | tolerance | status |"
+    assert lines[4] == "| | task | metric | ref | new | delta | tolerance | floor | status |"
     assert any(line.startswith("| ✅ | youcook2-retrieval | R@1 |") for line in lines)
     assert "❌" not in r.stdout
 
@@ -64,23 +69,23 @@ def test_compare_refuses_results_of_another_experiment(new_run, tmp_path, field,
     rec = json.loads(path.read_text())
     edit(rec)
     path.write_text(json.dumps(rec))
-    r = _cli("compare", other, new_run)
+    r = _cli("compare", other, new_run, NF)
     assert r.returncode == 2 and f"{field} differs" in r.stderr and "--force" in r.stderr, r.stdout + r.stderr
     assert "Traceback" not in r.stderr and r.stdout == ""
-    forced = _cli("compare", other, new_run, "--force")
+    forced = _cli("compare", other, new_run, "--force", NF)
     assert forced.returncode == 0 and "--force: identity checks skipped" in forced.stdout
 
 
 @pytest.mark.parametrize("metric, delta, code, status", [
     ("R@1", +1.0, 1, "regressed"),     # reference higher than the new run: worse
-    ("R@1", -1.0, 0, "improved"),
+    ("R@1", -1.0, 1, "changed beyond noise"),   # better beyond tolerance: unexplained, fails
     ("R@1", +0.4, 0, "ok"),            # within the default 0.5-point tolerance
     ("MedR", -1.0, 1, "regressed"),    # reference rank lower (better) than the new run's: worse
-    ("MedR", +1.0, 0, "improved"),
+    ("MedR", +1.0, 1, "changed beyond noise"),
 ])
 def test_compare_direction_and_exit_code(new_run, tmp_path, metric, delta, code, status):
     ref = _edit(new_run, tmp_path / "ref", "youcook2-retrieval", metric, delta)
-    r = _cli("compare", new_run, ref)
+    r = _cli("compare", new_run, ref, NF)
     assert r.returncode == code, r.stdout + r.stderr
     row = next(line for line in r.stdout.splitlines() if line.startswith(("| ✅ | youcook2-retrieval | " + metric + " |",
                                                                            "| ❌ | youcook2-retrieval | " + metric + " |")))
@@ -92,20 +97,20 @@ def test_compare_direction_and_exit_code(new_run, tmp_path, metric, delta, code,
 
 def test_compare_tolerance_option_and_missing_task(new_run, tmp_path):
     ref = _edit(new_run, tmp_path / "ref", "youcook2-retrieval", "R@1", +1.0)
-    assert _cli("compare", new_run, ref, "--tol", "R@1=1.5").returncode == 0
-    assert _cli("compare", new_run, ref, "--tol", "*=0.1").returncode == 1   # R@1 has no own default
+    assert _cli("compare", new_run, ref, "--tol", "R@1=1.5", NF).returncode == 0
+    assert _cli("compare", new_run, ref, "--tol", "*=0.1", NF).returncode == 1   # R@1 has no own default
     # a task of the reference absent from the new results is a failure (missing), not a pass
     partial = tmp_path / "partial"
     shutil.copytree(new_run, partial)
     shutil.rmtree(partial / "msrvtt-mcqa")
-    r = _cli("compare", partial, new_run)
+    r = _cli("compare", partial, new_run, NF)
     assert r.returncode == 1 and "| ❌ | msrvtt-mcqa | accuracy |" in r.stdout and "missing" in r.stdout
 
 
 def test_compare_bad_input_is_exit_2(tmp_path, new_run):
     r = _cli("compare", tmp_path / "nope", new_run)
     assert r.returncode == 2 and "no such file or folder" in r.stderr and "Traceback" not in r.stderr
-    r = _cli("compare", new_run, new_run, "--tol", "R@1=lots")
+    r = _cli("compare", new_run, new_run, "--tol", "R@1=lots", NF)
     assert r.returncode == 2 and "--tol" in r.stderr
     (tmp_path / "empty").mkdir()
     r = _cli("compare", new_run, tmp_path / "empty")
