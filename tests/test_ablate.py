@@ -36,18 +36,21 @@ def _events(cell: Path) -> list[dict]:
 
 
 def _results(out: Path) -> dict[str, dict]:
-    """cell hash -> metrics of its task, plus the raw score matrix."""
+    """cell hash -> metrics of its task, plus every saved prediction array (ranks, top-k scores, per example)."""
     got = {}
     for cell in sorted((out / "cells").iterdir()):
         res = json.loads((cell / TASKS[0] / "result.json").read_text())
         with np.load(cell / TASKS[0] / "predictions.npz") as z:
-            got[cell.name] = {"metrics": res["metrics"], "scores": z["scores"].copy()}
+            got[cell.name] = {"metrics": res["metrics"], "arrays": {k: z[k].copy() for k in z.files}}
     return got
 
 
 def _same(a: dict, b: dict) -> bool:
+    def same_arrays(x: dict, y: dict) -> bool:
+        return x.keys() == y.keys() and all(np.array_equal(x[n], y[n]) for n in x)
+
     return a.keys() == b.keys() and all(a[k]["metrics"] == b[k]["metrics"]
-                                        and np.array_equal(a[k]["scores"], b[k]["scores"]) for k in a)
+                                        and same_arrays(a[k]["arrays"], b[k]["arrays"]) for k in a)
 
 
 @pytest.fixture(scope="module")
