@@ -39,6 +39,7 @@ TOOLS = ["pan", "bowl", "pot", "oven", "plate", "board"]
 # Weights of a step's parts in its feature (the action and the object dominate, as in the captions).
 WEIGHTS = {"action": 1.0, "obj": 1.0, "attr": 0.8, "qty": 0.6, "tool": 0.6}
 P_PART = {"attr": 0.7, "qty": 0.25, "tool": 0.5}      # how often a step has each optional part
+PART_WORDS = {"action": ACTIONS, "obj": OBJECTS, "attr": ATTRIBUTES, "qty": QUANTITIES, "tool": TOOLS}
 FILLER = ["okay so", "alright", "now", "and then", "next", "so", "you want to", "go ahead and", "we are going to"]
 OFF_TOPIC = ["thanks for watching", "please subscribe to my channel", "let me know in the comments",
              "this is my favorite recipe", "hello everyone welcome back"]
@@ -84,14 +85,13 @@ class World:
         dirs = rng.standard_normal((len(words), DIM))
         self.direction = {w: d / np.linalg.norm(d) for w, d in zip(words, dirs)}
 
-    def random_steps(self, rng: np.random.Generator, n: int, min_s: int = 4, max_s: int = 9,
-                     plain: bool = False) -> list[Step]:
-        """n random steps; each optional part is present with its P_PART probability (none when plain)."""
-        def part(name: str, words: list[str]) -> str | None:
-            return None if plain or rng.random() >= P_PART[name] else str(rng.choice(words))
+    def random_steps(self, rng: np.random.Generator, n: int, min_s: int = 4, max_s: int = 9) -> list[Step]:
+        """n random steps; each optional part is present with its P_PART probability."""
+        def part(name: str) -> str | None:
+            return None if rng.random() >= P_PART[name] else str(rng.choice(PART_WORDS[name]))
 
         return [Step(str(rng.choice(ACTIONS)), str(rng.choice(OBJECTS)), int(rng.integers(min_s, max_s + 1)),
-                     attr=part("attr", ATTRIBUTES), qty=part("qty", QUANTITIES), tool=part("tool", TOOLS))
+                     attr=part("attr"), qty=part("qty"), tool=part("tool"))
                 for _ in range(n)]
 
     def centre(self, step: Step) -> np.ndarray:

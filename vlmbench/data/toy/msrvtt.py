@@ -15,13 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from ...io import write_json
-from . import (ACTIONS, ATTRIBUTES, OBJECTS, QUANTITIES, TOOLS, Step, World, compose,
-                write_atomically)
+from . import ATTRIBUTES, PART_WORDS, Step, World, compose, write_atomically
 
 SUBJECTS = ["a man", "a woman", "a person", "someone", "a chef", "a cook"]
-
-
-VOCAB = {"action": ACTIONS, "obj": OBJECTS, "attr": ATTRIBUTES, "qty": QUANTITIES, "tool": TOOLS}
 
 
 def _caption(steps: list[Step], rng: np.random.Generator) -> str:
@@ -41,7 +37,7 @@ def one_concept_off(steps: list[Step], rng: np.random.Generator) -> list[Step]:
     """The steps with exactly one concept word of one step replaced by another of its kind."""
     i = int(rng.integers(len(steps)))
     part, word = list(steps[i].parts().items())[int(rng.integers(len(steps[i].parts())))]
-    new = str(rng.choice([w for w in VOCAB[part] if w != word]))
+    new = str(rng.choice([w for w in PART_WORDS[part] if w != word]))
     return [replace(s, **{part: new}) if j == i else s for j, s in enumerate(steps)]
 
 
