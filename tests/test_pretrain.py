@@ -212,3 +212,25 @@ def test_videos_without_features_are_skipped_and_none_is_an_error(howto, tmp_pat
         f.unlink()
     line, _ = _bad(tmp_path, d)
     assert "feature file" in line
+
+
+def test_shutdown_does_not_wait_forever_for_a_hung_destroy(monkeypatch, capsys):
+    """destroy_process_group can hang after the work is done (CI saw a torchrun run hang there): bounded wait."""
+    import threading
+    import time
+
+    from vlmbench.train import distributed
+
+    release = threading.Event()
+    monkeypatch.setattr(distributed.dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(distributed.dist, "destroy_process_group", lambda: release.wait(30))
+    t0 = time.perf_counter()
+    distributed.shutdown(distributed.Dist(rank=1, world_size=2), wait_s=0.3)
+    took = time.perf_counter() - t0
+    release.set()
+    assert took < 5
+    assert "rank 1: destroy_process_group did not return" in capsys.readouterr().err
+    calls = []
+    monkeypatch.setattr(distributed.dist, "destroy_process_group", lambda: calls.append(1))
+    distributed.shutdown(distributed.Dist(rank=0, world_size=2), wait_s=5)
+    assert calls == [1] and capsys.readouterr().err == ""

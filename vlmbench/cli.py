@@ -90,6 +90,10 @@ def pretrain(
     summary = run_pretrain(cfg, out, data=data, resume=resume, overwrite=overwrite, progress=progress, say=say,
                            workers=workers)
     say(f"Pre-trained {summary['final_step']} steps (preset {cfg.preset}); model in {out / 'model'}")
+    if summary.get("world_size", 1) > 1:
+        from .train.distributed import exit_now
+
+        exit_now(0)             # a torchrun worker: nothing left to do, and the teardown can hang (see shutdown)
 
 
 @app.command(epilog=RUN_KEYS_HELP)

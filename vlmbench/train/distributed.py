@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import sys
+import threading
 from dataclasses import dataclass
 
 import torch
@@ -41,6 +43,26 @@ def init() -> Dist:
     return Dist(rank, world, device)
 
 
-def shutdown(d: Dist) -> None:
-    if d.enabled and dist.is_initialized():
-        dist.destroy_process_group()
+SHUTDOWN_WAIT_S = 60.0
+
+
+def shutdown(d: Dist, wait_s: float = SHUTDOWN_WAIT_S) -> None:
+    """Destroy the process group, waiting at most wait_s: destroy_process_group can hang now and then once the
+    work is done (pytorch/pytorch#75097; seen here with gloo on a loaded 2-core machine), and a run whose results
+    are all written must not hang its launcher. Callers leave with `exit_now` after their last line."""
+    if not (d.enabled and dist.is_initialized()):
+        return
+    t = threading.Thread(target=dist.destroy_process_group, name="destroy_process_group", daemon=True)
+    t.start()
+    t.join(wait_s)
+    if t.is_alive():
+        print(f"warning: rank {d.rank}: destroy_process_group did not return in {wait_s:.0f} s; leaving without it",
+              file=sys.stderr, flush=True)
+
+
+def exit_now(code: int = 0) -> None:
+    """End a torchrun worker at once, without the interpreter's teardown (which can block on gloo's threads when the
+    group was not destroyed). Everything the run writes is closed by now; only the standard streams need flushing."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
