@@ -36,3 +36,23 @@ def test_tie_rule_change_is_caught(monkeypatch):
     bad = failing(sanity.checks())
     assert bad and all("ties L=4" in b for b in bad)   # invisible without ties, caught with them
 
+
+
+def test_blocked_ranks_from_0_are_caught(monkeypatch):
+    """The retrieval tasks rank through metrics.retrieval_blocks (counts, no N x N): sanity covers that path too."""
+    import dataclasses
+
+    from vlmbench.metrics import retrieval_blocks
+
+    real = retrieval_blocks.rank_counts_rows
+    monkeypatch.setattr(retrieval_blocks, "rank_counts_rows",
+                        lambda *a, **k: dataclasses.replace(c := real(*a, **k), t2v_ge=c.t2v_ge - 1))
+    bad = failing(sanity.checks())
+    assert any("R@1 (pessimistic, N=20, blocked)" in b for b in bad)
+    assert not any("blocked" not in b for b in bad)           # the full-matrix path is untouched
+
+
+def test_a_check_that_raises_is_a_failed_row(monkeypatch):
+    monkeypatch.setattr(sanity, "_mcqa", lambda: 1 / 0)
+    bad = failing(sanity.checks())
+    assert bad == ["MC-QA: raised ZeroDivisionError: division by zero"]

@@ -15,14 +15,22 @@ import numpy as np
 SIGMAS = 4.0
 
 
-def _retrieval(ties: str, levels: int | None, n: int = 20, blocks: int = 2000, seed: int = 0) -> list[tuple]:
-    from vlmbench.metrics import retrieval
+def _retrieval(ties: str, levels: int | None, n: int = 20, blocks: int = 2000, seed: int = 0,
+               blocked: bool = False) -> list[tuple]:
+    """blocked: through metrics.retrieval_blocks (what the retrieval tasks run: counts, no N x N matrix, both
+    directions), else metrics.retrieval on the full matrix (re-scoring, ablation, old prediction files)."""
+    from vlmbench.metrics import retrieval, retrieval_blocks
 
     rng = np.random.default_rng(seed)
-    got: dict[str, list[float]] = {"R@1": [], "R@5": [], "MeanR": []}
+    keys = ("R@1", "R@5", "MeanR", "v2t_R@1", "v2t_MeanR") if blocked else ("R@1", "R@5", "MeanR")
+    got: dict[str, list[float]] = {k: [] for k in keys}
     for _ in range(blocks):
         s = rng.integers(levels, size=(n, n)) if levels else rng.standard_normal((n, n))
-        m = retrieval.retrieval_metrics(s, ties=ties)
+        if blocked:
+            counts = retrieval_blocks.rank_counts_rows(lambda a, b: s[a:b], n, block=7)   # 3 uneven blocks
+            m = retrieval_blocks.metrics_from_counts(counts, ties=ties)
+        else:
+            m = retrieval.retrieval_metrics(s, ties=ties)
         for k in got:
             got[k].append(m[k])
     rows = []
@@ -35,10 +43,12 @@ def _retrieval(ties: str, levels: int | None, n: int = 20, blocks: int = 2000, s
                "MeanR": 1 + (n - 1) * np.mean(1 - p_lt)}
     else:
         exp = {"R@1": 100 / n, "R@5": 500 / n, "MeanR": (n + 1) / 2}
+    exp.update({"v2t_R@1": exp["R@1"], "v2t_MeanR": exp["MeanR"]})     # the matrix is exchangeable
     for k, vals in got.items():
         vals = np.asarray(vals)
         se = vals.std(ddof=1) / np.sqrt(len(vals))
-        rows.append((f"retrieval {k} ({ties}{', ties L=' + str(levels) if levels else ''}, N={n})",
+        rows.append((f"retrieval {k} ({ties}{', ties L=' + str(levels) if levels else ''}, N={n}"
+                     f"{', blocked' if blocked else ''})",
                      float(exp[k]), float(vals.mean()), SIGMAS * float(se)))
     return rows
 
@@ -62,9 +72,27 @@ def _coin(k: int = 10, videos: int = 200, frames: int = 500, seed: int = 2) -> t
     return (f"COIN frame_acc (uniform labels, {k} classes)", 100 / k, float(acc), SIGMAS * 100 * np.sqrt((1 / k) * (1 - 1 / k) / n))
 
 
+def _groups():
+    """(label, thunk) per check group; a group that raises is one FAIL row (a crash is a failed check too)."""
+    return [("retrieval (pessimistic)", lambda: _retrieval("pessimistic", None)),
+            ("retrieval (mmpt)", lambda: _retrieval("mmpt", None)),
+            ("retrieval (pessimistic, ties)", lambda: _retrieval("pessimistic", 4)),
+            ("retrieval (pessimistic, blocked)", lambda: _retrieval("pessimistic", None, blocked=True)),
+            ("retrieval (mmpt, blocked)", lambda: _retrieval("mmpt", None, blocked=True)),
+            ("retrieval (pessimistic, ties, blocked)", lambda: _retrieval("pessimistic", 4, blocked=True)),
+            ("MC-QA", lambda: [_mcqa()]), ("COIN", lambda: [_coin()])]
+
+
 def checks() -> list[tuple[str, float, float, float, str]]:
-    rows = [*_retrieval("pessimistic", None), *_retrieval("mmpt", None), *_retrieval("pessimistic", 4), _mcqa(), _coin()]
-    return [(name, e, g, a, "ok" if abs(g - e) <= a else "FAIL") for name, e, g, a in rows]
+    out = []
+    for label, run in _groups():
+        try:
+            rows = run()
+        except Exception as e:  # noqa: BLE001 - reported as the failed check it is
+            out.append((f"{label}: raised {type(e).__name__}: {e}", float("nan"), float("nan"), 0.0, "FAIL"))
+            continue
+        out += [(name, e, g, a, "ok" if abs(g - e) <= a else "FAIL") for name, e, g, a in rows]
+    return out
 
 
 def main() -> int:
