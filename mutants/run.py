@@ -112,6 +112,17 @@ class Step:
         return self(name, ["-c", CLI, *args])
 
 
+def touched(patch: Path) -> list[str]:
+    """The files a patch changes (its `+++ b/<path>` lines)."""
+    return [ln[6:].strip() for ln in patch.read_text().splitlines() if ln.startswith("+++ b/")]
+
+
+def reaches_metrics(patch: Path | None) -> bool:
+    """The metric sanity check can only see code under vlmbench/metrics/ (and the sanity module itself); the
+    control (no patch) runs it."""
+    return patch is None or any(f.startswith(("vlmbench/metrics/", "vlmbench/sanity")) for f in touched(patch))
+
+
 def verdict(output: str) -> str:
     """The check a failing compare names: read from the table rows' status (last) cells, else anywhere."""
     cells = [line.strip().strip("|").split("|")[-1] for line in output.splitlines() if line.strip().startswith("|")]
@@ -180,7 +191,8 @@ def run_mutant(m: dict, *, preset: str, ref: Path, base_model: Path, out: Path, 
         step = Step(src, out / "logs")
         specs = task_files(src / "vlmbench")          # the copy's own task files (HEAD's)
         stop = False
-        if (src / "vlmbench" / "sanity.py").is_file() or (src / "vlmbench" / "sanity").is_dir():
+        has_sanity = (src / "vlmbench" / "sanity.py").is_file() or (src / "vlmbench" / "sanity").is_dir()
+        if has_sanity and reaches_metrics(patch):
             rc, _ = step("sanity", ["-c", SANITY])
             if rc != 0:
                 stop = fail("sanity" if rc != 124 else "timed out")

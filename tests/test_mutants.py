@@ -150,3 +150,11 @@ def test_verdict_reads_the_status_column_first():
     """A legend or hint line naming another check does not outrank the failing row's status."""
     out = "Legend: below floor = learning broke\n\n| ❌ | t | R@1 | 5 | 1 | -4 | 0.5 | regressed |\n"
     assert run.verdict(out) == "regressed"
+
+
+def test_sanity_runs_only_for_patches_that_reach_the_metrics():
+    by_id = {m["id"]: m for m in MANIFEST}
+    assert run.reaches_metrics(None)                                            # the control runs it
+    assert run.touched(MUTANTS / by_id["14"]["patch"]) == ["vlmbench/metrics/retrieval_blocks.py"]
+    assert run.reaches_metrics(MUTANTS / by_id["14"]["patch"])
+    assert not run.reaches_metrics(MUTANTS / by_id["01"]["patch"])             # a mask: the tasks' business
