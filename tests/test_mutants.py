@@ -143,7 +143,7 @@ def test_the_copy_runs_instead_of_the_working_tree(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], cwd=src, env={"PYTHONPATH": str(src), "PATH": "/usr/bin:/bin"},
                          capture_output=True, text=True, check=True).stdout.split()
     assert out[0].startswith(str(src)) and out[1].startswith(str(src)), out
-    assert "(scores > true)" in (src / "vlmbench" / "metrics" / "retrieval.py").read_text()
+    assert "t2v_ge[a:b] = (s > d[:, None])" in (src / "vlmbench" / "metrics" / "retrieval_blocks.py").read_text()
 
 
 def test_verdict_reads_the_status_column_first():
