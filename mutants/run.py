@@ -204,6 +204,19 @@ def run_mutant(m: dict, *, preset: str, ref: Path, base_model: Path, out: Path, 
             if rc != 0:
                 stop = fail("crashed (pretrain)" if rc != 124 else "timed out")
         done: list[str] = []
+        own = out / "pretrain" / "result.json"          # the pre-training's own result (its loss), when it has one
+        if not stop and m.get("pretrain") and own.is_file() and (ref / "pretrain").is_dir():
+            (out / "new" / "pretrain").mkdir(parents=True, exist_ok=True)
+            shutil.copy2(own, out / "new" / "pretrain" / "result.json")
+            row["tasks"].append("pretrain")
+            done.append("pretrain")
+            rc, text = step.vlmbench("compare-pretrain", "compare", str(out / "new"),
+                                     str(reference_subset(ref, done, out / "ref")))
+            if rc == 1:
+                stop = fail(verdict(text))
+            elif rc != 0:
+                row.update(check=f"compare refused (exit {rc}): {text.strip().splitlines()[-1][:200]}", error=True)
+                stop = True
         for task in ([] if stop else plan(m["tasks"], specs)):
             if not (ref / task).is_dir():
                 raise SystemExit(f"{ref} has no {task}/ (build the reference first)")

@@ -18,10 +18,21 @@ REF = Path(__file__).resolve().parent.parent / "results" / "reference" / "ci"
 
 
 @pytest.fixture(scope="module")
-def reference():
+def everything():
     results = [r for r in load_results(REF) if not r.baseline]
-    assert {r.task for r in results} == set(registry.all_tasks())
+    assert {r.task for r in results} == set(registry.all_tasks()) | {"pretrain"}
     return results
+
+
+@pytest.fixture(scope="module")
+def reference(everything):
+    return [r for r in everything if r.task != "pretrain"]
+
+
+def test_reference_pretraining_learned(everything):
+    (pre,) = [r for r in everything if r.task == "pretrain"]
+    assert pre.preset == "ci" and pre.toy and pre.counts["steps"] == 300
+    assert pre.metrics["loss_drop"] > 1.0 and pre.metrics["loss_last"] < pre.metrics["loss_first"]
 
 
 def test_every_reference_task_learned(reference, tmp_path_factory):
@@ -38,10 +49,10 @@ def test_every_reference_task_learned(reference, tmp_path_factory):
 
 
 @pytest.mark.skipif(not (REF / "noise.json").is_file(), reason="noise.json not measured yet (make update-noise)")
-def test_reference_noise_has_five_seeds(reference):
+def test_reference_noise_has_five_seeds(everything):
     noise = json.loads((REF / "noise.json").read_text())
     assert len(noise["seeds"]) >= 5
-    for r in reference:
+    for r in everything:
         for metric in r.metrics:
             if "/" in metric:
                 continue

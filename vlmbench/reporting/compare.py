@@ -9,6 +9,8 @@ Default tolerances (absolute, in the metric's own units), DEFAULT_TOLERANCES:
     0.5   percent metrics (R@k, accuracy, frame_acc, recall, BLEU, METEOR, ROUGE-L) -- percent points
     0.01  CIDEr (reported on the paper's 0-10 scale, e.g. 1.3869)
     0.5   MedR / MeanR (ranks; np.median of an even count moves in steps of 0.5)
+    0.02  loss_first / loss_last / loss_drop (the pre-training's own result, OUT/pretrain/result.json: nats;
+          the losses are lower-is-better)
 They absorb run-to-run noise of CPU toy runs (thread-count dependent float sums) without hiding
 a real change; pass `tol` to override per metric ("*" overrides the fallback).
 
@@ -34,7 +36,7 @@ from vlmbench.errors import InputError
 from vlmbench.reporting import render
 from vlmbench.reporting.result import Result, load_results
 
-LOWER_IS_BETTER = frozenset({"MedR", "MeanR", "v2t_MedR", "v2t_MeanR"})
+LOWER_IS_BETTER = frozenset({"MedR", "MeanR", "v2t_MedR", "v2t_MeanR", "loss_first", "loss_last"})
 DIRECTIONS: dict[str, int] = {m: -1 for m in LOWER_IS_BETTER}  # -1 lower is better; default +1
 
 
@@ -43,7 +45,8 @@ def direction(metric: str) -> int:
 
 
 DEFAULT_TOLERANCE = 0.5
-DEFAULT_TOLERANCES: dict[str, float] = {"CIDEr": 0.01, "MedR": 0.5, "MeanR": 0.5, "v2t_MedR": 0.5, "v2t_MeanR": 0.5}
+DEFAULT_TOLERANCES: dict[str, float] = {"CIDEr": 0.01, "MedR": 0.5, "MeanR": 0.5, "v2t_MedR": 0.5, "v2t_MeanR": 0.5,
+                                        "loss_first": 0.02, "loss_last": 0.02, "loss_drop": 0.02}   # pre-training loss (nats)
 BEYOND_NOISE = ("changed beyond noise: if intended, run `make update-reference` and say why in the commit")
 FAILING = ("regressed", "missing", "changed beyond noise", "below floor")
 COLUMNS = ["task", "metric", "ref", "new", "delta", "tolerance", "floor", "status", "why"]

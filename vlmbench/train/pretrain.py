@@ -26,8 +26,10 @@ from ..model.layout import TEXT_START, VIDEO_SEP, VIDEO_START
 from ..model.losses import masked_token_loss, mfm_mlm_loss
 from ..model.masking import corrupt
 from ..model.vlm import VLM
+from ..reporting.result import save_result
 from . import checkpoint as ckpt
 from . import distributed
+from .loss_summary import loss_result
 from ..config import PretrainConfig
 from .optim import adam, lr_at, set_lr
 from .loader import batches, default_workers
@@ -75,7 +77,7 @@ def _read_log(path: Path, upto: int) -> list[str]:
 
 # What marks a folder as holding a pre-training run, and what --overwrite removes (nothing else).
 RUN_MARKERS = ("log.jsonl", "checkpoints", "model")
-RUN_FILES = (*RUN_MARKERS, "run.json", "summary.json")
+RUN_FILES = (*RUN_MARKERS, "run.json", "summary.json", "result.json")
 
 
 def pretrain(cfg: PretrainConfig, out: Path, data: Path | None = None, resume: bool = False,
@@ -188,6 +190,7 @@ def pretrain(cfg: PretrainConfig, out: Path, data: Path | None = None, resume: b
     if d.is_main:
         model.save(out / "model")
         write_json(out / "summary.json", summary)
+        save_result(loss_result(out, run_info, cfg.seed), out / "result.json")   # what the CI gate compares
     d.barrier()
     distributed.shutdown(d)
     return summary
