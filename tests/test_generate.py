@@ -232,3 +232,31 @@ def test_teacher_forcing_is_causal():
     text = h[:, TEXT_START:]
     torch.testing.assert_close(text[0, :3], text[1, :3], atol=1e-5, rtol=0)
     assert (text[0, 3] - text[1, 3]).abs().max() > 1e-3
+
+
+def test_sequence_scores_are_the_search_objective_by_hand():
+    """sum logprob of t1..tn [SEP] / (prompt 3 + n)**lp: the score model.generate gives a finished hypothesis."""
+    from vlmbench.adapters.captioning import sequence_scores
+
+    model = VLM.from_backbone("tiny", seed=4).eval()
+    video, vmask = clips(2, seed=2)
+    captions = [[2003, 2017, 2154], [2003]]
+    for lp in (1.0, 2.0):
+        got = sequence_scores(model, video, vmask, captions, lp)
+        for i, cap in enumerate(captions):
+            ids, mask, labels = teacher_forcing([cap])
+            nll = caption_loss(model, video[i:i + 1], vmask[i:i + 1], ids, mask, labels).item() * (len(cap) + 1)
+            assert got[i] == pytest.approx(-nll / (gen.PROMPT_LEN + len(cap)) ** lp, rel=1e-5)
+
+
+def test_beam_outputs_outscore_greedy_ones_on_the_search_objective():
+    """What the caption task's search_gain measures: > 0 for a working beam search, exactly 0 for greedy."""
+    from vlmbench.adapters.captioning import sequence_scores
+
+    model = VLM.from_backbone("tiny", seed=5).eval()     # no [SEP] bias: outputs run to max length, paths differ
+    video, vmask = clips(12, seed=7)
+    beam = gen.generate(model, video, vmask, decode="beam", beam=5, max_new_tokens=6)
+    greedy = gen.generate(model, video, vmask, decode="greedy", max_new_tokens=6)
+    b, g = sequence_scores(model, video, vmask, beam), sequence_scores(model, video, vmask, greedy)
+    assert (b >= g - 1e-6).all() and (b - g).mean() > 1e-2
+    assert (sequence_scores(model, video, vmask, greedy) - g == 0).all()

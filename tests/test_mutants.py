@@ -158,3 +158,4 @@ def test_sanity_runs_only_for_patches_that_reach_the_metrics():
     assert run.touched(MUTANTS / by_id["14"]["patch"]) == ["vlmbench/metrics/retrieval_blocks.py"]
     assert run.reaches_metrics(MUTANTS / by_id["14"]["patch"])
     assert not run.reaches_metrics(MUTANTS / by_id["01"]["patch"])             # a mask: the tasks' business
+    assert run.reaches_metrics(MUTANTS / by_id["09"]["patch"])                 # window averaging: sanity has a row

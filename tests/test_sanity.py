@@ -56,3 +56,30 @@ def test_a_check_that_raises_is_a_failed_row(monkeypatch):
     monkeypatch.setattr(sanity, "_mcqa", lambda: 1 / 0)
     bad = failing(sanity.checks())
     assert bad == ["MC-QA: raised ZeroDivisionError: division by zero"]
+
+
+def test_windows_not_averaged_are_caught(monkeypatch):
+    """The later window overwriting the overlap (mutant 09) moves E[logit^2] from ~0.58 to 1."""
+    from vlmbench.adapters import windows
+
+    def last_wins(values, win):
+        values = values.detach().float().numpy()
+        out = np.zeros((win.n_frames, values.shape[-1]))
+        for i, (s, e) in enumerate(win.spans):
+            out[s:e] = values[i, : e - s]
+        return out
+    name, expected, got, allowed = sanity._windows()
+    assert abs(got - expected) <= allowed and 0.5 < expected < 0.7
+    monkeypatch.setattr(windows, "average", last_wins)
+    name, expected, got, allowed = sanity._windows()
+    assert abs(got - 1.0) < 0.05 and abs(got - expected) > 10 * allowed
+
+
+def test_dp_step_column_off_by_one_is_caught(monkeypatch):
+    """Mutant 10's shifted step column: the planted optimum is never recovered."""
+    from vlmbench.metrics import localization
+
+    real = localization.dp_one_frame_per_step
+    assert sanity._dp()[2] == 100.0
+    monkeypatch.setattr(localization, "dp_one_frame_per_step", lambda lp: real(np.roll(np.asarray(lp), 1, axis=1)))
+    assert sanity._dp()[2] < 50

@@ -4,7 +4,8 @@ put through the package's real metric functions, must give their analytic expect
 Sample sizes make a planted off-by-one rank (every rank +1: R@1 10% -> 0%, MeanR +1 vs a standard error
 ~0.01) or a tie-rule change (pessimistic '>=' -> optimistic '>' on integer scores: R@1 moves by > 10 points)
 fail by far. Exit 1 on a failure; prints metric, expected, measured, allowed error, verdict.
-Not yet covered: CrossTask recall of the random-logprob DP (no independent expectation written yet).
+Also the test-time window averaging of COIN/CrossTask (not a metric, but a mean the tasks rely on).
+and the CrossTask DP on a planted known answer (its recall of a random model has no closed form here).
 """
 from __future__ import annotations
 
@@ -72,6 +73,50 @@ def _coin(k: int = 10, videos: int = 200, frames: int = 500, seed: int = 2) -> t
     return (f"COIN frame_acc (uniform labels, {k} classes)", 100 / k, float(acc), SIGMAS * 100 * np.sqrt((1 / k) * (1 - 1 / k) / n))
 
 
+def _windows(lengths=(40, 100, 157, 300), classes: int = 16, repeats: int = 15, seed: int = 3) -> tuple:
+    """COIN/CrossTask test-time window averaging (adapters.windows.average, what the tasks run): iid N(0, 1)
+    logits per window give each second a mean of c(s) values, so E[out^2] = mean over seconds of 1/c(s), with
+    c(s) the number of 32-s windows (stride 16) covering it, counted here from the spans. One window's logits
+    standing in for the mean gives 1."""
+    import torch
+
+    from vlmbench.adapters.windows import Windows, average
+    from vlmbench.metrics.segmentation import sliding_windows
+
+    rng = np.random.default_rng(seed)
+    squares, expected = [], []
+    for n in lengths:
+        spans = sliding_windows(n, 32, 16)
+        cover = np.array([sum(a <= t < b for a, b in spans) for t in range(n)], dtype=np.float64)
+        for _ in range(repeats):
+            values = torch.from_numpy(rng.standard_normal((len(spans), 32, classes)).astype(np.float32))
+            out = average(values, Windows(torch.empty(0), torch.empty(0), spans, n))
+            squares.append((out ** 2).ravel())
+            expected.append(np.repeat(1.0 / cover, classes))
+    sq, ex = np.concatenate(squares), np.concatenate(expected)
+    se = float(np.sqrt(np.mean(2 * ex ** 2) / len(sq)))      # Var[x^2] = 2 sigma^4 for a normal x
+    return ("window averaging E[logit^2] (32-s windows, stride 16)", float(ex.mean()), float(sq.mean()), SIGMAS * se)
+
+
+def _dp(cases: int = 300, seed: int = 4) -> tuple:
+    """CrossTask's one-frame-per-step DP on a known answer: step k's log-probability is 0 at a planted frame
+    f_k (f_1 < ... < f_K) and in [-10, -5] everywhere else, so the planted frames are the unique optimum and
+    must come back in every case (a shifted step column or an order rule change loses them)."""
+    from vlmbench.metrics.localization import dp_one_frame_per_step
+
+    rng = np.random.default_rng(seed)
+    hits = 0
+    for _ in range(cases):
+        k, t = int(rng.integers(2, 9)), int(rng.integers(10, 60))
+        frames = np.sort(rng.choice(t, size=k, replace=False))
+        logprob = rng.uniform(-10, -5, size=(t, k))
+        logprob[frames, np.arange(k)] = 0.0
+        want = np.zeros((t, k), dtype=np.uint8)
+        want[frames, np.arange(k)] = 1
+        hits += bool(np.array_equal(dp_one_frame_per_step(logprob), want))
+    return (f"CrossTask DP recovers a planted optimum ({cases} cases, %)", 100.0, 100.0 * hits / cases, 0.0)
+
+
 def _groups():
     """(label, thunk) per check group; a group that raises is one FAIL row (a crash is a failed check too)."""
     return [("retrieval (pessimistic)", lambda: _retrieval("pessimistic", None)),
@@ -80,7 +125,8 @@ def _groups():
             ("retrieval (pessimistic, blocked)", lambda: _retrieval("pessimistic", None, blocked=True)),
             ("retrieval (mmpt, blocked)", lambda: _retrieval("mmpt", None, blocked=True)),
             ("retrieval (pessimistic, ties, blocked)", lambda: _retrieval("pessimistic", 4, blocked=True)),
-            ("MC-QA", lambda: [_mcqa()]), ("COIN", lambda: [_coin()])]
+            ("MC-QA", lambda: [_mcqa()]), ("COIN", lambda: [_coin()]), ("windows", lambda: [_windows()]),
+            ("CrossTask DP", lambda: [_dp()])]
 
 
 def checks() -> list[tuple[str, float, float, float, str]]:

@@ -58,6 +58,27 @@ def caption_loss(model, video: torch.Tensor, vmask: torch.Tensor, ids: torch.Ten
     return F.cross_entropy(logits.float(), labels[labelled])
 
 
+def sequence_scores(model, video: torch.Tensor, vmask: torch.Tensor, token_lists: list[list[int]],
+                    length_penalty: float = 1.0) -> np.ndarray:
+    """The beam search's own objective for given outputs: sum log p(t1..tn [SEP] | video) / (PROMPT_LEN + n)**lp
+    (a finished hypothesis's score in model.generate), from one teacher-forced text-causal forward."""
+    ids, mask, labels = teacher_forcing(token_lists)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            hidden = model(video, vmask, ids.to(video.device), mask.to(video.device), mask="text_causal")[:, TEXT_START:]
+            labelled = (labels != IGNORE).to(video.device)
+            logp = F.log_softmax(lm_logits(model, hidden[labelled]).float(), dim=-1)
+            tok = logp.gather(1, labels.to(video.device)[labelled][:, None])[:, 0]
+    finally:
+        model.train(was_training)
+    rows = torch.arange(len(token_lists), device=video.device)[:, None].expand_as(labelled)[labelled]
+    total = torch.zeros(len(token_lists), dtype=torch.float64, device=video.device).index_add_(0, rows, tok.double())
+    lengths = np.array([PROMPT_LEN + min(len(t), MAX_TEXT_TOKENS) for t in token_lists], dtype=np.float64)
+    return total.cpu().numpy() / lengths ** length_penalty
+
+
 class CaptioningAdapter(Adapter):
     family = "captioning"
 
@@ -139,6 +160,10 @@ class CaptioningAdapter(Adapter):
         rows = cfg.beam if cfg.decode == "beam" else 1
         per_batch = max(1, cfg.eval_batch_size // rows)    # eval_batch_size counts decoder rows (clips x beams)
         hyps: list[str] = []
+        # The search checks itself: beam outputs must score at least as well as greedy ones on the search's own
+        # objective (search_gain, a paired per-clip difference: low noise, exactly 0 when "beam" runs greedy).
+        audit = cfg.decode == "beam" and cfg.beam > 1
+        beam_scores, greedy_scores = [], []
         total = len(self.test_clips)
         for s in range(0, total, per_batch):
             clips = self.test_clips[s: s + per_batch]
@@ -146,11 +171,18 @@ class CaptioningAdapter(Adapter):
             out = generate(module, video, vmask, decode=cfg.decode, beam=cfg.beam,
                            max_new_tokens=cfg.max_new_tokens, length_penalty=cfg.length_penalty)
             hyps += [self.decode_text(t) or capmetrics.EMPTY_HYPOTHESIS for t in out]
+            if audit:
+                greedy = generate(module, video, vmask, decode="greedy", max_new_tokens=cfg.max_new_tokens)
+                beam_scores.append(sequence_scores(module, video, vmask, out, cfg.length_penalty))
+                greedy_scores.append(sequence_scores(module, video, vmask, greedy, cfg.length_penalty))
             if progress:
                 progress(len(hyps), total)
-        return {"ids": np.array([c.clip_id for c in self.test_clips], dtype=str),
-                "hypotheses": np.array(hyps, dtype=str),
-                "references": np.array(self.references, dtype=str)}
+        preds = {"ids": np.array([c.clip_id for c in self.test_clips], dtype=str),
+                 "hypotheses": np.array(hyps, dtype=str),
+                 "references": np.array(self.references, dtype=str)}
+        if audit:
+            preds["beam_score"], preds["greedy_score"] = np.concatenate(beam_scores), np.concatenate(greedy_scores)
+        return preds
 
     # -- scoring -------------------------------------------------------------------------------------------
     @staticmethod
@@ -178,6 +210,12 @@ class CaptioningAdapter(Adapter):
             "(no early stopping, no n-gram blocking); KV-cached, identical to full recomputation")
         conventions["text"] = ("hypotheses and references are tokenizer.decode(skip_special_tokens=True) strings "
                                "(lower-cased, WordPieces joined, punctuation glued); references cut to 61 tokens")
+        if "beam_score" in preds:       # a check of the decoder, not a caption metric
+            metrics["search_gain"] = float(np.mean(preds["beam_score"] - preds["greedy_score"]))
+            conventions["search_gain"] = (
+                "mean over test clips of (beam output - greedy output) scored by the search's objective (sum "
+                "logprob incl. [SEP] / (prompt + tokens)**lp, one teacher-forced forward): > 0 when beam search "
+                "works, exactly 0 when it degenerates to greedy")
         conventions.update(protocol_conventions(cls.family, cfg))
         return metrics, conventions
 

@@ -11,6 +11,7 @@ Default tolerances (absolute, in the metric's own units), DEFAULT_TOLERANCES:
     0.5   MedR / MeanR (ranks; np.median of an even count moves in steps of 0.5)
     0.02  loss_first / loss_last / loss_drop (the pre-training's own result, OUT/pretrain/result.json: nats;
           the losses are lower-is-better)
+    0.005 search_gain (captioning: beam minus greedy outputs on the search's own objective)
 They absorb run-to-run noise of CPU toy runs (thread-count dependent float sums) without hiding
 a real change; pass `tol` to override per metric ("*" overrides the fallback).
 
@@ -46,7 +47,8 @@ def direction(metric: str) -> int:
 
 DEFAULT_TOLERANCE = 0.5
 DEFAULT_TOLERANCES: dict[str, float] = {"CIDEr": 0.01, "MedR": 0.5, "MeanR": 0.5, "v2t_MedR": 0.5, "v2t_MeanR": 0.5,
-                                        "loss_first": 0.02, "loss_last": 0.02, "loss_drop": 0.02}   # pre-training loss (nats)
+                                        "loss_first": 0.02, "loss_last": 0.02, "loss_drop": 0.02,   # pre-training loss (nats)
+                                        "search_gain": 0.005}   # captioning: beam over greedy, nats per token
 BEYOND_NOISE = ("changed beyond noise: if intended, run `make update-reference` and say why in the commit")
 FAILING = ("regressed", "missing", "changed beyond noise", "below floor")
 COLUMNS = ["task", "metric", "ref", "new", "delta", "tolerance", "floor", "status", "why"]
