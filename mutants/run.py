@@ -148,9 +148,23 @@ def reference_subset(ref: Path, tasks: list[str], dest: Path) -> Path:
     return dest
 
 
+# What the unmutated pre-training's checkpoint depends on (git trees/blobs of HEAD): a commit that changes none
+# of them (a task adapter, a metric, the gate) reuses the baseline checkpoint.
+PRETRAIN_INPUTS = ("vlmbench/model", "vlmbench/train", "vlmbench/data", "vlmbench/config.py")
+
+
+def pretrain_inputs(commit: str) -> dict[str, str]:
+    out = {}
+    for path in PRETRAIN_INPUTS:
+        r = subprocess.run(["git", "-C", str(REPO), "rev-parse", f"{commit}:{path}"], capture_output=True, text=True)
+        out[path] = r.stdout.strip() if r.returncode == 0 else "absent"
+    return out
+
+
 def build_baseline(preset: str, out: Path, say, head: str) -> Path:
-    """The unmutated pre-training, reused while the commit and the preset are unchanged (stamp.json)."""
-    stamp = {"head": head, "preset": preset}
+    """The unmutated pre-training, reused while its inputs (PRETRAIN_INPUTS at the commit) and the preset are
+    unchanged (stamp.json)."""
+    stamp = {"pretrain_inputs": pretrain_inputs(head), "preset": preset}
     model = out / "pretrain" / "model"
     if (out / "stamp.json").is_file() and json.loads((out / "stamp.json").read_text()) == stamp and model.is_dir():
         say(f"baseline: reusing {model}")

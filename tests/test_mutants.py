@@ -159,3 +159,16 @@ def test_sanity_runs_only_for_patches_that_reach_the_metrics():
     assert run.reaches_metrics(MUTANTS / by_id["14"]["patch"])
     assert not run.reaches_metrics(MUTANTS / by_id["01"]["patch"])             # a mask: the tasks' business
     assert run.reaches_metrics(MUTANTS / by_id["09"]["patch"])                 # window averaging: sanity has a row
+
+
+def test_baseline_is_keyed_by_what_pretraining_reads():
+    """A commit that touches only adapters, metrics or the gate reuses the baseline checkpoint; one that touches
+    the model, training, data or config does not."""
+    now = run.pretrain_inputs("HEAD")
+    assert set(now) == set(run.PRETRAIN_INPUTS) and all(len(v) == 40 for v in now.values())
+    log = subprocess.run(["git", "-C", str(REPO), "log", "--format=%H", "-n", "40"], capture_output=True, text=True,
+                         check=True).stdout.split()
+    for older in log[1:]:
+        changed = subprocess.run(["git", "-C", str(REPO), "diff", "--name-only", older, "HEAD", "--",
+                                  *run.PRETRAIN_INPUTS], capture_output=True, text=True, check=True).stdout.split()
+        assert (run.pretrain_inputs(older) == now) == (not changed)
