@@ -117,8 +117,9 @@ def touched(patch: Path) -> list[str]:
     return [ln[6:].strip() for ln in patch.read_text().splitlines() if ln.startswith("+++ b/")]
 
 
-# What vlmbench.sanity runs: the metric functions, the test-time window averaging, and itself.
-SANITY_COVERS = ("vlmbench/metrics/", "vlmbench/adapters/windows.py", "vlmbench/sanity")
+# What vlmbench.sanity runs: the metric functions, the test-time window averaging, the model's masks, halves,
+# pooling and tokenisation, and itself.
+SANITY_COVERS = ("vlmbench/metrics/", "vlmbench/adapters/windows.py", "vlmbench/model/", "vlmbench/sanity")
 
 
 def reaches_metrics(patch: Path | None) -> bool:

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import torch
 
 from vlmbench import sanity
 from vlmbench.metrics import retrieval
@@ -24,7 +25,7 @@ def test_sanity_passes_and_is_a_command():
 def test_off_by_one_rank_is_caught(monkeypatch):
     real = retrieval.ranks
     monkeypatch.setattr(retrieval, "ranks", lambda s: real(s) + 1)
-    bad = failing(sanity.checks())
+    bad = failing(sanity.checks(only=("retrieval",)))
     assert any("R@1 (pessimistic, N=20)" in b for b in bad) and any("MeanR (pessimistic, N=20)" in b for b in bad)
 
 
@@ -33,7 +34,7 @@ def test_tie_rule_change_is_caught(monkeypatch):
         scores = np.asarray(scores)
         return (scores > np.diagonal(scores)[:, None]).sum(axis=1) + 1
     monkeypatch.setattr(retrieval, "ranks", optimistic)
-    bad = failing(sanity.checks())
+    bad = failing(sanity.checks(only=("retrieval",)))
     assert bad and all("ties L=4" in b for b in bad)   # invisible without ties, caught with them
 
 
@@ -47,14 +48,14 @@ def test_blocked_ranks_from_0_are_caught(monkeypatch):
     real = retrieval_blocks.rank_counts_rows
     monkeypatch.setattr(retrieval_blocks, "rank_counts_rows",
                         lambda *a, **k: dataclasses.replace(c := real(*a, **k), t2v_ge=c.t2v_ge - 1))
-    bad = failing(sanity.checks())
+    bad = failing(sanity.checks(only=("retrieval",)))
     assert any("R@1 (pessimistic, N=20, blocked)" in b for b in bad)
     assert not any("blocked" not in b for b in bad)           # the full-matrix path is untouched
 
 
 def test_a_check_that_raises_is_a_failed_row(monkeypatch):
     monkeypatch.setattr(sanity, "_mcqa", lambda: 1 / 0)
-    bad = failing(sanity.checks())
+    bad = failing(sanity.checks(only=("MC-QA", "COIN")))
     assert bad == ["MC-QA: raised ZeroDivisionError: division by zero"]
 
 
@@ -83,3 +84,20 @@ def test_dp_step_column_off_by_one_is_caught(monkeypatch):
     assert sanity._dp()[2] == 100.0
     monkeypatch.setattr(localization, "dp_one_frame_per_step", lambda lp: real(np.roll(np.asarray(lp), 1, axis=1)))
     assert sanity._dp()[2] < 50
+
+
+def test_model_rows_pass_and_catch_a_padding_leak(monkeypatch):
+    """Pooling over padding slots (mutant 06) shows as pooled text that moves with the padding's content."""
+    rows = {name: (e, g, a) for name, e, g, a in sanity._model()}
+    assert len(rows) == 6 and all(abs(g - e) <= a for e, g, a in rows.values())
+    from vlmbench.model.vlm import VLM
+
+    real = VLM.pool_text
+    monkeypatch.setattr(VLM, "pool_text", staticmethod(lambda h, m: real(h, torch.ones_like(m))))
+    bad = {name for name, e, g, a in sanity._model() if abs(g - e) > a}
+    assert bad == {"pooled text ignores padded slots"}
+
+
+def test_text_budget_row():
+    name, expected, got, allowed = sanity._text_budget()
+    assert expected == got == 61.0

@@ -4,8 +4,10 @@ put through the package's real metric functions, must give their analytic expect
 Sample sizes make a planted off-by-one rank (every rank +1: R@1 10% -> 0%, MeanR +1 vs a standard error
 ~0.01) or a tie-rule change (pessimistic '>=' -> optimistic '>' on integer scores: R@1 moves by > 10 points)
 fail by far. Exit 1 on a failure; prints metric, expected, measured, allowed error, verdict.
-Also the test-time window averaging of COIN/CrossTask (not a metric, but a mean the tasks rely on).
-and the CrossTask DP on a planted known answer (its recall of a random model has no closed form here).
+Also the test-time window averaging of COIN/CrossTask (not a metric, but a mean the tasks rely on), the
+model's invariants on a random tiny VLM (padding hidden by every mask and by pooling, text-causal slots blind
+to later tokens, the isolated halves equal to the isolated full forward), the 61-token text budget, and the
+CrossTask DP on a planted known answer (its recall of a random model has no closed form here).
 """
 from __future__ import annotations
 
@@ -117,6 +119,71 @@ def _dp(cases: int = 300, seed: int = 4) -> tuple:
     return (f"CrossTask DP recovers a planted optimum ({cases} cases, %)", 100.0, 100.0 * hits / cases, 0.0)
 
 
+def _model(seed: int = 0, allowed: float = 1e-4) -> list[tuple]:
+    """The masks and the isolated halves on a random tiny VLM: what a mask hides must not matter, and the halves
+    run alone must equal the isolated full forward. Each row: max |difference| of states that must be equal
+    (expected 0). Padding is filled with garbage (random features, random word ids) to make a leak visible."""
+    import torch
+
+    from vlmbench.model.layout import MAX_VIDEO_LEN, TEXT_SLOTS, TEXT_START, VIDEO_SEP, VIDEO_START
+    from vlmbench.model.text import PAD_ID, SEP_ID
+    from vlmbench.model.vlm import VLM
+
+    g = torch.Generator().manual_seed(seed)
+    model = VLM.from_backbone("tiny", seed=seed).eval()
+    vlen, tlen = torch.tensor([32, 20, 7, 1, 15, 28]), torch.tensor([62, 12, 3, 30, 6, 9])   # text incl. [SEP]
+    b = len(vlen)
+    vmask = torch.arange(MAX_VIDEO_LEN)[None] < vlen[:, None]
+    tmask = torch.arange(TEXT_SLOTS)[None] < tlen[:, None]
+    video = torch.randn(b, MAX_VIDEO_LEN, 512, generator=g) * vmask[..., None]
+    ids = torch.randint(1000, 20000, (b, TEXT_SLOTS), generator=g)
+    ids[torch.arange(b), tlen - 1] = SEP_ID
+    ids[~tmask] = PAD_ID
+    junk_video = video + torch.randn(video.shape, generator=g) * (~vmask)[..., None]
+    junk_ids = torch.where(tmask, ids, torch.randint(1000, 20000, ids.shape, generator=g))
+    keys_v = torch.cat([vmask, torch.ones(b, 1, dtype=torch.bool)], 1)          # valid video slots + video-[SEP]
+    valid = torch.cat([torch.ones(b, 1, dtype=torch.bool), keys_v, tmask], 1)   # [CLS] video [SEP] text
+
+    def gap(a, c, where):
+        return float((a - c).abs()[where].max())
+    rows = []
+    with torch.no_grad():
+        iso = model(video, vmask, ids, tmask, mask="isolated")
+        fv, ft = model.forward_video(video, vmask), model.forward_text(ids, tmask)
+        rows.append(("isolated video half alone = isolated full forward", 0.0,
+                     gap(fv, iso[:, VIDEO_START:VIDEO_SEP + 1], keys_v), allowed))
+        rows.append(("isolated text half alone = isolated full forward", 0.0, gap(ft, iso[:, TEXT_START:], tmask),
+                     allowed))
+        jv, jt = model.forward_video(junk_video, vmask), model.forward_text(junk_ids, tmask)
+        rows.append(("pooled video ignores padded seconds", 0.0,
+                     float((model.pool_video(fv, vmask) - model.pool_video(jv, vmask)).abs().max()), allowed))
+        rows.append(("pooled text ignores padded slots", 0.0,
+                     float((model.pool_text(ft, tmask) - model.pool_text(jt, tmask)).abs().max()), allowed))
+        joint = model(video, vmask, ids, tmask, mask="joint")
+        rows.append(("joint mask hides padding", 0.0,
+                     gap(joint, model(junk_video, vmask, junk_ids, tmask, mask="joint"), valid), allowed))
+        cut = 4                                    # text slots < cut must not see a change at slots >= cut
+        later = ids.clone()
+        later[:, cut:] = torch.where(tmask[:, cut:], torch.randint(1000, 20000, later[:, cut:].shape, generator=g),
+                                     later[:, cut:])
+        causal, changed = (model(video, vmask, x, tmask, mask="text_causal") for x in (ids, later))
+        seen = valid.clone()
+        seen[:, TEXT_START + cut:] = False
+        rows.append(("text-causal slots ignore later tokens", 0.0, gap(causal, changed, seen), allowed))
+    return rows
+
+
+def _text_budget() -> tuple:
+    """The fine-tune/eval tokenisation keeps MAX_TEXT_TOKENS (61, the reference's 96 - 32 - 3) tokens."""
+    from vlmbench.model.backbone import tokenizer
+    from vlmbench.model.layout import MAX_TEXT_TOKENS
+    from vlmbench.model.text import tokenize
+
+    long = " ".join(["slowly stir the red onion in the pan"] * 12)     # 96 words, each one word piece
+    return ("text budget of a long caption (tokens)", float(MAX_TEXT_TOKENS),
+            float(len(tokenize(tokenizer("tiny"), [long])[0])), 0.0)
+
+
 def _groups():
     """(label, thunk) per check group; a group that raises is one FAIL row (a crash is a failed check too)."""
     return [("retrieval (pessimistic)", lambda: _retrieval("pessimistic", None)),
@@ -126,12 +193,15 @@ def _groups():
             ("retrieval (mmpt, blocked)", lambda: _retrieval("mmpt", None, blocked=True)),
             ("retrieval (pessimistic, ties, blocked)", lambda: _retrieval("pessimistic", 4, blocked=True)),
             ("MC-QA", lambda: [_mcqa()]), ("COIN", lambda: [_coin()]), ("windows", lambda: [_windows()]),
-            ("CrossTask DP", lambda: [_dp()])]
+            ("CrossTask DP", lambda: [_dp()]), ("model masks", _model), ("text budget", lambda: [_text_budget()])]
 
 
-def checks() -> list[tuple[str, float, float, float, str]]:
+def checks(only: tuple[str, ...] | None = None) -> list[tuple[str, float, float, float, str]]:
+    """Every group's rows with their verdicts; `only`: the groups whose label starts with one of these."""
     out = []
     for label, run in _groups():
+        if only is not None and not label.startswith(only):
+            continue
         try:
             rows = run()
         except Exception as e:  # noqa: BLE001 - reported as the failed check it is
