@@ -119,7 +119,8 @@ def touched(patch: Path) -> list[str]:
 
 # What vlmbench.sanity runs: the metric functions, the test-time window averaging, the model's masks, halves,
 # pooling and tokenisation, and itself.
-SANITY_COVERS = ("vlmbench/metrics/", "vlmbench/adapters/windows.py", "vlmbench/model/", "vlmbench/sanity")
+SANITY_COVERS = ("vlmbench/metrics/", "vlmbench/adapters/windows.py", "vlmbench/model/", "vlmbench/sanity",
+                 "vlmbench/train/finetune.py", "vlmbench/train/optim.py")
 
 
 def reaches_metrics(patch: Path | None) -> bool:

@@ -101,3 +101,17 @@ def test_model_rows_pass_and_catch_a_padding_leak(monkeypatch):
 def test_text_budget_row():
     name, expected, got, allowed = sanity._text_budget()
     assert expected == got == 61.0
+
+
+def test_schedule_row_passes_and_catches_a_schedule_counted_in_epochs(monkeypatch):
+    """Mutant 12's bug (lr_at fed the epoch, not the update) planted through the loop's own lr_at: the row fails."""
+    from vlmbench.train import finetune as ft
+
+    name, expected, got, allowed = sanity._schedule()
+    assert abs(got - expected) <= allowed
+    real = ft.lr_at
+    monkeypatch.setattr(ft, "lr_at", lambda step, *a, **k: real(step // 7, *a, **k))    # 7 updates per epoch
+    name, expected, got, allowed = sanity._schedule()
+    assert got - expected > 100 * allowed
+    monkeypatch.setattr(ft, "lr_at", lambda step, *a, **k: real(step % 7, *a, **k))     # warm-up restarts per epoch
+    assert sanity._schedule()[2] > 100 * allowed

@@ -7,7 +7,8 @@ fail by far. Exit 1 on a failure; prints metric, expected, measured, allowed err
 Also the test-time window averaging of COIN/CrossTask (not a metric, but a mean the tasks rely on), the
 model's invariants on a random tiny VLM (padding hidden by every mask and by pooling, text-causal slots blind
 to later tokens, the isolated halves equal to the isolated full forward), the 61-token text budget, and the
-CrossTask DP on a planted known answer (its recall of a random model has no closed form here).
+CrossTask DP on a planted known answer (its recall of a random model has no closed form here), and the
+fine-tuning loop's learning-rate schedule read back from the updates it makes.
 """
 from __future__ import annotations
 
@@ -184,6 +185,41 @@ def _text_budget() -> tuple:
             float(len(tokenize(tokenizer("tiny"), [long])[0])), 0.0)
 
 
+def _schedule(lr: float = 1e-3, warmup: int = 10, decay_steps: int = 400, epochs: int = 4, per_epoch: int = 7) -> tuple:
+    """train.finetune on one float64 weight whose loss is the weight itself (gradient 1): Adam's bias-corrected
+    step is then exactly lr_t (eps aside), so the weight's per-update moves are the schedule the loop ran. It
+    must be linear warm-up by UPDATE (lr * n / warmup, n = 1-based update) then linear decay to 0 at
+    decay_steps, over several epochs (a schedule counted in epochs, or restarted per epoch, moves by far)."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from vlmbench.train.finetune import finetune
+
+    weight = torch.nn.Parameter(torch.zeros((), dtype=torch.float64))
+    module = torch.nn.Module()
+    module.w = weight
+    seen: list[float] = []
+
+    class Adapter:
+        def train_batches(self, epoch, rng):
+            return range(per_epoch)
+
+        def loss(self, module, batch):
+            seen.append(float(module.w.detach()))
+            return module.w * 1.0
+
+    cfg = SimpleNamespace(lr=lr, beta1=0.9, beta2=0.98, warmup=warmup, lr_decay_steps=decay_steps, epochs=epochs,
+                          seed=0, clip_norm=2.0, select="final")
+    finetune(Adapter(), module, cfg, torch.device("cpu"))
+    seen.append(float(weight.detach()))
+    moves = -np.diff(seen)
+    n = np.arange(1, len(moves) + 1)
+    want = np.where(n <= warmup, lr * n / warmup, lr * (1 - (n - warmup) / (decay_steps - warmup)))
+    return (f"fine-tune lr schedule: max abs(update - analytic lr) / lr ({len(moves)} updates, {epochs} epochs)", 0.0,
+            float(np.abs(moves - want).max() / lr), 1e-4)
+
+
 def _groups():
     """(label, thunk) per check group; a group that raises is one FAIL row (a crash is a failed check too)."""
     return [("retrieval (pessimistic)", lambda: _retrieval("pessimistic", None)),
@@ -193,7 +229,8 @@ def _groups():
             ("retrieval (mmpt, blocked)", lambda: _retrieval("mmpt", None, blocked=True)),
             ("retrieval (pessimistic, ties, blocked)", lambda: _retrieval("pessimistic", 4, blocked=True)),
             ("MC-QA", lambda: [_mcqa()]), ("COIN", lambda: [_coin()]), ("windows", lambda: [_windows()]),
-            ("CrossTask DP", lambda: [_dp()]), ("model masks", _model), ("text budget", lambda: [_text_budget()])]
+            ("CrossTask DP", lambda: [_dp()]), ("model masks", _model), ("text budget", lambda: [_text_budget()]),
+            ("fine-tune schedule", lambda: [_schedule()])]
 
 
 def checks(only: tuple[str, ...] | None = None) -> list[tuple[str, float, float, float, str]]:
