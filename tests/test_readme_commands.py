@@ -267,6 +267,12 @@ def test_compare_passes_on_itself_and_fails_on_a_regression(runs, ws, tmp_path):
     assert r.returncode == 1 and "accuracy" in r.stdout and "regressed" in r.stdout
 
 
+def test_compare_accepts_the_held_out_seed():
+    """As typed in the README's tolerance paragraph, from the repository root."""
+    r = ok(cli("compare", "results/heldout/ci-seed5", "results/reference/ci", cwd=REPO))
+    assert "all 42 metrics ok" in r.stdout and "3 x sqrt(2) std over seeds 0, 1, 2, 3, 4" in r.stdout
+
+
 def test_baseline_writes_a_floor_result(ws, tmp_path):
     out = tmp_path / "floor"
     r = ok(cli("baseline", "--task", "coin-segmentation", "--kind", "all-background", "--data", "toy",

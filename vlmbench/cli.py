@@ -392,7 +392,8 @@ def compare(
     Exit 1 when any reference metric regressed (worse by more than its tolerance, in the metric's direction:
     ranks are lower-is-better), changed beyond noise (better by more than its tolerance), is missing from the
     new results, or a task's `learned:` rule (tasks/*.yaml) is not met over the floors among the new results
-    (below floor). Tolerances: max(3 std, minimum) from REF/noise.json when present, else the defaults.
+    (below floor). Tolerances: max(3 sqrt(2) std, 3 bootstrap SE, one test example, minimum) with REF/noise.json,
+    else the defaults.
     Exit 2 when the two measure different things (preset, toy/real, backbone, split, data fingerprint) unless
     --force; exit 0 otherwise. The seed is not part of a result's identity."""
     from .reporting.compare import compare_paths, to_markdown
