@@ -3,6 +3,7 @@ on one folder (every cell exactly once), the grid table beside the paper's Table
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -197,7 +198,8 @@ def test_sigkill_mid_cell_then_rerun_gives_the_uninterrupted_numbers(reference, 
     ref_out, summary, _ = reference
     out = tmp_path / "killed"
     first = out / "cells" / summary.cells[0].key
-    proc = subprocess.Popen(_ablate_args(out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # one process (the reference ran in-process: --jobs 2 workers get 1 thread each, other float sums)
+    proc = subprocess.Popen(_ablate_args(out, "--jobs", "1"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while not (first / "pretrain" / "checkpoints" / "latest").exists():   # a checkpoint is complete: mid-way
         assert time.time() < deadline and proc.poll() is None, "ablate ended before it could be killed"
@@ -205,7 +207,7 @@ def test_sigkill_mid_cell_then_rerun_gives_the_uninterrupted_numbers(reference, 
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (first / "pretrain" / "model").exists()      # it died mid-cell
-    r = subprocess.run(_ablate_args(out), capture_output=True, text=True, timeout=600)
+    r = subprocess.run(_ablate_args(out, "--jobs", "1"), capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     assert "Resuming from" in (first / "log.txt").read_text()
     assert [e["event"] for e in _events(first)] == ["pretrain", "pretrain", "task", "done"]
@@ -232,3 +234,46 @@ def test_two_processes_on_one_folder_run_every_cell_exactly_once(reference, tmp_
     assert got.keys() == _results(ref_out).keys()
     for stdout, _ in outputs:
         assert "R@1" in stdout                                 # both print the finished grid
+
+
+def test_default_preset_and_jobs(monkeypatch, tmp_path):
+    """The toy world's grid runs the ci preset (every task learns there; its seed noise is measured) one cell per
+    core on CPU; real data runs the paper's; a GPU runs one cell at a time."""
+    import torch
+
+    from vlmbench import ablate as ab
+
+    assert ab.default_preset(None) == "ci" and ab.default_preset(tmp_path) == "paper"
+    monkeypatch.setattr(ab.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert ab.auto_jobs(4) == 2 and ab.auto_jobs(1) == 1 and ab.auto_jobs(0) == 1
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert ab.auto_jobs(4) == 1
+
+
+def test_a_worker_dies_with_its_killed_parent():
+    """kill -9 of `ablate` takes its --jobs workers with it (PR_SET_PDEATHSIG), so no orphan finishes a cell."""
+    script = ("import multiprocessing as mp, os, time\n"
+              "from vlmbench.ablate import _die_with_parent\n"
+              "def child(parent):\n    _die_with_parent(parent); time.sleep(120)\n"
+              "p = mp.get_context('fork').Process(target=child, args=(os.getpid(),)); p.start()\n"
+              "print(p.pid, flush=True); time.sleep(120)\n")
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    child = int(parent.stdout.readline())
+    time.sleep(1.0)                                    # the child has called prctl
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            return
+        try:                                           # reaped by init, or a zombie until then
+            if open(f"/proc/{child}/stat").read().split()[2] == "Z":
+                return
+        except FileNotFoundError:
+            return
+        time.sleep(0.1)
+    os.kill(child, signal.SIGKILL)
+    raise AssertionError("the worker outlived its killed parent")

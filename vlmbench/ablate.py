@@ -247,10 +247,26 @@ def claim_loop(out: Path, cells: Sequence[Cell], data: Path | None,
     return ran
 
 
-def _worker(out: Path, cells: list[Cell], data: Path | None, q, threads: int) -> None:
+def _die_with_parent(parent: int) -> None:
+    """Linux: the kernel sends this worker SIGKILL when the ablate process dies, kill -9 included (daemon
+    processes are only stopped on a clean exit), so no orphan holds a cell's lock or finishes it unseen; the
+    next `ablate` resumes the cell from its checkpoint instead."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))   # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):                                     # not Linux: daemon semantics only
+        return
+    if os.getppid() != parent:                                            # it died before prctl took effect
+        os._exit(1)
+
+
+def _worker(out: Path, cells: list[Cell], data: Path | None, q, threads: int, parent: int) -> None:
     """A --jobs worker process: the same claim loop, reporting to the parent through a queue."""
     import torch
 
+    _die_with_parent(parent)
     torch.set_num_threads(threads)
     try:
         ran = claim_loop(out, cells, data, report=lambda kind, key, info: q.put((kind, key, info)))
@@ -317,16 +333,31 @@ def _ensure_toy(tasks: Sequence[str], say: Callable[[str], None]) -> None:
             toy.ensure_dataset(name, say=say)
 
 
+def default_preset(data: Path | None) -> str:
+    """ci on the toy world: every task learns there (tasks/*.yaml `learned:`) and its seed noise is measured
+    (results/reference/ci/noise.json), so a grid cell's difference can be read against it; and a 4-cell grid
+    fits in ~10 minutes on 2 cores (toy, MiniLM, needs ~3.3 minutes of pre-training per cell). Real data: paper."""
+    return "ci" if data is None else "paper"
+
+
+def auto_jobs(cells: int) -> int:
+    """Default --jobs: one cell per CPU core on CPU (a tiny model gains little from a second thread, a second
+    cell nearly doubles throughput), one at a time on a GPU."""
+    import torch
+
+    return 1 if torch.cuda.is_available() else max(1, min(cells, os.cpu_count() or 1))
+
+
 def ablate(pairs: Sequence[str], *, tasks: Sequence[str] = DEFAULT_TASKS, data: Path | None = None,
-           out: Path = Path("runs/ablate"), jobs: int = 1, preset: str | None = None, progress: bool = True,
+           out: Path = Path("runs/ablate"), jobs: int | None = 1, preset: str | None = None, progress: bool = True,
            say: Callable[[str], None] = print) -> AblationSummary:
     out = ensure_writable(Path(out))   # a read-only or full disk fails before any work
     tasks = list(dict.fromkeys(tasks))
     if not tasks:
         raise InputError("no tasks given", path="--tasks")
-    if jobs < 1:
+    if jobs is not None and jobs < 1:
         raise InputError(f"--jobs must be >= 1, got {jobs}", path="--jobs")
-    preset = preset or ("toy" if data is None else "paper")
+    preset = preset or default_preset(data)
     if preset not in PRESETS:
         raise InputError(f"unknown preset {preset!r} (known: {', '.join(PRESETS)})", path="--preset")
     if data is not None and not Path(data).is_dir():
@@ -335,8 +366,9 @@ def ablate(pairs: Sequence[str], *, tasks: Sequence[str] = DEFAULT_TASKS, data: 
     grid = parse_grid(pairs)
     cells = make_cells(grid, tasks, preset, data)
     todo = [c for c in cells if not is_complete(out, c)]
+    jobs = auto_jobs(len(todo)) if jobs is None else jobs
     say(f"ablate: {len(cells)} cells x {len(tasks)} tasks ({', '.join(tasks)}), preset {preset}, "
-        f"{len(cells) - len(todo)} already done; folder {out}")
+        f"{len(cells) - len(todo)} already done, {min(jobs, max(1, len(todo)))} at a time; folder {out}")
     if todo and data is None:
         _ensure_toy(tasks, say)
 
@@ -356,7 +388,7 @@ def _run_workers(out: Path, cells: list[Cell], data: Path | None, jobs: int, dis
     ctx = mp.get_context("spawn")        # fork after torch has started threads can deadlock
     q = ctx.Queue()
     threads = max(1, (os.cpu_count() or 1) // jobs)
-    procs = [ctx.Process(target=_worker, args=(out, cells, data, q, threads), daemon=True) for _ in range(jobs)]
+    procs = [ctx.Process(target=_worker, args=(out, cells, data, q, threads, os.getpid()), daemon=True) for _ in range(jobs)]
     for p in procs:
         p.start()
     ran: list[str] = []

@@ -293,9 +293,10 @@ def ablate(
     tasks: str = typer.Option("youcook2-retrieval,youcook2-caption", help="comma-separated tasks run in every cell"),
     data: Optional[Path] = typer.Option(None, help="data root (HowTo100M + the tasks' datasets); default: the toy world"),
     out: Path = typer.Option(Path("runs/ablate"), help="grid folder: cells/<hash>/, grid.md, grid.csv, plots/"),
-    jobs: int = typer.Option(1, help="cells run in parallel processes"),
-    preset: Optional[str] = typer.Option(None, help="paper | toy | smoke, for pre-training and every task "
-                                                    "(default: toy on the toy world, paper on real data)"),
+    jobs: Optional[int] = typer.Option(None, help="cells run in parallel processes (default: one per CPU core, "
+                                                  "1 on a GPU)"),
+    preset: Optional[str] = typer.Option(None, help="paper | toy | ci | smoke, for pre-training and every task "
+                                                    "(default: ci on the toy world, paper on real data)"),
     progress: bool = typer.Option(True, help="show the cells done / running / left"),
 ):
     """Pre-train and evaluate every combination of the given values (an ablation grid).
