@@ -20,7 +20,7 @@ several seeds), a metric's tolerance is the largest of
     NOISE_SIGMAS x sqrt(2) x its std over seeds   the reference and the new run are each one seed's draw, so
                                                   their difference has twice one run's variance;
     NOISE_SIGMAS x the reference's bootstrap SE   the test set's own resolution ((hi - lo) / 3.92 of its 95%
-                                                  interval): a 5-seed std of quantised values can be ~0;
+                                                  bootstrap interval): a 5-seed std of quantised values can be ~0;
     one test example (100 / test_examples)        for percentages over examples: a saturated R@10 has no spread;
     the minimum above,
 so a seed-only change passes (a held-out seed 5 against the seed-0 reference, measured). `tol` still wins.
@@ -80,9 +80,15 @@ def tolerance(metric: str, tol: dict[str, float] | None = None, std: float | Non
 
 
 def bootstrap_se(r: Result, metric: str) -> float | None:
-    """Standard error of a metric on its test set, from the result's 95% percentile bootstrap interval."""
+    """Standard error of a metric on its test set, from the result's percentile bootstrap interval (its level:
+    metrics.bootstrap.LEVEL) read as a normal one."""
+    from statistics import NormalDist
+
+    from vlmbench.metrics.bootstrap import LEVEL
+
     lo, hi = (r.intervals.get(metric) or [math.nan, math.nan])[:2]
-    return None if math.isnan(lo) or math.isnan(hi) else (hi - lo) / (2 * 1.959964)
+    z = NormalDist().inv_cdf(0.5 + LEVEL / 2)
+    return None if math.isnan(lo) or math.isnan(hi) else (hi - lo) / (2 * z)
 
 
 def example_step(r: Result, metric: str) -> float | None:
