@@ -335,8 +335,8 @@ def _ensure_toy(tasks: Sequence[str], say: Callable[[str], None]) -> None:
 
 def default_preset(data: Path | None) -> str:
     """ci on the toy world: every task learns there (tasks/*.yaml `learned:`) and its seed noise is measured
-    (results/reference/ci/noise.json), so a grid cell's difference can be read against it; and it is about twice
-    as fast as toy (MiniLM): the README's 4-cell grid took 12.5 minutes on 2 cores against 25. Real data: paper."""
+    (results/reference/ci/noise.json), so a grid cell's difference can be read against it; and it is fast: the
+    README's 4-cell grid takes 8 minutes on 2 cores (toy, MiniLM: 25). Real data: paper."""
     return "ci" if data is None else "paper"
 
 
