@@ -71,3 +71,15 @@ def test_large_logits_stay_finite():
     h, w, b, e, target = _inputs()
     got = linear_cross_entropy(h * 200, w, target, bias=b, extra=e * 500)
     assert torch.isfinite(got) and torch.allclose(got, _naive(h * 200, w, b, e * 500, target), atol=1e-9)
+
+
+def test_under_bf16_autocast_the_softmax_stays_float32():
+    """The GPU loops run under bf16 autocast: the logits' matmul is bf16 there (as F.cross_entropy's inputs were),
+    but the softmax, the loss and the gradients are float32: equal to float32 CE over the bf16 logits."""
+    h, w, b, e, target = (x.float().detach().requires_grad_() if x.is_floating_point() else x for x in _inputs())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = linear_cross_entropy(h, w, target, bias=b, extra=e)
+    logits = torch.addmm(b.bfloat16(), h.bfloat16(), w.bfloat16().T).float()
+    want = F.cross_entropy(torch.cat([logits, e[:, None]], 1), torch.where(target == EXTRA, w.shape[0], target))
+    assert got.dtype == torch.float32 and abs(float(got) - float(want)) < 1e-5
+    assert torch.autograd.grad(got, h)[0].dtype == torch.float32

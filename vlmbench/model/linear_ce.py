@@ -29,6 +29,7 @@ class _LinearCE(torch.autograd.Function):
         for s in range(0, rows, step):
             hb, t = h[s:s + step], target[s:s + step]
             z = hb @ weight.T if bias is None else torch.addmm(bias, hb, weight.T)
+            z = z.to(h.dtype)       # under bf16 autocast the matmul is bf16; the softmax stays in float32
             in_w = t != EXTRA
             picked = z.gather(1, t.clamp(min=0)[:, None]).squeeze(1)
             top = z.amax(1)
