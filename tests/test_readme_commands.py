@@ -273,6 +273,21 @@ def test_compare_accepts_the_held_out_seed():
     assert "all 42 metrics ok" in r.stdout and "3 x sqrt(2) std over seeds 0, 1, 2, 3, 4" in r.stdout
 
 
+def test_the_report_example_prints_what_the_readme_shows(tmp_path):
+    """The README's "A report" section: its baseline and report commands as typed, from a folder holding the
+    committed reference, print exactly the markdown shown (the README nests its headings two levels deeper)."""
+    section = (REPO / "README.md").read_text().split("### A report\n", 1)[1]
+    report = next(c for c in re.findall(r"`(vlmbench report [^`]+)`", section))
+    baseline = next(c for c in re.findall(r"`(vlmbench baseline [^`]+)`", section))
+    shown = re.split(r"\n#{2,3} ", section.split("prints:\n\n", 1)[1])[0].strip()
+    expected = "\n".join(line[2:] if line.startswith("####") else line for line in shown.splitlines())
+    src = REPO / "results" / "reference" / "ci" / "youcook2-caption"
+    shutil.copytree(src, tmp_path / src.relative_to(REPO))
+    ok(cli(*shlex.split(baseline)[1:], cwd=tmp_path))
+    r = ok(cli(*shlex.split(report)[1:], cwd=tmp_path))
+    assert r.stdout.strip() == expected
+
+
 def test_baseline_writes_a_floor_result(ws, tmp_path):
     out = tmp_path / "floor"
     r = ok(cli("baseline", "--task", "coin-segmentation", "--kind", "all-background", "--data", "toy",
