@@ -58,7 +58,7 @@ update-reference: install
 	rm -rf runs/reference-$(REF_PRESET)
 	$(BIN)/vlmbench suite --preset $(REF_PRESET) --out runs/reference-$(REF_PRESET) --no-progress --save-reference results/reference/$(REF_PRESET)
 
-# The previous CI run (kept while results/reference/smoke is the committed reference).
+# The smoke suite (seconds; learns nothing): its results/reference/smoke backs the CLI report and compare tests.
 smoke-suite: install
 	rm -rf runs/ci-smoke
 	$(BIN)/vlmbench suite --preset smoke --out runs/ci-smoke --no-progress

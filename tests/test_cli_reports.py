@@ -47,7 +47,7 @@ def test_compare_same_results_exit_0_markdown_table(new_run):
     lines = r.stdout.splitlines()
     assert lines[0].startswith("**all ") and lines[0].endswith(" metrics ok**")
     # what was compared is stated above the table
-    assert lines[2].startswith("Compared 7 reference tasks: preset smoke; toy toy world; backbone tiny")
+    assert lines[2].startswith("Compared 8 reference tasks: preset smoke; toy toy world; backbone tiny")
     assert "data_fingerprint " in lines[2]
     assert lines[4] == "| | task | metric | ref | new | delta | tolerance | floor | status |"
     assert any(line.startswith("| ✅ | youcook2-retrieval | R@1 |") for line in lines)
@@ -132,12 +132,12 @@ def test_report_labels_toy_results_in_every_format(new_run):
     assert "youcook2-retrieval: toy world: not comparable with published numbers" in r.stdout
     assert "(toy)" in r.stdout and "VLM" in r.stdout                     # our row beside the paper's Table 3
     md = _cli("report", new_run, "--format", "markdown").stdout
-    assert md.startswith("## vlmbench report") and md.count("> toy world: not comparable") == 7
+    assert md.startswith("## vlmbench report") and md.count("> toy world: not comparable") == 8   # seven tasks + the pre-training
     js = json.loads(_cli("report", new_run, "--format", "json", "--against", "none").stdout)
     # the toy label first; the smoke reference's tiny backbone is named beside the paper's (issue 9, point 8)
     assert js["notes"] == ["toy world: not comparable with published numbers",
                            "backbone: tiny random BERT (2 layers, hidden 64) (paper: bert-base-uncased)"]
-    assert {row["kind"] for row in js["rows"]} == {"ours"} and len(js["rows"]) == 7   # no paper rows
+    assert {row["kind"] for row in js["rows"]} == {"ours"} and len(js["rows"]) == 8   # no paper rows
     csv = _cli("report", new_run / "msrvtt-mcqa", "--format", "csv").stdout.splitlines()
     assert csv[0].startswith("task,kind,label,source,note,accuracy")
     assert any(line.startswith("msrvtt-mcqa,paper,VLM,") for line in csv)
