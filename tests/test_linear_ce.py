@@ -56,9 +56,9 @@ def test_gradients_only_where_asked_and_none_under_no_grad():
 def test_float32_follows_float64_and_no_rows_give_a_zero_that_backpropagates():
     h, w, b, e, target = _inputs()
     got = linear_cross_entropy(h.float(), w.float(), target, bias=b.float(), extra=e.float())
-    assert got.dtype == torch.float32 and abs(float(got) - float(_naive(h, w, b, e, target))) < 1e-5
+    assert got.dtype == torch.float32 and abs(got.item() - _naive(h, w, b, e, target).item()) < 1e-5
     empty = linear_cross_entropy(h[:0], w, target[:0])
-    assert float(empty) == 0.0 and torch.autograd.grad(empty, w)[0].abs().sum() == 0
+    assert empty.item() == 0.0 and torch.autograd.grad(empty, w)[0].abs().sum() == 0
 
 
 def test_an_extra_target_without_extra_logits_is_refused():
@@ -81,5 +81,5 @@ def test_under_bf16_autocast_the_softmax_stays_float32():
         got = linear_cross_entropy(h, w, target, bias=b, extra=e)
     logits = torch.addmm(b.bfloat16(), h.bfloat16(), w.bfloat16().T).float()
     want = F.cross_entropy(torch.cat([logits, e[:, None]], 1), torch.where(target == EXTRA, w.shape[0], target))
-    assert got.dtype == torch.float32 and abs(float(got) - float(want)) < 1e-5
+    assert got.dtype == torch.float32 and abs(got.item() - want.item()) < 1e-5
     assert torch.autograd.grad(got, h)[0].dtype == torch.float32
