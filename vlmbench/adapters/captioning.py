@@ -25,7 +25,6 @@ from ..metrics import MetricInputError
 from ..metrics import captioning as capmetrics
 from ..model import backbone as bb
 from ..model.generate import BOS_ID, PROMPT_LEN, generate, lm_logits
-from ..model.linear_ce import linear_cross_entropy
 from ..model.layout import MAX_TEXT_TOKENS, MAX_VIDEO_LEN, TEXT_SLOTS, TEXT_START
 from ..model.text import PAD_ID, SEP_ID, tokenize
 from .base import Adapter
@@ -55,9 +54,7 @@ def caption_loss(model, video: torch.Tensor, vmask: torch.Tensor, ids: torch.Ten
     """Mean cross-entropy of the LM head (tied decoder + bias) over the labelled text slots."""
     hidden = model(video, vmask, ids, mask, mask="text_causal")[:, TEXT_START:]
     labelled = labels != IGNORE
-    head = model.cls.predictions          # lm_logits' head, without holding every slot's vocabulary logits
-    return linear_cross_entropy(head.transform(hidden[labelled]), head.word_embeddings.weight, labels[labelled],
-                                bias=head.bias)
+    return model.cls.predictions.nll(hidden[labelled], labels[labelled])     # lm_logits' head
 
 
 def sequence_scores(model, video: torch.Tensor, vmask: torch.Tensor, token_lists: list[list[int]],

@@ -22,7 +22,7 @@ class _LinearCE(torch.autograd.Function):
     def forward(ctx, h, weight, bias, extra, target):
         need = ctx.needs_input_grad[:4]
         rows, classes = h.shape[0], weight.shape[0]
-        step = max(1, BLOCK_ELEMENTS.get(h.device.type, 1 << 22) // (classes + 1))
+        step = max(1, BLOCK_ELEMENTS.get(h.device.type, BLOCK_ELEMENTS["cpu"]) // (classes + 1))
         grads = [torch.empty_like(h) if need[0] else None, torch.zeros_like(weight) if need[1] else None,
                  torch.zeros_like(bias) if need[2] else None, torch.empty_like(extra) if need[3] else None]
         total = h.new_zeros(())

@@ -19,6 +19,7 @@ from ..errors import InputError
 from ..io import atomic_write, read_safetensors, write_json
 from . import backbone as bb
 from . import masks
+from .linear_ce import linear_cross_entropy
 from .layout import TEXT_START, VIDEO_SEP, VIDEO_START, position_ids, token_type_ids
 
 CONFIG_FILE = "vlm_config.json"
@@ -65,6 +66,11 @@ class TokenHead(nn.Module):
     def vocab_logits(self, h: torch.Tensor, with_bias: bool = True) -> torch.Tensor:
         logits = h @ self.word_embeddings.weight.T
         return logits + self.bias if with_bias else logits
+
+    def nll(self, hidden: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy of transform + vocab_logits (with bias) at `hidden` against token ids, without
+        holding every row's vocabulary logits (linear_cross_entropy)."""
+        return linear_cross_entropy(self.transform(hidden), self.word_embeddings.weight, target, bias=self.bias)
 
 
 class _Head(nn.Module):
