@@ -18,6 +18,7 @@ clips/s at the paper's batch (8 videos x 32 clips) with 0/1/2/4 DataLoader worke
 --retrieval N ranks N random 768-d pairs in row blocks (metrics.retrieval_blocks): seconds and peak memory, beside
 the size the N x N float32 matrix would have.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -75,12 +76,12 @@ def video_lines(rng: np.random.Generator, words: list[str]):
     u, tail = rng.random(n), rng.integers(1, 3, size=n)
     texts, prev, at = [], [], 0
     for i in range(n):
-        line = [words[j] for j in picks[at:at + lengths[i]]]
+        line = [words[j] for j in picks[at : at + lengths[i]]]
         at += lengths[i]
         if prev and u[i] < 0.25:
-            line = prev[-tail[i]:] + line                       # repeats the previous tail (rolling)
+            line = prev[-tail[i] :] + line  # repeats the previous tail (rolling)
         elif prev and u[i] < 0.30:
-            line = prev[-2:]                                    # a subset of the previous line
+            line = prev[-2:]  # a subset of the previous line
         texts.append(" ".join(line))
         prev = line
     return seconds, np.round(starts, 2), np.round(ends, 2), texts
@@ -118,22 +119,25 @@ def write_index(prep: Path, n: int, seed: int = 0, chunk: int = 50_000) -> Path:
     cap_off = np.r_[0, np.cumsum(n_caps)]
     c = int(cap_off[-1])
     mm = lambda name, dt, shape: np.lib.format.open_memmap(prep / f"{name}.npy", mode="w+", dtype=dt, shape=shape)  # noqa: E731
-    start, end, ntok = mm("caption_start", np.float64, (c,)), mm("caption_end", np.float64, (c,)), \
-        mm("caption_ntokens", np.uint8, (c,))
+    start, end, ntok = (
+        mm("caption_start", np.float64, (c,)),
+        mm("caption_end", np.float64, (c,)),
+        mm("caption_ntokens", np.uint8, (c,)),
+    )
     tok_off = np.zeros(n + 1, np.int64)
-    for a in range(0, n, chunk):                          # captions, chunk by chunk of videos
+    for a in range(0, n, chunk):  # captions, chunk by chunk of videos
         b = min(n, a + chunk)
         lo, hi = cap_off[a], cap_off[b]
         video = np.repeat(np.arange(a, b), n_caps[a:b])
         gaps = rng.uniform(2.0, 5.0, size=hi - lo)
         t = np.cumsum(gaps)
-        t -= np.repeat(t[cap_off[a:b] - lo], n_caps[a:b])      # each video starts at 0
+        t -= np.repeat(t[cap_off[a:b] - lo], n_caps[a:b])  # each video starts at 0
         start[lo:hi] = np.minimum(np.round(t, 2), seconds[video] - 1)
         end[lo:hi] = np.minimum(start[lo:hi] + 6.0, seconds[video])
         k = rng.integers(2, 12, size=hi - lo).astype(np.uint8)
         ntok[lo:hi] = k
         per_video = np.add.reduceat(k.astype(np.int64), cap_off[a:b] - lo)
-        tok_off[a + 1:b + 1] = tok_off[a] + np.cumsum(per_video)
+        tok_off[a + 1 : b + 1] = tok_off[a] + np.cumsum(per_video)
     tokens = mm("tokens", np.uint16, (int(tok_off[-1]),))
     for a in range(0, len(tokens), 100_000_000):
         b = min(len(tokens), a + 100_000_000)
@@ -145,8 +149,16 @@ def write_index(prep: Path, n: int, seed: int = 0, chunk: int = 50_000) -> Path:
     mm("video_tokens", np.int64, (n + 1,))[:] = tok_off
     info = P.tokenizer_info("default")
     counts = {"videos_in": n, "captions_in": c, "videos_out": n, "captions_out": c, "tokens_out": int(tok_off[-1])}
-    write_json(prep / "manifest.json", {"kind": P.KIND, "version": P.VERSION, "tokenizer": info, "counts": counts,
-                                        "source": {"captions": None, "features": str(feats), "index_only": True}})
+    write_json(
+        prep / "manifest.json",
+        {
+            "kind": P.KIND,
+            "version": P.VERSION,
+            "tokenizer": info,
+            "counts": counts,
+            "source": {"captions": None, "features": str(feats), "index_only": True},
+        },
+    )
     return prep
 
 
@@ -169,9 +181,13 @@ def memory() -> dict:
     status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
     mb = lambda k: round(int(status.get(k, "0 kB").split()[0]) / 1024, 1)  # noqa: E731
     # VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss over exec from the (larger) parent process.
-    return {"rss_mb": mb("VmRSS"), "rss_anon_mb": mb("RssAnon"), "rss_file_mb": mb("RssFile"),
-            "max_rss_mb": mb("VmHWM"), "children_max_rss_mb":
-            round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)}
+    return {
+        "rss_mb": mb("VmRSS"),
+        "rss_anon_mb": mb("RssAnon"),
+        "rss_file_mb": mb("RssFile"),
+        "max_rss_mb": mb("VmHWM"),
+        "children_max_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
+    }
 
 
 def child(job: dict) -> dict:
@@ -195,12 +211,14 @@ def child(job: dict) -> dict:
         from vlmbench.train.sampler import ClipSampler
 
         corpus = P.Prepared.open(job["prep"])
-        store = shared_store(str(corpus.features)) if corpus.manifest["source"].get("index_only") \
+        store = (
+            shared_store(str(corpus.features))
+            if corpus.manifest["source"].get("index_only")
             else FeatureStore(corpus.features)
+        )
         sampler = ClipSampler(corpus, store, **kw)
         first = sampler.batch(0)
-    out = {"startup_s": round(time.perf_counter() - imported, 3), "import_s": round(imported - T_START, 2),
-           **memory()}
+    out = {"startup_s": round(time.perf_counter() - imported, 3), "import_s": round(imported - T_START, 2), **memory()}
     assert first.video.shape == (BATCH, 32, DIM)
     if job.get("batches"):
         out["clips_per_s"] = throughput(sampler, job["loader"], job.get("workers", 0), job["batches"])
@@ -219,7 +237,7 @@ def throughput(sampler, loader: str, workers: int, n: int, warm: int = 2) -> flo
     from vlmbench.train.loader import batches
 
     it = batches(sampler, 1, 1 + warm + n, workers=workers, prefetch=2)
-    for _ in range(warm):                                 # starts the workers, fills their queues
+    for _ in range(warm):  # starts the workers, fills their queues
         next(it)
     t = time.perf_counter()
     for _ in it:
@@ -236,18 +254,26 @@ def retrieval_child(n: int, dim: int, block: int) -> dict:
     torch.set_num_threads(os.cpu_count() or 1)
     g = torch.Generator().manual_seed(0)
     text = torch.randn(n, dim, generator=g)
-    video = text + 4 * torch.randn(n, dim, generator=g)      # noisy pairs: R@1 well below 100
+    video = text + 4 * torch.randn(n, dim, generator=g)  # noisy pairs: R@1 well below 100
     t = time.perf_counter()
     counts = rank_counts(text, video, block=block)
     m = metrics_from_counts(counts, "pessimistic")
-    return {"n": n, "dim": dim, "block": block, "seconds": round(time.perf_counter() - t, 1), "R@1": round(m["R@1"], 2),
-            "full_matrix_mb": round(n * n * 4 / 2**20), **memory()}
+    return {
+        "n": n,
+        "dim": dim,
+        "block": block,
+        "seconds": round(time.perf_counter() - t, 1),
+        "R@1": round(m["R@1"], 2),
+        "full_matrix_mb": round(n * n * 4 / 2**20),
+        **memory(),
+    }
 
 
 def run_child(job: dict, timeout: float = 3600) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
-    r = subprocess.run([sys.executable, __file__, "--child", json.dumps(job)], capture_output=True, text=True,
-                       timeout=timeout, env=env)
+    r = subprocess.run(
+        [sys.executable, __file__, "--child", json.dumps(job)], capture_output=True, text=True, timeout=timeout, env=env
+    )
     if r.returncode != 0:
         return {"error": (r.stderr.strip().splitlines() or ["?"])[-1]}
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -273,29 +299,44 @@ def bench_size(n: int, work: Path, workers: list[int], batches: int, prepare_wor
     manifest = json.loads((prep / "manifest.json").read_text())
     row["captions_in"], row["captions"] = manifest["counts"]["captions_in"], manifest["counts"]["captions_out"]
     row["index_mb"] = round(sum(f.stat().st_size for f in prep.glob("*.npy")) / 2**20, 1)
-    row["new"] = {w: run_child({"loader": "new", "prep": str(prep), "workers": w, "batches": batches})
-                  for w in workers}
-    row["old"] = None if index_only else run_child({"loader": "old", "data": str(work / f"raw-{n}"),
-                                                    "batches": batches})
+    row["new"] = {w: run_child({"loader": "new", "prep": str(prep), "workers": w, "batches": batches}) for w in workers}
+    row["old"] = (
+        None if index_only else run_child({"loader": "old", "data": str(work / f"raw-{n}"), "batches": batches})
+    )
     return row
 
 
 def fmt(rows: list[dict], workers: list[int]) -> str:
-    head = ["videos", "captions", "prepare s", "loader", "start-up s", "RSS MB (anon+file)", "max RSS MB"] + \
-        [f"clips/s {w}w" for w in workers]
+    head = ["videos", "captions", "prepare s", "loader", "start-up s", "RSS MB (anon+file)", "max RSS MB"] + [
+        f"clips/s {w}w" for w in workers
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         new0 = r["new"][workers[0]]
-        cells_new = [f"{r['videos']:,}", f"{r['captions']:,}", str(r.get("prepare_s", "index only")), "prepared",
-                     _s(new0, "startup_s"), _mem(new0), _s(new0, "max_rss_mb")] + \
-            [_s(r["new"][w], "clips_per_s") for w in workers]
+        cells_new = [
+            f"{r['videos']:,}",
+            f"{r['captions']:,}",
+            str(r.get("prepare_s", "index only")),
+            "prepared",
+            _s(new0, "startup_s"),
+            _mem(new0),
+            _s(new0, "max_rss_mb"),
+        ] + [_s(r["new"][w], "clips_per_s") for w in workers]
         lines.append("| " + " | ".join(cells_new) + " |")
         o = r["old"]
         if o is None:
             cells = ["", "", "", "old", "not run", "not run", "not run"] + ["" for _ in workers]
         else:
-            cells = ["", f"{r['captions_in']:,} raw", "-", "old", _s(o, "startup_s"), _mem(o), _s(o, "max_rss_mb"),
-                     _s(o, "clips_per_s")] + ["-" for _ in workers[1:]]
+            cells = [
+                "",
+                f"{r['captions_in']:,} raw",
+                "-",
+                "old",
+                _s(o, "startup_s"),
+                _mem(o),
+                _s(o, "max_rss_mb"),
+                _s(o, "clips_per_s"),
+            ] + ["-" for _ in workers[1:]]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -331,13 +372,17 @@ def main() -> None:
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-data-"))
     os.environ.setdefault("VLMBENCH_CACHE", str(work / "cache"))
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"machine: {os.cpu_count()} cores, load average {load:.1f} at start; batch {BATCH} = {BATCH // CLIPS} videos"
-          f" x {CLIPS} clips; memory of rank 0 of {WORLD}", flush=True)
+    print(
+        f"machine: {os.cpu_count()} cores, load average {load:.1f} at start; batch {BATCH} = {BATCH // CLIPS} videos"
+        f" x {CLIPS} clips; memory of rank 0 of {WORLD}",
+        flush=True,
+    )
     rows = []
     try:
         for n in sizes:
-            row = bench_size(n, work, workers, args.batches, args.prepare_workers,
-                             index_only=n >= parse_size(args.index_only_from))
+            row = bench_size(
+                n, work, workers, args.batches, args.prepare_workers, index_only=n >= parse_size(args.index_only_from)
+            )
             rows.append(row)
             print(json.dumps(row), flush=True)
     finally:
@@ -349,8 +394,9 @@ def main() -> None:
         ret = run_child({"retrieval": parse_size(args.retrieval), "dim": args.retrieval_dim, "block": 1024})
         print(f"retrieval, blocked ranking (block 1024): {json.dumps(ret)}")
     if args.json:
-        args.json.write_text(json.dumps({"load_average": load, "cores": os.cpu_count(), "rows": rows,
-                                         "retrieval": ret}, indent=2))
+        args.json.write_text(
+            json.dumps({"load_average": load, "cores": os.cpu_count(), "rows": rows, "retrieval": ret}, indent=2)
+        )
 
 
 if __name__ == "__main__":

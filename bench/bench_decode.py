@@ -12,6 +12,7 @@ Model: --checkpoint, else the cached toy pre-trained checkpoint of the default b
 default (MiniLM) backbone with a fresh head. Clips: the toy YouCook2 validation clips (written once, ~1 s).
 No timed assertions: the numbers are printed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,8 +26,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vlmbench.data import toy  # noqa: E402
-from vlmbench.data import youcook2  # noqa: E402
+from vlmbench.data import (
+    toy,  # noqa: E402
+    youcook2,  # noqa: E402
+)
 from vlmbench.data.features import FeatureStore  # noqa: E402
 from vlmbench.metrics.captioning import caption_metrics  # noqa: E402
 from vlmbench.model.generate import decode_full, generate  # noqa: E402
@@ -65,16 +68,20 @@ def timed(fn):
 
 def bench_decoding(model: VLM, video: torch.Tensor, vmask: torch.Tensor) -> None:
     kw = dict(decode="beam", beam=5, max_new_tokens=21, length_penalty=1.0)
-    generate(model, video[:2], vmask[:2], **kw)          # warm-up (first-call allocations)
+    generate(model, video[:2], vmask[:2], **kw)  # warm-up (first-call allocations)
     cached, t_cached = timed(lambda: generate(model, video, vmask, **kw))
     full, t_full = timed(lambda: decode_full(model, video, vmask, **kw))
     if cached != full:
         bad = [i for i, (a, b) in enumerate(zip(cached, full)) if a != b]
-        sys.exit(f"ERROR: cached and full decoding differ on {len(bad)} of {len(full)} clips (first: clip {bad[0]}: "
-                 f"{cached[bad[0]]} vs {full[bad[0]]})")
+        sys.exit(
+            f"ERROR: cached and full decoding differ on {len(bad)} of {len(full)} clips (first: clip {bad[0]}: "
+            f"{cached[bad[0]]} vs {full[bad[0]]})"
+        )
     lengths = [len(c) for c in cached]
-    print(f"beam-5 decoding of {len(cached)} clips (mean {np.mean(lengths):.1f} tokens, max {max(lengths)}), "
-          f"identical outputs")
+    print(
+        f"beam-5 decoding of {len(cached)} clips (mean {np.mean(lengths):.1f} tokens, max {max(lengths)}), "
+        f"identical outputs"
+    )
     print(f"  KV cache:           {t_cached:7.2f} s")
     print(f"  full recomputation: {t_full:7.2f} s")
     print(f"  speed-up:           {t_full / t_cached:7.1f}x")
@@ -111,8 +118,10 @@ def main() -> None:
     meteor = shutil.which("java") is not None
     metrics, t = timed(lambda: caption_metrics(hyps, refs, meteor=meteor))
     note = "" if meteor else " (no java: METEOR skipped)"
-    print(f"scoring {args.pairs} pairs (BLEU-3/4, METEOR, ROUGE-L, CIDEr){note}: {t:.1f} s "
-          f"(CIDEr {metrics['CIDEr']:.3f}, METEOR {metrics['METEOR']:.2f})")
+    print(
+        f"scoring {args.pairs} pairs (BLEU-3/4, METEOR, ROUGE-L, CIDEr){note}: {t:.1f} s "
+        f"(CIDEr {metrics['CIDEr']:.3f}, METEOR {metrics['METEOR']:.2f})"
+    )
 
 
 if __name__ == "__main__":

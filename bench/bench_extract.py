@@ -9,6 +9,7 @@ pipeline at 224x224 runs twice: decoding alone (all videos, one thread), then th
 decoding threads. Decoder share = decode time / (decode + model time); "model waited" is the time the model sat
 idle for the decoder. No timed assertions: the numbers are printed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,15 +49,28 @@ def main() -> None:
         frames = sum(len(decode.decode_frames(p)) for _, p in items)
         decode_only = time.perf_counter() - t0
         model = s3d.load_weights(args.weights, say=lambda s: None) if args.weights else s3d.random_model()
-        s = extract(folder, Path(tmp) / "features", None, model=model, batch=args.batch, device=str(dev),
-                    workers=args.workers, progress=False, say=lambda x: None)
-    print(f"device {dev} ({torch.cuda.get_device_name(dev) if dev.type == 'cuda' else f'{torch.get_num_threads()} threads'}), "
-          f"{len(items)} videos, {s.video_seconds:.0f} s of video, batch {args.batch}, {args.workers} decoding threads")
+        s = extract(
+            folder,
+            Path(tmp) / "features",
+            None,
+            model=model,
+            batch=args.batch,
+            device=str(dev),
+            workers=args.workers,
+            progress=False,
+            say=lambda x: None,
+        )
+    print(
+        f"device {dev} ({torch.cuda.get_device_name(dev) if dev.type == 'cuda' else f'{torch.get_num_threads()} threads'}), "
+        f"{len(items)} videos, {s.video_seconds:.0f} s of video, batch {args.batch}, {args.workers} decoding threads"
+    )
     print(f"{'stage':<28}{'seconds':>10}{'video s / s':>14}")
     print(f"{'decode only (1 thread)':<28}{decode_only:>10.2f}{frames / decode.FPS / decode_only:>14.2f}")
     print(f"{'extract (decode + S3D)':<28}{s.wall_s:>10.2f}{s.speed:>14.2f}")
-    print(f"decoder share of busy time: {100 * s.decode_share:.1f}% (decode {s.decode_s:.2f} s, model {s.model_s:.2f} s); "
-          f"model waited for the decoder {s.wait_s:.2f} s ({100 * s.wait_s / max(s.wall_s, 1e-9):.1f}% of wall)")
+    print(
+        f"decoder share of busy time: {100 * s.decode_share:.1f}% (decode {s.decode_s:.2f} s, model {s.model_s:.2f} s); "
+        f"model waited for the decoder {s.wait_s:.2f} s ({100 * s.wait_s / max(s.wall_s, 1e-9):.1f}% of wall)"
+    )
     if s.failed:
         print(f"failed: {s.failed}")
 

@@ -9,6 +9,7 @@ pre-training step (about 250 masked frames, 400 masked tokens, 500 negatives, 30
 backward on the same inputs in the same process, and the table gives medians of the repeats and their ratio
 (CPU contention moves both). Also checks that the two agree (loss and gradients).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,8 +30,10 @@ VOCAB = 30522
 
 def naive(h_video, video_targets, h_text, text_targets, negatives, vocab):
     pos = (h_video * video_targets).sum(-1, keepdim=True)
-    rows = [torch.cat([pos, h_video @ negatives.T, h_video @ vocab.T], 1),
-            torch.cat([h_text @ vocab.T, h_text @ negatives.T, h_text.new_zeros(len(h_text), 1)], 1)]
+    rows = [
+        torch.cat([pos, h_video @ negatives.T, h_video @ vocab.T], 1),
+        torch.cat([h_text @ vocab.T, h_text @ negatives.T, h_text.new_zeros(len(h_text), 1)], 1),
+    ]
     targets = torch.cat([torch.zeros(len(h_video), dtype=torch.long), text_targets])
     return F.cross_entropy(torch.cat(rows), targets)
 
@@ -38,8 +41,14 @@ def naive(h_video, video_targets, h_text, text_targets, negatives, vocab):
 def inputs(hidden: int, seed: int, videos=250, texts=400, negatives=500):
     g = torch.Generator().manual_seed(seed)
     leaf = lambda *s: (torch.randn(*s, generator=g) * 0.3).requires_grad_()  # noqa: E731
-    return [leaf(videos, hidden), leaf(videos, hidden), leaf(texts, hidden),
-            torch.randint(0, VOCAB, (texts,), generator=g), leaf(negatives, hidden), leaf(VOCAB, hidden)]
+    return [
+        leaf(videos, hidden),
+        leaf(videos, hidden),
+        leaf(texts, hidden),
+        torch.randint(0, VOCAB, (texts,), generator=g),
+        leaf(negatives, hidden),
+        leaf(VOCAB, hidden),
+    ]
 
 
 def timed(fn, args) -> float:
@@ -65,7 +74,7 @@ def main() -> None:
             grads.append(torch.autograd.grad(loss, [x[i] for i in (0, 1, 2, 4, 5)]))
         diff = max(float((g1 - g2).abs().max()) for g1, g2 in zip(*grads))
         t_naive, t_ours = [], []
-        for _ in range(a.repeats):          # interleaved, so drift in machine load hits both alike
+        for _ in range(a.repeats):  # interleaved, so drift in machine load hits both alike
             t_naive.append(timed(naive, x))
             t_ours.append(timed(masked_token_loss, x))
         mn, mo = statistics.median(t_naive), statistics.median(t_ours)

@@ -5,6 +5,7 @@ Model FLOPs per step are counted analytically (forward x3 for forward+backward):
 and attention over the 96-token sequence, the video MLP, and the masked-token loss logits (vocabulary +
 in-batch negatives). Sizes: tiny (2x64), default (MiniLM 6x384, pretrained), base (BERT-base 12x768, random).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,7 +31,7 @@ def build(size: str) -> VLM:
         return VLM.from_backbone(size, seed=0)
     from transformers import BertConfig, BertModel
 
-    cfg = BertConfig()                       # bert-base-uncased shape: 12 x 768, 12 heads, 3072
+    cfg = BertConfig()  # bert-base-uncased shape: 12 x 768, 12 heads, 3072
     cfg._attn_implementation = "sdpa"
     torch.manual_seed(0)
     return VLM(VLMConfig(backbone="base-random", bert=cfg.to_diff_dict()), BertModel(cfg, add_pooling_layer=False))
@@ -42,7 +43,9 @@ def batch(b: int, seed: int = 0):
     lengths = torch.randint(8, 33, (b,), generator=g)
     vmask[torch.arange(32)[None] < lengths[:, None]] = True
     video = torch.randn(b, 32, 512, generator=g) * vmask[..., None]
-    toks = [torch.randint(1000, 29000, (int(n),), generator=g).tolist() for n in torch.randint(8, 62, (b,), generator=g)]
+    toks = [
+        torch.randint(1000, 29000, (int(n),), generator=g).tolist() for n in torch.randint(8, 62, (b,), generator=g)
+    ]
     ids, tmask = pack(toks)
     c = corrupt(video, vmask, ids, 0.5, generator=g)
     return [video, vmask, c.text_ids, ids, tmask, c.video_masked, c.text_masked], c
@@ -53,7 +56,7 @@ def step_flops(model: VLM, b: int, c) -> float:
     h, f, layers, v = cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers, cfg.vocab_size
     tokens = b * MAX_LEN
     per_layer = 2 * tokens * (4 * h * h + 2 * h * f) + 2 * 2 * b * MAX_LEN * MAX_LEN * h
-    mlp = 2 * b * 32 * (512 * h + h * h) * 2          # video MLP, run for the inputs and the targets
+    mlp = 2 * b * 32 * (512 * h + h * h) * 2  # video MLP, run for the inputs and the targets
     rows = int(c.video_masked.sum() + c.text_masked.sum())
     negatives = int((~c.video_masked).sum())
     head = 2 * rows * (h * h + (v + negatives) * h)
@@ -103,8 +106,14 @@ def measure(size: str, b: int, device: torch.device, bf16: bool, steps: int) -> 
     sync(device)
     dt = (time.perf_counter() - t) / steps
     tokens = int(tensors[1].sum() + tensors[4].sum()) + 2 * b
-    return {"size": size, "batch": b, "s_per_step": dt, "clips_per_s": b / dt, "tokens_per_s": tokens / dt,
-            "flops_per_step": step_flops(model, b, c)}
+    return {
+        "size": size,
+        "batch": b,
+        "s_per_step": dt,
+        "clips_per_s": b / dt,
+        "tokens_per_s": tokens / dt,
+        "flops_per_step": step_flops(model, b, c),
+    }
 
 
 def main() -> None:
@@ -118,14 +127,18 @@ def main() -> None:
     device = torch.device(args.device)
     dtype = torch.bfloat16 if args.bf16 else torch.float32
     peak = matmul_peak(device, dtype)
-    print(f"device {device} ({torch.cuda.get_device_name() if device.type == 'cuda' else f'{torch.get_num_threads()} threads'}), "
-          f"{'bf16' if args.bf16 else 'fp32'} matmul peak measured: {peak / 1e12:.3f} TFLOP/s")
+    print(
+        f"device {device} ({torch.cuda.get_device_name() if device.type == 'cuda' else f'{torch.get_num_threads()} threads'}), "
+        f"{'bf16' if args.bf16 else 'fp32'} matmul peak measured: {peak / 1e12:.3f} TFLOP/s"
+    )
     print(f"{'size':8} {'batch':>5} {'s/step':>8} {'clips/s':>9} {'tokens/s':>10} {'TFLOP/step':>10} {'MFU':>6}")
     for size in args.sizes.split(","):
         r = measure(size, args.batch, device, args.bf16, args.steps)
         mfu = r["flops_per_step"] / r["s_per_step"] / peak
-        print(f"{r['size']:8} {r['batch']:5d} {r['s_per_step']:8.3f} {r['clips_per_s']:9.1f} {r['tokens_per_s']:10.0f} "
-              f"{r['flops_per_step'] / 1e12:10.3f} {mfu:6.1%}")
+        print(
+            f"{r['size']:8} {r['batch']:5d} {r['s_per_step']:8.3f} {r['clips_per_s']:9.1f} {r['tokens_per_s']:10.0f} "
+            f"{r['flops_per_step'] / 1e12:10.3f} {mfu:6.1%}"
+        )
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ bench/bench_data.py measures it beside the new one, and tests/test_loader.py che
 It holds every caption as Python objects, reads every video's feature header at start-up and tokenises lazily
 per video; one clip at a time, in the training process.
 """
+
 from __future__ import annotations
 
 import math
@@ -19,11 +20,23 @@ from vlmbench.train.sampler import Batch
 
 
 class OldClipSampler:
-    def __init__(self, captions, store, tokenizer, *, min_text_len=8, max_text_len=64, clips_per_video=32,
-                 batch_size=256, seed=0, rank=0, world_size=1):
+    def __init__(
+        self,
+        captions,
+        store,
+        tokenizer,
+        *,
+        min_text_len=8,
+        max_text_len=64,
+        clips_per_video=32,
+        batch_size=256,
+        seed=0,
+        rank=0,
+        world_size=1,
+    ):
         usable_ = sorted(v for v in captions if v in store and len(captions[v]))
         for vid in usable_:
-            store.n_seconds(vid)        # header check up front
+            store.n_seconds(vid)  # header check up front
         self.videos = usable_[rank::world_size]
         self.captions, self.store, self.tok = captions, store, tokenizer
         self.min_len, self.max_len = min_text_len, max_text_len

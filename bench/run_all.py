@@ -1,4 +1,5 @@
 """`make bench`: every benchmark in bench/, one after another (each prints its own table)."""
+
 import subprocess
 import sys
 from pathlib import Path

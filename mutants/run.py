@@ -9,6 +9,7 @@ noise.json). The first failed check catches the mutant (the rest is skipped unle
 time-out is caught too (CI would fail). Table: stdout and runs/mutants/table.md; exit 1 if a mutant escapes or
 the control (00, no patch) fails. Uses no vlmbench import: what runs is only ever the copy.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,14 +30,20 @@ MANIFEST = HERE / "manifest.yaml"
 PY = sys.executable
 # The editable install's meta-path finder maps vlmbench to the working tree ahead of PYTHONPATH: drop it, so the
 # copy on PYTHONPATH is what runs. The package has no __main__, hence -c.
-PRELUDE = ("import sys; sys.meta_path[:] = [f for f in sys.meta_path "
-           "if not getattr(f, '__module__', '').startswith('__editable__')]; ")
+PRELUDE = (
+    "import sys; sys.meta_path[:] = [f for f in sys.meta_path "
+    "if not getattr(f, '__module__', '').startswith('__editable__')]; "
+)
 CLI = PRELUDE + "from vlmbench.cli import main; sys.argv[0] = 'vlmbench'; main()"
 SANITY = PRELUDE + "import runpy; runpy.run_module('vlmbench.sanity', run_name='__main__', alter_sys=True)"
-TIMEOUT_S = 1800                                  # one step; a hang fails CI, so it catches
+TIMEOUT_S = 1800  # one step; a hang fails CI, so it catches
 # compare output word -> the check it names, most specific first
-VERDICTS = [("below floor", "below floor"), ("beyond noise", "changed beyond noise"), ("regressed", "regressed"),
-            ("missing", "missing metric")]
+VERDICTS = [
+    ("below floor", "below floor"),
+    ("beyond noise", "changed beyond noise"),
+    ("regressed", "regressed"),
+    ("missing", "missing metric"),
+]
 
 
 def load_manifest(path: Path = MANIFEST) -> list[dict]:
@@ -71,22 +78,26 @@ def plan(tasks: list[str], specs: dict[str, dict]) -> list[str]:
 
 
 def head_sha() -> str:
-    return subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True,
-                          check=True).stdout.strip()
+    return subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 def export_head(dest: Path, patch: Path | None, commit: str = "HEAD") -> None:
     """HEAD's package + tasks + baselines laid out as an installed package (vlmbench/tasks, vlmbench/baselines:
     the editable install would otherwise map those two to the working tree), then the patch applied."""
     dest.mkdir(parents=True)
-    archive = subprocess.run(["git", "-C", str(REPO), "archive", commit, "vlmbench", "tasks", "baselines"],
-                             check=True, capture_output=True).stdout
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", commit, "vlmbench", "tasks", "baselines"], check=True, capture_output=True
+    ).stdout
     subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
     for sub in ("tasks", "baselines"):
         shutil.rmtree(dest / "vlmbench" / sub, ignore_errors=True)
         os.replace(dest / sub, dest / "vlmbench" / sub)
     if patch is not None:
-        subprocess.run(["git", "apply", str(Path(patch).resolve())], cwd=dest, check=True, capture_output=True, text=True)
+        subprocess.run(
+            ["git", "apply", str(Path(patch).resolve())], cwd=dest, check=True, capture_output=True, text=True
+        )
 
 
 class Step:
@@ -94,7 +105,7 @@ class Step:
 
     def __init__(self, src: Path, log_dir: Path):
         self.env = {**os.environ, "PYTHONPATH": str(src)}
-        self.src = src                 # also the cwd: `python -c` puts the cwd first on sys.path
+        self.src = src  # also the cwd: `python -c` puts the cwd first on sys.path
         self.log_dir = log_dir
         log_dir.mkdir(parents=True, exist_ok=True)
 
@@ -119,8 +130,14 @@ def touched(patch: Path) -> list[str]:
 
 # What vlmbench.sanity runs: the metric functions, the test-time window averaging, the model's masks, halves,
 # pooling and tokenisation, and itself.
-SANITY_COVERS = ("vlmbench/metrics/", "vlmbench/adapters/windows.py", "vlmbench/model/", "vlmbench/sanity",
-                 "vlmbench/train/finetune.py", "vlmbench/train/optim.py")
+SANITY_COVERS = (
+    "vlmbench/metrics/",
+    "vlmbench/adapters/windows.py",
+    "vlmbench/model/",
+    "vlmbench/sanity",
+    "vlmbench/train/finetune.py",
+    "vlmbench/train/optim.py",
+)
 
 
 def reaches_metrics(patch: Path | None) -> bool:
@@ -177,18 +194,21 @@ def build_baseline(preset: str, out: Path, say, head: str) -> Path:
         export_head(src, None, head)
         t0 = time.perf_counter()
         say(f"baseline: pre-training (preset {preset}) into {out / 'pretrain'}")
-        rc, text = Step(src, out / "logs").vlmbench("pretrain", "pretrain", "--preset", preset, "--out",
-                                                    str(out / "pretrain"), "--overwrite", "--no-progress")
+        rc, text = Step(src, out / "logs").vlmbench(
+            "pretrain", "pretrain", "--preset", preset, "--out", str(out / "pretrain"), "--overwrite", "--no-progress"
+        )
         if rc != 0:
-            raise SystemExit(f"baseline pre-training failed (exit {rc}); see {out / 'logs' / 'pretrain.log'}:\n"
-                             + text[-2000:])
+            raise SystemExit(
+                f"baseline pre-training failed (exit {rc}); see {out / 'logs' / 'pretrain.log'}:\n" + text[-2000:]
+            )
         say(f"baseline: {time.perf_counter() - t0:.0f} s")
     (out / "stamp.json").write_text(json.dumps(stamp))
     return model
 
 
-def run_mutant(m: dict, *, preset: str, ref: Path, base_model: Path, out: Path, all_tasks: bool, say,
-               head: str = "HEAD") -> dict:
+def run_mutant(
+    m: dict, *, preset: str, ref: Path, base_model: Path, out: Path, all_tasks: bool, say, head: str = "HEAD"
+) -> dict:
     """Applies and gates one mutant; returns its table row."""
     t0 = time.perf_counter()
     shutil.rmtree(out, ignore_errors=True)
@@ -197,7 +217,7 @@ def run_mutant(m: dict, *, preset: str, ref: Path, base_model: Path, out: Path, 
 
     def fail(check: str) -> bool:
         failed.append(check)
-        return not all_tasks          # True: stop here
+        return not all_tasks  # True: stop here
 
     with tempfile.TemporaryDirectory(prefix=f"vlmbench-mutant-{m['id']}-") as tmp:
         src = Path(tmp) / "src"
@@ -208,7 +228,7 @@ def run_mutant(m: dict, *, preset: str, ref: Path, base_model: Path, out: Path, 
             row.update(check=f"patch does not apply: {(e.stderr or '').strip()[:200]}", error=True)
             return row
         step = Step(src, out / "logs")
-        specs = task_files(src / "vlmbench")          # the copy's own task files (HEAD's)
+        specs = task_files(src / "vlmbench")  # the copy's own task files (HEAD's)
         stop = False
         has_sanity = (src / "vlmbench" / "sanity.py").is_file() or (src / "vlmbench" / "sanity").is_dir()
         if has_sanity and reaches_metrics(patch):
@@ -217,46 +237,78 @@ def run_mutant(m: dict, *, preset: str, ref: Path, base_model: Path, out: Path, 
                 stop = fail("sanity" if rc != 124 else "timed out")
         checkpoint = base_model
         if not stop and m.get("pretrain"):
-            rc, _ = step.vlmbench("pretrain", "pretrain", "--preset", preset, "--out", str(out / "pretrain"),
-                                  "--overwrite", "--no-progress")
+            rc, _ = step.vlmbench(
+                "pretrain",
+                "pretrain",
+                "--preset",
+                preset,
+                "--out",
+                str(out / "pretrain"),
+                "--overwrite",
+                "--no-progress",
+            )
             checkpoint = out / "pretrain" / "model"
             if rc != 0:
                 stop = fail("crashed (pretrain)" if rc != 124 else "timed out")
         done: list[str] = []
-        own = out / "pretrain" / "result.json"          # the pre-training's own result (its loss), when it has one
+        own = out / "pretrain" / "result.json"  # the pre-training's own result (its loss), when it has one
         if not stop and m.get("pretrain") and own.is_file() and (ref / "pretrain").is_dir():
             (out / "new" / "pretrain").mkdir(parents=True, exist_ok=True)
             shutil.copy2(own, out / "new" / "pretrain" / "result.json")
             row["tasks"].append("pretrain")
             done.append("pretrain")
-            rc, text = step.vlmbench("compare-pretrain", "compare", str(out / "new"),
-                                     str(reference_subset(ref, done, out / "ref")))
+            rc, text = step.vlmbench(
+                "compare-pretrain", "compare", str(out / "new"), str(reference_subset(ref, done, out / "ref"))
+            )
             if rc == 1:
                 stop = fail(verdict(text))
             elif rc != 0:
                 row.update(check=f"compare refused (exit {rc}): {text.strip().splitlines()[-1][:200]}", error=True)
                 stop = True
-        for task in ([] if stop else plan(m["tasks"], specs)):
+        for task in [] if stop else plan(m["tasks"], specs):
             if not (ref / task).is_dir():
                 raise SystemExit(f"{ref} has no {task}/ (build the reference first)")
             task_dir = out / "new" / task
-            rc, _ = step.vlmbench(f"run-{task}", "run", "--task", task, "--preset", preset, "--checkpoint",
-                                  str(checkpoint), "--out", str(task_dir), "--overwrite", "--no-progress")
+            rc, _ = step.vlmbench(
+                f"run-{task}",
+                "run",
+                "--task",
+                task,
+                "--preset",
+                preset,
+                "--checkpoint",
+                str(checkpoint),
+                "--out",
+                str(task_dir),
+                "--overwrite",
+                "--no-progress",
+            )
             row["tasks"].append(task)
             if rc != 0:
                 if fail(f"crashed ({task})" if rc != 124 else "timed out"):
                     break
                 continue
             for kind in needs(task, specs)[0]:
-                rc, _ = step.vlmbench(f"floor-{task}-{kind}", "baseline", "--task", task, "--kind", kind,
-                                      "--preset", preset, "--out", str(floor_dir(task_dir, kind)))
+                rc, _ = step.vlmbench(
+                    f"floor-{task}-{kind}",
+                    "baseline",
+                    "--task",
+                    task,
+                    "--kind",
+                    kind,
+                    "--preset",
+                    preset,
+                    "--out",
+                    str(floor_dir(task_dir, kind)),
+                )
                 if rc != 0:
                     stop = fail(f"crashed (floor {kind})")
             done.append(task)
             if stop:
                 break
-            rc, text = step.vlmbench(f"compare-{task}", "compare", str(out / "new"),
-                                     str(reference_subset(ref, done, out / "ref")))
+            rc, text = step.vlmbench(
+                f"compare-{task}", "compare", str(out / "new"), str(reference_subset(ref, done, out / "ref"))
+            )
             if rc == 1 and fail(verdict(text)):
                 break
             if rc not in (0, 1):
@@ -274,7 +326,9 @@ def table(rows: list[dict]) -> str:
     body = "".join(
         f"| {r['mutant']} | {r['description']} | {', '.join(r['tasks']) or '-'} | {r['check']} | "
         f"{'yes' if r['caught'] else 'no'}{' (control: must be no)' if r['mutant'] == '00' else ''} | "
-        f"{r.get('minutes', 0):.1f} |\n" for r in rows)
+        f"{r.get('minutes', 0):.1f} |\n"
+        for r in rows
+    )
     return head + body
 
 
@@ -305,18 +359,27 @@ def main(argv: list[str] | None = None) -> int:
     if not ref.is_dir():
         say(f"error: no reference folder {ref} (build it first, e.g. the gate's update-reference)")
         return 2
-    head = head_sha()                 # pinned: commits landing during the run do not mix into it
+    head = head_sha()  # pinned: commits landing during the run do not mix into it
     t0 = time.perf_counter()
     base = build_baseline(a.preset, a.out / f"baseline-{a.preset}", say, head)
     rows = []
     for m in mutants:
         say(f"mutant {m['id']}: {m['description']}")
-        row = run_mutant(m, preset=a.preset, ref=ref, base_model=base, out=a.out / a.preset / m["id"],
-                         all_tasks=a.all_tasks, say=say, head=head)
+        row = run_mutant(
+            m,
+            preset=a.preset,
+            ref=ref,
+            base_model=base,
+            out=a.out / a.preset / m["id"],
+            all_tasks=a.all_tasks,
+            say=say,
+            head=head,
+        )
         say(f"mutant {m['id']}: {row['check']} ({'caught' if row['caught'] else 'not caught'}, {row['minutes']} min)")
         rows.append(row)
-    text = table(rows) + (f"\nPreset {a.preset}, reference {ref}, commit {head[:10]}; "
-                          f"{(time.perf_counter() - t0) / 60:.1f} min in all.\n")
+    text = table(rows) + (
+        f"\nPreset {a.preset}, reference {ref}, commit {head[:10]}; {(time.perf_counter() - t0) / 60:.1f} min in all.\n"
+    )
     a.out.mkdir(parents=True, exist_ok=True)
     tmp = a.out / ".table.md.tmp"
     tmp.write_text(text)

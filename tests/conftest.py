@@ -1,4 +1,5 @@
 """Shared test setup: offline Hugging Face, a private toy-world cache, the real-data folder (when present)."""
+
 from __future__ import annotations
 
 import os

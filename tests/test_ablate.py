@@ -1,5 +1,6 @@
 """`vlmbench ablate`: grid parsing, cells keyed by config hash, skip-when-done, SIGKILL + resume, two processes
 on one folder (every cell exactly once), the grid table beside the paper's Table 8, plots."""
+
 from __future__ import annotations
 
 import json
@@ -23,13 +24,27 @@ TASKS = ["msrvtt-retrieval"]
 
 
 def _cli(*args, timeout=600):
-    return subprocess.run([sys.executable, "-m", "vlmbench.cli", *args], capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "vlmbench.cli", *args], capture_output=True, text=True, timeout=timeout
+    )
 
 
 def _ablate_args(out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "vlmbench.cli", "ablate", *GRID, "--tasks", ",".join(TASKS), "--preset", "smoke",
-            "--out", str(out), "--no-progress", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "vlmbench.cli",
+        "ablate",
+        *GRID,
+        "--tasks",
+        ",".join(TASKS),
+        "--preset",
+        "smoke",
+        "--out",
+        str(out),
+        "--no-progress",
+        *extra,
+    ]
 
 
 def _events(cell: Path) -> list[dict]:
@@ -50,8 +65,9 @@ def _same(a: dict, b: dict) -> bool:
     def same_arrays(x: dict, y: dict) -> bool:
         return x.keys() == y.keys() and all(np.array_equal(x[n], y[n]) for n in x)
 
-    return a.keys() == b.keys() and all(a[k]["metrics"] == b[k]["metrics"]
-                                        and same_arrays(a[k]["arrays"], b[k]["arrays"]) for k in a)
+    return a.keys() == b.keys() and all(
+        a[k]["metrics"] == b[k]["metrics"] and same_arrays(a[k]["arrays"], b[k]["arrays"]) for k in a
+    )
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +81,7 @@ def reference(tmp_path_factory):
 
 # ---- grid parsing (no training) ------------------------------------------------------------------------------
 
+
 def test_grid_values_are_typed_by_the_config_that_owns_the_key():
     grid = parse_grid(["mmm=0,0.5,0.50", "loss=vlm,mfm-mlm", "epochs=2", "seed=0,1"])
     assert grid == {"mmm": [0.0, 0.5], "loss": ["vlm", "mfm-mlm"], "epochs": [2], "seed": [0, 1]}
@@ -74,9 +91,9 @@ def test_grid_values_are_typed_by_the_config_that_owns_the_key():
     assert c.values == {"mmm": 0.5, "loss": "mfm-mlm", "epochs": 2, "seed": 1}
     # mmm/loss are pre-training keys, epochs a fine-tune key, seed belongs to both
     assert (c.pretrain.mmm, c.pretrain.loss, c.pretrain.seed, c.pretrain.backbone) == (0.5, "mfm-mlm", 1, "tiny")
-    assert c.pretrain.steps == 30                       # the smoke preset underneath
+    assert c.pretrain.steps == 30  # the smoke preset underneath
     assert c.run_pairs == ("epochs=2", "seed=1")
-    assert len({x.key for x in cells}) == len(cells)    # distinct configs, distinct folders
+    assert len({x.key for x in cells}) == len(cells)  # distinct configs, distinct folders
 
 
 def test_cell_hash_is_over_the_full_resolved_config():
@@ -91,15 +108,18 @@ def test_cell_hash_is_over_the_full_resolved_config():
     assert len({a.key, other_task.key, other_preset.key, other_data.key}) == 4
 
 
-@pytest.mark.parametrize("pairs, needle", [
-    (["nope=1,2"], "unknown key 'nope'"),
-    (["mmm=zero"], "mmm='zero': expected float"),
-    (["loss=vlm,bad"], "loss='bad': expected one of vlm, mfm-mlm"),
-    (["mmm=0", "mmm=1"], "given twice"),
-    (["preset=toy"], "use --preset"),
-    (["mmm=0,"], "empty value"),
-    (["mmm"], "expected key=value"),
-])
+@pytest.mark.parametrize(
+    "pairs, needle",
+    [
+        (["nope=1,2"], "unknown key 'nope'"),
+        (["mmm=zero"], "mmm='zero': expected float"),
+        (["loss=vlm,bad"], "loss='bad': expected one of vlm, mfm-mlm"),
+        (["mmm=0", "mmm=1"], "given twice"),
+        (["preset=toy"], "use --preset"),
+        (["mmm=0,"], "empty value"),
+        (["mmm"], "expected key=value"),
+    ],
+)
 def test_bad_grid_is_an_input_error_naming_the_key(pairs, needle):
     with pytest.raises(InputError, match=needle.replace("(", r"\(")):
         make_cells(parse_grid(pairs), ["msrvtt-retrieval"], "smoke", None)
@@ -108,7 +128,7 @@ def test_bad_grid_is_an_input_error_naming_the_key(pairs, needle):
 def test_cli_bad_key_is_one_line_exit_2(tmp_path):
     r = _cli("ablate", "mmmm=0,1", "--out", str(tmp_path), "--no-progress")
     assert r.returncode == 2 and "unknown key 'mmmm'" in r.stderr and "Traceback" not in r.stderr
-    assert not (tmp_path / "cells").exists()            # nothing ran
+    assert not (tmp_path / "cells").exists()  # nothing ran
     r = _cli("ablate", "mmm=0", "--tasks", "msrvtt-retrieval,nope", "--out", str(tmp_path), "--no-progress")
     assert r.returncode == 2 and "unknown task 'nope'" in r.stderr
 
@@ -125,6 +145,7 @@ def test_seeds_are_replicates_not_an_axis():
 
 
 # ---- running grids -------------------------------------------------------------------------------------------
+
 
 def test_grid_runs_every_cell_then_tables_and_plots(reference):
     out, summary, _ = reference
@@ -146,11 +167,11 @@ def test_grid_runs_every_cell_then_tables_and_plots(reference):
     md = (out / "grid.md").read_text()
     assert "### msrvtt-retrieval" in md and "toy world" in md
     assert "msrvtt-retrieval" in summary.terminal
-    png = out / "plots" / "R@1-vs-mmm.png"                          # the metric's own name, not "Rat1"
+    png = out / "plots" / "R@1-vs-mmm.png"  # the metric's own name, not "Rat1"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     svg = png.with_suffix(".svg").read_text()
     assert "<svg" in svg and "R@1 vs mmm" in svg and "preset smoke" in svg and "toy world" in svg
-    assert not (out / "plots" / "R@1-vs-steps.png").exists()   # steps held at one value: not an axis
+    assert not (out / "plots" / "R@1-vs-steps.png").exists()  # steps held at one value: not an axis
     # the cells' results carry intervals, the markdown shows them, the CSV carries both bounds
     assert {"R@1:lo", "R@1:hi"} <= set(grid.columns) and (grid["R@1:lo"] <= grid["R@1"]).all()
     assert "±" in md and "R@1:lo" in csv.splitlines()[0]
@@ -178,7 +199,7 @@ def test_grid_table_shows_paper_table8_beside_matching_cells(reference, tmp_path
 
     out, summary, _ = reference
     cells = make_cells(parse_grid(GRID), ["youcook2-retrieval"], "smoke", None)
-    for mine, theirs in zip(cells, summary.cells):       # same grid order
+    for mine, theirs in zip(cells, summary.cells):  # same grid order
         src = out / "cells" / theirs.key / TASKS[0] / "result.json"
         res = json.loads(src.read_text())
         res["task"] = "youcook2-retrieval"
@@ -201,18 +222,18 @@ def test_sigkill_mid_cell_then_rerun_gives_the_uninterrupted_numbers(reference, 
     # one process (the reference ran in-process: --jobs 2 workers get 1 thread each, other float sums)
     proc = subprocess.Popen(_ablate_args(out, "--jobs", "1"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
-    while not (first / "pretrain" / "checkpoints" / "latest").exists():   # a checkpoint is complete: mid-way
+    while not (first / "pretrain" / "checkpoints" / "latest").exists():  # a checkpoint is complete: mid-way
         assert time.time() < deadline and proc.poll() is None, "ablate ended before it could be killed"
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert not (first / "pretrain" / "model").exists()      # it died mid-cell
+    assert not (first / "pretrain" / "model").exists()  # it died mid-cell
     r = subprocess.run(_ablate_args(out, "--jobs", "1"), capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     assert "Resuming from" in (first / "log.txt").read_text()
     assert [e["event"] for e in _events(first)] == ["pretrain", "pretrain", "task", "done"]
     assert _same(_results(out), _results(ref_out))
-    assert "msrvtt-retrieval" in r.stdout and "R@1" in r.stdout   # the grid is printed
+    assert "msrvtt-retrieval" in r.stdout and "R@1" in r.stdout  # the grid is printed
 
 
 @pytest.mark.slow
@@ -220,20 +241,22 @@ def test_two_processes_on_one_folder_run_every_cell_exactly_once(reference, tmp_
     """One process with --jobs 2 (two workers) and one plain process race for the same two cells."""
     ref_out, summary, _ = reference
     out = tmp_path / "shared"
-    procs = [subprocess.Popen(_ablate_args(out, *extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for extra in (["--jobs", "2"], [])]
+    procs = [
+        subprocess.Popen(_ablate_args(out, *extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for extra in (["--jobs", "2"], [])
+    ]
     outputs = [p.communicate(timeout=600) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [e for _, e in outputs]
     ran = [int(e.split("ablate: ran ")[1].split()[0]) for _, e in outputs]
     assert sum(ran) == 2
     for cell in summary.cells:
         events = [e["event"] for e in _events(out / "cells" / cell.key)]
-        assert events == ["pretrain", "task", "done"], events     # exactly once, never resumed or repeated
+        assert events == ["pretrain", "task", "done"], events  # exactly once, never resumed or repeated
         assert len((out / "cells" / cell.key / "pretrain" / "log.jsonl").read_text().splitlines()) == STEPS
     got = _results(out)
     assert got.keys() == _results(ref_out).keys()
     for stdout, _ in outputs:
-        assert "R@1" in stdout                                 # both print the finished grid
+        assert "R@1" in stdout  # both print the finished grid
 
 
 def test_default_preset_and_jobs(monkeypatch, tmp_path):
@@ -253,14 +276,16 @@ def test_default_preset_and_jobs(monkeypatch, tmp_path):
 
 def test_a_worker_dies_with_its_killed_parent():
     """kill -9 of `ablate` takes its --jobs workers with it (PR_SET_PDEATHSIG), so no orphan finishes a cell."""
-    script = ("import multiprocessing as mp, os, time\n"
-              "from vlmbench.ablate import _die_with_parent\n"
-              "def child(parent):\n    _die_with_parent(parent); time.sleep(120)\n"
-              "p = mp.get_context('fork').Process(target=child, args=(os.getpid(),)); p.start()\n"
-              "print(p.pid, flush=True); time.sleep(120)\n")
+    script = (
+        "import multiprocessing as mp, os, time\n"
+        "from vlmbench.ablate import _die_with_parent\n"
+        "def child(parent):\n    _die_with_parent(parent); time.sleep(120)\n"
+        "p = mp.get_context('fork').Process(target=child, args=(os.getpid(),)); p.start()\n"
+        "print(p.pid, flush=True); time.sleep(120)\n"
+    )
     parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     child = int(parent.stdout.readline())
-    time.sleep(1.0)                                    # the child has called prctl
+    time.sleep(1.0)  # the child has called prctl
     parent.send_signal(signal.SIGKILL)
     parent.wait()
     deadline = time.time() + 10
@@ -269,7 +294,7 @@ def test_a_worker_dies_with_its_killed_parent():
             os.kill(child, 0)
         except ProcessLookupError:
             return
-        try:                                           # reaped by init, or a zombie until then
+        try:  # reaped by init, or a zombie until then
             if open(f"/proc/{child}/stat").read().split()[2] == "Z":
                 return
         except FileNotFoundError:

@@ -1,5 +1,6 @@
 """The captioning adapter end to end: toy world (smoke preset, tiny backbone), real-format annotations with
 synthesised features, missing java, skip_meteor, captions.csv."""
+
 import csv
 import json
 import math
@@ -10,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from vlmbench import registry, runner
 from vlmbench.adapters.captioning import CAPTIONS_CSV, CaptioningAdapter
@@ -58,11 +58,12 @@ def read_csv(path):
 
 @needs_java
 def test_smoke_run_end_to_end(tmp_path, tiny_checkpoint):
-    result, extra = runner.run("youcook2-caption", preset="smoke", checkpoint=tiny_checkpoint, out=tmp_path,
-                               progress=False, say=lambda s: None)
+    result, extra = runner.run(
+        "youcook2-caption", preset="smoke", checkpoint=tiny_checkpoint, out=tmp_path, progress=False, say=lambda s: None
+    )
     assert set(METRICS) <= set(result.metrics) and all(math.isfinite(result.metrics[m]) for m in METRICS)
     assert result.counts["test_clips"] == 32 and result.counts["train_clips"] == 64
-    assert result.counts["finetune_updates"] == 4                     # 64 clips / batch 16, 1 epoch
+    assert result.counts["finetune_updates"] == 4  # 64 clips / batch 16, 1 epoch
     assert result.conventions["tokenize"].startswith("used: whitespace") and "beam 5" in result.conventions["decoding"]
     assert "not_computed" not in result.conventions
     saved = load_result(tmp_path / "result.json")
@@ -74,8 +75,13 @@ def test_smoke_run_end_to_end(tmp_path, tiny_checkpoint):
     _, _, preds = runner.load_predictions(tmp_path / "predictions.npz")
     # the predictions, plus the per-example statistics the bootstrap intervals resample
     # (+ each clip's beam and greedy outputs scored by the search objective: search_gain, the decoder's self-check)
-    assert {k for k in preds if not k.startswith("example:")} == {"ids", "hypotheses", "references", "beam_score",
-                                                                   "greedy_score"}
+    assert {k for k in preds if not k.startswith("example:")} == {
+        "ids",
+        "hypotheses",
+        "references",
+        "beam_score",
+        "greedy_score",
+    }
     assert result.metrics["search_gain"] == pytest.approx(float(np.mean(preds["beam_score"] - preds["greedy_score"])))
     assert len(preds["ids"]) == 32 and all(len(preds[k]) == 32 for k in preds if k.startswith("example:"))
     # ids and references are the first 32 validation segments, decoded like the hypotheses (lower-case)
@@ -89,7 +95,7 @@ def test_smoke_run_end_to_end(tmp_path, tiny_checkpoint):
     rows = read_csv(tmp_path / CAPTIONS_CSV)
     assert len(rows) == 32 and list(rows[0]) == ["clip_id", "hypothesis", "reference", "cider"]
     scores = [float(r["cider"]) for r in rows]
-    assert scores == sorted(scores)                                   # worst first
+    assert scores == sorted(scores)  # worst first
     assert {r["clip_id"] for r in rows} == set(preds["ids"])
     assert extra["captions_csv"] == str(tmp_path / CAPTIONS_CSV)
     worst, best = extra["examples"].values()
@@ -103,15 +109,21 @@ def test_missing_java_fails_before_any_model_work(tmp_path, monkeypatch, toy_cac
     with pytest.raises(InputError, match="java"):
         runner.run("youcook2-caption", preset="smoke", out=tmp_path / "run", progress=False, say=lambda s: None)
     assert time.perf_counter() - t0 < 5
-    assert sorted(p.name for p in toy_cache.rglob("*")) == before   # no toy data, no pre-training
+    assert sorted(p.name for p in toy_cache.rglob("*")) == before  # no toy data, no pre-training
     assert not (tmp_path / "run").exists()
 
 
 def test_skip_meteor_runs_without_java(tmp_path, monkeypatch, tiny_checkpoint):
     monkeypatch.setenv("PATH", "")
-    result, _ = runner.run("youcook2-caption", preset="smoke", checkpoint=tiny_checkpoint, out=tmp_path,
-                           pairs=["skip_meteor=true", "max_test=12", "decode=greedy"], progress=False,
-                           say=lambda s: None)
+    result, _ = runner.run(
+        "youcook2-caption",
+        preset="smoke",
+        checkpoint=tiny_checkpoint,
+        out=tmp_path,
+        pairs=["skip_meteor=true", "max_test=12", "decode=greedy"],
+        progress=False,
+        say=lambda s: None,
+    )
     assert math.isnan(result.metrics["METEOR"]) and "METEOR" in result.conventions["not_computed"]
     assert all(math.isfinite(result.metrics[m]) for m in METRICS if m != "METEOR")
     assert result.counts["test_clips"] == 12
@@ -120,12 +132,15 @@ def test_skip_meteor_runs_without_java(tmp_path, monkeypatch, tiny_checkpoint):
 
 
 def test_score_matches_metric_function():
-    preds = {"ids": np.array(["a_0", "a_1", "b_0"]),
-             "hypotheses": np.array(["cut the onion", "add salt", "none"]),
-             "references": np.array(["cut the onion", "add the salt", "stir the soup"])}
+    preds = {
+        "ids": np.array(["a_0", "a_1", "b_0"]),
+        "hypotheses": np.array(["cut the onion", "add salt", "none"]),
+        "references": np.array(["cut the onion", "add the salt", "stir the soup"]),
+    }
     metrics, conventions = CaptioningAdapter.score(preds, {"skip_meteor": True, "tokenize": "whitespace"})
-    direct = caption_metrics(dict(zip(preds["ids"], preds["hypotheses"])),
-                             dict(zip(preds["ids"], preds["references"])), meteor=False)
+    direct = caption_metrics(
+        dict(zip(preds["ids"], preds["hypotheses"])), dict(zip(preds["ids"], preds["references"])), meteor=False
+    )
     assert list(metrics) == METRICS
     assert all(metrics[k] == direct[k] for k in METRICS if k != "METEOR") and math.isnan(metrics["METEOR"])
     assert metrics["CIDEr"] > 0 and conventions["tokenize"].startswith("used: whitespace")
@@ -150,42 +165,53 @@ def write_dataset(root: Path, videos: dict, train: list[str], val: list[str], fe
 
 def adapter_for(root: Path, allow_missing=False, pairs=()) -> CaptioningAdapter:
     spec = registry.get("youcook2-caption")
-    return CaptioningAdapter(spec, run_config(spec, "smoke", list(pairs)), root, allow_missing=allow_missing,
-                             say=lambda s: None)
+    return CaptioningAdapter(
+        spec, run_config(spec, "smoke", list(pairs)), root, allow_missing=allow_missing, say=lambda s: None
+    )
 
 
 def video(subset, segments):
-    return {"subset": subset, "recipe_type": "101", "duration": 100.0, "video_url": "",
-            "annotations": [{"segment": s, "id": i, "sentence": t} for i, (s, t) in enumerate(segments)]}
+    return {
+        "subset": subset,
+        "recipe_type": "101",
+        "duration": 100.0,
+        "video_url": "",
+        "annotations": [{"segment": s, "id": i, "sentence": t} for i, (s, t) in enumerate(segments)],
+    }
 
 
 def test_load_slices_cuts_and_batches(tmp_path):
-    videos = {"trainA": video("training", [([2, 6], "Cut the Onion."), ([10, 50], "it's a long step")]),
-              "valA": video("validation", [([0, 3], "Stir it, don't burn")])}
+    videos = {
+        "trainA": video("training", [([2, 6], "Cut the Onion."), ([10, 50], "it's a long step")]),
+        "valA": video("validation", [([0, 3], "Stir it, don't burn")]),
+    }
     root = write_dataset(tmp_path, videos, ["trainA"], ["valA"], {"trainA": 60, "valA": 5})
     ad = adapter_for(root)
     ad.load()
     assert [c.clip_id for c in ad.train_clips] == ["trainA_0", "trainA_1"]
-    assert ad.references == ["stir it, don't burn"]                   # decoded like a hypothesis
+    assert ad.references == ["stir it, don't burn"]  # decoded like a hypothesis
     feats = np.load(root / "youcook2" / "features" / "trainA.npy").astype(np.float32)
     v, m = ad.videos(ad.train_clips)
-    assert m.sum(1).tolist() == [4, 32]                               # [10:50] is cut to the first 32 s
+    assert m.sum(1).tolist() == [4, 32]  # [10:50] is cut to the first 32 s
     np.testing.assert_array_equal(v[1].numpy(), feats[10:42])
     np.testing.assert_array_equal(v[0, :4].numpy(), feats[2:6])
     assert not v[0, 4:].any()
     batch = next(ad.train_batches(0, np.random.default_rng(0)))
     assert batch["ids"].shape == (2, 62) and batch["video"].shape == (2, 32, 512)
     tok = ad.tokenizer("cut the onion.", add_special_tokens=False)["input_ids"]
-    rows = [r for r in range(2) if batch["ids"][r, 1:len(tok) + 1].tolist() == tok]
+    rows = [r for r in range(2) if batch["ids"][r, 1 : len(tok) + 1].tolist() == tok]
     assert len(rows) == 1
-    assert batch["labels"][rows[0], :len(tok) + 1].tolist() == tok + [102]
+    assert batch["labels"][rows[0], : len(tok) + 1].tolist() == tok + [102]
     assert ad.steps_per_epoch() == 1
     assert ad.loaded.counts["train_videos"] == 1 and ad.loaded.counts["test_clips"] == 1
 
 
 def test_missing_features_policy(tmp_path):
-    videos = {"t1": video("training", [([0, 4], "a")]), "t2": video("training", [([0, 4], "b")]),
-              "v1": video("validation", [([0, 4], "c")])}
+    videos = {
+        "t1": video("training", [([0, 4], "a")]),
+        "t2": video("training", [([0, 4], "b")]),
+        "v1": video("validation", [([0, 4], "c")]),
+    }
     root = write_dataset(tmp_path, videos, ["t1", "t2"], ["v1"], {"t1": 10, "v1": 10})
     with pytest.raises(InputError, match="allow-missing"):
         adapter_for(root).load()
@@ -206,13 +232,21 @@ def test_real_annotations_end_to_end(tmp_path, tiny_checkpoint):
     train_ids = youcook2.load_split_list(src / "train_list.txt")[:3]
     val_ids = youcook2.load_split_list(src / "val_list.txt")[:2]
     rng = np.random.default_rng(0)
-    for vid in train_ids + val_ids:       # synthesised S3D-like features, 1 row per second
+    for vid in train_ids + val_ids:  # synthesised S3D-like features, 1 row per second
         seconds = int(math.ceil(anns[vid].duration))
         np.save(data / "youcook2" / "features" / f"{vid}.npy", rng.standard_normal((seconds, 512)).astype(np.float16))
     out = tmp_path / "run"
-    result, _ = runner.run("youcook2-caption", data=data, checkpoint=tiny_checkpoint, out=out, preset="smoke",
-                           allow_missing=True, pairs=["skip_meteor=true", "decode=greedy", "max_new_tokens=8"],
-                           progress=False, say=lambda s: None)
+    result, _ = runner.run(
+        "youcook2-caption",
+        data=data,
+        checkpoint=tiny_checkpoint,
+        out=out,
+        preset="smoke",
+        allow_missing=True,
+        pairs=["skip_meteor=true", "decode=greedy", "max_new_tokens=8"],
+        progress=False,
+        say=lambda s: None,
+    )
     n_val = sum(len(anns[v].segments) for v in val_ids)
     assert result.counts["test_clips"] == min(32, n_val) and result.counts["test_videos"] == 2
     assert result.counts["missing_features_training_videos"] == 1330
@@ -221,4 +255,4 @@ def test_real_annotations_end_to_end(tmp_path, tiny_checkpoint):
     _, _, preds = runner.load_predictions(out / "predictions.npz")
     first = anns[val_ids[0]].segments[0].sentence
     assert preds["ids"][0] == f"{val_ids[0]}_0" and preds["references"][0] == " ".join(first.lower().split())
-    assert all(len(h.split()) <= 8 for h in preds["hypotheses"])   # WordPieces join: words <= tokens
+    assert all(len(h.split()) <= 8 for h in preds["hypotheses"])  # WordPieces join: words <= tokens

@@ -1,6 +1,7 @@
 """CrossTask localization adapter: scores equal an isolated full forward, windows are averaged, the DP output,
 the BCE loss, the random floor, scoring, smoke runs on the toy world, and the real release with synthesised
 features (including a video with T == K and one with T < K)."""
+
 from __future__ import annotations
 
 import itertools
@@ -12,7 +13,6 @@ import pytest
 import torch
 
 from vlmbench import registry, runner
-from vlmbench.adapters import windows
 from vlmbench.adapters.localization import LocalizationAdapter, pack_matrices, random_recall
 from vlmbench.data import crosstask as ct
 from vlmbench.errors import InputError
@@ -49,7 +49,7 @@ def _full_forward_scores(vlm, feats: np.ndarray) -> np.ndarray:
     vmask = torch.zeros(1, 32, dtype=torch.bool)
     vmask[0, :n] = True
     dummy_ids, dummy_mask = encode(tok, [""])
-    frames = vlm.forward(video, vmask, dummy_ids, dummy_mask, mask="isolated")[0, 1:1 + n]
+    frames = vlm.forward(video, vmask, dummy_ids, dummy_mask, mask="isolated")[0, 1 : 1 + n]
     # each step text with a single zero dummy video token
     ids, mask = encode(tok, STEPS)
     one = torch.zeros(len(STEPS), 32, dtype=torch.bool)
@@ -74,7 +74,7 @@ def test_long_video_scores_are_window_means(tmp_path, vlm):
     feats = np.random.default_rng(1).standard_normal((40, 512)).astype(np.float32)
     with torch.no_grad():
         got = adapter.video_logits(vlm, "t1", feats)
-        first = _full_forward_scores(vlm, feats[0:32])      # windows (0, 32) and (16, 40) at stride 16
+        first = _full_forward_scores(vlm, feats[0:32])  # windows (0, 32) and (16, 40) at stride 16
         last = _full_forward_scores(vlm, feats[16:40])
     want = np.zeros((40, 3))
     want[:16], want[32:] = first[:16], last[16:]
@@ -92,7 +92,8 @@ def test_bce_loss_on_valid_frames(tmp_path, vlm):
         last = torch.from_numpy(_full_forward_scores(vlm, feats[16:40]))
         # overlapping seconds are simply repeated (56 frames x 3 steps)
         want = torch.nn.functional.binary_cross_entropy_with_logits(
-            torch.cat([first, last]), torch.from_numpy(np.concatenate([y[0:32], y[16:40]])).float())
+            torch.cat([first, last]), torch.from_numpy(np.concatenate([y[0:32], y[16:40]])).float()
+        )
     assert float(loss) == pytest.approx(float(want), rel=1e-4)
 
 
@@ -110,7 +111,7 @@ def test_random_floor_matches_enumeration():
         if n >= k:
             subsets = list(itertools.combinations(range(n), k))
             match[task] += sum(sum(y[t, j] for j, t in enumerate(s)) for s in subsets) / len(subsets)
-        else:       # T < K: the DP's diagonal
+        else:  # T < K: the DP's diagonal
             match[task] += sum(y[j, j] for j in range(n))
         total[task] += (y.sum(axis=0) > 0).sum()
     want = np.mean([100 * match[t] / total[t] for t in "ab"])
@@ -121,16 +122,17 @@ def test_random_floor_matches_enumeration():
 def test_score_recall_per_task_and_primary_only():
     y1 = crosstask_targets(6, 2, [(1, 0, 2), (2, 3, 5)])
     p1 = np.zeros_like(y1)
-    p1[1, 0], p1[2, 1] = 1, 1                    # step 1 hit, step 2 missed
+    p1[1, 0], p1[2, 1] = 1, 1  # step 1 hit, step 2 missed
     y2 = crosstask_targets(4, 3, [(2, 1, 3)])
     p2 = np.zeros_like(y2)
-    p2[0, 0], p2[1, 1], p2[3, 2] = 1, 1, 1      # the only annotated step is hit
+    p2[0, 0], p2[1, 1], p2[3, 2] = 1, 1, 1  # the only annotated step is hit
     y3 = crosstask_targets(3, 1, [(1, 0, 3)])
-    preds = pack_matrices(["A", "B", "R"], ["v1", "v2", "v3"], [y1, y2, y3], [p1, p2, np.zeros_like(y3)],
-                          primary=["A", "B"])
+    preds = pack_matrices(
+        ["A", "B", "R"], ["v1", "v2", "v3"], [y1, y2, y3], [p1, p2, np.zeros_like(y3)], primary=["A", "B"]
+    )
     metrics, conv = LocalizationAdapter.score(preds, {})
     assert metrics["recall/A"] == pytest.approx(50.0) and metrics["recall/B"] == pytest.approx(100.0)
-    assert metrics["recall"] == pytest.approx(75.0)           # mean over primary tasks; R is not primary
+    assert metrics["recall"] == pytest.approx(75.0)  # mean over primary tasks; R is not primary
     assert "recall/R" not in metrics
     assert "random_floor" in conv and "per_task" in conv
     with pytest.raises(InputError):
@@ -150,9 +152,9 @@ def test_smoke_run_writes_and_rescores(toy_cache, tmp_path, task):
     sizes = preds["shapes"].prod(axis=1)
     bounds = np.concatenate([[0], np.cumsum(sizes)])
     for (n, k), s in zip(preds["shapes"], bounds[:-1]):
-        y_pred = preds["y_pred"][s:s + n * k].reshape(n, k)
-        assert (y_pred.sum(axis=0) == 1).all()                # one frame per step
-        assert (np.diff(y_pred.argmax(axis=0)) > 0).all()     # in the task's order
+        y_pred = preds["y_pred"][s : s + n * k].reshape(n, k)
+        assert (y_pred.sum(axis=0) == 1).all()  # one frame per step
+        assert (np.diff(y_pred.argmax(axis=0)) > 0).all()  # in the task's order
 
 
 @pytest.mark.skipif(not REAL.is_dir(), reason=f"no real annotation files at {REAL}")
@@ -166,8 +168,11 @@ def test_real_release_end_to_end(tmp_path):
     (root / "crosstask" / "crosstask_release").symlink_to(release)
     primary = ct.load_tasks(release / "tasks_primary.txt")
     val = set(ct.load_videos(release / "videos_val.csv"))
-    annotated = [tv for tv in ct.load_videos(release / "videos.csv")
-                 if tv.task in primary and tv not in val and ct.annotation_path(release, *tv).is_file()]
+    annotated = [
+        tv
+        for tv in ct.load_videos(release / "videos.csv")
+        if tv.task in primary and tv not in val and ct.annotation_path(release, *tv).is_file()
+    ]
     task_a, task_b = list(primary)[:2]
     chosen = [tv for tv in annotated if tv.task == task_a][:33] + [tv for tv in annotated if tv.task == task_b][:3]
     ids = {tv.vid for tv in chosen}
@@ -181,11 +186,13 @@ def test_real_release_end_to_end(tmp_path):
         n = lengths.get(tv.vid, math.ceil(max(s.end for s in spans)) + 2)
         np.save(root / "crosstask" / "features" / f"{tv.vid}.npy", rng.standard_normal((n, 512)).astype(np.float16))
     with pytest.raises(InputError, match="allow-missing"):
-        runner.run("crosstask-zeroshot", data=root, preset="smoke", out=tmp_path / "x", progress=False,
-                   say=lambda s: None)
+        runner.run(
+            "crosstask-zeroshot", data=root, preset="smoke", out=tmp_path / "x", progress=False, say=lambda s: None
+        )
     for task in ("crosstask-zeroshot", "crosstask-supervised"):
-        result, _ = runner.run(task, data=root, preset="smoke", out=tmp_path / task, progress=False,
-                               allow_missing=True, say=lambda s: None)
+        result, _ = runner.run(
+            task, data=root, preset="smoke", out=tmp_path / task, progress=False, allow_missing=True, say=lambda s: None
+        )
         assert result.counts["test_videos"] == 3 and result.counts["test_tasks"] == 1
         assert result.counts["missing_features_annotated_videos"] == len({v for _, v in annotated}) - len(ids)
         assert result.counts["train_videos"] == (0 if task == "crosstask-zeroshot" else 16)
@@ -194,9 +201,9 @@ def test_real_release_end_to_end(tmp_path):
         y_true, y_pred = preds["y_true"][: k * k].reshape(k, k), preds["y_pred"][: k * k].reshape(k, k)
         spans = ct.read_annotation(ct.annotation_path(release, *test[0]), n_steps=k)
         assert np.array_equal(y_true, crosstask_targets(k, k, [tuple(s) for s in spans]))
-        assert np.array_equal(y_pred, np.eye(k, dtype=np.uint8))    # T == K: the only ordered alignment
-        short = preds["y_pred"][k * k: k * k + (k - 2) * k].reshape(k - 2, k)
-        assert short[:, -2:].sum() == 0                              # T < K: the last steps get no frame
+        assert np.array_equal(y_pred, np.eye(k, dtype=np.uint8))  # T == K: the only ordered alignment
+        short = preds["y_pred"][k * k : k * k + (k - 2) * k].reshape(k - 2, k)
+        assert short[:, -2:].sum() == 0  # T < K: the last steps get no frame
         assert list(result.metrics) == ["recall", f"recall/{task_a}"]
         assert not math.isnan(result.metrics["recall"])
         _, metrics, _ = runner.score_file(tmp_path / task / "predictions.npz")

@@ -1,5 +1,6 @@
 """MC-QA adapter: each video encoded once, scores equal the reference's 5 isolated forwards per question, V2T
 fine-tuning on the MSR-VTT retrieval training data, end-to-end run re-scores identically."""
+
 from __future__ import annotations
 
 import csv
@@ -45,9 +46,11 @@ def test_predict_encodes_each_video_once_and_matches_reference_procedure(tiny, m
     rows = {"video": [], "text": 0}
     fv, ft = tiny.forward_video, tiny.forward_text
     monkeypatch.setattr(tiny, "forward_video", lambda v, m: (rows["video"].append(len(v)), fv(v, m))[1])
-    monkeypatch.setattr(tiny, "forward_text", lambda i, m: (rows.__setitem__("text", rows["text"] + len(i)), ft(i, m))[1])
+    monkeypatch.setattr(
+        tiny, "forward_text", lambda i, m: (rows.__setitem__("text", rows["text"] + len(i)), ft(i, m))[1]
+    )
     preds = adapter.predict(tiny)
-    assert rows["video"] == [4, 2]                              # 6 videos in eval batches of 4, each once
+    assert rows["video"] == [4, 2]  # 6 videos in eval batches of 4, each once
     assert rows["text"] == len({c for q in qs for c in q.candidates}) <= 30
     assert preds["scores"].shape == (6, 5) and preds["scores"].dtype == np.float32
     assert list(preds["answers"]) == [q.answer for q in qs] and list(preds["ids"]) == [q.video_id for q in qs]

@@ -1,6 +1,7 @@
 """Retrieval adapter (MSR-VTT, YouCook2): encode-once evaluation equals the naive per-pair isolated forward, the
 training loss equals the one from full forwards, end-to-end runs re-score identically, and real-format files
 load with the right counts."""
+
 from __future__ import annotations
 
 import csv
@@ -14,9 +15,9 @@ import torch
 from vlmbench import registry
 from vlmbench.adapters.pairs import batch_videos, tokenizer_for
 from vlmbench.adapters.retrieval import RetrievalAdapter
-from vlmbench.metrics.retrieval import ranks
 from vlmbench.data import toy
 from vlmbench.errors import InputError
+from vlmbench.metrics.retrieval import ranks
 from vlmbench.model.losses import contrastive_loss
 from vlmbench.model.text import encode as encode_62
 from vlmbench.model.vlm import VLM
@@ -68,23 +69,29 @@ def test_predict_equals_naive_pairwise_isolated_forward(task, tiny):
     np.testing.assert_array_equal(preds["v2t_ge"], ranks(scores.T))
     # Features read independently of the adapter: whole file, sliced to the clip, cut to 32 s.
     store = adapter.feature_store
-    feats = [store.load(c.vid)[c.start or 0:c.end][:32] for c in adapter.test_clips]
+    feats = [store.load(c.vid)[c.start or 0 : c.end][:32] for c in adapter.test_clips]
     if task == "youcook2-retrieval":
         assert all(c.start is not None for c in adapter.test_clips)
-        assert preds["ids"][0] == f"{adapter.test_clips[0].vid}_{adapter.test_clips[0].start}_{adapter.test_clips[0].end}"
+        assert (
+            preds["ids"][0] == f"{adapter.test_clips[0].vid}_{adapter.test_clips[0].start}_{adapter.test_clips[0].end}"
+        )
     ref = naive_scores(tiny, feats, adapter.test_texts)
     np.testing.assert_allclose(scores, ref, rtol=1e-4, atol=1e-4)
-    assert np.ptp(ref) > 1e-3   # the comparison is not between constants
+    assert np.ptp(ref) > 1e-3  # the comparison is not between constants
 
 
 def test_predict_encodes_each_clip_and_text_once(tiny, monkeypatch):
     adapter = make_adapter("youcook2-retrieval", max_test=40)
     adapter.load()
-    adapter.test_texts[7] = adapter.test_texts[3]      # a repeated sentence (the real file has them; toy v2 may not)
+    adapter.test_texts[7] = adapter.test_texts[3]  # a repeated sentence (the real file has them; toy v2 may not)
     calls = {"video": 0, "text": 0}
     fv, ft = tiny.forward_video, tiny.forward_text
-    monkeypatch.setattr(tiny, "forward_video", lambda v, m: (calls.__setitem__("video", calls["video"] + len(v)), fv(v, m))[1])
-    monkeypatch.setattr(tiny, "forward_text", lambda i, m: (calls.__setitem__("text", calls["text"] + len(i)), ft(i, m))[1])
+    monkeypatch.setattr(
+        tiny, "forward_video", lambda v, m: (calls.__setitem__("video", calls["video"] + len(v)), fv(v, m))[1]
+    )
+    monkeypatch.setattr(
+        tiny, "forward_text", lambda i, m: (calls.__setitem__("text", calls["text"] + len(i)), ft(i, m))[1]
+    )
     monkeypatch.setattr(tiny, "forward", lambda *a, **k: pytest.fail("no full forward at evaluation"))
     t, v = adapter.embed(tiny)
     assert calls["video"] == len(set(adapter.test_clips)) == 40
@@ -103,7 +110,7 @@ def test_train_batches_and_t2v_loss_match_full_forward(tiny):
     batches = list(adapter.train_batches(0, np.random.default_rng(0)))
     assert [b["video"].shape[0] for b in batches] == [16, 16, 8] and adapter.steps_per_epoch() == 3
     again = list(adapter.train_batches(0, np.random.default_rng(0)))
-    assert [b["texts"] for b in again] == [b["texts"] for b in batches]   # reproducible from the rng
+    assert [b["texts"] for b in again] == [b["texts"] for b in batches]  # reproducible from the rng
     # each training video exactly once per epoch, with one of its own captions
     caps = {it.clip.vid: it.captions for it in adapter.train_items}
     feats = {vid: adapter.feature_store.load(vid)[:32] for vid in caps}
@@ -124,7 +131,9 @@ def test_train_batches_and_t2v_loss_match_full_forward(tiny):
         ref = contrastive_loss(tiny.pool_text(h, mask), tiny.pool_video(h, b["vmask"]), "t2v")
     assert loss.requires_grad
     assert float(loss.detach()) == pytest.approx(float(ref), abs=1e-5)
-    assert float(ref) != pytest.approx(float(contrastive_loss(tiny.pool_text(h, mask), tiny.pool_video(h, b["vmask"]), "v2t")), abs=1e-6)
+    assert float(ref) != pytest.approx(
+        float(contrastive_loss(tiny.pool_text(h, mask), tiny.pool_video(h, b["vmask"]), "v2t")), abs=1e-6
+    )
 
 
 def test_youcook2_train_clips_are_annotated_segments():
@@ -194,8 +203,11 @@ def test_real_msrvtt_test_csv_with_few_features(tmp_path):
     train = [f"video{n}" for n in range(6)]
     assert not set(train) & {r["video_id"] for r in rows}
     (ds / "MSRVTT_train.9k.csv").write_text("video_id\n" + "\n".join(train) + "\n")
-    sentences = [{"video_id": v, "caption": f"a person does thing {k} in {v}", "sen_id": i * 3 + k}
-                 for i, v in enumerate(train) for k in range(3)]
+    sentences = [
+        {"video_id": v, "caption": f"a person does thing {k} in {v}", "sen_id": i * 3 + k}
+        for i, v in enumerate(train)
+        for k in range(3)
+    ]
     (ds / "MSRVTT_data.json").write_text(json.dumps({"videos": [], "sentences": sentences}))
     picked = [rows[i]["video_id"] for i in (0, 7, 300, 999)]
     for v in train + picked:
@@ -203,14 +215,21 @@ def test_real_msrvtt_test_csv_with_few_features(tmp_path):
 
     with pytest.raises(InputError, match="996 of 1000 test videos"):
         run("msrvtt-retrieval", data=tmp_path / "data", preset="smoke", out=tmp_path / "x", progress=False, say=quiet)
-    result, _ = run("msrvtt-retrieval", data=tmp_path / "data", preset="smoke", out=tmp_path / "out",
-                    allow_missing=True, progress=False, say=quiet)
+    result, _ = run(
+        "msrvtt-retrieval",
+        data=tmp_path / "data",
+        preset="smoke",
+        out=tmp_path / "out",
+        allow_missing=True,
+        progress=False,
+        say=quiet,
+    )
     c = result.counts
     assert (c["test_examples"], c["test_clips"], c["missing_features_test_videos"]) == (4, 4, 996)
     assert (c["train_videos"], c["train_captions"], c["missing_features_train_videos"]) == (6, 18, 0)
-    assert c["finetune_updates"] == 1      # 6 videos, batch 16, 1 epoch
+    assert c["finetune_updates"] == 1  # 6 videos, batch 16, 1 epoch
     _, _, preds = load_predictions(tmp_path / "out" / PREDICTIONS)
-    assert list(preds["ids"]) == picked    # file order of the pairs that have features
+    assert list(preds["ids"]) == picked  # file order of the pairs that have features
     assert score_file(tmp_path / "out" / PREDICTIONS)[1] == result.metrics
 
 
@@ -232,8 +251,16 @@ def test_real_youcook2_files_with_few_features(tmp_path):
     for v in picked_train + picked_test:
         _features(ds / "features", v, int(db[v]["duration"]) + 1, rng)
 
-    result, _ = run("youcook2-retrieval", data=tmp_path / "data", preset="smoke", out=tmp_path / "out",
-                    pairs=["max_test=0"], allow_missing=True, progress=False, say=quiet)
+    result, _ = run(
+        "youcook2-retrieval",
+        data=tmp_path / "data",
+        preset="smoke",
+        out=tmp_path / "out",
+        pairs=["max_test=0"],
+        allow_missing=True,
+        progress=False,
+        say=quiet,
+    )
     c = result.counts
     n_test = sum(r["video_id"] in picked_test for r in test_rows)
     assert c["test_examples"] == n_test and c["test_videos"] == 3

@@ -1,5 +1,6 @@
 """COIN segmentation adapter: windows and their averaging, equality with an isolated full forward, the loss,
 scoring, end-to-end smoke runs on the toy world, and the real COIN excerpt with synthesised features."""
+
 from __future__ import annotations
 
 import json
@@ -31,7 +32,7 @@ def model():
     vlm = VLM.from_backbone("tiny", seed=0)
     torch.manual_seed(1)
     m = SegmentationModel(vlm, coin.NUM_CLASSES).eval()
-    with torch.no_grad():   # a visible classifier, so the test compares more than tiny numbers
+    with torch.no_grad():  # a visible classifier, so the test compares more than tiny numbers
         m.classifier.weight.normal_(0, 1.0)
     return m
 
@@ -45,7 +46,7 @@ def _adapter(tmp_path, **pairs) -> SegmentationAdapter:
 def test_windows_spans_padding_and_targets():
     feats = np.arange(50 * 512, dtype=np.float32).reshape(50, 512)
     win = windows.make_windows(feats, 32, 16)
-    assert win.spans == [(0, 32), (16, 48), (32, 50)]   # the tail starts at 32: <= 32 s left
+    assert win.spans == [(0, 32), (16, 48), (32, 50)]  # the tail starts at 32: <= 32 s left
     assert win.video.shape == (3, 32, 512) and win.vmask[:2].all() and win.video[2, 18:].abs().sum() == 0
     assert torch.equal(win.video[2, 0], torch.from_numpy(feats[32])) and win.vmask[2].sum() == 18
     short = windows.make_windows(feats[:20], 32, 16)
@@ -53,7 +54,7 @@ def test_windows_spans_padding_and_targets():
     t = windows.window_targets(np.arange(20), short, -100)
     assert t.shape == (1, 32) and t[0, 19] == 19 and (t[0, 20:] == -100).all()
     with pytest.raises(InputError):
-        windows.make_windows(feats, 40, 16)          # more than the 32 video slots
+        windows.make_windows(feats, 40, 16)  # more than the 32 video slots
 
 
 def test_window_averaging_matches_hand_computation(tmp_path, model):
@@ -107,23 +108,29 @@ def test_loss_ignores_padding_and_duplicates_overlaps(tmp_path, model):
         logits = model.window_logits(win)
         logp = torch.log_softmax(logits, dim=-1)
         # mean over the 32 + 32 window seconds (seconds 8..31 twice), none padded here
-        want = -torch.cat([logp[0, torch.arange(32), torch.from_numpy(target[0:32])],
-                           logp[1, torch.arange(32), torch.from_numpy(target[8:40])]]).mean()
+        want = -torch.cat(
+            [
+                logp[0, torch.arange(32), torch.from_numpy(target[0:32])],
+                logp[1, torch.arange(32), torch.from_numpy(target[8:40])],
+            ]
+        ).mean()
     assert float(loss) == pytest.approx(float(want), rel=1e-5)
     short = windows.make_windows(feats[:10], 32, 8)
     with torch.no_grad():
         loss_short = adapter.loss(model, (short, torch.from_numpy(windows.window_targets(target[:10], short, -100))))
         logp = torch.log_softmax(model.window_logits(short)[0, :10], dim=-1)
-    assert float(loss_short) == pytest.approx(float(-logp[torch.arange(10), torch.from_numpy(target[:10])].mean()),
-                                              rel=1e-5)
+    assert float(loss_short) == pytest.approx(
+        float(-logp[torch.arange(10), torch.from_numpy(target[:10])].mean()), rel=1e-5
+    )
 
 
 def test_score_frame_accuracy_and_floor():
-    preds = pack_videos(["a", "b"], [np.array([0, 5, 5, 0]), np.array([7, 7])],
-                        [np.array([0, 5, 6, 6]), np.array([7, 0])])
+    preds = pack_videos(
+        ["a", "b"], [np.array([0, 5, 5, 0]), np.array([7, 7])], [np.array([0, 5, 6, 6]), np.array([7, 0])]
+    )
     metrics, conv = SegmentationAdapter.score(preds, {"window": 32, "stride": 16, "train_stride": 8})
     assert metrics["frame_acc"] == pytest.approx(100 * 3 / 6)
-    assert metrics["frame_acc_nobg"] == pytest.approx(100 * 2 / 4)      # fg frames: 5, 6, 6, 7 -> 5 and 7 right
+    assert metrics["frame_acc_nobg"] == pytest.approx(100 * 2 / 4)  # fg frames: 5, 6, 6, 7 -> 5 and 7 right
     assert conv["all_background_floor"].startswith("33.33")
     assert "10 fps" in conv["fps"]
     bad = dict(preds, offsets=np.array([0, 4, 7]))
@@ -157,13 +164,21 @@ def test_real_coin_excerpt_end_to_end(tmp_path):
     train, test = coin.split(videos, "train")[:4], coin.split(videos, "test")[:3]
     rng = np.random.default_rng(0)
     for v in train + test:
-        n = min(int(math.ceil(v.duration)), 90)   # capped: segments past the end are clipped, as in the metric
+        n = min(int(math.ceil(v.duration)), 90)  # capped: segments past the end are clipped, as in the metric
         np.save(root / "coin" / "features" / f"{v.vid}.npy", rng.standard_normal((n, 512)).astype(np.float16))
     with pytest.raises(InputError, match="allow-missing"):
-        runner.run("coin-segmentation", data=root, preset="smoke", out=tmp_path / "x", progress=False,
-                   say=lambda s: None)
-    result, _ = runner.run("coin-segmentation", data=root, preset="smoke", out=tmp_path / "run", progress=False,
-                           allow_missing=True, say=lambda s: None)
+        runner.run(
+            "coin-segmentation", data=root, preset="smoke", out=tmp_path / "x", progress=False, say=lambda s: None
+        )
+    result, _ = runner.run(
+        "coin-segmentation",
+        data=root,
+        preset="smoke",
+        out=tmp_path / "run",
+        progress=False,
+        allow_missing=True,
+        say=lambda s: None,
+    )
     assert result.counts["train_videos"] == 4 and result.counts["test_videos"] == 3
     assert result.counts["missing_features_train_videos"] == 240 - 4
     assert result.counts["missing_features_test_videos"] == 160 - 3
@@ -172,7 +187,7 @@ def test_real_coin_excerpt_end_to_end(tmp_path):
     for i, v in enumerate(test):
         n = min(int(math.ceil(v.duration)), 90)
         want = frame_targets(n, [(s.step_id, s.start, s.end) for s in v.segments])
-        assert np.array_equal(preds["target"][preds["offsets"][i]:preds["offsets"][i + 1]], want)
+        assert np.array_equal(preds["target"][preds["offsets"][i] : preds["offsets"][i + 1]], want)
     assert (preds["target"] > 0).any() and (preds["target"] == 0).any()
     _, metrics, _ = runner.score_file(tmp_path / "run" / "predictions.npz")
     assert metrics == result.metrics

@@ -1,4 +1,5 @@
 """Backbones load offline; checkpoints round-trip through safetensors + JSON (no pickle)."""
+
 import json
 
 import pytest

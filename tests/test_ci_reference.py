@@ -1,6 +1,7 @@
 """The committed CI reference (results/reference/ci) learned: every task meets its `learned:` rule over floors
 measured now on the same split and preset (issue 10's acceptance), and its noise.json (once measured) covers
 >= 5 seeds."""
+
 from __future__ import annotations
 
 import json
@@ -37,11 +38,14 @@ def test_reference_pretraining_learned(everything):
 
 def test_every_reference_task_learned(reference, tmp_path_factory):
     out = tmp_path_factory.mktemp("floors")
-    floors = [floor_baseline(r.task, kind, out=out / r.task / f"floor-{kind}", preset="ci", say=lambda *_: None)
-              for r in reference for kind in floor_kinds(r.task)]
+    floors = [
+        floor_baseline(r.task, kind, out=out / r.task / f"floor-{kind}", preset="ci", say=lambda *_: None)
+        for r in reference
+        for kind in floor_kinds(r.task)
+    ]
     checks = floor_checks(reference + floors)
     rules = sum(len(registry.get(r.task).learned) for r in reference)
-    assert rules >= 8 and checks                              # the rules are really there and were checked
+    assert rules >= 8 and checks  # the rules are really there and were checked
     failures = {k: why for k, (_, why) in checks.items() if why}
     assert not failures, failures
     for r in reference:

@@ -1,4 +1,5 @@
 """The CLI verbs that need no fine-tuning: tasks, data toy (deterministic), data check, errors."""
+
 import hashlib
 import subprocess
 import sys
@@ -6,8 +7,9 @@ from pathlib import Path
 
 
 def _cli(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "vlmbench.cli", *args], capture_output=True, text=True,
-                          timeout=600, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "vlmbench.cli", *args], capture_output=True, text=True, timeout=600, env=env
+    )
 
 
 def _digest(folder: Path) -> str:
@@ -59,7 +61,7 @@ def test_toy_features_follow_the_captions():
     t = 0
     hits = 0
     for s in steps:
-        f = feats[t:t + s.seconds].mean(0)
+        f = feats[t : t + s.seconds].mean(0)
         best = max(("chop", "onion") + tuple(w.direction), key=lambda k: float(f @ w.direction[k]))
         hits += best in (s.action, s.obj)
         t += s.seconds

@@ -1,5 +1,6 @@
 """`vlmbench report` and `vlmbench compare` as commands: formats, the toy label, exit codes on regression for a
 higher-is-better metric and for median rank (lower is better), tolerances, bad input."""
+
 from __future__ import annotations
 
 import json
@@ -11,12 +12,13 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-REFERENCE = REPO / "results" / "reference" / "smoke"   # real results of a smoke suite run
+REFERENCE = REPO / "results" / "reference" / "smoke"  # real results of a smoke suite run
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "vlmbench.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "vlmbench.cli", *map(str, args)], capture_output=True, text=True, timeout=120
+    )
 
 
 def _edit(src: Path, dst: Path, task: str, metric: str, delta: float) -> Path:
@@ -54,13 +56,16 @@ def test_compare_same_results_exit_0_markdown_table(new_run):
     assert "❌" not in r.stdout
 
 
-@pytest.mark.parametrize("field, edit", [
-    ("preset", lambda rec: rec.update(preset="toy")),
-    ("toy", lambda rec: rec.update(toy=False)),
-    ("backbone", lambda rec: rec["config"].update(backbone="default")),
-    ("split", lambda rec: rec.update(split="validation")),
-    ("data_fingerprint", lambda rec: rec["provenance"].update(data_fingerprint="0123456789abcdef")),
-])
+@pytest.mark.parametrize(
+    "field, edit",
+    [
+        ("preset", lambda rec: rec.update(preset="toy")),
+        ("toy", lambda rec: rec.update(toy=False)),
+        ("backbone", lambda rec: rec["config"].update(backbone="default")),
+        ("split", lambda rec: rec.update(split="validation")),
+        ("data_fingerprint", lambda rec: rec["provenance"].update(data_fingerprint="0123456789abcdef")),
+    ],
+)
 def test_compare_refuses_results_of_another_experiment(new_run, tmp_path, field, edit):
     """Planted: one identity field of one task changed -> exit 2 naming the field; --force compares anyway."""
     other = tmp_path / "other"
@@ -76,19 +81,27 @@ def test_compare_refuses_results_of_another_experiment(new_run, tmp_path, field,
     assert forced.returncode == 0 and "--force: identity checks skipped" in forced.stdout
 
 
-@pytest.mark.parametrize("metric, delta, code, status", [
-    ("R@1", +1.0, 1, "regressed"),     # reference higher than the new run: worse
-    ("R@1", -1.0, 1, "changed beyond noise"),   # better beyond tolerance: unexplained, fails
-    ("R@1", +0.4, 0, "ok"),            # within the default 0.5-point tolerance
-    ("MedR", -1.0, 1, "regressed"),    # reference rank lower (better) than the new run's: worse
-    ("MedR", +1.0, 1, "changed beyond noise"),
-])
+@pytest.mark.parametrize(
+    "metric, delta, code, status",
+    [
+        ("R@1", +1.0, 1, "regressed"),  # reference higher than the new run: worse
+        ("R@1", -1.0, 1, "changed beyond noise"),  # better beyond tolerance: unexplained, fails
+        ("R@1", +0.4, 0, "ok"),  # within the default 0.5-point tolerance
+        ("MedR", -1.0, 1, "regressed"),  # reference rank lower (better) than the new run's: worse
+        ("MedR", +1.0, 1, "changed beyond noise"),
+    ],
+)
 def test_compare_direction_and_exit_code(new_run, tmp_path, metric, delta, code, status):
     ref = _edit(new_run, tmp_path / "ref", "youcook2-retrieval", metric, delta)
     r = _cli("compare", new_run, ref, NF)
     assert r.returncode == code, r.stdout + r.stderr
-    row = next(line for line in r.stdout.splitlines() if line.startswith(("| ✅ | youcook2-retrieval | " + metric + " |",
-                                                                           "| ❌ | youcook2-retrieval | " + metric + " |")))
+    row = next(
+        line
+        for line in r.stdout.splitlines()
+        if line.startswith(
+            ("| ✅ | youcook2-retrieval | " + metric + " |", "| ❌ | youcook2-retrieval | " + metric + " |")
+        )
+    )
     assert row.endswith(f"| {status} |")
     assert row.startswith("| ❌") == (code == 1)
     if code:
@@ -98,7 +111,7 @@ def test_compare_direction_and_exit_code(new_run, tmp_path, metric, delta, code,
 def test_compare_tolerance_option_and_missing_task(new_run, tmp_path):
     ref = _edit(new_run, tmp_path / "ref", "youcook2-retrieval", "R@1", +1.0)
     assert _cli("compare", new_run, ref, "--tol", "R@1=1.5", NF).returncode == 0
-    assert _cli("compare", new_run, ref, "--tol", "*=0.1", NF).returncode == 1   # R@1 has no own default
+    assert _cli("compare", new_run, ref, "--tol", "*=0.1", NF).returncode == 1  # R@1 has no own default
     # a task of the reference absent from the new results is a failure (missing), not a pass
     partial = tmp_path / "partial"
     shutil.copytree(new_run, partial)
@@ -126,18 +139,27 @@ def test_report_labels_toy_results_in_every_format(new_run):
     import os
 
     # a wide terminal (under pytest a child process sees COLUMNS=80, where rich rightly wraps long labels)
-    r = subprocess.run([sys.executable, "-m", "vlmbench.cli", "report", str(new_run / "youcook2-retrieval")],
-                       capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "250"})
+    r = subprocess.run(
+        [sys.executable, "-m", "vlmbench.cli", "report", str(new_run / "youcook2-retrieval")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "250"},
+    )
     assert r.returncode == 0, r.stderr
     assert "youcook2-retrieval: toy world: not comparable with published numbers" in r.stdout
-    assert "(toy)" in r.stdout and "VLM" in r.stdout                     # our row beside the paper's Table 3
+    assert "(toy)" in r.stdout and "VLM" in r.stdout  # our row beside the paper's Table 3
     md = _cli("report", new_run, "--format", "markdown").stdout
-    assert md.startswith("## vlmbench report") and md.count("> toy world: not comparable") == 8   # seven tasks + the pre-training
+    assert (
+        md.startswith("## vlmbench report") and md.count("> toy world: not comparable") == 8
+    )  # seven tasks + the pre-training
     js = json.loads(_cli("report", new_run, "--format", "json", "--against", "none").stdout)
     # the toy label first; the smoke reference's tiny backbone is named beside the paper's (issue 9, point 8)
-    assert js["notes"] == ["toy world: not comparable with published numbers",
-                           "backbone: tiny random BERT (2 layers, hidden 64) (paper: bert-base-uncased)"]
-    assert {row["kind"] for row in js["rows"]} == {"ours"} and len(js["rows"]) == 8   # no paper rows
+    assert js["notes"] == [
+        "toy world: not comparable with published numbers",
+        "backbone: tiny random BERT (2 layers, hidden 64) (paper: bert-base-uncased)",
+    ]
+    assert {row["kind"] for row in js["rows"]} == {"ours"} and len(js["rows"]) == 8  # no paper rows
     csv = _cli("report", new_run / "msrvtt-mcqa", "--format", "csv").stdout.splitlines()
     assert csv[0].startswith("task,kind,label,source,note,accuracy")
     assert any(line.startswith("msrvtt-mcqa,paper,VLM,") for line in csv)
@@ -171,4 +193,4 @@ def test_score_prints_each_metrics_interval(tmp_path):
     r = _cli("score", tmp_path / "predictions.npz")
     assert r.returncode == 0, r.stderr
     lo, hi = (float(x) for x in r.stdout.split("95% CI [")[1].split("]")[0].split(", "))
-    assert "accuracy: 50.0000" in r.stdout and 38 < lo < 45 and 55 < hi < 62     # ±~10 points at n = 100
+    assert "accuracy: 50.0000" in r.stdout and 38 < lo < 45 and 55 < hi < 62  # ±~10 points at n = 100

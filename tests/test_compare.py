@@ -1,4 +1,5 @@
 """Regression comparison: direction, tolerance, missing metrics, markdown."""
+
 from __future__ import annotations
 
 import pytest
@@ -46,7 +47,7 @@ def test_within_tolerance_passes_and_gain_beyond_noise_fails(tmp_path):
         save_result(res(**{"R@1": 20.5, "R@5": 60.0, "CIDEr": 1.30}), tmp_path / "n.result.json"),
         save_result(res(**{"R@1": 21.0, "R@5": 50.0, "CIDEr": 1.31}), tmp_path / "ref" / "r.result.json"),
     )
-    assert bad is True   # an unexplained gain is how a wrong metric shows
+    assert bad is True  # an unexplained gain is how a wrong metric shows
     assert statuses(df) == {"R@1": "ok", "R@5": "changed beyond noise", "CIDEr": "ok"}  # exactly at tolerance is ok
     assert "run `make update-reference` and say why in the commit" in to_markdown(df)
 
@@ -61,7 +62,9 @@ def test_median_rank_lower_is_better():
 def test_missing_metric_and_task_fail():
     df = compare([res(**{"R@1": 30.0})], [res(**{"R@1": 30.0, "R@10": 70.0}), res("msrvtt-mcqa", accuracy=90.0)])
     assert list(zip(df.task, df.metric, df.status)) == [
-        ("msrvtt-retrieval", "R@1", "ok"), ("msrvtt-retrieval", "R@10", "missing"), ("msrvtt-mcqa", "accuracy", "missing"),
+        ("msrvtt-retrieval", "R@1", "ok"),
+        ("msrvtt-retrieval", "R@10", "missing"),
+        ("msrvtt-mcqa", "accuracy", "missing"),
     ]
     assert failed(df)
     assert not failed(compare([res(**{"R@1": 30.0, "R@10": 70.0})], [res(**{"R@1": 30.0})]))  # extra new metric is fine
@@ -77,7 +80,9 @@ def test_baselines_keyed_apart():
 
 
 def test_markdown():
-    md = to_markdown(compare([res(**{"R@1": 20.0}, MedR=4.0, CIDEr=1.3869)], [res(**{"R@1": 21.0}, MedR=4.0, CIDEr=1.3869)]))
+    md = to_markdown(
+        compare([res(**{"R@1": 20.0}, MedR=4.0, CIDEr=1.3869)], [res(**{"R@1": 21.0}, MedR=4.0, CIDEr=1.3869)])
+    )
     lines = md.splitlines()
     assert lines[0] == "**1 of 3 metrics failed**"
     assert lines[2] == "| | task | metric | ref | new | delta | tolerance | floor | status |"
@@ -98,18 +103,27 @@ def test_empty_reference(tmp_path):
 def test_refuses_other_experiment_unless_forced(tmp_path):
     """Planted: the same task measured on another preset / backbone / data is refused, naming the field."""
     base = dict(preset="smoke", split="test", config={"backbone": "tiny"}, provenance={"data_fingerprint": "aa"})
-    ref = save_result(Result(task="msrvtt-retrieval", metrics={"R@1": 20.0}, toy=True, **base), tmp_path / "ref" / "result.json")
-    for field, change in [("preset", {"preset": "toy"}), ("backbone", {"config": {"backbone": "default"}}),
-                          ("data_fingerprint", {"provenance": {"data_fingerprint": "bb"}}), ("toy", {"toy": False})]:
+    ref = save_result(
+        Result(task="msrvtt-retrieval", metrics={"R@1": 20.0}, toy=True, **base), tmp_path / "ref" / "result.json"
+    )
+    for field, change in [
+        ("preset", {"preset": "toy"}),
+        ("backbone", {"config": {"backbone": "default"}}),
+        ("data_fingerprint", {"provenance": {"data_fingerprint": "bb"}}),
+        ("toy", {"toy": False}),
+    ]:
         kw = {**base, "toy": True, **change}
-        new = save_result(Result(task="msrvtt-retrieval", metrics={"R@1": 20.0}, **kw), tmp_path / field / "result.json")
+        new = save_result(
+            Result(task="msrvtt-retrieval", metrics={"R@1": 20.0}, **kw), tmp_path / field / "result.json"
+        )
         with pytest.raises(InputError, match=f"msrvtt-retrieval: {field} differs"):
             compare_paths(new, ref)
         df, bad = compare_paths(new, ref, force=True)
         assert not bad and "--force" in df.attrs["compared"]
     df, _ = compare_paths(ref, ref)
-    assert df.attrs["compared"].startswith("Compared 1 reference tasks: preset smoke; toy toy world; backbone tiny; "
-                                           "split test; data_fingerprint aa")
+    assert df.attrs["compared"].startswith(
+        "Compared 1 reference tasks: preset smoke; toy toy world; backbone tiny; split test; data_fingerprint aa"
+    )
     assert df.attrs["compared"] in to_markdown(df)
 
 
@@ -126,8 +140,10 @@ def _qa_run(path, correct, **kw):
     preds = {"scores": scores, "answers": np.zeros(n, np.int64), "ids": np.array([f"q{i}" for i in range(n)])}
     preds.update(per_example("mcqa", preds, {}))
     save_predictions(path / "predictions.npz", "msrvtt-mcqa", {}, preds)
-    return save_result(Result(task="msrvtt-mcqa", family="mcqa", metrics={"accuracy": 100.0 * np.mean(correct)}, **kw),
-                       path / "result.json")
+    return save_result(
+        Result(task="msrvtt-mcqa", family="mcqa", metrics={"accuracy": 100.0 * np.mean(correct)}, **kw),
+        path / "result.json",
+    )
 
 
 def test_compare_reports_the_paired_bootstrap_difference(tmp_path):
@@ -136,8 +152,8 @@ def test_compare_reports_the_paired_bootstrap_difference(tmp_path):
     rng = np.random.default_rng(1)
     ref = (rng.random(1000) < 0.6).astype(int)
     better = ref.copy()
-    better[rng.choice(np.flatnonzero(ref == 0), 20, replace=False)] = 1      # +2 points, planted
-    shuffled = ref.copy()                                                      # same accuracy, other questions
+    better[rng.choice(np.flatnonzero(ref == 0), 20, replace=False)] = 1  # +2 points, planted
+    shuffled = ref.copy()  # same accuracy, other questions
     shuffled[rng.choice(np.flatnonzero(ref == 1), 40, replace=False)] = 0
     shuffled[rng.choice(np.flatnonzero(ref == 0), 40, replace=False)] = 1
     r = _qa_run(tmp_path / "ref", ref)

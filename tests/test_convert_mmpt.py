@@ -1,9 +1,10 @@
 """`vlmbench convert mmpt`: a container with the released file's layout (random tensors), built here from the
 spec's key table (../shared/spec/authors-checkpoint.md §1-2), not from the converter's own table."""
+
 from __future__ import annotations
 
-import hashlib
 import argparse
+import hashlib
 import json
 import math
 import subprocess
@@ -24,14 +25,21 @@ H, V, I, L, HEADS = 768, 30522, 3072, 12, 12
 
 
 def spec_keys() -> dict[str, tuple[int, ...]]:
-    k = {"videomlp.linear1.weight": (768, 512), "videomlp.linear1.bias": (768,),
-         "videomlp.LayerNorm.weight": (768,), "videomlp.LayerNorm.bias": (768,),
-         "videomlp.linear2.weight": (768, 768), "videomlp.linear2.bias": (768,),
-         "bert.embeddings.position_ids": (1, 512), "bert.embeddings.word_embeddings.weight": (30522, 768),
-         "bert.embeddings.position_embeddings.weight": (512, 768),
-         "bert.embeddings.token_type_embeddings.weight": (2, 768),
-         "bert.embeddings.LayerNorm.weight": (768,), "bert.embeddings.LayerNorm.bias": (768,),
-         "bert.embeddings.seg_embeddings.weight": (256, 768)}
+    k = {
+        "videomlp.linear1.weight": (768, 512),
+        "videomlp.linear1.bias": (768,),
+        "videomlp.LayerNorm.weight": (768,),
+        "videomlp.LayerNorm.bias": (768,),
+        "videomlp.linear2.weight": (768, 768),
+        "videomlp.linear2.bias": (768,),
+        "bert.embeddings.position_ids": (1, 512),
+        "bert.embeddings.word_embeddings.weight": (30522, 768),
+        "bert.embeddings.position_embeddings.weight": (512, 768),
+        "bert.embeddings.token_type_embeddings.weight": (2, 768),
+        "bert.embeddings.LayerNorm.weight": (768,),
+        "bert.embeddings.LayerNorm.bias": (768,),
+        "bert.embeddings.seg_embeddings.weight": (256, 768),
+    }
     for n in range(12):
         b = f"bert.encoder.layer.{n}."
         for m in ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense"):
@@ -40,11 +48,18 @@ def spec_keys() -> dict[str, tuple[int, ...]]:
             k[b + m + ".weight"], k[b + m + ".bias"] = (768,), (768,)
         k[b + "intermediate.dense.weight"], k[b + "intermediate.dense.bias"] = (3072, 768), (3072,)
         k[b + "output.dense.weight"], k[b + "output.dense.bias"] = (768, 3072), (768,)
-    k.update({"bert.pooler.dense.weight": (768, 768), "bert.pooler.dense.bias": (768,),
-              "cls.predictions.transform.dense.weight": (768, 768), "cls.predictions.transform.dense.bias": (768,),
-              "cls.predictions.transform.LayerNorm.weight": (768,), "cls.predictions.transform.LayerNorm.bias": (768,),
-              "cls.predictions.decoder.weight": (30522, 768)})
-    assert len(k) == 212   # the spec's count
+    k.update(
+        {
+            "bert.pooler.dense.weight": (768, 768),
+            "bert.pooler.dense.bias": (768,),
+            "cls.predictions.transform.dense.weight": (768, 768),
+            "cls.predictions.transform.dense.bias": (768,),
+            "cls.predictions.transform.LayerNorm.weight": (768,),
+            "cls.predictions.transform.LayerNorm.bias": (768,),
+            "cls.predictions.decoder.weight": (30522, 768),
+        }
+    )
+    assert len(k) == 212  # the spec's count
     return {P + name: shape for name, shape in k.items()}
 
 
@@ -66,13 +81,29 @@ def random_state(seed: int = 0) -> OrderedDict:
 
 
 def container(state, **extra) -> dict:
-    cfg = {"task": argparse.Namespace(task="mmtask", taskconfig="projects/mtm/vlm/how2.yaml"),
-           "model": argparse.Namespace(arch="mmarch"), "criterion": argparse.Namespace(_name="mmloss"),
-           "common": {"fp16": True, "seed": 1}}
-    return {"args": None, "cfg": cfg, "model": state, "criterion": None, "task_state": {},
-            "optimizer_history": [{"criterion_name": "MMCriterion", "optimizer_name": "FP16Optimizer",
-                                   "lr_scheduler_state": {"best": 1.5}, "num_updates": 123456}],
-            "extra_state": {"train_iterator": {"epoch": 7, "iterations_in_epoch": 0}, "val_loss": 1.5}, **extra}
+    cfg = {
+        "task": argparse.Namespace(task="mmtask", taskconfig="projects/mtm/vlm/how2.yaml"),
+        "model": argparse.Namespace(arch="mmarch"),
+        "criterion": argparse.Namespace(_name="mmloss"),
+        "common": {"fp16": True, "seed": 1},
+    }
+    return {
+        "args": None,
+        "cfg": cfg,
+        "model": state,
+        "criterion": None,
+        "task_state": {},
+        "optimizer_history": [
+            {
+                "criterion_name": "MMCriterion",
+                "optimizer_name": "FP16Optimizer",
+                "lr_scheduler_state": {"best": 1.5},
+                "num_updates": 123456,
+            }
+        ],
+        "extra_state": {"train_iterator": {"epoch": 7, "iterations_in_epoch": 0}, "val_loss": 1.5},
+        **extra,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -109,30 +140,40 @@ def planted(marker: Path) -> Planted:
 
 # ---- reference forward, straight from the raw MMPT tensors ----------------------------------------------------
 
+
 def reference_hidden(raw: dict, video, vmask, text_ids, text_mask) -> torch.Tensor:
-    w = {k[len(P):]: v.double() for k, v in raw.items() if not k.endswith("position_ids")}
+    w = {k[len(P) :]: v.double() for k, v in raw.items() if not k.endswith("position_ids")}
     v = F.gelu(video.double() @ w["videomlp.linear1.weight"].T + w["videomlp.linear1.bias"])
     v = F.layer_norm(v, (H,), w["videomlp.LayerNorm.weight"], w["videomlp.LayerNorm.bias"], eps=1e-5)
     v = v @ w["videomlp.linear2.weight"].T + w["videomlp.linear2.bias"]
     words = w["bert.embeddings.word_embeddings.weight"]
     b = video.shape[0]
     x = torch.cat([words[101].expand(b, 1, H), v, words[102].expand(b, 1, H), words[text_ids]], dim=1)
-    n = x.shape[1]                                     # [CLS] 32 video [SEP] 62 text slots = 96
+    n = x.shape[1]  # [CLS] 32 video [SEP] 62 text slots = 96
     types = torch.tensor([0] * 34 + [1] * (n - 34))
-    x = x + w["bert.embeddings.position_embeddings.weight"][:n] + w["bert.embeddings.token_type_embeddings.weight"][types]
+    x = (
+        x
+        + w["bert.embeddings.position_embeddings.weight"][:n]
+        + w["bert.embeddings.token_type_embeddings.weight"][types]
+    )
     x = F.layer_norm(x, (H,), w["bert.embeddings.LayerNorm.weight"], w["bert.embeddings.LayerNorm.bias"], eps=1e-12)
     keys = torch.cat([torch.ones(b, 1, dtype=torch.bool), vmask, torch.ones(b, 1, dtype=torch.bool), text_mask], 1)
     bias = torch.zeros(b, 1, 1, n, dtype=torch.double).masked_fill(~keys[:, None, None, :], -1e30)
     d = H // HEADS
     for layer in range(L):
         p = f"bert.encoder.layer.{layer}."
-        lin = lambda t, name: t @ w[p + name + ".weight"].T + w[p + name + ".bias"]  # noqa: E731
+        lin = lambda t, name: t @ w[p + name + ".weight"].T + w[p + name + ".bias"]  # noqa: E731, B023
         split = lambda t: t.view(b, n, HEADS, d).transpose(1, 2)  # noqa: E731
         q, k, val = (split(lin(x, f"attention.self.{m}")) for m in ("query", "key", "value"))
         att = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(d) + bias, dim=-1)
         ctx = (att @ val).transpose(1, 2).reshape(b, n, H)
-        x = F.layer_norm(x + lin(ctx, "attention.output.dense"), (H,), w[p + "attention.output.LayerNorm.weight"],
-                         w[p + "attention.output.LayerNorm.bias"], eps=1e-12)
+        x = F.layer_norm(
+            x + lin(ctx, "attention.output.dense"),
+            (H,),
+            w[p + "attention.output.LayerNorm.weight"],
+            w[p + "attention.output.LayerNorm.bias"],
+            eps=1e-12,
+        )
         ff = lin(F.gelu(lin(x, "intermediate.dense")), "output.dense")
         x = F.layer_norm(x + ff, (H,), w[p + "output.LayerNorm.weight"], w[p + "output.LayerNorm.bias"], eps=1e-12)
     return x
@@ -152,6 +193,7 @@ def fixed_input(seed: int = 1):
 
 # ---- tests ---------------------------------------------------------------------------------------------------
 
+
 def test_converted_forward_equals_reference_from_raw_tensors(released, converted):
     _, raw = released
     vlm = VLM.load(converted).eval()
@@ -162,18 +204,23 @@ def test_converted_forward_equals_reference_from_raw_tensors(released, converted
     valid = torch.cat([torch.ones(2, 1, dtype=torch.bool), vmask, torch.ones(2, 1, dtype=torch.bool), text_mask], 1)
     assert (ours - ref)[valid].abs().max().item() <= 1e-5
     # the MTM head: transform, then the decoder tied to the (converted) word embeddings, no bias
-    w = {k[len(P):]: t.double() for k, t in raw.items()}
+    w = {k[len(P) :]: t.double() for k, t in raw.items()}
     h = F.gelu(ref @ w["cls.predictions.transform.dense.weight"].T + w["cls.predictions.transform.dense.bias"])
-    h = F.layer_norm(h, (H,), w["cls.predictions.transform.LayerNorm.weight"],
-                     w["cls.predictions.transform.LayerNorm.bias"], eps=1e-12)
+    h = F.layer_norm(
+        h,
+        (H,),
+        w["cls.predictions.transform.LayerNorm.weight"],
+        w["cls.predictions.transform.LayerNorm.bias"],
+        eps=1e-12,
+    )
     ref_logits = h[valid] @ w["cls.predictions.decoder.weight"].T
     with torch.no_grad():
         head = vlm.cls.predictions
         ours_logits = head.transform(ours.float())[valid] @ head.word_embeddings.weight.T
     assert head.word_embeddings.weight.data_ptr() == vlm.bert.embeddings.word_embeddings.weight.data_ptr()
-    assert (ours_logits.double() - ref_logits).abs().max().item() <= 1e-4   # 768-term dot products of O(1) values
+    assert (ours_logits.double() - ref_logits).abs().max().item() <= 1e-4  # 768-term dot products of O(1) values
     bias = dict(vlm.named_parameters()).get("cls.predictions.bias")
-    assert bias is None or not bias.any()   # MMPT's MTM decoder has no bias
+    assert bias is None or not bias.any()  # MMPT's MTM decoder has no bias
 
 
 def test_config_records_the_source(released, converted):
@@ -192,8 +239,12 @@ def test_cli_converts_and_notes_the_dropped_keys(released, tmp_path):
     """The README's command, as a user types it (a subprocess of the installed entry point)."""
     path, _ = released
     exe = Path(sys.executable).parent / "vlmbench"
-    res = subprocess.run([str(exe), "convert", "mmpt", str(path), "--out", str(tmp_path / "ck")],
-                         capture_output=True, text=True, timeout=900)
+    res = subprocess.run(
+        [str(exe), "convert", "mmpt", str(path), "--out", str(tmp_path / "ck")],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr[-3000:]
     assert "seg_embeddings" in res.stderr and "checkpoint: converted from MMPT checkpoint_best.pt" in res.stderr
     assert (tmp_path / "ck" / "model.safetensors").is_file()
@@ -250,9 +301,12 @@ def test_wrong_shape_is_refused_by_name(released, tmp_path):
 def test_unexpected_key_untied_decoder_and_bad_positions_are_refused(released, tmp_path):
     _, state = released
     cases = {
-        "unexpected keys: " + P + "cls.predictions.bias": lambda s: s.__setitem__(P + "cls.predictions.bias", torch.zeros(V)),
-        "not tied": lambda s: s.__setitem__(P + "cls.predictions.decoder.weight",
-                                            s[P + "cls.predictions.decoder.weight"] + 1e-3),
+        "unexpected keys: " + P + "cls.predictions.bias": lambda s: s.__setitem__(
+            P + "cls.predictions.bias", torch.zeros(V)
+        ),
+        "not tied": lambda s: s.__setitem__(
+            P + "cls.predictions.decoder.weight", s[P + "cls.predictions.decoder.weight"] + 1e-3
+        ),
         "not arange": lambda s: s.__setitem__(P + "bert.embeddings.position_ids", torch.arange(512).flip(0)[None]),
     }
     for i, (message, fn) in enumerate(cases.items()):
@@ -266,13 +320,14 @@ def test_mapping_fails_loudly_when_the_vlm_drifts(released):
     target = mmpt.build_vlm({}).state_dict()
     notes: list[str] = []
     mapped = mmpt.map_to_vlm(state, target, notes)
-    assert set(mapped) == set(target)                      # every VLM key filled, from today's VLM
+    assert set(mapped) == set(target)  # every VLM key filled, from today's VLM
     assert all(tuple(mapped[k].shape) == tuple(target[k].shape) for k in target)
     drifted = dict(target, **{"videomlp.extra.weight": torch.zeros(3)})
     with pytest.raises(InputError, match="does not map: videomlp.extra.weight"):
         mmpt.map_to_vlm(state, drifted, [])
-    renamed = {("bert.emb.word.weight" if k == "bert.embeddings.word_embeddings.weight" else k): v
-               for k, v in target.items()}
+    renamed = {
+        ("bert.emb.word.weight" if k == "bert.embeddings.word_embeddings.weight" else k): v for k, v in target.items()
+    }
     with pytest.raises(InputError):
         mmpt.map_to_vlm(state, renamed, [])
 
@@ -287,8 +342,15 @@ def test_a_run_on_the_converted_checkpoint_says_so_and_reports_beside_the_paper(
     from vlmbench.runner import run
 
     said: list[str] = []
-    result, _ = run("msrvtt-retrieval", checkpoint=converted, out=tmp_path / "run", preset="smoke",
-                    pairs=["epochs=0", "max_test=16"], progress=False, say=said.append)
+    result, _ = run(
+        "msrvtt-retrieval",
+        checkpoint=converted,
+        out=tmp_path / "run",
+        preset="smoke",
+        pairs=["epochs=0", "max_test=16"],
+        progress=False,
+        say=said.append,
+    )
     assert any(s.startswith("checkpoint: converted from MMPT checkpoint_best.pt") for s in said)
     saved = load_result(tmp_path / "run" / "result.json")
     assert saved.config["checkpoint_source"].startswith("converted from MMPT checkpoint_best.pt (sha256 ")
@@ -308,8 +370,11 @@ def test_an_omegaconf_era_container_loads_without_omegaconf(released, tmp_path, 
     _, state = released
     made = {}
     monkeypatch.setitem(_sys.modules, "omegaconf", types.ModuleType("omegaconf"))
-    for module, name in (("omegaconf.dictconfig", "DictConfig"), ("omegaconf.base", "ContainerMetadata"),
-                         ("omegaconf.nodes", "AnyNode")):
+    for module, name in (
+        ("omegaconf.dictconfig", "DictConfig"),
+        ("omegaconf.base", "ContainerMetadata"),
+        ("omegaconf.nodes", "AnyNode"),
+    ):
         mod = _sys.modules.get(module) or types.ModuleType(module)
         cls = type(name, (), {"__module__": module, "__qualname__": name})
         setattr(mod, name, cls)

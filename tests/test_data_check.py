@@ -1,6 +1,7 @@
 """`vlmbench data check` as a user runs it: exit 0 only when every task checked is usable, 2 when a file is
 malformed, 3 when something is missing; the HowTo100M pre-training folder is checked too; NaN/inf rows are
 found by file and row; the fingerprint follows the feature files' contents."""
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,13 @@ from vlmbench.data import toy
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "vlmbench.cli", *args], capture_output=True, text=True,
-                          timeout=600, env={**os.environ, "COLUMNS": "400"})
+    return subprocess.run(
+        [sys.executable, "-m", "vlmbench.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "COLUMNS": "400"},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -47,12 +53,12 @@ def test_every_task_usable_exits_0_and_names_the_pretraining_row(world):
     assert r.returncode == 0, r.stdout + r.stderr
     for task in [checks.PRETRAIN, "msrvtt-retrieval", "coin-segmentation", "crosstask-zeroshot", "youcook2-caption"]:
         assert _status(r.stdout, task) == "ok", task
-    assert "videos=240" in r.stdout                           # the toy HowTo100M corpus, read and counted
+    assert "videos=240" in r.stdout  # the toy HowTo100M corpus, read and counted
 
 
 def test_missing_files_exit_3_and_malformed_outranks_missing(world, tmp_path):
     root = _copy(world, tmp_path, "msrvtt", "coin")
-    r = _cli("data", "check", "--data", str(root))            # howto100m, youcook2, crosstask absent
+    r = _cli("data", "check", "--data", str(root))  # howto100m, youcook2, crosstask absent
     assert r.returncode == 3, r.stdout + r.stderr
     assert _status(r.stdout, checks.PRETRAIN) == "missing" and _status(r.stdout, "youcook2-caption") == "missing"
     assert _status(r.stdout, "msrvtt-retrieval") == "ok"
@@ -119,8 +125,9 @@ def test_pretraining_folder_is_checked(world, tmp_path):
     (root / "howto100m" / "captions.json").write_text(json.dumps(caps))
     row = checks.check_pretraining(root)
     assert row.status == "ok", row.details
-    assert ("skipped 2 of 240 captioned videos: 1 with no feature file, 1 whose captions are all empty"
-            in row.details), row.details
+    assert "skipped 2 of 240 captioned videos: 1 with no feature file, 1 whose captions are all empty" in row.details, (
+        row.details
+    )
     shutil.rmtree(root / "howto100m" / "features")
     r = _cli("data", "check", "--data", str(root), "--task", checks.PRETRAIN)
     assert r.returncode == 3 and _status(r.stdout, checks.PRETRAIN) == "missing"
@@ -132,7 +139,7 @@ def test_fingerprint_follows_feature_contents(world, tmp_path):
     before = checks.check_task(spec, root).details.rsplit("fingerprint ", 1)[1]
     victim = sorted((root / "msrvtt" / "features").glob("*.npy"))[0]
     arr = np.load(victim)
-    np.save(victim, arr[::-1].copy())                # same name, size, shape and dtype; other values
+    np.save(victim, arr[::-1].copy())  # same name, size, shape and dtype; other values
     after = checks.check_task(spec, root).details.rsplit("fingerprint ", 1)[1]
     assert before != after
     np.save(victim, arr)
@@ -145,8 +152,10 @@ def test_zero_row_feature_file_is_malformed_for_retrieval_and_pretraining(world,
     victim = root / "msrvtt" / "features" / f"{test_vid}.npy"
     np.save(victim, np.zeros((0, 512), np.float16))
     row = checks.check_task(registry.get("msrvtt-retrieval"), root)
-    assert (row.status, row.details) == ("malformed", f"{victim}: 0 rows: a feature file needs at least one "
-                                                      "second of video")
+    assert (row.status, row.details) == (
+        "malformed",
+        f"{victim}: 0 rows: a feature file needs at least one second of video",
+    )
     victim = sorted((root / "howto100m" / "features").glob("*.npy"))[0]
     np.save(victim, np.zeros((0, 512), np.float32))
     row = checks.check_pretraining(root)

@@ -4,6 +4,7 @@
 The package's messages are read with `ast` (f-string parts included): what InputError, say/print and
 warnings carry, CLI help strings, and variables named hint/msg/message.
 """
+
 from __future__ import annotations
 
 import ast
@@ -76,7 +77,7 @@ def suggestions(source: str) -> tuple[set[str], set[str]]:
 
 def test_every_flag_and_key_named_in_a_message_exists():
     options = cli_options() | {"--help"}
-    known_keys = set(RunConfig.model_fields) | set(PretrainConfig.model_fields) | {"seeds"}   # seeds: an ablate axis
+    known_keys = set(RunConfig.model_fields) | set(PretrainConfig.model_fields) | {"seeds"}  # seeds: an ablate axis
     bad = []
     for path in sorted(PACKAGE.rglob("*.py")):
         flags, keys = suggestions(path.read_text())
@@ -86,8 +87,10 @@ def test_every_flag_and_key_named_in_a_message_exists():
 
 
 def test_the_check_sees_a_planted_wrong_hint():
-    flags, keys = suggestions('hint = "or pass --skip-meteor"\nraise InputError(f"{x}: try skip-it=true or beam=5")\n'
-                              'argv = ["git", "status", "--porcelain"]\n"""A docstring: --porcelain n=3"""\n')
+    flags, keys = suggestions(
+        'hint = "or pass --skip-meteor"\nraise InputError(f"{x}: try skip-it=true or beam=5")\n'
+        'argv = ["git", "status", "--porcelain"]\n"""A docstring: --porcelain n=3"""\n'
+    )
     assert flags == {"--skip-meteor"}
-    assert keys == {"beam"}          # skip-it= is not a key shape; beam is
+    assert keys == {"beam"}  # skip-it= is not a key shape; beam is
     assert "--skip-meteor" not in cli_options() and "--overwrite" in cli_options()

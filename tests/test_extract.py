@@ -3,6 +3,7 @@
 The main run uses the official 224x224 pipeline through the CLI with a spec-shaped checkpoint; resume,
 failure and determinism checks use a 64x64 crop (S3D accepts any even size; weights keep their shapes)
 to keep CPU time small."""
+
 from __future__ import annotations
 
 import csv
@@ -28,9 +29,11 @@ from vlmbench.video.extract import extract
 from vlmbench.video.synth import write_video
 
 # name: (frames, fps, width, height) -> seconds = frames / fps
-VIDEOS = {"shapes_20fps": (50, 20, 320, 240),      # 2.5 s: last clip padded
-          "portrait_30fps": (40, 30, 240, 320),    # 1.33 s
-          "odd_161x121": (36, 24, 161, 121)}       # 1.5 s, odd width and height
+VIDEOS = {
+    "shapes_20fps": (50, 20, 320, 240),  # 2.5 s: last clip padded
+    "portrait_30fps": (40, 30, 240, 320),  # 1.33 s
+    "odd_161x121": (36, 24, 161, 121),
+}  # 1.5 s, odd width and height
 
 
 def expected_rows(name: str) -> int:
@@ -69,14 +72,15 @@ def test_decoder_resamples_to_30fps_and_centre_crops(tmp_path):
     path = write_video(tmp_path / "v.mp4", 50, 20, 320, 240)
     frames = decode.decode_frames(path)
     assert frames.dtype == np.uint8 and frames.shape[1:] == (224, 224, 3)
-    assert abs(len(frames) - 75) <= 1                        # 2.5 s at 30 fps
+    assert abs(len(frames) - 75) <= 1  # 2.5 s at 30 fps
     clips = decode.to_clips(frames)
     assert clips.shape == (3, 3, 30, 224, 224) and clips.dtype == np.float32
     assert 0.0 <= clips.min() and clips.max() <= 1.0
-    assert not clips[-1, :, len(frames) - 60:].any()         # black padding frames after the last one
+    assert not clips[-1, :, len(frames) - 60 :].any()  # black padding frames after the last one
     assert decode.scaled_size(320, 240) == (298, 224) and decode.scaled_size(121, 161) == (224, 298)
     # centre crop: a white middle band exactly as wide as the crop, black sides
     import av
+
     wide = tmp_path / "wide.mp4"
     with av.open(str(wide), "w") as out:
         s = out.add_stream("mpeg4", rate=30)
@@ -96,10 +100,27 @@ def test_extract_cli_full_pipeline_resume_and_redo(videos, weights, tmp_path):
     """The README's command, as a user types it (a subprocess of the installed entry point)."""
     out = tmp_path / "features"
     exe = Path(sys.executable).parent / "vlmbench"
-    res = subprocess.run([str(exe), "features", "extract", "--videos", str(videos), "--out", str(out),
-                          "--weights", str(weights), "--batch", "2", "--device", "cpu"],
-                         capture_output=True, text=True, timeout=900,
-                         env={**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")})
+    res = subprocess.run(
+        [
+            str(exe),
+            "features",
+            "extract",
+            "--videos",
+            str(videos),
+            "--out",
+            str(out),
+            "--weights",
+            str(weights),
+            "--batch",
+            "2",
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")},
+    )
     assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr[-3000:]
     assert "text branch is not loaded" in res.stderr and "done 3, skipped 0" in res.stderr
     assert sorted(p.name for p in out.glob("*.npy")) == sorted(f"{n}.npy" for n in VIDEOS)
@@ -109,8 +130,10 @@ def test_extract_cli_full_pipeline_resume_and_redo(videos, weights, tmp_path):
         assert np.allclose(np.linalg.norm(arr.astype(np.float32), axis=1), 1.0, atol=2e-3)
     assert not (out / marker.MARKER).exists()
     mtimes = {p.name: p.stat().st_mtime_ns for p in out.glob("*.npy")}
-    again = CliRunner().invoke(app, ["features", "extract", "--videos", str(videos), "--out", str(out),
-                                     "--weights", str(weights), "--no-progress"])
+    again = CliRunner().invoke(
+        app,
+        ["features", "extract", "--videos", str(videos), "--out", str(out), "--weights", str(weights), "--no-progress"],
+    )
     assert again.exit_code == 0 and "done 0, skipped 3" in again.output
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.npy")} == mtimes
     # the readers take the folder as it is
@@ -157,7 +180,7 @@ def test_same_input_gives_identical_features(videos, weights, tmp_path):
 
 
 def test_streamed_groups_equal_the_whole_video(tmp_path):
-    path = write_video(tmp_path / "long.mp4", 130, 25, 200, 150)     # 5.2 s -> 6 clips
+    path = write_video(tmp_path / "long.mp4", 130, 25, 200, 150)  # 5.2 s -> 6 clips
     whole = decode.decode_clips(path, size=64)
     groups = list(decode.iter_clip_groups(path, size=64, group=4))
     assert [len(g) for g in groups] == [4, 2] and all(g.dtype == np.uint8 for g in groups)
@@ -189,8 +212,20 @@ def test_mismatching_checkpoint_is_refused_by_the_cli(videos, tmp_path):
     state.pop("fc.bias")
     bad = tmp_path / "other.pth"
     torch.save(state, bad)
-    res = CliRunner().invoke(app, ["features", "extract", "--videos", str(videos), "--out", str(tmp_path / "f"),
-                                   "--weights", str(bad), "--no-progress"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "features",
+            "extract",
+            "--videos",
+            str(videos),
+            "--out",
+            str(tmp_path / "f"),
+            "--weights",
+            str(bad),
+            "--no-progress",
+        ],
+    )
     assert res.exit_code == 2 and "1 missing: fc.bias" in res.output
     assert not list((tmp_path / "f").glob("*.npy"))
 
@@ -200,7 +235,7 @@ def test_data_check_accepts_an_extracted_feature_folder(weights, tmp_path, capsy
     toy.write_dataset("msrvtt", root / "msrvtt")
     shutil.rmtree(root / "msrvtt" / "features")
     vids = tmp_path / "v"
-    for i, vid in enumerate(["video0", "video1", "video400", "video401"]):   # toy MSR-VTT train + test ids
+    for i, vid in enumerate(["video0", "video1", "video400", "video401"]):  # toy MSR-VTT train + test ids
         write_video(vids / f"{vid}.mp4", 30, 30, 96, 64, seed=i)
     extract(vids, root / "msrvtt" / "features", random_init=True, size=64, progress=False, say=lambda x: None)
     capsys.readouterr()
@@ -216,7 +251,7 @@ def test_an_out_folder_inside_the_video_folder_is_not_read_as_videos(videos, wei
     folder = tmp_path / "v"
     shutil.copytree(videos, folder)
     (folder / "more").mkdir()
-    shutil.copy(videos / "portrait_30fps.mp4", folder / "more" / "sub_video.mp4")   # one level down: listed
+    shutil.copy(videos / "portrait_30fps.mp4", folder / "more" / "sub_video.mp4")  # one level down: listed
     out = folder / "features"
     first = run(folder, out, weights)
     assert sorted(first.done) == sorted([*VIDEOS, "sub_video"]) and not first.failed

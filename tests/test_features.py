@@ -1,4 +1,5 @@
 """FeatureStore, the missing-features policy, and the provenance fingerprint."""
+
 from __future__ import annotations
 
 import re
@@ -65,8 +66,11 @@ def test_resolve_missing_policy(tmp_path):
     assert resolve_missing(ids, store, True, "test videos") == (["v1", "v3", "v5"], 2)
     with pytest.raises(InputError) as e:
         resolve_missing(ids, store, False, "test videos")
-    assert re.search(r"2 of 5 test videos have no feature file in .* \(first: v2, v4\); "
-                     r"pass --allow-missing to skip them", str(e.value))
+    assert re.search(
+        r"2 of 5 test videos have no feature file in .* \(first: v2, v4\); "
+        r"pass --allow-missing to skip them",
+        str(e.value),
+    )
     with pytest.raises(InputError, match="none of the 2 test videos"):
         resolve_missing(["x", "y"], store, True, "test videos")
 
@@ -112,7 +116,7 @@ def test_resolve_missing_checks_every_kept_header_up_front(tmp_path):
     with pytest.raises(InputError, match="narrow.npy: expected width 512"):
         resolve_missing(["narrow", "good"], store, False, "train videos")
     arr = _write(tmp_path, "late_nan", 50)
-    arr[44] = np.nan                                   # past any clip a task would read: found at load all the same
+    arr[44] = np.nan  # past any clip a task would read: found at load all the same
     np.save(tmp_path / "late_nan.npy", arr)
     with pytest.raises(InputError, match=r"late_nan.npy: row 44 contains NaN/inf"):
         resolve_missing(["good", "late_nan"], FeatureStore(tmp_path), False, "test videos")
@@ -120,7 +124,7 @@ def test_resolve_missing_checks_every_kept_header_up_front(tmp_path):
 
 # ------------------------------------------- whole-file scans: non-finite rows, content digests, the cache
 def test_check_finite_names_file_and_row(tmp_path):
-    arr = _write(tmp_path, "v", 9000, np.float32)   # longer than one scan block
+    arr = _write(tmp_path, "v", 9000, np.float32)  # longer than one scan block
     arr[8191, 3] = np.inf
     np.save(tmp_path / "v.npy", arr)
     _write(tmp_path, "w", 4)
@@ -141,11 +145,11 @@ def test_fingerprint_covers_feature_contents(tmp_path):
     store = FeatureStore(feats)
     base = fingerprint([ann], ["v1", "v2"], store)
     assert fingerprint([ann], ["v2", "v1"], store) == base
-    np.save(feats / "v1.npy", arr[::-1].copy())          # same name, size, shape, dtype; other bytes
+    np.save(feats / "v1.npy", arr[::-1].copy())  # same name, size, shape, dtype; other bytes
     assert fingerprint([ann], ["v1", "v2"], FeatureStore(feats)) != base
     np.save(feats / "v1.npy", arr)
     assert fingerprint([ann], ["v1", "v2"], FeatureStore(feats)) == base
-    assert fingerprint([ann], ["v1", "v2"]) != base       # without the store: names only, as before
+    assert fingerprint([ann], ["v1", "v2"]) != base  # without the store: names only, as before
 
 
 def test_scans_are_cached_by_size_and_mtime_in_memory_and_on_disk(tmp_path, monkeypatch):
@@ -158,14 +162,16 @@ def test_scans_are_cached_by_size_and_mtime_in_memory_and_on_disk(tmp_path, monk
     _write(feats, "b", 4, seed=1)
     reads = []
     real = F.FeatureStore._scan_file
-    monkeypatch.setattr(F.FeatureStore, "_scan_file", lambda self, vid, size: reads.append(vid) or real(self, vid, size))
+    monkeypatch.setattr(
+        F.FeatureStore, "_scan_file", lambda self, vid, size: reads.append(vid) or real(self, vid, size)
+    )
     monkeypatch.setattr(F, "_SCANS", {})
     first = FeatureStore(feats).scans(["a", "b"])
     assert reads == ["a", "b"] and first["a"].size == (feats / "a.npy").stat().st_size
     FeatureStore(feats).scans(["a", "b"])
-    assert reads == ["a", "b"]                                       # in memory
-    monkeypatch.setattr(F, "_SCANS", {})                             # a new process: the JSON cache
+    assert reads == ["a", "b"]  # in memory
+    monkeypatch.setattr(F, "_SCANS", {})  # a new process: the JSON cache
     assert FeatureStore(feats).scans(["a", "b"]) == first and reads == ["a", "b"]
     assert len(list((tmp_path / "cache" / F.DIGEST_CACHE_DIR).glob("*.json"))) == 1
-    _write(feats, "b", 4, seed=2)                                    # rewritten: a new mtime, read again
+    _write(feats, "b", 4, seed=2)  # rewritten: a new mtime, read again
     assert FeatureStore(feats).scan("b").sha256 != first["b"].sha256 and reads == ["a", "b", "b"]

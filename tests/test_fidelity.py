@@ -1,6 +1,7 @@
 """Issue 9, protocol fidelity: one test (or a few) per point, each expectation derived by hand, by counting,
 or by a second simple implementation written here (never by calling the code under test for the answer).
 Point 7 (MFM-MLM minimum text length) is pinned in tests/test_config_schema.py."""
+
 from __future__ import annotations
 
 import csv
@@ -44,11 +45,14 @@ def _features(folder: Path, vids, seconds: int = 5) -> FeatureStore:
 
 
 # ---- 1. MSR-VTT dup 20 ------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("task, batch, sizes", [
-    # 30 videos x 20 accesses = 600 examples per epoch, counted by hand:
-    ("msrvtt-retrieval", 256, [256, 256, 88]),
-    ("msrvtt-mcqa", 128, [128, 128, 128, 128, 88]),
-])
+@pytest.mark.parametrize(
+    "task, batch, sizes",
+    [
+        # 30 videos x 20 accesses = 600 examples per epoch, counted by hand:
+        ("msrvtt-retrieval", 256, [256, 256, 88]),
+        ("msrvtt-mcqa", 128, [128, 128, 128, 128, 88]),
+    ],
+)
 def test_paper_epoch_is_the_list_replicated_20_times(tmp_path, task, batch, sizes):
     spec = registry.get(task)
     cfg = run_config(spec, "paper")
@@ -71,10 +75,15 @@ def _msrvtt(root: Path, train, validate, test, mc_videos, extra_9k=()):
     """A hand-made MSR-VTT folder: MSRVTT_data.json with splits, a 9k list, the JSFusion and MC test files."""
     d = root / "msrvtt"
     d.mkdir(parents=True)
-    videos = ([{"video_id": v, "split": "train"} for v in train] + [{"video_id": v, "split": "validate"} for v in validate]
-              + [{"video_id": v, "split": "test"} for v in test])
-    sentences = [{"video_id": v["video_id"], "caption": f"a caption of {v['video_id']}", "sen_id": i}
-                 for i, v in enumerate(videos)]
+    videos = (
+        [{"video_id": v, "split": "train"} for v in train]
+        + [{"video_id": v, "split": "validate"} for v in validate]
+        + [{"video_id": v, "split": "test"} for v in test]
+    )
+    sentences = [
+        {"video_id": v["video_id"], "caption": f"a caption of {v['video_id']}", "sen_id": i}
+        for i, v in enumerate(videos)
+    ]
     (d / "MSRVTT_data.json").write_text(json.dumps({"videos": videos, "sentences": sentences}))
     with open(d / "MSRVTT_train.9k.csv", "w", newline="") as f:
         csv.writer(f).writerows([["video_id"], *[[v] for v in [*train, *validate, *extra_9k]]])
@@ -108,18 +117,23 @@ def test_mcqa_refuses_a_training_list_that_holds_mc_test_videos(tmp_path):
     root = _msrvtt(tmp_path, ["video1", "video2"], [], ["video7"], mc_videos=["video7", "video2"])
     spec = registry.get("msrvtt-mcqa")
     adapter = spec.adapter_class()(spec, run_config(spec, "paper"), root, **QUIET)
-    with pytest.raises(InputError, match=r"^1 video is both in the training list .*MSRVTT_data.json.* and in the "
-                                         r"test list .*MSR_MC_test.csv"):
+    with pytest.raises(
+        InputError,
+        match=r"^1 video is both in the training list .*MSRVTT_data.json.* and in the "
+        r"test list .*MSR_MC_test.csv",
+    ):
         adapter.load()
 
 
 def test_run_refuses_retrieval_leakage_with_exit_2(tmp_path, monkeypatch):
     # the 9k list holds two JSFusion test videos
-    root = _msrvtt(tmp_path, ["video1", "video2"], [], ["video7", "video8", "video9"], mc_videos=[],
-                   extra_9k=["video8", "video9"])
+    root = _msrvtt(
+        tmp_path, ["video1", "video2"], [], ["video7", "video8", "video9"], mc_videos=[], extra_9k=["video8", "video9"]
+    )
     monkeypatch.setenv("COLUMNS", "400")
-    res = CliRunner().invoke(app, ["run", "--task", "msrvtt-retrieval", "--data", str(root), "--out",
-                                   str(tmp_path / "out")])
+    res = CliRunner().invoke(
+        app, ["run", "--task", "msrvtt-retrieval", "--data", str(root), "--out", str(tmp_path / "out")]
+    )
     assert res.exit_code == 2
     text = " ".join((res.stderr or res.output).split())
     assert "2 videos are both in the training list" in text
@@ -128,19 +142,19 @@ def test_run_refuses_retrieval_leakage_with_exit_2(tmp_path, monkeypatch):
 
 
 # ---- 3. sliding windows ------------------------------------------------------------------------------------------
-WINDOW_TABLE = [   # (n seconds, stride) -> 32-s windows, written out by hand from the reference's rule
+WINDOW_TABLE = [  # (n seconds, stride) -> 32-s windows, written out by hand from the reference's rule
     (1, 16, [(0, 1)]),
-    (20, 16, [(0, 20)]),                                    # n < 32
+    (20, 16, [(0, 20)]),  # n < 32
     (31, 8, [(0, 31)]),
-    (32, 16, [(0, 32)]),                                    # n = 32
-    (33, 16, [(0, 32), (16, 33)]),                          # n = 33
+    (32, 16, [(0, 32)]),  # n = 32
+    (33, 16, [(0, 32), (16, 33)]),  # n = 33
     (33, 8, [(0, 32), (8, 33)]),
     (40, 16, [(0, 32), (16, 40)]),
     (41, 8, [(0, 32), (8, 40), (16, 41)]),
-    (48, 16, [(0, 32), (16, 48)]),                          # a multiple of the stride
-    (50, 16, [(0, 32), (16, 48), (32, 50)]),                # the issue's example
+    (48, 16, [(0, 32), (16, 48)]),  # a multiple of the stride
+    (50, 16, [(0, 32), (16, 48), (32, 50)]),  # the issue's example
     (50, 8, [(0, 32), (8, 40), (16, 48), (24, 50)]),
-    (64, 16, [(0, 32), (16, 48), (32, 64)]),                # a multiple of the stride
+    (64, 16, [(0, 32), (16, 48), (32, 64)]),  # a multiple of the stride
     (65, 16, [(0, 32), (16, 48), (32, 64), (48, 65)]),
     (100, 16, [(0, 32), (16, 48), (32, 64), (48, 80), (64, 96), (80, 100)]),
 ]
@@ -177,8 +191,15 @@ def test_test_time_averaging_uses_the_same_windows(tmp_path, n, stride, expected
 
 
 # ---- 4. head initialisation and bias -------------------------------------------------------------------------
-TINY = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128,
-            max_position_embeddings=128, vocab_size=30522, type_vocab_size=2)
+TINY = dict(
+    hidden_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    intermediate_size=128,
+    max_position_embeddings=128,
+    vocab_size=30522,
+    type_vocab_size=2,
+)
 
 
 @pytest.fixture(scope="module")
@@ -193,9 +214,13 @@ def bert_folder(tmp_path_factory):
     with torch.no_grad():
         state["cls.predictions.bias"] = torch.randn(30522)
         state["cls.predictions.transform.dense.bias"] = torch.randn(64)
-    renamed = {k.replace("transform.LayerNorm.weight", "transform.LayerNorm.gamma")
-                .replace("transform.LayerNorm.bias", "transform.LayerNorm.beta"): v.contiguous()
-               for k, v in state.items() if k != "cls.predictions.decoder.bias"}
+    renamed = {
+        k.replace("transform.LayerNorm.weight", "transform.LayerNorm.gamma").replace(
+            "transform.LayerNorm.bias", "transform.LayerNorm.beta"
+        ): v.contiguous()
+        for k, v in state.items()
+        if k != "cls.predictions.decoder.bias"
+    }
     save_file(renamed, str(folder / "model.safetensors"))
     return folder
 
@@ -208,7 +233,7 @@ def test_head_transform_loaded_and_vlm_head_has_no_bias(bert_folder):
     assert torch.equal(t.dense.bias, file["cls.predictions.transform.dense.bias"])
     assert torch.equal(t.LayerNorm.weight, file["cls.predictions.transform.LayerNorm.gamma"])
     assert torch.equal(t.LayerNorm.bias, file["cls.predictions.transform.LayerNorm.beta"])
-    assert not model.cls.predictions.bias.any()                      # the file's bias is dropped
+    assert not model.cls.predictions.bias.any()  # the file's bias is dropped
     assert model.config.head["transform"].startswith("loaded") and model.config.head["bias"].startswith("none")
     # the decoder stays tied to the word embeddings
     assert model.cls.predictions.word_embeddings.weight is model.bert.embeddings.word_embeddings.weight
@@ -227,7 +252,7 @@ def test_mfm_mlm_head_keeps_and_loads_the_bias(bert_folder, tmp_path):
 def test_head_fresh_when_the_backbone_has_none():
     model = VLM.from_backbone("tiny", seed=0, loss="mfm-mlm")
     assert model.config.head["transform"].startswith("fresh") and model.config.head["bias"].startswith("zeros")
-    assert not model.cls.predictions.transform.dense.bias.any()     # fresh init: zero biases, N(0, 0.02) weights
+    assert not model.cls.predictions.transform.dense.bias.any()  # fresh init: zero biases, N(0, 0.02) weights
     assert 0.01 < float(model.cls.predictions.transform.dense.weight.detach().std()) < 0.03
 
 
@@ -250,23 +275,26 @@ def _lines(cap):
     return [(float(s), float(e), t) for s, e, t in zip(cap.start, cap.end, cap.text)]
 
 
-@pytest.mark.parametrize("rows, draws, expected", [
-    # a: the previous line ends with the current one -> merged, end extended
-    ([(0, 4, "add the salt"), (2, 6, "the salt")], [], [(0, 6, "add the salt")]),
-    # b: the current line starts with the previous one -> it replaces it, start = min, end = max
-    ([(1, 3, "add the"), (0, 5, "add the salt now")], [], [(0, 5, "add the salt now")]),
-    # d: nothing shared
-    ([(0, 2, "hello"), (2, 4, "world")], [], [(0, 2, "hello"), (2, 4, "world")]),
-    # empty, whitespace-only and newline text
-    ([(0, 1, "  "), (1, 2, "one\ntwo"), (2, 3, "")], [], [(1, 2, "one two")]),
-    # c: "sat" is the shortest prefix of the line that ends the previous one; a draw > 0.5 keeps it there
-    ([(0, 4, "the cat sat"), (3, 7, "sat on the mat")], [0.9], [(0, 4, "the cat sat"), (4, 7, "on the mat")]),
-    # c: a draw <= 0.5 gives it to the current line; the previous line loses it and ends at the line's start
-    ([(0, 4, "the cat sat"), (3, 7, "sat on the mat")], [0.2], [(0, 3, "the cat"), (3, 7, "sat on the mat")]),
-    # c: the shortest overlap wins, even a short one ("at" of "sat"), as the reference's loop finds it
-    ([(0, 2, "sat"), (1, 5, "at home")], [0.2], [(0, 1, "s"), (1, 5, "at home")]),
-    ([(0, 2, "sat"), (1, 5, "at home")], [0.7], [(0, 2, "sat"), (2, 5, "home")]),
-])
+@pytest.mark.parametrize(
+    "rows, draws, expected",
+    [
+        # a: the previous line ends with the current one -> merged, end extended
+        ([(0, 4, "add the salt"), (2, 6, "the salt")], [], [(0, 6, "add the salt")]),
+        # b: the current line starts with the previous one -> it replaces it, start = min, end = max
+        ([(1, 3, "add the"), (0, 5, "add the salt now")], [], [(0, 5, "add the salt now")]),
+        # d: nothing shared
+        ([(0, 2, "hello"), (2, 4, "world")], [], [(0, 2, "hello"), (2, 4, "world")]),
+        # empty, whitespace-only and newline text
+        ([(0, 1, "  "), (1, 2, "one\ntwo"), (2, 3, "")], [], [(1, 2, "one two")]),
+        # c: "sat" is the shortest prefix of the line that ends the previous one; a draw > 0.5 keeps it there
+        ([(0, 4, "the cat sat"), (3, 7, "sat on the mat")], [0.9], [(0, 4, "the cat sat"), (4, 7, "on the mat")]),
+        # c: a draw <= 0.5 gives it to the current line; the previous line loses it and ends at the line's start
+        ([(0, 4, "the cat sat"), (3, 7, "sat on the mat")], [0.2], [(0, 3, "the cat"), (3, 7, "sat on the mat")]),
+        # c: the shortest overlap wins, even a short one ("at" of "sat"), as the reference's loop finds it
+        ([(0, 2, "sat"), (1, 5, "at home")], [0.2], [(0, 1, "s"), (1, 5, "at home")]),
+        ([(0, 2, "sat"), (1, 5, "at home")], [0.7], [(0, 2, "sat"), (2, 5, "home")]),
+    ],
+)
 def test_dedup_rules_by_hand(rows, draws, expected):
     starts, ends, texts = asr.dedup([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], _Fixed(draws))
     assert list(zip(starts, ends, texts)) == expected
@@ -280,14 +308,14 @@ def test_overlap_choice_is_seeded_and_both_outcomes_occur():
     for seed in range(12):
         a, _ = asr.prepare_captions(_cap(rows), vid="abc", seed=seed)
         b, _ = asr.prepare_captions(_cap(rows), vid="abc", seed=seed)
-        assert _lines(a) == _lines(b)                      # same seed, same video: same result
+        assert _lines(a) == _lines(b)  # same seed, same video: same result
         assert _lines(a) in (into_prev, into_cur)
         seen.add(_lines(a) == into_prev)
     assert seen == {True, False}
 
 
 def test_cut_to_96_characters_and_32_tokens():
-    long = "word " * 40                                   # 200 characters
+    long = "word " * 40  # 200 characters
     cap, counts = asr.prepare_captions(_cap([(0, 1, long)]), vid="x")
     assert cap.text == (long.strip()[:96],) and counts["asr_lines_cut_96"] == 1
     assert asr.cut_tokens([list(range(50)), [7]]) == [list(range(32)), [7]]
@@ -348,14 +376,20 @@ def test_real_rolling_asr_files_match_a_literal_transcription(real_data):
         assert counts["asr_lines_in"] == len(rows) and counts["asr_lines_out"] == len(cap) <= len(rows)
         assert all(0 < len(x) <= 96 and x == x.strip() for x in cap.text)
         total_in, total_out = total_in + len(rows), total_out + len(cap)
-    assert total_out < total_in           # rolling ASR: the real files do repeat themselves
+    assert total_out < total_in  # rolling ASR: the real files do repeat themselves
 
 
 # ---- 6. never-masked tokens ---------------------------------------------------------------------------------------
 def test_only_cls_sep_pad_are_never_masked():
-    ids = torch.tensor([[101, 2023, 100, 103, 2003, 102, 0, 0]])    # [CLS] this [UNK] [MASK] is [SEP] [PAD] [PAD]
-    c = corrupt(torch.zeros(1, 32, 4), torch.ones(1, 32, dtype=torch.bool), ids, mmm=0.0, mlm_prob=1.0,
-                generator=torch.Generator().manual_seed(0))
+    ids = torch.tensor([[101, 2023, 100, 103, 2003, 102, 0, 0]])  # [CLS] this [UNK] [MASK] is [SEP] [PAD] [PAD]
+    c = corrupt(
+        torch.zeros(1, 32, 4),
+        torch.ones(1, 32, dtype=torch.bool),
+        ids,
+        mmm=0.0,
+        mlm_prob=1.0,
+        generator=torch.Generator().manual_seed(0),
+    )
     # by hand: with every maskable token masked, exactly the positions of this, [UNK], [MASK] and is
     assert c.text_masked.tolist() == [[False, True, True, True, True, False, False, False]]
 
@@ -365,13 +399,21 @@ def test_backbone_note_names_the_stand_in():
     assert VLM.from_backbone("default").backbone_note() == "MiniLM-L6 (paper: bert-base-uncased)"
     base = dict(num_hidden_layers=12, hidden_size=768, num_attention_heads=12, vocab_size=30522)
     stub = SimpleNamespace(config=VLMConfig(backbone="/models/bert-base-uncased", bert=base))
-    assert VLM.backbone_note(stub) is None                # the paper's backbone needs no note
+    assert VLM.backbone_note(stub) is None  # the paper's backbone needs no note
 
 
 def test_report_shows_the_backbone_and_selection_notes():
-    r = Result(task="msrvtt-retrieval", family="retrieval", split="test", metrics={"R@1": 20.0},
-               conventions={"backbone": "MiniLM-L6 (paper: bert-base-uncased)"},
-               config={"select": "best-of-epochs"}, preset="paper", seed=0, toy=False)
+    r = Result(
+        task="msrvtt-retrieval",
+        family="retrieval",
+        split="test",
+        metrics={"R@1": 20.0},
+        conventions={"backbone": "MiniLM-L6 (paper: bert-base-uncased)"},
+        config={"select": "best-of-epochs"},
+        preset="paper",
+        seed=0,
+        toy=False,
+    )
     for fmt in ("terminal", "markdown", "json"):
         out = " ".join(report([r], fmt=fmt).split())
         assert "backbone: MiniLM-L6 (paper: bert-base-uncased)" in out, fmt
@@ -417,21 +459,30 @@ class _One(torch.nn.Module):
         self.w = torch.nn.Parameter(torch.zeros(1))
 
 
-@pytest.mark.parametrize("values, by_loss, best", [([10.0, 30.0, 20.0], False, 2),   # highest R@1: epoch 2
-                                                   ([3.0, 1.0, 2.0], True, 2),        # lowest test loss: epoch 2
-                                                   ([3.0, 2.0, 1.0], True, 3)])
+@pytest.mark.parametrize(
+    "values, by_loss, best",
+    [
+        ([10.0, 30.0, 20.0], False, 2),  # highest R@1: epoch 2
+        ([3.0, 1.0, 2.0], True, 2),  # lowest test loss: epoch 2
+        ([3.0, 2.0, 1.0], True, 3),
+    ],
+)
 def test_best_of_epochs_keeps_the_best_epoch_weights(values, by_loss, best):
     spec = registry.get("msrvtt-retrieval")
     cfg = run_config(spec, "smoke", ["epochs=3", "lr=0.1", "warmup=0", "select=best-of-epochs"])
     adapter, module = _Scripted(values, by_loss), _One()
     finetune(adapter, module, cfg, torch.device("cpu"))
-    assert len(adapter.snapshots) == 3                                   # every epoch was scored
-    assert torch.equal(module.w.detach(), adapter.snapshots[best - 1])   # and the best one kept
+    assert len(adapter.snapshots) == 3  # every epoch was scored
+    assert torch.equal(module.w.detach(), adapter.snapshots[best - 1])  # and the best one kept
     assert adapter.loaded.counts["selected_epoch"] == best
     final = _One()
-    finetune(_Scripted(values, by_loss), final, run_config(spec, "smoke", ["epochs=3", "lr=0.1", "warmup=0"]),
-             torch.device("cpu"))
-    assert torch.equal(final.w.detach(), adapter.snapshots[-1])     # select=final: the last epoch's weights
+    finetune(
+        _Scripted(values, by_loss),
+        final,
+        run_config(spec, "smoke", ["epochs=3", "lr=0.1", "warmup=0"]),
+        torch.device("cpu"),
+    )
+    assert torch.equal(final.w.detach(), adapter.snapshots[-1])  # select=final: the last epoch's weights
 
 
 @pytest.fixture(scope="module")
@@ -440,9 +491,15 @@ def tiny_ckpt(tmp_path_factory):
 
 
 def test_a_result_records_backbone_selection_and_effective_batch(tmp_path, tiny_ckpt):
-    result, _ = runner.run("msrvtt-retrieval", preset="smoke", checkpoint=tiny_ckpt, out=tmp_path,
-                           pairs=["epochs=2", "select=best-of-epochs", "max_train=32", "max_test=16"],
-                           progress=False, **QUIET)
+    result, _ = runner.run(
+        "msrvtt-retrieval",
+        preset="smoke",
+        checkpoint=tiny_ckpt,
+        out=tmp_path,
+        pairs=["epochs=2", "select=best-of-epochs", "max_train=32", "max_test=16"],
+        progress=False,
+        **QUIET,
+    )
     assert result.conventions["backbone"] == "tiny random BERT (2 layers, hidden 64) (paper: bert-base-uncased)"
     assert "selected on the test split, as the reference does" in result.conventions["selection"]
     assert result.counts["selected_epoch"] in (1, 2)
@@ -451,8 +508,17 @@ def test_a_result_records_backbone_selection_and_effective_batch(tmp_path, tiny_
     assert "2 GPUs" in result.conventions["batch"]
 
 
-@pytest.mark.parametrize("task", ["msrvtt-retrieval", "msrvtt-mcqa", "youcook2-retrieval", "youcook2-caption",
-                                  "coin-segmentation", "crosstask-supervised"])
+@pytest.mark.parametrize(
+    "task",
+    [
+        "msrvtt-retrieval",
+        "msrvtt-mcqa",
+        "youcook2-retrieval",
+        "youcook2-caption",
+        "coin-segmentation",
+        "crosstask-supervised",
+    ],
+)
 def test_task_files_say_how_to_match_the_authors_2_gpu_run(task):
     text = registry.get(task).source.read_text()
     assert "Effective batch" in text and "GPU" in text
@@ -460,16 +526,20 @@ def test_task_files_say_how_to_match_the_authors_2_gpu_run(task):
 
 # ---- 10. retrieval ties -----------------------------------------------------------------------------------------
 def test_mmpt_ties_by_hand():
-    scores = np.array([[1.0, 1.0, 0.0],     # truth tied with column 1: sorted [1, 1, 0] -> positions 0, 1
-                       [0.0, 2.0, 2.0],     # truth tied with column 2: positions 0, 1
-                       [5.0, 0.0, 1.0]])    # truth second: position 1
+    scores = np.array(
+        [
+            [1.0, 1.0, 0.0],  # truth tied with column 1: sorted [1, 1, 0] -> positions 0, 1
+            [0.0, 2.0, 2.0],  # truth tied with column 2: positions 0, 1
+            [5.0, 0.0, 1.0],
+        ]
+    )  # truth second: position 1
     m = retrieval_metrics(scores, ties="mmpt")
     # pooled positions [0, 1, 0, 1, 1]: 5 of them for 3 queries
     assert m["R@1"] == pytest.approx(100 * 2 / 5) and m["R@5"] == 100.0
     assert m["MedR"] == 2.0 and m["MeanR"] == pytest.approx(1.6)
     # columns: [1, 0, 5] -> 1; [1, 2, 0] -> 0; [0, 2, 1] -> 1
     assert m["v2t_R@1"] == pytest.approx(100 / 3)
-    p = retrieval_metrics(scores)                       # the default stays pessimistic: every rank is 2
+    p = retrieval_metrics(scores)  # the default stays pessimistic: every rank is 2
     assert (p["R@1"], p["MedR"]) == (0.0, 2.0)
     _, conv = RetrievalAdapter.score({"scores": scores, "ids": np.array(["a", "b", "c"])}, {"ties": "mmpt"})
     assert conv["ties"].startswith("mmpt") and "optimistic on ties" not in json.dumps(conv)

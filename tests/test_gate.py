@@ -1,5 +1,6 @@
 """The CI gate's verdicts (issue 10): worse / better beyond noise / below floor / missing, tolerances from
 noise.json, `learned:` rules parsed from task files, and a seed-only change accepted."""
+
 from __future__ import annotations
 
 import json
@@ -12,7 +13,8 @@ import pytest
 from vlmbench import registry
 from vlmbench.errors import InputError
 from vlmbench.reporting.compare import BEYOND_NOISE, compare_paths, to_markdown, tolerance
-from vlmbench.reporting.noise import main as noise_main, noise_from_runs
+from vlmbench.reporting.noise import main as noise_main
+from vlmbench.reporting.noise import noise_from_runs
 from vlmbench.reporting.result import Result, save_result
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,8 +28,10 @@ def suite_dir(root: Path, seed=0, r1=30.0, v2t=30.0, floor=1.6, floors=True) -> 
     """A suite-shaped folder for msrvtt-retrieval (its rules: R@1 and v2t_R@1 >= 5 x random)."""
     save_result(res("msrvtt-retrieval", seed, **{"R@1": r1, "v2t_R@1": v2t}), root / "msrvtt-retrieval" / "result.json")
     if floors:
-        save_result(res("msrvtt-retrieval", seed, "random", **{"R@1": floor, "v2t_R@1": floor}),
-                    root / "msrvtt-retrieval" / "floor-random" / "result.json")
+        save_result(
+            res("msrvtt-retrieval", seed, "random", **{"R@1": floor, "v2t_R@1": floor}),
+            root / "msrvtt-retrieval" / "floor-random" / "result.json",
+        )
     return root
 
 
@@ -43,23 +47,28 @@ def verdicts(df):
 
 def test_learned_rules_are_parsed_from_the_task_files():
     rules = registry.get("msrvtt-retrieval").learned
-    assert [(r.metric, r.over, r.margin, r.value) for r in rules] == [("R@1", "random", "times", 5.0),
-                                                                     ("v2t_R@1", "random", "times", 5.0)]
+    assert [(r.metric, r.over, r.margin, r.value) for r in rules] == [
+        ("R@1", "random", "times", 5.0),
+        ("v2t_R@1", "random", "times", 5.0),
+    ]
     sup = registry.get("crosstask-supervised").learned
     assert {r.over for r in sup} == {"random", "crosstask-zeroshot"}
     assert [r.threshold(None) for r in registry.get("youcook2-caption").learned if r.margin == "at_least"]
 
 
-@pytest.mark.parametrize("entry, says", [
-    ("- {metric: R@1, over: random}", "learned[0]: exactly one of times, plus, at_least"),
-    ("- {metric: R@1, over: random, times: -1}", "learned[0].times: expected a non-negative number"),
-    ("- {metric: R@1, times: 5}", "learned[0].over"),
-    ("- {metric: R@1, over: random, times: 5, by: 2}", "learned[0]: unknown keys by"),
-    ("- {metric: R@1, over: all-background, times: 5}", "learned[0].over: 'all-background' is neither a task"),
-])
+@pytest.mark.parametrize(
+    "entry, says",
+    [
+        ("- {metric: R@1, over: random}", "learned[0]: exactly one of times, plus, at_least"),
+        ("- {metric: R@1, over: random, times: -1}", "learned[0].times: expected a non-negative number"),
+        ("- {metric: R@1, times: 5}", "learned[0].over"),
+        ("- {metric: R@1, over: random, times: 5, by: 2}", "learned[0]: unknown keys by"),
+        ("- {metric: R@1, over: all-background, times: 5}", "learned[0].over: 'all-background' is neither a task"),
+    ],
+)
 def test_bad_learned_entry_names_file_and_key(tmp_path, entry, says):
     text = (REPO / "tasks" / "msrvtt-retrieval.yaml").read_text()
-    text = text[:text.index("learned:")] + "learned:\n  " + entry + "\n"
+    text = text[: text.index("learned:")] + "learned:\n  " + entry + "\n"
     (tmp_path / "msrvtt-retrieval.yaml").write_text(text)
     with pytest.raises(InputError, match="msrvtt-retrieval.yaml") as e:
         registry.all_tasks.__wrapped__(tmp_path)
@@ -74,9 +83,11 @@ def test_bad_learned_entry_is_one_line_exit_2(tmp_path):
         (tasks / p.name).write_text(p.read_text())
     bad = tasks / "msrvtt-mcqa.yaml"
     bad.write_text(bad.read_text().replace("times: 2", "times: two"))
-    code = ("import sys, pathlib; from vlmbench import registry; registry.TASKS_DIR = pathlib.Path(sys.argv[1]);"
-            "registry.all_tasks.__wrapped__.__defaults__ = (registry.TASKS_DIR,); from vlmbench.cli import main; "
-            "sys.argv = ['vlmbench', 'tasks']; main()")
+    code = (
+        "import sys, pathlib; from vlmbench import registry; registry.TASKS_DIR = pathlib.Path(sys.argv[1]);"
+        "registry.all_tasks.__wrapped__.__defaults__ = (registry.TASKS_DIR,); from vlmbench.cli import main; "
+        "sys.argv = ['vlmbench', 'tasks']; main()"
+    )
     r = subprocess.run([sys.executable, "-c", code, str(tasks)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2, r.stderr
     lines = [l for l in r.stderr.splitlines() if l.strip()]
@@ -95,12 +106,12 @@ def test_better_beyond_noise_fails_with_the_update_hint(tmp_path):
 
 
 def test_below_floor_fails_naming_rule_and_numbers(tmp_path):
-    ref = ref_dir(tmp_path, r1=7.0, v2t=7.0)            # the reference itself need not pass for the new run to fail
+    ref = ref_dir(tmp_path, r1=7.0, v2t=7.0)  # the reference itself need not pass for the new run to fail
     df, bad = compare_paths(suite_dir(tmp_path / "new", r1=7.0, v2t=7.0), ref)
     assert bad and verdicts(df)[("msrvtt-retrieval", "R@1")] == "below floor"
     md = to_markdown(df)
     assert "R@1 >= 5 x random needs 8 (floor 1.6), got 7" in md
-    assert "| 8.00 | below floor |" in md                 # the floor column shows the rule's threshold
+    assert "| 8.00 | below floor |" in md  # the floor column shows the rule's threshold
     # floors come from the NEW results: a missing floor run fails too
     df, bad = compare_paths(suite_dir(tmp_path / "nofloor", floors=False), ref)
     assert bad and "missing floor" in to_markdown(df)
@@ -113,8 +124,10 @@ def test_over_another_task_uses_its_new_result(tmp_path):
     for root, sup in ((ref, 30.0), (new, 12.0)):
         save_result(res("crosstask-zeroshot", recall=10.0), root / "crosstask-zeroshot" / "result.json")
         save_result(res("crosstask-supervised", recall=sup), root / "crosstask-supervised" / "result.json")
-        save_result(res("crosstask-supervised", 0, "random", recall=5.0),
-                    root / "crosstask-supervised" / "floor-random" / "result.json")
+        save_result(
+            res("crosstask-supervised", 0, "random", recall=5.0),
+            root / "crosstask-supervised" / "floor-random" / "result.json",
+        )
     df, bad = compare_paths(new, ref, tol={"recall": 100})
     assert bad and "recall >= + 5 over crosstask-zeroshot needs 15 (floor 10), got 12" in to_markdown(df)
 
@@ -129,16 +142,16 @@ def test_tolerance_from_noise_json(tmp_path):
     assert m["mean"] == 30.0 and m["min"] == 29.0 and m["max"] == 31.0 and m["std"] == pytest.approx(0.7071, abs=1e-4)
     assert "msrvtt-retrieval [random]" not in noise["tasks"] and noise["preset"] == "smoke"
     # the reference and the new run are one seed's draw each: 3 x sqrt(2) std (= 3.0 here) above the minimum
-    assert tolerance("R@1", std=m["std"]) == pytest.approx(3 * 2 ** 0.5 * 0.70711, abs=1e-4)
-    assert tolerance("R@1", std=0.01) == 0.5 and tolerance("CIDEr", std=0.0) == 0.01   # the stated minimums
-    assert tolerance("R@1", {"R@1": 9.0}, std=m["std"]) == 9.0                      # --tol still wins
+    assert tolerance("R@1", std=m["std"]) == pytest.approx(3 * 2**0.5 * 0.70711, abs=1e-4)
+    assert tolerance("R@1", std=0.01) == 0.5 and tolerance("CIDEr", std=0.0) == 0.01  # the stated minimums
+    assert tolerance("R@1", {"R@1": 9.0}, std=m["std"]) == 9.0  # --tol still wins
     ref = ref_dir(tmp_path)
     assert noise_main([*map(str, runs), "--out", str(ref / "noise.json")]) == 0
-    df, bad = compare_paths(suite_dir(tmp_path / "new", seed=7, r1=32.5), ref)   # 2.5 < 3.0: noise
+    df, bad = compare_paths(suite_dir(tmp_path / "new", seed=7, r1=32.5), ref)  # 2.5 < 3.0: noise
     assert not bad and df.set_index("metric").loc["R@1", "tolerance"] == pytest.approx(3.0, abs=1e-3)
     assert "3 x sqrt(2) std over seeds 0, 1, 2, 3, 4" in df.attrs["compared"]
-    assert compare_paths(suite_dir(tmp_path / "new2", r1=33.5), ref)[1]           # beyond it: fails
-    assert noise_main([*map(str, runs[:3]), "--out", str(tmp_path / "x.json")]) == 2   # fewer than 5 seeds
+    assert compare_paths(suite_dir(tmp_path / "new2", r1=33.5), ref)[1]  # beyond it: fails
+    assert noise_main([*map(str, runs[:3]), "--out", str(tmp_path / "x.json")]) == 2  # fewer than 5 seeds
 
 
 def test_noise_tolerance_floors_test_set_resolution_and_one_example():
@@ -152,10 +165,10 @@ def test_noise_tolerance_floors_test_set_resolution_and_one_example():
     r.counts = {"test_examples": 100}
     assert bootstrap_se(r, "R@1") == pytest.approx(16 / 3.919928) and bootstrap_se(r, "R@10") == 0.0
     assert bootstrap_se(r, "CIDEr") is None
-    assert example_step(r, "R@10") == 1.0 and example_step(r, "CIDEr") is None      # CIDEr is not a percentage
-    assert tolerance("R@10", std=0.0, se=0.0, step=1.0) == 1.0                      # one query of 100 never fails
+    assert example_step(r, "R@10") == 1.0 and example_step(r, "CIDEr") is None  # CIDEr is not a percentage
+    assert tolerance("R@10", std=0.0, se=0.0, step=1.0) == 1.0  # one query of 100 never fails
     assert tolerance("R@1", std=0.1, se=bootstrap_se(r, "R@1"), step=1.0) == pytest.approx(3 * 16 / 3.919928)
-    assert tolerance("R@10", se=5.0, step=1.0) == 0.5                               # no noise.json: the minimum
+    assert tolerance("R@10", se=5.0, step=1.0) == 0.5  # no noise.json: the minimum
 
 
 def test_seed_is_not_an_identity_difference(tmp_path):
@@ -169,8 +182,13 @@ def test_real_suite_with_another_seed_passes_against_a_seed_0_reference(tmp_path
     the seed reaches pre-training and the task, no identity refusal, and the gate accepts it."""
     from vlmbench.suite import save_reference, suite
 
-    kw = dict(preset="smoke", tasks=["crosstask-zeroshot"], pretrain_pairs=["steps=3", "save_every=3"],
-              progress=False, say=lambda s: None)
+    kw = dict(
+        preset="smoke",
+        tasks=["crosstask-zeroshot"],
+        pretrain_pairs=["steps=3", "save_every=3"],
+        progress=False,
+        say=lambda s: None,
+    )
     runs = [suite(tmp_path / f"s{seed}", seed=seed, **kw) for seed in (0, 1)]
     assert [r[0].seed for r in runs] == [0, 1]
     assert json.loads((tmp_path / "s1" / "suite.json").read_text())["seed"] == 1

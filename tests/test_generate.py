@@ -1,10 +1,10 @@
 """Caption decoding: the KV-cached decoder against full recomputation, the beam search's transformers-3.4
 semantics on a scripted model, and the teacher-forcing loss."""
+
 import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from vlmbench.adapters.captioning import caption_loss, teacher_forcing
 from vlmbench.model import generate as gen
@@ -12,7 +12,7 @@ from vlmbench.model.layout import TEXT_START
 from vlmbench.model.text import SEP_ID
 from vlmbench.model.vlm import VLM
 
-WORDS = [2000 + i for i in range(12)]          # a small "caption vocabulary" for the trained model
+WORDS = [2000 + i for i in range(12)]  # a small "caption vocabulary" for the trained model
 
 
 def clips(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -26,7 +26,7 @@ def clips(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 def random_model(seed: int) -> VLM:
     model = VLM.from_backbone("tiny", seed=seed).eval()
-    with torch.no_grad():   # make [SEP] competitive (random logits have std ~0.2) so beams end at various steps
+    with torch.no_grad():  # make [SEP] competitive (random logits have std ~0.2) so beams end at various steps
         model.cls.predictions.bias[SEP_ID] = 0.5
     return model
 
@@ -63,7 +63,7 @@ def test_cached_step_logits_match_full_forward():
     ids[:, :15] = tokens
     with torch.no_grad():
         hidden = model(video, vmask, ids, ids != 0, mask="text_causal")
-        full = gen.lm_logits(model, hidden[:, TEXT_START:TEXT_START + 15])
+        full = gen.lm_logits(model, hidden[:, TEXT_START : TEXT_START + 15])
         stepper = gen.CachedStepper(model, video, vmask, rows_per_clip=1, max_steps=21)
         for t in range(15):
             step = stepper.step(tokens[:, t], t)
@@ -130,6 +130,7 @@ def test_decode_restores_training_mode_and_validates(trained_model):
 # ---- beam search semantics on a scripted language model ---------------------------------------------------------
 class ScriptedStepper:
     """Next-token log-probabilities as a function of the tokens generated so far (per row)."""
+
     V = 120
     A, B, C, D = 5, 6, 7, 8
 
@@ -146,7 +147,7 @@ class ScriptedStepper:
         for r, s in enumerate(self.seqs):
             for tok, p in self.table(tuple(s)).items():
                 out[r, tok] = math.log(p)
-        return out   # log_softmax of a log-distribution (+ ~1e-13 mass elsewhere) is itself
+        return out  # log_softmax of a log-distribution (+ ~1e-13 mass elsewhere) is itself
 
     def select(self, rows, same_clips):
         self.seqs = [self.seqs[r] for r in rows.tolist()]
@@ -165,10 +166,18 @@ def table(prefix):
 
 def test_beam_finds_the_better_sequence_greedy_misses():
     greedy = gen._greedy(ScriptedStepper(table, 1), 1, 6, "cpu")
-    assert greedy == [[ScriptedStepper.A, ScriptedStepper.C, ScriptedStepper.C, ScriptedStepper.C,
-                       ScriptedStepper.C, ScriptedStepper.C]]     # argmax ties go to the lower id
+    assert greedy == [
+        [
+            ScriptedStepper.A,
+            ScriptedStepper.C,
+            ScriptedStepper.C,
+            ScriptedStepper.C,
+            ScriptedStepper.C,
+            ScriptedStepper.C,
+        ]
+    ]  # argmax ties go to the lower id
     beam = gen._beam(ScriptedStepper(table, 3), 1, 3, 6, 1.0, "cpu")
-    assert beam == [[ScriptedStepper.B]]   # log(.4 * .95) / (3 prompt + 1 token) beats every other hypothesis
+    assert beam == [[ScriptedStepper.B]]  # log(.4 * .95) / (3 prompt + 1 token) beats every other hypothesis
 
 
 def test_beam_stops_when_done_and_scores_with_prompt_length():
@@ -181,7 +190,7 @@ def test_beam_stops_when_done_and_scores_with_prompt_length():
     hyps.add([5], math.log(0.38))
     assert hyps.beams[0][0] == pytest.approx(math.log(0.38) / (gen.PROMPT_LEN + 1))
     hyps.add([5, 6], -3.0)
-    hyps.add([5, 6, 7], -0.5)                                      # evicts the worst (-3/5)
+    hyps.add([5, 6, 7], -0.5)  # evicts the worst (-3/5)
     assert sorted(len(t) for _, t in hyps.beams) == [1, 3]
     assert hyps.worst_score == pytest.approx(math.log(0.38) / 4)
     assert hyps.best() == [5, 6, 7]
@@ -212,7 +221,7 @@ def test_teacher_forcing_loss_by_hand():
     ids, mask, labels = teacher_forcing([caption])
     loss = caption_loss(model, video, vmask, ids, mask, labels)
     with torch.no_grad():
-        hidden = model(video, vmask, ids, mask, mask="text_causal")[0, TEXT_START:TEXT_START + 4]
+        hidden = model(video, vmask, ids, mask, mask="text_causal")[0, TEXT_START : TEXT_START + 4]
         head = model.cls.predictions
         h = head.transform(hidden)
         logits = h @ model.bert.embeddings.word_embeddings.weight.T + head.bias
@@ -245,7 +254,7 @@ def test_sequence_scores_are_the_search_objective_by_hand():
         got = sequence_scores(model, video, vmask, captions, lp)
         for i, cap in enumerate(captions):
             ids, mask, labels = teacher_forcing([cap])
-            nll = caption_loss(model, video[i:i + 1], vmask[i:i + 1], ids, mask, labels).item() * (len(cap) + 1)
+            nll = caption_loss(model, video[i : i + 1], vmask[i : i + 1], ids, mask, labels).item() * (len(cap) + 1)
             assert got[i] == pytest.approx(-nll / (gen.PROMPT_LEN + len(cap)) ** lp, rel=1e-5)
 
 
@@ -253,7 +262,7 @@ def test_beam_outputs_outscore_greedy_ones_on_the_search_objective():
     """What the caption task's search_gain measures: > 0 for a working beam search, exactly 0 for greedy."""
     from vlmbench.adapters.captioning import sequence_scores
 
-    model = VLM.from_backbone("tiny", seed=5).eval()     # no [SEP] bias: outputs run to max length, paths differ
+    model = VLM.from_backbone("tiny", seed=5).eval()  # no [SEP] bias: outputs run to max length, paths differ
     video, vmask = clips(12, seed=7)
     beam = gen.generate(model, video, vmask, decode="beam", beam=5, max_new_tokens=6)
     greedy = gen.generate(model, video, vmask, decode="greedy", max_new_tokens=6)

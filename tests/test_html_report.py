@@ -2,6 +2,7 @@
 installed by .ci/run): the tables, our numbers with their intervals, the paper's and the pictures are in the
 rendered DOM, the screenshot is not blank at phone and desktop width, and the page makes no network request
 (Chromium's net log lists every URL request; a planted external image is caught)."""
+
 from __future__ import annotations
 
 import json
@@ -21,8 +22,16 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 # Chromium's own background services (time sync, accounts, component updates) show up in the net log even
 # for an empty page; anything else is a request the page made.
 BROWSER_OWN = re.compile(r"^https?://([a-z0-9-]+\.)*(google\.com|googleapis\.com|gvt1\.com|gstatic\.com)(/|:|$)")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--hide-scrollbars",
+]
 
 
 def _runs(tmp_path: Path) -> Path:
@@ -41,13 +50,18 @@ def _runs(tmp_path: Path) -> Path:
     grid = grid.assign(mmm=[0.5])
     plot_metric_vs_key(grid, "mmm", "R@1", root / "ablate" / "plots" / "R@1-vs-mmm.png", preset="smoke", toy=True)
     (root / "smoke" / "youcook2-caption" / "captions.csv").write_text(
-        "clip_id,hypothesis,reference,cider\nyc1_0,stir the stir,stir the soup,0.0123\n")
+        "clip_id,hypothesis,reference,cider\nyc1_0,stir the stir,stir the soup,0.0123\n"
+    )
     return root
 
 
 def _report(root: Path, out: Path) -> str:
-    r = subprocess.run([sys.executable, "-m", "vlmbench.cli", "report", str(root), "--format", "html", "--out", str(out)],
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-m", "vlmbench.cli", "report", str(root), "--format", "html", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     return out.read_text()
 
@@ -56,8 +70,12 @@ def _chromium(page: Path, tmp: Path, *extra: str) -> tuple[str, list[str]]:
     """(dumped DOM, URLs requested) for one headless load of the page."""
     log = tmp / f"net-{len(list(tmp.glob('net-*')))}.json"
     profile = tmp / "profile"
-    r = subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", f"--log-net-log={log}", *extra,
-                        page.as_uri()], capture_output=True, text=True, timeout=180)
+    r = subprocess.run(
+        [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", f"--log-net-log={log}", *extra, page.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     urls = re.findall(r'"url":"([^"]*)"', log.read_text()) if log.exists() else []
     return r.stdout, [u for u in dict.fromkeys(urls) if not BROWSER_OWN.match(u)]
@@ -82,17 +100,17 @@ def test_report_renders_in_headless_chromium_without_network(tmp_path):
     for task in ("msrvtt-retrieval", "youcook2-caption", "coin-segmentation", "crosstask-zeroshot"):
         assert f"<h3>{task}</h3>" in dom
     assert dom.count("<table>") >= 8
-    assert f"{r1:.2f} ± 1.25" in dom                       # ours, with its interval
-    assert ">28.10<" in dom                                 # the paper's VLM MSR-VTT R@1 (Table 2)
+    assert f"{r1:.2f} ± 1.25" in dom  # ours, with its interval
+    assert ">28.10<" in dom  # the paper's VLM MSR-VTT R@1 (Table 2)
     assert 'alt="R@1-vs-mmm"' in dom and "stir the soup" in dom
 
-    for width in (390, 1280):                               # phone and desktop
+    for width in (390, 1280):  # phone and desktop
         shot = tmp_path / f"shot-{width}.png"
         _chromium(page, tmp_path, f"--screenshot={shot}", f"--window-size={width},1800")
         import matplotlib.image
 
         img = matplotlib.image.imread(shot)
-        assert img.shape[1] == width and (img[..., :3] < 0.5).mean() > 0.005    # text drawn, not a blank page
+        assert img.shape[1] == width and (img[..., :3] < 0.5).mean() > 0.005  # text drawn, not a blank page
 
     # planted: the same check catches a page that fetches an image from elsewhere (its CSP line removed, which
     # would otherwise block the fetch)
@@ -104,6 +122,20 @@ def test_report_renders_in_headless_chromium_without_network(tmp_path):
 
 
 def test_html_report_bad_input_is_exit_2(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "vlmbench.cli", "report", str(tmp_path / "none"), "--format", "html",
-                        "--out", str(tmp_path / "r.html")], capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vlmbench.cli",
+            "report",
+            str(tmp_path / "none"),
+            "--format",
+            "html",
+            "--out",
+            str(tmp_path / "r.html"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 2 and "Traceback" not in r.stderr and not (tmp_path / "r.html").exists()

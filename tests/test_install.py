@@ -1,6 +1,7 @@
 """A real install: the wheel carries the task specs and the paper tables (package data mapped from the
 repository's top-level tasks/ and baselines/), and the installed `vlmbench` works from any directory; the
 pinned environment (constraints.txt) lies inside pyproject.toml's bounds."""
+
 from __future__ import annotations
 
 import os
@@ -42,7 +43,7 @@ def test_package_list_covers_every_subpackage():
     on_disk = set(find_packages(str(REPO), include=["vlmbench*"]))
     assert set(cfg["packages"]) == on_disk | set(mapped), "update [tool.setuptools] packages in pyproject.toml"
     for folder in mapped.values():
-        assert (REPO / folder / "__init__.py").is_file()   # a regular package: editable installs find it
+        assert (REPO / folder / "__init__.py").is_file()  # a regular package: editable installs find it
 
 
 def test_constraints_pin_every_dependency_inside_the_bounds():
@@ -55,9 +56,9 @@ def test_constraints_pin_every_dependency_inside_the_bounds():
         assert req.specifier, f"{req.name} has no version bounds in pyproject.toml"
         assert any(s.operator in ("<", "<=", "==", "~=") for s in req.specifier), f"{req.name}: no upper bound"
         assert req.specifier.contains(pins[name], prereleases=True), f"{req.name}=={pins[name]} outside {req.specifier}"
-    assert "vlmbench" not in pins and not any("+" in v for v in pins.values())   # no self pin, no local tags
+    assert "vlmbench" not in pins and not any("+" in v for v in pins.values())  # no self pin, no local tags
     makefile = (REPO / "Makefile").read_text()
-    assert makefile.count("-c constraints.txt") >= 2 and 'TORCH  ?= torch==2.13.0\n' in makefile
+    assert makefile.count("-c constraints.txt") >= 2 and "TORCH  ?= torch==2.13.0\n" in makefile
 
 
 def test_source_checkout_reads_the_top_level_folders():
@@ -85,8 +86,23 @@ def wheel(tmp_path_factory) -> Path:
     for name in ("vlmbench", "tasks", "baselines"):
         shutil.copytree(REPO / name, src / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     dist = tmp_path_factory.mktemp("dist")
-    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q",
-          "-w", dist, src], cwd=src, env=os.environ.copy())
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "-q",
+            "-w",
+            dist,
+            src,
+        ],
+        cwd=src,
+        env=os.environ.copy(),
+    )
     (whl,) = dist.glob("vlmbench-*.whl")
     return whl
 
@@ -96,7 +112,7 @@ def test_wheel_carries_the_package_data(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {f"vlmbench/tasks/{t}.yaml" for t in TASK_NAMES} <= names
     assert "vlmbench/baselines/paper_tables.csv" in names
-    assert not any(n.startswith(("tasks/", "baselines/", "tests/")) for n in names)   # nothing at the top level
+    assert not any(n.startswith(("tasks/", "baselines/", "tests/")) for n in names)  # nothing at the top level
 
 
 @pytest.mark.slow
@@ -105,13 +121,19 @@ def test_installed_wheel_works_from_another_directory(wheel, tmp_path):
     .pth line, so torch is not downloaded again), then `vlmbench tasks` and a smoke run from elsewhere."""
     # The venv sits inside a git repository, as a project's .venv does: that repository's SHA is not ours.
     _run(["git", "init", "-q", tmp_path], cwd=tmp_path, env=os.environ.copy())
-    _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "x"],
-         cwd=tmp_path, env=os.environ.copy())
+    _run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "x"],
+        cwd=tmp_path,
+        env=os.environ.copy(),
+    )
     venv = tmp_path / "venv"
     _run([sys.executable, "-m", "venv", "--without-pip", venv], cwd=tmp_path, env=os.environ.copy())
     vpy = venv / "bin" / "python"
-    site = Path(_run([vpy, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], tmp_path,
-                     os.environ.copy()).stdout.strip())
+    site = Path(
+        _run(
+            [vpy, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], tmp_path, os.environ.copy()
+        ).stdout.strip()
+    )
     (site / "_vlmbench_test_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env.update(COLUMNS="200", HF_HUB_OFFLINE="1")
@@ -119,18 +141,38 @@ def test_installed_wheel_works_from_another_directory(wheel, tmp_path):
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    where = _run([vpy, "-c", "import vlmbench, vlmbench.registry as r, vlmbench.reporting.paper as p; "
-                              "print(vlmbench.__file__); print(r.TASKS_DIR); print(p.PAPER_TABLES_CSV)"],
-                 elsewhere, env).stdout.split()
-    assert all(Path(w).resolve().is_relative_to(site.resolve()) for w in where), where   # not the checkout
+    where = _run(
+        [
+            vpy,
+            "-c",
+            "import vlmbench, vlmbench.registry as r, vlmbench.reporting.paper as p; "
+            "print(vlmbench.__file__); print(r.TASKS_DIR); print(p.PAPER_TABLES_CSV)",
+        ],
+        elsewhere,
+        env,
+    ).stdout.split()
+    assert all(Path(w).resolve().is_relative_to(site.resolve()) for w in where), where  # not the checkout
 
     tasks = _run([venv / "bin" / "vlmbench", "tasks"], elsewhere, env)
     for name in TASK_NAMES:
         assert name in tasks.stdout
 
     out = elsewhere / "OUT"
-    r = _run([venv / "bin" / "vlmbench", "run", "--task", "msrvtt-retrieval", "--preset", "smoke", "--out", "OUT",
-              "--no-progress"], elsewhere, env)
+    r = _run(
+        [
+            venv / "bin" / "vlmbench",
+            "run",
+            "--task",
+            "msrvtt-retrieval",
+            "--preset",
+            "smoke",
+            "--out",
+            "OUT",
+            "--no-progress",
+        ],
+        elsewhere,
+        env,
+    )
     assert "R@1" in r.stdout and "Result:" in r.stderr
     import json
 

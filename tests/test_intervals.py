@@ -1,6 +1,7 @@
 """Bootstrap intervals: each family's estimators against a hand computation and against a percentile bootstrap
 written here (the real metric function applied to resampled examples, same seeded indices); the paired
 bootstrap detects a planted 2-point difference at N = 1000 and does not flag permutation noise."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -45,7 +46,7 @@ def test_hand_computation_two_questions():
     assert points["accuracy"] == 50.0
     assert ci["accuracy"] == (0.0, 100.0)
     w = bs.resample_weights(2, 4000)
-    share = np.mean(w[:, 0] == 1)                       # exactly one copy of each question
+    share = np.mean(w[:, 0] == 1)  # exactly one copy of each question
     assert share == pytest.approx(0.5, abs=0.03)
 
 
@@ -84,7 +85,9 @@ def test_mcqa_and_segmentation_against_the_metric_on_resampled_examples():
     packed = pack_videos([f"v{i}" for i in range(25)], preds_, targets)
     acc = frame_accuracy(preds_, targets)
     points, ci = ours("segmentation", packed, acc)
-    assert points["frame_acc"] == pytest.approx(acc["frame_acc"]) and points["frame_acc_nobg"] == pytest.approx(acc["frame_acc_nobg"])
+    assert points["frame_acc"] == pytest.approx(acc["frame_acc"]) and points["frame_acc_nobg"] == pytest.approx(
+        acc["frame_acc_nobg"]
+    )
     idx = indices(25)
     own = [frame_accuracy([preds_[j] for j in i], [targets[j] for j in i]) for i in idx]
     assert ci["frame_acc"] == pytest.approx(percentile([o["frame_acc"] for o in own]))
@@ -101,7 +104,7 @@ def test_crosstask_recall_resampled_by_video():
         yt[rng.integers(0, n, k), np.arange(k)] = 1
         yp = np.zeros((n, k), np.uint8)
         yp[rng.integers(0, n, k), np.arange(k)] = 1
-        yp[:, 0] |= yt[:, 0]                             # step 1 always found: recall well above 0
+        yp[:, 0] |= yt[:, 0]  # step 1 always found: recall well above 0
         tasks.append(t), y_true.append(yt), y_pred.append(yp)
     primary = ["a", "b"]
     packed = pack_matrices(tasks, [f"v{i}" for i in range(30)], y_true, y_pred, primary)
@@ -120,26 +123,44 @@ def test_crosstask_recall_resampled_by_video():
     assert ci["recall/a"] == pytest.approx(percentile([o["per_task"]["a"] for o in own if "a" in o["per_task"]]))
 
 
-CAPS = ["a man cuts the onion", "stir the pot slowly", "add salt and pepper", "pour the oil in the pan",
-        "fry the egg", "mix the flour and water", "cut the bread", "put the cheese on top"]
+CAPS = [
+    "a man cuts the onion",
+    "stir the pot slowly",
+    "add salt and pepper",
+    "pour the oil in the pan",
+    "fry the egg",
+    "mix the flour and water",
+    "cut the bread",
+    "put the cheese on top",
+]
 
 
 def test_corpus_bleu_and_rouge_resampled_as_corpora():
     rng = np.random.default_rng(6)
     n = 16
     refs = {f"c{i}": CAPS[i % 8] for i in range(n)}
-    hyps = {f"c{i}": " ".join(w for w in CAPS[(i + rng.integers(0, 2)) % 8].split() if rng.random() < 0.8) or "x"
-            for i in range(n)}
+    hyps = {
+        f"c{i}": " ".join(w for w in CAPS[(i + rng.integers(0, 2)) % 8].split() if rng.random() < 0.8) or "x"
+        for i in range(n)
+    }
     full = caption_metrics(hyps, refs, meteor=False)
-    preds = {"ids": np.array(list(refs)), "hypotheses": np.array([hyps[k] for k in refs]),
-             "references": np.array(list(refs.values()))}
-    points, ci = ours("captioning", preds, {k: full[k] for k in ("BLEU-3", "BLEU-4", "ROUGE-L", "CIDEr")},
-                      cfg={"skip_meteor": True}, resamples=60)
+    preds = {
+        "ids": np.array(list(refs)),
+        "hypotheses": np.array([hyps[k] for k in refs]),
+        "references": np.array(list(refs.values())),
+    }
+    points, ci = ours(
+        "captioning",
+        preds,
+        {k: full[k] for k in ("BLEU-3", "BLEU-4", "ROUGE-L", "CIDEr")},
+        cfg={"skip_meteor": True},
+        resamples=60,
+    )
     for m in ("BLEU-3", "BLEU-4", "ROUGE-L", "CIDEr"):
         assert points[m] == pytest.approx(full[m], abs=1e-9), m
     keys = list(refs)
     own = []
-    for i in indices(n, 60):        # each resample is a corpus of its own (a drawn clip twice is two clips)
+    for i in indices(n, 60):  # each resample is a corpus of its own (a drawn clip twice is two clips)
         h = {f"{j}:{keys[k]}": hyps[keys[k]] for j, k in enumerate(i)}
         r = {f"{j}:{keys[k]}": refs[keys[k]] for j, k in enumerate(i)}
         own.append(caption_metrics(h, r, meteor=False))
@@ -148,6 +169,7 @@ def test_corpus_bleu_and_rouge_resampled_as_corpora():
 
 
 # ---- paired ------------------------------------------------------------------------------------------------
+
 
 def _qa(correct: np.ndarray) -> dict:
     """MC-QA predictions whose argmax is right exactly where `correct` is 1."""
@@ -159,15 +181,20 @@ def _qa(correct: np.ndarray) -> dict:
 
 def _paired(new: dict, ref: dict) -> dict:
     arrays = [(per_example("mcqa", p, {}), p) for p in (new, ref)]
-    return paired_difference("mcqa", arrays[0], arrays[1], mcqa_accuracy(new["scores"], new["answers"]),
-                             mcqa_accuracy(ref["scores"], ref["answers"]))["accuracy"]
+    return paired_difference(
+        "mcqa",
+        arrays[0],
+        arrays[1],
+        mcqa_accuracy(new["scores"], new["answers"]),
+        mcqa_accuracy(ref["scores"], ref["answers"]),
+    )["accuracy"]
 
 
 def test_paired_detects_a_planted_two_point_difference_at_n_1000():
     rng = np.random.default_rng(7)
     ref = (rng.random(1000) < 0.6).astype(int)
     new = ref.copy()
-    new[rng.choice(np.flatnonzero(ref == 0), 20, replace=False)] = 1        # 20 of 1000 fixed: +2 points
+    new[rng.choice(np.flatnonzero(ref == 0), 20, replace=False)] = 1  # 20 of 1000 fixed: +2 points
     got = _paired(_qa(new), _qa(ref))
     assert got["diff"] == pytest.approx(2.0) and got["significant"] and got["lo"] > 0
     # the same two accuracies unpaired would overlap: each run's own interval is about ±3 points
@@ -197,8 +224,11 @@ def test_paired_refuses_different_test_examples():
 
 def test_skipped_meteor_stores_no_nan_column():
     """NaN arrays in predictions.npz would make two identical runs compare unequal (NaN != NaN)."""
-    preds = {"ids": np.array(["a", "b"]), "hypotheses": np.array(["cut it", "stir"]),
-             "references": np.array(["cut it now", "stir the pot"])}
+    preds = {
+        "ids": np.array(["a", "b"]),
+        "hypotheses": np.array(["cut it", "stir"]),
+        "references": np.array(["cut it now", "stir the pot"]),
+    }
     arrays = per_example("captioning", preds, {"skip_meteor": True})
     assert "example:meteor" not in arrays and all(np.isfinite(v).all() for v in arrays.values())
     assert "METEOR" not in estimators("captioning", arrays, {"METEOR": float("nan"), "BLEU-4": 0.0})

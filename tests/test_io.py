@@ -1,5 +1,6 @@
 """Output files: the user's permissions, write errors as one InputError, the writable-folder check that runs
 before any work, temp-file clean-up after a kill, and safetensors-only reads that never unpickle."""
+
 from __future__ import annotations
 
 import errno
@@ -25,17 +26,21 @@ def umask():
 @pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
 def test_files_get_the_users_normal_permissions(tmp_path, umask, mask, mode):
     umask(mask)
-    for path in (io.write_text(tmp_path / "r.txt", "x"), io.write_json(tmp_path / "r.json", {"a": 1}),
-                 io.atomic_write(tmp_path / "b.bin", lambda p: p.write_bytes(b"\0"))):
+    for path in (
+        io.write_text(tmp_path / "r.txt", "x"),
+        io.write_json(tmp_path / "r.json", {"a": 1}),
+        io.atomic_write(tmp_path / "b.bin", lambda p: p.write_bytes(b"\0")),
+    ):
         assert stat.S_IMODE(path.stat().st_mode) == mode, path
-    (tmp_path / "plain").write_text("x")          # what open() gives is what "normal permissions" means
+    (tmp_path / "plain").write_text("x")  # what open() gives is what "normal permissions" means
     assert stat.S_IMODE((tmp_path / "plain").stat().st_mode) == mode
-    assert io.umask() == mask and os.umask(mask) == mask     # read without changing it
+    assert io.umask() == mask and os.umask(mask) == mask  # read without changing it
 
 
 def _fail_with(code):
     def fail(*args, **kwargs):
         raise OSError(code, os.strerror(code))
+
     return fail
 
 
@@ -65,7 +70,7 @@ def test_write_error_inside_the_writer_and_under_a_file(tmp_path):
 def test_ensure_writable_checks_without_creating(tmp_path, monkeypatch):
     out = tmp_path / "runs" / "deep" / "run1"
     assert io.ensure_writable(out) == out
-    assert list(tmp_path.iterdir()) == []                  # probe removed, no folder made
+    assert list(tmp_path.iterdir()) == []  # probe removed, no folder made
     (tmp_path / "f").write_text("x")
     with pytest.raises(InputError, match="is a file, not a folder"):
         io.ensure_writable(tmp_path / "f" / "run")
@@ -93,16 +98,25 @@ def test_remove_temp_files_every_name_a_kill_leaves(tmp_path):
     (run / "model").mkdir(parents=True)
     (run / "checkpoints" / ".step_0000004.tmp").mkdir(parents=True)
     (run / "checkpoints" / ".step_0000004.tmp" / "model.safetensors").write_bytes(b"")
-    leftovers = [run / "model" / ".model.safetensors.k2j4h1.tmp",     # atomic_write, killed mid-write
-                 run / "model" / ".tmpa8f3k2_x",                        # tempfile's own names
-                 run / ".log.jsonl.x1.tmp", run / "checkpoints" / ".latest.q9.tmp"]
+    leftovers = [
+        run / "model" / ".model.safetensors.k2j4h1.tmp",  # atomic_write, killed mid-write
+        run / "model" / ".tmpa8f3k2_x",  # tempfile's own names
+        run / ".log.jsonl.x1.tmp",
+        run / "checkpoints" / ".latest.q9.tmp",
+    ]
     for p in leftovers:
         p.write_bytes(b"")
-    keep = [run / "model" / "model.safetensors", run / "log.jsonl", run / "checkpoints" / "latest",
-            run / "notes.tmp.txt", run / ".tmp_notes", run / ".tmpfile-notes.txt"]
+    keep = [
+        run / "model" / "model.safetensors",
+        run / "log.jsonl",
+        run / "checkpoints" / "latest",
+        run / "notes.tmp.txt",
+        run / ".tmp_notes",
+        run / ".tmpfile-notes.txt",
+    ]
     for p in keep:
         p.write_text("data")
-    from vlmbench.train.checkpoint import remove_orphans   # what pretrain calls on its out folder
+    from vlmbench.train.checkpoint import remove_orphans  # what pretrain calls on its out folder
 
     assert remove_orphans(run) == 5
     assert all(p.exists() for p in keep)
@@ -144,8 +158,12 @@ def tiny_checkpoint(tmp_path_factory):
 
     model = VLM.from_backbone("tiny", seed=0)
     opt = adam(model.parameters(), 1e-4, 0.9, 0.98, 1e-6, 0.0)
-    model(torch.zeros(1, 32, 512), torch.ones(1, 32, dtype=torch.bool), torch.zeros(1, 62, dtype=torch.long),
-          torch.ones(1, 62, dtype=torch.bool)).sum().backward()
+    model(
+        torch.zeros(1, 32, 512),
+        torch.ones(1, 32, dtype=torch.bool),
+        torch.zeros(1, 62, dtype=torch.long),
+        torch.ones(1, 62, dtype=torch.bool),
+    ).sum().backward()
     opt.step()
     root = tmp_path_factory.mktemp("ckpt")
     return ckpt.save(root, 1, model, opt, {}), model, opt
@@ -170,7 +188,7 @@ def test_checkpoint_files_that_are_pickles_are_refused(tiny_checkpoint, tmp_path
         ckpt.restore(bad, model, opt)
     assert str(e.value).startswith(f"{bad / victim}: not a safetensors file (a pickle")
     assert not marker.exists()
-    assert ckpt.restore(path, model, opt)["step"] == 1      # the intact checkpoint still loads
+    assert ckpt.restore(path, model, opt)["step"] == 1  # the intact checkpoint still loads
 
 
 def test_vlm_load_refuses_a_truncated_weights_file(tiny_checkpoint, tmp_path):
@@ -211,6 +229,7 @@ def _no_work(monkeypatch):
 
     def work(*a, **k):
         raise AssertionError("work started before the out folder was checked")
+
     monkeypatch.setattr(VLM, "from_backbone", work)
     monkeypatch.setattr(VLM, "load", work)
 
@@ -231,10 +250,18 @@ def test_pretrain_suite_ablate_check_out_first(out_under_a_file, tmp_path, monke
 
     _no_work(monkeypatch)
     nowhere = tmp_path / "no-data-here"
-    calls = [lambda: pretrain(pretrain_config("smoke", []), out_under_a_file, data=nowhere, say=lambda s: None),
-             lambda: suite(out_under_a_file, data=nowhere, say=lambda s: None),
-             lambda: ablate(["mmm=0,0.5"], tasks=["youcook2-retrieval"], data=nowhere, out=out_under_a_file,
-                            progress=False, say=lambda s: None)]
+    calls = [
+        lambda: pretrain(pretrain_config("smoke", []), out_under_a_file, data=nowhere, say=lambda s: None),
+        lambda: suite(out_under_a_file, data=nowhere, say=lambda s: None),
+        lambda: ablate(
+            ["mmm=0,0.5"],
+            tasks=["youcook2-retrieval"],
+            data=nowhere,
+            out=out_under_a_file,
+            progress=False,
+            say=lambda s: None,
+        ),
+    ]
     for call in calls:
         with pytest.raises(InputError, match="is a file, not a folder"):
             call()
@@ -249,8 +276,11 @@ def test_resume_clears_temp_files_a_kill_left_in_model(tmp_path):
     out = tmp_path / "out"
     cfg = pretrain_config("smoke", ["steps=1", "batch_size=4", "clips_per_video=2"])
     pretrain(cfg, out, data=data, progress=False, say=lambda s: None)
-    left = [out / "model" / ".model.safetensors.x81kq.tmp", out / "model" / ".tmpq1w2e3r4",
-            out / "checkpoints" / ".step_0000002.tmp"]
+    left = [
+        out / "model" / ".model.safetensors.x81kq.tmp",
+        out / "model" / ".tmpq1w2e3r4",
+        out / "checkpoints" / ".step_0000002.tmp",
+    ]
     for p in left:
         p.write_bytes(b"")
     pretrain(cfg, out, data=data, resume=True, progress=False, say=lambda s: None)

@@ -1,4 +1,5 @@
 """linear_cross_entropy equals F.cross_entropy over the materialised logits: value and every gradient."""
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -17,11 +18,13 @@ def _inputs(rows=37, classes=23, hidden=5, seed=0, extra_rows=(0, 3, 4, 36)):
 
 
 def _naive(h, w, b, e, target):
-    logits = torch.cat([h @ w.T + (0 if b is None else b), (torch.zeros(len(h), dtype=h.dtype) if e is None else e)[:, None]], 1)
+    logits = torch.cat(
+        [h @ w.T + (0 if b is None else b), (torch.zeros(len(h), dtype=h.dtype) if e is None else e)[:, None]], 1
+    )
     return F.cross_entropy(logits, torch.where(target == EXTRA, w.shape[0], target))
 
 
-@pytest.mark.parametrize("block", [1, 7 * 24, 1 << 22])      # one row a block, blocks of 7 rows (a ragged tail), one
+@pytest.mark.parametrize("block", [1, 7 * 24, 1 << 22])  # one row a block, blocks of 7 rows (a ragged tail), one
 def test_value_and_gradients_equal_the_materialised_cross_entropy(monkeypatch, block):
     monkeypatch.setitem(linear_ce.BLOCK_ELEMENTS, "cpu", block)
     h, w, b, e, target = _inputs()
@@ -50,7 +53,9 @@ def test_gradients_only_where_asked_and_none_under_no_grad():
     assert torch.allclose(gh, torch.autograd.grad(want, h, retain_graph=True)[0], atol=1e-12)
     assert torch.allclose(ge, torch.autograd.grad(want, e)[0], atol=1e-12)
     with torch.no_grad():
-        assert torch.allclose(linear_cross_entropy(h, w, target, bias=b, extra=e), _naive(h, w, b, e, target), atol=1e-12)
+        assert torch.allclose(
+            linear_cross_entropy(h, w, target, bias=b, extra=e), _naive(h, w, b, e, target), atol=1e-12
+        )
 
 
 def test_float32_follows_float64_and_no_rows_give_a_zero_that_backpropagates():

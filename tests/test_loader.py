@@ -1,5 +1,6 @@
 """The pre-training input pipeline: the prepared-corpus sampler and the DataLoader give exactly the batches (and
 losses) of the old in-process sampler, with any number of workers and after a resume; data-wait is measured."""
+
 from __future__ import annotations
 
 import json
@@ -21,7 +22,6 @@ from vlmbench.train import pretrain as P
 from vlmbench.train.config import pretrain_config
 from vlmbench.train.loader import batches
 from vlmbench.train.sampler import Batch, ClipSampler
-
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 from legacy_loader import OldClipSampler  # noqa: E402  (the old sampler, verbatim: the reference)
@@ -50,8 +50,11 @@ def _same(a: Batch, b: Batch) -> bool:
     return all(torch.equal(getattr(a, f), getattr(b, f)) for f in ("video", "vmask", "text_ids", "text_mask"))
 
 
-SHAPES = [dict(clips_per_video=4, batch_size=16), dict(clips_per_video=32, batch_size=64, seed=3),
-          dict(clips_per_video=4, batch_size=8, rank=1, world_size=2, min_text_len=20, max_text_len=40)]
+SHAPES = [
+    dict(clips_per_video=4, batch_size=16),
+    dict(clips_per_video=32, batch_size=64, seed=3),
+    dict(clips_per_video=4, batch_size=8, rank=1, world_size=2, min_text_len=20, max_text_len=40),
+]
 
 
 @pytest.mark.parametrize("kw", SHAPES)
@@ -59,11 +62,11 @@ def test_prepared_sampler_gives_the_old_samplers_batches(howto, prep, kw):
     old = _old_sampler(howto, **kw)
     new = ClipSampler(prep, FeatureStore(prep.features), **kw)
     assert new.videos == old.videos and new.steps_per_epoch() == old.steps_per_epoch()
-    for step in range(3 * new.steps_per_epoch() + 1):     # across epoch boundaries (new permutations)
+    for step in range(3 * new.steps_per_epoch() + 1):  # across epoch boundaries (new permutations)
         assert _same(old.batch(step), new.batch(step)), step
 
 
-@pytest.mark.filterwarnings("ignore:This DataLoader will create 4 worker processes")   # 4 workers on 2 cores
+@pytest.mark.filterwarnings("ignore:This DataLoader will create 4 worker processes")  # 4 workers on 2 cores
 def test_loader_batches_same_with_0_and_4_workers_and_after_resume(prep):
     s = ClipSampler(prep, FeatureStore(prep.features), clips_per_video=4, batch_size=16, seed=5)
     n = 12
@@ -72,15 +75,16 @@ def test_loader_batches_same_with_0_and_4_workers_and_after_resume(prep):
     four = list(batches(s, 0, n, workers=4, prefetch=3))
     assert [step for step, _, _ in four] == list(range(n))
     assert all(_same(a, b) for (_, a), (_, b, _) in zip(plain, four))
-    resumed = list(batches(s, 7, n, workers=2))          # a run resumed at step 7
+    resumed = list(batches(s, 7, n, workers=2))  # a run resumed at step 7
     assert [step for step, _, _ in resumed] == list(range(7, n))
     assert all(_same(plain[step][1], b) for step, b, _ in resumed)
-    assert not _same(plain[0][1], plain[1][1])           # the steps really differ
+    assert not _same(plain[0][1], plain[1][1])  # the steps really differ
 
 
 def test_start_up_reads_no_feature_file(prep, monkeypatch):
     def no(*a, **k):
         raise AssertionError("a feature file was opened at start-up")
+
     monkeypatch.setattr(FeatureStore, "n_seconds", no)
     monkeypatch.setattr(FeatureStore, "_open", no)
     s = ClipSampler(prep, FeatureStore(prep.features), clips_per_video=4, batch_size=16)
@@ -103,13 +107,14 @@ def test_pretrain_losses_and_weights_identical_to_the_old_loader(howto, tmp_path
     def old_source(sampler, start, stop, workers, pin_memory):
         for step in range(start, stop):
             yield step, old.batch(step), 0.0
+
     monkeypatch.setattr(P, "_batch_source", old_source)
     ref, log_ref = run("old", 0)
     losses = [r["loss"] for r in log_ref]
     assert len(losses) == 20 and len(set(losses)) > 10
     assert [r["loss"] for r in log0] == losses and [r["loss"] for r in log2] == losses
     assert new0["rank_weight_digests"] == ref["rank_weight_digests"] == new2["rank_weight_digests"]
-    for r in log0 + log2:                              # (3) data wait and model time, every step
+    for r in log0 + log2:  # (3) data wait and model time, every step
         assert r["data_wait_s"] >= 0 and r["model_s"] > 0
     assert 0 <= new0["data_wait_share"] <= 1
 
@@ -120,7 +125,7 @@ def test_bad_feature_file_in_a_worker_is_one_input_error(howto, tmp_path):
     d = tmp_path / "h"
     shutil.copytree(howto, d)
     p = prepared.prepare(d, tmp_path / "prep", backbone="tiny")
-    for f in (d / "features").glob("*.npy"):           # after preparing: headers fine, rows not
+    for f in (d / "features").glob("*.npy"):  # after preparing: headers fine, rows not
         arr = np.load(f)
         arr[:, 0] = np.nan
         np.save(f, arr)
@@ -135,13 +140,13 @@ def test_data_wait_warning_once_over_10_percent():
     said = []
     w = P.DataWait(said.append, workers=0)
     for step in range(30):
-        w.add(step, 0.05, 1.0)                          # 4.8%: fine
+        w.add(step, 0.05, 1.0)  # 4.8%: fine
     w.finish()
     assert said == [] and w.share() == pytest.approx(0.05 / 1.05, abs=1e-3)
     w = P.DataWait(said.append, workers=1)
-    w.add(0, 100.0, 1.0)                                # the first step (worker start-up) is not judged
+    w.add(0, 100.0, 1.0)  # the first step (worker start-up) is not judged
     for step in range(1, 50):
-        w.add(step, 0.2, 1.0)                           # 16.7%
+        w.add(step, 0.2, 1.0)  # 16.7%
     w.finish()
     assert len(said) == 1 and "17%" in said[0] and "1 loader worker" in said[0]
 
@@ -155,8 +160,26 @@ def test_cli_pretrain_warns_when_input_bound(howto, tmp_path, monkeypatch):
         "sampler.ClipSampler.batch = lambda self, step: (time.sleep(0.5), orig(self, step))[1]\n"
         "from vlmbench.cli import app\n"
         "sys.argv = ['vlmbench'] + sys.argv[1:]\n"
-        "app()\n")
-    r = subprocess.run([sys.executable, "-c", code, "pretrain", "--data", str(howto), "--out", str(tmp_path / "o"),
-                        "--preset", "smoke", "--no-progress", "steps=4"], capture_output=True, text=True, timeout=300)
+        "app()\n"
+    )
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            code,
+            "pretrain",
+            "--data",
+            str(howto),
+            "--out",
+            str(tmp_path / "o"),
+            "--preset",
+            "smoke",
+            "--no-progress",
+            "steps=4",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     assert "warning:" in r.stderr and "waited for data" in r.stderr

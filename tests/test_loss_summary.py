@@ -1,5 +1,6 @@
 """The pre-training's own result (OUT/result.json, task `pretrain`): loss means over the first / last tenth of
 the updates, read from log.jsonl, and the gate's direction for them (a higher loss is worse)."""
+
 from __future__ import annotations
 
 import json
@@ -17,10 +18,10 @@ def _log(path, losses):
 
 
 def test_first_and_last_tenth(tmp_path):
-    losses = [10.0] * 3 + [7.0] * 24 + [2.0, 3.0, 4.0]          # 30 steps: tenths of 3
+    losses = [10.0] * 3 + [7.0] * 24 + [2.0, 3.0, 4.0]  # 30 steps: tenths of 3
     m = loss_metrics(_log(tmp_path / "log.jsonl", losses))
     assert m == {"loss_first": 10.0, "loss_last": 3.0, "loss_drop": 7.0}
-    m = loss_metrics(_log(tmp_path / "short.jsonl", [5.0, 4.0, 1.0]))   # fewer than 10 steps: one step each
+    m = loss_metrics(_log(tmp_path / "short.jsonl", [5.0, 4.0, 1.0]))  # fewer than 10 steps: one step each
     assert m == {"loss_first": 5.0, "loss_last": 1.0, "loss_drop": 4.0}
 
 

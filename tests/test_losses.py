@@ -1,4 +1,5 @@
 """The masked token loss (Eq. 8-9, the reference's layout) and the MFM-MLM baseline, against hand computation."""
+
 import math
 
 import torch
@@ -19,9 +20,9 @@ def _dot(a, b):
 # Example 1 has 2 valid frames: frame A masked, frame B not; example 2 has 1 valid frame C (not masked)
 # and one masked text token (id 2). So: one masked video row (A), one masked text row, negatives {B, C}.
 VOCAB = [[1.0, 0.0], [0.0, 1.0], [0.5, -0.5]]
-A, B, C = [0.2, 0.4], [-0.3, 0.1], [0.6, -0.2]          # MLP embeddings of the ORIGINAL frames
-H_VIDEO = [0.5, -1.0]                                   # transform output at frame A's position
-H_TEXT = [1.5, 0.25]                                    # transform output at the masked token
+A, B, C = [0.2, 0.4], [-0.3, 0.1], [0.6, -0.2]  # MLP embeddings of the ORIGINAL frames
+H_VIDEO = [0.5, -1.0]  # transform output at frame A's position
+H_TEXT = [1.5, 0.25]  # transform output at the masked token
 TOKEN = 2
 
 
@@ -65,9 +66,9 @@ def test_losses_with_one_modality_masked():
 def test_contrastive_directions():
     text = torch.tensor([[1.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
     video = torch.tensor([[2.0, 1.0], [0.5, 3.0]], dtype=torch.float64)
-    s = text @ video.T      # [[2, .5], [1, 3]]
-    t2v = ((_lse([2, .5]) - 2) + (_lse([1, 3]) - 3)) / 2
-    v2t = ((_lse([2, 1]) - 2) + (_lse([.5, 3]) - 3)) / 2
+    s = text @ video.T  # [[2, .5], [1, 3]]
+    t2v = ((_lse([2, 0.5]) - 2) + (_lse([1, 3]) - 3)) / 2
+    v2t = ((_lse([2, 1]) - 2) + (_lse([0.5, 3]) - 3)) / 2
     assert abs(float(contrastive_loss(text, video, "t2v")) - t2v) < 1e-12
     assert abs(float(contrastive_loss(text, video, "v2t")) - v2t) < 1e-12
     assert float(s[0, 0]) == 2.0
@@ -102,5 +103,7 @@ def test_objective_assembles_rows_from_the_right_positions():
         hv = tr(hidden[0, VIDEO_START + 1])[None]
         ht = tr(hidden[1, TEXT_START + 0])[None]
         negatives = torch.stack([vt[0, 0], vt[0, 2], vt[1, 0], vt[1, 1]])
-        expected = masked_token_loss(hv, vt[0, 1][None], ht, ids[1, :1], negatives, m.bert.embeddings.word_embeddings.weight)
+        expected = masked_token_loss(
+            hv, vt[0, 1][None], ht, ids[1, :1], negatives, m.bert.embeddings.word_embeddings.weight
+        )
     assert abs(float(got) - float(expected)) < 1e-5

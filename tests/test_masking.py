@@ -1,4 +1,5 @@
 """MFM-MLM / MMM masking proportions over 10,000 draws (+-3%) and what may never be masked."""
+
 import torch
 
 from vlmbench.model.masking import MFM_MLM, WHOLE_TEXT, WHOLE_VIDEO, corrupt
@@ -12,7 +13,7 @@ def _batch():
     vmask = torch.zeros(N, 32, dtype=torch.bool)
     lengths = torch.randint(5, 33, (N,), generator=g)
     vmask[torch.arange(32)[None, :] < lengths[:, None]] = True
-    video = torch.rand(N, 32, 8, generator=g) + 0.5            # strictly non-zero on valid seconds
+    video = torch.rand(N, 32, 8, generator=g) + 0.5  # strictly non-zero on valid seconds
     video = video * vmask[..., None]
     toks = [list(range(1000, 1000 + int(k))) + [CLS_ID] for k in torch.randint(4, 40, (N,), generator=g)]
     ids, tmask = pack(toks)

@@ -1,4 +1,5 @@
 """The three attention masks, checked through the real encoder (tiny BERT)."""
+
 import pytest
 import torch
 
@@ -38,10 +39,10 @@ def test_masks_are_4d_additive_float():
 def test_isolated_video_states_equal_video_alone(model):
     video, vmask, ids, tmask = _batch()
     with torch.no_grad():
-        full = model(video, vmask, ids, tmask, mask="isolated")[:, 1:VIDEO_SEP + 1]
+        full = model(video, vmask, ids, tmask, mask="isolated")[:, 1 : VIDEO_SEP + 1]
         # video alone: no text at all (every text slot padding)
         empty = torch.zeros_like(ids)
-        alone = model(video, vmask, empty, empty != 0, mask="isolated")[:, 1:VIDEO_SEP + 1]
+        alone = model(video, vmask, empty, empty != 0, mask="isolated")[:, 1 : VIDEO_SEP + 1]
         half = model.forward_video(video, vmask)
     assert (full - alone).abs().max() <= 1e-5
     assert (full - half).abs().max() <= 1e-5
@@ -74,10 +75,12 @@ def test_text_causal_position_unchanged_by_later_tokens(model):
         base = model(video, vmask, ids, tmask, mask="text_causal")
         for i in range(n - 1):
             changed = ids.clone()
-            changed[1, i + 1:n] = 2000 + i          # every token after i replaced
+            changed[1, i + 1 : n] = 2000 + i  # every token after i replaced
             out = model(video, vmask, changed, tmask, mask="text_causal")
-            assert (out[1, :TEXT_START + i + 1] - base[1, :TEXT_START + i + 1]).abs().max() <= 1e-5
-            assert (out[1, TEXT_START + i + 1:TEXT_START + n] - base[1, TEXT_START + i + 1:TEXT_START + n]).abs().max() > 1e-4
+            assert (out[1, : TEXT_START + i + 1] - base[1, : TEXT_START + i + 1]).abs().max() <= 1e-5
+            assert (
+                out[1, TEXT_START + i + 1 : TEXT_START + n] - base[1, TEXT_START + i + 1 : TEXT_START + n]
+            ).abs().max() > 1e-4
 
 
 def test_text_causal_video_rows_do_not_see_text(model):

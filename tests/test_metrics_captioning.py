@@ -120,7 +120,9 @@ def test_meteor_protocol_failure_raises_and_stops_the_process(monkeypatch):
 def test_shutdown_kills_a_process_that_ignores_eof(monkeypatch):
     proc = subprocess.Popen(
         [sys.executable, "-c", "import time; time.sleep(60)"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     scorer = Meteor.__new__(Meteor)
     scorer.meteor_p, scorer.lock = proc, threading.Lock()
@@ -152,7 +154,10 @@ def test_skip_meteor_path_and_sanitizing_equivalences():
     gts, res = tokenized()
     assert out["CIDEr"] == Cider().compute_score(gts, res)[0]
     # Line breaks act as spaces; an empty hypothesis is scored as "none".
-    assert caption_metrics({**HYPS, "v1_1": "pour the\noil into\r\nthe pan"}, REFS, meteor=False)["BLEU-4"] == out["BLEU-4"]
+    assert (
+        caption_metrics({**HYPS, "v1_1": "pour the\noil into\r\nthe pan"}, REFS, meteor=False)["BLEU-4"]
+        == out["BLEU-4"]
+    )
     a = caption_metrics({**HYPS, "v2_1": ""}, REFS, meteor=False)
     b = caption_metrics({**HYPS, "v2_1": "none"}, REFS, meteor=False)
     assert a["BLEU-4"] == b["BLEU-4"] and a["CIDEr"] == b["CIDEr"] and a["ROUGE-L"] == b["ROUGE-L"]

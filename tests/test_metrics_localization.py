@@ -61,11 +61,7 @@ def test_dp_matches_brute_force_enumeration():
 def test_dp_respects_step_order_by_hand():
     # Step 2 prefers frame 1 and step 1 prefers frame 3, but step 1 must come first:
     # (3, 4) scores -0.1 - 1.0 = -1.1, better than (0, 1) = -5.1.
-    logprob = np.array([[-5.0, -5.0],
-                        [-5.0, -0.1],
-                        [-5.0, -5.0],
-                        [-0.1, -5.0],
-                        [-5.0, -1.0]])
+    logprob = np.array([[-5.0, -5.0], [-5.0, -0.1], [-5.0, -5.0], [-0.1, -5.0], [-5.0, -1.0]])
     assert chosen_frames(dp_one_frame_per_step(logprob)) == (3, 4)
 
 

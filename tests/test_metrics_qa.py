@@ -5,10 +5,9 @@ from vlmbench.metrics.qa import CONVENTIONS, mcqa_accuracy
 
 
 def test_hand_computed_accuracy():
-    scores = np.array([[0.1, 0.9, 0.0, 0.2, 0.3],
-                       [0.5, 0.1, 0.2, 0.3, 0.4],
-                       [0.0, 0.0, 0.0, 0.1, 0.0],
-                       [0.3, 0.2, 0.9, 0.1, 0.0]])
+    scores = np.array(
+        [[0.1, 0.9, 0.0, 0.2, 0.3], [0.5, 0.1, 0.2, 0.3, 0.4], [0.0, 0.0, 0.0, 0.1, 0.0], [0.3, 0.2, 0.9, 0.1, 0.0]]
+    )
     answers = np.array([1, 0, 4, 3])
     out = mcqa_accuracy(scores, answers)
     assert out == {"accuracy": 50.0}
@@ -16,8 +15,7 @@ def test_hand_computed_accuracy():
 
 
 def test_ties_pick_the_first_maximum():
-    scores = np.array([[0.7, 0.7, 0.1],
-                       [0.2, 0.7, 0.7]])
+    scores = np.array([[0.7, 0.7, 0.1], [0.2, 0.7, 0.7]])
     assert mcqa_accuracy(scores, np.array([0, 1]))["accuracy"] == 100.0
     assert mcqa_accuracy(scores, np.array([1, 2]))["accuracy"] == 0.0
     assert "FIRST" in CONVENTIONS["prediction"]

@@ -28,9 +28,7 @@ def with_ranks(wanted):
 
 
 def test_hand_computed_3x3_both_directions():
-    s = np.array([[0.9, 0.1, 0.5],
-                  [0.8, 0.7, 0.2],
-                  [0.1, 0.3, 0.2]])
+    s = np.array([[0.9, 0.1, 0.5], [0.8, 0.7, 0.2], [0.1, 0.3, 0.2]])
     assert ranks(s).tolist() == [1, 2, 2]
     # Columns: col 2's true 0.2 is beaten by 0.5 and tied by 0.2 -> rank 3.
     assert ranks(s.T).tolist() == [1, 1, 3]
@@ -45,10 +43,14 @@ def test_hand_computed_3x3_both_directions():
 
 
 def test_hand_computed_4x4_even_median():
-    s = np.array([[4.0, 3.0, 2.0, 1.0],   # rank 1
-                  [4.0, 3.0, 2.0, 1.0],   # rank 2
-                  [4.0, 3.0, 2.0, 1.0],   # rank 3
-                  [4.0, 3.0, 2.0, 1.0]])  # rank 4
+    s = np.array(
+        [
+            [4.0, 3.0, 2.0, 1.0],  # rank 1
+            [4.0, 3.0, 2.0, 1.0],  # rank 2
+            [4.0, 3.0, 2.0, 1.0],  # rank 3
+            [4.0, 3.0, 2.0, 1.0],
+        ]
+    )  # rank 4
     assert ranks(s).tolist() == [1, 2, 3, 4]
     m = retrieval_metrics(s)
     assert m["R@1"] == 25.0
@@ -65,7 +67,7 @@ def test_r5_r10_boundaries():
     assert ranks(s).tolist() == wanted
     m = retrieval_metrics(s)
     assert m["R@1"] == pytest.approx(100 * 1 / 12)
-    assert m["R@5"] == pytest.approx(100 * 5 / 12)   # ranks 1, 5, 3, 2, 4
+    assert m["R@5"] == pytest.approx(100 * 5 / 12)  # ranks 1, 5, 3, 2, 4
     assert m["R@10"] == pytest.approx(100 * 10 / 12)  # all but 11 and 12
     assert m["MedR"] == 6.5
     assert m["MeanR"] == pytest.approx(78 / 12)
@@ -84,16 +86,12 @@ def test_single_item_is_rank_one():
 
 
 def test_partial_tie_counts_against_the_model():
-    s = np.array([[0.5, 0.5, 0.1],
-                  [0.0, 1.0, 1.0],
-                  [0.2, 0.3, 0.9]])
+    s = np.array([[0.5, 0.5, 0.1], [0.0, 1.0, 1.0], [0.2, 0.3, 0.9]])
     assert ranks(s).tolist() == [2, 2, 1]
 
 
 def test_v2t_on_asymmetric_matrix():
-    s = np.array([[0.9, 0.8, 0.0],
-                  [0.1, 0.5, 0.0],
-                  [0.95, 0.2, 0.3]])
+    s = np.array([[0.9, 0.8, 0.0], [0.1, 0.5, 0.0], [0.95, 0.2, 0.3]])
     # Rows (t2v): [1, 1, 2]. Columns (v2t): col 0 true 0.9 < 0.95 -> 2; col 1 true 0.5 < 0.8 -> 2; col 2 -> 1.
     m = retrieval_metrics(s)
     assert ranks(s).tolist() == [1, 1, 2]
@@ -116,7 +114,9 @@ def test_random_200x200_matches_naive_loop(decimals):
     assert m["MedR"] == pytest.approx(float(np.median(r)))
 
 
-@pytest.mark.parametrize("bad", [np.array([[1.0, np.nan], [0.0, 1.0]]), np.zeros((2, 3)), np.zeros((0, 0)), np.zeros(3)])
+@pytest.mark.parametrize(
+    "bad", [np.array([[1.0, np.nan], [0.0, 1.0]]), np.zeros((2, 3)), np.zeros((0, 0)), np.zeros(3)]
+)
 def test_bad_input_is_rejected(bad):
     with pytest.raises(ValueError):
         retrieval_metrics(bad)

@@ -1,5 +1,6 @@
 """`make mutants` stays runnable: every patch applies to HEAD, the manifest names real patches and tasks, the
 runner's planning, verdict parsing and table are right. Fast: no mutant is run here (that takes ~90 min)."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -29,8 +30,9 @@ SPECS = run.task_files()
 def head_tree(tmp_path_factory):
     """HEAD's vlmbench/ (the patches are against HEAD, not the working tree)."""
     dest = tmp_path_factory.mktemp("head")
-    archive = subprocess.run(["git", "-C", str(REPO), "archive", "HEAD", "vlmbench"], check=True,
-                             capture_output=True).stdout
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", "HEAD", "vlmbench"], check=True, capture_output=True
+    ).stdout
     subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
     return dest
 
@@ -78,8 +80,14 @@ def test_patched_file_still_compiles(m, tmp_path):
 
 def test_pretrain_flag_matches_what_the_patch_touches():
     """Only code that pre-training runs may say pretrain: true (else the shared checkpoint is reused wrongly)."""
-    pretrain_code = {"vlmbench/model/masks.py", "vlmbench/model/masking.py", "vlmbench/model/losses.py",
-                     "vlmbench/model/vlm.py", "vlmbench/train/optim.py", "vlmbench/train/pretrain.py"}
+    pretrain_code = {
+        "vlmbench/model/masks.py",
+        "vlmbench/model/masking.py",
+        "vlmbench/model/losses.py",
+        "vlmbench/model/vlm.py",
+        "vlmbench/train/optim.py",
+        "vlmbench/train/pretrain.py",
+    }
     for m in MANIFEST:
         if m["pretrain"]:
             files = {l[6:] for l in (MUTANTS / m["patch"]).read_text().splitlines() if l.startswith("+++ b/")}
@@ -95,23 +103,33 @@ def test_plan_puts_a_margin_task_first():
     assert kinds == ["all-background"] and tasks == []
 
 
-@pytest.mark.parametrize("text,check", [
-    ("| t | R@1 | 1 | 2 | 0.5 | below floor |", "below floor"),
-    ("changed beyond noise: if intended, run `make update-reference`", "changed beyond noise"),
-    ("| t | R@1 | 5 | 1 | -4 | 0.5 | regressed |", "regressed"),
-    ("| t | R@1 | 5 | nan | | 0.5 | missing |", "missing metric"),
-    ("something else", "gate failed"),
-])
+@pytest.mark.parametrize(
+    "text,check",
+    [
+        ("| t | R@1 | 1 | 2 | 0.5 | below floor |", "below floor"),
+        ("changed beyond noise: if intended, run `make update-reference`", "changed beyond noise"),
+        ("| t | R@1 | 5 | 1 | -4 | 0.5 | regressed |", "regressed"),
+        ("| t | R@1 | 5 | nan | | 0.5 | missing |", "missing metric"),
+        ("something else", "gate failed"),
+    ],
+)
 def test_verdict_names_the_failed_check(text, check):
     assert run.verdict(text) == check
 
 
 def test_table_and_exit_rule():
-    rows = [{"mutant": "00", "description": "control", "tasks": ["a", "b"], "check": "none", "caught": False,
-             "minutes": 3.04},
-            {"mutant": "01", "description": "mask", "tasks": ["a"], "check": "regressed", "caught": True,
-             "minutes": 1.0},
-            {"mutant": "02", "description": "ranks", "tasks": [], "check": "none", "caught": False, "minutes": 0}]
+    rows = [
+        {
+            "mutant": "00",
+            "description": "control",
+            "tasks": ["a", "b"],
+            "check": "none",
+            "caught": False,
+            "minutes": 3.04,
+        },
+        {"mutant": "01", "description": "mask", "tasks": ["a"], "check": "regressed", "caught": True, "minutes": 1.0},
+        {"mutant": "02", "description": "ranks", "tasks": [], "check": "none", "caught": False, "minutes": 0},
+    ]
     text = run.table(rows)
     lines = text.splitlines()
     assert lines[0] == "| mutant | description | tasks run | check failed | caught | minutes |"
@@ -129,8 +147,9 @@ def test_unknown_mutant_id_is_refused(capsys):
 
 
 def test_make_mutants_calls_the_runner():
-    dry = subprocess.run(["make", "-n", "mutants", "ONLY=03,07", "PRESET=smoke"], cwd=REPO, capture_output=True,
-                         text=True, timeout=60)
+    dry = subprocess.run(
+        ["make", "-n", "mutants", "ONLY=03,07", "PRESET=smoke"], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
     assert dry.returncode == 0, dry.stderr
     assert "mutants/run.py --preset smoke --only 03,07" in dry.stdout
 
@@ -139,9 +158,18 @@ def test_the_copy_runs_instead_of_the_working_tree(tmp_path):
     """PYTHONPATH at the copy wins over the editable install (its meta-path finder is dropped by PRELUDE)."""
     src = tmp_path / "src"
     run.export_head(src, MUTANTS / "14-rank-counts-from-0.patch")
-    code = run.PRELUDE + "import vlmbench, importlib.resources as r; print(vlmbench.__file__); print(r.files('vlmbench.tasks'))"
-    out = subprocess.run([sys.executable, "-c", code], cwd=src, env={"PYTHONPATH": str(src), "PATH": "/usr/bin:/bin"},
-                         capture_output=True, text=True, check=True).stdout.split()
+    code = (
+        run.PRELUDE
+        + "import vlmbench, importlib.resources as r; print(vlmbench.__file__); print(r.files('vlmbench.tasks'))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=src,
+        env={"PYTHONPATH": str(src), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     assert out[0].startswith(str(src)) and out[1].startswith(str(src)), out
     assert "t2v_ge[a:b] = (s > d[:, None])" in (src / "vlmbench" / "metrics" / "retrieval_blocks.py").read_text()
 
@@ -154,12 +182,12 @@ def test_verdict_reads_the_status_column_first():
 
 def test_sanity_runs_only_for_patches_that_reach_the_metrics():
     by_id = {m["id"]: m for m in MANIFEST}
-    assert run.reaches_metrics(None)                                            # the control runs it
+    assert run.reaches_metrics(None)  # the control runs it
     assert run.touched(MUTANTS / by_id["14"]["patch"]) == ["vlmbench/metrics/retrieval_blocks.py"]
     assert run.reaches_metrics(MUTANTS / by_id["14"]["patch"])
-    assert run.reaches_metrics(MUTANTS / by_id["01"]["patch"])                 # a mask: sanity's model rows
-    assert run.reaches_metrics(MUTANTS / by_id["12"]["patch"])                 # fine-tune lr: sanity's schedule row
-    assert run.reaches_metrics(MUTANTS / by_id["09"]["patch"])                 # window averaging: sanity has a row
+    assert run.reaches_metrics(MUTANTS / by_id["01"]["patch"])  # a mask: sanity's model rows
+    assert run.reaches_metrics(MUTANTS / by_id["12"]["patch"])  # fine-tune lr: sanity's schedule row
+    assert run.reaches_metrics(MUTANTS / by_id["09"]["patch"])  # window averaging: sanity has a row
 
 
 def test_baseline_is_keyed_by_what_pretraining_reads():
@@ -167,9 +195,14 @@ def test_baseline_is_keyed_by_what_pretraining_reads():
     the model, training, data or config does not."""
     now = run.pretrain_inputs("HEAD")
     assert set(now) == set(run.PRETRAIN_INPUTS) and all(len(v) == 40 for v in now.values())
-    log = subprocess.run(["git", "-C", str(REPO), "log", "--format=%H", "-n", "40"], capture_output=True, text=True,
-                         check=True).stdout.split()
+    log = subprocess.run(
+        ["git", "-C", str(REPO), "log", "--format=%H", "-n", "40"], capture_output=True, text=True, check=True
+    ).stdout.split()
     for older in log[1:]:
-        changed = subprocess.run(["git", "-C", str(REPO), "diff", "--name-only", older, "HEAD", "--",
-                                  *run.PRETRAIN_INPUTS], capture_output=True, text=True, check=True).stdout.split()
+        changed = subprocess.run(
+            ["git", "-C", str(REPO), "diff", "--name-only", older, "HEAD", "--", *run.PRETRAIN_INPUTS],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
         assert (run.pretrain_inputs(older) == now) == (not changed)

@@ -1,5 +1,6 @@
 """`pretrain --out` / `run --out` on a folder that already holds a run: refused (exit 2, one line naming the
 folder and the flag to pass) unless --resume / --overwrite; --overwrite replaces only the run's own files."""
+
 from __future__ import annotations
 
 import json
@@ -11,8 +12,9 @@ import pytest
 
 
 def _cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "vlmbench.cli", *args], capture_output=True, text=True,
-                          timeout=900, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "vlmbench.cli", *args], capture_output=True, text=True, timeout=900, cwd=cwd
+    )
 
 
 def _listing(folder: Path) -> dict[str, bytes]:
@@ -37,7 +39,7 @@ def test_pretrain_refuses_a_folder_holding_a_run(tmp_path, marker):
     before = _listing(out)
     r = _cli("pretrain", "--out", str(out), "--preset", "smoke", "--no-progress", "steps=2")
     _refused(r, out, "--resume", "--overwrite")
-    assert _listing(out) == before                      # nothing written, nothing removed
+    assert _listing(out) == before  # nothing written, nothing removed
 
 
 def test_pretrain_resume_and_overwrite_exclude_each_other(tmp_path):
@@ -93,12 +95,12 @@ def test_run_overwrite_replaces_the_run_files_only(tmp_path):
     (out / "result.json").write_text("old")
     (out / "finetune_losses.json").write_text("[1.0]")
     (out / "notes.txt").write_text("mine")
-    r = _cli("run", "--task", "crosstask-zeroshot", "--preset", "smoke", "--out", str(out), "--no-progress",
-             "--overwrite")
+    r = _cli(
+        "run", "--task", "crosstask-zeroshot", "--preset", "smoke", "--out", str(out), "--no-progress", "--overwrite"
+    )
     assert r.returncode == 0, r.stderr
     result = json.loads((out / "result.json").read_text())
     assert result["task"] == "crosstask-zeroshot" and result["metrics"]["recall"] >= 0
     assert not (out / "finetune_losses.json").exists()
     assert (out / "notes.txt").read_text() == "mine"
     assert (out / "predictions.npz").is_file()
-

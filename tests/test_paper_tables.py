@@ -1,5 +1,6 @@
 """baselines/paper_tables.csv against the paper: spot values, shape, and (when the paper text is
 present beside the repo) every cell re-read from the text."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -63,8 +64,20 @@ def test_shape(df):
     assert df.groupby("table").size().to_dict() == ROWS_PER_TABLE
     assert not df.duplicated(["table", "method", "group", "metric", "setting"]).any()
     assert (df.source == "vlm-paper Table " + df.table.astype(str)).all()
-    assert set(df.metric) == {"R@1", "R@5", "R@10", "MedR", "frame_acc", "recall", "accuracy",
-                              "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr"}
+    assert set(df.metric) == {
+        "R@1",
+        "R@5",
+        "R@10",
+        "MedR",
+        "frame_acc",
+        "recall",
+        "accuracy",
+        "BLEU-3",
+        "BLEU-4",
+        "METEOR",
+        "ROUGE-L",
+        "CIDEr",
+    }
     assert (df[df.table.isin([8, 9])].setting != "").all()
     assert (df[~df.table.isin([8, 9])].setting == "").all()
 
@@ -72,9 +85,14 @@ def test_shape(df):
 def test_task_mapping(df):
     tasks = df.groupby("table")["task"].unique().map(sorted).to_dict()
     assert tasks == {
-        2: ["msrvtt-retrieval"], 3: ["youcook2-retrieval"], 4: ["coin-segmentation"],
-        5: ["crosstask-supervised", "crosstask-zeroshot"], 6: ["msrvtt-mcqa"], 7: ["youcook2-caption"],
-        8: ["youcook2-retrieval"], 9: ["youcook2-caption"],
+        2: ["msrvtt-retrieval"],
+        3: ["youcook2-retrieval"],
+        4: ["coin-segmentation"],
+        5: ["crosstask-supervised", "crosstask-zeroshot"],
+        6: ["msrvtt-mcqa"],
+        7: ["youcook2-caption"],
+        8: ["youcook2-retrieval"],
+        9: ["youcook2-caption"],
     }
     assert list(paper_rows("crosstask-zeroshot").method) == ["VLM (task-agnostic, zero-shot)"]
     assert sorted(paper_rows("youcook2-retrieval").table.unique()) == [3, 8]

@@ -1,6 +1,7 @@
 """predictions.jsonl beside predictions.npz for every task: one JSON object per scored example (id, target,
 prediction, score or rank), readable without numpy. Each task's headline metric is recomputed here from the
 .jsonl alone, by its definition, and must equal the one in result.json: the file says what was scored."""
+
 from __future__ import annotations
 
 import json
@@ -19,7 +20,7 @@ def _records(run_dir: Path) -> list[dict]:
     path = run_dir / "predictions.jsonl"
     assert path.is_file() and (run_dir / "predictions.npz").is_file()
     text = path.read_text(encoding="utf-8")
-    assert "NaN" not in text and "Infinity" not in text          # strict JSON, any reader parses it
+    assert "NaN" not in text and "Infinity" not in text  # strict JSON, any reader parses it
     rows = [json.loads(line) for line in text.splitlines()]
     assert rows and all({"id", "target", "prediction"} <= set(r) for r in rows)
     return rows
@@ -29,7 +30,7 @@ def _recomputed(family: str, rows: list[dict]) -> dict[str, float]:
     """The headline metrics from the readable records only."""
     if family == "retrieval":
         rank = np.array([r["rank"] for r in rows])
-        for r in rows:                                           # a rank-1 query's top prediction is its truth
+        for r in rows:  # a rank-1 query's top prediction is its truth
             assert len(r["top5"]) == min(5, len(rows)) and r["top5"][0] == r["prediction"]
             if r["rank"] == 1:
                 assert r["prediction"] == r["target"]
@@ -70,8 +71,13 @@ def _check(task: str, run_dir: Path, n_examples: int) -> None:
 
 
 def _n_examples(family: str, counts: dict) -> int:
-    key = {"retrieval": "test_examples", "mcqa": "test_examples", "segmentation": "test_videos",
-           "localization": "test_videos", "captioning": "test_clips"}[family]
+    key = {
+        "retrieval": "test_examples",
+        "mcqa": "test_examples",
+        "segmentation": "test_videos",
+        "localization": "test_videos",
+        "captioning": "test_clips",
+    }[family]
     return counts[key]
 
 
@@ -95,5 +101,5 @@ def test_every_task_run_writes_predictions_jsonl(task, tmp_path):
     result, _ = run(task, preset="smoke", out=tmp_path, pairs=pairs, progress=False, say=lambda s: None)
     assert result.config["backbone"] == "tiny"
     _check(task, tmp_path, _n_examples(registry.get(task).family, result.counts))
-    if registry.get(task).family == "captioning":                     # a run carries per-clip CIDEr-D
+    if registry.get(task).family == "captioning":  # a run carries per-clip CIDEr-D
         assert all("score" in r for r in _records(tmp_path))

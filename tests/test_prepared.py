@@ -1,5 +1,6 @@
 """The prepared HowTo100M corpus: layout checked by hand, parallel = serial, resumable, atomic, cached, refused
 when it does not fit, and usable by `vlmbench pretrain --data PREP`."""
+
 from __future__ import annotations
 
 import json
@@ -18,15 +19,15 @@ from vlmbench.data.toy.howto100m import write_howto100m
 from vlmbench.errors import InputError
 from vlmbench.model.backbone import tokenizer
 
-VLMBENCH = Path(sys.executable).parent / "vlmbench"     # the installed entry point, as a user types it
+VLMBENCH = Path(sys.executable).parent / "vlmbench"  # the installed entry point, as a user types it
 
 
 def _csv(path: Path, rows) -> None:
     path.write_text("start,end,text\n" + "".join(f'{s},{e},"{t}"\n' for s, e, t in rows))
 
 
-LONG = " ".join(["word"] * 40)             # 199 characters, cut to 96: 19 x "word" and a "w" (< 32 tokens)
-MANY = "a b c d e f g h i j k l m n o p q r s t u v w x y z a b c d e f g h i j"   # 71 chars, 36 tokens -> 32
+LONG = " ".join(["word"] * 40)  # 199 characters, cut to 96: 19 x "word" and a "w" (< 32 tokens)
+MANY = "a b c d e f g h i j k l m n o p q r s t u v w x y z a b c d e f g h i j"  # 71 chars, 36 tokens -> 32
 
 
 @pytest.fixture()
@@ -35,11 +36,18 @@ def hand(tmp_path) -> Path:
     root = tmp_path / "howto100m"
     caps, feats = root / "captions", root / "features"
     caps.mkdir(parents=True), feats.mkdir()
-    _csv(caps / "vb.csv", [(0.0, 2.5, "cut the onion"), (1.0, 3.0, "onion"),      # "onion": merged (subset)
-                           (4.0, 6.0, " "), (5.0, 7.5, LONG)])                     # empty dropped; LONG cut
+    _csv(
+        caps / "vb.csv",
+        [
+            (0.0, 2.5, "cut the onion"),
+            (1.0, 3.0, "onion"),  # "onion": merged (subset)
+            (4.0, 6.0, " "),
+            (5.0, 7.5, LONG),
+        ],
+    )  # empty dropped; LONG cut
     _csv(caps / "va.csv", [(0.5, 1.5, "hello"), (2.0, 3.0, MANY), (12.0, 13.0, "late")])  # "late": past features
     _csv(caps / "vc.csv", [(0.0, 1.0, "no features here")])
-    _csv(caps / "vd.csv", [(0.0, 1.0, "")])                                       # all empty
+    _csv(caps / "vd.csv", [(0.0, 1.0, "")])  # all empty
     np.save(feats / "va.npy", np.zeros((12, 512), np.float16))
     np.save(feats / "vb.npy", np.zeros((9, 512), np.float32))
     np.save(feats / "vd.npy", np.zeros((3, 512), np.float16))
@@ -49,7 +57,7 @@ def hand(tmp_path) -> Path:
 def test_layout_and_counts_by_hand(hand, tmp_path):
     p = P.prepare(hand, tmp_path / "prep", backbone="tiny")
     tok = tokenizer("tiny")
-    ids = lambda s: tok(s, add_special_tokens=False)["input_ids"]   # noqa: E731
+    ids = lambda s: tok(s, add_special_tokens=False)["input_ids"]  # noqa: E731
     assert [p.video_id(i) for i in range(len(p))] == ["va", "vb"]
     assert p.video_seconds.tolist() == [12, 9]
     # va: hello, MANY (32 of 36 tokens); "late" starts at 12 >= 12 rows. vb: "cut the onion" (end 3.0 after the
@@ -77,7 +85,7 @@ def test_layout_and_counts_by_hand(hand, tmp_path):
 
 
 def test_parallel_shards_equal_serial_and_in_memory(hand, tmp_path, monkeypatch):
-    for i in range(9):                                   # more videos, so there are several shards
+    for i in range(9):  # more videos, so there are several shards
         shutil.copy(hand / "captions" / "va.csv", hand / "captions" / f"w{i}.csv")
         shutil.copy(hand / "features" / "va.npy", hand / "features" / f"w{i}.npy")
     monkeypatch.setattr(P, "SHARD_VIDEOS", 3)
@@ -98,7 +106,7 @@ def test_a_killed_prepare_resumes_with_the_shards_it_had(hand, tmp_path, monkeyp
     for i in range(5):
         shutil.copy(hand / "captions" / "vb.csv", hand / "captions" / f"x{i}.csv")
         shutil.copy(hand / "features" / "vb.npy", hand / "features" / f"x{i}.npy")
-    monkeypatch.setattr(P, "SHARD_VIDEOS", 3)            # 9 videos: 3 shards
+    monkeypatch.setattr(P, "SHARD_VIDEOS", 3)  # 9 videos: 3 shards
     ref = P.prepare(hand, tmp_path / "ref", backbone="tiny")
 
     class Killed(Exception):
@@ -107,31 +115,45 @@ def test_a_killed_prepare_resumes_with_the_shards_it_had(hand, tmp_path, monkeyp
     def die_after_two(done, total):
         if done >= 6:
             raise Killed
+
     with pytest.raises(Killed):
         P.prepare(hand, tmp_path / "out", backbone="tiny", progress=die_after_two)
-    assert not (tmp_path / "out" / "manifest.json").exists()          # never a manifest over partial arrays
+    assert not (tmp_path / "out" / "manifest.json").exists()  # never a manifest over partial arrays
     assert len(list((tmp_path / "out" / P.SHARDS).glob("shard-*.npz"))) == 2
     calls = []
     real = P.prepare_videos
     monkeypatch.setattr(P, "prepare_videos", lambda caps, *a: calls.append(sorted(caps)) or real(caps, *a))
     again = P.prepare(hand, tmp_path / "out", backbone="tiny")
-    assert calls == [["x2", "x3", "x4"]]                                # only the missing shard was prepared
+    assert calls == [["x2", "x3", "x4"]]  # only the missing shard was prepared
     for name in P.ARRAYS:
         assert np.array_equal(ref.arrays[name], again.arrays[name]), name
     assert again.counts == ref.counts
     calls.clear()
-    P.prepare(hand, tmp_path / "out", backbone="tiny")                  # complete and unchanged: nothing to do
+    P.prepare(hand, tmp_path / "out", backbone="tiny")  # complete and unchanged: nothing to do
     assert calls == []
-    os.utime(hand / "captions" / "va.csv", ns=(1, 1))                   # changed input: prepared again
+    os.utime(hand / "captions" / "va.csv", ns=(1, 1))  # changed input: prepared again
     P.prepare(hand, tmp_path / "out", backbone="tiny")
     assert len(calls) == 3
 
 
 def test_bad_inputs_are_one_line_and_write_nothing(hand, tmp_path):
     np.save(hand / "features" / "vb.npy", np.zeros((9, 256), np.float16))
-    r = subprocess.run([str(VLMBENCH), "data", "prepare-howto100m", "--data", str(hand),
-                        "--out", str(tmp_path / "prep"), "--backbone", "tiny"], capture_output=True, text=True,
-                       timeout=300)
+    r = subprocess.run(
+        [
+            str(VLMBENCH),
+            "data",
+            "prepare-howto100m",
+            "--data",
+            str(hand),
+            "--out",
+            str(tmp_path / "prep"),
+            "--backbone",
+            "tiny",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     lines = [ln for ln in r.stderr.splitlines() if ln.strip() and not ln.startswith(("Preparing", "prepare"))]
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
     assert len(lines) == 1 and "vb.npy" in lines[0] and "width 512, got 256" in lines[0]
@@ -147,23 +169,56 @@ def test_bad_inputs_are_one_line_and_write_nothing(hand, tmp_path):
 
 def test_pretrain_reads_a_prepared_corpus_and_caches_a_raw_folder(tmp_path, monkeypatch):
     how = write_howto100m(tmp_path / "howto100m", seed=0, n_videos=12)
-    r = subprocess.run([str(VLMBENCH), "data", "prepare-howto100m", "--data", str(how),
-                        "--out", str(tmp_path / "prep"), "--backbone", "tiny", "--workers", "2"],
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [
+            str(VLMBENCH),
+            "data",
+            "prepare-howto100m",
+            "--data",
+            str(how),
+            "--out",
+            str(tmp_path / "prep"),
+            "--backbone",
+            "tiny",
+            "--workers",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     assert "videos out" in r.stdout and "asr merged into previous" in r.stdout
-    r = subprocess.run([str(VLMBENCH), "pretrain", "--data", str(tmp_path / "prep"), "--out",
-                        str(tmp_path / "run"), "--preset", "smoke", "--no-progress", "steps=2"],
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [
+            str(VLMBENCH),
+            "pretrain",
+            "--data",
+            str(tmp_path / "prep"),
+            "--out",
+            str(tmp_path / "run"),
+            "--preset",
+            "smoke",
+            "--no-progress",
+            "steps=2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     info = json.loads((tmp_path / "run" / "run.json").read_text())
     assert info["prepared"] == str(tmp_path / "prep") and info["captions"]["videos_out"] == 12
     cache = Path(os.environ["VLMBENCH_CACHE"]) / P.CACHE_DIR
 
     def entries():
-        return sorted(e for e in cache.glob("*/manifest.json")
-                      if json.loads(e.read_text())["source"]["captions"] == str((how / "captions.json").resolve()))
-    assert info["preset"] == "smoke" and entries() == []       # a prepared corpus is read as it is
+        return sorted(
+            e
+            for e in cache.glob("*/manifest.json")
+            if json.loads(e.read_text())["source"]["captions"] == str((how / "captions.json").resolve())
+        )
+
+    assert info["preset"] == "smoke" and entries() == []  # a prepared corpus is read as it is
     # the same corpus given raw: prepared once into the cache, then reused, with identical arrays
     first = P.for_pretraining(how, "tiny")
     assert len(entries()) == 1
@@ -205,7 +260,7 @@ def test_real_caption_csvs_prepare(real_data, tmp_path):
     c = p.counts
     assert c["videos_in"] == len(caps) == c["videos_out"] == len(p)
     assert c["captions_in"] == sum(len(x) for x in caps.values())
-    assert c["captions_out"] == len(p.caption_start) < c["captions_in"]          # rolling lines merged
+    assert c["captions_out"] == len(p.caption_start) < c["captions_in"]  # rolling lines merged
     assert c["captions_out"] == c["asr_lines_out"] - c["captions_past_features"]
     assert p.caption_ntokens.max() <= 32 and c["tokens_out"] == int(p.caption_ntokens.astype(int).sum())
     assert (np.diff(p.video_captions) > 0).all()
@@ -220,14 +275,15 @@ def test_shards_of_a_killed_run_are_not_reused_for_changed_input(hand, tmp_path,
     def die(done, total):
         if done >= 6:
             raise KeyboardInterrupt
+
     with pytest.raises(KeyboardInterrupt):
         P.prepare(hand, tmp_path / "out", backbone="tiny", progress=die)
-    _csv(hand / "captions" / "va.csv", [(0.0, 1.0, "a different first video")])   # in the first shard
+    _csv(hand / "captions" / "va.csv", [(0.0, 1.0, "a different first video")])  # in the first shard
     calls = []
     real = P.prepare_videos
     monkeypatch.setattr(P, "prepare_videos", lambda caps, *a: calls.append(sorted(caps)) or real(caps, *a))
     got = P.prepare(hand, tmp_path / "out", backbone="tiny")
-    assert len(calls) == 3                                                       # nothing stale reused
+    assert len(calls) == 3  # nothing stale reused
     assert got.caption_start[0] == 0.0 and got.video_captions[1] == 1
 
 
@@ -235,12 +291,12 @@ def test_a_prepared_folder_notices_re_extracted_features(tmp_path):
     """`--data PREP` whose feature files changed since preparing is refused (one line), not read stale."""
     how = write_howto100m(tmp_path / "howto100m", seed=0, n_videos=4)
     P.prepare(how, tmp_path / "prep", backbone="tiny")
-    assert P.for_pretraining(tmp_path / "prep", "tiny")          # unchanged: accepted
+    assert P.for_pretraining(tmp_path / "prep", "tiny")  # unchanged: accepted
     f = how / "features" / "toy_how_00000.npy"
     np.save(f, np.load(f)[:-1])
     with pytest.raises(InputError, match="feature files changed"):
         P.for_pretraining(tmp_path / "prep", "tiny")
-    P.prepare(how, tmp_path / "prep", backbone="tiny")           # prepared again: accepted
+    P.prepare(how, tmp_path / "prep", backbone="tiny")  # prepared again: accepted
     assert P.for_pretraining(tmp_path / "prep", "tiny")
 
 
@@ -253,6 +309,6 @@ def test_caption_rules_version_is_part_of_the_cache_key(tmp_path, monkeypatch):
     monkeypatch.setattr(asr, "RULES_VERSION", asr.RULES_VERSION + 1)
     second = P.for_pretraining(how, "tiny")
     assert second.folder != first.folder and second.manifest["rules"]["version"] == asr.RULES_VERSION
-    with pytest.raises(InputError, match="caption rules version"):      # a PREP made under the old rules
+    with pytest.raises(InputError, match="caption rules version"):  # a PREP made under the old rules
         P.for_pretraining(tmp_path / "prep", "tiny")
     assert P.prepare(how, tmp_path / "prep", backbone="tiny").manifest["rules"]["version"] == asr.RULES_VERSION

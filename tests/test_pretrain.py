@@ -1,4 +1,5 @@
 """The pre-training runner: determinism, crash safety (SIGKILL + resume), real captions, DDP, bad input."""
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,9 @@ def howto(tmp_path_factory) -> Path:
 
 
 def _cli(*args, timeout=300, **kw):
-    return subprocess.run([sys.executable, "-m", "vlmbench.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "vlmbench.cli", *args], capture_output=True, text=True, timeout=timeout, **kw
+    )
 
 
 def _losses(out: Path) -> list[float]:
@@ -47,26 +49,43 @@ def test_same_seed_same_loss_log_and_loss_falls(howto, tmp_path):
     assert a["rank_weight_digests"] == b["rank_weight_digests"]
     losses = _losses(tmp_path / "a")
     assert len(losses) == 20 and np.mean(losses[-5:]) < np.mean(losses[:5])
-    other = pretrain(pretrain_config("smoke", ["steps=20", "lr_decay_steps=20", "seed=1"]), tmp_path / "c",
-                     data=howto, progress=False, say=lambda s: None)
+    other = pretrain(
+        pretrain_config("smoke", ["steps=20", "lr_decay_steps=20", "seed=1"]),
+        tmp_path / "c",
+        data=howto,
+        progress=False,
+        say=lambda s: None,
+    )
     assert _losses(tmp_path / "c") != losses and other["rank_weight_digests"] != a["rank_weight_digests"]
 
 
 def test_sigkill_then_resume_is_bitwise_identical(howto, tmp_path):
-    args = ["pretrain", "--data", str(howto), "--preset", "smoke", "--no-progress", "steps=40",
-            "lr_decay_steps=40", "save_every=5"]
+    args = [
+        "pretrain",
+        "--data",
+        str(howto),
+        "--preset",
+        "smoke",
+        "--no-progress",
+        "steps=40",
+        "lr_decay_steps=40",
+        "save_every=5",
+    ]
     ref = _cli(*args, "--out", str(tmp_path / "ref"))
     assert ref.returncode == 0, ref.stderr
     killed_out = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "vlmbench.cli", *args, "--out", str(killed_out)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vlmbench.cli", *args, "--out", str(killed_out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 120
-    while not (killed_out / "checkpoints" / "step_0000015").exists():   # mid-way: after 3 checkpoints
+    while not (killed_out / "checkpoints" / "step_0000015").exists():  # mid-way: after 3 checkpoints
         assert time.time() < deadline and proc.poll() is None, "run ended before it could be killed"
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert not (killed_out / "model").exists()          # it really died before the end
+    assert not (killed_out / "model").exists()  # it really died before the end
     resumed = _cli(*args, "--out", str(killed_out), "--resume")
     assert resumed.returncode == 0, resumed.stderr
     assert "Resuming from" in resumed.stderr
@@ -95,7 +114,7 @@ def test_real_howto100m_caption_csvs_load_and_sample(real_data, tmp_path):
     assert sampler.n_skipped == 25 and len(sampler.videos) == 5
     batch = sampler.batch(0)
     assert batch.video.shape == (8, 32, 512) and batch.vmask.any(1).all()
-    assert (batch.text_mask.sum(1) >= 2).all()          # text + the final [SEP]
+    assert (batch.text_mask.sum(1) >= 2).all()  # text + the final [SEP]
 
 
 def test_clip_sampler_follows_the_reference_rules(howto):
@@ -105,15 +124,16 @@ def test_clip_sampler_follows_the_reference_rules(howto):
     from vlmbench.train.sampler import ClipSampler
 
     caps = load_captions(howto / "captions.json")
-    s = ClipSampler(caps, FeatureStore(howto / "features"), tokenizer("tiny"), min_text_len=8, clips_per_video=32,
-                    batch_size=64)
+    s = ClipSampler(
+        caps, FeatureStore(howto / "features"), tokenizer("tiny"), min_text_len=8, clips_per_video=32, batch_size=64
+    )
     assert s.videos_per_batch == 2 and s.clips_per_video == 32
     rng = np.random.default_rng(0)
     for vid in s.videos[:5]:
         for _ in range(20):
             feats, text = s.clip(vid, rng)
             assert 1 <= len(feats) <= 32 and len(text) <= 61
-    assert s.batch(3).text_ids.tolist() == s.batch(3).text_ids.tolist()     # a pure function of the step
+    assert s.batch(3).text_ids.tolist() == s.batch(3).text_ids.tolist()  # a pure function of the step
 
 
 @pytest.mark.slow
@@ -121,17 +141,37 @@ def test_torchrun_two_ranks_gloo(howto, tmp_path):
     torchrun = VENV_BIN / "torchrun"
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "vlmbench.cli", "pretrain",
-                           "--data", str(howto), "--out", str(out), "--preset", "smoke", "--no-progress",
-                           "steps=6", "save_every=3", "batch_size=8"], capture_output=True, text=True,
-                          timeout=300, env=env)
+    proc = subprocess.run(
+        [
+            str(torchrun),
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "vlmbench.cli",
+            "pretrain",
+            "--data",
+            str(howto),
+            "--out",
+            str(out),
+            "--preset",
+            "smoke",
+            "--no-progress",
+            "steps=6",
+            "save_every=3",
+            "batch_size=8",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["world_size"] == 2
     digests = summary["rank_weight_digests"]
     assert len(digests) == 2 and digests[0] == digests[1]
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["latest", "step_0000003", "step_0000006"]
-    assert len((out / "log.jsonl").read_text().splitlines()) == 6      # rank 0 alone writes
+    assert len((out / "log.jsonl").read_text().splitlines()) == 6  # rank 0 alone writes
 
 
 # ---- bad input: one line naming the file or key, exit 2, no traceback, nothing half-written -----------------
@@ -205,7 +245,9 @@ def test_videos_without_features_are_skipped_and_none_is_an_error(howto, tmp_pat
     d = _copy_howto(howto, tmp_path / "m")
     for f in sorted((d / "features").glob("*.npy"))[:4]:
         f.unlink()
-    r = _cli("pretrain", "--data", str(d), "--out", str(tmp_path / "o"), "--preset", "smoke", "--no-progress", "steps=2")
+    r = _cli(
+        "pretrain", "--data", str(d), "--out", str(tmp_path / "o"), "--preset", "smoke", "--no-progress", "steps=2"
+    )
     assert r.returncode == 0, r.stderr
     assert json.loads((tmp_path / "o" / "run.json").read_text())["videos_skipped_no_features"] == 4
     for f in (d / "features").glob("*.npy"):

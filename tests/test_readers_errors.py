@@ -1,5 +1,6 @@
 """Malformed inputs give one InputError whose message starts with the file and says what is wrong;
 plus the generated-file formats that have no public copy (MSR-VTT train and multiple choice)."""
+
 from __future__ import annotations
 
 import json
@@ -11,10 +12,21 @@ from vlmbench.data import coin, crosstask, howto100m, msrvtt, youcook2
 from vlmbench.data.features import FeatureStore
 from vlmbench.errors import InputError
 
-YC2_OK = {"database": {"v1": {"duration": 10.0, "subset": "training", "recipe_type": "101",
-                              "annotations": [{"segment": [1, 4], "id": 0, "sentence": "cut"}]}}}
-COIN_OK = {"database": {"v1": {"subset": "testing", "duration": 9.5,
-                               "annotation": [{"id": "12", "segment": [1.0, 3.5], "label": "x"}]}}}
+YC2_OK = {
+    "database": {
+        "v1": {
+            "duration": 10.0,
+            "subset": "training",
+            "recipe_type": "101",
+            "annotations": [{"segment": [1, 4], "id": 0, "sentence": "cut"}],
+        }
+    }
+}
+COIN_OK = {
+    "database": {
+        "v1": {"subset": "testing", "duration": 9.5, "annotation": [{"id": "12", "segment": [1.0, 3.5], "label": "x"}]}
+    }
+}
 TASK_OK = "23521\nMake Jello Shots\nhttp://x\n2\npour water,stir\n\n"
 MC_HEADER = "key\tvid_key\tvideo_id\ta1\ta2\ta3\ta4\ta5\tanswer\n"
 
@@ -33,58 +45,140 @@ def _coin(**ann):
 
 # (file name, content, reader, expected message fragment)
 CASES = {
-    "h100m csv columns": ("v.csv", "start,end,text\n0,1,a\n2,3\n", howto100m.load_captions,
-                          "line 3: expected 3 columns, got 2"),
-    "h100m csv non-numeric": ("v.csv", "start,end,text\n0,x,a\n", howto100m.load_captions,
-                              "line 2: end is not a number: 'x'"),
-    "h100m csv start>end": ("v.csv", "start,end,text\n5,1,a\n", howto100m.load_captions,
-                            "line 2: start 5 > end 1"),
-    "h100m csv header": ("v.csv", "begin,end,text\n0,1,a\n", howto100m.load_captions,
-                         "expected header start,end,text"),
+    "h100m csv columns": (
+        "v.csv",
+        "start,end,text\n0,1,a\n2,3\n",
+        howto100m.load_captions,
+        "line 3: expected 3 columns, got 2",
+    ),
+    "h100m csv non-numeric": (
+        "v.csv",
+        "start,end,text\n0,x,a\n",
+        howto100m.load_captions,
+        "line 2: end is not a number: 'x'",
+    ),
+    "h100m csv start>end": ("v.csv", "start,end,text\n5,1,a\n", howto100m.load_captions, "line 2: start 5 > end 1"),
+    "h100m csv header": ("v.csv", "begin,end,text\n0,1,a\n", howto100m.load_captions, "expected header start,end,text"),
     "h100m bad json": ("c.json", '{"v": {"start": [0', howto100m.load_captions, "not valid JSON"),
-    "h100m json lengths": ("c.json", '{"v": {"start": [0, 1], "end": [1], "text": ["a"]}}',
-                           howto100m.load_captions, "video v: start/end/text lengths differ (2/1/1)"),
+    "h100m json lengths": (
+        "c.json",
+        '{"v": {"start": [0, 1], "end": [1], "text": ["a"]}}',
+        howto100m.load_captions,
+        "video v: start/end/text lengths differ (2/1/1)",
+    ),
     "h100m json empty": ("c.json", "{}", howto100m.load_captions, "no videos"),
-    "msrvtt test columns": ("t.csv", "key,vid_key,video_id\nr,msr1,video1\n",
-                            msrvtt.load_retrieval_test, "missing column(s) sentence"),
-    "msrvtt test short row": ("t.csv", "key,vid_key,video_id,sentence\nr,msr1,video1\n",
-                              msrvtt.load_retrieval_test, "line 2: expected 4 columns, got 3"),
-    "msrvtt mc answer": ("mc.csv", MC_HEADER + "q\tmsr7\tvideo7\ta\tb\tc\td\te\t5\n",
-                         msrvtt.load_multiple_choice, "line 2: answer '5' is not an index 0..4"),
-    "msrvtt mc vid_key": ("mc.csv", MC_HEADER + "q\tvid7\tvideo7\ta\tb\tc\td\te\t1\n",
-                          msrvtt.load_multiple_choice, "vid_key 'vid7' is not msrNNNN"),
+    "msrvtt test columns": (
+        "t.csv",
+        "key,vid_key,video_id\nr,msr1,video1\n",
+        msrvtt.load_retrieval_test,
+        "missing column(s) sentence",
+    ),
+    "msrvtt test short row": (
+        "t.csv",
+        "key,vid_key,video_id,sentence\nr,msr1,video1\n",
+        msrvtt.load_retrieval_test,
+        "line 2: expected 4 columns, got 3",
+    ),
+    "msrvtt mc answer": (
+        "mc.csv",
+        MC_HEADER + "q\tmsr7\tvideo7\ta\tb\tc\td\te\t5\n",
+        msrvtt.load_multiple_choice,
+        "line 2: answer '5' is not an index 0..4",
+    ),
+    "msrvtt mc vid_key": (
+        "mc.csv",
+        MC_HEADER + "q\tvid7\tvideo7\ta\tb\tc\td\te\t1\n",
+        msrvtt.load_multiple_choice,
+        "vid_key 'vid7' is not msrNNNN",
+    ),
     "yc2 bad json": ("a.json", "{database", youcook2.load_annotations, "not valid JSON"),
-    "yc2 fractional segment": ("a.json", _yc2(segment=[1.5, 4]), youcook2.load_annotations,
-                               "video v1 annotation 0: segment bound 1.5 is not an integer second"),
-    "yc2 no sentence": ("a.json", _yc2(sentence=None), youcook2.load_annotations,
-                        "video v1 annotation 0: expected segment"),
-    "yc2 split line": ("train_list.txt", "101/abc\nxyz\n", youcook2.load_split_list,
-                       "line 2: expected recipe_type/video_id, got 'xyz'"),
-    "yc2 retrieval non-numeric": ("r.csv", "end,start,task,text,video_id\n9,a,101,cut,v1\n",
-                                  youcook2.load_retrieval_test, "line 2: start 'a' is not an integer"),
-    "yc2 retrieval columns": ("r.csv", "end,start,text,video_id\n9,1,cut,v1\n",
-                              youcook2.load_retrieval_test, "missing column(s) task"),
-    "yc2 retrieval short": ("r.csv", "end,start,task,text,video_id\n9,1,101,cut\n",
-                            youcook2.load_retrieval_test, "line 2: expected 5 columns"),
-    "coin step 900": ("coin.json", _coin(id="900"), coin.load_coin,
-                      "video v1 annotation 0: step id 900 outside 1..778"),
-    "coin negative segment": ("coin.json", _coin(segment=[-2.0, 3.5]), coin.load_coin,
-                              "video v1 annotation 0: bad segment [-2.0, 3.5] (needs 0 <= start <= end)"),
-    "h100m csv negative start": ("v.csv", "start,end,text\n-1,2,a\n", howto100m.load_captions,
-                                 "line 2: start -1 is negative"),
-    "h100m json negative start": ("c.json", '{"v": {"start": [-0.5], "end": [1], "text": ["a"]}}',
-                                  howto100m.load_captions, "video v item 0: start -0.5 is negative"),
+    "yc2 fractional segment": (
+        "a.json",
+        _yc2(segment=[1.5, 4]),
+        youcook2.load_annotations,
+        "video v1 annotation 0: segment bound 1.5 is not an integer second",
+    ),
+    "yc2 no sentence": (
+        "a.json",
+        _yc2(sentence=None),
+        youcook2.load_annotations,
+        "video v1 annotation 0: expected segment",
+    ),
+    "yc2 split line": (
+        "train_list.txt",
+        "101/abc\nxyz\n",
+        youcook2.load_split_list,
+        "line 2: expected recipe_type/video_id, got 'xyz'",
+    ),
+    "yc2 retrieval non-numeric": (
+        "r.csv",
+        "end,start,task,text,video_id\n9,a,101,cut,v1\n",
+        youcook2.load_retrieval_test,
+        "line 2: start 'a' is not an integer",
+    ),
+    "yc2 retrieval columns": (
+        "r.csv",
+        "end,start,text,video_id\n9,1,cut,v1\n",
+        youcook2.load_retrieval_test,
+        "missing column(s) task",
+    ),
+    "yc2 retrieval short": (
+        "r.csv",
+        "end,start,task,text,video_id\n9,1,101,cut\n",
+        youcook2.load_retrieval_test,
+        "line 2: expected 5 columns",
+    ),
+    "coin step 900": (
+        "coin.json",
+        _coin(id="900"),
+        coin.load_coin,
+        "video v1 annotation 0: step id 900 outside 1..778",
+    ),
+    "coin negative segment": (
+        "coin.json",
+        _coin(segment=[-2.0, 3.5]),
+        coin.load_coin,
+        "video v1 annotation 0: bad segment [-2.0, 3.5] (needs 0 <= start <= end)",
+    ),
+    "h100m csv negative start": (
+        "v.csv",
+        "start,end,text\n-1,2,a\n",
+        howto100m.load_captions,
+        "line 2: start -1 is negative",
+    ),
+    "h100m json negative start": (
+        "c.json",
+        '{"v": {"start": [-0.5], "end": [1], "text": ["a"]}}',
+        howto100m.load_captions,
+        "video v item 0: start -0.5 is negative",
+    ),
     "coin step text": ("coin.json", _coin(id="abc"), coin.load_coin, "step id 'abc' is not an integer"),
     "coin segment": ("coin.json", _coin(segment=[1.0, "x"]), coin.load_coin, "is not a finite number"),
     "coin bad json": ("coin.json", "[1, 2", coin.load_coin, "not valid JSON"),
-    "ct n_steps": ("tasks.txt", TASK_OK + "59684\nShelves\nhttp://y\n3\ncut,sand\n\n",
-                   crosstask.load_tasks, "line 11: task 59684 declares 3 steps, lists 2"),
-    "ct n_steps text": ("tasks.txt", "1\nT\nu\nfive\na,b\n", crosstask.load_tasks,
-                        "line 4: number of steps 'five' is not an integer"),
-    "ct videos columns": ("videos.csv", "1,abc,http://u\n1,def\n", crosstask.load_videos,
-                          "line 2: expected 3 columns (task,vid,url), got 2"),
-    "ct annotation numbers": ("1_v.csv", "1,0.5,2\n2,x,3\n", crosstask.read_annotation,
-                              "line 2: expected integer step and numeric start,end"),
+    "ct n_steps": (
+        "tasks.txt",
+        TASK_OK + "59684\nShelves\nhttp://y\n3\ncut,sand\n\n",
+        crosstask.load_tasks,
+        "line 11: task 59684 declares 3 steps, lists 2",
+    ),
+    "ct n_steps text": (
+        "tasks.txt",
+        "1\nT\nu\nfive\na,b\n",
+        crosstask.load_tasks,
+        "line 4: number of steps 'five' is not an integer",
+    ),
+    "ct videos columns": (
+        "videos.csv",
+        "1,abc,http://u\n1,def\n",
+        crosstask.load_videos,
+        "line 2: expected 3 columns (task,vid,url), got 2",
+    ),
+    "ct annotation numbers": (
+        "1_v.csv",
+        "1,0.5,2\n2,x,3\n",
+        crosstask.read_annotation,
+        "line 2: expected integer step and numeric start,end",
+    ),
     "ct annotation step 0": ("1_v.csv", "0,0.5,2\n", crosstask.read_annotation, "line 1: step 0"),
 }
 
@@ -101,8 +195,13 @@ def test_malformed_file_names_file_and_problem(tmp_path, name):
 
 
 def test_missing_files_and_empty_folder(tmp_path):
-    for reader in (youcook2.load_annotations, coin.load_coin, crosstask.load_tasks,
-                   msrvtt.load_retrieval_test, howto100m.load_captions):
+    for reader in (
+        youcook2.load_annotations,
+        coin.load_coin,
+        crosstask.load_tasks,
+        msrvtt.load_retrieval_test,
+        howto100m.load_captions,
+    ):
         with pytest.raises(InputError, match="not found"):
             reader(tmp_path / "absent.file")
     with pytest.raises(InputError, match="no caption files"):
@@ -116,12 +215,15 @@ def test_annotation_step_above_task_steps(tmp_path):
         crosstask.read_annotation(path, n_steps=2)
 
 
-@pytest.mark.parametrize("array, fragment", [
-    (np.zeros((4, 256), np.float16), "expected width 512, got 256"),
-    (np.full((4, 512), np.nan, np.float32), "contains NaN/inf"),
-    (np.zeros(512, np.float32), "expected shape (seconds, 512), got (512,)"),
-    (np.zeros((4, 512), np.int64), "expected float16 or float32"),
-])
+@pytest.mark.parametrize(
+    "array, fragment",
+    [
+        (np.zeros((4, 256), np.float16), "expected width 512, got 256"),
+        (np.full((4, 512), np.nan, np.float32), "contains NaN/inf"),
+        (np.zeros(512, np.float32), "expected shape (seconds, 512), got (512,)"),
+        (np.zeros((4, 512), np.int64), "expected float16 or float32"),
+    ],
+)
 def test_bad_feature_files(tmp_path, array, fragment):
     np.save(tmp_path / "v.npy", array)
     with pytest.raises(InputError) as e:
@@ -150,7 +252,8 @@ def _msrvtt_files(tmp_path):
     (tmp_path / "MSRVTT_train.csv").write_text("key,vid_key,video_id\na,msr0,video0\nb,msr1,video1\n")
     (tmp_path / "jsfusion.csv").write_text("key,vid_key,video_id,sentence\nr,msr8,video8,s8\n")
     (tmp_path / "full_test.csv").write_text(
-        "key,vid_key,video_id,sentence\nr,msr8,video8,s\nr,msr9,video9,s\nr,msr9,video9,t\n")
+        "key,vid_key,video_id,sentence\nr,msr8,video8,s\nr,msr9,video9,s\nr,msr9,video9,t\n"
+    )
     pairs = [(v, k) for v in ["video0", "video1", "video9"] for k in "ab"]
     sentences = [{"video_id": v, "caption": f"{v} {k}", "sen_id": i} for i, (v, k) in enumerate(pairs)]
     data = {"info": {}, "videos": [{"video_id": "video0", "split": "train"}], "sentences": sentences}
@@ -162,8 +265,9 @@ def test_msrvtt_train_appends_full_test_minus_jsfusion(tmp_path):
     d = _msrvtt_files(tmp_path)
     ids, caps = msrvtt.load_train(d / "MSRVTT_train.csv", d / "MSRVTT_data.json")
     assert ids == ["video0", "video1"] and caps["video1"] == ["video1 a", "video1 b"]
-    ids, caps = msrvtt.load_train(d / "MSRVTT_train.csv", d / "MSRVTT_data.json",
-                                  d / "jsfusion.csv", d / "full_test.csv")
+    ids, caps = msrvtt.load_train(
+        d / "MSRVTT_train.csv", d / "MSRVTT_data.json", d / "jsfusion.csv", d / "full_test.csv"
+    )
     assert ids == ["video0", "video1", "video9"] and set(caps) == set(ids)
 
 
@@ -181,7 +285,7 @@ def test_msrvtt_train_errors(tmp_path):
 
 def test_msrvtt_multiple_choice(tmp_path):
     path = tmp_path / "MSR_MC_test.csv"
-    path.write_text(MC_HEADER + "q0\tmsr7020\tvideo7020\ta man\ta dog\ta cat\tnull\t\"quoted\"\t3\n")
+    path.write_text(MC_HEADER + 'q0\tmsr7020\tvideo7020\ta man\ta dog\ta cat\tnull\t"quoted"\t3\n')
     [q] = msrvtt.load_multiple_choice(path)
     assert q == msrvtt.McQuestion("video7020", ("a man", "a dog", "a cat", "null", "quoted"), 3)
 
@@ -200,12 +304,21 @@ def test_latin1_caption_csv_is_one_line_naming_file_and_line(tmp_path):
 
 UNTERMINATED = {
     "h100m csv": ("v.csv", 'start,end,text\n0,1,"hello\n1,2,world\n2,3,more\n', howto100m.load_captions),
-    "msrvtt test": ("t.csv", 'key,vid_key,video_id,sentence\nr,msr1,video1,"a man\nr,msr2,video2,a dog\n',
-                    msrvtt.load_retrieval_test),
-    "msrvtt closed later": ("t.csv", 'key,vid_key,video_id,sentence\nr,msr1,video1,"a man\nr,msr2,video2,a "dog"\n',
-                            msrvtt.load_retrieval_test),
-    "yc2 retrieval": ("r.csv", 'end,start,task,text,video_id\n9,1,101,"cut,v1\n9,1,101,cut,v2\n',
-                      youcook2.load_retrieval_test),
+    "msrvtt test": (
+        "t.csv",
+        'key,vid_key,video_id,sentence\nr,msr1,video1,"a man\nr,msr2,video2,a dog\n',
+        msrvtt.load_retrieval_test,
+    ),
+    "msrvtt closed later": (
+        "t.csv",
+        'key,vid_key,video_id,sentence\nr,msr1,video1,"a man\nr,msr2,video2,a "dog"\n',
+        msrvtt.load_retrieval_test,
+    ),
+    "yc2 retrieval": (
+        "r.csv",
+        'end,start,task,text,video_id\n9,1,101,"cut,v1\n9,1,101,cut,v2\n',
+        youcook2.load_retrieval_test,
+    ),
 }
 
 
@@ -224,7 +337,7 @@ def test_byte_order_mark_is_handled(tmp_path):
     (tmp_path / "v.csv").write_text(bom + "start,end,text\n0,1,hi\n", encoding="utf-8")
     assert howto100m.load_captions(tmp_path / "v.csv")["v"].text == ("hi",)
     (tmp_path / "tasks.txt").write_text(bom + TASK_OK, encoding="utf-8")
-    assert list(crosstask.load_tasks(tmp_path / "tasks.txt")) == ["23521"]       # not "\ufeff23521"
+    assert list(crosstask.load_tasks(tmp_path / "tasks.txt")) == ["23521"]  # not "\ufeff23521"
     (tmp_path / "t.csv").write_text(bom + "video_id,sentence\nvideo1,a man\n", encoding="utf-8")
     assert msrvtt.load_retrieval_test(tmp_path / "t.csv") == [("video1", "a man")]
     (tmp_path / "coin.json").write_text(bom + COIN_OK_JSON, encoding="utf-8")
@@ -310,13 +423,22 @@ def test_pretraining_skips_are_counted_and_reported(tmp_path):
     store = _features(tmp_path / "features", ok=10, late=12, empty=5)
     corpus = howto100m.usable(howto100m.load_captions(caps), store)
     assert list(corpus.captions) == ["ok"] and corpus.captions["ok"].text == ("cut the onion",)
-    assert corpus.skipped == {"videos_no_features": 1, "videos_empty_captions": 1, "videos_past_features": 1,
-                              "captions_past_features": 2}
-    assert corpus.report() == ("skipped 3 of 4 captioned videos: 1 with no feature file, 1 whose captions are all "
-                               "empty, 1 whose captions all start after its features end; dropped 2 captions that "
-                               "start after their video's features end")
-    with pytest.raises(InputError, match=r"none of the 1 captioned videos is usable \(skipped 1 of 1 captioned "
-                                         r"videos: 1 whose captions are all empty\)"):
+    assert corpus.skipped == {
+        "videos_no_features": 1,
+        "videos_empty_captions": 1,
+        "videos_past_features": 1,
+        "captions_past_features": 2,
+    }
+    assert corpus.report() == (
+        "skipped 3 of 4 captioned videos: 1 with no feature file, 1 whose captions are all "
+        "empty, 1 whose captions all start after its features end; dropped 2 captions that "
+        "start after their video's features end"
+    )
+    with pytest.raises(
+        InputError,
+        match=r"none of the 1 captioned videos is usable \(skipped 1 of 1 captioned "
+        r"videos: 1 whose captions are all empty\)",
+    ):
         howto100m.usable({"empty": howto100m.load_captions(caps)["empty"]}, store)
 
 
@@ -325,9 +447,9 @@ def test_pretraining_finds_nan_in_a_kept_feature_file_by_row(tmp_path):
     caps.mkdir()
     (caps / "a.csv").write_text("start,end,text\n0,2,cut the onion\n")
     (caps / "b.csv").write_text("start,end,text\n0,2,wash the pan\n")
-    store = _features(tmp_path / "features", a=6, b=40)
+    _features(tmp_path / "features", a=6, b=40)
     arr = np.ones((40, 512), np.float32)
-    arr[33, 0] = np.nan                                   # far past any clip of the one caption
+    arr[33, 0] = np.nan  # far past any clip of the one caption
     np.save(tmp_path / "features" / "b.npy", arr)
     with pytest.raises(InputError) as e:
         howto100m.usable(howto100m.load_captions(caps), FeatureStore(tmp_path / "features"))

@@ -1,4 +1,5 @@
 """Readers against the official annotation files in ../shared/data/real (skipped when absent)."""
+
 from __future__ import annotations
 
 import csv
@@ -33,8 +34,7 @@ def test_howto100m_caption_folder():
 
 def test_howto100m_json_form_equals_csv_form(tmp_path):
     caps = howto100m.load_captions(REAL / "howto100m" / "captions")
-    as_json = {v: {"start": c.start.tolist(), "end": c.end.tolist(), "text": list(c.text)}
-               for v, c in caps.items()}
+    as_json = {v: {"start": c.start.tolist(), "end": c.end.tolist(), "text": list(c.text)} for v, c in caps.items()}
     (tmp_path / "raw_caption.json").write_text(json.dumps(as_json))
     again = howto100m.load_captions(tmp_path / "raw_caption.json")
     assert again.keys() == caps.keys()
@@ -148,6 +148,7 @@ def test_crosstask_annotations():
 
 def _mmpt_split(root: Path, n_train: int) -> tuple[list, list]:
     """MMPT CrossTaskMetaProcessor, transcribed (global np.random.seed + choice on the list)."""
+
     def get_vids(path):
         task_vids = {}
         for line in open(path):
@@ -160,8 +161,7 @@ def _mmpt_split(root: Path, n_train: int) -> tuple[list, list]:
     try:
         np.random.seed(0)
         task_vids, val_vids = get_vids(root / "videos.csv"), get_vids(root / "videos_val.csv")
-        task_vids = {t: [v for v in vids if t not in val_vids or v not in val_vids[t]]
-                     for t, vids in task_vids.items()}
+        task_vids = {t: [v for v in vids if t not in val_vids or v not in val_vids[t]] for t, vids in task_vids.items()}
         primary = crosstask.load_tasks(root / "tasks_primary.txt")
         known = primary.keys() | crosstask.load_tasks(root / "tasks_related.txt").keys()
         train, test = {}, {}

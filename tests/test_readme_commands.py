@@ -5,6 +5,7 @@ installed `vlmbench` entry point (smoke preset / tiny backbone where the README'
 command cannot be documented without being run. Each run asserts the exit code, the files the README says are
 written, and a number or line that only a working run produces.
 """
+
 from __future__ import annotations
 
 import csv
@@ -28,18 +29,35 @@ pytestmark = pytest.mark.slow
 # The verbs below each have a test in this module (or, for make targets that wrap a covered command, a
 # dry-run check). A README command whose verb is not here fails test_every_readme_command_is_covered.
 COVERED = {
-    "vlmbench tasks", "vlmbench data toy", "vlmbench data check", "vlmbench pretrain", "vlmbench run",
-    "vlmbench score", "vlmbench ablate", "vlmbench report", "vlmbench compare", "vlmbench baseline",
-    "vlmbench suite", "torchrun", "make demo", "make test", "make install", "make bench", "make smoke",
+    "vlmbench tasks",
+    "vlmbench data toy",
+    "vlmbench data check",
+    "vlmbench pretrain",
+    "vlmbench run",
+    "vlmbench score",
+    "vlmbench ablate",
+    "vlmbench report",
+    "vlmbench compare",
+    "vlmbench baseline",
+    "vlmbench suite",
+    "torchrun",
+    "make demo",
+    "make test",
+    "make install",
+    "make bench",
+    "make smoke",
     "make update-reference",
-    "make update-noise", "make ci-suite",   # wrap `vlmbench suite --seed` + vlmbench.reporting.noise (tests/test_gate.py)
-    "make mutants",   # dry-run check in tests/test_mutants.py (a real run takes ~90 min)
+    "make update-noise",
+    "make ci-suite",  # wrap `vlmbench suite --seed` + vlmbench.reporting.noise (tests/test_gate.py)
+    "make mutants",  # dry-run check in tests/test_mutants.py (a real run takes ~90 min)
     # run as subprocesses of the entry point in tests/test_extract.py and tests/test_convert_mmpt.py
-    "vlmbench features", "vlmbench convert",
-    "vlmbench data prepare-howto100m",   # tests/test_prepared.py (then pretrain --data PREP)
-    "vlmbench viz attention", "vlmbench viz embeddings",
+    "vlmbench features",
+    "vlmbench convert",
+    "vlmbench data prepare-howto100m",  # tests/test_prepared.py (then pretrain --data PREP)
+    "vlmbench viz attention",
+    "vlmbench viz embeddings",
 }
-SUBCOMMAND_GROUPS = {"data", "viz"}   # `vlmbench data toy`: the verb is two words
+SUBCOMMAND_GROUPS = {"data", "viz"}  # `vlmbench data toy`: the verb is two words
 
 
 def readme_commands(text: str) -> list[str]:
@@ -68,7 +86,7 @@ def verb(cmd: str) -> str:
 
 def test_every_readme_command_is_covered():
     cmds = readme_commands((REPO / "README.md").read_text())
-    assert len(cmds) >= 15, cmds          # the parser found the README's commands at all
+    assert len(cmds) >= 15, cmds  # the parser found the README's commands at all
     uncovered = sorted({verb(c) for c in cmds} - COVERED)
     assert not uncovered, f"README commands with no subprocess test in {Path(__file__).name}: {uncovered}"
 
@@ -80,6 +98,7 @@ def test_readme_parser_sees_a_new_command():
 
 
 # ---- running them -----------------------------------------------------------------------------------------
+
 
 def cli(*args: str, cwd: Path, timeout: int = 900, exe: Path = VLMBENCH) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "COLUMNS": "120"}
@@ -98,8 +117,22 @@ def ws(tmp_path_factory) -> dict[str, Path]:
     """A user's working folder: the toy world written by `data toy`, and a smoke checkpoint by `pretrain`."""
     root = tmp_path_factory.mktemp("user")
     ok(cli("data", "toy", "--out", "toy", "--seed", "0", cwd=root))
-    r = ok(cli("pretrain", "--data", "toy/howto100m", "--backbone", "tiny", "--out", "pt", "--preset", "smoke",
-               "steps=6", "--no-progress", cwd=root))
+    r = ok(
+        cli(
+            "pretrain",
+            "--data",
+            "toy/howto100m",
+            "--backbone",
+            "tiny",
+            "--out",
+            "pt",
+            "--preset",
+            "smoke",
+            "steps=6",
+            "--no-progress",
+            cwd=root,
+        )
+    )
     assert re.search(r"Pre-trained 6 steps", r.stderr + r.stdout)
     return {"root": root, "toy": root / "toy", "ckpt": root / "pt" / "model"}
 
@@ -121,8 +154,15 @@ def test_version_and_help(ws):
 
 def test_tasks_lists_every_task_and_what_is_present(ws):
     r = ok(cli("tasks", cwd=ws["root"]))
-    for name in ("msrvtt-retrieval", "youcook2-retrieval", "msrvtt-mcqa", "coin-segmentation",
-                 "crosstask-zeroshot", "crosstask-supervised", "youcook2-caption"):
+    for name in (
+        "msrvtt-retrieval",
+        "youcook2-retrieval",
+        "msrvtt-mcqa",
+        "coin-segmentation",
+        "crosstask-zeroshot",
+        "crosstask-supervised",
+        "youcook2-caption",
+    ):
         assert name in r.stdout
     r = ok(cli("tasks", "--data", "toy", cwd=ws["root"]))
     assert r.stdout.count("yes") >= 7 and "missing" not in r.stdout
@@ -130,9 +170,14 @@ def test_tasks_lists_every_task_and_what_is_present(ws):
 
 def test_data_toy_writes_the_real_formats(ws):
     toy = ws["toy"]
-    for rel in ("howto100m/captions.json", "msrvtt/MSRVTT_train.9k.csv", "msrvtt/MSRVTT_JSFUSION_test.csv",
-                "youcook2/youcookii_annotations_trainval.json", "coin/COIN.json",
-                "crosstask/crosstask_release/tasks_primary.txt"):
+    for rel in (
+        "howto100m/captions.json",
+        "msrvtt/MSRVTT_train.9k.csv",
+        "msrvtt/MSRVTT_JSFUSION_test.csv",
+        "youcook2/youcookii_annotations_trainval.json",
+        "coin/COIN.json",
+        "crosstask/crosstask_release/tasks_primary.txt",
+    ):
         assert (toy / rel).is_file(), rel
     assert any((toy / "msrvtt" / "features").glob("*.npy"))
 
@@ -161,9 +206,24 @@ def test_pretrain_writes_log_checkpoints_and_model(ws):
 
 
 def test_torchrun_pretrain_two_processes(ws, tmp_path):
-    r = cli("--nproc_per_node=2", "-m", "vlmbench.cli", "pretrain", "--data", str(ws["toy"] / "howto100m"),
-            "--backbone", "tiny", "--out", str(tmp_path / "ddp"), "--preset", "smoke", "steps=3", "--no-progress",
-            cwd=ws["root"], exe=TORCHRUN)
+    r = cli(
+        "--nproc_per_node=2",
+        "-m",
+        "vlmbench.cli",
+        "pretrain",
+        "--data",
+        str(ws["toy"] / "howto100m"),
+        "--backbone",
+        "tiny",
+        "--out",
+        str(tmp_path / "ddp"),
+        "--preset",
+        "smoke",
+        "steps=3",
+        "--no-progress",
+        cwd=ws["root"],
+        exe=TORCHRUN,
+    )
     ok(r)
     assert (tmp_path / "ddp" / "model" / "model.safetensors").is_file()
     summary = json.loads((tmp_path / "ddp" / "summary.json").read_text())
@@ -187,8 +247,24 @@ def runs(ws) -> dict[str, tuple[Path, subprocess.CompletedProcess]]:
     done = {}
     for task, (_, pairs) in RUNS.items():
         out = ws["root"] / "runs" / task
-        r = ok(cli("run", "--task", task, "--data", "toy", "--checkpoint", str(ws["ckpt"]), "--out", str(out),
-                   "--preset", "smoke", *pairs, "--no-progress", cwd=ws["root"]))
+        r = ok(
+            cli(
+                "run",
+                "--task",
+                task,
+                "--data",
+                "toy",
+                "--checkpoint",
+                str(ws["ckpt"]),
+                "--out",
+                str(out),
+                "--preset",
+                "smoke",
+                *pairs,
+                "--no-progress",
+                cwd=ws["root"],
+            )
+        )
         done[task] = (out, r)
     return done
 
@@ -243,7 +319,7 @@ def test_score_reproduces_the_run(runs, ws):
 def test_report_each_format(runs, ws, fmt):
     out, _ = runs["youcook2-caption"]
     r = ok(cli("report", str(out), "--against", "paper", "--format", fmt, cwd=ws["root"]))
-    assert "VLM" in r.stdout          # the paper's row beside ours
+    assert "VLM" in r.stdout  # the paper's row beside ours
     assert "toy world" in r.stdout
     if fmt == "json":
         json.loads(r.stdout)
@@ -290,8 +366,22 @@ def test_the_report_example_prints_what_the_readme_shows(tmp_path):
 
 def test_baseline_writes_a_floor_result(ws, tmp_path):
     out = tmp_path / "floor"
-    r = ok(cli("baseline", "--task", "coin-segmentation", "--kind", "all-background", "--data", "toy",
-               "--out", str(out), "--preset", "smoke", cwd=ws["root"]))
+    r = ok(
+        cli(
+            "baseline",
+            "--task",
+            "coin-segmentation",
+            "--kind",
+            "all-background",
+            "--data",
+            "toy",
+            "--out",
+            str(out),
+            "--preset",
+            "smoke",
+            cwd=ws["root"],
+        )
+    )
     result = json.loads((out / "result.json").read_text())
     assert 0 < result["metrics"]["frame_acc"] < 100 and result["metrics"]["frame_acc_nobg"] == 0
     assert "frame_acc" in r.stdout
@@ -299,9 +389,26 @@ def test_baseline_writes_a_floor_result(ws, tmp_path):
 
 def test_ablate_smoke_grid(ws, tmp_path):
     out = tmp_path / "grid"
-    r = ok(cli("ablate", "mmm=0,0.5", "--tasks", "youcook2-retrieval", "--data", "toy", "--preset", "smoke",
-               "--out", str(out), "--no-progress", "steps=4", "max_train=8", "max_test=8", cwd=ws["root"],
-               timeout=1200))
+    r = ok(
+        cli(
+            "ablate",
+            "mmm=0,0.5",
+            "--tasks",
+            "youcook2-retrieval",
+            "--data",
+            "toy",
+            "--preset",
+            "smoke",
+            "--out",
+            str(out),
+            "--no-progress",
+            "steps=4",
+            "max_train=8",
+            "max_test=8",
+            cwd=ws["root"],
+            timeout=1200,
+        )
+    )
     assert (out / "grid.md").is_file() and (out / "grid.csv").is_file()
     with open(out / "grid.csv", newline="") as f:
         rows = list(csv.DictReader(f))
@@ -315,7 +422,7 @@ def test_suite_smoke_runs_every_task(ws, tmp_path):
     r = ok(cli("suite", "--preset", "smoke", "--out", str(out), "--no-progress", cwd=ws["root"], timeout=1800))
     # the seven tasks, plus beside them the floors their learned rules are measured over (<task>/floor-<kind>)
     results = sorted(p.parent.name for p in out.rglob("result.json") if not p.parent.name.startswith("floor-"))
-    assert len(results) == 8 and "pretrain" in results, results   # seven tasks + the pre-training's own result
+    assert len(results) == 8 and "pretrain" in results, results  # seven tasks + the pre-training's own result
     assert any(out.glob("*/floor-random/result.json"))
     assert "coin-segmentation: frame_acc" in " ".join((r.stderr + r.stdout).split())
 
@@ -326,7 +433,7 @@ def test_make_targets_exist_and_call_real_commands(target):
     assert dry.returncode == 0, dry.stderr
     if target == "smoke":
         assert "vlmbench suite --preset smoke" in dry.stdout
-    if target == "update-reference":   # the CI gate's reference: the ci preset, into results/reference/ci
+    if target == "update-reference":  # the CI gate's reference: the ci preset, into results/reference/ci
         assert "vlmbench suite --preset ci" in dry.stdout and "--save-reference results/reference/ci" in dry.stdout
     if target == "bench":
         assert "bench/run_all.py" in dry.stdout and (REPO / "bench" / "run_all.py").is_file()
@@ -336,8 +443,21 @@ def test_make_targets_exist_and_call_real_commands(target):
 def test_viz_draws_png_and_svg(ws, tmp_path, kind):
     task = "youcook2-retrieval" if kind == "attention" else "youcook2-caption"
     out = tmp_path / "viz"
-    ok(cli("viz", kind, "--task", task, "--data", "toy", "--checkpoint", str(ws["ckpt"]), "--out", str(out),
-           cwd=ws["root"]))
+    ok(
+        cli(
+            "viz",
+            kind,
+            "--task",
+            task,
+            "--data",
+            "toy",
+            "--checkpoint",
+            str(ws["ckpt"]),
+            "--out",
+            str(out),
+            cwd=ws["root"],
+        )
+    )
     pngs = sorted(out.glob("*.png"))
     assert pngs and all(p.with_suffix(".svg").is_file() for p in pngs)
     svg = pngs[0].with_suffix(".svg").read_text()

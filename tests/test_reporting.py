@@ -1,10 +1,11 @@
 """Result records, provenance, loading, report formats and the ablation grid."""
+
 from __future__ import annotations
 
 import io
-import os
 import json
 import math
+import os
 import re
 
 import pandas as pd
@@ -24,10 +25,15 @@ def make(task="msrvtt-retrieval", metrics=None, **kw) -> Result:
 
 def test_round_trip(tmp_path):
     r = make(
-        conventions={"ties": "pessimistic", "median": "np.median"}, counts={"examples": 1000, "missing_features": 0},
-        config={"name": "run-a", "pretrain": {"mmm": 0.5}}, preset="toy", seed=0, toy=True,
+        conventions={"ties": "pessimistic", "median": "np.median"},
+        counts={"examples": 1000, "missing_features": 0},
+        config={"name": "run-a", "pretrain": {"mmm": 0.5}},
+        preset="toy",
+        seed=0,
+        toy=True,
         provenance={"git_sha": "abc", "git_dirty": False, "versions": {"python": "3.11"}, "data_fingerprint": "f00"},
-        timings={"finetune_s": 1.2, "predict_s": 0.3, "score_s": 0.1}, baseline=None,
+        timings={"finetune_s": 1.2, "predict_s": 0.3, "score_s": 0.1},
+        baseline=None,
     )
     d = r.to_dict()
     assert d["schema"] == SCHEMA and list(d)[0] == "schema" and "path" not in d
@@ -154,8 +160,15 @@ def ablation_results():
     out = []
     for mmm, r1 in [(0.0, 10.0), (0.5, 20.0), (0.3, 18.0)]:
         for seed, jitter in [(0, -1.0), (1, 1.0)]:
-            out.append(make(task="youcook2-retrieval", metrics={"R@1": r1 + jitter, "MedR": 5.0}, seed=seed, toy=True,
-                            config={"pretrain": {"mmm": mmm, "min_text_len": 8, "loss": "vlm"}}))
+            out.append(
+                make(
+                    task="youcook2-retrieval",
+                    metrics={"R@1": r1 + jitter, "MedR": 5.0},
+                    seed=seed,
+                    toy=True,
+                    config={"pretrain": {"mmm": mmm, "min_text_len": 8, "loss": "vlm"}},
+                )
+            )
     out.append(make(task="youcook2-retrieval", metrics={"R@1": 0.03}, baseline="random"))
     return out
 
@@ -171,7 +184,10 @@ def test_grid_table_matches_paper_rows():
 
 
 def test_grid_table_loss_and_no_match():
-    rs = [make(task="youcook2-caption", metrics={"CIDEr": 1.0}, config={"loss": loss, "mmm": 0.5}) for loss in ("mfm_mlm", "other")]
+    rs = [
+        make(task="youcook2-caption", metrics={"CIDEr": 1.0}, config={"loss": loss, "mmm": 0.5})
+        for loss in ("mfm_mlm", "other")
+    ]
     grid = grid_table(rs, ["loss"])
     assert grid.paper.iloc[0] == "Table 9: VLM w/ L_MFM-MLM" and grid["paper:CIDEr"].iloc[0] == pytest.approx(1.3224)
     assert pd.isna(grid.paper.iloc[1])
@@ -181,8 +197,15 @@ def test_grid_table_loss_and_no_match():
 
 
 def test_plot_metric_vs_key(tmp_path):
-    rs = [make(task="youcook2-retrieval", metrics={"R@1": 10.0 + mmm * 10 + (n == 16)},
-               config={"mmm": mmm, "min_text_len": n}) for mmm in (0.0, 0.3, 0.5) for n in (8, 16)]
+    rs = [
+        make(
+            task="youcook2-retrieval",
+            metrics={"R@1": 10.0 + mmm * 10 + (n == 16)},
+            config={"mmm": mmm, "min_text_len": n},
+        )
+        for mmm in (0.0, 0.3, 0.5)
+        for n in (8, 16)
+    ]
     grid = grid_table(rs, ["mmm", "min_text_len"])
     out = plot_metric_vs_key(grid, "mmm", "R@1", tmp_path / "plots" / "r1.png", preset="toy", toy=True)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -197,14 +220,15 @@ def test_plot_metric_vs_key(tmp_path):
 
 # ---- the one table renderer --------------------------------------------------------------------------------
 
+
 def test_numbers_in_the_metrics_own_format():
     from vlmbench.reporting.render import format_interval, format_value
 
-    assert format_value("R@1", 7.5e-06) == "0.00"            # never scientific notation
+    assert format_value("R@1", 7.5e-06) == "0.00"  # never scientific notation
     assert format_value("CIDEr", 1.38691) == "1.3869" and format_value("MedR", 5.0) == "5.0"
     assert format_value("recall/12345", 33.333) == "33.33" and format_value("paper:CIDEr", 1.3) == "1.3000"
     assert format_value("R@1", float("nan")) == "-" and format_value("R@1", None) == "-"
-    assert format_interval("R@1", 10.0, 8.5, 11.0) == "10.00 ± 1.50"      # the larger half of an asymmetric CI
+    assert format_interval("R@1", 10.0, 8.5, 11.0) == "10.00 ± 1.50"  # the larger half of an asymmetric CI
     assert format_interval("R@1", 10.0, float("nan"), float("nan")) == "10.00"
     assert format_interval("MedR", 1.5, -7.0, 10.0, signed=True) == "+1.5 ± 8.5"
 
@@ -240,17 +264,26 @@ def test_intervals_round_trip_and_validation(tmp_path):
 
 
 def test_grid_table_seeds_mean_std_and_mean_bounds():
-    rs = [make(task="youcook2-retrieval", metrics={"R@1": v}, seed=s, intervals={"R@1": [v - 2, v + 2]},
-               config={"mmm": mmm}) for mmm, vals in ((0.0, (10.0, 12.0, 14.0)), (0.5, (20.0, 20.0, 23.0)))
-          for s, v in enumerate(vals)]
+    rs = [
+        make(
+            task="youcook2-retrieval",
+            metrics={"R@1": v},
+            seed=s,
+            intervals={"R@1": [v - 2, v + 2]},
+            config={"mmm": mmm},
+        )
+        for mmm, vals in ((0.0, (10.0, 12.0, 14.0)), (0.5, (20.0, 20.0, 23.0)))
+        for s, v in enumerate(vals)
+    ]
     grid = grid_table(rs, ["mmm"])
     assert list(grid.n) == [3, 3] and list(grid["R@1"]) == [12.0, 21.0]
-    assert grid["R@1:std"].tolist() == pytest.approx([2.0, 3 ** 0.5])
+    assert grid["R@1:std"].tolist() == pytest.approx([2.0, 3**0.5])
     assert grid["R@1:lo"].tolist() == [10.0, 19.0] and grid["R@1:hi"].tolist() == [14.0, 23.0]
-    assert "R@1:diff" not in grid.columns          # several runs per cell: no single paired difference
+    assert "R@1:diff" not in grid.columns  # several runs per cell: no single paired difference
 
 
 # ---- error analysis exports ----------------------------------------------------------------------------------
+
 
 def _csv_rows(path):
     import csv as csvmod
@@ -264,12 +297,17 @@ def test_retrieval_errors_csv(tmp_path):
 
     from vlmbench.reporting.errors import export
 
-    scores = np.array([[0.9, 0.1, 0.0], [0.2, 0.3, 0.8], [0.0, 0.1, 0.5]])   # query 1 retrieves clip 2
+    scores = np.array([[0.9, 0.1, 0.0], [0.2, 0.3, 0.8], [0.0, 0.1, 0.5]])  # query 1 retrieves clip 2
     preds = {"scores": scores, "ids": np.array(["a", "b", "c"]), "texts": np.array(["cut", "stir", "fry"])}
     [path] = export("retrieval", preds, tmp_path)
     [row] = _csv_rows(path)
-    assert (row["query_id"], row["query_text"], row["retrieved_id"], row["retrieved_caption"], row["true_rank"]) == \
-        ("b", "stir", "c", "fry", "2")
+    assert (row["query_id"], row["query_text"], row["retrieved_id"], row["retrieved_caption"], row["true_rank"]) == (
+        "b",
+        "stir",
+        "c",
+        "fry",
+        "2",
+    )
 
 
 def test_segmentation_and_localization_class_csv(tmp_path):
@@ -293,8 +331,10 @@ def test_segmentation_and_localization_class_csv(tmp_path):
 def test_seed_table_mean_std_beside_each_runs_interval():
     from vlmbench.reporting.tables import seed_table
 
-    rs = [make(metrics={"R@1": v, "MedR": m}, seed=s, intervals={"R@1": [v - 1, v + 1]})
-          for s, (v, m) in enumerate([(10.0, 5.0), (14.0, 7.0), (12.0, 6.0)])]
+    rs = [
+        make(metrics={"R@1": v, "MedR": m}, seed=s, intervals={"R@1": [v - 1, v + 1]})
+        for s, (v, m) in enumerate([(10.0, 5.0), (14.0, 7.0), (12.0, 6.0)])
+    ]
     t = seed_table(rs)
     rows = t.frame.set_index("metric")
     assert rows.loc["R@1", "mean ± std"] == "12.00 ± 2.00" and rows.loc["MedR", "mean ± std"] == "6.0 ± 1.0"
@@ -312,11 +352,23 @@ def test_piped_output_is_not_wrapped(mixed_results, monkeypatch):
 
 
 def test_plot_draws_each_runs_interval_and_the_seeds_std(tmp_path):
-    one = [make(task="youcook2-retrieval", metrics={"R@1": 10.0 + mmm}, intervals={"R@1": [8.0 + mmm, 13.0 + mmm]},
-                config={"mmm": mmm}) for mmm in (0.0, 0.5)]
+    one = [
+        make(
+            task="youcook2-retrieval",
+            metrics={"R@1": 10.0 + mmm},
+            intervals={"R@1": [8.0 + mmm, 13.0 + mmm]},
+            config={"mmm": mmm},
+        )
+        for mmm in (0.0, 0.5)
+    ]
     svg = plot_metric_vs_key(grid_table(one, ["mmm"]), "mmm", "R@1", tmp_path / "a.png").with_suffix(".svg").read_text()
     assert "95% bootstrap CI" in svg and "paper (Tables 8/9)" in svg
-    seeds = [make(task="youcook2-retrieval", metrics={"R@1": v}, seed=s, config={"mmm": mmm})
-             for mmm in (0.0, 0.5) for s, v in enumerate((10.0, 12.0))]
-    svg = plot_metric_vs_key(grid_table(seeds, ["mmm"]), "mmm", "R@1", tmp_path / "b.png").with_suffix(".svg").read_text()
+    seeds = [
+        make(task="youcook2-retrieval", metrics={"R@1": v}, seed=s, config={"mmm": mmm})
+        for mmm in (0.0, 0.5)
+        for s, v in enumerate((10.0, 12.0))
+    ]
+    svg = (
+        plot_metric_vs_key(grid_table(seeds, ["mmm"]), "mmm", "R@1", tmp_path / "b.png").with_suffix(".svg").read_text()
+    )
     assert "mean ± std over seeds" in svg

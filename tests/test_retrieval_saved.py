@@ -1,5 +1,6 @@
 """Retrieval predictions without the N x N matrix: the saved ranks/top-5 re-score, list examples, write the error
 CSV and give per-example values exactly as the full matrix did; old files holding `scores` still re-score."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -44,22 +45,23 @@ def test_examples_errors_and_per_example_values_equal_the_full_matrix():
     small, full = _both()
     assert list(RetrievalAdapter.examples(small, {})) == list(RetrievalAdapter.examples(full, {}))
     assert retrieval_errors(small) == retrieval_errors(full)
-    assert retrieval_errors(small)[1]                                   # there are wrong top-1 rows
+    assert retrieval_errors(small)[1]  # there are wrong top-1 rows
     ex = per_example("retrieval", small, {})
     np.testing.assert_array_equal(ex["example:rank"], ranks(full["scores"]))
     np.testing.assert_array_equal(ex["example:v2t_rank"], ranks(full["scores"].T))
     metrics = retrieval_metrics(full["scores"])
-    assert result_intervals("retrieval", small, metrics) == \
-        result_intervals("retrieval", {**full, **per_example("retrieval", full, {})}, metrics)
+    assert result_intervals("retrieval", small, metrics) == result_intervals(
+        "retrieval", {**full, **per_example("retrieval", full, {})}, metrics
+    )
 
 
 def test_saved_file_is_small_and_both_formats_rescore(tmp_path):
     small, full = _both()
     cfg = {"ties": "mmpt"}
     save_predictions(tmp_path / "new.npz", "msrvtt-retrieval", cfg, small)
-    save_predictions(tmp_path / "old.npz", "msrvtt-retrieval", cfg, full)      # a file from before
+    save_predictions(tmp_path / "old.npz", "msrvtt-retrieval", cfg, full)  # a file from before
     with np.load(tmp_path / "new.npz") as z:
-        assert all(z[k].size <= 5 * 70 for k in z.files)                      # nothing N x N
+        assert all(z[k].size <= 5 * 70 for k in z.files)  # nothing N x N
     _, new, _ = score_file(tmp_path / "new.npz")
     _, old, _ = score_file(tmp_path / "old.npz")
     assert new == old == retrieval_metrics(full["scores"], "mmpt")
@@ -78,10 +80,10 @@ def test_random_floor_is_the_old_matrix_draw_ranked_in_blocks(monkeypatch):
     from vlmbench.floors import _retrieval_random
     from vlmbench.metrics import retrieval_blocks
 
-    monkeypatch.setattr(retrieval_blocks, "BLOCK", 7)               # many blocks, a ragged last one
+    monkeypatch.setattr(retrieval_blocks, "BLOCK", 7)  # many blocks, a ragged last one
     a = SimpleNamespace(test_ids=[f"c{i}" for i in range(50)])
     new, old = np.random.default_rng(3), np.random.default_rng(3)
-    for _ in range(2):                                              # the stream continues as before (draws)
+    for _ in range(2):  # the stream continues as before (draws)
         preds = _retrieval_random(a, new)
         scores = old.standard_normal((50, 50)).astype(np.float32)
         for ties in ("pessimistic", "mmpt"):

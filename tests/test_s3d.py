@@ -1,5 +1,6 @@
 """S3D-G against the released checkpoint's key names and shapes (../shared/spec/s3d-encoder.md §1-2),
 with the state dict built here from the spec's tables, not from the model."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,11 +12,17 @@ from vlmbench.errors import InputError
 from vlmbench.video import s3d
 
 # spec §1: (block, in, a0, a1, b1, a2, b2, a3)
-BLOCKS = [("mixed_3b", 192, 64, 96, 128, 16, 32, 32), ("mixed_3c", 256, 128, 128, 192, 32, 96, 64),
-          ("mixed_4b", 480, 192, 96, 208, 16, 48, 64), ("mixed_4c", 512, 160, 112, 224, 24, 64, 64),
-          ("mixed_4d", 512, 128, 128, 256, 24, 64, 64), ("mixed_4e", 512, 112, 144, 288, 32, 64, 64),
-          ("mixed_4f", 528, 256, 160, 320, 32, 128, 128), ("mixed_5b", 832, 256, 160, 320, 32, 128, 128),
-          ("mixed_5c", 832, 384, 192, 384, 48, 128, 128)]
+BLOCKS = [
+    ("mixed_3b", 192, 64, 96, 128, 16, 32, 32),
+    ("mixed_3c", 256, 128, 128, 192, 32, 96, 64),
+    ("mixed_4b", 480, 192, 96, 208, 16, 48, 64),
+    ("mixed_4c", 512, 160, 112, 224, 24, 64, 64),
+    ("mixed_4d", 512, 128, 128, 256, 24, 64, 64),
+    ("mixed_4e", 512, 112, 144, 288, 32, 64, 64),
+    ("mixed_4f", 528, 256, 160, 320, 32, 128, 128),
+    ("mixed_5b", 832, 256, 160, 320, 32, 128, 128),
+    ("mixed_5c", 832, 384, 192, 384, 48, 128, 128),
+]
 
 
 def spec_state(with_text: bool = True, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -55,9 +62,15 @@ def spec_state(with_text: bool = True, seed: int = 0) -> dict[str, torch.Tensor]
             gate(f"{name}.{gname}", c)
     shapes["fc.weight"], shapes["fc.bias"] = (512, 1024), (512,)
     if with_text:
-        shapes.update({"text_module.word_embd.weight": (66250, 300), "text_module.fc1.weight": (2048, 300),
-                       "text_module.fc1.bias": (2048,), "text_module.fc2.weight": (512, 2048),
-                       "text_module.fc2.bias": (512,)})
+        shapes.update(
+            {
+                "text_module.word_embd.weight": (66250, 300),
+                "text_module.fc1.weight": (2048, 300),
+                "text_module.fc1.bias": (2048,),
+                "text_module.fc2.weight": (512, 2048),
+                "text_module.fc2.bias": (512,),
+            }
+        )
     state = {}
     for key, shape in shapes.items():
         if key.endswith("num_batches_tracked"):
@@ -71,9 +84,9 @@ def spec_state(with_text: bool = True, seed: int = 0) -> dict[str, torch.Tensor]
 
 def test_spec_state_dict_loads_strictly_key_for_key():
     state = spec_state(with_text=False)
-    assert len(state) == 532                                   # spec: 532 video keys
+    assert len(state) == 532  # spec: 532 video keys
     model = s3d.S3D()
-    assert list(model.state_dict()) == list(state)             # same names, same registration order
+    assert list(model.state_dict()) == list(state)  # same names, same registration order
     model.load_state_dict(state, strict=True)
     learnable = sum(p.numel() for p in model.parameters())
     assert learnable == 9_670_800
@@ -137,16 +150,21 @@ def test_space_to_depth_channel_order():
     x = torch.randn(1, 3, 4, 6, 8)
     y = s3d.S3D.space_to_depth(x)
     assert y.shape == (1, 24, 2, 3, 4)
-    for dt, dh, dw, c, t, h, w in [(0, 0, 0, 0, 0, 0, 0), (1, 0, 1, 2, 1, 2, 3), (0, 1, 1, 1, 1, 1, 2), (1, 1, 0, 2, 0, 2, 1)]:
+    for dt, dh, dw, c, t, h, w in [
+        (0, 0, 0, 0, 0, 0, 0),
+        (1, 0, 1, 2, 1, 2, 3),
+        (0, 1, 1, 1, 1, 1, 2),
+        (1, 1, 0, 2, 0, 2, 1),
+    ]:
         assert y[0, dt * 12 + dh * 6 + dw * 3 + c, t, h, w] == x[0, c, 2 * t + dt, 2 * h + dh, 2 * w + dw]
 
 
 def test_same_pools_pad_after_and_use_ceil_mode():
     pool4a = s3d.SamePool((3, 3, 3), (2, 2, 2))
-    assert pool4a(torch.rand(1, 1, 15, 28, 28)).shape == (1, 1, 8, 14, 14)   # ceil: T 15 -> 8
+    assert pool4a(torch.rand(1, 1, 15, 28, 28)).shape == (1, 1, 8, 14, 14)  # ceil: T 15 -> 8
     pool2a = s3d.SamePool((1, 3, 3), (1, 2, 2))
     x = torch.zeros(1, 1, 1, 4, 4)
-    x[..., 3, 3] = 1.0                       # the last row/column: reached only if the pad is after
+    x[..., 3, 3] = 1.0  # the last row/column: reached only if the pad is after
     assert pool2a(x).shape == (1, 1, 1, 2, 2) and pool2a(x)[..., 1, 1] == 1.0
 
 
@@ -154,10 +172,10 @@ def test_forward_shapes_at_the_mmpt_clip_size():
     model = s3d.S3D().eval()
     model.load_state_dict(spec_state(with_text=False))
     seen = {}
-    model.mixed_5c.register_forward_hook(lambda m, i, o: seen.update(map=o.shape))   # returns None
+    model.mixed_5c.register_forward_hook(lambda m, i, o: seen.update(map=o.shape))  # returns None
     with torch.no_grad():
         out = model(torch.rand(1, 3, 30, 224, 224), with_mixed_5c=True)
-    assert seen["map"] == (1, 1024, 4, 7, 7)                  # spec §2 shape trace
+    assert seen["map"] == (1, 1024, 4, 7, 7)  # spec §2 shape trace
     assert out["video_embedding"].shape == (1, 512) and out["mixed_5c"].shape == (1, 1024)
     assert torch.allclose(out["video_embedding"], model.fc(out["mixed_5c"]))
     with pytest.raises(ValueError, match="even"):
@@ -187,7 +205,7 @@ def test_a_file_without_bn_counters_loads(tmp_path):
     torch.save(state, tmp_path / "old.pth")
     model = s3d.load_weights(tmp_path / "old.pth", say=lambda s: None)
     assert torch.equal(model.fc.bias, state["fc.bias"])
-    some = dict(state, **{"conv1.bn1.num_batches_tracked": torch.tensor(3)})   # only some: not this file
+    some = dict(state, **{"conv1.bn1.num_batches_tracked": torch.tensor(3)})  # only some: not this file
     torch.save(some, tmp_path / "mixed.pth")
     with pytest.raises(InputError, match="75 missing"):
         s3d.load_weights(tmp_path / "mixed.pth", say=lambda s: None)

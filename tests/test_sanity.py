@@ -1,5 +1,6 @@
 """Metric sanity (python -m vlmbench.sanity): passes on the real metrics and catches a planted off-by-one rank
 and a planted tie-rule change (both through the package's real metric functions)."""
+
 from __future__ import annotations
 
 import subprocess
@@ -30,13 +31,13 @@ def test_off_by_one_rank_is_caught(monkeypatch):
 
 
 def test_tie_rule_change_is_caught(monkeypatch):
-    def optimistic(scores):      # '>' instead of '>=': ties counted in the truth's favour
+    def optimistic(scores):  # '>' instead of '>=': ties counted in the truth's favour
         scores = np.asarray(scores)
         return (scores > np.diagonal(scores)[:, None]).sum(axis=1) + 1
+
     monkeypatch.setattr(retrieval, "ranks", optimistic)
     bad = failing(sanity.checks(only=("retrieval",)))
-    assert bad and all("ties L=4" in b for b in bad)   # invisible without ties, caught with them
-
+    assert bad and all("ties L=4" in b for b in bad)  # invisible without ties, caught with them
 
 
 def test_blocked_ranks_from_0_are_caught(monkeypatch):
@@ -46,11 +47,14 @@ def test_blocked_ranks_from_0_are_caught(monkeypatch):
     from vlmbench.metrics import retrieval_blocks
 
     real = retrieval_blocks.rank_counts_rows
-    monkeypatch.setattr(retrieval_blocks, "rank_counts_rows",
-                        lambda *a, **k: dataclasses.replace(c := real(*a, **k), t2v_ge=c.t2v_ge - 1))
+    monkeypatch.setattr(
+        retrieval_blocks,
+        "rank_counts_rows",
+        lambda *a, **k: dataclasses.replace(c := real(*a, **k), t2v_ge=c.t2v_ge - 1),
+    )
     bad = failing(sanity.checks(only=("retrieval",)))
     assert any("R@1 (pessimistic, N=20, blocked)" in b for b in bad)
-    assert not any("blocked" not in b for b in bad)           # the full-matrix path is untouched
+    assert not any("blocked" not in b for b in bad)  # the full-matrix path is untouched
 
 
 def test_a_check_that_raises_is_a_failed_row(monkeypatch):
@@ -69,6 +73,7 @@ def test_windows_not_averaged_are_caught(monkeypatch):
         for i, (s, e) in enumerate(win.spans):
             out[s:e] = values[i, : e - s]
         return out
+
     name, expected, got, allowed = sanity._windows()
     assert abs(got - expected) <= allowed and 0.5 < expected < 0.7
     monkeypatch.setattr(windows, "average", last_wins)
@@ -110,8 +115,8 @@ def test_schedule_row_passes_and_catches_a_schedule_counted_in_epochs(monkeypatc
     name, expected, got, allowed = sanity._schedule()
     assert abs(got - expected) <= allowed
     real = ft.lr_at
-    monkeypatch.setattr(ft, "lr_at", lambda step, *a, **k: real(step // 7, *a, **k))    # 7 updates per epoch
+    monkeypatch.setattr(ft, "lr_at", lambda step, *a, **k: real(step // 7, *a, **k))  # 7 updates per epoch
     name, expected, got, allowed = sanity._schedule()
     assert got - expected > 100 * allowed
-    monkeypatch.setattr(ft, "lr_at", lambda step, *a, **k: real(step % 7, *a, **k))     # warm-up restarts per epoch
+    monkeypatch.setattr(ft, "lr_at", lambda step, *a, **k: real(step % 7, *a, **k))  # warm-up restarts per epoch
     assert sanity._schedule()[2] > 100 * allowed

@@ -1,6 +1,7 @@
 """The toy COIN and CrossTask datasets: real formats (read back by the real readers), deterministic, and with
 the structure the tasks need (background between steps; steps in the task's order; features that show the
 annotated step)."""
+
 from __future__ import annotations
 
 import json
@@ -38,7 +39,7 @@ def test_coin_real_shape_and_readable(toy_coin):
     assert len(raw) == 32
     rec = next(iter(raw.values()))
     assert set(rec) == {"recipe_type", "annotation", "video_url", "start", "end", "duration", "class", "subset"}
-    assert isinstance(rec["annotation"][0]["id"], str)          # step ids are strings in the real file
+    assert isinstance(rec["annotation"][0]["id"], str)  # step ids are strings in the real file
     videos = coin.load_coin(toy_coin / "COIN.json")
     assert len(coin.split(videos, "train")) == 24 and len(coin.split(videos, "test")) == 8
     store = FeatureStore(toy_coin / "features")
@@ -53,7 +54,7 @@ def test_coin_steps_follow_the_table_with_background_between(toy_coin):
     table = step_table()
     ids = [s for recipe in table for s, _, _ in recipe]
     assert len(set(ids)) == 48 and min(ids) >= 1 and max(ids) <= 778
-    assert max(ids) - min(ids) > 500                             # spread over the COIN id range
+    assert max(ids) - min(ids) > 500  # spread over the COIN id range
     label = {s: f"{a} the {o}" for recipe in table for s, a, o in recipe}
     store = FeatureStore(toy_coin / "features")
     bg = []
@@ -61,9 +62,9 @@ def test_coin_steps_follow_the_table_with_background_between(toy_coin):
         raw = json.loads((toy_coin / "COIN.json").read_text())["database"][v.vid]
         order = [s for s, _, _ in table[raw["recipe_type"]]]
         got = [s.step_id for s in v.segments]
-        assert got == sorted(got, key=order.index)               # the recipe's steps, in order
+        assert got == sorted(got, key=order.index)  # the recipe's steps, in order
         assert all(label[s.step_id] == s.label for s in v.segments)
-        assert v.segments[0].start >= 3                          # background before every step
+        assert v.segments[0].start >= 3  # background before every step
         assert all(b.start - a.end >= 3 for a, b in zip(v.segments, v.segments[1:]))
         t = frame_targets(int(v.duration), [(s.step_id, s.start, s.end) for s in v.segments])
         bg.append((t == 0).mean())
@@ -71,8 +72,8 @@ def test_coin_steps_follow_the_table_with_background_between(toy_coin):
         s0 = v.segments[0]
         action, obj = label[s0.step_id].split(" the ")
         sim = _step_similarity(feats, action, obj)
-        assert sim[int(s0.start):int(s0.end)].mean() > sim[: int(s0.start)].mean() + 0.3
-    assert 0.3 < np.mean(bg) < 0.6                               # an all-background predictor is well below 100
+        assert sim[int(s0.start) : int(s0.end)].mean() > sim[: int(s0.start)].mean() + 0.3
+    assert 0.3 < np.mean(bg) < 0.6  # an all-background predictor is well below 100
 
 
 def test_coin_deterministic_per_seed(tmp_path, toy_coin):
@@ -117,14 +118,14 @@ def test_crosstask_steps_in_order_and_visible(toy_crosstask):
             continue
         k = len(primary[task].steps)
         spans = crosstask.read_annotation(crosstask.annotation_path(release, task, vid), n_steps=k)
-        assert [s.step for s in spans] == sorted(s.step for s in spans)     # canonical order in time
+        assert [s.step for s in spans] == sorted(s.step for s in spans)  # canonical order in time
         assert all(a.end < b.start for a, b in zip(spans, spans[1:]))
         assert len(spans) >= 3
         skipped += k - len(spans)
         feats = store.load(vid)
         y = crosstask_targets(len(feats), k, [tuple(s) for s in spans])
-        assert (y.sum(axis=1) <= 1).all() and (y.sum(axis=1) == 0).any()   # background frames exist
+        assert (y.sum(axis=1) <= 1).all() and (y.sum(axis=1) == 0).any()  # background frames exist
         s = spans[0]
         sim = _step_similarity(feats, *steps[task][s.step - 1])
         assert sim[y[:, s.step - 1] == 1].mean() > sim[y.sum(axis=1) == 0].mean() + 0.3
-    assert skipped > 0                                           # some videos skip steps
+    assert skipped > 0  # some videos skip steps

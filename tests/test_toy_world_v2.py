@@ -3,6 +3,7 @@
 The retrieval check uses two oracles that know the concept directions: a bag of words (sum of the caption's
 concept words against the clip's mean feature) and a binding one (each phrase against its own part of the
 clip, in order). Sibling clips share their caption's words, so only binding can tell them apart."""
+
 from __future__ import annotations
 
 import csv
@@ -40,10 +41,12 @@ def test_youcook2_captions_vary_in_length_and_compose(tmp_path):
     sents = [a["sentence"] for v in db.values() for a in v["annotations"]]
     lengths = np.array([len(s.split()) for s in sents])
     assert lengths.min() >= 3 and lengths.max() <= 16 and 6 <= lengths.mean() <= 11
-    assert (lengths >= 4).mean() > 0.8                       # most captions have 4-grams to match
-    assert 0.3 < np.mean([" and then " in s for s in sents]) < 0.7   # two-step composition
+    assert (lengths >= 4).mean() > 0.8  # most captions have 4-grams to match
+    assert 0.3 < np.mean([" and then " in s for s in sents]) < 0.7  # two-step composition
     words = Counter(w for s in sents for w in s.split())
-    assert any(w in words for w in QUANTITIES) and any(w in words for w in ATTRIBUTES) and any(w in words for w in TOOLS)
+    assert (
+        any(w in words for w in QUANTITIES) and any(w in words for w in ATTRIBUTES) and any(w in words for w in TOOLS)
+    )
 
 
 def test_msrvtt_siblings_share_their_words(toy_msrvtt):
@@ -52,10 +55,10 @@ def test_msrvtt_siblings_share_their_words(toy_msrvtt):
     same_bag = 0
     for a, b in zip(rows[::2], rows[1::2]):
         ca, cb = _concepts(a["sentence"]), _concepts(b["sentence"])
-        assert ca != cb                                      # different clips, different captions
+        assert ca != cb  # different clips, different captions
         same_bag += Counter(ca) == Counter(cb)
-        assert sum((Counter(ca) - Counter(cb)).values()) <= 1   # at most one concept word differs
-    assert same_bag >= 5                                     # the two-step siblings: identical bags of words
+        assert sum((Counter(ca) - Counter(cb)).values()) <= 1  # at most one concept word differs
+    assert same_bag >= 5  # the two-step siblings: identical bags of words
 
 
 def _oracle_r1(root, rows, binding: bool) -> float:
@@ -100,4 +103,4 @@ def test_coin_shared_visuals_need_context():
     by_visual = Counter((a, o) for recipe in table for _, a, o in recipe)
     ids = {s for recipe in table for s, _, _ in recipe}
     assert len(ids) == 48 and len(by_visual) == 40
-    assert sum(n == 2 for n in by_visual.values()) == 8     # 16 step ids look like a step of another recipe
+    assert sum(n == 2 for n in by_visual.values()) == 8  # 16 step ids look like a step of another recipe

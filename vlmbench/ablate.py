@@ -17,6 +17,7 @@ Cells are claimed with a non-blocking file lock each, so several `ablate` proces
 one folder never run a cell twice at once: a process skips a locked cell, comes back to it later, and only
 waits when nothing else is left. A cell whose result files all exist is done and is never run again.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -28,22 +29,23 @@ import queue as queue_mod
 import re
 import time
 import traceback
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import pandas as pd
 from filelock import FileLock, Timeout
 
 from . import config as cfgmod
 from . import registry
+from .config import PRESETS, PretrainConfig, RunConfig, pretrain_config, run_config
 from .errors import InputError
 from .io import ensure_writable, write_json, write_text
 from .reporting.result import Result, load_result, save_result, utc_now
 from .reporting.tables import TOY_NOTE, grid_table
-from .config import PRESETS, PretrainConfig, RunConfig, pretrain_config, run_config
 
-DEFAULT_TASKS = ("youcook2-retrieval", "youcook2-caption")   # the tasks of the paper's Tables 8 and 9
+DEFAULT_TASKS = ("youcook2-retrieval", "youcook2-caption")  # the tasks of the paper's Tables 8 and 9
 PRETRAIN_KEYS = cfgmod.field_types(PretrainConfig)
 RUN_KEYS = cfgmod.field_types(RunConfig)
 RESULT = "result.json"
@@ -51,11 +53,11 @@ RESULT = "result.json"
 
 @dataclass
 class Cell:
-    values: dict[str, Any]          # varied key -> typed value, in grid order
-    pretrain: PretrainConfig        # fully resolved (preset + this cell's pre-training keys)
-    run_pairs: tuple[str, ...]      # key=value overrides for vlmbench.runner.run
-    config: dict[str, Any]          # what the hash is over
-    key: str = ""                   # the hash: folder name under OUT/cells/
+    values: dict[str, Any]  # varied key -> typed value, in grid order
+    pretrain: PretrainConfig  # fully resolved (preset + this cell's pre-training keys)
+    run_pairs: tuple[str, ...]  # key=value overrides for vlmbench.runner.run
+    config: dict[str, Any]  # what the hash is over
+    key: str = ""  # the hash: folder name under OUT/cells/
 
     @property
     def label(self) -> str:
@@ -67,15 +69,16 @@ class Cell:
 @dataclass
 class AblationSummary:
     cells: list[Cell]
-    ran: list[str]                  # cell hashes this call ran (the others were done already or ran elsewhere)
+    ran: list[str]  # cell hashes this call ran (the others were done already or ran elsewhere)
     grid: pd.DataFrame
-    terminal: str                   # the grid as plain-text tables (one per task)
+    terminal: str  # the grid as plain-text tables (one per task)
     markdown: str
     files: dict[str, Path] = field(default_factory=dict)
     plots: list[Path] = field(default_factory=list)
 
 
 # ---- the grid ------------------------------------------------------------------------------------------------
+
 
 def parse_grid(pairs: Iterable[str]) -> dict[str, list[Any]]:
     """['mmm=0,0.5', 'loss=vlm'] -> {'mmm': [0.0, 0.5], 'loss': ['vlm']}, each value typed by the config that
@@ -92,15 +95,17 @@ def parse_grid(pairs: Iterable[str]) -> dict[str, list[Any]]:
             raise InputError(f"key {key!r} given twice: list all its values once, e.g. {key}=a,b", path="ablate")
         if key not in PRETRAIN_KEYS and key not in RUN_KEYS:
             known = sorted((set(PRETRAIN_KEYS) | set(RUN_KEYS)) - {"preset"})
-            raise InputError(f"unknown key {key!r}: not a pre-training or fine-tune/eval config key "
-                             f"(known: {', '.join(known)})", path="ablate")
+            raise InputError(
+                f"unknown key {key!r}: not a pre-training or fine-tune/eval config key (known: {', '.join(known)})",
+                path="ablate",
+            )
         raws = [v.strip() for v in raw.split(",")]
         if not raw.strip() or any(v == "" for v in raws):
             raise InputError(f"{pair!r}: empty value", path="ablate")
         typed: list[Any] = []
         for v in raws:
             value = None
-            for cls in (PretrainConfig, RunConfig):      # typed and bounded by the schema, before any cell
+            for cls in (PretrainConfig, RunConfig):  # typed and bounded by the schema, before any cell
                 if key in cfgmod.field_types(cls):
                     value = cfgmod.parse_value(cls, key, v, where="ablate")
             if value not in typed:
@@ -139,9 +144,14 @@ def make_cells(grid: dict[str, list[Any]], tasks: Sequence[str], preset: str, da
         run_pairs = tuple(_pair(k, v) for k, v in values.items() if k in RUN_KEYS)
         pcfg = pretrain_config(preset, pre_pairs)
         for spec in specs:
-            run_config(spec, preset, run_pairs)      # the task knows the preset, the values parse
-        config = {"pretrain": cfgmod.to_dict(pcfg), "run": cfgmod.parse_overrides(RunConfig, run_pairs),
-                  "tasks": list(tasks), "preset": preset, "data": str(Path(data).resolve()) if data else None}
+            run_config(spec, preset, run_pairs)  # the task knows the preset, the values parse
+        config = {
+            "pretrain": cfgmod.to_dict(pcfg),
+            "run": cfgmod.parse_overrides(RunConfig, run_pairs),
+            "tasks": list(tasks),
+            "preset": preset,
+            "data": str(Path(data).resolve()) if data else None,
+        }
         key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
         cells.append(Cell(values, pcfg, run_pairs, config, key))
     return cells
@@ -158,8 +168,9 @@ def is_complete(out: Path, cell: Cell) -> bool:
 
 # ---- running one cell ----------------------------------------------------------------------------------------
 
+
 def _append(path: Path, line: str) -> None:
-    with open(path, "a", encoding="utf-8") as f:   # one write per line: lines never interleave
+    with open(path, "a", encoding="utf-8") as f:  # one write per line: lines never interleave
         f.write(line + "\n")
 
 
@@ -171,8 +182,13 @@ def annotate(result: Result, cell: Cell) -> Result:
     """Record the cell in its results: the varied values at the top of `config` (what grid_table reads), the
     full pre-training config under config.pretrain (what a paper row is matched on) and a readable name
     (what `vlmbench report` labels a run by). Idempotent; rewrites the file only when something changed."""
-    config = {**result.config, **cell.values, "pretrain": cfgmod.to_dict(cell.pretrain),
-              "name": cell.label, "ablation_cell": cell.key}
+    config = {
+        **result.config,
+        **cell.values,
+        "pretrain": cfgmod.to_dict(cell.pretrain),
+        "name": cell.label,
+        "ablation_cell": cell.key,
+    }
     if config != result.config:
         result.config = config
         if result.path is not None:
@@ -188,11 +204,12 @@ def run_cell(out: Path, cell: Cell, data: Path | None, stage: Callable[[str], No
 
     d = cell_dir(out, cell)
     d.mkdir(parents=True, exist_ok=True)
-    write_json(d / "cell.json", {"hash": cell.key, "values": cell.values, "implied": cell.pretrain.implied(),
-                                 **cell.config})
+    write_json(
+        d / "cell.json", {"hash": cell.key, "values": cell.values, "implied": cell.pretrain.implied(), **cell.config}
+    )
     log = lambda s: _append(d / "log.txt", s)  # noqa: E731  (inner chatter goes to the cell's log)
     preset = cell.config["preset"]
-    if not (d / "pretrain" / "summary.json").is_file():    # written after the final model
+    if not (d / "pretrain" / "summary.json").is_file():  # written after the final model
         stage("pretrain")
         _event(d, "pretrain")
         pretrain(cell.pretrain, d / "pretrain", data=data, resume=True, progress=False, say=log)
@@ -201,15 +218,28 @@ def run_cell(out: Path, cell: Cell, data: Path | None, stage: Callable[[str], No
             continue
         stage(task)
         _event(d, "task", task=task)
-        result, _ = run(task, data=data, checkpoint=d / "pretrain" / "model", out=d / task, preset=preset,
-                        pairs=list(cell.run_pairs), progress=False, say=log,
-                        overwrite=True)   # the cell owns the folder: a task killed before its result reruns
+        result, _ = run(
+            task,
+            data=data,
+            checkpoint=d / "pretrain" / "model",
+            out=d / task,
+            preset=preset,
+            pairs=list(cell.run_pairs),
+            progress=False,
+            say=log,
+            overwrite=True,
+        )  # the cell owns the folder: a task killed before its result reruns
         annotate(result, cell)
     _event(d, "done")
 
 
-def claim_loop(out: Path, cells: Sequence[Cell], data: Path | None,
-               report: Callable[[str, str, str], None] = lambda *a: None, poll: float = 0.5) -> list[str]:
+def claim_loop(
+    out: Path,
+    cells: Sequence[Cell],
+    data: Path | None,
+    report: Callable[[str, str, str], None] = lambda *a: None,
+    poll: float = 0.5,
+) -> list[str]:
     """Run every cell that is not complete, each under its own non-blocking lock; returns the hashes run here.
 
     report(kind, cell_hash, info): kind 'start' / 'stage' / 'done' (info 'ran' or 'skipped')."""
@@ -229,9 +259,9 @@ def claim_loop(out: Path, cells: Sequence[Cell], data: Path | None,
             try:
                 lock.acquire(timeout=0)
             except Timeout:
-                continue                                   # another process has it: come back later
+                continue  # another process has it: come back later
             try:
-                if not is_complete(out, cell):             # it may have finished while we looked elsewhere
+                if not is_complete(out, cell):  # it may have finished while we looked elsewhere
                     report("start", cell.key, cell.label)
                     run_cell(out, cell, data, stage=lambda s, k=cell.key: report("stage", k, s))
                     ran.append(cell.key)
@@ -243,7 +273,7 @@ def claim_loop(out: Path, cells: Sequence[Cell], data: Path | None,
             pending.remove(cell)
             progressed = True
         if pending and not progressed:
-            time.sleep(poll)                               # everything left is held elsewhere: wait
+            time.sleep(poll)  # everything left is held elsewhere: wait
     return ran
 
 
@@ -255,10 +285,10 @@ def _die_with_parent(parent: int) -> None:
     import signal
 
     try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))   # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):                                     # not Linux: daemon semantics only
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: daemon semantics only
         return
-    if os.getppid() != parent:                                            # it died before prctl took effect
+    if os.getppid() != parent:  # it died before prctl took effect
         os._exit(1)
 
 
@@ -273,11 +303,12 @@ def _worker(out: Path, cells: list[Cell], data: Path | None, q, threads: int, pa
         q.put(("exit", "", json.dumps(ran)))
     except InputError as e:
         q.put(("input_error", "", str(e)))
-    except BaseException:                                  # noqa: BLE001  (reported, then the parent raises)
+    except BaseException:  # noqa: BLE001  (reported, then the parent raises)
         q.put(("error", "", traceback.format_exc()))
 
 
 # ---- the driver ----------------------------------------------------------------------------------------------
+
 
 class _Display:
     """Cells done / running / left, and one line per running cell with its stage; silent when disabled."""
@@ -291,16 +322,24 @@ class _Display:
             from rich.console import Console
             from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-            self.p = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
-                              TimeElapsedColumn(), console=Console(stderr=True))
+            self.p = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TextColumn("{task.fields[info]}"),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+            )
             self.main = self.p.add_task("ablate", total=self.total, info="")
             self.p.start()
             self._refresh()
 
     def _refresh(self) -> None:
         left = self.total - len(self.done) - len(self.running)
-        self.p.update(self.main, completed=len(self.done),
-                      info=f"cells: {len(self.done)} done, {len(self.running)} running, {left} left")
+        self.p.update(
+            self.main,
+            completed=len(self.done),
+            info=f"cells: {len(self.done)} done, {len(self.running)} running, {left} left",
+        )
 
     def event(self, kind: str, key: str, info: str) -> None:
         if kind == "done":
@@ -348,10 +387,18 @@ def auto_jobs(cells: int) -> int:
     return 1 if torch.cuda.is_available() else max(1, min(cells, os.cpu_count() or 1))
 
 
-def ablate(pairs: Sequence[str], *, tasks: Sequence[str] = DEFAULT_TASKS, data: Path | None = None,
-           out: Path = Path("runs/ablate"), jobs: int | None = 1, preset: str | None = None, progress: bool = True,
-           say: Callable[[str], None] = print) -> AblationSummary:
-    out = ensure_writable(Path(out))   # a read-only or full disk fails before any work
+def ablate(
+    pairs: Sequence[str],
+    *,
+    tasks: Sequence[str] = DEFAULT_TASKS,
+    data: Path | None = None,
+    out: Path = Path("runs/ablate"),
+    jobs: int | None = 1,
+    preset: str | None = None,
+    progress: bool = True,
+    say: Callable[[str], None] = print,
+) -> AblationSummary:
+    out = ensure_writable(Path(out))  # a read-only or full disk fails before any work
     tasks = list(dict.fromkeys(tasks))
     if not tasks:
         raise InputError("no tasks given", path="--tasks")
@@ -367,8 +414,10 @@ def ablate(pairs: Sequence[str], *, tasks: Sequence[str] = DEFAULT_TASKS, data: 
     cells = make_cells(grid, tasks, preset, data)
     todo = [c for c in cells if not is_complete(out, c)]
     jobs = auto_jobs(len(todo)) if jobs is None else jobs
-    say(f"ablate: {len(cells)} cells x {len(tasks)} tasks ({', '.join(tasks)}), preset {preset}, "
-        f"{len(cells) - len(todo)} already done, {min(jobs, max(1, len(todo)))} at a time; folder {out}")
+    say(
+        f"ablate: {len(cells)} cells x {len(tasks)} tasks ({', '.join(tasks)}), preset {preset}, "
+        f"{len(cells) - len(todo)} already done, {min(jobs, max(1, len(todo)))} at a time; folder {out}"
+    )
     if todo and data is None:
         _ensure_toy(tasks, say)
 
@@ -385,10 +434,12 @@ def ablate(pairs: Sequence[str], *, tasks: Sequence[str] = DEFAULT_TASKS, data: 
 
 
 def _run_workers(out: Path, cells: list[Cell], data: Path | None, jobs: int, display: _Display) -> list[str]:
-    ctx = mp.get_context("spawn")        # fork after torch has started threads can deadlock
+    ctx = mp.get_context("spawn")  # fork after torch has started threads can deadlock
     q = ctx.Queue()
     threads = max(1, (os.cpu_count() or 1) // jobs)
-    procs = [ctx.Process(target=_worker, args=(out, cells, data, q, threads, os.getpid()), daemon=True) for _ in range(jobs)]
+    procs = [
+        ctx.Process(target=_worker, args=(out, cells, data, q, threads, os.getpid()), daemon=True) for _ in range(jobs)
+    ]
     for p in procs:
         p.start()
     ran: list[str] = []
@@ -413,12 +464,13 @@ def _run_workers(out: Path, cells: list[Cell], data: Path | None, jobs: int, dis
     finally:
         for p in procs:
             if p.is_alive() and exited < jobs:
-                p.terminate()        # their cells are resumable: pre-training checkpoints, atomic results
+                p.terminate()  # their cells are resumable: pre-training checkpoints, atomic results
             p.join()
     return ran
 
 
 # ---- the table and the plots ---------------------------------------------------------------------------------
+
 
 def collect(out: Path, cells: Sequence[Cell]) -> list[Result]:
     """Every cell's results, in cell then task order, annotated with the cell."""
@@ -459,17 +511,27 @@ def _summarise(out: Path, cells: list[Cell], varied: list[str], ran: list[str]) 
 
     results = collect(out, cells)
     grid = grid_table(results, varied)
-    if len(grid) == len(results):         # one result per (task, cell): name each row's cell folder
+    if len(grid) == len(results):  # one result per (task, cell): name each row's cell folder
         grid.insert(0, "cell", [r.config.get("ablation_cell", "") for r in results])
     toy = any(r.toy for r in results)
     terminal, markdown = render_grid(grid, varied, toy, "terminal"), render_grid(grid, varied, toy, "markdown", ci=True)
-    files = {"grid.md": write_text(out / "grid.md", markdown),
-             "grid.csv": write_text(out / "grid.csv", grid.to_csv(index=False))}
+    files = {
+        "grid.md": write_text(out / "grid.md", markdown),
+        "grid.csv": write_text(out / "grid.csv", grid.to_csv(index=False)),
+    }
     plots = []
     metrics = list(dict.fromkeys(m for t in grid["task"].unique() for m in _headline(grid, t))) if len(grid) else []
-    for key in (k for k in varied if grid[k].nunique() > 1):     # a key held at one value is no axis
+    for key in (k for k in varied if grid[k].nunique() > 1):  # a key held at one value is no axis
         for metric in metrics:
             if grid[metric].notna().any():
-                plots.append(plot_metric_vs_key(grid, key, metric, out / "plots" / plot_name(metric, key),
-                                                preset=cells[0].config["preset"] if cells else None, toy=toy))
+                plots.append(
+                    plot_metric_vs_key(
+                        grid,
+                        key,
+                        metric,
+                        out / "plots" / plot_name(metric, key),
+                        preset=cells[0].config["preset"] if cells else None,
+                        toy=toy,
+                    )
+                )
     return AblationSummary(cells, ran, grid, terminal, markdown, files, plots)

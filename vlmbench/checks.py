@@ -4,11 +4,12 @@ A task is checked the way a run reads it (the adapter's own load), then every fe
 whole: NaN/inf rows are found by file and row, and the content digests that go into the fingerprint are
 cached for the runs that follow. The exit code says the worst finding (see EXIT_CODES).
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from . import registry
 from .data import howto100m
@@ -16,17 +17,19 @@ from .data.features import FeatureStore, fingerprint
 from .errors import InputError
 from .runconfig import run_config
 
-PRETRAIN = "howto100m-pretrain"   # the row for the pre-training corpus
+PRETRAIN = "howto100m-pretrain"  # the row for the pre-training corpus
 OK, MISSING, MALFORMED = "ok", "missing", "malformed"
 EXIT_CODES = {OK: 0, MALFORMED: 2, MISSING: 3}
-EXIT_HELP = ("Exit code 0 when every task checked is usable, 2 when any file is malformed, "
-             "3 when none is malformed but files or features are missing.")
+EXIT_HELP = (
+    "Exit code 0 when every task checked is usable, 2 when any file is malformed, "
+    "3 when none is malformed but files or features are missing."
+)
 
 
 @dataclass
 class CheckRow:
     task: str
-    status: str      # ok | missing | malformed
+    status: str  # ok | missing | malformed
     details: str
 
 
@@ -47,8 +50,7 @@ def check_task(spec: registry.TaskSpec, root: Path, allow_missing: bool = False)
     if spec.feature_dir(root).is_dir() and not len(FeatureStore(spec.feature_dir(root))):
         return CheckRow(spec.name, MISSING, f"no feature files (<video_id>.npy) in {spec.feature_dir(root)}")
     try:
-        adapter = spec.adapter_class()(spec, run_config(spec, "paper"), root, allow_missing=True,
-                                       say=lambda s: None)
+        adapter = spec.adapter_class()(spec, run_config(spec, "paper"), root, allow_missing=True, say=lambda s: None)
         adapter.load()
         store = adapter.loaded.features
         if store is not None:
@@ -58,7 +60,7 @@ def check_task(spec: registry.TaskSpec, root: Path, allow_missing: bool = False)
         return CheckRow(spec.name, MALFORMED, str(e))
     counts = adapter.loaded.counts
     info = ", ".join(f"{k}={v}" for k, v in counts.items() if v or not k.startswith("missing_features_"))
-    lacking = {k[len("missing_features_"):]: v for k, v in counts.items() if k.startswith("missing_features_") and v}
+    lacking = {k[len("missing_features_") :]: v for k, v in counts.items() if k.startswith("missing_features_") and v}
     if lacking and not allow_missing:
         what = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in lacking.items())
         return CheckRow(spec.name, MISSING, f"no feature file for {what} (usable with --allow-missing); {info}")
@@ -73,9 +75,14 @@ def check_pretraining(root: Path) -> CheckRow:
     try:
         cap_path, feat_path = howto100m.find(folder)
     except InputError:
-        absent = [name for name, present in (
-            ("howto100m/captions.json (or captions/)", any((folder / c).exists() for c in howto100m.CAPTION_NAMES)),
-            ("howto100m/features", (folder / "features").is_dir())) if not present]
+        absent = [
+            name
+            for name, present in (
+                ("howto100m/captions.json (or captions/)", any((folder / c).exists() for c in howto100m.CAPTION_NAMES)),
+                ("howto100m/features", (folder / "features").is_dir()),
+            )
+            if not present
+        ]
         return CheckRow(PRETRAIN, MISSING, "missing: " + ", ".join(absent))
     try:
         captions = howto100m.load_captions(cap_path)
@@ -88,8 +95,11 @@ def check_pretraining(root: Path) -> CheckRow:
         return CheckRow(PRETRAIN, MALFORMED, str(e))
     n_captions = sum(len(c) for c in corpus.captions.values())
     skipped = corpus.report()
-    return CheckRow(PRETRAIN, OK, f"videos={len(ids)}, captions={n_captions}"
-                    + (f"; {skipped}" if skipped else "") + f"; fingerprint {digest}")
+    return CheckRow(
+        PRETRAIN,
+        OK,
+        f"videos={len(ids)}, captions={n_captions}" + (f"; {skipped}" if skipped else "") + f"; fingerprint {digest}",
+    )
 
 
 def check_data(root: Path, tasks: Sequence[str] | None = None, allow_missing: bool = False) -> list[CheckRow]:

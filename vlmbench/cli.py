@@ -2,12 +2,12 @@
 
 Bad input (an InputError anywhere below) is one line on stderr and exit code 2, never a traceback.
 """
+
 from __future__ import annotations
 
 import functools
 import sys
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 from rich.console import Console
@@ -16,10 +16,16 @@ from .config import PretrainConfig, RunConfig, help_text
 from .errors import InputError
 
 HELP = {"help_option_names": ["-h", "--help"]}
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, context_settings=HELP,
-                  help="vlmbench: pre-train, fine-tune and evaluate VLM (Xu et al., 2021) the paper's way.")
-data_app = typer.Typer(add_completion=False, no_args_is_help=True, context_settings=HELP,
-                       help="Toy data and data checks.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings=HELP,
+    help="vlmbench: pre-train, fine-tune and evaluate VLM (Xu et al., 2021) the paper's way.",
+)
+data_app = typer.Typer(
+    add_completion=False, no_args_is_help=True, context_settings=HELP, help="Toy data and data checks."
+)
 app.add_typer(data_app, name="data")
 console = Console()
 err = Console(stderr=True)
@@ -34,20 +40,25 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                       help="print the version and exit")) -> None:
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="print the version and exit"
+    ),
+) -> None:
     """vlmbench: pre-train, fine-tune and evaluate VLM (Xu et al., 2021) the paper's way."""
 
 
 def guarded(fn):
     """InputError -> 'error: <file/key>: <problem>' on stderr, exit 2."""
+
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except InputError as e:
             err.print(f"[red]error:[/red] {e}", highlight=False, markup=True, soft_wrap=True)
-            raise typer.Exit(2)
+            raise typer.Exit(2) from None
+
     return wrapper
 
 
@@ -63,52 +74,65 @@ RUN_KEYS_HELP = help_text(RunConfig, "Fine-tune/eval keys")
 @app.command(epilog=PRETRAIN_KEYS_HELP)
 @guarded
 def pretrain(
-    pairs: List[str] = typer.Argument(None, help="key=value overrides, e.g. mmm=0.3 loss=mfm-mlm steps=100"),
-    data: Optional[Path] = typer.Option(None, help="HowTo100M folder (captions.json or captions/ + features/); default: the toy world"),
+    pairs: list[str] = typer.Argument(None, help="key=value overrides, e.g. mmm=0.3 loss=mfm-mlm steps=100"),
+    data: Path | None = typer.Option(
+        None, help="HowTo100M folder (captions.json or captions/ + features/); default: the toy world"
+    ),
     out: Path = typer.Option(Path("runs/pretrain"), help="output folder (log.jsonl, checkpoints/, model/)"),
-    backbone: Optional[str] = typer.Option(None, help="'default' (MiniLM-L6), 'tiny', or a local HF BERT folder"),
-    preset: Optional[str] = typer.Option(None, help="paper | toy | smoke (default: toy on the toy world, paper on real data)"),
+    backbone: str | None = typer.Option(None, help="'default' (MiniLM-L6), 'tiny', or a local HF BERT folder"),
+    preset: str | None = typer.Option(
+        None, help="paper | toy | smoke (default: toy on the toy world, paper on real data)"
+    ),
     resume: bool = typer.Option(False, help="continue from the last checkpoint in --out"),
-    overwrite: bool = typer.Option(False, help="replace the pre-training run already in --out (without this or "
-                                               "--resume such a folder is refused)"),
+    overwrite: bool = typer.Option(
+        False, help="replace the pre-training run already in --out (without this or --resume such a folder is refused)"
+    ),
     progress: bool = typer.Option(True, help="show a progress bar"),
-    workers: Optional[int] = typer.Option(None, min=0, help="data loader worker processes per rank (default: 0 on "
-                                          "CPU, up to 4 on a GPU); the batches are the same for any number"),
+    workers: int | None = typer.Option(
+        None,
+        min=0,
+        help="data loader worker processes per rank (default: 0 on "
+        "CPU, up to 4 on a GPU); the batches are the same for any number",
+    ),
 ):
     """Pre-train VLM (MFM-MLM / MMM masking, masked token loss) on HowTo100M-format data."""
     from .config import pretrain_config
     from .train.pretrain import pretrain as run_pretrain
 
     pairs = list(pairs or []) + ([f"backbone={backbone}"] if backbone else [])
+    from .data.prepared import prepared_from_toy
     from .data.toy import is_toy_dataset
 
-    from .data.prepared import prepared_from_toy
-
-    toy_data = data is None or is_toy_dataset(data) or is_toy_dataset(Path(data) / "howto100m") or \
-        prepared_from_toy(data)
+    toy_data = (
+        data is None or is_toy_dataset(data) or is_toy_dataset(Path(data) / "howto100m") or prepared_from_toy(data)
+    )
     cfg = pretrain_config(preset or ("toy" if toy_data else "paper"), pairs)
-    summary = run_pretrain(cfg, out, data=data, resume=resume, overwrite=overwrite, progress=progress, say=say,
-                           workers=workers)
+    summary = run_pretrain(
+        cfg, out, data=data, resume=resume, overwrite=overwrite, progress=progress, say=say, workers=workers
+    )
     say(f"Pre-trained {summary['final_step']} steps (preset {cfg.preset}); model in {out / 'model'}")
     if summary.get("world_size", 1) > 1:
         from .train.distributed import exit_now
 
-        exit_now(0)             # a torchrun worker: nothing left to do, and the teardown can hang (see shutdown)
+        exit_now(0)  # a torchrun worker: nothing left to do, and the teardown can hang (see shutdown)
 
 
 @app.command(epilog=RUN_KEYS_HELP)
 @guarded
 def run(
     task: str = typer.Option(..., "--task", help="task name (see `vlmbench tasks`)"),
-    pairs: List[str] = typer.Argument(None, help="key=value overrides of the fine-tune/eval config, e.g. epochs=3"),
-    data: Optional[Path] = typer.Option(None, help="data root (see README); default: the toy world"),
-    checkpoint: Optional[Path] = typer.Option(None, help="VLM checkpoint folder (vlm_config.json + model.safetensors)"),
-    backbone: Optional[str] = typer.Option(None, help="backbone when no --checkpoint: default | tiny | folder"),
-    out: Optional[Path] = typer.Option(None, help="run folder (default runs/<task>-<time>)"),
-    preset: Optional[str] = typer.Option(None, help="paper | toy | smoke (default: toy on the toy world, paper on real data)"),
+    pairs: list[str] = typer.Argument(None, help="key=value overrides of the fine-tune/eval config, e.g. epochs=3"),
+    data: Path | None = typer.Option(None, help="data root (see README); default: the toy world"),
+    checkpoint: Path | None = typer.Option(None, help="VLM checkpoint folder (vlm_config.json + model.safetensors)"),
+    backbone: str | None = typer.Option(None, help="backbone when no --checkpoint: default | tiny | folder"),
+    out: Path | None = typer.Option(None, help="run folder (default runs/<task>-<time>)"),
+    preset: str | None = typer.Option(
+        None, help="paper | toy | smoke (default: toy on the toy world, paper on real data)"
+    ),
     allow_missing: bool = typer.Option(False, help="skip examples whose features are missing (counted in the result)"),
-    overwrite: bool = typer.Option(False, help="replace the run already in --out (without it such a folder is "
-                                               "refused)"),
+    overwrite: bool = typer.Option(
+        False, help="replace the run already in --out (without it such a folder is refused)"
+    ),
     progress: bool = typer.Option(True, help="show progress bars"),
 ):
     """Fine-tune (unless zero-shot), predict, save predictions, score, write result.json."""
@@ -117,7 +141,7 @@ def run(
 
     pairs = list(pairs or []) + ([f"backbone={backbone}"] if backbone else [])
     seeds = [p.partition("=")[2] for p in pairs if p.partition("=")[0].strip() == "seed" and "," in p]
-    if seeds:                                    # seed=0,1,2: one run per seed, then mean ± std across them
+    if seeds:  # seed=0,1,2: one run per seed, then mean ± std across them
         from datetime import datetime
 
         from .reporting import render
@@ -127,16 +151,35 @@ def run(
         rest = [p for p in pairs if p.partition("=")[0].strip() != "seed"]
         results = []
         for s in dict.fromkeys(v.strip() for v in seeds[0].split(",")):
-            result, _ = run_task(task, data=data, checkpoint=checkpoint, out=base / f"seed-{s}", preset=preset,
-                                 pairs=rest + [f"seed={s}"], allow_missing=allow_missing, progress=progress, say=say,
-                                 overwrite=overwrite)
+            result, _ = run_task(
+                task,
+                data=data,
+                checkpoint=checkpoint,
+                out=base / f"seed-{s}",
+                preset=preset,
+                pairs=rest + [f"seed={s}"],
+                allow_missing=allow_missing,
+                progress=progress,
+                say=say,
+                overwrite=overwrite,
+            )
             _print_metrics(result, format_value)
             results.append(result)
         out_console_write(render.terminal([seed_table(results)]))
         say(f"Results: {base}/seed-*/result.json")
         return
-    result, extra = run_task(task, data=data, checkpoint=checkpoint, out=out, preset=preset, pairs=pairs,
-                             allow_missing=allow_missing, progress=progress, say=say, overwrite=overwrite)
+    result, extra = run_task(
+        task,
+        data=data,
+        checkpoint=checkpoint,
+        out=out,
+        preset=preset,
+        pairs=pairs,
+        allow_missing=allow_missing,
+        progress=progress,
+        say=say,
+        overwrite=overwrite,
+    )
     _print_metrics(result, format_value)
     for title, rows in extra.get("examples", {}).items():
         console.print(f"[bold]{title}[/bold]")
@@ -150,9 +193,17 @@ def _print_metrics(result, format_value) -> None:
 
     from .reporting import render
 
-    title = f"{result.task} ({result.split}{', toy world: not comparable with published numbers' if result.toy else ''})"
-    raw = pd.DataFrame([{**result.metrics, **{f"{m}:{s}": b for m, (lo, hi) in result.intervals.items()
-                                              for s, b in (("lo", lo), ("hi", hi))}}])
+    title = (
+        f"{result.task} ({result.split}{', toy world: not comparable with published numbers' if result.toy else ''})"
+    )
+    raw = pd.DataFrame(
+        [
+            {
+                **result.metrics,
+                **{f"{m}:{s}": b for m, (lo, hi) in result.intervals.items() for s, b in (("lo", lo), ("hi", hi))},
+            }
+        ]
+    )
     shown = render.cells(raw, list(result.metrics), ci=True)[list(result.metrics)]
     out_console_write(render.terminal([render.Table(shown, title=title, numeric=list(result.metrics))]))
 
@@ -161,11 +212,9 @@ def _print_metrics(result, format_value) -> None:
 @guarded
 def score(predictions: Path = typer.Argument(..., help="a predictions.npz written by `vlmbench run`")):
     """Re-score a predictions file offline (no model needed)."""
-    from .runner import score_file
-
     from . import registry
     from .reporting.intervals import result_intervals
-    from .runner import load_predictions
+    from .runner import load_predictions, score_file
 
     task, metrics, conventions = score_file(predictions)
     cis = result_intervals(registry.get(task).family, load_predictions(predictions)[2], metrics)
@@ -177,9 +226,11 @@ def score(predictions: Path = typer.Argument(..., help="a predictions.npz writte
 
 @app.command()
 @guarded
-def tasks(data: Optional[Path] = typer.Option(None, help="data root to check for the files each task needs"),
-          show: Optional[str] = typer.Option(None, "--show", help="print one task's resolved recipe and protocol"),
-          preset: str = typer.Option("paper", help="preset resolved by --show")):
+def tasks(
+    data: Path | None = typer.Option(None, help="data root to check for the files each task needs"),
+    show: str | None = typer.Option(None, "--show", help="print one task's resolved recipe and protocol"),
+    preset: str = typer.Option("paper", help="preset resolved by --show"),
+):
     """The task registry: task, dataset, metrics, files it needs, and whether they are present."""
     from rich.table import Table
 
@@ -212,8 +263,10 @@ def tasks(data: Optional[Path] = typer.Option(None, help="data root to check for
 
 @data_app.command("toy")
 @guarded
-def data_toy(out: Path = typer.Option(..., help="folder to write the toy world into"),
-             seed: int = typer.Option(0, help="seed (same seed, same bytes)")):
+def data_toy(
+    out: Path = typer.Option(..., help="folder to write the toy world into"),
+    seed: int = typer.Option(0, help="seed (same seed, same bytes)"),
+):
     """Write the toy world (HowTo100M + every task dataset) in the real formats."""
     from .data import toy
 
@@ -225,12 +278,16 @@ def data_toy(out: Path = typer.Option(..., help="folder to write the toy world i
 @data_app.command("prepare-howto100m")
 @guarded
 def data_prepare_howto100m(
-        data: Path = typer.Option(..., help="HowTo100M folder (captions.json / raw_caption.json or captions/ of "
-                                  "<vid>.csv, and features/)"),
-        out: Path = typer.Option(..., help="folder for the prepared corpus (then: vlmbench pretrain --data OUT)"),
-        backbone: str = typer.Option("default", help="whose tokenizer: 'default' (MiniLM-L6 = bert-base-uncased "
-                                     "vocabulary), 'tiny', or a local HF BERT folder"),
-        workers: int = typer.Option(1, min=1, help="processes, each preparing one shard of videos at a time")):
+    data: Path = typer.Option(
+        ..., help="HowTo100M folder (captions.json / raw_caption.json or captions/ of <vid>.csv, and features/)"
+    ),
+    out: Path = typer.Option(..., help="folder for the prepared corpus (then: vlmbench pretrain --data OUT)"),
+    backbone: str = typer.Option(
+        "default",
+        help="whose tokenizer: 'default' (MiniLM-L6 = bert-base-uncased vocabulary), 'tiny', or a local HF BERT folder",
+    ),
+    workers: int = typer.Option(1, min=1, help="processes, each preparing one shard of videos at a time"),
+):
     """Clean, tokenise and index the HowTo100M captions once: flat memory-mapped arrays that pre-training reads.
 
     Resumable: a killed run continues with the shards it had not finished. The summary gives the counts before and after (rolling-ASR lines merged, empty lines, cuts, skipped videos).
@@ -240,11 +297,23 @@ def data_prepare_howto100m(
 
     from .data.prepared import prepare
 
-    with Progress(TextColumn("prepare"), BarColumn(), MofNCompleteColumn(), TextColumn("videos"),
-                  TimeRemainingColumn(), console=err) as bar:
+    with Progress(
+        TextColumn("prepare"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("videos"),
+        TimeRemainingColumn(),
+        console=err,
+    ) as bar:
         task = bar.add_task("prepare", total=None)
-        prep = prepare(data, out, backbone=backbone, workers=workers, say=say,
-                       progress=lambda done, total: bar.update(task, completed=done, total=total))
+        prep = prepare(
+            data,
+            out,
+            backbone=backbone,
+            workers=workers,
+            say=say,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
     table = Table(title=f"prepared HowTo100M: {out}")
     table.add_column("count")
     table.add_column("value", justify="right")
@@ -256,11 +325,15 @@ def data_prepare_howto100m(
 
 @data_app.command("check")
 @guarded
-def data_check(data: Path = typer.Option(..., help="data root"),
-               task: Optional[List[str]] = typer.Option(None, help="check only this task (repeatable; "
-                                                        "howto100m-pretrain is the pre-training folder)"),
-               allow_missing: bool = typer.Option(False, help="a task lacking some feature files is usable, "
-                                                  "as for `run --allow-missing`")):
+def data_check(
+    data: Path = typer.Option(..., help="data root"),
+    task: list[str] | None = typer.Option(
+        None, help="check only this task (repeatable; howto100m-pretrain is the pre-training folder)"
+    ),
+    allow_missing: bool = typer.Option(
+        False, help="a task lacking some feature files is usable, as for `run --allow-missing`"
+    ),
+):
     """Per task and for the HowTo100M pre-training folder: files present, parsed as a run reads them, and every feature file read whole (NaN/inf by file and row).
 
     Exit code 0 when every task checked is usable, 2 when any file is malformed, 3 when none is malformed but files or features are missing.
@@ -284,19 +357,29 @@ def data_check(data: Path = typer.Option(..., help="data root"),
 
 # ---- ablations, suites, reports, regression checks, floor baselines ------------------------------------------
 
-@app.command(epilog=f"Every value of every axis is checked against these keys before any cell runs.\n\n"
-                    f"{PRETRAIN_KEYS_HELP}\n\n{RUN_KEYS_HELP}")
+
+@app.command(
+    epilog=f"Every value of every axis is checked against these keys before any cell runs.\n\n"
+    f"{PRETRAIN_KEYS_HELP}\n\n{RUN_KEYS_HELP}"
+)
 @guarded
 def ablate(
-    pairs: List[str] = typer.Argument(None, help="key=v1,v2,... per varied key (any pre-training or fine-tune/eval "
-                                                 "config key; seed/backbone/... apply to both), e.g. mmm=0,0.3,0.5 loss=vlm,mfm-mlm"),
+    pairs: list[str] = typer.Argument(
+        None,
+        help="key=v1,v2,... per varied key (any pre-training or fine-tune/eval "
+        "config key; seed/backbone/... apply to both), e.g. mmm=0,0.3,0.5 loss=vlm,mfm-mlm",
+    ),
     tasks: str = typer.Option("youcook2-retrieval,youcook2-caption", help="comma-separated tasks run in every cell"),
-    data: Optional[Path] = typer.Option(None, help="data root (HowTo100M + the tasks' datasets); default: the toy world"),
+    data: Path | None = typer.Option(None, help="data root (HowTo100M + the tasks' datasets); default: the toy world"),
     out: Path = typer.Option(Path("runs/ablate"), help="grid folder: cells/<hash>/, grid.md, grid.csv, plots/"),
-    jobs: Optional[int] = typer.Option(None, help="cells run in parallel processes (default: one per CPU core, "
-                                                  "1 on a GPU)"),
-    preset: Optional[str] = typer.Option(None, help="paper | toy | ci | smoke, for pre-training and every task "
-                                                    "(default: ci on the toy world, paper on real data)"),
+    jobs: int | None = typer.Option(
+        None, help="cells run in parallel processes (default: one per CPU core, 1 on a GPU)"
+    ),
+    preset: str | None = typer.Option(
+        None,
+        help="paper | toy | ci | smoke, for pre-training and every task "
+        "(default: ci on the toy world, paper on real data)",
+    ),
     progress: bool = typer.Option(True, help="show the cells done / running / left"),
 ):
     """Pre-train and evaluate every combination of the given values (an ablation grid).
@@ -305,8 +388,16 @@ def ablate(
     printed beside the paper's Tables 8/9, written as grid.md / grid.csv, and plotted."""
     from .ablate import ablate as run_ablate
 
-    summary = run_ablate(list(pairs or []), tasks=[t.strip() for t in tasks.split(",") if t.strip()], data=data,
-                         out=out, jobs=jobs, preset=preset, progress=progress, say=say)
+    summary = run_ablate(
+        list(pairs or []),
+        tasks=[t.strip() for t in tasks.split(",") if t.strip()],
+        data=data,
+        out=out,
+        jobs=jobs,
+        preset=preset,
+        progress=progress,
+        say=say,
+    )
     out_console_write(summary.terminal)
     say(f"Grid: {summary.files['grid.md']}, {summary.files['grid.csv']}; {len(summary.plots)} plots in {out / 'plots'}")
 
@@ -316,11 +407,13 @@ def ablate(
 def suite(
     preset: str = typer.Option("smoke", help="paper | toy | smoke (smoke: the CI regression run, minutes on a CPU)"),
     out: Path = typer.Option(Path("runs/suite"), help="run folder: pretrain/, <task>/result.json, suite.json"),
-    data: Optional[Path] = typer.Option(None, help="data root; default: the toy world"),
-    save_reference: Optional[Path] = typer.Option(None, help="also replace this folder with the results "
-                                                             "(what `make update-reference` does)"),
-    seed: Optional[int] = typer.Option(None, help="seed of pre-training, every task and the floors "
-                                                  "(default: the preset's)"),
+    data: Path | None = typer.Option(None, help="data root; default: the toy world"),
+    save_reference: Path | None = typer.Option(
+        None, help="also replace this folder with the results (what `make update-reference` does)"
+    ),
+    seed: int | None = typer.Option(
+        None, help="seed of pre-training, every task and the floors (default: the preset's)"
+    ),
     progress: bool = typer.Option(True, help="show progress bars"),
 ):
     """Pre-train once, then run all the registry's tasks from that checkpoint, and the floor baselines
@@ -339,13 +432,18 @@ def suite(
 @app.command()
 @guarded
 def report(
-    results: List[Path] = typer.Argument(..., help="result.json files or folders (searched recursively)"),
+    results: list[Path] = typer.Argument(..., help="result.json files or folders (searched recursively)"),
     against: str = typer.Option("paper", help="paper: the paper's Tables 2-7 rows beside ours | none"),
     format: str = typer.Option("terminal", "--format", help="terminal | markdown | csv | json | html"),
-    ci: bool = typer.Option(False, "--ci", help="show each metric as value ± half-width of its 95% bootstrap "
-                                                "interval (CSV and JSON always carry both bounds)"),
-    out: Optional[Path] = typer.Option(None, "--out", help="write the report to this file instead of stdout "
-                                                           "(html: one self-contained page)"),
+    ci: bool = typer.Option(
+        False,
+        "--ci",
+        help="show each metric as value ± half-width of its 95% bootstrap "
+        "interval (CSV and JSON always carry both bounds)",
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", help="write the report to this file instead of stdout (html: one self-contained page)"
+    ),
 ):
     """Our results per task beside the paper's rows and any floor baselines; toy results are labelled."""
     from .io import write_text
@@ -373,8 +471,10 @@ def _compare_help() -> str:
     from .reporting.compare import DEFAULT_TOLERANCE, DEFAULT_TOLERANCES
 
     special = ", ".join(f"{k} {v:g}" for k, v in DEFAULT_TOLERANCES.items())
-    return (f"metric=value absolute tolerance, repeatable; '*' sets the fallback. Defaults: {DEFAULT_TOLERANCE:g} "
-            f"(percent metrics: R@k, accuracy, frame_acc, recall, BLEU, METEOR, ROUGE-L, in points), {special}")
+    return (
+        f"metric=value absolute tolerance, repeatable; '*' sets the fallback. Defaults: {DEFAULT_TOLERANCE:g} "
+        f"(percent metrics: R@k, accuracy, frame_acc, recall, BLEU, METEOR, ROUGE-L, in points), {special}"
+    )
 
 
 @app.command()
@@ -382,11 +482,18 @@ def _compare_help() -> str:
 def compare(
     new: Path = typer.Argument(..., help="new results (file or folder)"),
     ref: Path = typer.Argument(..., help="reference results (file or folder), e.g. results/reference/smoke"),
-    tol: List[str] = typer.Option(None, "--tol", help=_compare_help()),
-    force: bool = typer.Option(False, "--force", help="compare even when preset, toy/real, backbone, split or "
-                                                      "data fingerprint differ (refused otherwise, exit 2)"),
-    floors: bool = typer.Option(True, help="check each task's `learned:` rule against the floors among the new "
-                                           "results (--no-floors: only the comparison with the reference)"),
+    tol: list[str] = typer.Option(None, "--tol", help=_compare_help()),
+    force: bool = typer.Option(
+        False,
+        "--force",
+        help="compare even when preset, toy/real, backbone, split or "
+        "data fingerprint differ (refused otherwise, exit 2)",
+    ),
+    floors: bool = typer.Option(
+        True,
+        help="check each task's `learned:` rule against the floors among the new "
+        "results (--no-floors: only the comparison with the reference)",
+    ),
 ):
     """Regression check: new results against reference results, as a markdown table.
 
@@ -422,10 +529,10 @@ def compare(
 def baseline(
     task: str = typer.Option(..., "--task", help="task name (see `vlmbench tasks`)"),
     kind: str = typer.Option("random", help="random (every task) | all-background (coin-segmentation)"),
-    data: Optional[Path] = typer.Option(None, help="data root; default: the toy world"),
-    out: Optional[Path] = typer.Option(None, help="run folder (default runs/baseline-<task>-<kind>-<time>)"),
+    data: Path | None = typer.Option(None, help="data root; default: the toy world"),
+    out: Path | None = typer.Option(None, help="run folder (default runs/baseline-<task>-<kind>-<time>)"),
     seed: int = typer.Option(0, help="seed of the random guesses"),
-    preset: Optional[str] = typer.Option(None, help="which test examples, as for `run` (presets cap them)"),
+    preset: str | None = typer.Option(None, help="which test examples, as for `run` (presets cap them)"),
 ):
     """A model-free floor on the task's own test examples, saved and scored like a run."""
     from .floors import floor_baseline
@@ -444,10 +551,15 @@ def out_console_write(text: str) -> None:
 
 # ---- raw videos -> features; the authors' released checkpoint -> a vlmbench checkpoint ----------------------
 
-features_app = typer.Typer(add_completion=False, no_args_is_help=True, context_settings=HELP,
-                           help="S3D video features from raw videos.")
-convert_app = typer.Typer(add_completion=False, no_args_is_help=True, context_settings=HELP,
-                          help="Convert released checkpoints into vlmbench checkpoint folders.")
+features_app = typer.Typer(
+    add_completion=False, no_args_is_help=True, context_settings=HELP, help="S3D video features from raw videos."
+)
+convert_app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    context_settings=HELP,
+    help="Convert released checkpoints into vlmbench checkpoint folders.",
+)
 app.add_typer(features_app, name="features")
 app.add_typer(convert_app, name="convert")
 
@@ -455,9 +567,11 @@ app.add_typer(convert_app, name="convert")
 @features_app.command("extract")
 @guarded
 def features_extract(
-    videos: Path = typer.Option(..., help="folder of videos (and one level of subfolders); id = file name without extension"),
+    videos: Path = typer.Option(
+        ..., help="folder of videos (and one level of subfolders); id = file name without extension"
+    ),
     out: Path = typer.Option(..., help="feature folder: <video_id>.npy (seconds x 512), extraction.json, failed.csv"),
-    weights: Optional[Path] = typer.Option(None, help="the HowTo100M S3D checkpoint s3d_howto100m.pth"),
+    weights: Path | None = typer.Option(None, help="the HowTo100M S3D checkpoint s3d_howto100m.pth"),
     batch: int = typer.Option(32, help="30-frame clips per forward pass"),
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
     workers: int = typer.Option(2, help="decoding threads (0: decode in the main thread)"),
@@ -471,8 +585,19 @@ def features_extract(
     Resumable: videos already extracted are skipped. Unreadable videos are reported and listed in failed.csv."""
     from .video.extract import extract, summary_lines
 
-    summary = extract(videos, out, weights, random_init=random_init, batch=batch, device=device, workers=workers,
-                      l2=not no_l2, half=not fp32, progress=progress, say=say)
+    summary = extract(
+        videos,
+        out,
+        weights,
+        random_init=random_init,
+        batch=batch,
+        device=device,
+        workers=workers,
+        l2=not no_l2,
+        half=not fp32,
+        progress=progress,
+        say=say,
+    )
     for line in summary_lines(summary, out):
         say(line)
 
@@ -480,7 +605,9 @@ def features_extract(
 @convert_app.command("mmpt")
 @guarded
 def convert_mmpt(
-    checkpoint: Path = typer.Argument(..., help="the authors' VLM checkpoint (fairseq examples/MMPT checkpoint_best.pt)"),
+    checkpoint: Path = typer.Argument(
+        ..., help="the authors' VLM checkpoint (fairseq examples/MMPT checkpoint_best.pt)"
+    ),
     out: Path = typer.Option(..., help="vlmbench checkpoint folder to write (vlm_config.json + model.safetensors)"),
 ):
     """Safely load (weights only, no code run), check every key and shape, write a vlmbench checkpoint."""
@@ -492,12 +619,16 @@ def convert_mmpt(
 
 # ---- pictures of a model (the paper's 5.5) -------------------------------------------------------------------
 
-viz_app = typer.Typer(add_completion=False, no_args_is_help=True, context_settings=HELP,
-                      help="Attention maps and the joint token space of a checkpoint.")
+viz_app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    context_settings=HELP,
+    help="Attention maps and the joint token space of a checkpoint.",
+)
 app.add_typer(viz_app, name="viz")
 
 
-def _viz_model(checkpoint: Optional[Path], backbone: str):
+def _viz_model(checkpoint: Path | None, backbone: str):
     from .model.vlm import VLM
     from .runner import toy_checkpoint
 
@@ -508,12 +639,12 @@ def _viz_model(checkpoint: Optional[Path], backbone: str):
 @guarded
 def viz_attention(
     task: str = typer.Option(..., "--task", help="a retrieval or captioning task (a clip and its sentence)"),
-    checkpoint: Optional[Path] = typer.Option(None, help="VLM checkpoint folder; default: the toy checkpoint"),
-    example: Optional[str] = typer.Option(None, help="test example id (default: the first)"),
+    checkpoint: Path | None = typer.Option(None, help="VLM checkpoint folder; default: the toy checkpoint"),
+    example: str | None = typer.Option(None, help="test example id (default: the first)"),
     layer: int = typer.Option(-1, help="layer, 1-based; -1 = the last"),
-    head: Optional[int] = typer.Option(None, help="head, 1-based; default: a grid of every head of the layer"),
-    mask: Optional[str] = typer.Option(None, help="joint | isolated | text_causal (default: the task's own)"),
-    data: Optional[Path] = typer.Option(None, help="data root; default: the toy world"),
+    head: int | None = typer.Option(None, help="head, 1-based; default: a grid of every head of the layer"),
+    mask: str | None = typer.Option(None, help="joint | isolated | text_causal (default: the task's own)"),
+    data: Path | None = typer.Option(None, help="data root; default: the toy world"),
     backbone: str = typer.Option("tiny", help="backbone of the toy checkpoint when no --checkpoint"),
     out: Path = typer.Option(Path("runs/viz"), help="folder for attention-<example>.png/.svg"),
 ):
@@ -536,8 +667,13 @@ def viz_attention(
     video, vmask = batch_videos([feats])
     ids, tmask = textmod.encode(tok, [sentence])
     maps = attention_maps(vlm, video, vmask, ids, tmask, tok, mask=mask or MASK_OF_FAMILY[spec.family])
-    png = plot_attention(maps, out / f"attention-{ex_id}.png", layer=layer - 1 if layer > 0 else -1,
-                         head=head - 1 if head else None, title=f"{task} {ex_id}")
+    png = plot_attention(
+        maps,
+        out / f"attention-{ex_id}.png",
+        layer=layer - 1 if layer > 0 else -1,
+        head=head - 1 if head else None,
+        title=f"{task} {ex_id}",
+    )
     say(f"Attention map: {png} (and .svg)")
 
 
@@ -545,9 +681,9 @@ def viz_attention(
 @guarded
 def viz_embeddings(
     task: str = typer.Option(..., "--task", help="a retrieval or captioning task"),
-    checkpoint: Optional[Path] = typer.Option(None, help="VLM checkpoint folder; default: the toy checkpoint"),
+    checkpoint: Path | None = typer.Option(None, help="VLM checkpoint folder; default: the toy checkpoint"),
     n: int = typer.Option(32, help="test examples whose tokens are projected"),
-    data: Optional[Path] = typer.Option(None, help="data root; default: the toy world"),
+    data: Path | None = typer.Option(None, help="data root; default: the toy world"),
     backbone: str = typer.Option("tiny", help="backbone of the toy checkpoint when no --checkpoint"),
     out: Path = typer.Option(Path("runs/viz"), help="folder for embeddings-<task>.png/.svg"),
 ):

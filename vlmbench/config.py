@@ -10,14 +10,16 @@ the value and what is allowed, raised while resolving the config: before any wor
 written. The `-h` texts of `pretrain`, `run` and `ablate` and the README's key tables are rendered from the same
 fields (`help_text`, `markdown`; `python -m vlmbench.config README.md` rewrites the README's tables).
 """
+
 from __future__ import annotations
 
 import difflib
 import re
 import sys
-from functools import lru_cache
+from collections.abc import Iterable, Mapping, Sequence
+from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Literal, Mapping, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import annotated_types as at
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
@@ -51,16 +53,28 @@ def _key(default: Any, description: str, note: str | None = None, **bounds: Any)
 
 
 class PretrainConfig(Schema):
-    backbone: str = _key("default", "'default' (MiniLM-L6), 'tiny' (2-layer random BERT, tests) or a local BERT "
-                         "folder", min_length=1)
-    loss: Literal["vlm", "mfm-mlm"] = _key("vlm", "vlm: masked token loss (one softmax over frames and words); "
-                                           "mfm-mlm: the baseline's separate MFM NCE + MLM losses")
-    mmm: float = _key(0.5, "P(an example is masked-modality: all of its video or all of its text masked); "
-                      "0 = plain MFM-MLM masking", ge=0, le=1)
+    backbone: str = _key(
+        "default", "'default' (MiniLM-L6), 'tiny' (2-layer random BERT, tests) or a local BERT folder", min_length=1
+    )
+    loss: Literal["vlm", "mfm-mlm"] = _key(
+        "vlm",
+        "vlm: masked token loss (one softmax over frames and words); "
+        "mfm-mlm: the baseline's separate MFM NCE + MLM losses",
+    )
+    mmm: float = _key(
+        0.5,
+        "P(an example is masked-modality: all of its video or all of its text masked); 0 = plain MFM-MLM masking",
+        ge=0,
+        le=1,
+    )
     mfm_prob: float = _key(0.15, "P(a video token is masked) in an MFM-MLM example", ge=0, le=1)
     mlm_prob: float = _key(0.15, "P(a text token is masked) in an MFM-MLM example", ge=0, le=1)
-    min_text_len: int = _key(8, "lower bound of each clip's random text budget (tokens) when neighbouring "
-                             "captions are added", note=f"8 ({MFM_MLM_MIN_TEXT_LEN} with loss=mfm-mlm)", ge=1)
+    min_text_len: int = _key(
+        8,
+        "lower bound of each clip's random text budget (tokens) when neighbouring captions are added",
+        note=f"8 ({MFM_MLM_MIN_TEXT_LEN} with loss=mfm-mlm)",
+        ge=1,
+    )
     max_text_len: int = _key(64, "upper bound of each clip's random text budget (tokens); >= min_text_len", ge=1)
     clips_per_video: int = _key(32, "clips sampled from each video per batch (the reference's subsampling)", ge=1)
     batch_size: int = _key(256, "clips per process and update (8 videos x 32 clips)", ge=1)
@@ -78,25 +92,26 @@ class PretrainConfig(Schema):
     save_every: int = _key(1024, "updates between checkpoints (--resume continues the latest)", ge=1)
 
     @model_validator(mode="after")
-    def _resolve(self) -> "PretrainConfig":
+    def _resolve(self) -> PretrainConfig:
         if self.loss == "mfm-mlm" and "min_text_len" not in self.model_fields_set:
-            self.__dict__["min_text_len"] = MFM_MLM_MIN_TEXT_LEN   # the authors' baseline, unless set
+            self.__dict__["min_text_len"] = MFM_MLM_MIN_TEXT_LEN  # the authors' baseline, unless set
         if self.min_text_len > self.max_text_len:
-            raise PydanticCustomError("text_len_order", "min_text_len={a}, max_text_len={b}: min_text_len must be "
-                                      "<= max_text_len", {"a": self.min_text_len, "b": self.max_text_len})
+            raise PydanticCustomError(
+                "text_len_order",
+                "min_text_len={a}, max_text_len={b}: min_text_len must be <= max_text_len",
+                {"a": self.min_text_len, "b": self.max_text_len},
+            )
         return self
 
     def implied(self) -> dict[str, str]:
         """Values that came from another key rather than from a preset or the user: recorded in run.json."""
         if self.loss == "mfm-mlm" and "min_text_len" not in self.model_fields_set:
-            return {"min_text_len": f"{self.min_text_len}: loss=mfm-mlm follows the authors' MFM-MLM config "
-                                    "(VLM: 8)"}
+            return {"min_text_len": f"{self.min_text_len}: loss=mfm-mlm follows the authors' MFM-MLM config (VLM: 8)"}
         return {}
 
 
 class RunConfig(Schema):
-    backbone: str = _key("default", "backbone when no --checkpoint is given (and of the toy checkpoint)",
-                         min_length=1)
+    backbone: str = _key("default", "backbone when no --checkpoint is given (and of the toy checkpoint)", min_length=1)
     seed: int = _key(0, "seed of fine-tuning (shuffles, dropout, head initialisation)", ge=0)
     zeroshot: bool = _key(False, "evaluate without fine-tuning")
     epochs: int = _key(10, "fine-tuning epochs; 0 = no fine-tuning", ge=0)
@@ -120,33 +135,44 @@ class RunConfig(Schema):
     length_penalty: float = _key(1.0, "beam-search length penalty (transformers-3.4 semantics)")
     tokenize: Literal["whitespace", "ptb"] = _key("whitespace", "caption tokenisation before scoring")
     skip_meteor: bool = _key(False, "skip METEOR (needs Java)")
-    ties: Literal["pessimistic", "mmpt"] = _key("pessimistic", "retrieval ties: pessimistic rank, or the "
-                                                "reference's pooled positions")
-    select: Literal["final", "best-of-epochs"] = _key("final", "reported checkpoint: the final model, or the "
-                                                      "best epoch on the test split (as the reference does)")
+    ties: Literal["pessimistic", "mmpt"] = _key(
+        "pessimistic", "retrieval ties: pessimistic rank, or the reference's pooled positions"
+    )
+    select: Literal["final", "best-of-epochs"] = _key(
+        "final", "reported checkpoint: the final model, or the best epoch on the test split (as the reference does)"
+    )
 
 
 # Pre-training presets: overrides of the paper defaults, validated like key=value pairs.
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {},
     # A few minutes of CPU on the toy world with the default (MiniLM) backbone.
-    "toy": dict(batch_size=16, clips_per_video=4, steps=150, lr=2e-4, warmup=15, lr_decay_steps=150,
-                save_every=75),
+    "toy": dict(batch_size=16, clips_per_video=4, steps=150, lr=2e-4, warmup=15, lr_decay_steps=150, save_every=75),
     # Seconds, tiny backbone: CI and unit tests.
-    "smoke": dict(backbone="tiny", batch_size=16, clips_per_video=4, steps=30, lr=1e-3, warmup=5,
-                  lr_decay_steps=30, save_every=10),
+    "smoke": dict(
+        backbone="tiny", batch_size=16, clips_per_video=4, steps=30, lr=1e-3, warmup=5, lr_decay_steps=30, save_every=10
+    ),
     # The CI gate's run: every task learns (see `learned:` in tasks/*.yaml) within minutes on 2 CPU cores.
     # Measured on toy world v2 (seeds 0-4, results/reference/ci/noise.json): the tasks' own fine-tuning does most
     # of the work (MSR-VTT from a 1-update checkpoint: R@1 74), so the gate also compares this run's own loss
     # (OUT/pretrain/result.json: loss_first, loss_last, loss_drop; seed std ~0.04 nats).
-    "ci": dict(backbone="tiny", batch_size=32, clips_per_video=4, steps=300, lr=1e-3, warmup=30,
-               lr_decay_steps=300, save_every=150),
+    "ci": dict(
+        backbone="tiny",
+        batch_size=32,
+        clips_per_video=4,
+        steps=300,
+        lr=1e-3,
+        warmup=30,
+        lr_decay_steps=300,
+        save_every=150,
+    ),
 }
 
 SCHEMAS: dict[str, type[Schema]] = {"pretrain": PretrainConfig, "run": RunConfig}
 
 
 # ---- parsing and validation ----------------------------------------------------------------------------------
+
 
 def _norm(key: str) -> str:
     return key.strip().replace("-", "_")
@@ -184,12 +210,14 @@ def _bounds(cls: type[Schema], key: str) -> str:
     lo, hi = b.get("ge", b.get("gt")), b.get("le", b.get("lt"))
     if "ge" in b and "le" in b:
         return f"between {lo:g} and {hi:g}"
-    parts = [f"{'>=' if 'ge' in b else '>'} {lo:g}" if lo is not None else "",
-             f"{'<=' if 'le' in b else '<'} {hi:g}" if hi is not None else ""]
+    parts = [
+        f"{'>=' if 'ge' in b else '>'} {lo:g}" if lo is not None else "",
+        f"{'<=' if 'le' in b else '<'} {hi:g}" if hi is not None else "",
+    ]
     return " and ".join(p for p in parts if p)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _adapter(cls: type[Schema], key: str) -> TypeAdapter:
     from typing import Annotated
 
@@ -212,7 +240,7 @@ def _message(cls: type[Schema], key: str, raw: Any, error: dict) -> str:
         return f"{key}={raw}: must be {_bounds(cls, key)}"
     if error["type"] == "string_too_short":
         return f"{key}={raw!r}: must not be empty"
-    return f"{key}={raw!r}: expected {allowed(cls, key)}"   # wrong type, not a choice, inf/nan
+    return f"{key}={raw!r}: expected {allowed(cls, key)}"  # wrong type, not a choice, inf/nan
 
 
 def parse_value(cls: type[Schema], key: str, raw: Any, where: str | None = None, what: str | None = None) -> Any:
@@ -222,7 +250,7 @@ def parse_value(cls: type[Schema], key: str, raw: Any, where: str | None = None,
         if key == "preset":
             raise InputError(f"preset={raw}: set it with --preset", path=where)
         raise InputError(_unknown(cls, key, raw, what), path=where)
-    if isinstance(raw, bool) and cls.model_fields[key].annotation in (int, float):   # YAML `true` is no number
+    if isinstance(raw, bool) and cls.model_fields[key].annotation in (int, float):  # YAML `true` is no number
         raise InputError(f"{key}={raw!r}: expected {allowed(cls, key)}", path=where)
     try:
         return _adapter(cls, key).validate_python(raw)
@@ -274,7 +302,7 @@ def pretrain_config(preset: str | None = "paper", pairs: Iterable[str] = ()) -> 
     return resolve(PretrainConfig, [(f"preset {preset}", PRESETS[preset]), (None, split_pairs(pairs))], preset)
 
 
-def run_config(spec: "TaskSpec", preset: str | None, pairs: Iterable[str] = ()) -> RunConfig:
+def run_config(spec: TaskSpec, preset: str | None, pairs: Iterable[str] = ()) -> RunConfig:
     """paper defaults < task recipe < task preset < key=value pairs. Every preset of the task file is
     validated too (a broken task file fails on any preset, not only on the one that has the typo)."""
     preset = preset or "paper"
@@ -299,15 +327,20 @@ def to_dict(cfg: Schema) -> dict[str, Any]:
 
 # ---- help and README -----------------------------------------------------------------------------------------
 
+
 def key_docs(cls: type[Schema]) -> list[tuple[str, str, str, str]]:
     """(key, default, allowed, description) per key, in declaration order."""
     rows = []
     for k in cls.keys():
         info = cls.model_fields[k]
         extra = info.json_schema_extra or {}
-        default = extra.get("note") or (str(info.default).lower() if isinstance(info.default, bool)
-                                        else repr(info.default) if isinstance(info.default, float)
-                                        else str(info.default))
+        default = extra.get("note") or (
+            str(info.default).lower()
+            if isinstance(info.default, bool)
+            else repr(info.default)
+            if isinstance(info.default, float)
+            else str(info.default)
+        )
         rows.append((k, default, allowed(cls, k), info.description or ""))
     return rows
 
@@ -321,10 +354,11 @@ def help_text(cls: type[Schema], title: str, width: int = 78) -> str:
 
     lines = [f"[bold]{escape(title)}[/bold] (key=value: default, allowed values, meaning):"]
     for key, default, allow, desc in key_docs(cls):
-        wrapped = textwrap.wrap(f"{key}={default}, {allow}: {desc}", width=width, subsequent_indent="    ",
-                                break_on_hyphens=False)
+        wrapped = textwrap.wrap(
+            f"{key}={default}, {allow}: {desc}", width=width, subsequent_indent="    ", break_on_hyphens=False
+        )
         first = escape(wrapped[0])
-        lines.append(f"[bold]{key}[/bold]{first[len(key):]}")
+        lines.append(f"[bold]{key}[/bold]{first[len(key) :]}")
         lines += [escape(w) for w in wrapped[1:]]
     return "\n".join(lines)
 
@@ -347,13 +381,17 @@ def sync_readme(path: Path) -> bool:
     from .io import write_text
 
     text = Path(path).read_text()
-    new = re.sub(r"(<!-- keys:(\w+) -->\n).*?(<!-- /keys:\2 -->)",
-                 lambda m: f"{m[1]}{markdown(SCHEMAS[m[2]])}\n{m[3]}", text, flags=re.S)
+    new = re.sub(
+        r"(<!-- keys:(\w+) -->\n).*?(<!-- /keys:\2 -->)",
+        lambda m: f"{m[1]}{markdown(SCHEMAS[m[2]])}\n{m[3]}",
+        text,
+        flags=re.S,
+    )
     if new != text:
         write_text(Path(path), new)
     return new != text
 
 
-if __name__ == "__main__":   # python -m vlmbench.config README.md
+if __name__ == "__main__":  # python -m vlmbench.config README.md
     for p in sys.argv[1:] or ["README.md"]:
         print(f"{p}: {'updated' if sync_readme(Path(p)) else 'up to date'}")

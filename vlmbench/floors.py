@@ -18,22 +18,23 @@ deterministic kind (all-background) has one draw, and so has captioning (each dr
 scoring, minutes; its `learned:` rules are absolute, so the gate never runs that floor). `vlmbench baseline`
 and `vlmbench suite` use the same default.
 """
+
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 
 from . import config as cfgmod
 from . import registry
+from .config import run_config
 from .data import toy
 from .errors import InputError
 from .reporting.result import Result, provenance, save_result
-from .config import run_config
 
 Preds = dict[str, np.ndarray]
 
@@ -44,22 +45,25 @@ def _retrieval_random(a, rng: np.random.Generator) -> Preds:
     from .adapters.retrieval import pack
     from .metrics.retrieval_blocks import rank_counts_rows
 
-    n = len(a.test_ids)           # (texts, videos): row i's truth is column i, as RetrievalAdapter.predict
-    start = rng.bit_generator.state     # after both passes the generator stands where one full draw leaves it
+    n = len(a.test_ids)  # (texts, videos): row i's truth is column i, as RetrievalAdapter.predict
+    start = rng.bit_generator.state  # after both passes the generator stands where one full draw leaves it
 
     def rows(lo: int, hi: int) -> np.ndarray:
-        if lo == 0:               # a pass begins: replay the draw from the start
+        if lo == 0:  # a pass begins: replay the draw from the start
             rng.bit_generator.state = start
         return rng.standard_normal((hi - lo, n)).astype(np.float32)
+
     return pack(rank_counts_rows(rows, n), a.test_ids)
 
 
 def _mcqa_random(a, rng: np.random.Generator) -> Preds:
     from .data.msrvtt import N_CHOICES
 
-    return {"scores": rng.standard_normal((len(a.questions), N_CHOICES)).astype(np.float32),
-            "answers": np.array([q.answer for q in a.questions], dtype=np.int64),
-            "ids": np.array([q.video_id for q in a.questions], dtype=str)}
+    return {
+        "scores": rng.standard_normal((len(a.questions), N_CHOICES)).astype(np.float32),
+        "answers": np.array([q.answer for q in a.questions], dtype=np.int64),
+        "ids": np.array([q.video_id for q in a.questions], dtype=str),
+    }
 
 
 def _segmentation(labels: Callable[[int, np.random.Generator, int], np.ndarray]):
@@ -69,6 +73,7 @@ def _segmentation(labels: Callable[[int, np.random.Generator, int], np.ndarray])
         targets = [a.targets(v.vid) for v in a.test]
         preds = [labels(len(t), rng, a.num_classes) for t in targets]
         return pack_videos([v.vid for v in a.test], preds, targets)
+
     return floor
 
 
@@ -90,9 +95,11 @@ def _captioning_random(a, rng: np.random.Generator) -> Preds:
         raise InputError("no training captions to draw random sentences from", path=a.paths["train_list"])
     # decoded like a model's hypothesis (tokenizer round trip), so only the choice of sentence is random
     picks = rng.integers(len(a.train_tokens), size=len(a.test_clips))
-    return {"ids": np.array([c.clip_id for c in a.test_clips], dtype=str),
-            "hypotheses": np.array([a.decode_text(a.train_tokens[i]) for i in picks], dtype=str),
-            "references": np.array(a.references, dtype=str)}
+    return {
+        "ids": np.array([c.clip_id for c in a.test_clips], dtype=str),
+        "hypotheses": np.array([a.decode_text(a.train_tokens[i]) for i in picks], dtype=str),
+        "references": np.array(a.references, dtype=str),
+    }
 
 
 FLOORS: dict[str, dict[str, Callable]] = {
@@ -116,16 +123,25 @@ DRAWS = {"random": RANDOM_DRAWS, "all-background": 1}
 def _mean_metrics(all_metrics: list[dict]) -> dict:
     """Per-key mean of scalar metrics over draws (keys absent or non-numeric in a draw keep the first draw's)."""
     out = dict(all_metrics[0])
-    for k, v in out.items():
+    for k in out:
         vals = [m.get(k) for m in all_metrics]
         if all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in vals):
             out[k] = float(np.mean(vals))
     return out
 
 
-def floor_baseline(task: str, kind: str = "random", *, draws: int | None = None, data: Path | None = None, out: Path | None = None,
-                   seed: int = 0, preset: str | None = None, allow_missing: bool = False,
-                   say: Callable[[str], None] = print) -> Result:
+def floor_baseline(
+    task: str,
+    kind: str = "random",
+    *,
+    draws: int | None = None,
+    data: Path | None = None,
+    out: Path | None = None,
+    seed: int = 0,
+    preset: str | None = None,
+    allow_missing: bool = False,
+    say: Callable[[str], None] = print,
+) -> Result:
     """Load the task's data, guess without a model, score, save; returns the saved Result."""
     from .runner import PREDICTIONS, RESULT, save_predictions
 
@@ -135,10 +151,11 @@ def floor_baseline(task: str, kind: str = "random", *, draws: int | None = None,
     make = FLOORS[kind].get(spec.family)
     if make is None:
         fits = [t for t, s in registry.all_tasks().items() if s.family in FLOORS[kind]]
-        raise InputError(f"baseline {kind!r} does not apply to {task} (it applies to: {', '.join(fits)})",
-                         path="--kind")
+        raise InputError(
+            f"baseline {kind!r} does not apply to {task} (it applies to: {', '.join(fits)})", path="--kind"
+        )
     is_toy = data is None
-    toy_data = is_toy or toy.is_toy_dataset(Path(data) / spec.dataset)   # a `vlmbench data toy` folder
+    toy_data = is_toy or toy.is_toy_dataset(Path(data) / spec.dataset)  # a `vlmbench data toy` folder
     cfg = run_config(spec, preset or ("toy" if toy_data else "paper"), [])
     root = toy.toy_root() if is_toy else Path(data)
     if not is_toy and not root.is_dir():
@@ -150,7 +167,7 @@ def floor_baseline(task: str, kind: str = "random", *, draws: int | None = None,
         toy.ensure_dataset(spec.dataset, say=say)
     adapter.load()
 
-    rng = np.random.default_rng([seed, zlib.crc32(task.encode())])   # one stream per (seed, task)
+    rng = np.random.default_rng([seed, zlib.crc32(task.encode())])  # one stream per (seed, task)
     preds = make(adapter, rng)
     cfg_dict = cfgmod.to_dict(cfg)
     save_predictions(out / PREDICTIONS, task, cfg_dict, preds)
@@ -158,16 +175,28 @@ def floor_baseline(task: str, kind: str = "random", *, draws: int | None = None,
     n_draws = (1 if spec.family == "captioning" else DRAWS.get(kind, 1)) if draws is None else int(draws)
     if n_draws < 1:
         raise InputError(f"draws must be >= 1, got {n_draws}", path="draws")
-    if n_draws > 1:   # same stream continued: draw i is reproducible from (seed, task)
-        metrics = _mean_metrics([metrics] + [adapter.score(make(adapter, rng), cfg_dict)[0]
-                                             for _ in range(n_draws - 1)])
-    conventions = {**conventions, "floor_draws": f"{n_draws} (metrics are the mean over draws; "
-                                                 "predictions are the first draw)"}
-    result = Result(task=task, family=spec.family, split=spec.split, metrics=metrics, conventions=conventions,
-                    counts={k: int(v) for k, v in adapter.loaded.counts.items()},
-                    config={**cfg_dict, "checkpoint": None, "data": str(root), "allow_missing": allow_missing},
-                    preset=cfg.preset, seed=seed, toy=toy_data, provenance=provenance(adapter.loaded.fingerprint()),
-                    baseline=kind)
+    if n_draws > 1:  # same stream continued: draw i is reproducible from (seed, task)
+        metrics = _mean_metrics(
+            [metrics] + [adapter.score(make(adapter, rng), cfg_dict)[0] for _ in range(n_draws - 1)]
+        )
+    conventions = {
+        **conventions,
+        "floor_draws": f"{n_draws} (metrics are the mean over draws; predictions are the first draw)",
+    }
+    result = Result(
+        task=task,
+        family=spec.family,
+        split=spec.split,
+        metrics=metrics,
+        conventions=conventions,
+        counts={k: int(v) for k, v in adapter.loaded.counts.items()},
+        config={**cfg_dict, "checkpoint": None, "data": str(root), "allow_missing": allow_missing},
+        preset=cfg.preset,
+        seed=seed,
+        toy=toy_data,
+        provenance=provenance(adapter.loaded.fingerprint()),
+        baseline=kind,
+    )
     save_result(result, out / RESULT)
     result.path = out / RESULT
     return result

@@ -4,6 +4,7 @@ and reading tensors without ever unpickling.
 Every file goes through a temp file in the same folder, then rename, so readers never see half a file;
 the final file gets the user's normal permissions (0666 & ~umask), as if written by open().
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -11,8 +12,9 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .errors import InputError
 
@@ -51,13 +53,13 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
         os.close(fd)
         tmp_path = Path(tmp)
-        os.chmod(tmp_path, 0o666 & ~umask())   # mkstemp makes 0600; a result is for the user's group too
+        os.chmod(tmp_path, 0o666 & ~umask())  # mkstemp makes 0600; a result is for the user's group too
         write(tmp_path)
         os.replace(tmp_path, path)
     except OSError as e:
         raise _cannot_write(path, e) from None
     except Exception as e:
-        if _is_io_error(e):       # safetensors reports a full disk as its own error type
+        if _is_io_error(e):  # safetensors reports a full disk as its own error type
             raise InputError(f"cannot write ({e})", path=path) from None
         raise
     finally:
@@ -142,8 +144,11 @@ def read_safetensors(path: str | Path) -> dict:
                 head = f.read(2)
         except OSError:
             head = b""
-        kind = ("a pickle or torch.save file, which vlmbench never loads" if head[:1] == b"\x80" or head == b"PK"
-                else f"{e}")
+        kind = (
+            "a pickle or torch.save file, which vlmbench never loads"
+            if head[:1] == b"\x80" or head == b"PK"
+            else f"{e}"
+        )
         raise InputError(f"not a safetensors file ({kind})", path=path) from None
 
 

@@ -3,6 +3,7 @@
 Adding a task of an existing family is one YAML file; adding a family is one adapter module plus one line in
 ADAPTERS. Nothing is resolved from arbitrary strings: `family` must be a key of ADAPTERS.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -34,16 +35,16 @@ ADAPTERS = {
 class TaskSpec:
     name: str
     family: str
-    dataset: str                      # folder under the data root, e.g. "msrvtt"
+    dataset: str  # folder under the data root, e.g. "msrvtt"
     description: str
-    files: dict[str, str]             # role -> path relative to the dataset folder
-    features: str                     # feature folder relative to the dataset folder
-    metrics: tuple[str, ...]          # headline metrics, in report order
-    split: str                        # the split that is scored
-    recipe: dict[str, Any]            # paper fine-tuning recipe (RunConfig keys)
-    presets: dict[str, dict[str, Any]] = field(default_factory=dict)   # toy / smoke overrides
-    options: dict[str, Any] = field(default_factory=dict)              # family-specific settings
-    learned: tuple["LearnedRule", ...] = ()                            # what the CI gate calls learned
+    files: dict[str, str]  # role -> path relative to the dataset folder
+    features: str  # feature folder relative to the dataset folder
+    metrics: tuple[str, ...]  # headline metrics, in report order
+    split: str  # the split that is scored
+    recipe: dict[str, Any]  # paper fine-tuning recipe (RunConfig keys)
+    presets: dict[str, dict[str, Any]] = field(default_factory=dict)  # toy / smoke overrides
+    options: dict[str, Any] = field(default_factory=dict)  # family-specific settings
+    learned: tuple[LearnedRule, ...] = ()  # what the CI gate calls learned
     source: Path | None = None
 
     def adapter_class(self):
@@ -69,8 +70,9 @@ class LearnedRule:
     """One `learned:` entry: `metric` must reach threshold(floor), where floor is the `over` result's metric
     (a floor kind of `vlmbench baseline --kind`, or another task's name) and the margin is exactly one of
     times (x floor), plus (floor + points) or at_least (an absolute value; no `over`)."""
+
     metric: str
-    margin: str                       # one of MARGINS
+    margin: str  # one of MARGINS
     value: float
     over: str | None = None
 
@@ -108,8 +110,10 @@ def _learned(raw, path) -> tuple[LearnedRule, ...]:
             raise InputError(f"{key}.{m}: expected a non-negative number, got {v!r}", path=path)
         over = e.get("over")
         if (m == "at_least") != (over is None) or (over is not None and not isinstance(over, str)):
-            raise InputError(f"{key}.over: {'not used with at_least' if m == 'at_least' else 'a floor kind or task name expected'}",
-                             path=path)
+            raise InputError(
+                f"{key}.over: {'not used with at_least' if m == 'at_least' else 'a floor kind or task name expected'}",
+                path=path,
+            )
         rules.append(LearnedRule(metric=e["metric"], margin=m, value=float(v), over=over))
     return tuple(rules)
 
@@ -130,11 +134,21 @@ def load_spec(path) -> TaskSpec:
         raise InputError(f"missing keys: {', '.join(missing)}", path=path)
     if raw["family"] not in ADAPTERS:
         raise InputError(f"unknown family {raw['family']!r} (known: {', '.join(ADAPTERS)})", path=path)
-    return TaskSpec(name=raw["name"], family=raw["family"], dataset=raw["dataset"],
-                    description=raw.get("description", ""), files=dict(raw["files"]),
-                    features=raw.get("features", "features"), metrics=tuple(raw["metrics"]), split=raw["split"],
-                    recipe=dict(raw["recipe"]), presets=dict(raw.get("presets", {})),
-                    options=dict(raw.get("options", {})), learned=_learned(raw.get("learned"), path), source=path)
+    return TaskSpec(
+        name=raw["name"],
+        family=raw["family"],
+        dataset=raw["dataset"],
+        description=raw.get("description", ""),
+        files=dict(raw["files"]),
+        features=raw.get("features", "features"),
+        metrics=tuple(raw["metrics"]),
+        split=raw["split"],
+        recipe=dict(raw["recipe"]),
+        presets=dict(raw.get("presets", {})),
+        options=dict(raw.get("options", {})),
+        learned=_learned(raw.get("learned"), path),
+        source=path,
+    )
 
 
 @lru_cache(maxsize=1)
@@ -146,7 +160,7 @@ def all_tasks(tasks_dir=TASKS_DIR) -> dict[str, TaskSpec]:
         if spec.name in specs:
             raise InputError(f"task {spec.name!r} defined twice", path=path)
         specs[spec.name] = spec
-    from .floors import FLOORS   # `over:` names a floor kind that applies to the task, or another task
+    from .floors import FLOORS  # `over:` names a floor kind that applies to the task, or another task
 
     for spec in specs.values():
         for i, rule in enumerate(spec.learned):
@@ -154,8 +168,11 @@ def all_tasks(tasks_dir=TASKS_DIR) -> dict[str, TaskSpec]:
                 continue
             if spec.family not in FLOORS.get(rule.over, {}):
                 fits = [k for k, f in FLOORS.items() if spec.family in f]
-                raise InputError(f"learned[{i}].over: {rule.over!r} is neither a task nor a floor kind of "
-                                 f"{spec.family} ({', '.join(fits)})", path=spec.source)
+                raise InputError(
+                    f"learned[{i}].over: {rule.over!r} is neither a task nor a floor kind of "
+                    f"{spec.family} ({', '.join(fits)})",
+                    path=spec.source,
+                )
     return specs
 
 

@@ -1,11 +1,12 @@
 """A folder that already holds a run is never reused by accident: `pretrain` and `run` refuse it unless told
 to continue (`--resume`) or to replace it (`--overwrite`). Replacing removes only the files a run writes,
 never the folder itself or anything else a user keeps there."""
+
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from .errors import InputError
 

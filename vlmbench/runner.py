@@ -4,22 +4,23 @@ Data flows one way; the predictions are saved before scoring so any run can be r
 (`vlmbench score`). On the toy world (no --data) the toy datasets and a toy pre-trained checkpoint are made
 once, cached, and reused.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 from filelock import FileLock
 
 from . import config as cfgmod
-from . import registry
-from . import rundir
+from . import registry, rundir
+from .config import RunConfig, run_config
 from .convert.source import describe as describe_source
 from .data import toy
 from .errors import InputError
@@ -28,11 +29,10 @@ from .model.vlm import VLM
 from .reporting import errors as error_analysis
 from .reporting import intervals
 from .reporting.result import Result, provenance, save_result
-from .config import RunConfig, run_config
 from .train.finetune import finetune
 
 PREDICTIONS = "predictions.npz"
-PREDICTIONS_JSONL = "predictions.jsonl"   # the same predictions, one readable JSON object per example
+PREDICTIONS_JSONL = "predictions.jsonl"  # the same predictions, one readable JSON object per example
 RESULT = "result.json"
 # What marks a folder as holding a task run, and what --overwrite replaces (nothing else).
 RUN_MARKERS = (RESULT, PREDICTIONS)
@@ -50,15 +50,25 @@ def toy_checkpoint(backbone: str, say: Callable[[str], None] = print, progress: 
     from .train.pretrain import pretrain
 
     preset = "smoke" if backbone == "tiny" else "toy"
-    tag = backbone if backbone in ("default", "tiny") else hashlib.sha1(str(Path(backbone).resolve()).encode()).hexdigest()[:10]
+    tag = (
+        backbone
+        if backbone in ("default", "tiny")
+        else hashlib.sha1(str(Path(backbone).resolve()).encode()).hexdigest()[:10]
+    )
     out = toy.toy_root() / "checkpoints" / f"pretrain-{preset}-{tag}"
     out.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(out) + ".lock"):
         if not (out / "model" / "model.safetensors").is_file():
             say(f"No --checkpoint given: pre-training a toy checkpoint once (preset {preset}) into {out}")
             t0 = time.perf_counter()
-            pretrain(pretrain_config(preset, [f"backbone={backbone}"]), out, data=None, resume=True,
-                     progress=progress, say=lambda s: None)
+            pretrain(
+                pretrain_config(preset, [f"backbone={backbone}"]),
+                out,
+                data=None,
+                resume=True,
+                progress=progress,
+                say=lambda s: None,
+            )
             say(f"Toy pre-training took {time.perf_counter() - t0:.0f} s")
         else:
             say(f"No --checkpoint given: using the cached toy checkpoint {out / 'model'}")
@@ -94,18 +104,28 @@ def score_file(path: Path) -> tuple[str, dict[str, float], dict[str, str]]:
     return task, metrics, conventions
 
 
-def run(task: str, *, data: Path | None = None, checkpoint: Path | None = None, out: Path | None = None,
-        preset: str | None = None, pairs: list[str] | tuple[str, ...] = (), allow_missing: bool = False,
-        progress: bool = True, say: Callable[[str], None] = print, overwrite: bool = False) -> tuple[Result, dict]:
+def run(
+    task: str,
+    *,
+    data: Path | None = None,
+    checkpoint: Path | None = None,
+    out: Path | None = None,
+    preset: str | None = None,
+    pairs: list[str] | tuple[str, ...] = (),
+    allow_missing: bool = False,
+    progress: bool = True,
+    say: Callable[[str], None] = print,
+    overwrite: bool = False,
+) -> tuple[Result, dict]:
     """Returns the saved result and the adapter's extra outputs (e.g. caption examples) for display.
     A folder that already holds a run is refused before any work unless overwrite (then its run files are
     replaced once the new predictions exist)."""
     spec = registry.get(task)
     is_toy = data is None
-    toy_data = is_toy or toy.is_toy_dataset(Path(data) / spec.dataset)   # a `vlmbench data toy` folder
+    toy_data = is_toy or toy.is_toy_dataset(Path(data) / spec.dataset)  # a `vlmbench data toy` folder
     cfg: RunConfig = run_config(spec, preset or ("toy" if toy_data else "paper"), pairs)
     out = Path(out) if out else Path("runs") / f"{task}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    remove_temp_files(ensure_writable(out), recursive=False)   # before any work; leftovers of a killed run
+    remove_temp_files(ensure_writable(out), recursive=False)  # before any work; leftovers of a killed run
     if not overwrite:
         rundir.refuse_existing(out, RUN_MARKERS, "pass --overwrite to replace it")
     dev = device()
@@ -129,7 +149,7 @@ def run(task: str, *, data: Path | None = None, checkpoint: Path | None = None, 
     else:
         say(f"No --checkpoint given: starting from the {cfg.backbone} backbone without VLM pre-training")
         vlm = VLM.from_backbone(cfg.backbone, seed=cfg.seed)
-    source_note = describe_source(vlm.config.source)   # e.g. "converted from MMPT ..." (None for our own)
+    source_note = describe_source(vlm.config.source)  # e.g. "converted from MMPT ..." (None for our own)
     if source_note:
         say(f"checkpoint: {source_note}")
     torch.manual_seed(cfg.seed)
@@ -149,29 +169,43 @@ def run(task: str, *, data: Path | None = None, checkpoint: Path | None = None, 
     timings["predict_s"] = time.perf_counter() - t0
     cfg_dict = cfgmod.to_dict(cfg)
     if overwrite:
-        rundir.clear(out, RUN_FILES)   # the old run stays intact until the new one has predictions
-    preds = {**preds, **intervals.per_example(spec.family, preds, cfg_dict)}   # per-example values, kept
+        rundir.clear(out, RUN_FILES)  # the old run stays intact until the new one has predictions
+    preds = {**preds, **intervals.per_example(spec.family, preds, cfg_dict)}  # per-example values, kept
     save_predictions(out / PREDICTIONS, task, cfg_dict, preds)
 
     t0 = time.perf_counter()
     metrics, conventions = adapter.score(preds, cfg_dict)
-    if backbone := vlm.backbone_note():   # e.g. "MiniLM-L6 (paper: bert-base-uncased)": shown in reports
+    if backbone := vlm.backbone_note():  # e.g. "MiniLM-L6 (paper: bert-base-uncased)": shown in reports
         conventions = {**conventions, "backbone": backbone}
     cis = intervals.result_intervals(spec.family, preds, metrics)
     conventions = {**conventions, **(intervals.conventions(spec.family) if cis else {})}
     extra = adapter.extra_outputs(preds, out)
-    error_analysis.export(spec.family, preds, out)     # retrieval_errors.csv / class_accuracy.csv
+    error_analysis.export(spec.family, preds, out)  # retrieval_errors.csv / class_accuracy.csv
     timings["score_s"] = time.perf_counter() - t0
 
     counts = {k: int(v) for k, v in adapter.loaded.counts.items()}
     counts["finetune_updates"] = len(losses)
-    result = Result(task=task, family=spec.family, split=spec.split, metrics=metrics, conventions=conventions,
-                    counts=counts, config={**cfg_dict, "checkpoint": str(checkpoint) if checkpoint else None,
-                                           "checkpoint_source": source_note,
-                                           "data": str(root), "allow_missing": allow_missing},
-                    preset=cfg.preset, seed=cfg.seed, toy=toy_data,
-                    provenance=provenance(adapter.loaded.fingerprint()),
-                    timings={k: round(v, 3) for k, v in timings.items()}, intervals=cis)
+    result = Result(
+        task=task,
+        family=spec.family,
+        split=spec.split,
+        metrics=metrics,
+        conventions=conventions,
+        counts=counts,
+        config={
+            **cfg_dict,
+            "checkpoint": str(checkpoint) if checkpoint else None,
+            "checkpoint_source": source_note,
+            "data": str(root),
+            "allow_missing": allow_missing,
+        },
+        preset=cfg.preset,
+        seed=cfg.seed,
+        toy=toy_data,
+        provenance=provenance(adapter.loaded.fingerprint()),
+        timings={k: round(v, 3) for k, v in timings.items()},
+        intervals=cis,
+    )
     save_result(result, out / RESULT)
     if losses:
         atomic_write(out / "finetune_losses.json", lambda p: p.write_text(json.dumps(losses)))
@@ -195,16 +229,23 @@ class _bar:
             return lambda *a, **k: None
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        self.p = Progress(TextColumn(self.label), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-                          TimeElapsedColumn(), transient=False)
+        self.p = Progress(
+            TextColumn(self.label),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            transient=False,
+        )
         self.task = self.p.add_task(self.label, total=self.total, info="")
         self.p.start()
 
         def tick(n: int, info: str = "", total: int | None = None) -> None:
-            if total is not None:   # absolute progress (predict)
+            if total is not None:  # absolute progress (predict)
                 self.p.update(self.task, completed=n, total=total, info=info)
             else:
                 self.p.update(self.task, advance=n, info=info)
+
         return tick
 
     def __exit__(self, *exc):

@@ -10,6 +10,7 @@ to later tokens, the isolated halves equal to the isolated full forward), the 61
 CrossTask DP on a planted known answer (its recall of a random model has no closed form here), and the
 fine-tuning loop's learning-rate schedule read back from the updates it makes.
 """
+
 from __future__ import annotations
 
 import sys
@@ -19,8 +20,9 @@ import numpy as np
 SIGMAS = 4.0
 
 
-def _retrieval(ties: str, levels: int | None, n: int = 20, blocks: int = 2000, seed: int = 0,
-               blocked: bool = False) -> list[tuple]:
+def _retrieval(
+    ties: str, levels: int | None, n: int = 20, blocks: int = 2000, seed: int = 0, blocked: bool = False
+) -> list[tuple]:
     """blocked: through metrics.retrieval_blocks (what the retrieval tasks run: counts, no N x N matrix, both
     directions), else metrics.retrieval on the full matrix (re-scoring, ablation, old prediction files)."""
     from vlmbench.metrics import retrieval, retrieval_blocks
@@ -31,29 +33,42 @@ def _retrieval(ties: str, levels: int | None, n: int = 20, blocks: int = 2000, s
     for _ in range(blocks):
         s = rng.integers(levels, size=(n, n)) if levels else rng.standard_normal((n, n))
         if blocked:
-            counts = retrieval_blocks.rank_counts_rows(lambda a, b: s[a:b], n, block=7)   # 3 uneven blocks
+            counts = retrieval_blocks.rank_counts_rows(lambda a, b: s[a:b], n, block=7)  # noqa: B023 (called here)   # 3 uneven blocks
             m = retrieval_blocks.metrics_from_counts(counts, ties=ties)
         else:
             m = retrieval.retrieval_metrics(s, ties=ties)
         for k in got:
             got[k].append(m[k])
     rows = []
-    if levels:   # pessimistic ties: rank = 1 + #others >= truth; truth level v uniform on 0..L-1
+    if levels:  # pessimistic ties: rank = 1 + #others >= truth; truth level v uniform on 0..L-1
         v = np.arange(levels)
         p_lt = v / levels
-        exp = {"R@1": 100 * np.mean(p_lt ** (n - 1)),
-               "R@5": 100 * np.mean([sum(__import__("math").comb(n - 1, j) * (1 - q) ** j * q ** (n - 1 - j)
-                                         for j in range(5)) for q in p_lt]),
-               "MeanR": 1 + (n - 1) * np.mean(1 - p_lt)}
+        exp = {
+            "R@1": 100 * np.mean(p_lt ** (n - 1)),
+            "R@5": 100
+            * np.mean(
+                [
+                    sum(__import__("math").comb(n - 1, j) * (1 - q) ** j * q ** (n - 1 - j) for j in range(5))
+                    for q in p_lt
+                ]
+            ),
+            "MeanR": 1 + (n - 1) * np.mean(1 - p_lt),
+        }
     else:
         exp = {"R@1": 100 / n, "R@5": 500 / n, "MeanR": (n + 1) / 2}
-    exp.update({"v2t_R@1": exp["R@1"], "v2t_MeanR": exp["MeanR"]})     # the matrix is exchangeable
+    exp.update({"v2t_R@1": exp["R@1"], "v2t_MeanR": exp["MeanR"]})  # the matrix is exchangeable
     for k, vals in got.items():
         vals = np.asarray(vals)
         se = vals.std(ddof=1) / np.sqrt(len(vals))
-        rows.append((f"retrieval {k} ({ties}{', ties L=' + str(levels) if levels else ''}, N={n}"
-                     f"{', blocked' if blocked else ''})",
-                     float(exp[k]), float(vals.mean()), SIGMAS * float(se)))
+        rows.append(
+            (
+                f"retrieval {k} ({ties}{', ties L=' + str(levels) if levels else ''}, N={n}"
+                f"{', blocked' if blocked else ''})",
+                float(exp[k]),
+                float(vals.mean()),
+                SIGMAS * float(se),
+            )
+        )
     return rows
 
 
@@ -73,7 +88,12 @@ def _coin(k: int = 10, videos: int = 200, frames: int = 500, seed: int = 2) -> t
     p = [rng.integers(k, size=frames) for _ in range(videos)]
     acc = frame_accuracy(p, t)["frame_acc"]
     n = videos * frames
-    return (f"COIN frame_acc (uniform labels, {k} classes)", 100 / k, float(acc), SIGMAS * 100 * np.sqrt((1 / k) * (1 - 1 / k) / n))
+    return (
+        f"COIN frame_acc (uniform labels, {k} classes)",
+        100 / k,
+        float(acc),
+        SIGMAS * 100 * np.sqrt((1 / k) * (1 - 1 / k) / n),
+    )
 
 
 def _windows(lengths=(40, 100, 157, 300), classes: int = 16, repeats: int = 15, seed: int = 3) -> tuple:
@@ -94,10 +114,10 @@ def _windows(lengths=(40, 100, 157, 300), classes: int = 16, repeats: int = 15, 
         for _ in range(repeats):
             values = torch.from_numpy(rng.standard_normal((len(spans), 32, classes)).astype(np.float32))
             out = average(values, Windows(torch.empty(0), torch.empty(0), spans, n))
-            squares.append((out ** 2).ravel())
+            squares.append((out**2).ravel())
             expected.append(np.repeat(1.0 / cover, classes))
     sq, ex = np.concatenate(squares), np.concatenate(expected)
-    se = float(np.sqrt(np.mean(2 * ex ** 2) / len(sq)))      # Var[x^2] = 2 sigma^4 for a normal x
+    se = float(np.sqrt(np.mean(2 * ex**2) / len(sq)))  # Var[x^2] = 2 sigma^4 for a normal x
     return ("window averaging E[logit^2] (32-s windows, stride 16)", float(ex.mean()), float(sq.mean()), SIGMAS * se)
 
 
@@ -132,7 +152,7 @@ def _model(seed: int = 0, allowed: float = 1e-4) -> list[tuple]:
 
     g = torch.Generator().manual_seed(seed)
     model = VLM.from_backbone("tiny", seed=seed).eval()
-    vlen, tlen = torch.tensor([32, 20, 7, 1, 15, 28]), torch.tensor([62, 12, 3, 30, 6, 9])   # text incl. [SEP]
+    vlen, tlen = torch.tensor([32, 20, 7, 1, 15, 28]), torch.tensor([62, 12, 3, 30, 6, 9])  # text incl. [SEP]
     b = len(vlen)
     vmask = torch.arange(MAX_VIDEO_LEN)[None] < vlen[:, None]
     tmask = torch.arange(TEXT_SLOTS)[None] < tlen[:, None]
@@ -142,34 +162,61 @@ def _model(seed: int = 0, allowed: float = 1e-4) -> list[tuple]:
     ids[~tmask] = PAD_ID
     junk_video = video + torch.randn(video.shape, generator=g) * (~vmask)[..., None]
     junk_ids = torch.where(tmask, ids, torch.randint(1000, 20000, ids.shape, generator=g))
-    keys_v = torch.cat([vmask, torch.ones(b, 1, dtype=torch.bool)], 1)          # valid video slots + video-[SEP]
-    valid = torch.cat([torch.ones(b, 1, dtype=torch.bool), keys_v, tmask], 1)   # [CLS] video [SEP] text
+    keys_v = torch.cat([vmask, torch.ones(b, 1, dtype=torch.bool)], 1)  # valid video slots + video-[SEP]
+    valid = torch.cat([torch.ones(b, 1, dtype=torch.bool), keys_v, tmask], 1)  # [CLS] video [SEP] text
 
     def gap(a, c, where):
         return float((a - c).abs()[where].max())
+
     rows = []
     with torch.no_grad():
         iso = model(video, vmask, ids, tmask, mask="isolated")
         fv, ft = model.forward_video(video, vmask), model.forward_text(ids, tmask)
-        rows.append(("isolated video half alone = isolated full forward", 0.0,
-                     gap(fv, iso[:, VIDEO_START:VIDEO_SEP + 1], keys_v), allowed))
-        rows.append(("isolated text half alone = isolated full forward", 0.0, gap(ft, iso[:, TEXT_START:], tmask),
-                     allowed))
+        rows.append(
+            (
+                "isolated video half alone = isolated full forward",
+                0.0,
+                gap(fv, iso[:, VIDEO_START : VIDEO_SEP + 1], keys_v),
+                allowed,
+            )
+        )
+        rows.append(
+            ("isolated text half alone = isolated full forward", 0.0, gap(ft, iso[:, TEXT_START:], tmask), allowed)
+        )
         jv, jt = model.forward_video(junk_video, vmask), model.forward_text(junk_ids, tmask)
-        rows.append(("pooled video ignores padded seconds", 0.0,
-                     float((model.pool_video(fv, vmask) - model.pool_video(jv, vmask)).abs().max()), allowed))
-        rows.append(("pooled text ignores padded slots", 0.0,
-                     float((model.pool_text(ft, tmask) - model.pool_text(jt, tmask)).abs().max()), allowed))
+        rows.append(
+            (
+                "pooled video ignores padded seconds",
+                0.0,
+                float((model.pool_video(fv, vmask) - model.pool_video(jv, vmask)).abs().max()),
+                allowed,
+            )
+        )
+        rows.append(
+            (
+                "pooled text ignores padded slots",
+                0.0,
+                float((model.pool_text(ft, tmask) - model.pool_text(jt, tmask)).abs().max()),
+                allowed,
+            )
+        )
         joint = model(video, vmask, ids, tmask, mask="joint")
-        rows.append(("joint mask hides padding", 0.0,
-                     gap(joint, model(junk_video, vmask, junk_ids, tmask, mask="joint"), valid), allowed))
-        cut = 4                                    # text slots < cut must not see a change at slots >= cut
+        rows.append(
+            (
+                "joint mask hides padding",
+                0.0,
+                gap(joint, model(junk_video, vmask, junk_ids, tmask, mask="joint"), valid),
+                allowed,
+            )
+        )
+        cut = 4  # text slots < cut must not see a change at slots >= cut
         later = ids.clone()
-        later[:, cut:] = torch.where(tmask[:, cut:], torch.randint(1000, 20000, later[:, cut:].shape, generator=g),
-                                     later[:, cut:])
+        later[:, cut:] = torch.where(
+            tmask[:, cut:], torch.randint(1000, 20000, later[:, cut:].shape, generator=g), later[:, cut:]
+        )
         causal, changed = (model(video, vmask, x, tmask, mask="text_causal") for x in (ids, later))
         seen = valid.clone()
-        seen[:, TEXT_START + cut:] = False
+        seen[:, TEXT_START + cut :] = False
         rows.append(("text-causal slots ignore later tokens", 0.0, gap(causal, changed, seen), allowed))
     return rows
 
@@ -180,9 +227,13 @@ def _text_budget() -> tuple:
     from vlmbench.model.layout import MAX_TEXT_TOKENS
     from vlmbench.model.text import tokenize
 
-    long = " ".join(["slowly stir the red onion in the pan"] * 12)     # 96 words, each one word piece
-    return ("text budget of a long caption (tokens)", float(MAX_TEXT_TOKENS),
-            float(len(tokenize(tokenizer("tiny"), [long])[0])), 0.0)
+    long = " ".join(["slowly stir the red onion in the pan"] * 12)  # 96 words, each one word piece
+    return (
+        "text budget of a long caption (tokens)",
+        float(MAX_TEXT_TOKENS),
+        float(len(tokenize(tokenizer("tiny"), [long])[0])),
+        0.0,
+    )
 
 
 def _schedule(lr: float = 1e-3, warmup: int = 10, decay_steps: int = 400, epochs: int = 4, per_epoch: int = 7) -> tuple:
@@ -209,28 +260,47 @@ def _schedule(lr: float = 1e-3, warmup: int = 10, decay_steps: int = 400, epochs
             seen.append(float(module.w.detach()))
             return module.w * 1.0
 
-    cfg = SimpleNamespace(lr=lr, beta1=0.9, beta2=0.98, warmup=warmup, lr_decay_steps=decay_steps, epochs=epochs,
-                          seed=0, clip_norm=2.0, select="final")
+    cfg = SimpleNamespace(
+        lr=lr,
+        beta1=0.9,
+        beta2=0.98,
+        warmup=warmup,
+        lr_decay_steps=decay_steps,
+        epochs=epochs,
+        seed=0,
+        clip_norm=2.0,
+        select="final",
+    )
     finetune(Adapter(), module, cfg, torch.device("cpu"))
     seen.append(float(weight.detach()))
     moves = -np.diff(seen)
     n = np.arange(1, len(moves) + 1)
     want = np.where(n <= warmup, lr * n / warmup, lr * (1 - (n - warmup) / (decay_steps - warmup)))
-    return (f"fine-tune lr schedule: max abs(update - analytic lr) / lr ({len(moves)} updates, {epochs} epochs)", 0.0,
-            float(np.abs(moves - want).max() / lr), 1e-4)
+    return (
+        f"fine-tune lr schedule: max abs(update - analytic lr) / lr ({len(moves)} updates, {epochs} epochs)",
+        0.0,
+        float(np.abs(moves - want).max() / lr),
+        1e-4,
+    )
 
 
 def _groups():
     """(label, thunk) per check group; a group that raises is one FAIL row (a crash is a failed check too)."""
-    return [("retrieval (pessimistic)", lambda: _retrieval("pessimistic", None)),
-            ("retrieval (mmpt)", lambda: _retrieval("mmpt", None)),
-            ("retrieval (pessimistic, ties)", lambda: _retrieval("pessimistic", 4)),
-            ("retrieval (pessimistic, blocked)", lambda: _retrieval("pessimistic", None, blocked=True)),
-            ("retrieval (mmpt, blocked)", lambda: _retrieval("mmpt", None, blocked=True)),
-            ("retrieval (pessimistic, ties, blocked)", lambda: _retrieval("pessimistic", 4, blocked=True)),
-            ("MC-QA", lambda: [_mcqa()]), ("COIN", lambda: [_coin()]), ("windows", lambda: [_windows()]),
-            ("CrossTask DP", lambda: [_dp()]), ("model masks", _model), ("text budget", lambda: [_text_budget()]),
-            ("fine-tune schedule", lambda: [_schedule()])]
+    return [
+        ("retrieval (pessimistic)", lambda: _retrieval("pessimistic", None)),
+        ("retrieval (mmpt)", lambda: _retrieval("mmpt", None)),
+        ("retrieval (pessimistic, ties)", lambda: _retrieval("pessimistic", 4)),
+        ("retrieval (pessimistic, blocked)", lambda: _retrieval("pessimistic", None, blocked=True)),
+        ("retrieval (mmpt, blocked)", lambda: _retrieval("mmpt", None, blocked=True)),
+        ("retrieval (pessimistic, ties, blocked)", lambda: _retrieval("pessimistic", 4, blocked=True)),
+        ("MC-QA", lambda: [_mcqa()]),
+        ("COIN", lambda: [_coin()]),
+        ("windows", lambda: [_windows()]),
+        ("CrossTask DP", lambda: [_dp()]),
+        ("model masks", _model),
+        ("text budget", lambda: [_text_budget()]),
+        ("fine-tune schedule", lambda: [_schedule()]),
+    ]
 
 
 def checks(only: tuple[str, ...] | None = None) -> list[tuple[str, float, float, float, str]]:

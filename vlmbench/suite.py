@@ -12,13 +12,14 @@ The `smoke` preset (tiny backbone, a few hundred examples) is the CI regression 
 cores, and bit-for-bit repeatable on one machine (every shuffle and dropout mask is seeded), so its results are
 committed under results/reference/smoke/ (`make update-reference`) and CI compares a fresh run against them.
 """
+
 from __future__ import annotations
 
 import os
 import shutil
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 from . import registry
 from .errors import InputError
@@ -28,23 +29,31 @@ from .reporting.result import Result, utc_now
 RESULT = "result.json"
 
 
-def suite(out: Path, *, preset: str = "smoke", data: Path | None = None, tasks: Sequence[str] | None = None,
-          pretrain_pairs: Sequence[str] = (), run_pairs: Sequence[str] = (), seed: int | None = None,
-          progress: bool = True, say: Callable[[str], None] = print) -> list[Result]:
+def suite(
+    out: Path,
+    *,
+    preset: str = "smoke",
+    data: Path | None = None,
+    tasks: Sequence[str] | None = None,
+    pretrain_pairs: Sequence[str] = (),
+    run_pairs: Sequence[str] = (),
+    seed: int | None = None,
+    progress: bool = True,
+    say: Callable[[str], None] = print,
+) -> list[Result]:
     """A fresh pre-training (no resume: a suite run is a measurement) and one run per task, in registry order.
     pretrain_pairs / run_pairs: key=value overrides of the preset's pre-training / every task's config (e.g.
     steps=3, max_test=16 in tests). seed: None keeps each config's own seed."""
     from .config import pretrain_config, run_config
 
-    out = ensure_writable(Path(out))   # a read-only or full disk fails before any work
+    out = ensure_writable(Path(out))  # a read-only or full disk fails before any work
     names = list(tasks) if tasks else list(registry.all_tasks())
     seed_pair = [f"seed={int(seed)}"] if seed is not None else []
     run_pairs = [*run_pairs, *seed_pair]
-    for name in names:                                # unknown task, preset or bad key: fail before any work
+    for name in names:  # unknown task, preset or bad key: fail before any work
         run_config(registry.get(name), preset, run_pairs)
     cfg = pretrain_config(preset, [*pretrain_pairs, *seed_pair])
     from .floors import floor_baseline
-
     from .runner import run
     from .train.pretrain import pretrain
 
@@ -58,8 +67,17 @@ def suite(out: Path, *, preset: str = "smoke", data: Path | None = None, tasks: 
     for i, name in enumerate(names, 1):
         t = time.perf_counter()
         say(f"suite: [{i}/{len(names)}] {name}")
-        result, _ = run(name, data=data, checkpoint=out / "pretrain" / "model", out=out / name, preset=preset,
-                        pairs=run_pairs, progress=progress, say=say, overwrite=True)
+        result, _ = run(
+            name,
+            data=data,
+            checkpoint=out / "pretrain" / "model",
+            out=out / name,
+            preset=preset,
+            pairs=run_pairs,
+            progress=progress,
+            say=say,
+            overwrite=True,
+        )
         for kind in floor_kinds(name):
             fdir = out / name / f"floor-{kind}"
             shutil.rmtree(fdir, ignore_errors=True)
@@ -67,8 +85,17 @@ def suite(out: Path, *, preset: str = "smoke", data: Path | None = None, tasks: 
         timings[name] = round(time.perf_counter() - t, 1)
         results.append(result)
     timings["total"] = round(time.perf_counter() - t0, 1)
-    write_json(out / "suite.json", {"preset": preset, "seed": cfg.seed, "tasks": names, "data": str(data) if data else None,
-                                    "wall_s": timings, "finished": utc_now()})
+    write_json(
+        out / "suite.json",
+        {
+            "preset": preset,
+            "seed": cfg.seed,
+            "tasks": names,
+            "data": str(data) if data else None,
+            "wall_s": timings,
+            "finished": utc_now(),
+        },
+    )
     say(f"suite: {len(names)} tasks in {timings['total']:.0f} s (pre-training {timings['pretrain']:.0f} s)")
     return results
 
@@ -93,7 +120,7 @@ def save_reference(run_dir: Path, ref_dir: Path) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     for f in files:
         atomic_write(tmp / f.parent.name / RESULT, lambda p, src=f: shutil.copyfile(src, p))
-    noise = ref_dir / "noise.json"   # measured separately (make update-noise): kept across a reference update
+    noise = ref_dir / "noise.json"  # measured separately (make update-noise): kept across a reference update
     if noise.is_file():
         atomic_write(tmp / noise.name, lambda p: shutil.copyfile(noise, p))
     if ref_dir.exists():

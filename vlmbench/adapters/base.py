@@ -1,16 +1,18 @@
 """What every task adapter provides; the runner (vlmbench/runner.py) drives them all the same way:
 
-    adapter.load()                     read annotations + features (train and scored split)
-    module = adapter.build(vlm)        the VLM plus any task head (a torch Module)
-    for batch in adapter.train_batches(epoch, rng): loss = adapter.loss(module, batch)   (unless zero-shot)
-    preds = adapter.predict(module)    dict of numpy arrays -> predictions.npz (re-scorable offline)
-    metrics, conventions = Adapter.score(preds, config)   pure: no model, no files beyond preds
+adapter.load()                     read annotations + features (train and scored split)
+module = adapter.build(vlm)        the VLM plus any task head (a torch Module)
+for batch in adapter.train_batches(epoch, rng): loss = adapter.loss(module, batch)   (unless zero-shot)
+preds = adapter.predict(module)    dict of numpy arrays -> predictions.npz (re-scorable offline)
+metrics, conventions = Adapter.score(preds, config)   pure: no model, no files beyond preds
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterator
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -25,10 +27,11 @@ from ..runconfig import RunConfig
 @dataclass
 class Loaded:
     """What load() found: counts for the result, and what the data fingerprint hashes."""
+
     counts: dict[str, int] = field(default_factory=dict)
     annotation_files: list[Path] = field(default_factory=list)
     feature_ids: list[str] = field(default_factory=list)
-    features: FeatureStore | None = None     # set by Adapter.store(): the fingerprint hashes the files' bytes
+    features: FeatureStore | None = None  # set by Adapter.store(): the fingerprint hashes the files' bytes
 
     def fingerprint(self) -> str:
         return fingerprint(self.annotation_files, self.feature_ids, self.features)
@@ -37,8 +40,15 @@ class Loaded:
 class Adapter:
     family: ClassVar[str]
 
-    def __init__(self, spec: TaskSpec, cfg: RunConfig, root: Path, allow_missing: bool = False,
-                 say: Callable[[str], None] = print, device: torch.device | None = None):
+    def __init__(
+        self,
+        spec: TaskSpec,
+        cfg: RunConfig,
+        root: Path,
+        allow_missing: bool = False,
+        say: Callable[[str], None] = print,
+        device: torch.device | None = None,
+    ):
         self.spec, self.cfg, self.root = spec, cfg, Path(root)
         self.allow_missing, self.say = allow_missing, say
         self.device = device or torch.device("cpu")

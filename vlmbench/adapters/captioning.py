@@ -6,12 +6,14 @@ cross-entropy over the labelled slots. Test clips are decoded by vlmbench.model.
 tokens, KV-cached); hypotheses and references are both `tokenizer.decode(..., skip_special_tokens=True)` strings
 as in the reference, and scored with BLEU-3/4, METEOR, ROUGE-L and CIDEr.
 """
+
 from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -49,16 +51,18 @@ def teacher_forcing(token_lists: list[list[int]]) -> tuple[torch.Tensor, torch.T
     return ids, labels != IGNORE, labels
 
 
-def caption_loss(model, video: torch.Tensor, vmask: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor,
-                 labels: torch.Tensor) -> torch.Tensor:
+def caption_loss(
+    model, video: torch.Tensor, vmask: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor
+) -> torch.Tensor:
     """Mean cross-entropy of the LM head (tied decoder + bias) over the labelled text slots."""
     hidden = model(video, vmask, ids, mask, mask="text_causal")[:, TEXT_START:]
     labelled = labels != IGNORE
-    return model.cls.predictions.nll(hidden[labelled], labels[labelled])     # lm_logits' head
+    return model.cls.predictions.nll(hidden[labelled], labels[labelled])  # lm_logits' head
 
 
-def sequence_scores(model, video: torch.Tensor, vmask: torch.Tensor, token_lists: list[list[int]],
-                    length_penalty: float = 1.0) -> np.ndarray:
+def sequence_scores(
+    model, video: torch.Tensor, vmask: torch.Tensor, token_lists: list[list[int]], length_penalty: float = 1.0
+) -> np.ndarray:
     """The beam search's own objective for given outputs: sum log p(t1..tn [SEP] | video) / (PROMPT_LEN + n)**lp
     (a finished hypothesis's score in model.generate), from one teacher-forced text-causal forward."""
     ids, mask, labels = teacher_forcing(token_lists)
@@ -66,7 +70,9 @@ def sequence_scores(model, video: torch.Tensor, vmask: torch.Tensor, token_lists
     model.eval()
     try:
         with torch.no_grad():
-            hidden = model(video, vmask, ids.to(video.device), mask.to(video.device), mask="text_causal")[:, TEXT_START:]
+            hidden = model(video, vmask, ids.to(video.device), mask.to(video.device), mask="text_causal")[
+                :, TEXT_START:
+            ]
             labelled = (labels != IGNORE).to(video.device)
             logp = F.log_softmax(lm_logits(model, hidden[labelled]).float(), dim=-1)
             tok = logp.gather(1, labels.to(video.device)[labelled][:, None])[:, 0]
@@ -75,7 +81,7 @@ def sequence_scores(model, video: torch.Tensor, vmask: torch.Tensor, token_lists
     rows = torch.arange(len(token_lists), device=video.device)[:, None].expand_as(labelled)[labelled]
     total = torch.zeros(len(token_lists), dtype=torch.float64, device=video.device).index_add_(0, rows, tok.double())
     lengths = np.array([PROMPT_LEN + min(len(t), MAX_TEXT_TOKENS) for t in token_lists], dtype=np.float64)
-    return total.cpu().numpy() / lengths ** length_penalty
+    return total.cpu().numpy() / lengths**length_penalty
 
 
 class CaptioningAdapter(Adapter):
@@ -101,17 +107,24 @@ class CaptioningAdapter(Adapter):
         self.test_clips = self.cap(test, self.cfg.max_test)
         if not self.test_clips:
             raise InputError("no annotated segments in the listed validation videos", path=self.paths["val_list"])
-        refuse_overlap({c.vid for c in self.train_clips}, {c.vid for c in self.test_clips},
-                       self.paths["train_list"], self.paths["val_list"])
+        refuse_overlap(
+            {c.vid for c in self.train_clips},
+            {c.vid for c in self.test_clips},
+            self.paths["train_list"],
+            self.paths["val_list"],
+        )
         self._store = store
-        self.tokenizer = bb.tokenizer(self.cfg.backbone)   # every backbone shares the uncased vocabulary
+        self.tokenizer = bb.tokenizer(self.cfg.backbone)  # every backbone shares the uncased vocabulary
         self.train_tokens = tokenize(self.tokenizer, [c.text for c in self.train_clips])
         # References as the reference builds them: tokenised, cut to 61 tokens, decoded like the hypotheses.
         self.references = [self.decode_text(t) for t in tokenize(self.tokenizer, [c.text for c in self.test_clips])]
-        self.loaded.counts.update(train_clips=len(self.train_clips), test_clips=len(self.test_clips),
-                                  train_videos=len({c.vid for c in self.train_clips}),
-                                  test_videos=len({c.vid for c in self.test_clips}),
-                                  **batch_counts(self.family, self.cfg.batch_size))
+        self.loaded.counts.update(
+            train_clips=len(self.train_clips),
+            test_clips=len(self.test_clips),
+            train_videos=len({c.vid for c in self.train_clips}),
+            test_videos=len({c.vid for c in self.test_clips}),
+            **batch_counts(self.family, self.cfg.batch_size),
+        )
         self.loaded.annotation_files = [ann_path, self.paths["train_list"], self.paths["val_list"]]
         self.loaded.feature_ids = sorted({c.vid for c in self.train_clips + self.test_clips})
 
@@ -144,11 +157,16 @@ class CaptioningAdapter(Adapter):
 
     def _batches(self, clips, tokens, order) -> Iterator[dict[str, torch.Tensor]]:
         for s in range(0, len(order), self.cfg.batch_size):
-            idx = order[s: s + self.cfg.batch_size]
+            idx = order[s : s + self.cfg.batch_size]
             video, vmask = self.videos([clips[i] for i in idx])
             ids, mask, labels = teacher_forcing([tokens[i] for i in idx])
-            yield {"video": video, "vmask": vmask, "ids": ids.to(self.device), "mask": mask.to(self.device),
-                   "labels": labels.to(self.device)}
+            yield {
+                "video": video,
+                "vmask": vmask,
+                "ids": ids.to(self.device),
+                "mask": mask.to(self.device),
+                "labels": labels.to(self.device),
+            }
 
     def loss(self, module: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return caption_loss(module, batch["video"], batch["vmask"], batch["ids"], batch["mask"], batch["labels"])
@@ -157,7 +175,7 @@ class CaptioningAdapter(Adapter):
     def predict(self, module: nn.Module, progress: Callable[[int, int], None] | None = None) -> dict[str, np.ndarray]:
         cfg = self.cfg
         rows = cfg.beam if cfg.decode == "beam" else 1
-        per_batch = max(1, cfg.eval_batch_size // rows)    # eval_batch_size counts decoder rows (clips x beams)
+        per_batch = max(1, cfg.eval_batch_size // rows)  # eval_batch_size counts decoder rows (clips x beams)
         hyps: list[str] = []
         # The search checks itself: beam outputs must score at least as well as greedy ones on the search's own
         # objective (search_gain, a paired per-clip difference: low noise, exactly 0 when "beam" runs greedy).
@@ -165,10 +183,17 @@ class CaptioningAdapter(Adapter):
         beam_scores, greedy_scores = [], []
         total = len(self.test_clips)
         for s in range(0, total, per_batch):
-            clips = self.test_clips[s: s + per_batch]
+            clips = self.test_clips[s : s + per_batch]
             video, vmask = self.videos(clips)
-            out = generate(module, video, vmask, decode=cfg.decode, beam=cfg.beam,
-                           max_new_tokens=cfg.max_new_tokens, length_penalty=cfg.length_penalty)
+            out = generate(
+                module,
+                video,
+                vmask,
+                decode=cfg.decode,
+                beam=cfg.beam,
+                max_new_tokens=cfg.max_new_tokens,
+                length_penalty=cfg.length_penalty,
+            )
             hyps += [self.decode_text(t) or capmetrics.EMPTY_HYPOTHESIS for t in out]
             if audit:
                 greedy = generate(module, video, vmask, decode="greedy", max_new_tokens=cfg.max_new_tokens)
@@ -176,9 +201,11 @@ class CaptioningAdapter(Adapter):
                 greedy_scores.append(sequence_scores(module, video, vmask, greedy, cfg.length_penalty))
             if progress:
                 progress(len(hyps), total)
-        preds = {"ids": np.array([c.clip_id for c in self.test_clips], dtype=str),
-                 "hypotheses": np.array(hyps, dtype=str),
-                 "references": np.array(self.references, dtype=str)}
+        preds = {
+            "ids": np.array([c.clip_id for c in self.test_clips], dtype=str),
+            "hypotheses": np.array(hyps, dtype=str),
+            "references": np.array(self.references, dtype=str),
+        }
         if audit:
             preds["beam_score"], preds["greedy_score"] = np.concatenate(beam_scores), np.concatenate(greedy_scores)
         return preds
@@ -206,15 +233,19 @@ class CaptioningAdapter(Adapter):
             f"{cfg.get('decode', 'beam')} search, beam {cfg.get('beam', 5)}, length penalty "
             f"{cfg.get('length_penalty', 1.0)} (sum logprob / (prompt {PROMPT_LEN} + tokens)**lp), at most "
             f"{cfg.get('max_new_tokens', 21)} new tokens, [SEP] ends a beam, transformers-3.4 beam semantics "
-            "(no early stopping, no n-gram blocking); KV-cached, identical to full recomputation")
-        conventions["text"] = ("hypotheses and references are tokenizer.decode(skip_special_tokens=True) strings "
-                               "(lower-cased, WordPieces joined, punctuation glued); references cut to 61 tokens")
-        if "beam_score" in preds:       # a check of the decoder, not a caption metric
+            "(no early stopping, no n-gram blocking); KV-cached, identical to full recomputation"
+        )
+        conventions["text"] = (
+            "hypotheses and references are tokenizer.decode(skip_special_tokens=True) strings "
+            "(lower-cased, WordPieces joined, punctuation glued); references cut to 61 tokens"
+        )
+        if "beam_score" in preds:  # a check of the decoder, not a caption metric
             metrics["search_gain"] = float(np.mean(preds["beam_score"] - preds["greedy_score"]))
             conventions["search_gain"] = (
                 "mean over test clips of (beam output - greedy output) scored by the search's objective (sum "
                 "logprob incl. [SEP] / (prompt + tokens)**lp, one teacher-forced forward): > 0 when beam search "
-                "works, exactly 0 when it degenerates to greedy")
+                "works, exactly 0 when it degenerates to greedy"
+            )
         conventions.update(protocol_conventions(cls.family, cfg))
         return metrics, conventions
 
@@ -245,7 +276,12 @@ class CaptioningAdapter(Adapter):
 
         path = atomic_write(Path(out_dir) / CAPTIONS_CSV, write)
         row = lambda k: (k, hyps[k], refs[k], f"{per_clip[k]:.3f}")  # noqa: E731
-        return {"captions_csv": str(path),
-                "examples": {"Worst captions (clip | hypothesis | reference | CIDEr)": [row(k) for k in ranked[:N_EXAMPLES]],
-                             "Best captions (clip | hypothesis | reference | CIDEr)":
-                                 [row(k) for k in reversed(ranked[-N_EXAMPLES:])]}}
+        return {
+            "captions_csv": str(path),
+            "examples": {
+                "Worst captions (clip | hypothesis | reference | CIDEr)": [row(k) for k in ranked[:N_EXAMPLES]],
+                "Best captions (clip | hypothesis | reference | CIDEr)": [
+                    row(k) for k in reversed(ranked[-N_EXAMPLES:])
+                ],
+            },
+        }

@@ -5,10 +5,12 @@ order-constrained one-frame-per-step DP; recall per primary task, mean over task
 crosstask-zeroshot uses the pre-trained checkpoint as is (cfg.zeroshot: the runner skips fine-tuning);
 crosstask-supervised first fine-tunes with BCE-with-logits against the 0/1 targets, one video per batch.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -39,8 +41,11 @@ class LocalizationAdapter(Adapter):
         # split can use (annotated, of a known task, not in videos_val.csv); build_split then drops the rest,
         # as MMPT does before drawing the split.
         val = set(ct.load_videos(release / ct.VIDEOS_VAL))
-        usable = [tv for tv in ct.load_videos(release / ct.VIDEOS)
-                  if tv.task in self.tasks and tv not in val and ct.annotation_path(release, *tv).is_file()]
+        usable = [
+            tv
+            for tv in ct.load_videos(release / ct.VIDEOS)
+            if tv.task in self.tasks and tv not in val and ct.annotation_path(release, *tv).is_file()
+        ]
         if not usable:
             raise InputError("no annotated video of a known task outside videos_val.csv", path=release)
         self.keep_with_features(list(dict.fromkeys(v for _, v in usable)), store, "annotated videos")
@@ -48,12 +53,19 @@ class LocalizationAdapter(Adapter):
         seed = int(self.spec.options.get("split_seed", 0))
         train, test = ct.build_split(release, store.__contains__, n_train=n_train, seed=seed)
         if not test:
-            raise InputError(f"the split leaves no test video (a primary task needs more than n_train={n_train} "
-                             "annotated videos with features)", path=release)
+            raise InputError(
+                f"the split leaves no test video (a primary task needs more than n_train={n_train} "
+                "annotated videos with features)",
+                path=release,
+            )
         self.train = self.cap(train, self.cfg.max_train) if not self.cfg.zeroshot else []
         self.test = self.cap(test, self.cfg.max_test)
-        refuse_overlap({v for _, v in self.train}, {v for _, v in self.test}, f"{release / ct.VIDEOS} (train split)",
-                       f"{release / ct.VIDEOS} (test split)")
+        refuse_overlap(
+            {v for _, v in self.train},
+            {v for _, v in self.test},
+            f"{release / ct.VIDEOS} (train split)",
+            f"{release / ct.VIDEOS} (test split)",
+        )
         self._targets: dict[ct.TaskVideo, np.ndarray] = {}
         for tv in self.train + self.test:
             n = store.n_seconds(tv.vid)
@@ -62,12 +74,19 @@ class LocalizationAdapter(Adapter):
             k = len(self.tasks[tv.task].steps)
             spans = ct.read_annotation(ct.annotation_path(release, *tv), n_steps=k)
             self._targets[tv] = loc.crosstask_targets(n, k, [tuple(s) for s in spans])
-        self.loaded.counts.update(train_videos=len(self.train), test_videos=len(self.test),
-                                  test_tasks=len({t for t, _ in self.test}),
-                                  **batch_counts(self.family, self.cfg.batch_size))
-        self.loaded.annotation_files = [release / ct.PRIMARY, release / ct.RELATED, release / ct.VIDEOS,
-                                        release / ct.VIDEOS_VAL,
-                                        *sorted(ct.annotation_path(release, *tv) for tv in self.train + self.test)]
+        self.loaded.counts.update(
+            train_videos=len(self.train),
+            test_videos=len(self.test),
+            test_tasks=len({t for t, _ in self.test}),
+            **batch_counts(self.family, self.cfg.batch_size),
+        )
+        self.loaded.annotation_files = [
+            release / ct.PRIMARY,
+            release / ct.RELATED,
+            release / ct.VIDEOS,
+            release / ct.VIDEOS_VAL,
+            *sorted(ct.annotation_path(release, *tv) for tv in self.train + self.test),
+        ]
         self.loaded.feature_ids = [tv.vid for tv in self.train + self.test]
 
     def targets(self, tv: ct.TaskVideo) -> np.ndarray:
@@ -105,7 +124,7 @@ class LocalizationAdapter(Adapter):
         """(W, 32, K): frame states · pooled step states. Each step text runs alone through the text half (the
         reference pairs it with one zero video token, which the isolated mask hides from the text)."""
         ids, mask = (x.to(self.device) for x in self._steps[task])
-        steps = VLM.pool_text(vlm.forward_text(ids, mask), mask)                 # (K, H)
+        steps = VLM.pool_text(vlm.forward_text(ids, mask), mask)  # (K, H)
         return windows.frame_states(vlm, win, chunk) @ steps.T
 
     def loss(self, module: nn.Module, batch: Any) -> torch.Tensor:
@@ -127,13 +146,12 @@ class LocalizationAdapter(Adapter):
         y_true, y_pred = [], []
         for i, tv in enumerate(self.test):
             logits = torch.from_numpy(self.video_logits(module, tv.task, self._store.load(tv.vid)))
-            logprob = torch.log_softmax(logits, dim=1).numpy()          # over the task's steps, per frame
+            logprob = torch.log_softmax(logits, dim=1).numpy()  # over the task's steps, per frame
             y_pred.append(loc.dp_one_frame_per_step(logprob))
             y_true.append(self._targets[tv])
             if progress:
                 progress(i + 1, len(self.test))
-        return pack_matrices([tv.task for tv in self.test], [tv.vid for tv in self.test], y_true, y_pred,
-                             self.primary)
+        return pack_matrices([tv.task for tv in self.test], [tv.vid for tv in self.test], y_true, y_pred, self.primary)
 
     # -- scoring -------------------------------------------------------------------------------------------
     @classmethod
@@ -149,15 +167,15 @@ class LocalizationAdapter(Adapter):
         conventions = {
             **loc.CONVENTIONS,
             "scores": "per-second logits = last-layer isolated video-frame states · mean-pooled step-text states "
-                      "(dot product, no normalisation), averaged over 32-s windows at the test stride, then "
-                      "log-softmax over the task's steps",
+            "(dot product, no normalisation), averaged over 32-s windows at the test stride, then "
+            "log-softmax over the task's steps",
             **protocol_conventions(cls.family, cfg),
             "windows": f"sliding windows of {cfg.get('window', 32)} s, stride {cfg.get('train_stride', 16)} in "
-                       f"training and {cfg.get('stride', 16)} at test; the last window starts at the first stride "
-                       f"position with <= {cfg.get('window', 32)} s left and ends at the video end",
+            f"training and {cfg.get('stride', 16)} at test; the last window starts at the first stride "
+            f"position with <= {cfg.get('window', 32)} s left and ends at the video end",
             "per_task": "per-task recall of the primary tasks is reported as metrics recall/<task id>",
             "random_floor": f"{floor:.2f} (expected recall of a uniformly random strictly increasing "
-                            "one-frame-per-step assignment on these test videos, mean over the same tasks)",
+            "one-frame-per-step assignment on these test videos, mean over the same tasks)",
         }
         return metrics, conventions
 
@@ -171,9 +189,17 @@ class LocalizationAdapter(Adapter):
             chosen = [np.flatnonzero(yp[:, k]) for k in range(yp.shape[1])]
             frame = [int(c[0]) if len(c) else None for c in chosen]
             hit = [f is not None and bool(yt[f, k]) for k, f in enumerate(frame)]
-            yield {"id": vid, "task": task, "primary": task in primary, "frames": int(yt.shape[0]),
-                   "target": target, "prediction": frame, "hit": hit, "hits": sum(hit),
-                   "annotated_steps": sum(bool(t) for t in target)}
+            yield {
+                "id": vid,
+                "task": task,
+                "primary": task in primary,
+                "frames": int(yt.shape[0]),
+                "target": target,
+                "prediction": frame,
+                "hit": hit,
+                "hits": sum(hit),
+                "annotated_steps": sum(bool(t) for t in target),
+            }
 
 
 def random_recall(per_video: list[tuple[str, np.ndarray, np.ndarray]], primary: list[str]) -> float:
@@ -208,20 +234,29 @@ def _log_comb(logfact: np.ndarray, n, r) -> np.ndarray:
     return np.where(ok, logfact[n0] - logfact[r0] - logfact[n0 - r0], -np.inf)
 
 
-def pack_matrices(tasks: list[str], ids: list[str], y_true: list[np.ndarray], y_pred: list[np.ndarray],
-                  primary: list[str]) -> dict[str, np.ndarray]:
+def pack_matrices(
+    tasks: list[str], ids: list[str], y_true: list[np.ndarray], y_pred: list[np.ndarray], primary: list[str]
+) -> dict[str, np.ndarray]:
     """Per-video (T, K) matrices (K varies with the task) as flat npz-friendly arrays + shapes."""
+
     def flat(ms: list[np.ndarray]) -> np.ndarray:
         return np.concatenate([m.ravel() for m in ms]).astype(np.uint8) if ms else np.zeros(0, np.uint8)
-    return {"tasks": np.array(tasks, dtype=str), "ids": np.array(ids, dtype=str),
-            "shapes": np.array([m.shape for m in y_true], dtype=np.int64).reshape(-1, 2),
-            "y_true": flat(y_true), "y_pred": flat(y_pred), "primary": np.array(primary, dtype=str)}
+
+    return {
+        "tasks": np.array(tasks, dtype=str),
+        "ids": np.array(ids, dtype=str),
+        "shapes": np.array([m.shape for m in y_true], dtype=np.int64).reshape(-1, 2),
+        "y_true": flat(y_true),
+        "y_pred": flat(y_pred),
+        "primary": np.array(primary, dtype=str),
+    }
 
 
 def unpack_matrices(preds: dict[str, np.ndarray]):
     try:
-        tasks, ids, shapes, yt, yp, primary = (preds[k] for k in ("tasks", "ids", "shapes", "y_true", "y_pred",
-                                                                   "primary"))
+        tasks, ids, shapes, yt, yp, primary = (
+            preds[k] for k in ("tasks", "ids", "shapes", "y_true", "y_pred", "primary")
+        )
     except KeyError as e:
         raise InputError(f"localization predictions lack {e}", path="predictions") from None
     sizes = shapes.prod(axis=1) if len(shapes) else np.zeros(0, np.int64)

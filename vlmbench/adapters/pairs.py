@@ -7,20 +7,21 @@ VLM.forward_video) and every distinct text ONCE (its tokens + [SEP], via VLM.for
 product, exactly as the reference's MMFusionJoint does at eval time. Training uses the same halves: identical to
 the isolated full forward (tested in tests/test_adapter_retrieval.py against VLM.forward(..., mask="isolated")).
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
 from ..data import msrvtt
-from ..data.files import read_json
 from ..data.features import FeatureStore
+from ..data.files import read_json
 from ..errors import InputError
 from ..model import backbone as bb
 from ..model import text as textmod
@@ -35,6 +36,7 @@ Progress = Callable[[int, int], None] | None
 @dataclass(frozen=True, slots=True)
 class VideoClip:
     """Feature rows [start:end] of one video (None = from the start / to the end), cut to the first 32 s."""
+
     vid: str
     start: int | None = None
     end: int | None = None
@@ -42,12 +44,13 @@ class VideoClip:
     def load(self, store: FeatureStore) -> np.ndarray:
         start = self.start or 0
         end = start + MAX_VIDEO_LEN if self.end is None else min(self.end, start + MAX_VIDEO_LEN)
-        return store.load(self.vid, start, end)   # only the first 32 rows of the clip are read
+        return store.load(self.vid, start, end)  # only the first 32 rows of the clip are read
 
 
 @dataclass(frozen=True, slots=True)
 class TrainItem:
     """One training example: a clip and its caption(s); each access draws one caption (MSR-VTT has ~20)."""
+
     clip: VideoClip
     captions: tuple[str, ...]
 
@@ -64,7 +67,9 @@ def batch_videos(feats: Sequence[np.ndarray], device: torch.device | None = None
     return video.to(device), vmask.to(device)
 
 
-def batch_texts(tokenizer, texts: Sequence[str], device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def batch_texts(
+    tokenizer, texts: Sequence[str], device: torch.device | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(ids, mask) for forward_text: t1..tn [SEP] [PAD]..., at most 61 tokens as the reference, trimmed."""
     ids, mask = trim_text(*textmod.encode(tokenizer, texts))
     return ids.to(device), mask.to(device)
@@ -99,12 +104,20 @@ def unique(keys: Sequence) -> tuple[list, np.ndarray]:
     return list(index), where
 
 
-def encode_clips(vlm: VLM, clips: Sequence[VideoClip], store: FeatureStore, batch_size: int,
-                 device: torch.device, progress: Progress = None, done: int = 0, total: int = 0) -> torch.Tensor:
+def encode_clips(
+    vlm: VLM,
+    clips: Sequence[VideoClip],
+    store: FeatureStore,
+    batch_size: int,
+    device: torch.device,
+    progress: Progress = None,
+    done: int = 0,
+    total: int = 0,
+) -> torch.Tensor:
     """(len(clips), H) float32 on the CPU; callers pass distinct clips (see unique())."""
     out = []
     for s in range(0, len(clips), batch_size):
-        chunk = clips[s:s + batch_size]
+        chunk = clips[s : s + batch_size]
         video, vmask = batch_videos([c.load(store) for c in chunk], device)
         out.append(video_vectors(vlm, video, vmask).float().cpu())
         if progress:
@@ -112,13 +125,20 @@ def encode_clips(vlm: VLM, clips: Sequence[VideoClip], store: FeatureStore, batc
     return torch.cat(out) if out else torch.zeros(0, vlm.hidden_size)
 
 
-def encode_texts(vlm: VLM, texts: Sequence[str], batch_size: int, device: torch.device,
-                 progress: Progress = None, done: int = 0, total: int = 0) -> torch.Tensor:
+def encode_texts(
+    vlm: VLM,
+    texts: Sequence[str],
+    batch_size: int,
+    device: torch.device,
+    progress: Progress = None,
+    done: int = 0,
+    total: int = 0,
+) -> torch.Tensor:
     """(len(texts), H) float32 on the CPU; callers pass distinct texts (see unique())."""
     tok = tokenizer_for(vlm)
     out = []
     for s in range(0, len(texts), batch_size):
-        chunk = texts[s:s + batch_size]
+        chunk = texts[s : s + batch_size]
         ids, mask = batch_texts(tok, chunk, device)
         out.append(text_vectors(vlm, ids, mask).float().cpu())
         if progress:
@@ -132,12 +152,13 @@ class ContrastiveAdapter(Adapter):
     Subclasses fill self.train_items in load(); `direction` is "t2v" (softmax over the batch's videos per text,
     the reference's T2VContraLoss) or "v2t" (softmax over texts per video, V2TContraLoss).
     """
+
     default_direction = "t2v"
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.train_items: list[TrainItem] = []
-        self.train_list: object = ""          # the training list file (named by the leakage check)
+        self.train_list: object = ""  # the training list file (named by the leakage check)
         self._store: FeatureStore | None = None
         self.direction = str(self.spec.options.get("loss", self.default_direction))
         if self.direction not in ("t2v", "v2t"):
@@ -159,7 +180,7 @@ class ContrastiveAdapter(Adapter):
     def steps_per_epoch(self) -> int:
         n = len(self.train_items) * self.dup
         steps = math.ceil(n / self.cfg.batch_size)
-        return steps - 1 if n % self.cfg.batch_size == 1 else steps   # a lone last item has no negatives
+        return steps - 1 if n % self.cfg.batch_size == 1 else steps  # a lone last item has no negatives
 
     def train_batches(self, epoch: int, rng: np.random.Generator) -> Iterator[dict]:
         """Shuffled batches of cfg.batch_size; a single-item remainder is dropped (its loss would be 0).
@@ -167,7 +188,7 @@ class ContrastiveAdapter(Adapter):
         order = self._order(rng)
         bs = self.cfg.batch_size
         for s in range(0, len(order), bs):
-            idx = order[s:s + bs]
+            idx = order[s : s + bs]
             if len(idx) < 2:
                 continue
             items = [self.train_items[i] for i in idx]
@@ -183,7 +204,7 @@ class ContrastiveAdapter(Adapter):
         return contrastive_loss(t.float(), v.float(), self.direction)
 
 
-OFFICIAL_TRAIN_SPLITS = ("train", "validate")   # MSRVTT_data.json: 6,513 + 497 = the 7k-style training list
+OFFICIAL_TRAIN_SPLITS = ("train", "validate")  # MSRVTT_data.json: 6,513 + 497 = the 7k-style training list
 
 
 def load_msrvtt_train(adapter: ContrastiveAdapter) -> list[TrainItem]:
@@ -219,16 +240,17 @@ def official_train(data_json) -> tuple[list[str], dict[str, list[str]]]:
     """Videos of MSRVTT_data.json whose `split` is train or validate (file order) and their captions."""
     data = read_json(data_json)
     videos = data.get("videos") if isinstance(data, dict) else None
-    if not isinstance(videos, list) or not all(isinstance(v, dict) and "video_id" in v and "split" in v
-                                               for v in videos):
-        raise InputError("expected 'videos': [{video_id, split}, ...] (the official MSRVTT_data.json)",
-                         path=data_json)
+    if not isinstance(videos, list) or not all(
+        isinstance(v, dict) and "video_id" in v and "split" in v for v in videos
+    ):
+        raise InputError("expected 'videos': [{video_id, split}, ...] (the official MSRVTT_data.json)", path=data_json)
     ids = list(dict.fromkeys(str(v["video_id"]) for v in videos if v["split"] in OFFICIAL_TRAIN_SPLITS))
     if not ids:
         raise InputError(f"no video with split {' or '.join(OFFICIAL_TRAIN_SPLITS)}", path=data_json)
-    captions = msrvtt._read_sentences(Path(data_json))   # the reader the 9k path uses
+    captions = msrvtt._read_sentences(Path(data_json))  # the reader the 9k path uses
     lacking = [v for v in ids if v not in captions]
     if lacking:
-        raise InputError(f"{len(lacking)} training videos have no caption (first: {', '.join(lacking[:3])})",
-                         path=data_json)
+        raise InputError(
+            f"{len(lacking)} training videos have no caption (first: {', '.join(lacking[:3])})", path=data_json
+        )
     return ids, {v: captions[v] for v in ids}

@@ -5,6 +5,7 @@ a contrastive example saw batch-1 negatives (its own GPU's batch) while an updat
 vlmbench fine-tunes in one process, so its effective batch is batch_size and, for the contrastive families,
 every example sees batch_size - 1 in-batch negatives. The task files say how to match the authors' run.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -12,9 +13,13 @@ from typing import Any
 AUTHORS_GPUS = 2
 
 # family -> (what one update holds, whether the loss uses in-batch negatives)
-UNITS = {"retrieval": ("examples", True), "mcqa": ("examples", True), "captioning": ("clips", False),
-         "segmentation": ("video(s), all windows of each", False), "localization": ("video(s), all windows of each",
-                                                                                    False)}
+UNITS = {
+    "retrieval": ("examples", True),
+    "mcqa": ("examples", True),
+    "captioning": ("clips", False),
+    "segmentation": ("video(s), all windows of each", False),
+    "localization": ("video(s), all windows of each", False),
+}
 
 
 def batch_counts(family: str, batch_size: int) -> dict[str, int]:
@@ -26,8 +31,8 @@ def batch_counts(family: str, batch_size: int) -> dict[str, int]:
 SELECTION = {
     "final": "the final model (after the last epoch); no test-split selection",
     "best-of-epochs": "best epoch, selected on the test split, as the reference does (retrieval / MC-QA: highest "
-                      "first headline metric; COIN, CrossTask, captioning: lowest fine-tuning loss on the test "
-                      "split): optimistic, compare with select=final",
+    "first headline metric; COIN, CrossTask, captioning: lowest fine-tuning loss on the test "
+    "split): optimistic, compare with select=final",
 }
 
 
@@ -39,11 +44,16 @@ def batch_conventions(family: str, cfg: dict[str, Any]) -> dict[str, str]:
     bs = int(cfg.get("batch_size", 1))
     unit, contrastive = UNITS[family]
     counts = batch_counts(family, bs)
-    neg = (f"{counts['in_batch_negatives']} in-batch negatives per example (no all-gather, as the reference)"
-           if contrastive else "no in-batch negatives")
-    return {"batch": f"effective batch {bs} {unit} per update (1 process x {bs}); {neg}; the authors: "
-                     f"{bs} per GPU x {AUTHORS_GPUS} GPUs = {AUTHORS_GPUS * bs} per update"
-                     + (f", {bs - 1} negatives per example" if contrastive else "")}
+    neg = (
+        f"{counts['in_batch_negatives']} in-batch negatives per example (no all-gather, as the reference)"
+        if contrastive
+        else "no in-batch negatives"
+    )
+    return {
+        "batch": f"effective batch {bs} {unit} per update (1 process x {bs}); {neg}; the authors: "
+        f"{bs} per GPU x {AUTHORS_GPUS} GPUs = {AUTHORS_GPUS * bs} per update"
+        + (f", {bs - 1} negatives per example" if contrastive else "")
+    }
 
 
 def describe(spec, cfg) -> list[tuple[str, str]]:
@@ -58,17 +68,28 @@ def describe(spec, cfg) -> list[tuple[str, str]]:
     d = to_dict(cfg)
     lines = [("task", f"{spec.name} ({spec.family}, scored on {spec.split})"), ("preset", str(d.pop("preset")))]
     lines += [(k, str(v)) for k, v in d.items()]
-    lines.append(("optimiser", f"Adam ({cfg.beta1}, {cfg.beta2}), lr {cfg.lr:g}, warm-up {cfg.warmup} updates, "
-                               f"linear decay to 0 at {cfg.lr_decay_steps} updates (~constant), clip {cfg.clip_norm}"))
+    lines.append(
+        (
+            "optimiser",
+            f"Adam ({cfg.beta1}, {cfg.beta2}), lr {cfg.lr:g}, warm-up {cfg.warmup} updates, "
+            f"linear decay to 0 at {cfg.lr_decay_steps} updates (~constant), clip {cfg.clip_norm}",
+        )
+    )
     if spec.family in ("retrieval", "mcqa"):
-        lines.append(("epoch", f"the training list x dup {cfg.dup}, shuffled; each access draws one of the video's "
-                               "captions"))
+        lines.append(
+            ("epoch", f"the training list x dup {cfg.dup}, shuffled; each access draws one of the video's captions")
+        )
     example = sliding_windows(50, cfg.window, cfg.stride)
-    lines.append(("windows", f"{cfg.window} s at stride {cfg.train_stride} (training) / {cfg.stride} (test); the "
-                             f"last window starts at the first stride position with <= {cfg.window} s left and ends "
-                             f"at the video end (50 s at stride {cfg.stride}: {example}); test logits are averaged "
-                             "over the same windows" + ("" if spec.family in ("segmentation", "localization")
-                                                        else " (COIN / CrossTask only)")))
+    lines.append(
+        (
+            "windows",
+            f"{cfg.window} s at stride {cfg.train_stride} (training) / {cfg.stride} (test); the "
+            f"last window starts at the first stride position with <= {cfg.window} s left and ends "
+            f"at the video end (50 s at stride {cfg.stride}: {example}); test logits are averaged "
+            "over the same windows"
+            + ("" if spec.family in ("segmentation", "localization") else " (COIN / CrossTask only)"),
+        )
+    )
     names = {CLS_ID: "[CLS]", SEP_ID: "[SEP]", PAD_ID: "[PAD]"}
     lines.append(("never masked", ", ".join(names[i] for i in NEVER_MASKED) + " (pre-training MLM / MTM)"))
     if spec.family == "retrieval":

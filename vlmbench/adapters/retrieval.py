@@ -7,6 +7,7 @@ Evaluation: every test clip and every test text encoded once, a text x video mat
 predictions keep ranks and top-5, never the matrix (old files holding `scores` still re-score).
 spec.options: reader (msrvtt | youcook2), loss (t2v | v2t); the run config's `dup` replicates the training list.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -20,9 +21,17 @@ from ..errors import InputError
 from ..metrics.retrieval import TIES, conventions, retrieval_metrics
 from ..metrics.retrieval_blocks import RankCounts, metrics_from_counts, rank_counts
 from .overlap import refuse_overlap
+from .pairs import (
+    ContrastiveAdapter,
+    Progress,
+    TrainItem,
+    VideoClip,
+    encode_clips,
+    encode_texts,
+    load_msrvtt_train,
+    unique,
+)
 from .protocol import batch_counts, protocol_conventions
-from .pairs import (ContrastiveAdapter, Progress, TrainItem, VideoClip, encode_clips, encode_texts, load_msrvtt_train,
-                    unique)
 
 READERS = ("msrvtt", "youcook2")
 
@@ -34,9 +43,10 @@ class RetrievalAdapter(ContrastiveAdapter):
         super().__init__(*args, **kwargs)
         self.reader = self.spec.options.get("reader")
         if self.reader not in READERS:
-            raise InputError(f"options.reader must be one of {', '.join(READERS)}, got {self.reader!r}",
-                             path=self.spec.source)
-        self.test_ids: list[str] = []        # one per test pair: the clip id (column i of the matrix)
+            raise InputError(
+                f"options.reader must be one of {', '.join(READERS)}, got {self.reader!r}", path=self.spec.source
+            )
+        self.test_ids: list[str] = []  # one per test pair: the clip id (column i of the matrix)
         self.test_clips: list[VideoClip] = []
         self.test_texts: list[str] = []
 
@@ -49,8 +59,12 @@ class RetrievalAdapter(ContrastiveAdapter):
             self.train_items = self._youcook2_train()
             self._load_youcook2_test()
         # Train and test come from different lists: a shared video is refused (exit 2), never silent.
-        refuse_overlap({it.clip.vid for it in self.train_items}, {clip.vid for clip in self.test_clips},
-                       self.train_list, self.paths["test_csv"])
+        refuse_overlap(
+            {it.clip.vid for it in self.train_items},
+            {clip.vid for clip in self.test_clips},
+            self.train_list,
+            self.paths["test_csv"],
+        )
         c = self.loaded.counts
         c["test_examples"] = len(self.test_ids)
         c["test_clips"] = len(set(self.test_clips))
@@ -58,8 +72,10 @@ class RetrievalAdapter(ContrastiveAdapter):
         c.update(batch_counts(self.family, self.cfg.batch_size))
         used = {it.clip.vid for it in self.train_items} | {clip.vid for clip in self.test_clips}
         self.loaded.feature_ids = sorted(used)
-        self.say(f"{self.spec.name}: {len(self.train_items)} training "
-                 f"{'videos' if self.reader == 'msrvtt' else 'clips'}, {len(self.test_ids)} test pairs")
+        self.say(
+            f"{self.spec.name}: {len(self.train_items)} training "
+            f"{'videos' if self.reader == 'msrvtt' else 'clips'}, {len(self.test_ids)} test pairs"
+        )
 
     def _load_msrvtt_test(self) -> None:
         path = self.paths["test_csv"]
@@ -120,13 +136,15 @@ class RetrievalAdapter(ContrastiveAdapter):
         ties = str(cfg.get("ties", "pessimistic"))
         if ties not in TIES:
             raise InputError(f"ties must be one of {', '.join(TIES)}, got {ties!r}", path="ties")
-        if "scores" in preds:                   # a predictions file from before the blocked ranking: the matrix
+        if "scores" in preds:  # a predictions file from before the blocked ranking: the matrix
             metrics = retrieval_metrics(preds["scores"], ties)
         else:
             missing = [k for k in COUNT_KEYS if k not in preds]
             if missing:
-                raise InputError(f"retrieval predictions hold neither `scores` nor the rank counts "
-                                 f"({', '.join(missing)} missing)", path="predictions")
+                raise InputError(
+                    f"retrieval predictions hold neither `scores` nor the rank counts ({', '.join(missing)} missing)",
+                    path="predictions",
+                )
             metrics = metrics_from_counts({k: preds[k] for k in COUNT_KEYS}, ties)
         return metrics, {**conventions(ties), **protocol_conventions(cls.family, cfg)}
 
@@ -139,8 +157,15 @@ class RetrievalAdapter(ContrastiveAdapter):
         ids = view["ids"]
         for i, clip in enumerate(ids):
             top = view["top"][i]
-            yield {"id": clip, "query": i, "target": clip, "prediction": ids[top[0]], "rank": int(view["rank"][i]),
-                   "score": json_number(view["true_score"][i]), "top5": [ids[j] for j in top[:5]]}
+            yield {
+                "id": clip,
+                "query": i,
+                "target": clip,
+                "prediction": ids[top[0]],
+                "rank": int(view["rank"][i]),
+                "score": json_number(view["true_score"][i]),
+                "top5": [ids[j] for j in top[:5]],
+            }
 
 
 COUNT_KEYS = ("t2v_gt", "t2v_ge", "v2t_gt", "v2t_ge")
@@ -150,22 +175,36 @@ def pack(counts: RankCounts, ids, texts=None) -> dict[str, np.ndarray]:
     """The saved predictions: per query the counts both tie policies re-score from (4 x N), the top-5 clips and
     their scores and the true score (examples, retrieval_errors.csv), the pessimistic ranks as per-example values
     (intervals, paired compare). Never the N x N matrix."""
-    out = {**counts.to_dict(), "ids": np.array(list(ids), dtype=str),
-           "example:rank": counts.t2v_ge.copy(), "example:v2t_rank": counts.v2t_ge.copy()}
+    out = {
+        **counts.to_dict(),
+        "ids": np.array(list(ids), dtype=str),
+        "example:rank": counts.t2v_ge.copy(),
+        "example:v2t_rank": counts.v2t_ge.copy(),
+    }
     if texts is not None:
-        out["texts"] = np.array(list(texts), dtype=str)                   # for retrieval_errors.csv
+        out["texts"] = np.array(list(texts), dtype=str)  # for retrieval_errors.csv
     return out
 
 
 def ranked_view(preds) -> dict:
     """ids, pessimistic rank, true score, top-5 (indices) and their scores, from either predictions format."""
     ids = [str(x) for x in preds["ids"]]
-    if "scores" in preds:                       # the old format: the full matrix
+    if "scores" in preds:  # the old format: the full matrix
         from ..metrics.retrieval import ranks
 
         scores = np.asarray(preds["scores"])
         top = np.argsort(-scores, axis=1, kind="stable")[:, :5]
-        return {"ids": ids, "rank": ranks(scores), "true_score": np.diagonal(scores).copy(), "top": top,
-                "top_scores": np.take_along_axis(scores, top, axis=1)}
-    return {"ids": ids, "rank": np.asarray(preds["t2v_ge"]), "true_score": np.asarray(preds["true_score"]),
-            "top": np.asarray(preds["top"]), "top_scores": np.asarray(preds["top_scores"])}
+        return {
+            "ids": ids,
+            "rank": ranks(scores),
+            "true_score": np.diagonal(scores).copy(),
+            "top": top,
+            "top_scores": np.take_along_axis(scores, top, axis=1),
+        }
+    return {
+        "ids": ids,
+        "rank": np.asarray(preds["t2v_ge"]),
+        "true_score": np.asarray(preds["true_score"]),
+        "top": np.asarray(preds["top"]),
+        "top_scores": np.asarray(preds["top_scores"]),
+    }

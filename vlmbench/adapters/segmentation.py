@@ -1,9 +1,11 @@
 """COIN action segmentation (family `segmentation`): a per-second 779-way classifier on the isolated video
 states, trained on 32-s windows (stride 8, one video's windows per batch), tested on windows at stride 16 with
 logits averaged over overlaps; frame accuracy at 1 fps, background included (the paper's number)."""
+
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -47,8 +49,9 @@ class SegmentationAdapter(Adapter):
         store = self._store = self.store()
         self.num_classes = int(self.spec.options.get("num_classes", coin.NUM_CLASSES))
         if self.num_classes != coin.NUM_CLASSES:
-            raise InputError(f"num_classes must be {coin.NUM_CLASSES} (778 COIN steps + background)",
-                             path=self.spec.source)
+            raise InputError(
+                f"num_classes must be {coin.NUM_CLASSES} (778 COIN steps + background)", path=self.spec.source
+            )
         train = coin.split(videos, "train")
         test = coin.split(videos, "test")
         if not test:
@@ -57,17 +60,24 @@ class SegmentationAdapter(Adapter):
         keep_test = self.keep_with_features([v.vid for v in test], store, "test videos")
         self.train = self.cap([v for v in train if v.vid in keep_train], self.cfg.max_train)
         self.test = self.cap([v for v in test if v.vid in keep_test], self.cfg.max_test)
-        refuse_overlap({v.vid for v in self.train}, {v.vid for v in self.test}, f"{path} (subset training)",
-                       f"{path} (subset testing)")
+        refuse_overlap(
+            {v.vid for v in self.train},
+            {v.vid for v in self.test},
+            f"{path} (subset training)",
+            f"{path} (subset testing)",
+        )
         self._targets: dict[str, np.ndarray] = {}
         for v in self.train + self.test:
             n = store.n_seconds(v.vid)
             if n < 1:
                 raise InputError(f"video {v.vid} has no feature rows", path=store.path(v.vid))
             self._targets[v.vid] = seg.frame_targets(n, [(s.step_id, s.start, s.end) for s in v.segments])
-        self.loaded.counts.update(train_videos=len(self.train), test_videos=len(self.test),
-                                  test_frames=sum(len(self._targets[v.vid]) for v in self.test),
-                                  **batch_counts(self.family, self.cfg.batch_size))
+        self.loaded.counts.update(
+            train_videos=len(self.train),
+            test_videos=len(self.test),
+            test_frames=sum(len(self._targets[v.vid]) for v in self.test),
+            **batch_counts(self.family, self.cfg.batch_size),
+        )
         self.loaded.annotation_files = [path]
         self.loaded.feature_ids = [v.vid for v in self.train + self.test]
 
@@ -99,8 +109,9 @@ class SegmentationAdapter(Adapter):
     def loss(self, module: nn.Module, batch: Any) -> torch.Tensor:
         win, target = batch
         logits = module.window_logits(win.to(self.device))
-        return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(),
-                                           target.reshape(-1).to(self.device), ignore_index=IGNORE)
+        return nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]).float(), target.reshape(-1).to(self.device), ignore_index=IGNORE
+        )
 
     def video_logits(self, module: nn.Module, feats: np.ndarray) -> np.ndarray:
         """(T, 779) test logits: windows at the test stride, averaged over the windows covering each second."""
@@ -126,13 +137,13 @@ class SegmentationAdapter(Adapter):
             **seg.CONVENTIONS,
             "fps": "1 fps (S3D features), not COIN's 10 fps (MMPT convention)",
             "windows": f"sliding windows of {cfg.get('window', 32)} s, stride {cfg.get('train_stride', 8)} in "
-                       f"training and {cfg.get('stride', 16)} at test; the last window starts at the first stride "
-                       f"position with <= {cfg.get('window', 32)} s left and ends at the video end; all windows of "
-                       "one video form a batch",
+            f"training and {cfg.get('stride', 16)} at test; the last window starts at the first stride "
+            f"position with <= {cfg.get('window', 32)} s left and ends at the video end; all windows of "
+            "one video form a batch",
             **protocol_conventions(cls.family, cfg),
             "text": "no text: under the isolated mask the (dummy) text cannot affect the video states",
             "all_background_floor": f"{all_bg:.2f} (frame_acc of predicting background for every frame of "
-                                    f"these {len(ids)} test videos)",
+            f"these {len(ids)} test videos)",
         }
         return {"frame_acc": acc["frame_acc"], "frame_acc_nobg": acc["frame_acc_nobg"]}, conventions
 
@@ -143,17 +154,25 @@ class SegmentationAdapter(Adapter):
 
         for vid, pred, target in zip(*unpack_videos(preds)):
             fg = target != 0
-            yield {"id": vid, "frames": len(target), "frame_acc": json_number(100.0 * (pred == target).mean()),
-                   "frame_acc_nobg": json_number(100.0 * (pred[fg] == target[fg]).mean()) if fg.any() else None,
-                   "target": target.tolist(), "prediction": pred.tolist()}
+            yield {
+                "id": vid,
+                "frames": len(target),
+                "frame_acc": json_number(100.0 * (pred == target).mean()),
+                "frame_acc_nobg": json_number(100.0 * (pred[fg] == target[fg]).mean()) if fg.any() else None,
+                "target": target.tolist(),
+                "prediction": pred.tolist(),
+            }
 
 
 def pack_videos(ids: list[str], preds: list[np.ndarray], targets: list[np.ndarray]) -> dict[str, np.ndarray]:
     """Per-video label arrays as npz-friendly flat arrays: concatenation + offsets + ids."""
     lengths = [len(t) for t in targets]
-    return {"ids": np.array(ids, dtype=str), "offsets": np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
-            "pred": np.concatenate(preds).astype(np.int64) if preds else np.zeros(0, np.int64),
-            "target": np.concatenate(targets).astype(np.int64) if targets else np.zeros(0, np.int64)}
+    return {
+        "ids": np.array(ids, dtype=str),
+        "offsets": np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+        "pred": np.concatenate(preds).astype(np.int64) if preds else np.zeros(0, np.int64),
+        "target": np.concatenate(targets).astype(np.int64) if targets else np.zeros(0, np.int64),
+    }
 
 
 def unpack_videos(preds: dict[str, np.ndarray]) -> tuple[list[str], list[np.ndarray], list[np.ndarray]]:

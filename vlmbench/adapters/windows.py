@@ -4,6 +4,7 @@ The reference cuts a video into 32-s windows (stride 8 for COIN training, 16 at 
 one that ends at the video end), runs all windows of the video as one batch through the isolated video half,
 and at test averages each second's logits over the windows covering it.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -19,20 +20,21 @@ from ..model.vlm import VLM
 
 @dataclass
 class Windows:
-    video: torch.Tensor              # (W, 32, 512) float32, seconds past a window's end are zero
-    vmask: torch.Tensor              # (W, 32) bool, valid seconds
-    spans: list[tuple[int, int]]     # [start, end) seconds of each window
+    video: torch.Tensor  # (W, 32, 512) float32, seconds past a window's end are zero
+    vmask: torch.Tensor  # (W, 32) bool, valid seconds
+    spans: list[tuple[int, int]]  # [start, end) seconds of each window
     n_frames: int
 
-    def to(self, device: torch.device) -> "Windows":
+    def to(self, device: torch.device) -> Windows:
         return Windows(self.video.to(device), self.vmask.to(device), self.spans, self.n_frames)
 
 
 def make_windows(feats: np.ndarray, window: int = 32, stride: int = 16) -> Windows:
     """All windows of one video, padded to the 32 video slots of the sequence."""
     if not 1 <= window <= MAX_VIDEO_LEN:
-        raise InputError(f"window must be in 1..{MAX_VIDEO_LEN} (the video slots of the sequence), got {window}",
-                         path="window")
+        raise InputError(
+            f"window must be in 1..{MAX_VIDEO_LEN} (the video slots of the sequence), got {window}", path="window"
+        )
     if stride < 1:
         raise InputError(f"stride must be >= 1, got {stride}", path="stride")
     n = len(feats)
@@ -53,8 +55,10 @@ def frame_states(vlm: VLM, win: Windows, chunk: int = 0) -> torch.Tensor:
     long videos); 0 = all windows of the video in one batch, as the reference does."""
     if chunk <= 0 or len(win.spans) <= chunk:
         return vlm.forward_video(win.video, win.vmask)[:, :MAX_VIDEO_LEN]
-    parts = [vlm.forward_video(win.video[i:i + chunk], win.vmask[i:i + chunk])[:, :MAX_VIDEO_LEN]
-             for i in range(0, len(win.spans), chunk)]
+    parts = [
+        vlm.forward_video(win.video[i : i + chunk], win.vmask[i : i + chunk])[:, :MAX_VIDEO_LEN]
+        for i in range(0, len(win.spans), chunk)
+    ]
     return torch.cat(parts)
 
 
@@ -71,5 +75,6 @@ def window_targets(targets: np.ndarray, win: Windows, fill) -> np.ndarray:
 def average(values: torch.Tensor, win: Windows) -> np.ndarray:
     """(W, 32, C) per-window scores -> (T, C) float64 mean over the windows covering each second."""
     values = values.detach().float().cpu().numpy()
-    return average_window_logits([values[i, : e - s] for i, (s, e) in enumerate(win.spans)],
-                                 [s for s, _ in win.spans], win.n_frames)
+    return average_window_logits(
+        [values[i, : e - s] for i, (s, e) in enumerate(win.spans)], [s for s, _ in win.spans], win.n_frames
+    )

@@ -6,14 +6,16 @@ that only record their pickled state. Any other global is refused by name before
 The exact MMPT key set and shapes are asserted, then mapped onto whatever `VLM.state_dict()` holds; a VLM
 key the mapping does not know fails loudly. Facts: ../shared/spec/authors-checkpoint.md.
 """
+
 from __future__ import annotations
 
 import os
 import pickle
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from transformers import BertConfig, BertModel
@@ -25,25 +27,46 @@ from ..model.vlm import VLM, VLMConfig
 from .source import SOURCE_KIND, describe
 
 PREFIX = "mmmodel.mm_encoder."
-TIED_ALIAS = "cls.predictions.word_embeddings.weight"   # VLM's view of the tied decoder (stored once)
+TIED_ALIAS = "cls.predictions.word_embeddings.weight"  # VLM's view of the tied decoder (stored once)
 
 # bert-base-uncased, which VLM's BERT is (spec §3): GELU (exact), LayerNorm eps 1e-12.
-BERT_BASE = dict(vocab_size=30522, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
-                 intermediate_size=3072, hidden_act="gelu", hidden_dropout_prob=0.1,
-                 attention_probs_dropout_prob=0.1, max_position_embeddings=512, type_vocab_size=2,
-                 initializer_range=0.02, layer_norm_eps=1e-12)
+BERT_BASE = dict(
+    vocab_size=30522,
+    hidden_size=768,
+    num_hidden_layers=12,
+    num_attention_heads=12,
+    intermediate_size=3072,
+    hidden_act="gelu",
+    hidden_dropout_prob=0.1,
+    attention_probs_dropout_prob=0.1,
+    max_position_embeddings=512,
+    type_vocab_size=2,
+    initializer_range=0.02,
+    layer_norm_eps=1e-12,
+)
 VIDEO_DIM = 512
 
 # Non-tensor classes of a fairseq/MMPT container, each replaced by an inert stand-in (never imported).
 ALLOWED_GLOBALS = (
     "argparse.Namespace",
-    "omegaconf.dictconfig.DictConfig", "omegaconf.listconfig.ListConfig",
-    "omegaconf.base.ContainerMetadata", "omegaconf.base.Metadata",
-    "omegaconf.nodes.AnyNode", "omegaconf.nodes.StringNode", "omegaconf.nodes.IntegerNode",
-    "omegaconf.nodes.FloatNode", "omegaconf.nodes.BooleanNode", "omegaconf.nodes.EnumNode",
-    "omegaconf.nodes.ValueNode", "typing.Any", "collections.defaultdict",
+    "omegaconf.dictconfig.DictConfig",
+    "omegaconf.listconfig.ListConfig",
+    "omegaconf.base.ContainerMetadata",
+    "omegaconf.base.Metadata",
+    "omegaconf.nodes.AnyNode",
+    "omegaconf.nodes.StringNode",
+    "omegaconf.nodes.IntegerNode",
+    "omegaconf.nodes.FloatNode",
+    "omegaconf.nodes.BooleanNode",
+    "omegaconf.nodes.EnumNode",
+    "omegaconf.nodes.ValueNode",
+    "typing.Any",
+    "collections.defaultdict",
     # default factories of pickled defaultdicts (fairseq meters); stand-ins too, never called for real
-    "builtins.list", "builtins.dict", "builtins.int", "builtins.float",
+    "builtins.list",
+    "builtins.dict",
+    "builtins.int",
+    "builtins.float",
 )
 
 
@@ -52,7 +75,7 @@ class Inert:
 
     qualname = "?"
 
-    def __new__(cls, *args: Any, **kwargs: Any):   # NEWOBJ calls cls.__new__(cls, *args), REDUCE cls(*args)
+    def __new__(cls, *args: Any, **kwargs: Any):  # NEWOBJ calls cls.__new__(cls, *args), REDUCE cls(*args)
         obj = object.__new__(cls)
         obj.args, obj.state, obj.items = args, None, {}
         return obj
@@ -93,22 +116,33 @@ def _plain_dict(*args: Any) -> dict:
 
 
 def _stand_ins() -> list[tuple[Any, str]]:
-    return [(_plain_dict if name == "collections.defaultdict" else
-             type(name.rsplit(".", 1)[1], (Inert,), {"qualname": name}), name) for name in ALLOWED_GLOBALS]
+    return [
+        (
+            _plain_dict
+            if name == "collections.defaultdict"
+            else type(name.rsplit(".", 1)[1], (Inert,), {"qualname": name}),
+            name,
+        )
+        for name in ALLOWED_GLOBALS
+    ]
 
 
 def expected_layout(bert: dict = BERT_BASE, video_dim: int = VIDEO_DIM) -> dict[str, tuple[int, ...]]:
     """Every key of MMPT's MMFusionMTM state dict (212 for bert-base) and its shape."""
     h, v, i = bert["hidden_size"], bert["vocab_size"], bert["intermediate_size"]
     keys: dict[str, tuple[int, ...]] = {
-        "videomlp.linear1.weight": (h, video_dim), "videomlp.linear1.bias": (h,),
-        "videomlp.LayerNorm.weight": (h,), "videomlp.LayerNorm.bias": (h,),
-        "videomlp.linear2.weight": (h, h), "videomlp.linear2.bias": (h,),
+        "videomlp.linear1.weight": (h, video_dim),
+        "videomlp.linear1.bias": (h,),
+        "videomlp.LayerNorm.weight": (h,),
+        "videomlp.LayerNorm.bias": (h,),
+        "videomlp.linear2.weight": (h, h),
+        "videomlp.linear2.bias": (h,),
         "bert.embeddings.position_ids": (1, bert["max_position_embeddings"]),
         "bert.embeddings.word_embeddings.weight": (v, h),
         "bert.embeddings.position_embeddings.weight": (bert["max_position_embeddings"], h),
         "bert.embeddings.token_type_embeddings.weight": (bert["type_vocab_size"], h),
-        "bert.embeddings.LayerNorm.weight": (h,), "bert.embeddings.LayerNorm.bias": (h,),
+        "bert.embeddings.LayerNorm.weight": (h,),
+        "bert.embeddings.LayerNorm.bias": (h,),
         "bert.embeddings.seg_embeddings.weight": (256, h),
     }
     for n in range(bert["num_hidden_layers"]):
@@ -120,12 +154,17 @@ def expected_layout(bert: dict = BERT_BASE, video_dim: int = VIDEO_DIM) -> dict[
         keys[p + "intermediate.dense.weight"], keys[p + "intermediate.dense.bias"] = (i, h), (i,)
         keys[p + "output.dense.weight"], keys[p + "output.dense.bias"] = (h, i), (h,)
         keys[p + "output.LayerNorm.weight"] = keys[p + "output.LayerNorm.bias"] = (h,)
-    keys.update({
-        "bert.pooler.dense.weight": (h, h), "bert.pooler.dense.bias": (h,),
-        "cls.predictions.transform.dense.weight": (h, h), "cls.predictions.transform.dense.bias": (h,),
-        "cls.predictions.transform.LayerNorm.weight": (h,), "cls.predictions.transform.LayerNorm.bias": (h,),
-        "cls.predictions.decoder.weight": (v, h),
-    })
+    keys.update(
+        {
+            "bert.pooler.dense.weight": (h, h),
+            "bert.pooler.dense.bias": (h,),
+            "cls.predictions.transform.dense.weight": (h, h),
+            "cls.predictions.transform.dense.bias": (h,),
+            "cls.predictions.transform.LayerNorm.weight": (h,),
+            "cls.predictions.transform.LayerNorm.bias": (h,),
+            "cls.predictions.decoder.weight": (v, h),
+        }
+    )
     return {PREFIX + k: s for k, s in keys.items()}
 
 
@@ -151,8 +190,11 @@ def safe_load(path: Path) -> Any:
         found, zipped = [], False
     refused = sorted(set(found) - set(ALLOWED_GLOBALS))
     if refused:
-        raise InputError(f"refusing to load: the file pickles classes outside the allow-list: {_first(refused)} "
-                         f"(allowed: argparse.Namespace and omegaconf containers); nothing was executed", path=path)
+        raise InputError(
+            f"refusing to load: the file pickles classes outside the allow-list: {_first(refused)} "
+            f"(allowed: argparse.Namespace and omegaconf containers); nothing was executed",
+            path=path,
+        )
     try:
         with torch.serialization.safe_globals(_stand_ins()):
             # mmap (zip files only): the optimizer state fairseq stores beside the model is never read into memory
@@ -161,15 +203,18 @@ def safe_load(path: Path) -> Any:
         text = str(e)
         name = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
         if name:
-            raise InputError(f"refusing to load: the file pickles a class outside the allow-list: {name[1]} "
-                             "(allowed: argparse.Namespace and omegaconf containers); nothing was executed",
-                             path=path) from None
+            raise InputError(
+                f"refusing to load: the file pickles a class outside the allow-list: {name[1]} "
+                "(allowed: argparse.Namespace and omegaconf containers); nothing was executed",
+                path=path,
+            ) from None
         why = re.search(r"WeightsUnpickler error: (.+)", text)
-        raise InputError(f"not a readable torch checkpoint ({(why[1] if why else _first_line(text))[:300]}); "
-                         "nothing was executed", path=path) from None
+        raise InputError(
+            f"not a readable torch checkpoint ({(why[1] if why else _first_line(text))[:300]}); nothing was executed",
+            path=path,
+        ) from None
     except Exception as e:  # noqa: BLE001 - a garbled file fails anywhere inside the unpickler (KeyError, ...)
-        raise InputError(f"not a readable torch checkpoint ({type(e).__name__}: {_first_line(e)})",
-                         path=path) from None
+        raise InputError(f"not a readable torch checkpoint ({type(e).__name__}: {_first_line(e)})", path=path) from None
 
 
 def model_state(ckpt: Any, path: Path) -> dict[str, torch.Tensor]:
@@ -178,15 +223,18 @@ def model_state(ckpt: Any, path: Path) -> dict[str, torch.Tensor]:
     if isinstance(ckpt, dict):
         state = ckpt.get("model", ckpt.get("state_dict", ckpt))
     if not isinstance(state, dict) or not state:
-        raise InputError("no model state dict in the file (looked for 'model', 'state_dict', the object itself)",
-                         path=path)
+        raise InputError(
+            "no model state dict in the file (looked for 'model', 'state_dict', the object itself)", path=path
+        )
     not_tensors = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
     if not_tensors:
         raise InputError(f"model entries that are not tensors: {_first(not_tensors)}", path=path)
     return dict(state)
 
 
-def check_layout(state: dict[str, torch.Tensor], path: Path, expected: dict[str, tuple[int, ...]] | None = None) -> None:
+def check_layout(
+    state: dict[str, torch.Tensor], path: Path, expected: dict[str, tuple[int, ...]] | None = None
+) -> None:
     expected = expected or expected_layout()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
@@ -195,8 +243,11 @@ def check_layout(state: dict[str, torch.Tensor], path: Path, expected: dict[str,
         problems.append(f"{len(missing)} missing keys: {_first(missing)}")
     if unexpected:
         problems.append(f"{len(unexpected)} unexpected keys: {_first(unexpected)}")
-    wrong = [f"{k} {tuple(state[k].shape)} (expected {expected[k]})" for k in expected
-             if k in state and tuple(state[k].shape) != expected[k]]
+    wrong = [
+        f"{k} {tuple(state[k].shape)} (expected {expected[k]})"
+        for k in expected
+        if k in state and tuple(state[k].shape) != expected[k]
+    ]
     if wrong:
         problems.append(f"{len(wrong)} wrong shapes: {_first(wrong)}")
     if problems:
@@ -206,19 +257,27 @@ def check_layout(state: dict[str, torch.Tensor], path: Path, expected: dict[str,
         raise InputError(f"weights that are not floating point: {_first(floats)}", path=path)
     pos = state[PREFIX + "bert.embeddings.position_ids"]
     if not torch.equal(pos.long(), torch.arange(pos.shape[1])[None]):
-        raise InputError("bert.embeddings.position_ids is not arange: positions differ from MMPT's embedding",
-                         path=path)
-    words, decoder = state[PREFIX + "bert.embeddings.word_embeddings.weight"], state[PREFIX + "cls.predictions.decoder.weight"]
+        raise InputError(
+            "bert.embeddings.position_ids is not arange: positions differ from MMPT's embedding", path=path
+        )
+    words, decoder = (
+        state[PREFIX + "bert.embeddings.word_embeddings.weight"],
+        state[PREFIX + "cls.predictions.decoder.weight"],
+    )
     diff = (words.float() - decoder.float()).abs().max().item()
     if diff != 0:
-        raise InputError(f"cls.predictions.decoder.weight differs from the word embeddings (max |diff| {diff:.3g}): "
-                         "the decoder was not tied", path=path)
+        raise InputError(
+            f"cls.predictions.decoder.weight differs from the word embeddings (max |diff| {diff:.3g}): "
+            "the decoder was not tied",
+            path=path,
+        )
 
 
-def map_to_vlm(state: dict[str, torch.Tensor], target: dict[str, torch.Tensor],
-               notes: list[str]) -> dict[str, torch.Tensor]:
+def map_to_vlm(
+    state: dict[str, torch.Tensor], target: dict[str, torch.Tensor], notes: list[str]
+) -> dict[str, torch.Tensor]:
     """MMPT tensors (fp32) for every key of VLM.state_dict(); raises on a VLM key it cannot fill."""
-    src = {k[len(PREFIX):]: v for k, v in state.items()}
+    src = {k[len(PREFIX) :]: v for k, v in state.items()}
     out: dict[str, torch.Tensor] = {}
     unknown = []
     for key, ref in target.items():
@@ -232,12 +291,18 @@ def map_to_vlm(state: dict[str, torch.Tensor], target: dict[str, torch.Tensor],
         else:
             unknown.append(key)
     if unknown:
-        raise InputError(f"vlmbench's VLM has keys this converter does not map: {_first(unknown)} "
-                         "(the VLM module changed: update vlmbench/convert/mmpt.py)", path="VLM.state_dict()")
+        raise InputError(
+            f"vlmbench's VLM has keys this converter does not map: {_first(unknown)} "
+            "(the VLM module changed: update vlmbench/convert/mmpt.py)",
+            path="VLM.state_dict()",
+        )
     unused = sorted(set(src) - set(out.keys()) - set(DROPPED))
     if unused:
-        raise InputError(f"MMPT keys the VLM does not take: {_first(unused)} (the VLM module changed: update "
-                         "vlmbench/convert/mmpt.py)", path="VLM.state_dict()")
+        raise InputError(
+            f"MMPT keys the VLM does not take: {_first(unused)} (the VLM module changed: update "
+            "vlmbench/convert/mmpt.py)",
+            path="VLM.state_dict()",
+        )
     notes += [note for note in DROPPED.values() if note]
     return {k: v.float().contiguous() if v.is_floating_point() else v for k, v in out.items()}
 
@@ -273,13 +338,21 @@ def convert(checkpoint: str | Path, out: str | Path, say: Callable[[str], None] 
     ckpt = safe_load(checkpoint)
     state = model_state(ckpt, checkpoint)
     check_layout(state, checkpoint)
-    source = {"kind": SOURCE_KIND, "file": checkpoint.name, "sha256": sha256(checkpoint),
-              "model": "MMFusionMTM (VLM pre-training, HowTo100M)", **fairseq_progress(ckpt)}
+    source = {
+        "kind": SOURCE_KIND,
+        "file": checkpoint.name,
+        "sha256": sha256(checkpoint),
+        "model": "MMFusionMTM (VLM pre-training, HowTo100M)",
+        **fairseq_progress(ckpt),
+    }
     model = build_vlm(source)
-    if hasattr(model.config, "head"):   # how cls.predictions was filled, as VLM.from_backbone records it
-        model.config.head = {"transform": f"loaded from {PREFIX}cls.predictions.transform.* of {checkpoint.name}",
-                             "bias": "none: MMPT's MTM decoder has no vocabulary bias (cls.predictions.bias "
-                                     "zeros; serves captioning only)", "loss": "vlm"}
+    if hasattr(model.config, "head"):  # how cls.predictions was filled, as VLM.from_backbone records it
+        model.config.head = {
+            "transform": f"loaded from {PREFIX}cls.predictions.transform.* of {checkpoint.name}",
+            "bias": "none: MMPT's MTM decoder has no vocabulary bias (cls.predictions.bias "
+            "zeros; serves captioning only)",
+            "loss": "vlm",
+        }
     notes: list[str] = []
     mapped = map_to_vlm(state, model.state_dict(), notes)
     model.load_state_dict(mapped, strict=True)
@@ -288,7 +361,7 @@ def convert(checkpoint: str | Path, out: str | Path, say: Callable[[str], None] 
     tmp = out.parent / f".{out.name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     model.save(tmp)
-    VLM.load(tmp)   # the folder loads back the way every task loads it
+    VLM.load(tmp)  # the folder loads back the way every task loads it
     if out.exists():
         shutil.rmtree(out)
     os.replace(tmp, out)

@@ -1,4 +1,5 @@
 """Where a converted checkpoint came from, in one line for logs, results and reports."""
+
 from __future__ import annotations
 
 SOURCE_KIND = "MMPT"

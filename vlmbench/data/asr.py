@@ -22,6 +22,7 @@ authors (MMPT) clean every video's lines in three places of their code; vlmbench
 3. Each line's WordPiece tokens are cut to 32 at tokenisation (the 32-column caps_ids rows of their shards);
    the tokeniser is the caller's (data/prepared.py), the limit is MAX_TOKENS here.
 """
+
 from __future__ import annotations
 
 import zlib
@@ -30,12 +31,20 @@ import numpy as np
 
 from .howto100m import Captions, _captions
 
-RULES_VERSION = 1     # bump when a rule changes: a prepared corpus made under other rules must be rebuilt
+RULES_VERSION = 1  # bump when a rule changes: a prepared corpus made under other rules must be rebuilt
 MAX_CHARS = 96
 MAX_TOKENS = 32
-COUNT_KEYS = ("asr_lines_in", "asr_lines_skipped_empty", "asr_merged_into_previous", "asr_replaced_previous",
-              "asr_overlap_to_previous", "asr_overlap_to_current", "asr_previous_emptied", "asr_lines_cut_96",
-              "asr_lines_out")
+COUNT_KEYS = (
+    "asr_lines_in",
+    "asr_lines_skipped_empty",
+    "asr_merged_into_previous",
+    "asr_replaced_previous",
+    "asr_overlap_to_previous",
+    "asr_overlap_to_current",
+    "asr_previous_emptied",
+    "asr_lines_cut_96",
+    "asr_lines_out",
+)
 
 
 def video_rng(vid: str | None, seed: int = 0) -> np.random.Generator:
@@ -49,8 +58,9 @@ def _clean(text: object) -> str | None:
     return text or None
 
 
-def dedup(starts, ends, texts, rng: np.random.Generator, counts: dict[str, int] | None = None
-          ) -> tuple[list[float], list[float], list[str]]:
+def dedup(
+    starts, ends, texts, rng: np.random.Generator, counts: dict[str, int] | None = None
+) -> tuple[list[float], list[float], list[str]]:
     """Rules 1a-1d on one video's lines; `counts` (if given) gets the count of each rule applied."""
     c = counts if counts is not None else {}
     bump = lambda k: c.__setitem__(k, c.get(k, 0) + 1)  # noqa: E731
@@ -67,19 +77,19 @@ def dedup(starts, ends, texts, rng: np.random.Generator, counts: dict[str, int] 
             s_out.append(start), e_out.append(end), t_out.append(text)
             continue
         prev = t_out[-1]
-        if prev.endswith(text):                                        # a: subset of the previous line
+        if prev.endswith(text):  # a: subset of the previous line
             e_out[-1] = max(e_out[-1], end)
             bump("asr_merged_into_previous")
-        elif text.startswith(prev):                                    # b: superset
+        elif text.startswith(prev):  # b: superset
             t_out[-1] = text
             s_out[-1] = min(s_out[-1], start)
             e_out[-1] = max(e_out[-1], end)
             bump("asr_replaced_previous")
         else:
             k = next((k for k in range(1, len(text) + 1) if prev.endswith(text[:k])), 0)
-            if not k:                                                  # d: no overlap
+            if not k:  # d: no overlap
                 s_out.append(start), e_out.append(end), t_out.append(text)
-            elif rng.random() > 0.5:                                   # c: the overlap stays with the previous
+            elif rng.random() > 0.5:  # c: the overlap stays with the previous
                 bump("asr_overlap_to_previous")
                 e_out[-1] = max(e_out[-1], start)
                 rest = text[k:].strip()
@@ -87,7 +97,7 @@ def dedup(starts, ends, texts, rng: np.random.Generator, counts: dict[str, int] 
                     s_out.append(max(e_out[-1], start))
                     e_out.append(max(end, s_out[-1]))
                     t_out.append(rest)
-            else:                                                      # c: the overlap goes to the current line
+            else:  # c: the overlap goes to the current line
                 bump("asr_overlap_to_current")
                 left = prev[:-k].strip()
                 if left:

@@ -3,6 +3,7 @@
 Step ids are the global COIN "Action Id" 1..778; 0 is background, hence 779 classes.
 MMPT trains on subset "training" and uses "testing" for both validation and test.
 """
+
 from __future__ import annotations
 
 import math
@@ -56,11 +57,12 @@ def _video(vid: str, rec: object, path: Path) -> CoinVideo:
         raise InputError(f"video {vid}: expected an 'annotation' list", path=path)
     if not isinstance(rec.get("subset"), str):
         raise InputError(f"video {vid}: missing 'subset'", path=path)
-    if rec["subset"] not in set(SUBSETS.values()):   # any other value would silently fall out of every split
+    if rec["subset"] not in set(SUBSETS.values()):  # any other value would silently fall out of every split
         raise InputError(f"video {vid}: subset {rec['subset']!r} is neither 'training' nor 'testing'", path=path)
     duration = _number(rec.get("duration"), f"video {vid}: duration", path)
-    return CoinVideo(vid, rec["subset"], duration,
-                     tuple(_segment(vid, i, a, path) for i, a in enumerate(rec["annotation"])))
+    return CoinVideo(
+        vid, rec["subset"], duration, tuple(_segment(vid, i, a, path) for i, a in enumerate(rec["annotation"]))
+    )
 
 
 def _segment(vid: str, i: int, ann: object, path: Path) -> CoinSegment:

@@ -4,6 +4,7 @@ MMPT train/test split.
 Task ids stay strings, as in every CrossTask file. YouTube ids may start with '-' or '_',
 so `<task>_<vid>.csv` is only ever built, never split on '_' (or split on the first '_').
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -50,21 +51,17 @@ def load_tasks(path: str | Path) -> dict[str, CrossTaskTask]:
         lines.pop()
     tasks: dict[str, CrossTaskTask] = {}
     for first in range(0, len(lines), 6):
-        block = lines[first:first + 6]
+        block = lines[first : first + 6]
         if len(block) < 5:  # the blank line may be missing at end of file
-            raise InputError(f"line {first + 1}: incomplete task block ({len(block)} of 6 lines)",
-                             path=path)
+            raise InputError(f"line {first + 1}: incomplete task block ({len(block)} of 6 lines)", path=path)
         task_id, title, url, n_text, steps_text = (s.strip() for s in block[:5])
         if len(block) == 6 and block[5].strip():
-            raise InputError(f"line {first + 6}: expected a blank line after task {task_id}",
-                             path=path)
+            raise InputError(f"line {first + 6}: expected a blank line after task {task_id}", path=path)
         if not n_text.isdigit():
-            raise InputError(f"line {first + 4}: number of steps {n_text!r} is not an integer",
-                             path=path)
+            raise InputError(f"line {first + 4}: number of steps {n_text!r} is not an integer", path=path)
         steps = tuple(steps_text.split(","))
         if len(steps) != int(n_text):
-            raise InputError(f"line {first + 5}: task {task_id} declares {n_text} steps, "
-                             f"lists {len(steps)}", path=path)
+            raise InputError(f"line {first + 5}: task {task_id} declares {n_text} steps, lists {len(steps)}", path=path)
         check_id(task_id, f"line {first + 1}: task id", path)
         if task_id in tasks:
             raise InputError(f"line {first + 1}: task {task_id} defined twice", path=path)
@@ -83,8 +80,7 @@ def load_videos(path: str | Path) -> list[TaskVideo]:
             continue
         fields = line.strip().split(",")
         if len(fields) != 3:
-            raise InputError(f"line {n}: expected 3 columns (task,vid,url), got {len(fields)}",
-                             path=path)
+            raise InputError(f"line {n}: expected 3 columns (task,vid,url), got {len(fields)}", path=path)
         out.append(TaskVideo(check_id(fields[0], f"line {n}: task", path), check_id(fields[1], f"line {n}", path)))
     return out
 
@@ -102,13 +98,13 @@ def read_annotation(path: str | Path, n_steps: int | None = None) -> list[StepSp
             continue
         fields = line.strip().split(",")
         if len(fields) != 3:
-            raise InputError(f"line {n}: expected 3 columns (step,start,end), got {len(fields)}",
-                             path=path)
+            raise InputError(f"line {n}: expected 3 columns (step,start,end), got {len(fields)}", path=path)
         try:
             step, start, end = int(fields[0]), float(fields[1]), float(fields[2])
         except ValueError:
-            raise InputError(f"line {n}: expected integer step and numeric start,end, got {line!r}",
-                             path=path) from None
+            raise InputError(
+                f"line {n}: expected integer step and numeric start,end, got {line!r}", path=path
+            ) from None
         if step < 1 or (n_steps is not None and step > n_steps):
             raise InputError(f"line {n}: step {step} outside 1..{n_steps or 'n'}", path=path)
         if not (np.isfinite(start) and np.isfinite(end) and 0 <= start <= end):

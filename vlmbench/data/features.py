@@ -8,11 +8,11 @@ with at least one row and only finite values. `scan` reads a whole file once for
 (provenance) and its first non-finite row (`data check`); both are cached by (size, mtime), in memory and
 in a small JSON file per feature folder under the vlmbench cache, so a second run reads nothing again.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -30,8 +30,8 @@ DIGEST_CACHE_DIR = "feature-digests"
 
 class Scan(NamedTuple):
     size: int
-    sha256: str           # of the file's bytes
-    bad_row: int | None   # first row holding NaN/inf, None when all are finite
+    sha256: str  # of the file's bytes
+    bad_row: int | None  # first row holding NaN/inf, None when all are finite
 
 
 _SCANS: dict[tuple[str, int, int], Scan] = {}  # (absolute path, size, mtime_ns) -> Scan, for this process
@@ -145,11 +145,11 @@ class FeatureStore:
 
     def _scan_file(self, vid: str, size: int) -> Scan:
         path = self.path(vid)
-        arr = self._open(vid)                 # shape, width, dtype and row-count rules first
+        arr = self._open(vid)  # shape, width, dtype and row-count rules first
         digest = file_sha256(path)
         bad_row = None
         for first in range(0, arr.shape[0], 4096):  # bounded memory on long videos
-            finite = np.isfinite(arr[first:first + 4096]).all(axis=1)
+            finite = np.isfinite(arr[first : first + 4096]).all(axis=1)
             if not finite.all():
                 bad_row = first + int(np.flatnonzero(~finite)[0])
                 break
@@ -181,9 +181,7 @@ def _write_cache(folder: Path, entries: dict[str, list]) -> None:
         pass  # the cache only saves time; a read-only cache folder must not fail a run
 
 
-def resolve_missing(
-    ids: Sequence[str], store: FeatureStore, allow_missing: bool, what: str
-) -> tuple[list[str], int]:
+def resolve_missing(ids: Sequence[str], store: FeatureStore, allow_missing: bool, what: str) -> tuple[list[str], int]:
     """Drop ids without features if allowed; fail loudly otherwise, and always if none remain.
     Every kept file is then checked whole (shape, width, dtype, at least one row, NaN/inf by row), so a
     bad file fails at load, before any training, in every task. The scan is cached by (size, mtime) and
@@ -196,8 +194,7 @@ def resolve_missing(
     return kept, n_missing
 
 
-def _drop_missing(ids: Sequence[str], store: FeatureStore, allow_missing: bool, what: str
-                  ) -> tuple[list[str], int]:
+def _drop_missing(ids: Sequence[str], store: FeatureStore, allow_missing: bool, what: str) -> tuple[list[str], int]:
     missing = store.missing(ids)
     if not missing:
         return list(ids), 0

@@ -3,6 +3,7 @@
 Real files arrive in other encodings, with a byte-order mark, with a quote that never closes; each of
 these is one InputError naming the file and the line, never a traceback and never a silently short read.
 """
+
 from __future__ import annotations
 
 import csv
@@ -30,8 +31,10 @@ def read_text(path: str | Path) -> str:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
-        raise InputError(f"line {line}: not UTF-8 text (byte 0x{data[e.start]:02x}; Latin-1 or another "
-                         f"encoding?): save it as UTF-8", path=path) from None
+        raise InputError(
+            f"line {line}: not UTF-8 text (byte 0x{data[e.start]:02x}; Latin-1 or another encoding?): save it as UTF-8",
+            path=path,
+        ) from None
 
 
 def read_json(path: str | Path) -> Any:
@@ -60,8 +63,10 @@ def csv_rows(path: str | Path, delimiter: str = ",") -> Iterator[tuple[int, list
         except csv.Error as e:
             raise InputError(f"line {line}: malformed CSV ({e}; an unterminated quote?)", path=path) from None
         if reader.line_num != line:
-            raise InputError(f"line {line}: a quoted field runs over {reader.line_num - line + 1} lines "
-                             "(an unterminated quote?)", path=path)
+            raise InputError(
+                f"line {line}: a quoted field runs over {reader.line_num - line + 1} lines (an unterminated quote?)",
+                path=path,
+            )
         if row:
             yield line, row
         line = reader.line_num + 1

@@ -6,6 +6,7 @@
 
 Rolling ASR windows overlap, so start/end are not required to be monotonic; only 0 <= start <= end.
 """
+
 from __future__ import annotations
 
 import math
@@ -20,7 +21,7 @@ from .features import FeatureStore
 from .files import check_id, csv_rows, read_json
 
 CSV_HEADER = ["start", "end", "text"]
-CAPTION_NAMES = ("captions.json", "raw_caption.json", "captions")   # what `find` looks for, in this order
+CAPTION_NAMES = ("captions.json", "raw_caption.json", "captions")  # what `find` looks for, in this order
 
 
 @dataclass(frozen=True, slots=True, eq=False)  # eq=False: numpy fields make == ambiguous
@@ -127,24 +128,30 @@ def _captions(starts: list[float], ends: list[float], texts: list[str]) -> Capti
 @dataclass
 class Usable:
     """The captions pre-training can use, and what was left out (counted, so a run can report it)."""
+
     captions: dict[str, Captions]
     skipped: dict[str, int] = field(default_factory=dict)
 
     def report(self) -> str | None:
         """One line saying what was skipped, or None when nothing was."""
         s = self.skipped
-        parts = [f"{s[k]} {what}" for k, what in (
-            ("videos_no_features", "with no feature file"),
-            ("videos_empty_captions", "whose captions are all empty"),
-            ("videos_past_features", "whose captions all start after its features end"),
-        ) if s.get(k)]
+        parts = [
+            f"{s[k]} {what}"
+            for k, what in (
+                ("videos_no_features", "with no feature file"),
+                ("videos_empty_captions", "whose captions are all empty"),
+                ("videos_past_features", "whose captions all start after its features end"),
+            )
+            if s.get(k)
+        ]
         line = ""
         if parts:
             n = sum(s.get(k, 0) for k in ("videos_no_features", "videos_empty_captions", "videos_past_features"))
             line = f"skipped {n} of {n + len(self.captions)} captioned videos: " + ", ".join(parts)
         if s.get("captions_past_features"):
-            line += ("; " if line else "") + (f"dropped {s['captions_past_features']} captions that start after "
-                                              "their video's features end")
+            line += ("; " if line else "") + (
+                f"dropped {s['captions_past_features']} captions that start after their video's features end"
+            )
         return line or None
 
 
@@ -153,8 +160,9 @@ def usable(captions: dict[str, Captions], store: FeatureStore, allow_empty: bool
     the features (a clip from a caption past the end would have no video). Every kept feature file is then
     read whole (NaN/inf by file and row): the feature store's one rule, applied once, when the corpus is prepared.
     allow_empty: return an empty result instead of failing (one shard of a prepared corpus may have none)."""
-    skipped = dict.fromkeys(("videos_no_features", "videos_empty_captions", "videos_past_features",
-                             "captions_past_features"), 0)
+    skipped = dict.fromkeys(
+        ("videos_no_features", "videos_empty_captions", "videos_past_features", "captions_past_features"), 0
+    )
     kept: dict[str, Captions] = {}
     for vid in sorted(captions):
         cap = captions[vid]
@@ -167,8 +175,9 @@ def usable(captions: dict[str, Captions], store: FeatureStore, allow_empty: bool
         inside = np.floor(cap.start) < store.n_seconds(vid)
         if not inside.all():
             skipped["captions_past_features"] += int((~inside).sum())
-            cap = _captions(list(cap.start[inside]), list(cap.end[inside]),
-                            [t for t, ok in zip(cap.text, inside) if ok])
+            cap = _captions(
+                list(cap.start[inside]), list(cap.end[inside]), [t for t, ok in zip(cap.text, inside) if ok]
+            )
             if not any(t.strip() for t in cap.text):
                 skipped["videos_past_features"] += 1
                 continue
@@ -176,8 +185,9 @@ def usable(captions: dict[str, Captions], store: FeatureStore, allow_empty: bool
     store.check_finite(sorted(kept), disk_cache=False)
     result = Usable(kept, skipped)
     if not kept and not allow_empty:
-        raise InputError(f"none of the {len(captions)} captioned videos is usable ({result.report()})",
-                         path=store.folder)
+        raise InputError(
+            f"none of the {len(captions)} captioned videos is usable ({result.report()})", path=store.folder
+        )
     return result
 
 
@@ -191,5 +201,6 @@ def find(data: str | Path) -> tuple[Path, Path]:
                 return cap, feats
     if not data.exists():
         raise InputError("data folder not found", path=data)
-    raise InputError("no HowTo100M data: expected captions.json (or a captions/ folder of CSVs) and features/",
-                     path=data)
+    raise InputError(
+        "no HowTo100M data: expected captions.json (or a captions/ folder of CSVs) and features/", path=data
+    )

@@ -3,6 +3,7 @@
 Formats follow MMPT's MSRVTTMetaProcessor / MSRVTTTextProcessor / MSRVTTQAMetaProcessor.
 Features are `videoNNNN.npy`, so every reader returns `videoNNNN` ids.
 """
+
 from __future__ import annotations
 
 import re
@@ -112,8 +113,7 @@ def _read_sentences(path: Path) -> dict[str, list[str]]:
         raise InputError("expected a JSON object with a 'sentences' list", path=path)
     captions: dict[str, list[str]] = defaultdict(list)
     for i, s in enumerate(data["sentences"]):
-        if not (isinstance(s, dict) and isinstance(s.get("video_id"), str)
-                and isinstance(s.get("caption"), str)):
+        if not (isinstance(s, dict) and isinstance(s.get("video_id"), str) and isinstance(s.get("caption"), str)):
             raise InputError(f"sentences[{i}]: expected string 'video_id' and 'caption'", path=path)
         captions[check_id(s["video_id"], f"sentences[{i}]", path)].append(s["caption"])
     return dict(captions)

@@ -25,6 +25,7 @@ features), then tokenisation cut to 32 tokens per line. Preparation is resumable
 (input files in sorted order), each shard is written atomically to PREP/.shards/ by a worker process, a rerun
 skips the shards already done for the same input, and a final merge writes the arrays, then the manifest.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -49,10 +50,18 @@ VERSION = 1
 KIND = "vlmbench-howto100m-prepared"
 MANIFEST = "manifest.json"
 SHARDS = ".shards"
-SHARD_VIDEOS = 2048            # videos per shard: the unit of parallel work and of resume
+SHARD_VIDEOS = 2048  # videos per shard: the unit of parallel work and of resume
 CACHE_DIR = "howto100m-prepared"
-ARRAYS = ("video_ids", "video_seconds", "video_captions", "video_tokens", "caption_start", "caption_end",
-          "caption_ntokens", "tokens")
+ARRAYS = (
+    "video_ids",
+    "video_seconds",
+    "video_captions",
+    "video_tokens",
+    "caption_start",
+    "caption_end",
+    "caption_ntokens",
+    "tokens",
+)
 SKIP_KEYS = ("videos_no_features", "videos_empty_captions", "videos_past_features", "captions_past_features")
 
 
@@ -76,25 +85,28 @@ def _clean(vid: str, cap: Captions) -> tuple[Captions, dict[str, int]]:
 @dataclass
 class Prepared:
     """A prepared corpus (arrays memory-mapped from PREP/, or in memory for a small caption dict)."""
+
     arrays: dict[str, np.ndarray]
     manifest: dict
     folder: Path | None = None
 
     @classmethod
-    def open(cls, folder: str | Path) -> "Prepared":
+    def open(cls, folder: str | Path) -> Prepared:
         folder = Path(folder)
         manifest = read_manifest(folder)
         if manifest is None:
-            raise InputError(f"not a prepared HowTo100M corpus (no {MANIFEST}): run `vlmbench data "
-                             "prepare-howto100m`", path=folder)
+            raise InputError(
+                f"not a prepared HowTo100M corpus (no {MANIFEST}): run `vlmbench data prepare-howto100m`", path=folder
+            )
         arrays = {}
         for name in ARRAYS:
             path = folder / f"{name}.npy"
             try:
                 arrays[name] = np.load(path, mmap_mode="r", allow_pickle=False)
             except (OSError, ValueError) as e:
-                raise InputError(f"prepared corpus is incomplete or damaged ({e}): prepare it again",
-                                 path=path) from None
+                raise InputError(
+                    f"prepared corpus is incomplete or damaged ({e}): prepare it again", path=path
+                ) from None
         return cls(arrays, manifest, folder)
 
     def __len__(self) -> int:
@@ -102,8 +114,7 @@ class Prepared:
 
     def __getstate__(self) -> dict:
         # A worker process maps the files again rather than receiving a copy of every array.
-        return {"folder": self.folder, "manifest": self.manifest,
-                "arrays": None if self.folder else self.arrays}
+        return {"folder": self.folder, "manifest": self.manifest, "arrays": None if self.folder else self.arrays}
 
     def __setstate__(self, state: dict) -> None:
         if state["arrays"] is None:
@@ -137,8 +148,10 @@ class Prepared:
 
     def captions_report(self) -> str:
         c = self.counts
-        return (f"{c['captions_in']} ASR lines in {c['videos_in']} videos -> {c['captions_out']} captions "
-                f"({c['tokens_out']} tokens) in {c['videos_out']} videos")
+        return (
+            f"{c['captions_in']} ASR lines in {c['videos_in']} videos -> {c['captions_out']} captions "
+            f"({c['tokens_out']} tokens) in {c['videos_out']} videos"
+        )
 
 
 def read_manifest(folder: Path) -> dict | None:
@@ -177,9 +190,13 @@ def tokenizer_info(backbone: str) -> dict:
 
     tok = _tokenizer(backbone)
     vocab = (resolve(backbone) or minilm_dir()) / "vocab.txt"
-    return {"backbone": backbone, "vocab_sha256": hashlib.sha256(vocab.read_bytes()).hexdigest(),
-            "lowercase": bool(getattr(tok, "do_lower_case", True)), "vocab_size": len(tok),
-            "max_tokens": max_tokens()}
+    return {
+        "backbone": backbone,
+        "vocab_sha256": hashlib.sha256(vocab.read_bytes()).hexdigest(),
+        "lowercase": bool(getattr(tok, "do_lower_case", True)),
+        "vocab_size": len(tok),
+        "max_tokens": max_tokens(),
+    }
 
 
 def _same_tokenizer(a: dict, b: dict) -> bool:
@@ -202,11 +219,15 @@ class Shard:
     def arrays(self, token_dtype) -> dict[str, np.ndarray]:
         cat = lambda parts, dt: np.concatenate(parts).astype(dt) if parts else np.zeros(0, dt)  # noqa: E731
         width = max((len(v) for v in self.ids), default=1)
-        return {"video_ids": np.array([v.encode() for v in self.ids], dtype=f"S{width}"),
-                "video_seconds": np.asarray(self.seconds, np.int32),
-                "n_captions": np.asarray(self.n_captions, np.int64),
-                "caption_start": cat(self.start, np.float64), "caption_end": cat(self.end, np.float64),
-                "caption_ntokens": cat(self.ntokens, np.uint8), "tokens": cat(self.tokens, token_dtype)}
+        return {
+            "video_ids": np.array([v.encode() for v in self.ids], dtype=f"S{width}"),
+            "video_seconds": np.asarray(self.seconds, np.int32),
+            "n_captions": np.asarray(self.n_captions, np.int64),
+            "caption_start": cat(self.start, np.float64),
+            "caption_end": cat(self.end, np.float64),
+            "caption_ntokens": cat(self.ntokens, np.uint8),
+            "tokens": cat(self.tokens, token_dtype),
+        }
 
 
 def _add(counts: dict[str, int], more: dict[str, int]) -> None:
@@ -233,7 +254,7 @@ def prepare_videos(captions: dict[str, Captions], store: FeatureStore, tokenizer
     at = 0
     for vid in vids:
         cap = kept.captions[vid]
-        toks = _rules().cut_tokens(ids[at:at + len(cap)])
+        toks = _rules().cut_tokens(ids[at : at + len(cap)])
         at += len(cap)
         shard.ids.append(vid)
         shard.seconds.append(store.n_seconds(vid))
@@ -242,8 +263,14 @@ def prepare_videos(captions: dict[str, Captions], store: FeatureStore, tokenizer
         shard.end.append(np.asarray(cap.end, np.float64))
         shard.ntokens.append(np.array([len(t) for t in toks], np.int64))
         shard.tokens.append(np.fromiter((i for t in toks for i in t), np.int64))
-    _add(counts, {"videos_out": len(vids), "captions_out": sum(shard.n_captions),
-                  "tokens_out": int(sum(len(t) for t in shard.tokens))})
+    _add(
+        counts,
+        {
+            "videos_out": len(vids),
+            "captions_out": sum(shard.n_captions),
+            "tokens_out": int(sum(len(t) for t in shard.tokens)),
+        },
+    )
     return shard
 
 
@@ -251,29 +278,38 @@ def _token_dtype(vocab_size: int):
     return np.uint16 if vocab_size <= np.iinfo(np.uint16).max + 1 else np.int32
 
 
-def _assemble(parts: Iterable[dict[str, np.ndarray]], totals: dict[str, int], token_dtype,
-              alloc: Callable[[str, object, tuple], np.ndarray]) -> dict[str, np.ndarray]:
+def _assemble(
+    parts: Iterable[dict[str, np.ndarray]],
+    totals: dict[str, int],
+    token_dtype,
+    alloc: Callable[[str, object, tuple], np.ndarray],
+) -> dict[str, np.ndarray]:
     """Concatenate shard arrays into the final ones (alloc makes each: np.empty or a memmap)."""
     v, c, t = totals["videos_out"], totals["captions_out"], totals["tokens_out"]
     width = max(totals.get("id_width", 1), 1)
-    out = {"video_ids": alloc("video_ids", f"S{width}", (v,)), "video_seconds": alloc("video_seconds", np.int32, (v,)),
-           "video_captions": alloc("video_captions", np.int64, (v + 1,)),
-           "video_tokens": alloc("video_tokens", np.int64, (v + 1,)),
-           "caption_start": alloc("caption_start", np.float64, (c,)), "caption_end": alloc("caption_end", np.float64, (c,)),
-           "caption_ntokens": alloc("caption_ntokens", np.uint8, (c,)), "tokens": alloc("tokens", token_dtype, (t,))}
+    out = {
+        "video_ids": alloc("video_ids", f"S{width}", (v,)),
+        "video_seconds": alloc("video_seconds", np.int32, (v,)),
+        "video_captions": alloc("video_captions", np.int64, (v + 1,)),
+        "video_tokens": alloc("video_tokens", np.int64, (v + 1,)),
+        "caption_start": alloc("caption_start", np.float64, (c,)),
+        "caption_end": alloc("caption_end", np.float64, (c,)),
+        "caption_ntokens": alloc("caption_ntokens", np.uint8, (c,)),
+        "tokens": alloc("tokens", token_dtype, (t,)),
+    }
     out["video_captions"][0] = out["video_tokens"][0] = 0
     iv = ic = it = 0
     for a in parts:
         nv, nc, nt = len(a["video_seconds"]), len(a["caption_start"]), len(a["tokens"])
-        out["video_ids"][iv:iv + nv] = a["video_ids"]
-        out["video_seconds"][iv:iv + nv] = a["video_seconds"]
-        cap_end = np.cumsum(a["n_captions"])                       # each video's last caption + 1
+        out["video_ids"][iv : iv + nv] = a["video_ids"]
+        out["video_seconds"][iv : iv + nv] = a["video_seconds"]
+        cap_end = np.cumsum(a["n_captions"])  # each video's last caption + 1
         tok_cum = np.r_[0, np.cumsum(a["caption_ntokens"], dtype=np.int64)]
-        out["video_captions"][iv + 1:iv + nv + 1] = ic + cap_end
-        out["video_tokens"][iv + 1:iv + nv + 1] = it + tok_cum[cap_end]
+        out["video_captions"][iv + 1 : iv + nv + 1] = ic + cap_end
+        out["video_tokens"][iv + 1 : iv + nv + 1] = it + tok_cum[cap_end]
         for name in ("caption_start", "caption_end", "caption_ntokens"):
-            out[name][ic:ic + nc] = a[name]
-        out["tokens"][it:it + nt] = a["tokens"]
+            out[name][ic : ic + nc] = a[name]
+        out["tokens"][it : it + nt] = a["tokens"]
         iv, ic, it = iv + nv, ic + nc, it + nt
     assert (iv, ic, it) == (v, c, t), "shard totals disagree with their arrays"
     return out
@@ -288,8 +324,13 @@ def build(captions: dict[str, Captions], store: FeatureStore, tokenizer) -> Prep
     dtype = _token_dtype(info["vocab_size"])
     totals = {**shard.counts, "id_width": max(len(v) for v in shard.ids)}
     arrays = _assemble([shard.arrays(dtype)], totals, dtype, lambda name, dt, shape: np.empty(shape, dt))
-    manifest = {"kind": KIND, "version": VERSION, "tokenizer": info, "counts": shard.counts,
-                "source": {"captions": None, "features": str(store.folder)}}
+    manifest = {
+        "kind": KIND,
+        "version": VERSION,
+        "tokenizer": info,
+        "counts": shard.counts,
+        "source": {"captions": None, "features": str(store.folder)},
+    }
     return Prepared(arrays, manifest)
 
 
@@ -303,12 +344,12 @@ def _none_usable(counts: dict[str, int], where) -> None:
 class Source:
     captions: Path
     features: Path
-    files: list[Path] | None           # per-video CSVs (a folder), or None for one JSON file
+    files: list[Path] | None  # per-video CSVs (a folder), or None for one JSON file
     fingerprint: str
 
     def shards(self, json_vids: Sequence[str] | None = None) -> list[list]:
         items = self.files if self.files is not None else list(json_vids or [])
-        return [items[i:i + SHARD_VIDEOS] for i in range(0, len(items), SHARD_VIDEOS)] or [[]]
+        return [items[i : i + SHARD_VIDEOS] for i in range(0, len(items), SHARD_VIDEOS)] or [[]]
 
 
 def source(data: str | Path) -> Source:
@@ -320,7 +361,7 @@ def source(data: str | Path) -> Source:
     # the caption rules' version too: a corpus made under other rules is another corpus (cache key, resume)
     h = hashlib.sha256(f"{VERSION}\n{_rules_version()}\n{cap}\n{feats}\n".encode())
     if cap.is_dir():
-        files = sorted(cap.glob("*.csv"), key=lambda p: p.stem)   # video order = sorted ids
+        files = sorted(cap.glob("*.csv"), key=lambda p: p.stem)  # video order = sorted ids
         if not files:
             raise InputError("no caption files (<video_id>.csv) in folder", path=cap)
         for f in files:
@@ -361,7 +402,7 @@ _STORES: dict[str, FeatureStore] = {}
 
 
 def _store(folder: str) -> FeatureStore:
-    if folder not in _STORES:                   # one folder listing per worker process
+    if folder not in _STORES:  # one folder listing per worker process
         _STORES[folder] = FeatureStore(folder)
     return _STORES[folder]
 
@@ -371,8 +412,9 @@ def _shard_path(prep: Path, index: int) -> Path:
 
 
 def _shard_key(src: Source, info: dict, index: int, n: int) -> str:
-    return hashlib.sha256(f"{src.fingerprint}:{info['vocab_sha256']}:{info['max_tokens']}:{index}/{n}".encode()
-                          ).hexdigest()
+    return hashlib.sha256(
+        f"{src.fingerprint}:{info['vocab_sha256']}:{info['max_tokens']}:{index}/{n}".encode()
+    ).hexdigest()
 
 
 def _read_shard(path: Path, key: str | None = None) -> dict[str, np.ndarray] | None:
@@ -399,7 +441,7 @@ def _run_shard(job: tuple) -> dict[str, int]:
     done = _read_shard(path, key)
     if done is not None:
         return _shard_counts(done)
-    if items and isinstance(items[0], (str, Path)):          # CSV files: read here, in the worker
+    if items and isinstance(items[0], (str, Path)):  # CSV files: read here, in the worker
         captions = {}
         for f in items:
             captions.update(howto100m.load_captions(f))
@@ -414,14 +456,21 @@ def _run_shard(job: tuple) -> dict[str, int]:
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)
+
     atomic_write(path, write)
     return counts
 
 
 # ---- prepare: shards in parallel, then one merge --------------------------------------------------------------
-def prepare(data: str | Path, out: str | Path, backbone: str = "default", workers: int = 1,
-            progress: Callable[[int, int], None] | None = None, say: Callable[[str], None] = lambda s: None,
-            src: Source | None = None) -> Prepared:
+def prepare(
+    data: str | Path,
+    out: str | Path,
+    backbone: str = "default",
+    workers: int = 1,
+    progress: Callable[[int, int], None] | None = None,
+    say: Callable[[str], None] = lambda s: None,
+    src: Source | None = None,
+) -> Prepared:
     """Prepare the HowTo100M folder `data` into `out` (resumable; a complete `out` for the same input and
     tokenizer is kept as it is). `progress(videos_done, videos_total)` is called as shards finish."""
     from ..io import ensure_writable, write_json
@@ -430,14 +479,24 @@ def prepare(data: str | Path, out: str | Path, backbone: str = "default", worker
     src = src or source(data)
     info = tokenizer_info(backbone)
     old = read_manifest(out)
-    if old and old["source"].get("fingerprint") == src.fingerprint and _same_tokenizer(old["tokenizer"], info) \
-            and old.get("version") == VERSION and old.get("rules", {}).get("version") == _rules_version():
+    if (
+        old
+        and old["source"].get("fingerprint") == src.fingerprint
+        and _same_tokenizer(old["tokenizer"], info)
+        and old.get("version") == VERSION
+        and old.get("rules", {}).get("version") == _rules_version()
+    ):
         say(f"{out}: already prepared from this input")
         return Prepared.open(out)
-    if out.exists() and not old and any(p.name not in (SHARDS, *(f"{a}.npy" for a in ARRAYS)) for p in out.iterdir()
-                                        if not p.name.startswith(".")):
+    if (
+        out.exists()
+        and not old
+        and any(
+            p.name not in (SHARDS, *(f"{a}.npy" for a in ARRAYS)) for p in out.iterdir() if not p.name.startswith(".")
+        )
+    ):
         raise InputError("output folder exists and is not a prepared corpus: choose a new folder", path=out)
-    (out / MANIFEST).unlink(missing_ok=True)    # arrays are about to change: never a manifest over them
+    (out / MANIFEST).unlink(missing_ok=True)  # arrays are about to change: never a manifest over them
     json_vids, json_caps = None, None
     if src.files is None:
         json_caps = howto100m.load_captions(src.captions)
@@ -463,8 +522,9 @@ def prepare(data: str | Path, out: str | Path, backbone: str = "default", worker
     else:
         import multiprocessing as mp
 
-        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
-                                 initializer=_worker_init) as pool:
+        with ProcessPoolExecutor(
+            max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_worker_init
+        ) as pool:
             futures = {pool.submit(_run_shard, job): job for job in jobs}
             for fut in as_completed(futures):
                 job = futures[fut]
@@ -481,18 +541,36 @@ def prepare(data: str | Path, out: str | Path, backbone: str = "default", worker
         _none_usable(totals, src.features)
     shapes = _merge(out, [_shard_path(out, i) for i in range(len(jobs))], totals, np.dtype(dtype))
     totals.pop("id_width", None)
-    write_json(out / MANIFEST, {"kind": KIND, "version": VERSION, "tokenizer": info, "counts": totals,
-                                "source": {"captions": str(src.captions), "features": str(src.features),
-                                           "fingerprint": src.fingerprint, "toy": _toy(data),
-                                           "features_digest": feature_digest(src.features)},
-                                "rules": _rules_info(), "arrays": shapes})
+    write_json(
+        out / MANIFEST,
+        {
+            "kind": KIND,
+            "version": VERSION,
+            "tokenizer": info,
+            "counts": totals,
+            "source": {
+                "captions": str(src.captions),
+                "features": str(src.features),
+                "fingerprint": src.fingerprint,
+                "toy": _toy(data),
+                "features_digest": feature_digest(src.features),
+            },
+            "rules": _rules_info(),
+            "arrays": shapes,
+        },
+    )
     shutil.rmtree(out / SHARDS, ignore_errors=True)
     return Prepared.open(out)
 
 
 def _rules_info() -> dict:
     asr = _rules()
-    return {"module": asr.__name__, "version": _rules_version(), "max_chars": getattr(asr, "MAX_CHARS", 96), "max_tokens": max_tokens()}
+    return {
+        "module": asr.__name__,
+        "version": _rules_version(),
+        "max_chars": getattr(asr, "MAX_CHARS", 96),
+        "max_tokens": max_tokens(),
+    }
 
 
 def _toy(data: str | Path) -> bool:
@@ -533,40 +611,51 @@ def _merge(out: Path, shard_files: list[Path], totals: dict[str, int], token_dty
 
 
 # ---- pre-training's entry point: a PREP folder, or a raw folder prepared once into the cache -------------------
-def for_pretraining(data: str | Path, backbone: str, say: Callable[[str], None] = print,
-                    workers: int = 1) -> Prepared:
+def for_pretraining(data: str | Path, backbone: str, say: Callable[[str], None] = print, workers: int = 1) -> Prepared:
     data = Path(data)
     info = tokenizer_info(backbone)
     if is_prepared(data):
         prep = Prepared.open(data)
         if not _same_tokenizer(prep.manifest["tokenizer"], info):
-            raise InputError(f"prepared with the tokenizer of {prep.manifest['tokenizer']['backbone']!r}, not that "
-                             f"of backbone {backbone!r}: prepare it again with --backbone", path=data / MANIFEST)
+            raise InputError(
+                f"prepared with the tokenizer of {prep.manifest['tokenizer']['backbone']!r}, not that "
+                f"of backbone {backbone!r}: prepare it again with --backbone",
+                path=data / MANIFEST,
+            )
         if not prep.features.is_dir():
             raise InputError("the feature folder this corpus was prepared from is gone", path=prep.features)
         rules = prep.manifest.get("rules", {}).get("version")
         if rules != _rules_version():
-            raise InputError(f"prepared under caption rules version {rules}, these are version {_rules_version()}: "
-                             "prepare it again (vlmbench data prepare-howto100m)", path=data / MANIFEST)
+            raise InputError(
+                f"prepared under caption rules version {rules}, these are version {_rules_version()}: "
+                "prepare it again (vlmbench data prepare-howto100m)",
+                path=data / MANIFEST,
+            )
         digest = prep.manifest["source"].get("features_digest")
         if digest is not None and digest != feature_digest(prep.features):
-            raise InputError("feature files changed since this corpus was prepared (re-extracted?): prepare it "
-                             "again (vlmbench data prepare-howto100m)", path=prep.features)
+            raise InputError(
+                "feature files changed since this corpus was prepared (re-extracted?): prepare it "
+                "again (vlmbench data prepare-howto100m)",
+                path=prep.features,
+            )
         return prep
     src = source(data)
     from .toy import default_cache
 
     root = default_cache() / CACHE_DIR
-    key = hashlib.sha256(f"{src.fingerprint}:{info['vocab_sha256']}:{info['max_tokens']}:{_rules_version()}".encode()
-                         ).hexdigest()[:20]
+    key = hashlib.sha256(
+        f"{src.fingerprint}:{info['vocab_sha256']}:{info['max_tokens']}:{_rules_version()}".encode()
+    ).hexdigest()[:20]
     folder = root / key
     with _locked(root / f"{key}.lock"):
         m = read_manifest(folder)
         if m is None:
             big = len(src.files) > SHARD_VIDEOS if src.files is not None else src.captions.stat().st_size > 64 << 20
-            if big:                                  # a long wait: say why (a small one is silent,
-                say(f"Preparing the HowTo100M captions once into {folder} (faster, in parallel: "  # so bad input
-                    "`vlmbench data prepare-howto100m --workers N`)")                               # is one line)
+            if big:  # a long wait: say why (a small one is silent,
+                say(
+                    f"Preparing the HowTo100M captions once into {folder} (faster, in parallel: "  # so bad input
+                    "`vlmbench data prepare-howto100m --workers N`)"
+                )  # is one line)
             prepare(data, folder, backbone=backbone, workers=workers, src=src)
             _prune(root, str(src.captions), keep=key)
     return Prepared.open(folder)

@@ -2,6 +2,7 @@
 
 Segment bounds are integer seconds; with 1 feature per second a clip is `features[start:end]`.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -101,9 +102,7 @@ def caption_clips(annotations: dict[str, YC2Video], split_list_ids: list[str]) -
     """Every annotated segment of each listed video (MMPT's YoucookNLGMetaProcessor)."""
     absent = [vid for vid in split_list_ids if vid not in annotations]
     if absent:
-        raise InputError(
-            f"{len(absent)} listed videos are not in the annotations (first: {', '.join(absent[:3])})"
-        )
+        raise InputError(f"{len(absent)} listed videos are not in the annotations (first: {', '.join(absent[:3])})")
     return [
         Clip(f"{vid}_{i}", vid, seg.start, seg.end, seg.sentence)
         for vid in split_list_ids

@@ -34,11 +34,21 @@ from vlmbench.metrics.segmentation import (  # noqa: E402
 
 _LOWER_IS_BETTER = ("MedR", "MeanR", "v2t_MedR", "v2t_MeanR")
 _HIGHER_IS_BETTER = (
-    "R@1", "R@5", "R@10", "v2t_R@1", "v2t_R@5", "v2t_R@10",
+    "R@1",
+    "R@5",
+    "R@10",
+    "v2t_R@1",
+    "v2t_R@5",
+    "v2t_R@10",
     "accuracy",
-    "frame_acc", "frame_acc_nobg",
+    "frame_acc",
+    "frame_acc_nobg",
     "recall",
-    "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr",
+    "BLEU-3",
+    "BLEU-4",
+    "METEOR",
+    "ROUGE-L",
+    "CIDEr",
 )
 DIRECTIONS: dict[str, str] = {
     **{k: "higher" for k in _HIGHER_IS_BETTER},

@@ -9,10 +9,11 @@ corpus BLEU is recomputed from the resampled sums of its n-gram statistics, not 
 Paired comparison: two results on the same test examples are resampled with the SAME weight matrix (same
 seed, same n), and the interval is over the per-resample differences.
 """
+
 from __future__ import annotations
 
 import warnings
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
@@ -20,11 +21,13 @@ RESAMPLES = 1000
 LEVEL = 0.95
 SEED = 0
 
-CONVENTION = (f"{LEVEL:.0%} percentile bootstrap over the test examples (unit per task below), {RESAMPLES} resamples "
-              f"drawn with numpy default_rng({SEED}).integers(0, n, (resamples, n)); bounds by np.percentile "
-              "(linear interpolation); corpus metrics recomputed from resampled per-example statistics")
+CONVENTION = (
+    f"{LEVEL:.0%} percentile bootstrap over the test examples (unit per task below), {RESAMPLES} resamples "
+    f"drawn with numpy default_rng({SEED}).integers(0, n, (resamples, n)); bounds by np.percentile "
+    "(linear interpolation); corpus metrics recomputed from resampled per-example statistics"
+)
 
-Estimator = Callable[[np.ndarray], np.ndarray]     # (B, n) weights -> (B,) values
+Estimator = Callable[[np.ndarray], np.ndarray]  # (B, n) weights -> (B,) values
 
 
 def resample_weights(n: int, resamples: int = RESAMPLES, seed: int = SEED) -> np.ndarray:
@@ -41,7 +44,7 @@ def percentile_interval(values: np.ndarray, level: float = LEVEL) -> tuple[float
     v = v[np.isfinite(v)]
     if v.size == 0:
         return float("nan"), float("nan")
-    lo, hi = np.percentile(v, np.round([50 * (1 - level), 50 * (1 + level)], 10))   # 2.5, 97.5 exactly
+    lo, hi = np.percentile(v, np.round([50 * (1 - level), 50 * (1 + level)], 10))  # 2.5, 97.5 exactly
     return float(lo), float(hi)
 
 
@@ -49,14 +52,21 @@ def point(estimator: Estimator, n: int) -> float:
     return float(estimator(np.ones((1, n)))[0])
 
 
-def intervals(estimators: Mapping[str, Estimator], n: int, resamples: int = RESAMPLES, seed: int = SEED,
-              level: float = LEVEL) -> dict[str, tuple[float, float]]:
+def intervals(
+    estimators: Mapping[str, Estimator], n: int, resamples: int = RESAMPLES, seed: int = SEED, level: float = LEVEL
+) -> dict[str, tuple[float, float]]:
     w = resample_weights(n, resamples, seed)
     return {m: percentile_interval(f(w), level) for m, f in estimators.items()}
 
 
-def paired(a: Mapping[str, Estimator], b: Mapping[str, Estimator], n: int, resamples: int = RESAMPLES,
-           seed: int = SEED, level: float = LEVEL) -> dict[str, dict[str, float]]:
+def paired(
+    a: Mapping[str, Estimator],
+    b: Mapping[str, Estimator],
+    n: int,
+    resamples: int = RESAMPLES,
+    seed: int = SEED,
+    level: float = LEVEL,
+) -> dict[str, dict[str, float]]:
     """Per metric both have: diff = a - b at the point, its interval from the same resamples, significant
     when the interval excludes 0."""
     w = resample_weights(n, resamples, seed)
@@ -72,6 +82,7 @@ def paired(a: Mapping[str, Estimator], b: Mapping[str, Estimator], n: int, resam
 
 # ---- estimators (weights w: (B, n)) ---------------------------------------------------------------------------
 
+
 def mean(x: np.ndarray, scale: float = 1.0) -> Estimator:
     """Weighted mean of a per-example value (R@k indicator, MeanR, accuracy, ROUGE-L)."""
     x = np.asarray(x, dtype=np.float64)
@@ -86,6 +97,7 @@ def ratio(num: np.ndarray, den: np.ndarray, scale: float = 100.0) -> Estimator:
         d = w @ den
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(d > 0, scale * (w @ num) / np.where(d > 0, d, 1), np.nan)
+
     return f
 
 
@@ -98,28 +110,31 @@ def median(x: np.ndarray) -> Estimator:
     def f(w: np.ndarray) -> np.ndarray:
         cum = np.cumsum(w[:, order], axis=1)
         total = cum[:, -1]
-        lo_k = np.floor((total + 1) / 2)          # 1-based positions of the two middle elements
+        lo_k = np.floor((total + 1) / 2)  # 1-based positions of the two middle elements
         hi_k = np.floor(total / 2) + 1
         lo = xs[(cum < lo_k[:, None]).sum(axis=1)]
         hi = xs[(cum < hi_k[:, None]).sum(axis=1)]
         return (lo + hi) / 2
+
     return f
 
 
-def grouped_ratio_mean(num: np.ndarray, den: np.ndarray, group: np.ndarray, groups: list[int],
-                       scale: float = 100.0) -> Estimator:
+def grouped_ratio_mean(
+    num: np.ndarray, den: np.ndarray, group: np.ndarray, groups: list[int], scale: float = 100.0
+) -> Estimator:
     """Unweighted mean over `groups` of per-group pooled ratios (CrossTask recall: per task, hits / annotated
     steps over its drawn videos, then the mean over the tasks present in the resample)."""
     num, den, group = np.asarray(num, np.float64), np.asarray(den, np.float64), np.asarray(group)
-    onehot = (group[:, None] == np.asarray(groups)[None, :]).astype(np.float64)       # (n, G)
+    onehot = (group[:, None] == np.asarray(groups)[None, :]).astype(np.float64)  # (n, G)
 
     def f(w: np.ndarray) -> np.ndarray:
         d = w @ (den[:, None] * onehot)
         with np.errstate(invalid="ignore", divide="ignore"):
             r = np.where(d > 0, scale * (w @ (num[:, None] * onehot)) / np.where(d > 0, d, 1), np.nan)
-        with warnings.catch_warnings():          # a resample in which no group is present: NaN
+        with warnings.catch_warnings():  # a resample in which no group is present: NaN
             warnings.simplefilter("ignore", RuntimeWarning)
             return np.nanmean(r, axis=1)
+
     return f
 
 
@@ -136,6 +151,7 @@ def corpus_bleu(stats: np.ndarray, n: int) -> Estimator:
         ratio_ = (testlen + tiny) / (reflen + small)
         brevity = np.where(ratio_ < 1, 1 - 1 / ratio_, 0.0)
         return 100.0 * np.exp(logp + brevity)
+
     return f
 
 

@@ -11,14 +11,13 @@ import re
 import shutil
 import subprocess
 
+import numpy as np
 from pycocoevalcap.bleu.bleu import Bleu
 from pycocoevalcap.bleu.bleu_scorer import BleuScorer
 from pycocoevalcap.cider.cider import Cider
 from pycocoevalcap.meteor.meteor import Meteor
 from pycocoevalcap.rouge.rouge import Rouge
 from pycocoevalcap.tokenizer import ptbtokenizer
-
-import numpy as np
 
 from vlmbench.errors import InputError
 from vlmbench.metrics import MetricInputError
@@ -156,8 +155,10 @@ def _meteor(gts: dict[str, list[str]], res: dict[str, list[str]]) -> float:
 def _meteor_scores(gts: dict[str, list[str]], res: dict[str, list[str]]) -> tuple[float, list[float]]:
     """(corpus METEOR, per-caption METEOR in gts order), memoised on the exact input."""
     # keyed on the scorer class too: a different METEOR (another jar, a test double) never reads another's result
-    key = f"{Meteor.__module__}.{Meteor.__qualname__}:{id(Meteor)}:" + hashlib.sha256(
-        json.dumps([list(gts.items()), list(res.items())]).encode()).hexdigest()
+    key = (
+        f"{Meteor.__module__}.{Meteor.__qualname__}:{id(Meteor)}:"
+        + hashlib.sha256(json.dumps([list(gts.items()), list(res.items())]).encode()).hexdigest()
+    )
     if key not in _METEOR_CACHE:
         while len(_METEOR_CACHE) >= _METEOR_CACHE_SIZE:
             _METEOR_CACHE.pop(next(iter(_METEOR_CACHE)))
@@ -216,8 +217,10 @@ def per_clip_scores(
 
 
 def caption_statistics(
-    hypotheses: dict[str, str], references: dict[str, list[str]] | dict[str, str],
-    tokenize: str = "whitespace", meteor: bool = True,
+    hypotheses: dict[str, str],
+    references: dict[str, list[str]] | dict[str, str],
+    tokenize: str = "whitespace",
+    meteor: bool = True,
 ) -> dict[str, np.ndarray]:
     """Per-clip statistics the corpus metrics are made of, in hypothesis order, for resampling:
 
@@ -228,8 +231,13 @@ def caption_statistics(
     scorer = BleuScorer(n=4)
     for k in gts:
         scorer += (res[k][0], gts[k])
-    bleu = np.array([[c["testlen"], min((abs(r - c["testlen"]), r) for r in ref[0])[1], *c["guess"], *c["correct"]]
-                     for c, ref in zip(scorer.ctest, scorer.crefs)], dtype=np.float64)
+    bleu = np.array(
+        [
+            [c["testlen"], min((abs(r - c["testlen"]), r) for r in ref[0])[1], *c["guess"], *c["correct"]]
+            for c, ref in zip(scorer.ctest, scorer.crefs)
+        ],
+        dtype=np.float64,
+    )
     _, rouge = Rouge().compute_score(gts, res)
     _, cider = Cider().compute_score(gts, res)
     if meteor:
@@ -237,5 +245,10 @@ def caption_statistics(
         corpus, per = _meteor_scores(gts, res)
     else:
         corpus, per = float("nan"), [float("nan")] * len(gts)
-    return {"bleu": bleu, "rouge_l": 100.0 * np.asarray(rouge, np.float64), "cider": np.asarray(cider, np.float64),
-            "meteor": 100.0 * np.asarray(per, np.float64), "meteor_corpus": np.array([100.0 * corpus])}
+    return {
+        "bleu": bleu,
+        "rouge_l": 100.0 * np.asarray(rouge, np.float64),
+        "cider": np.asarray(cider, np.float64),
+        "meteor": 100.0 * np.asarray(per, np.float64),
+        "meteor_corpus": np.array([100.0 * corpus]),
+    }

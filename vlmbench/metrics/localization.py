@@ -102,7 +102,9 @@ def crosstask_recall(
         y_true = np.asarray(y_true)
         y_pred = np.asarray(y_pred)
         if y_true.shape != y_pred.shape or y_true.ndim != 2:
-            raise MetricInputError(f"video {i} (task {task}): y_true {y_true.shape} and y_pred {y_pred.shape} differ or are not 2-D")
+            raise MetricInputError(
+                f"video {i} (task {task}): y_true {y_true.shape} and y_pred {y_pred.shape} differ or are not 2-D"
+            )
         match[task] = match.get(task, 0) + int((y_true.astype(np.int64) * y_pred.astype(np.int64)).sum())
         total[task] = total.get(task, 0) + int((y_true.sum(axis=0) > 0).sum())
     per_task = {t: (100.0 * match[t] / total[t] if total[t] else float("nan")) for t in match}

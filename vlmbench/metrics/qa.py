@@ -18,7 +18,9 @@ def mcqa_accuracy(scores: np.ndarray, answers: np.ndarray) -> dict[str, float]:
     scores = np.asarray(scores, dtype=np.float64)
     answers = np.asarray(answers)
     if scores.ndim != 2 or scores.shape[0] == 0 or scores.shape[1] == 0:
-        raise MetricInputError(f"scores must be a non-empty (n_questions, n_candidates) matrix, got shape {scores.shape}")
+        raise MetricInputError(
+            f"scores must be a non-empty (n_questions, n_candidates) matrix, got shape {scores.shape}"
+        )
     if answers.shape != (scores.shape[0],):
         raise MetricInputError(f"answers must have shape ({scores.shape[0]},), got {answers.shape}")
     if not np.issubdtype(answers.dtype, np.integer):

@@ -44,11 +44,11 @@ TIES = {
 def mmpt_positions(scores: np.ndarray) -> np.ndarray:
     """0-based positions, pooled over rows, at which each row's sorted scores equal its diagonal score (the
     reference's np.where(sorted_row == diagonal) per row, concatenated)."""
-    ranks(scores)                                   # the same input checks
+    ranks(scores)  # the same input checks
     scores = np.asarray(scores)
     out = []
     for i, row in enumerate(scores):
-        ordered = -np.sort(-row)                    # descending, as the reference
+        ordered = -np.sort(-row)  # descending, as the reference
         out.append(np.flatnonzero(ordered == row[i]))
     return np.concatenate(out)
 

@@ -11,6 +11,7 @@ The matrix is text x video (row i's truth is column i), scores = text @ video.T.
 twice with the same shapes (rows, then columns against the diagonal found in the first pass), so the scores
 compared are bit for bit the ones a full-matrix computation by row blocks gives.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -26,13 +27,13 @@ BLOCK = 1024
 
 @dataclass
 class RankCounts:
-    t2v_gt: np.ndarray     # (N,) int64: videos scoring above the true one, per text query
-    t2v_ge: np.ndarray     # (N,) int64: ... scoring >= it (= the pessimistic 1-based rank)
-    v2t_gt: np.ndarray     # (N,) per video query (columns)
+    t2v_gt: np.ndarray  # (N,) int64: videos scoring above the true one, per text query
+    t2v_ge: np.ndarray  # (N,) int64: ... scoring >= it (= the pessimistic 1-based rank)
+    v2t_gt: np.ndarray  # (N,) per video query (columns)
     v2t_ge: np.ndarray
-    top: np.ndarray        # (N, k) int64: each text query's best videos, ties by lower index (stable order)
-    top_scores: np.ndarray | None = None   # (N, k) float32: their scores
-    true_score: np.ndarray | None = None   # (N,) float32: the diagonal
+    top: np.ndarray  # (N, k) int64: each text query's best videos, ties by lower index (stable order)
+    top_scores: np.ndarray | None = None  # (N, k) float32: their scores
+    true_score: np.ndarray | None = None  # (N,) float32: the diagonal
 
     KEYS = ("t2v_gt", "t2v_ge", "v2t_gt", "v2t_ge", "top", "top_scores", "true_score")
 
@@ -50,8 +51,10 @@ def rank_counts(text: torch.Tensor, video: torch.Tensor, block: int | None = Non
     text, video = torch.as_tensor(text), torch.as_tensor(video)
     n = len(text)
     if text.ndim != 2 or video.shape != text.shape or n == 0:
-        raise MetricInputError(f"text and video must be non-empty (N, d) matrices of one shape, got "
-                               f"{tuple(text.shape)} and {tuple(video.shape)}")
+        raise MetricInputError(
+            f"text and video must be non-empty (N, d) matrices of one shape, got "
+            f"{tuple(text.shape)} and {tuple(video.shape)}"
+        )
     return rank_counts_rows(lambda a, b: text[a:b] @ video.T, n, block, k)
 
 
@@ -65,7 +68,7 @@ def rank_counts_rows(rows, n: int, block: int | None = None, k: int = 5) -> Rank
     t2v_gt, t2v_ge = np.empty(n, np.int64), np.empty(n, np.int64)
     top = np.empty((n, k), np.int64)
     top_scores = None
-    for a, b in _blocks(n, block):                       # pass 1: rows, the diagonal, top-k
+    for a, b in _blocks(n, block):  # pass 1: rows, the diagonal, top-k
         s = torch.as_tensor(rows(a, b))
         if s.shape != (b - a, n):
             raise MetricInputError(f"score rows {a}-{b - 1} have shape {tuple(s.shape)}, expected {(b - a, n)}")
@@ -82,7 +85,7 @@ def rank_counts_rows(rows, n: int, block: int | None = None, k: int = 5) -> Rank
         top[a:b] = _top(sn, k)
         top_scores[a:b] = np.take_along_axis(sn, top[a:b], axis=1)
     v2t_gt, v2t_ge = np.zeros(n, np.int64), np.zeros(n, np.int64)
-    for a, b in _blocks(n, block):                       # pass 2: columns against the diagonal
+    for a, b in _blocks(n, block):  # pass 2: columns against the diagonal
         s = torch.as_tensor(rows(a, b))
         v2t_gt += (s > diag[None, :]).sum(0).numpy()
         v2t_ge += (s >= diag[None, :]).sum(0).numpy()
@@ -91,10 +94,10 @@ def rank_counts_rows(rows, n: int, block: int | None = None, k: int = 5) -> Rank
 
 def _top(s: np.ndarray, k: int) -> np.ndarray:
     """np.argsort(-s, kind='stable')[:, :k] without sorting whole rows."""
-    kth = -np.partition(-s, k - 1, axis=1)[:, k - 1:k]
+    kth = -np.partition(-s, k - 1, axis=1)[:, k - 1 : k]
     out = np.empty((len(s), k), np.int64)
     for i, row in enumerate(s):
-        cand = np.flatnonzero(row >= kth[i])           # all above the k-th score, and every tie with it
+        cand = np.flatnonzero(row >= kth[i])  # all above the k-th score, and every tie with it
         out[i] = cand[np.argsort(-row[cand], kind="stable")[:k]]
     return out
 
@@ -117,15 +120,16 @@ def _pooled(gt: np.ndarray, ge: np.ndarray, prefix: str) -> dict[str, float]:
     m = int((ge - gt).sum())
     out = {f"{prefix}R@{k}": float(100.0 * (int(np.clip(np.minimum(ge, k) - gt, 0, None).sum()) / m)) for k in _KS}
     n = int(ge.max()) + 1
-    hist = np.zeros(n + 1, np.int64)                     # positions per value, from +1/-1 at interval ends
+    hist = np.zeros(n + 1, np.int64)  # positions per value, from +1/-1 at interval ends
     np.add.at(hist, gt, 1)
     np.add.at(hist, ge, -1)
-    cum = np.cumsum(np.cumsum(hist)[:n])                 # positions <= value
+    cum = np.cumsum(np.cumsum(hist)[:n])  # positions <= value
 
-    def kth(i: int) -> int:                              # the i-th smallest pooled position (0-based)
+    def kth(i: int) -> int:  # the i-th smallest pooled position (0-based)
         return int(np.searchsorted(cum, i + 1))
+
     med = kth(m // 2) if m % 2 else (kth(m // 2 - 1) + kth(m // 2)) / 2
     out[f"{prefix}MedR"] = float(med + 1)
-    total = int(((ge - 1) * ge // 2 - (gt - 1) * gt // 2).sum())   # sum of gt..ge-1 per row
+    total = int(((ge - 1) * ge // 2 - (gt - 1) * gt // 2).sum())  # sum of gt..ge-1 per row
     out[f"{prefix}MeanR"] = float((total + m) / m)
     return out

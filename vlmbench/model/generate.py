@@ -28,10 +28,11 @@ no n-gram blocking, min_length 0, eos = [SEP]):
 
 Greedy (decode="greedy") is 3.4's no-beam path: argmax each step; a clip ends at its first [SEP].
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -39,10 +40,10 @@ import torch.nn.functional as F
 from .layout import MAX_VIDEO_LEN, TEXT_SLOTS, TEXT_START
 from .text import CLS_ID, PAD_ID, SEP_ID
 
-BOS_ID = CLS_ID           # MMPT uses [CLS] as the decoder's BOS
+BOS_ID = CLS_ID  # MMPT uses [CLS] as the decoder's BOS
 EOS_ID = SEP_ID
-PROMPT_LEN = 3            # MMPT's decode prompt [CLS] [SEP] [BOS]; counted in the length penalty
-PREFIX_LEN = TEXT_START   # [CLS] + 32 video slots + [SEP]
+PROMPT_LEN = 3  # MMPT's decode prompt [CLS] [SEP] [BOS]; counted in the length penalty
+PREFIX_LEN = TEXT_START  # [CLS] + 32 video slots + [SEP]
 
 
 def lm_logits(model, hidden: torch.Tensor) -> torch.Tensor:
@@ -65,7 +66,7 @@ class CachedStepper:
         cfg = self.bert.config
         self.heads = cfg.num_attention_heads
         self.head_dim = cfg.hidden_size // cfg.num_attention_heads
-        self.scaling = self.head_dim ** -0.5
+        self.scaling = self.head_dim**-0.5
         b, dev = video.shape[0], video.device
         # Prefix states exactly as the full forward computes them: CLS/video/SEP rows see CLS + valid video + SEP.
         embeds = model.embed(model.video_tokens(video), torch.empty(b, 0, dtype=torch.long, device=dev))
@@ -73,8 +74,14 @@ class CachedStepper:
         types = torch.zeros(b, PREFIX_LEN, dtype=torch.long, device=dev)
         pos = torch.arange(PREFIX_LEN, device=dev).expand(b, -1)
         x = emb.LayerNorm(embeds + emb.token_type_embeddings(types) + emb.position_embeddings(pos))
-        keys_ok = torch.cat([torch.ones(b, 1, dtype=torch.bool, device=dev), vmask.bool()[:, :MAX_VIDEO_LEN],
-                             torch.ones(b, 1, dtype=torch.bool, device=dev)], dim=1)            # (B, 34)
+        keys_ok = torch.cat(
+            [
+                torch.ones(b, 1, dtype=torch.bool, device=dev),
+                vmask.bool()[:, :MAX_VIDEO_LEN],
+                torch.ones(b, 1, dtype=torch.bool, device=dev),
+            ],
+            dim=1,
+        )  # (B, 34)
         bias = torch.zeros(b, 1, 1, PREFIX_LEN + max_steps, dtype=x.dtype, device=dev)
         bias[:, 0, 0, :PREFIX_LEN].masked_fill_(~keys_ok, torch.finfo(x.dtype).min)
         total = PREFIX_LEN + max_steps
@@ -114,8 +121,9 @@ class CachedStepper:
         n, dev = tokens.shape[0], tokens.device
         pos = torch.full((n, 1), TEXT_START + t, dtype=torch.long, device=dev)
         types = torch.ones(n, 1, dtype=torch.long, device=dev)
-        x = emb.LayerNorm(emb.word_embeddings(tokens[:, None]) + emb.token_type_embeddings(types)
-                          + emb.position_embeddings(pos))
+        x = emb.LayerNorm(
+            emb.word_embeddings(tokens[:, None]) + emb.token_type_embeddings(types) + emb.position_embeddings(pos)
+        )
         slot, end = PREFIX_LEN + t, PREFIX_LEN + t + 1
         bias = self.bias[:, :, :, :end]
         for i, layer in enumerate(self.bert.encoder.layer):
@@ -153,7 +161,7 @@ class FullStepper:
         self.ids[:, t] = tokens
         self.t = t + 1
         text_mask = torch.zeros_like(self.ids, dtype=torch.bool)
-        text_mask[:, :t + 1] = True
+        text_mask[:, : t + 1] = True
         hidden = self.model(self.video, self.vmask, self.ids, text_mask, mask="text_causal")
         return lm_logits(self.model, hidden[:, TEXT_START + t])
 
@@ -167,6 +175,7 @@ class FullStepper:
 @dataclass
 class _Hypotheses:
     """transformers 3.4 BeamHypotheses (early_stopping=False)."""
+
     num_beams: int
     length_penalty: float
     beams: list[tuple[float, list[int]]] = field(default_factory=list)
@@ -186,7 +195,7 @@ class _Hypotheses:
     def is_done(self, best_sum_logprobs: float, cur_len: int) -> bool:
         if len(self.beams) < self.num_beams:
             return False
-        return self.worst_score >= best_sum_logprobs / cur_len ** self.length_penalty
+        return self.worst_score >= best_sum_logprobs / cur_len**self.length_penalty
 
     def best(self) -> list[int]:
         return sorted(self.beams, key=lambda x: x[0])[-1][1]
@@ -215,9 +224,9 @@ def _greedy(stepper, n_clips: int, max_new_tokens: int, device) -> list[list[int
 
 def _beam(stepper, n_clips: int, k: int, max_new_tokens: int, length_penalty: float, device) -> list[list[int]]:
     hyps = [_Hypotheses(k, length_penalty) for _ in range(n_clips)]
-    active = list(range(n_clips))                         # clips still searching; rows = active x beams
+    active = list(range(n_clips))  # clips still searching; rows = active x beams
     scores = torch.zeros(n_clips, k, device=device)
-    scores[:, 1:] = -1e9                                  # all beams start equal: expand beam 0 only
+    scores[:, 1:] = -1e9  # all beams start equal: expand beam 0 only
     scores = scores.view(-1)
     seqs: list[list[int]] = [[] for _ in range(n_clips * k)]
     tokens = torch.full((n_clips * k,), BOS_ID, dtype=torch.long, device=device)
@@ -266,33 +275,57 @@ def _beam(stepper, n_clips: int, k: int, max_new_tokens: int, length_penalty: fl
     return [h.best() for h in hyps]
 
 
-def _decode(stepper_cls: Callable, model, video: torch.Tensor, vmask: torch.Tensor, decode: str, beam: int,
-            max_new_tokens: int, length_penalty: float) -> list[list[int]]:
+def _decode(
+    stepper_cls: Callable,
+    model,
+    video: torch.Tensor,
+    vmask: torch.Tensor,
+    decode: str,
+    beam: int,
+    max_new_tokens: int,
+    length_penalty: float,
+) -> list[list[int]]:
     if decode not in ("beam", "greedy"):
         raise ValueError(f"decode must be 'beam' or 'greedy', got {decode!r}")
     if not 1 <= max_new_tokens <= TEXT_SLOTS - 1:
         raise ValueError(f"max_new_tokens must be in [1, {TEXT_SLOTS - 1}]")
     k = beam if decode == "beam" else 1
     was_training = model.training
-    model.eval()   # the hand-run layers apply no dropout; the full forward must not either
+    model.eval()  # the hand-run layers apply no dropout; the full forward must not either
     try:
         with torch.no_grad():
             stepper = stepper_cls(model, video, vmask, k, max_new_tokens)
-            if k == 1:   # beam 1 is greedy in 3.4 too (num_beams > 1 selects beam search)
+            if k == 1:  # beam 1 is greedy in 3.4 too (num_beams > 1 selects beam search)
                 return _greedy(stepper, video.shape[0], max_new_tokens, video.device)
             return _beam(stepper, video.shape[0], k, max_new_tokens, length_penalty, video.device)
     finally:
         model.train(was_training)
 
 
-def generate(model, video: torch.Tensor, vmask: torch.Tensor, *, decode: str = "beam", beam: int = 5,
-             max_new_tokens: int = 21, length_penalty: float = 1.0) -> list[list[int]]:
+def generate(
+    model,
+    video: torch.Tensor,
+    vmask: torch.Tensor,
+    *,
+    decode: str = "beam",
+    beam: int = 5,
+    max_new_tokens: int = 21,
+    length_penalty: float = 1.0,
+) -> list[list[int]]:
     """KV-cached decoding of a batch of clips. video (B, 32, 512) zero-padded, vmask (B, 32).
     Returns per clip the generated token ids, without BOS and the closing [SEP]."""
     return _decode(CachedStepper, model, video, vmask, decode, beam, max_new_tokens, length_penalty)
 
 
-def decode_full(model, video: torch.Tensor, vmask: torch.Tensor, *, decode: str = "beam", beam: int = 5,
-                max_new_tokens: int = 21, length_penalty: float = 1.0) -> list[list[int]]:
+def decode_full(
+    model,
+    video: torch.Tensor,
+    vmask: torch.Tensor,
+    *,
+    decode: str = "beam",
+    beam: int = 5,
+    max_new_tokens: int = 21,
+    length_penalty: float = 1.0,
+) -> list[list[int]]:
     """The same search, recomputing the full 96-position text-causal forward every step (reference; slow)."""
     return _decode(FullStepper, model, video, vmask, decode, beam, max_new_tokens, length_penalty)

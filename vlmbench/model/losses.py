@@ -7,6 +7,7 @@ non-masked valid video tokens in the (per-rank) batch, and the vocabulary.
   text row:  [h.vocab..., h.N..., 0]     target = token id (the constant 0 column pads the width)
 Both go through linear_cross_entropy, which never holds all rows x vocabulary logits at once.
 """
+
 from __future__ import annotations
 
 import torch
@@ -15,8 +16,14 @@ import torch.nn.functional as F
 from .linear_ce import EXTRA, linear_cross_entropy
 
 
-def masked_token_loss(h_video: torch.Tensor, video_targets: torch.Tensor, h_text: torch.Tensor,
-                      text_targets: torch.Tensor, negatives: torch.Tensor, vocab: torch.Tensor) -> torch.Tensor:
+def masked_token_loss(
+    h_video: torch.Tensor,
+    video_targets: torch.Tensor,
+    h_text: torch.Tensor,
+    text_targets: torch.Tensor,
+    negatives: torch.Tensor,
+    vocab: torch.Tensor,
+) -> torch.Tensor:
     """h_video (Mv,H) with their original frame embeddings video_targets (Mv,H); h_text (Mt,H) with ids (Mt,);
     negatives (N,H) non-masked valid frame embeddings; vocab (V,H) word embeddings (no bias)."""
     mv, mt = h_video.shape[0], h_text.shape[0]
@@ -27,9 +34,15 @@ def masked_token_loss(h_video: torch.Tensor, video_targets: torch.Tensor, h_text
     return linear_cross_entropy(torch.cat([h_video, h_text]), torch.cat([vocab, negatives]), target, extra=extra)
 
 
-def mfm_mlm_loss(h_video: torch.Tensor, video_targets: torch.Tensor, h_text: torch.Tensor,
-                 text_targets: torch.Tensor, negatives: torch.Tensor, vocab: torch.Tensor,
-                 vocab_bias: torch.Tensor) -> torch.Tensor:
+def mfm_mlm_loss(
+    h_video: torch.Tensor,
+    video_targets: torch.Tensor,
+    h_text: torch.Tensor,
+    text_targets: torch.Tensor,
+    negatives: torch.Tensor,
+    vocab: torch.Tensor,
+    vocab_bias: torch.Tensor,
+) -> torch.Tensor:
     """The MFM-MLM baseline: MFM NCE over [own target, non-masked frames] + MLM CE over the vocabulary (with
     bias), each a mean over its own rows, summed."""
     loss = vocab.sum() * 0.0

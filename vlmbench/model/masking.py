@@ -5,6 +5,7 @@ valid frames (so mmm=0.5 gives 50% MFM-MLM / 25% whole-text / 25% whole-video, t
 Otherwise 15% of the valid frames are zeroed (before the video MLP, as the reference has no mask embedding)
 and 15% of the text tokens other than [CLS]/[SEP]/[PAD] go through BERT's 80% [MASK] / 10% random / 10% unchanged.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -22,16 +23,23 @@ MFM_MLM, WHOLE_TEXT, WHOLE_VIDEO = 0, 1, 2
 
 @dataclass
 class Corruption:
-    video: torch.Tensor          # (B, 32, D) with masked frames zeroed
-    text_ids: torch.Tensor       # (B, 62) with masked tokens replaced
-    video_masked: torch.Tensor   # (B, 32) bool: frames to predict
-    text_masked: torch.Tensor    # (B, 62) bool: tokens to predict
-    kind: torch.Tensor           # (B,) MFM_MLM / WHOLE_TEXT / WHOLE_VIDEO
+    video: torch.Tensor  # (B, 32, D) with masked frames zeroed
+    text_ids: torch.Tensor  # (B, 62) with masked tokens replaced
+    video_masked: torch.Tensor  # (B, 32) bool: frames to predict
+    text_masked: torch.Tensor  # (B, 62) bool: tokens to predict
+    kind: torch.Tensor  # (B,) MFM_MLM / WHOLE_TEXT / WHOLE_VIDEO
 
 
-def corrupt(video: torch.Tensor, vmask: torch.Tensor, text_ids: torch.Tensor, mmm: float = 0.5,
-            mfm_prob: float = 0.15, mlm_prob: float = 0.15, vocab_size: int = 30522,
-            generator: torch.Generator | None = None) -> Corruption:
+def corrupt(
+    video: torch.Tensor,
+    vmask: torch.Tensor,
+    text_ids: torch.Tensor,
+    mmm: float = 0.5,
+    mfm_prob: float = 0.15,
+    mlm_prob: float = 0.15,
+    vocab_size: int = 30522,
+    generator: torch.Generator | None = None,
+) -> Corruption:
     b = video.shape[0]
     g = generator
     rand = lambda *shape: torch.rand(*shape, generator=g)  # noqa: E731

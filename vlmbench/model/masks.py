@@ -3,6 +3,7 @@
 transformers 5 takes such masks verbatim; 3-D masks raise and 4-D boolean masks are misread under eager
 attention, so every builder returns float. Padding is folded in: no row attends to an invalid key.
 """
+
 from __future__ import annotations
 
 import torch
@@ -19,8 +20,8 @@ def _additive(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 def _groups(device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     idx = torch.arange(MAX_LEN, device=device)
     cls = idx == 0
-    video = (idx >= 1) & (idx <= VIDEO_SEP)     # video slots + the video-[SEP]
-    text = idx >= TEXT_START                    # text tokens + final [SEP] (+ pad, removed by validity)
+    video = (idx >= 1) & (idx <= VIDEO_SEP)  # video slots + the video-[SEP]
+    text = idx >= TEXT_START  # text tokens + final [SEP] (+ pad, removed by validity)
     return cls, video, text
 
 
@@ -47,10 +48,10 @@ def text_causal(vmask: torch.Tensor, text_mask: torch.Tensor, dtype=torch.float3
     """
     valid = valid_positions(vmask, text_mask)
     cls, video, text = _groups(vmask.device)
-    prefix = (cls | video)[None, :] & valid                                    # (B, 96) keys of the prefix
+    prefix = (cls | video)[None, :] & valid  # (B, 96) keys of the prefix
     causal = torch.tril(torch.ones(MAX_LEN, MAX_LEN, dtype=torch.bool, device=vmask.device))
-    text_keys = (text[None, :] & causal)[None] & valid[:, None, :]             # (B, 96, 96)
-    is_text_row = text[None, :, None] & valid[:, :, None]                      # valid text query rows
+    text_keys = (text[None, :] & causal)[None] & valid[:, None, :]  # (B, 96, 96)
+    is_text_row = text[None, :, None] & valid[:, :, None]  # valid text query rows
     allowed = prefix[:, None, :] | (text_keys & is_text_row)
     return _additive(allowed, dtype)
 

@@ -1,13 +1,14 @@
 """Text slots of the sequence: t1..tn [SEP] [PAD]... (62 slots), from strings or token-id lists."""
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
 from .layout import MAX_TEXT_TOKENS, TEXT_SLOTS
 
-CLS_ID, SEP_ID, PAD_ID, MASK_ID, UNK_ID = 101, 102, 0, 103, 100   # bert-base-uncased vocabulary
+CLS_ID, SEP_ID, PAD_ID, MASK_ID, UNK_ID = 101, 102, 0, 103, 100  # bert-base-uncased vocabulary
 SPECIAL_IDS = (PAD_ID, UNK_ID, CLS_ID, SEP_ID, MASK_ID)
 
 

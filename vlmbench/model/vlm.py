@@ -3,6 +3,7 @@
 Module names follow the authors' checkpoint (videomlp.linear1/LayerNorm/linear2, bert.*, cls.predictions.*)
 so a converter for the released weights is a thin, checkable key mapping.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,8 @@ from ..errors import InputError
 from ..io import atomic_write, read_safetensors, write_json
 from . import backbone as bb
 from . import masks
-from .linear_ce import linear_cross_entropy
 from .layout import TEXT_START, VIDEO_SEP, VIDEO_START, position_ids, token_type_ids
+from .linear_ce import linear_cross_entropy
 
 CONFIG_FILE = "vlm_config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -60,7 +61,7 @@ class TokenHead(nn.Module):
     def __init__(self, config: BertConfig, word_embeddings: nn.Embedding):
         super().__init__()
         self.transform = PredictionTransform(config)
-        self.word_embeddings = word_embeddings          # tied, not a copy
+        self.word_embeddings = word_embeddings  # tied, not a copy
         self.bias = nn.Parameter(torch.zeros(config.vocab_size))
 
     def vocab_logits(self, h: torch.Tensor, with_bias: bool = True) -> torch.Tensor:
@@ -86,14 +87,17 @@ class VLMConfig:
     bert: dict = field(default_factory=dict)
     # How cls.predictions was initialised: {"transform": "loaded ..." | "fresh ...", "bias": ...}
     head: dict = field(default_factory=dict)
-    source: dict = field(default_factory=dict)   # where converted weights came from (vlmbench convert)
+    source: dict = field(default_factory=dict)  # where converted weights came from (vlmbench convert)
 
 
 HEAD_PREFIX = "cls.predictions."
 # our name -> the names BERT checkpoints use (bert-base-uncased's own file keeps TF's gamma/beta)
-TRANSFORM_KEYS = {"dense.weight": ("dense.weight",), "dense.bias": ("dense.bias",),
-                  "LayerNorm.weight": ("LayerNorm.weight", "LayerNorm.gamma"),
-                  "LayerNorm.bias": ("LayerNorm.bias", "LayerNorm.beta")}
+TRANSFORM_KEYS = {
+    "dense.weight": ("dense.weight",),
+    "dense.bias": ("dense.bias",),
+    "LayerNorm.weight": ("LayerNorm.weight", "LayerNorm.gamma"),
+    "LayerNorm.bias": ("LayerNorm.bias", "LayerNorm.beta"),
+}
 
 
 def backbone_head(backbone: str) -> tuple[dict[str, torch.Tensor], Path | None]:
@@ -128,7 +132,7 @@ class VLM(nn.Module):
 
     # ---- construction -------------------------------------------------------------------------------------
     @classmethod
-    def from_backbone(cls, backbone: str = bb.DEFAULT, seed: int = 0, loss: str = "vlm") -> "VLM":
+    def from_backbone(cls, backbone: str = bb.DEFAULT, seed: int = 0, loss: str = "vlm") -> VLM:
         """Pretrained BERT (or tiny random) + a freshly initialised video MLP (seeded) + the masked-token head
         as the authors build it: BERT's prediction transform loaded from cls.predictions.transform.* when the
         backbone folder has it (fresh N(0, initializer_range) otherwise, e.g. MiniLM); no vocabulary bias
@@ -156,20 +160,26 @@ class VLM(nn.Module):
         transform = [k for k in found if k.startswith("transform.")]
         for k in transform:
             if found[k].shape != own[k].shape:
-                raise InputError(f"{HEAD_PREFIX}{k} has shape {tuple(found[k].shape)}, the model needs "
-                                 f"{tuple(own[k].shape)}", path=weights)
+                raise InputError(
+                    f"{HEAD_PREFIX}{k} has shape {tuple(found[k].shape)}, the model needs {tuple(own[k].shape)}",
+                    path=weights,
+                )
         with torch.no_grad():
             if len(transform) == len(TRANSFORM_KEYS):
                 for k in transform:
                     own[k].copy_(found[k])
                 done = {"transform": f"loaded from {HEAD_PREFIX}transform.* of {weights}"}
             else:
-                done = {"transform": f"fresh: N(0, {self.bert.config.initializer_range}) weights, zero biases "
-                                     f"(the backbone has no complete {HEAD_PREFIX}transform.*)"}
+                done = {
+                    "transform": f"fresh: N(0, {self.bert.config.initializer_range}) weights, zero biases "
+                    f"(the backbone has no complete {HEAD_PREFIX}transform.*)"
+                }
             if loss == "vlm":
                 head.bias.zero_()
-                done["bias"] = ("none: the VLM (MTM) head has no vocabulary bias (cls.predictions.bias dropped, "
-                                "as the authors); the zero parameter serves captioning only")
+                done["bias"] = (
+                    "none: the VLM (MTM) head has no vocabulary bias (cls.predictions.bias dropped, "
+                    "as the authors); the zero parameter serves captioning only"
+                )
             elif "bias" in found and found["bias"].shape == head.bias.shape:
                 head.bias.copy_(found["bias"])
                 done["bias"] = f"loaded from {HEAD_PREFIX}bias of {weights} (loss=mfm-mlm keeps BERT's MLM bias)"
@@ -181,14 +191,17 @@ class VLM(nn.Module):
     def save(self, folder: str | Path) -> Path:
         """JSON config + safetensors (the tied decoder is stored once, as the word embeddings)."""
         folder = Path(folder)
-        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()
-                 if k != "cls.predictions.word_embeddings.weight"}
+        state = {
+            k: v.detach().contiguous().cpu()
+            for k, v in self.state_dict().items()
+            if k != "cls.predictions.word_embeddings.weight"
+        }
         atomic_write(folder / WEIGHTS_FILE, lambda p: save_file(state, str(p)))
         write_json(folder / CONFIG_FILE, asdict(self.config))
         return folder
 
     @classmethod
-    def load(cls, folder: str | Path) -> "VLM":
+    def load(cls, folder: str | Path) -> VLM:
         """No pickle: config from JSON, tensors from safetensors; the key set must match exactly."""
         folder = Path(folder)
         cfg_path, weights = folder / CONFIG_FILE, folder / WEIGHTS_FILE
@@ -196,23 +209,25 @@ class VLM(nn.Module):
             raise InputError(f"not a vlmbench checkpoint (needs {CONFIG_FILE} and {WEIGHTS_FILE})", path=folder)
         try:
             config = VLMConfig(**json.loads(cfg_path.read_text()))
-        except (ValueError, TypeError) as e:   # ValueError: bad JSON or bytes that are not UTF-8
+        except (ValueError, TypeError) as e:  # ValueError: bad JSON or bytes that are not UTF-8
             raise InputError(f"malformed checkpoint config: {e}", path=cfg_path) from None
         bert_cfg = BertConfig(**config.bert)
         bert_cfg._attn_implementation = "sdpa"
         model = cls(config, BertModel(bert_cfg, add_pooling_layer=False))
-        state = read_safetensors(weights)   # never a pickle: anything else is refused in one line
+        state = read_safetensors(weights)  # never a pickle: anything else is refused in one line
         if "bert.embeddings.word_embeddings.weight" not in state:
             raise InputError("checkpoint has no bert.embeddings.word_embeddings.weight", path=weights)
         state["cls.predictions.word_embeddings.weight"] = state["bert.embeddings.word_embeddings.weight"]
         try:
             missing, unexpected = model.load_state_dict(state, strict=False)
-        except RuntimeError as e:   # a tensor of the wrong shape
-            raise InputError(f"checkpoint does not fit its config ({str(e).splitlines()[-1].strip()})",
-                             path=weights) from None
+        except RuntimeError as e:  # a tensor of the wrong shape
+            raise InputError(
+                f"checkpoint does not fit its config ({str(e).splitlines()[-1].strip()})", path=weights
+            ) from None
         if missing or unexpected:
-            raise InputError(f"checkpoint keys do not match: missing {missing[:3]}, unexpected {unexpected[:3]}",
-                             path=weights)
+            raise InputError(
+                f"checkpoint keys do not match: missing {missing[:3]}, unexpected {unexpected[:3]}", path=weights
+            )
         return model
 
     # ---- what it is ---------------------------------------------------------------------------------------
@@ -220,14 +235,21 @@ class VLM(nn.Module):
         """'MiniLM-L6 (paper: bert-base-uncased)' unless the BERT has bert-base's shape (12 layers, hidden 768,
         12 heads, the 30,522-word uncased vocabulary): every result says which backbone stands in."""
         b = {**BertConfig().to_dict(), **self.config.bert}
-        if (b["num_hidden_layers"], b["hidden_size"], b["num_attention_heads"], b["vocab_size"]) == (12, 768, 12,
-                                                                                                     30522):
+        if (b["num_hidden_layers"], b["hidden_size"], b["num_attention_heads"], b["vocab_size"]) == (
+            12,
+            768,
+            12,
+            30522,
+        ):
             return None
         name = {bb.DEFAULT: "MiniLM-L6", bb.TINY: "tiny random BERT"}.get(self.config.backbone)
         if name is None:
             name = Path(self.config.backbone).name or self.config.backbone
-        return (f"{name} ({b['num_hidden_layers']} layers, hidden {b['hidden_size']}) " if name != "MiniLM-L6"
-                else f"{name} ") + "(paper: bert-base-uncased)"
+        return (
+            f"{name} ({b['num_hidden_layers']} layers, hidden {b['hidden_size']}) "
+            if name != "MiniLM-L6"
+            else f"{name} "
+        ) + "(paper: bert-base-uncased)"
 
     # ---- forward ------------------------------------------------------------------------------------------
     @property
@@ -254,8 +276,15 @@ class VLM(nn.Module):
     def sep_id(self) -> int:
         return 102
 
-    def forward(self, video: torch.Tensor, vmask: torch.Tensor, text_ids: torch.Tensor, text_mask: torch.Tensor,
-                mask: str = "joint", video_tokens: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        video: torch.Tensor,
+        vmask: torch.Tensor,
+        text_ids: torch.Tensor,
+        text_mask: torch.Tensor,
+        mask: str = "joint",
+        video_tokens: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Last-layer hidden states (B, 96, H).
 
         video (B, 32, 512) with invalid/masked seconds already zeroed; vmask (B, 32) valid seconds;
@@ -267,8 +296,12 @@ class VLM(nn.Module):
             video_tokens = self.video_tokens(video)
         embeds = self.embed(video_tokens, text_ids)
         attn = masks.BUILDERS[mask](vmask, text_mask, dtype=embeds.dtype)
-        out = self.bert(inputs_embeds=embeds, attention_mask=attn, position_ids=position_ids(b, text_ids.device),
-                        token_type_ids=token_type_ids(b, text_ids.device))
+        out = self.bert(
+            inputs_embeds=embeds,
+            attention_mask=attn,
+            position_ids=position_ids(b, text_ids.device),
+            token_type_ids=token_type_ids(b, text_ids.device),
+        )
         return out.last_hidden_state
 
     # ---- isolated halves (fine-tuning and evaluation) -------------------------------------------------------
@@ -291,19 +324,20 @@ class VLM(nn.Module):
 
     def _run(self, embeds: torch.Tensor, keys: torch.Tensor, start: int) -> torch.Tensor:
         b, n = embeds.shape[:2]
-        pos = position_ids(b, embeds.device)[:, start:start + n]
-        types = token_type_ids(b, embeds.device)[:, start:start + n]
+        pos = position_ids(b, embeds.device)[:, start : start + n]
+        types = token_type_ids(b, embeds.device)[:, start : start + n]
         attn = torch.zeros(b, 1, n, n, dtype=embeds.dtype, device=embeds.device)
         attn.masked_fill_(~keys[:, None, None, :], torch.finfo(embeds.dtype).min)
-        return self.bert(inputs_embeds=embeds, attention_mask=attn, position_ids=pos,
-                         token_type_ids=types).last_hidden_state
+        return self.bert(
+            inputs_embeds=embeds, attention_mask=attn, position_ids=pos, token_type_ids=types
+        ).last_hidden_state
 
     # ---- pooling (retrieval / QA / CrossTask) ---------------------------------------------------------------
     @staticmethod
     def pool_video(hidden: torch.Tensor, vmask: torch.Tensor) -> torch.Tensor:
         """Masked mean over the valid video tokens plus the video-[SEP] (the reference's pooled_video).
         hidden: a full (B, 96, H) forward or forward_video's (B, 33, H)."""
-        states = hidden[:, VIDEO_START:VIDEO_SEP + 1] if hidden.shape[1] > VIDEO_SEP else hidden
+        states = hidden[:, VIDEO_START : VIDEO_SEP + 1] if hidden.shape[1] > VIDEO_SEP else hidden
         weights = torch.cat([vmask.float(), torch.ones_like(vmask[:, :1], dtype=torch.float)], dim=1)
         return (states * weights[..., None]).sum(1) / weights.sum(1, keepdim=True)
 

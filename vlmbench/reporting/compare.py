@@ -32,6 +32,7 @@ Verdicts (one row per task/metric; every one but ok fails the gate):
                           floors taken from the new results (OUT/<task>/floor-<kind>/, or `over: <task>`)
     missing               in the reference, absent or NaN in the new results (or a floor the rule needs)
 """
+
 from __future__ import annotations
 
 import math
@@ -52,18 +53,31 @@ def direction(metric: str) -> int:
 
 
 DEFAULT_TOLERANCE = 0.5
-DEFAULT_TOLERANCES: dict[str, float] = {"CIDEr": 0.01, "MedR": 0.5, "MeanR": 0.5, "v2t_MedR": 0.5, "v2t_MeanR": 0.5,
-                                        "loss_first": 0.02, "loss_last": 0.02, "loss_drop": 0.02,   # pre-training loss (nats)
-                                        "search_gain": 0.005}   # captioning: beam over greedy, nats per token
-BEYOND_NOISE = ("changed beyond noise: if intended, run `make update-reference` and say why in the commit")
+DEFAULT_TOLERANCES: dict[str, float] = {
+    "CIDEr": 0.01,
+    "MedR": 0.5,
+    "MeanR": 0.5,
+    "v2t_MedR": 0.5,
+    "v2t_MeanR": 0.5,
+    "loss_first": 0.02,
+    "loss_last": 0.02,
+    "loss_drop": 0.02,  # pre-training loss (nats)
+    "search_gain": 0.005,
+}  # captioning: beam over greedy, nats per token
+BEYOND_NOISE = "changed beyond noise: if intended, run `make update-reference` and say why in the commit"
 FAILING = ("regressed", "missing", "changed beyond noise", "below floor")
 COLUMNS = ["task", "metric", "ref", "new", "delta", "tolerance", "floor", "status", "why"]
 NOISE_SIGMAS = 3.0
 _EPS = 1e-9  # a difference of exactly the tolerance is still ok despite float rounding
 
 
-def tolerance(metric: str, tol: dict[str, float] | None = None, std: float | None = None,
-              se: float | None = None, step: float | None = None) -> float:
+def tolerance(
+    metric: str,
+    tol: dict[str, float] | None = None,
+    std: float | None = None,
+    se: float | None = None,
+    step: float | None = None,
+) -> float:
     """tol override > with a measured std: max(NOISE_SIGMAS x sqrt(2) x std, NOISE_SIGMAS x se, step, the
     metric kind's minimum) > the minimum. se (the reference's bootstrap standard error) and step (one test
     example's worth) only count beside a measured std: without noise.json the gate is the tight bit-change check."""
@@ -114,8 +128,13 @@ IDENTITY_FIELDS = ("preset", "toy", "backbone", "split", "data_fingerprint")
 
 def identity(r: Result) -> dict[str, object]:
     """The fields that say which experiment a result measures; None where the record does not say."""
-    return {"preset": r.preset, "toy": r.toy, "backbone": r.config.get("backbone"), "split": r.split or None,
-            "data_fingerprint": r.provenance.get("data_fingerprint")}
+    return {
+        "preset": r.preset,
+        "toy": r.toy,
+        "backbone": r.config.get("backbone"),
+        "split": r.split or None,
+        "data_fingerprint": r.provenance.get("data_fingerprint"),
+    }
 
 
 def check_comparable(new: list[Result], ref: list[Result]) -> None:
@@ -129,8 +148,11 @@ def check_comparable(new: list[Result], ref: list[Result]) -> None:
         a, b = identity(got), identity(r)
         for f in IDENTITY_FIELDS:
             if a[f] is not None and b[f] is not None and a[f] != b[f]:
-                raise InputError(f"{key}: {f} differs (new {a[f]!r}, reference {b[f]!r}); these results measure "
-                                 "different things; pass --force to compare them anyway", path=got.path or key)
+                raise InputError(
+                    f"{key}: {f} differs (new {a[f]!r}, reference {b[f]!r}); these results measure "
+                    "different things; pass --force to compare them anyway",
+                    path=got.path or key,
+                )
 
 
 def compared_line(new: list[Result], ref: list[Result]) -> str:
@@ -144,8 +166,11 @@ def compared_line(new: list[Result], ref: list[Result]) -> str:
             parts.append(f"{f} {values.pop()}" if len(values) == 1 else f"{f} mixed ({', '.join(sorted(values))})")
     shas = [{(r.provenance.get("git_sha") or "?")[:10] for r in side} for side in (new, ref)]
     sha = [", ".join(sorted(s)) or "?" for s in shas]
-    return (f"Compared {len(_by_key(ref, 'reference'))} reference tasks: " + "; ".join(parts)
-            + f"; new at {sha[0]}, reference at {sha[1]}")
+    return (
+        f"Compared {len(_by_key(ref, 'reference'))} reference tasks: "
+        + "; ".join(parts)
+        + f"; new at {sha[0]}, reference at {sha[1]}"
+    )
 
 
 def status(metric: str, ref: float, new: float | None, tol: float) -> str:
@@ -180,22 +205,41 @@ def floor_checks(new: list[Result], enabled: bool = True) -> dict[tuple[str, str
                 src = new_by.get(rule.over if rule.over in specs else f"{r.task} [{rule.over}]")
                 floor = src.metrics.get(rule.metric) if src is not None else None
                 if floor is None or math.isnan(floor):
-                    out[(r.task, rule.metric)] = (None, f"{rule.describe()}: no {rule.over} result with {rule.metric} "
-                                                        "among the new results (missing floor)")
+                    out[(r.task, rule.metric)] = (
+                        None,
+                        f"{rule.describe()}: no {rule.over} result with {rule.metric} "
+                        "among the new results (missing floor)",
+                    )
                     continue
             thr = rule.threshold(floor)
-            bad = value is None or math.isnan(value) or value * direction(rule.metric) < thr * direction(rule.metric) - _EPS
+            bad = (
+                value is None
+                or math.isnan(value)
+                or value * direction(rule.metric) < thr * direction(rule.metric) - _EPS
+            )
             seen = "missing" if value is None else f"{value:.4g}"
-            why = (f"{rule.describe()} needs {thr:.4g}"
-                   + (f" (floor {floor:.4g})" if floor is not None else "") + f", got {seen}") if bad else None
-            prev = out.get((r.task, rule.metric))   # several rules on one metric: a failure wins, else the highest bar
+            why = (
+                (
+                    f"{rule.describe()} needs {thr:.4g}"
+                    + (f" (floor {floor:.4g})" if floor is not None else "")
+                    + f", got {seen}"
+                )
+                if bad
+                else None
+            )
+            prev = out.get((r.task, rule.metric))  # several rules on one metric: a failure wins, else the highest bar
             if prev is None or (prev[1] is None and (why is not None or thr > (prev[0] or float("-inf")))):
                 out[(r.task, rule.metric)] = (thr, why)
     return out
 
 
-def compare(new: list[Result], ref: list[Result], tol: dict[str, float] | None = None,
-            noise: dict | None = None, floors: bool = True) -> pd.DataFrame:
+def compare(
+    new: list[Result],
+    ref: list[Result],
+    tol: dict[str, float] | None = None,
+    noise: dict | None = None,
+    floors: bool = True,
+) -> pd.DataFrame:
     """One row per (task, metric) of the reference, with columns COLUMNS; plus, where both runs kept their
     per-example values (predictions.npz beside result.json) on the same test examples, the paired bootstrap
     difference new - ref, its 95% interval and whether it excludes 0."""
@@ -209,28 +253,62 @@ def compare(new: list[Result], ref: list[Result], tol: dict[str, float] | None =
         paired_cols |= bool(pairs)
         for metric, ref_value in r.metrics.items():
             new_value = got.metrics.get(metric) if got is not None else None
-            t = tolerance(metric, tol, spread.get(key, {}).get(metric, {}).get("std"), bootstrap_se(r, metric),
-                          example_step(r, metric))
+            t = tolerance(
+                metric,
+                tol,
+                spread.get(key, {}).get(metric, {}).get("std"),
+                bootstrap_se(r, metric),
+                example_step(r, metric),
+            )
             delta = new_value - ref_value if new_value is not None else float("nan")
             p = pairs.get(metric)
             st = status(metric, ref_value, new_value, t)
             thr, fwhy = floors.get((key, metric), (None, None))
             seen.add((key, metric))
-            why = {"changed beyond noise": BEYOND_NOISE, "regressed": f"worse than the reference by more than {t:g}",
-                   "missing": "not in the new results"}.get(st)
+            why = {
+                "changed beyond noise": BEYOND_NOISE,
+                "regressed": f"worse than the reference by more than {t:g}",
+                "missing": "not in the new results",
+            }.get(st)
             if fwhy and st in ("ok", "changed beyond noise"):
                 st, why = "below floor", fwhy
             elif fwhy:
                 why = f"{why}; {fwhy}"
-            rows.append([key, metric, ref_value, new_value, delta, t, thr, st, why,
-                         render.format_value(metric, p["diff"], signed=True) if p else None,
-                         f"[{render.format_value(metric, p['lo'])}, {render.format_value(metric, p['hi'])}]" if p else None,
-                         ("yes" if p["significant"] else "no") if p else None])
-    for (key, metric), (thr, fwhy) in floors.items():   # a rule on a metric the reference does not carry
+            rows.append(
+                [
+                    key,
+                    metric,
+                    ref_value,
+                    new_value,
+                    delta,
+                    t,
+                    thr,
+                    st,
+                    why,
+                    render.format_value(metric, p["diff"], signed=True) if p else None,
+                    f"[{render.format_value(metric, p['lo'])}, {render.format_value(metric, p['hi'])}]" if p else None,
+                    ("yes" if p["significant"] else "no") if p else None,
+                ]
+            )
+    for (key, metric), (thr, fwhy) in floors.items():  # a rule on a metric the reference does not carry
         if (key, metric) not in seen:
             value = new_by[key].metrics.get(metric)
-            rows.append([key, metric, None, value, float("nan"), None, thr, "below floor" if fwhy else "ok", fwhy,
-                         None, None, None])
+            rows.append(
+                [
+                    key,
+                    metric,
+                    None,
+                    value,
+                    float("nan"),
+                    None,
+                    thr,
+                    "below floor" if fwhy else "ok",
+                    fwhy,
+                    None,
+                    None,
+                    None,
+                ]
+            )
     df = pd.DataFrame(rows, columns=COLUMNS + list(PAIRED_COLUMNS))
     return df if paired_cols else df[COLUMNS]
 
@@ -257,28 +335,43 @@ def failed(df: pd.DataFrame) -> bool:
     return bool(df["status"].isin(FAILING).any())
 
 
-def compare_paths(new_path: str | Path, ref_path: str | Path, tol: dict[str, float] | None = None,
-                  force: bool = False, floors: bool = True) -> tuple[pd.DataFrame, bool]:
+def compare_paths(
+    new_path: str | Path,
+    ref_path: str | Path,
+    tol: dict[str, float] | None = None,
+    force: bool = False,
+    floors: bool = True,
+) -> tuple[pd.DataFrame, bool]:
     """Load, refuse incomparable results (unless force), compare; the frame's attrs['compared'] says what."""
     ref = load_results(ref_path)
     if not ref:
         raise InputError("no reference results found", path=ref_path)
     new = load_results(new_path)
     new_tasks, ref_tasks = {r.task for r in new}, {r.task for r in ref}
-    if new and not new_tasks & ref_tasks:   # a result file of another task: a wrong argument, not a regression
-        raise InputError(f"task: the new results ({', '.join(sorted(new_tasks))}) share no task with the reference "
-                         f"({', '.join(sorted(ref_tasks))})", path=new_path)
+    if new and not new_tasks & ref_tasks:  # a result file of another task: a wrong argument, not a regression
+        raise InputError(
+            f"task: the new results ({', '.join(sorted(new_tasks))}) share no task with the reference "
+            f"({', '.join(sorted(ref_tasks))})",
+            path=new_path,
+        )
     if not force:
         check_comparable(new, ref)
     from vlmbench.reporting.noise import load_noise
 
     noise = load_noise(ref_path)
     df = compare(new, ref, tol, noise, floors)
-    df.attrs["compared"] = (compared_line(new, ref) + (" (--force: identity checks skipped)" if force else "")
-                            + ("; tolerances: max(3 x sqrt(2) std over seeds " + ", ".join(map(str, noise.get("seeds", [])))
-                               + ", 3 bootstrap SE, one test example, minimum)" if noise
-                               else "; tolerances: defaults (no noise.json)")
-                            + ("" if floors else "; floors not checked (--no-floors)"))
+    df.attrs["compared"] = (
+        compared_line(new, ref)
+        + (" (--force: identity checks skipped)" if force else "")
+        + (
+            "; tolerances: max(3 x sqrt(2) std over seeds "
+            + ", ".join(map(str, noise.get("seeds", [])))
+            + ", 3 bootstrap SE, one test example, minimum)"
+            if noise
+            else "; tolerances: defaults (no noise.json)"
+        )
+        + ("" if floors else "; floors not checked (--no-floors)")
+    )
     return df, failed(df)
 
 
@@ -289,8 +382,12 @@ def to_markdown(df: pd.DataFrame) -> str:
     view = pd.DataFrame({"": ["❌" if s in FAILING else "✅" for s in df["status"]]})
     view["task"], view["metric"] = list(df["task"]), list(df["metric"])
     for col in ("ref", "new", "delta", "tolerance", "floor"):
-        view[col] = ["-" if v is None or (isinstance(v, float) and math.isnan(v)) and col in ("ref", "tolerance", "floor")
-                     else render.format_value(m, v, signed=col == "delta") for m, v in zip(df["metric"], df[col])]
+        view[col] = [
+            "-"
+            if v is None or (isinstance(v, float) and math.isnan(v)) and col in ("ref", "tolerance", "floor")
+            else render.format_value(m, v, signed=col == "delta")
+            for m, v in zip(df["metric"], df[col])
+        ]
     for col in ("paired diff", "paired 95% CI", "significant"):
         if col in df.columns:
             view[col] = list(df[col].fillna("-"))
@@ -299,7 +396,9 @@ def to_markdown(df: pd.DataFrame) -> str:
     if df.attrs.get("compared"):
         lines += [df.attrs["compared"], ""]
     failures = [f"- {t} {m}: {s}: {w}" for t, m, s, w in zip(bad["task"], bad["metric"], bad["status"], bad["why"])]
-    return "\n".join(lines + render.markdown_table(view) + (["", "Failed checks:", *failures] if failures else [])) + "\n"
+    return (
+        "\n".join(lines + render.markdown_table(view) + (["", "Failed checks:", *failures] if failures else [])) + "\n"
+    )
 
 
 def failure_lines(df: pd.DataFrame) -> list[str]:

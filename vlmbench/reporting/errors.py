@@ -1,17 +1,18 @@
 """Error analysis exports, one CSV per run folder (the paper's Tables 10 and 11, and per-class accuracy):
 
-    retrieval_errors.csv   every wrong top-1 text->video: query, the retrieved clip and its own caption, the true
-                           clip's rank (Table 10's error kinds are read off these rows)
-    captions.csv           worst captions first, with references (written by the captioning adapter: Table 11)
-    class_accuracy.csv     COIN: per step class, frames, accuracy and the class it is most often mistaken for;
-                           CrossTask: per (task, step), annotated videos and recall
+retrieval_errors.csv   every wrong top-1 text->video: query, the retrieved clip and its own caption, the true
+                       clip's rank (Table 10's error kinds are read off these rows)
+captions.csv           worst captions first, with references (written by the captioning adapter: Table 11)
+class_accuracy.csv     COIN: per step class, frames, accuracy and the class it is most often mistaken for;
+                       CrossTask: per (task, step), annotated videos and recall
 """
+
 from __future__ import annotations
 
 import csv
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 
@@ -27,13 +28,14 @@ def _write(path: Path, header: list[str], rows: list[list]) -> Path:
             w = csv.writer(f)
             w.writerow(header)
             w.writerows(rows)
+
     return atomic_write(path, write)
 
 
 def retrieval_errors(preds: Mapping[str, np.ndarray]) -> tuple[list[str], list[list]]:
     from vlmbench.adapters.retrieval import ranked_view
 
-    view = ranked_view(preds)                   # ranks and top-5 (or an old file's full matrix)
+    view = ranked_view(preds)  # ranks and top-5 (or an old file's full matrix)
     ids = view["ids"]
     texts = [str(x) for x in preds["texts"]] if "texts" in preds else [""] * len(ids)
     true_rank = view["rank"]
@@ -53,8 +55,16 @@ def segmentation_classes(preds: Mapping[str, np.ndarray]) -> tuple[list[str], li
         sel = target == c
         wrong = Counter(pred[sel & (pred != c)].tolist())
         confused, n_conf = wrong.most_common(1)[0] if wrong else ("", 0)
-        rows.append([int(c), "background" if c == 0 else "", int(sel.sum()), f"{100 * np.mean(pred[sel] == c):.2f}",
-                     confused, n_conf])
+        rows.append(
+            [
+                int(c),
+                "background" if c == 0 else "",
+                int(sel.sum()),
+                f"{100 * np.mean(pred[sel] == c):.2f}",
+                confused,
+                n_conf,
+            ]
+        )
     return ["class", "note", "frames", "accuracy", "most_confused_with", "frames_confused"], rows
 
 

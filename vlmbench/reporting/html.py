@@ -6,13 +6,14 @@ paper's rows (values with their 95% intervals), the pictures found under the giv
 attention maps, embedding projections: *.png), and the error examples (captions.csv and other *errors*.csv,
 first rows). Tables scroll sideways inside their box, so the page reads from phone width to desktop.
 """
+
 from __future__ import annotations
 
 import base64
 import csv
 import html
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from vlmbench.reporting import render
 from vlmbench.reporting.result import Result
@@ -38,7 +39,7 @@ figcaption { color: var(--muted); font-size: .9em; }
 footer { color: var(--muted); font-size: .85em; margin-top: 2em; }
 """
 
-PICTURE_GLOBS = ("*-vs-*.png", "attention*.png", "embeddings*.png")   # ablation plots, viz pictures
+PICTURE_GLOBS = ("*-vs-*.png", "attention*.png", "embeddings*.png")  # ablation plots, viz pictures
 ERROR_GLOBS = ("captions.csv", "*errors*.csv", "class_accuracy.csv")
 ERROR_ROWS = 10
 
@@ -48,8 +49,10 @@ def _table(t: render.Table, kinds: Sequence[str] | None = None) -> str:
     rows = []
     for i, row in enumerate(t.frame.itertuples(index=False)):
         cls = f' class="{kinds[i]}"' if kinds else ""
-        cells = "".join(f'<td class="{"num" if c in t.numeric else ""}">{html.escape(str(v))}</td>'
-                        for c, v in zip(t.frame.columns, row))
+        cells = "".join(
+            f'<td class="{"num" if c in t.numeric else ""}">{html.escape(str(v))}</td>'
+            for c, v in zip(t.frame.columns, row)
+        )
         rows.append(f"<tr{cls}>{cells}</tr>")
     return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
 
@@ -74,20 +77,24 @@ def _csv_head(path: Path, n: int = ERROR_ROWS) -> render.Table:
 
     with open(path, newline="", encoding="utf-8") as f:
         rows = list(csv.reader(f))
-    header, body = (rows[0], rows[1:n + 1]) if rows else ([], [])
+    header, body = (rows[0], rows[1 : n + 1]) if rows else ([], [])
     return render.Table(pd.DataFrame(body, columns=header), title=str(path))
 
 
-def html_report(results: Sequence[Result], roots: Sequence[Path], against: str | None = "paper",
-                title: str = "vlmbench report") -> str:
+def html_report(
+    results: Sequence[Result], roots: Sequence[Path], against: str | None = "paper", title: str = "vlmbench report"
+) -> str:
     df = report_frame(results, against)
     parts = [f"<h1>{html.escape(title)}</h1>"]
     if any(r.toy for r in results):
         parts.append(f'<p class="note">{html.escape(TOY_NOTE)}</p>')
     presets = sorted({r.preset for r in results if r.preset})
-    parts.append(f"<p>{len(results)} result(s)" + (f", preset {', '.join(presets)}" if presets else "")
-                 + ". Values are <b>value ± half-width</b> of the 95% bootstrap interval over the test examples "
-                 "where the run kept them; paper rows as published.</p>")
+    parts.append(
+        f"<p>{len(results)} result(s)"
+        + (f", preset {', '.join(presets)}" if presets else "")
+        + ". Values are <b>value ± half-width</b> of the 95% bootstrap interval over the test examples "
+        "where the run kept them; paper rows as published.</p>"
+    )
     parts.append("<h2>Results beside the paper</h2>")
     for t, (_, g) in zip(report_tables(df, ci=True), df.groupby("task", sort=False)):
         parts.append(f"<h3>{html.escape(t.title)}</h3>")
@@ -96,8 +103,10 @@ def html_report(results: Sequence[Result], roots: Sequence[Path], against: str |
     if pictures:
         parts.append('<h2>Pictures</h2><div class="grid">')
         for p in pictures:
-            parts.append(f'<figure><img src="{_png(p)}" alt="{html.escape(p.stem)}">'
-                         f"<figcaption>{html.escape(p.parent.name + '/' + p.name)}</figcaption></figure>")
+            parts.append(
+                f'<figure><img src="{_png(p)}" alt="{html.escape(p.stem)}">'
+                f"<figcaption>{html.escape(p.parent.name + '/' + p.name)}</figcaption></figure>"
+            )
         parts.append("</div>")
     errors = _find(roots, ERROR_GLOBS)
     if errors:
@@ -106,8 +115,11 @@ def html_report(results: Sequence[Result], roots: Sequence[Path], against: str |
             t = _csv_head(p)
             parts.append(f"<h3>{html.escape(p.parent.name + '/' + p.name)}</h3>{_table(t)}")
     parts.append("<footer>written by vlmbench; self-contained: no scripts, fonts or images are fetched.</footer>")
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; img-src data:; style-src 'unsafe-inline'\">"
-            f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>\n"
-            + "\n".join(parts) + "\n</body></html>\n")
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; img-src data:; style-src 'unsafe-inline'\">"
+        f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>\n"
+        + "\n".join(parts)
+        + "\n</body></html>\n"
+    )

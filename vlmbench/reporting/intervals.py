@@ -8,10 +8,12 @@ the point estimate at weight 1 is the reported metric and the same weights pair 
 Resampling units: queries (retrieval: text i with its video i), questions (MC-QA), videos (COIN, CrossTask),
 clips (captioning).
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -19,13 +21,20 @@ from vlmbench.errors import InputError
 from vlmbench.metrics import bootstrap as bs
 
 PREFIX = "example:"
-UNITS = {"retrieval": "queries (text i with its video i)", "mcqa": "questions", "segmentation": "videos",
-         "localization": "videos", "captioning": "clips"}
-CAPTION_SCHEME = ("BLEU-3/4 recomputed as corpus BLEU from the resampled clips' n-gram statistics (exact); ROUGE-L "
-                  "mean of resampled per-clip scores (exact); CIDEr-D mean of resampled per-clip scores with IDF from "
-                  "the whole test set (the resample's own IDF is not recomputed); METEOR: the resampled mean of "
-                  "per-caption METEOR, shifted to the corpus score (its fragmentation penalty pools over the corpus, "
-                  "so it is not re-run in Java per resample)")
+UNITS = {
+    "retrieval": "queries (text i with its video i)",
+    "mcqa": "questions",
+    "segmentation": "videos",
+    "localization": "videos",
+    "captioning": "clips",
+}
+CAPTION_SCHEME = (
+    "BLEU-3/4 recomputed as corpus BLEU from the resampled clips' n-gram statistics (exact); ROUGE-L "
+    "mean of resampled per-clip scores (exact); CIDEr-D mean of resampled per-clip scores with IDF from "
+    "the whole test set (the resample's own IDF is not recomputed); METEOR: the resampled mean of "
+    "per-caption METEOR, shifted to the corpus score (its fragmentation penalty pools over the corpus, "
+    "so it is not re-run in Java per resample)"
+)
 
 
 def per_example(family: str, preds: Mapping[str, np.ndarray], cfg: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -35,40 +44,56 @@ def per_example(family: str, preds: Mapping[str, np.ndarray], cfg: Mapping[str, 
         return have
     if family == "retrieval":
         from vlmbench.metrics.retrieval import ranks
+
         scores = np.asarray(preds["scores"])
         out = {"rank": ranks(scores), "v2t_rank": ranks(scores.T)}
     elif family == "mcqa":
         out = {"correct": (np.argmax(preds["scores"], axis=1) == preds["answers"]).astype(np.int8)}
     elif family == "segmentation":
         from vlmbench.adapters.segmentation import unpack_videos
+
         _, pred, target = unpack_videos(dict(preds))
-        out = {"frames": np.array([len(t) for t in target]), "hits": np.array([(p == t).sum() for p, t in zip(pred, target)]),
-               "fg_frames": np.array([(t != 0).sum() for t in target]),
-               "fg_hits": np.array([((p == t) & (t != 0)).sum() for p, t in zip(pred, target)])}
+        out = {
+            "frames": np.array([len(t) for t in target]),
+            "hits": np.array([(p == t).sum() for p, t in zip(pred, target)]),
+            "fg_frames": np.array([(t != 0).sum() for t in target]),
+            "fg_hits": np.array([((p == t) & (t != 0)).sum() for p, t in zip(pred, target)]),
+        }
     elif family == "localization":
         from vlmbench.adapters.localization import unpack_matrices
+
         tasks, _, y_true, y_pred, _ = unpack_matrices(dict(preds))
-        out = {"task": np.array(tasks, dtype=str),
-               "hits": np.array([int((t.astype(np.int64) * p).sum()) for t, p in zip(y_true, y_pred)]),
-               "steps": np.array([int((t.sum(axis=0) > 0).sum()) for t in y_true])}
+        out = {
+            "task": np.array(tasks, dtype=str),
+            "hits": np.array([int((t.astype(np.int64) * p).sum()) for t, p in zip(y_true, y_pred)]),
+            "steps": np.array([int((t.sum(axis=0) > 0).sum()) for t in y_true]),
+        }
     elif family == "captioning":
         from vlmbench.metrics.captioning import caption_statistics
+
         ids = [str(x) for x in preds["ids"]]
-        st = caption_statistics(dict(zip(ids, map(str, preds["hypotheses"]))),
-                                dict(zip(ids, map(str, preds["references"]))),
-                                tokenize=cfg.get("tokenize", "whitespace"), meteor=not cfg.get("skip_meteor", False))
+        st = caption_statistics(
+            dict(zip(ids, map(str, preds["hypotheses"]))),
+            dict(zip(ids, map(str, preds["references"]))),
+            tokenize=cfg.get("tokenize", "whitespace"),
+            meteor=not cfg.get("skip_meteor", False),
+        )
         out = {k: st[k] for k in ("bleu", "rouge_l", "cider")}
-        if np.isfinite(st["meteor"]).all():        # skip_meteor: no per-caption METEOR (not a column of NaN)
+        if np.isfinite(st["meteor"]).all():  # skip_meteor: no per-caption METEOR (not a column of NaN)
             out["meteor"] = st["meteor"]
     else:
         return {}
     return {PREFIX + k: np.asarray(v) for k, v in out.items()}
 
 
-def estimators(family: str, arrays: Mapping[str, np.ndarray], metrics: Mapping[str, float],
-               preds: Mapping[str, np.ndarray] | None = None) -> dict[str, bs.Estimator]:
+def estimators(
+    family: str,
+    arrays: Mapping[str, np.ndarray],
+    metrics: Mapping[str, float],
+    preds: Mapping[str, np.ndarray] | None = None,
+) -> dict[str, bs.Estimator]:
     """metric -> estimator, for the metrics of `metrics` this family can resample."""
-    a = {k[len(PREFIX):]: v for k, v in arrays.items() if k.startswith(PREFIX)}
+    a = {k[len(PREFIX) :]: v for k, v in arrays.items() if k.startswith(PREFIX)}
     est: dict[str, bs.Estimator] = {}
     if family == "retrieval":
         for prefix, r in (("", a["rank"]), ("v2t_", a["v2t_rank"])):
@@ -103,14 +128,19 @@ def n_examples(arrays: Mapping[str, np.ndarray]) -> int:
 
 
 def conventions(family: str) -> dict[str, str]:
-    out = {"interval": f"{bs.CONVENTION}; unit: {UNITS.get(family, 'examples')}",
-           "interval_resamples": str(bs.RESAMPLES), "interval_seed": str(bs.SEED)}
+    out = {
+        "interval": f"{bs.CONVENTION}; unit: {UNITS.get(family, 'examples')}",
+        "interval_resamples": str(bs.RESAMPLES),
+        "interval_seed": str(bs.SEED),
+    }
     if family == "captioning":
         out["interval_captioning"] = CAPTION_SCHEME
     return out
 
 
-def result_intervals(family: str, preds: Mapping[str, np.ndarray], metrics: Mapping[str, float]) -> dict[str, list[float]]:
+def result_intervals(
+    family: str, preds: Mapping[str, np.ndarray], metrics: Mapping[str, float]
+) -> dict[str, list[float]]:
     """metric -> [low, high] for result.json (the predictions must already hold their example:* arrays)."""
     arrays = {k: v for k, v in preds.items() if k.startswith(PREFIX)}
     if not arrays:
@@ -120,6 +150,7 @@ def result_intervals(family: str, preds: Mapping[str, np.ndarray], metrics: Mapp
 
 
 # ---- paired comparison of two saved runs ---------------------------------------------------------------------
+
 
 def load_examples(result_path: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]] | None:
     """(example arrays, predictions) from the predictions.npz beside a result.json; None when absent."""
@@ -133,12 +164,19 @@ def load_examples(result_path: Path) -> tuple[dict[str, np.ndarray], dict[str, n
     return (arrays, preds) if arrays else None
 
 
-def paired_difference(family: str, new: tuple[dict, dict], ref: tuple[dict, dict], new_metrics: Mapping[str, float],
-                      ref_metrics: Mapping[str, float]) -> dict[str, dict[str, float]]:
+def paired_difference(
+    family: str,
+    new: tuple[dict, dict],
+    ref: tuple[dict, dict],
+    new_metrics: Mapping[str, float],
+    ref_metrics: Mapping[str, float],
+) -> dict[str, dict[str, float]]:
     """Paired bootstrap of new - ref per metric; refuses two runs on different test examples."""
     (a_arr, a_preds), (b_arr, b_preds) = new, ref
     ids_a, ids_b = a_preds.get("ids"), b_preds.get("ids")
     if ids_a is None or ids_b is None or list(map(str, ids_a)) != list(map(str, ids_b)):
         raise InputError("paired comparison needs the same test examples in the same order (ids differ)")
     n = n_examples(a_arr)
-    return bs.paired(estimators(family, a_arr, new_metrics, a_preds), estimators(family, b_arr, ref_metrics, b_preds), n)
+    return bs.paired(
+        estimators(family, a_arr, new_metrics, a_preds), estimators(family, b_arr, ref_metrics, b_preds), n
+    )

@@ -6,6 +6,7 @@ turns into per-metric tolerances (3 x sqrt(2) std and the floors of compare.py's
 noise.json: {"preset", "seeds", "tasks": {task: {metric: {mean, std, min, max, values, seeds}}}}; std is the
 sample standard deviation (ddof=1). Floor baselines (OUT/<task>/floor-*) are not part of it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,9 +54,14 @@ def noise_from_runs(run_dirs: list[Path], min_seeds: int = MIN_SEEDS) -> dict:
         tasks[task] = {}
         for m, sv in metrics.items():
             v = np.array([x for _, x in sv])
-            tasks[task][m] = {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
-                              "min": float(v.min()), "max": float(v.max()), "values": v.tolist(),
-                              "seeds": [s for s, _ in sv]}
+            tasks[task][m] = {
+                "mean": float(v.mean()),
+                "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
+                "min": float(v.min()),
+                "max": float(v.max()),
+                "values": v.tolist(),
+                "seeds": [s for s, _ in sv],
+            }
     return {"preset": presets.pop(), "seeds": seeds, "tasks": tasks}
 
 
@@ -69,7 +75,7 @@ def load_noise(ref_path: str | Path) -> dict | None:
     except json.JSONDecodeError as e:
         raise InputError(f"malformed JSON ({e.msg})", path=p) from None
     if not isinstance(data, dict) or not isinstance(data.get("tasks"), dict):
-        raise InputError("expected {\"tasks\": {task: {metric: {std, ...}}}}", path=p)
+        raise InputError('expected {"tasks": {task: {metric: {std, ...}}}}', path=p)
     return data
 
 

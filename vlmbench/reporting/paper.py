@@ -1,10 +1,11 @@
 """The paper's Tables 2-9 as data (baselines/paper_tables.csv), read into pandas."""
+
 from __future__ import annotations
 
 import importlib.resources
+from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterable
 
 import pandas as pd
 

@@ -1,8 +1,9 @@
 """Ablation plots: a metric against one config key, one line per combination of the other keys."""
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -25,8 +26,13 @@ def unit(metric: str) -> str:
 
 
 def plot_metric_vs_key(
-    df: pd.DataFrame, key: str, metric: str, out_png: str | Path, other_keys: Sequence[str] | None = None,
-    preset: str | None = None, toy: bool = False,
+    df: pd.DataFrame,
+    key: str,
+    metric: str,
+    out_png: str | Path,
+    other_keys: Sequence[str] | None = None,
+    preset: str | None = None,
+    toy: bool = False,
 ) -> Path:
     """Plot `metric` against `key` from a grid_table() frame (mean over seeds, with ±std error bars when the
     grid has `<metric>:std`); paper values (column `paper:<metric>`, Tables 8/9) are drawn as black crosses.
@@ -45,6 +51,7 @@ def plot_metric_vs_key(
 
     numeric = pd.to_numeric(data[key], errors="coerce").notna().all()
     categories = list(dict.fromkeys(data[key].astype(str)))  # categorical x keeps first-seen order
+
     def xs(values: pd.Series) -> list[float]:
         return list(values.astype(float)) if numeric else [categories.index(str(v)) for v in values]
 
@@ -61,24 +68,38 @@ def plot_metric_vs_key(
         std = g[f"{metric}:std"].fillna(0).tolist() if f"{metric}:std" in g.columns else None
         yerr, what = (std, " (mean ± std over seeds)") if std and any(std) else (None, "")
         if yerr is None and f"{metric}:lo" in g.columns and g[f"{metric}:lo"].notna().all():
-            y = g[metric].to_numpy(float)      # one run per point: its 95% bootstrap interval
-            yerr = [np.clip(y - g[f"{metric}:lo"].to_numpy(float), 0, None), np.clip(g[f"{metric}:hi"].to_numpy(float) - y, 0, None)]
+            y = g[metric].to_numpy(float)  # one run per point: its 95% bootstrap interval
+            yerr = [
+                np.clip(y - g[f"{metric}:lo"].to_numpy(float), 0, None),
+                np.clip(g[f"{metric}:hi"].to_numpy(float) - y, 0, None),
+            ]
             what = " (95% bootstrap CI)"
         ax.errorbar(xs(g[key]), list(g[metric]), yerr=yerr, marker="o", capsize=3, label=label + what)
         if paper_col in g.columns and g[paper_col].notna().any():
             p = g[g[paper_col].notna()]
-            ax.scatter(xs(p[key]), list(p[paper_col]), marker="x", color="black",
-                       label=None if paper_drawn else "paper (Tables 8/9)")
+            ax.scatter(
+                xs(p[key]),
+                list(p[paper_col]),
+                marker="x",
+                color="black",
+                label=None if paper_drawn else "paper (Tables 8/9)",
+            )
             paper_drawn = True
-    if numeric:   # ticks at the grid's values, not matplotlib's round numbers
+    if numeric:  # ticks at the grid's values, not matplotlib's round numbers
         values = sorted(set(data[key].astype(float)))
         ax.set_xticks(values, [f"{v:g}" for v in values])
     else:
         ax.set_xticks(range(len(categories)), categories)
     tasks = ", ".join(dict.fromkeys(data["task"])) if "task" in data.columns else ""
     ax.set_title(f"{metric} vs {key}" + (f" — {tasks}" if tasks else ""), fontsize="medium")
-    stamp = " · ".join(x for x in (f"preset {preset}" if preset else "",
-                                   "toy world: not comparable with published numbers" if toy else "") if x)
+    stamp = " · ".join(
+        x
+        for x in (
+            f"preset {preset}" if preset else "",
+            "toy world: not comparable with published numbers" if toy else "",
+        )
+        if x
+    )
     if stamp:
         fig.text(0.99, 0.01, stamp, ha="right", va="bottom", fontsize="x-small", color="dimgray")
     ax.set_xlabel(key)

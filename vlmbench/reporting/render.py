@@ -6,13 +6,15 @@ its own format, optionally `value ± half-width`), `terminal()` draws it with ri
 (no fixed width: rich wraps or folds cells to fit), `markdown()` writes compact GitHub pipe tables, `csv()`
 writes the raw numbers (never the formatted strings, so both interval bounds survive).
 """
+
 from __future__ import annotations
 
 import io
 import math
 import shutil
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import pandas as pd
 from rich.console import Console
@@ -20,7 +22,7 @@ from rich.table import Table as RichTable
 from rich.text import Text
 
 RANK_METRICS = frozenset({"MedR", "MeanR", "v2t_MedR", "v2t_MeanR"})
-RAW_SCALE = frozenset({"CIDEr"})      # reported on the paper's 0-10 scale, 4 decimals (1.3869)
+RAW_SCALE = frozenset({"CIDEr"})  # reported on the paper's 0-10 scale, 4 decimals (1.3869)
 # Output piped to a file or another program has no terminal to fit: tables keep their natural width there
 # (never wrapped mid-label); set $COLUMNS to wrap them anyway.
 FALLBACK_WIDTH = 1000
@@ -30,7 +32,7 @@ def digits(metric: str) -> int:
     """Decimals of a metric, as the paper prints it: CIDEr 4, ranks 1, percent metrics 2.
 
     Losses and other non-percent quantities fall back to 2 as well: never scientific notation."""
-    base = metric.split("/")[0].split(":")[-1].strip()      # 'recall/<task>', 'paper:R@1', 'delta CIDEr'
+    base = metric.split("/")[0].split(":")[-1].strip()  # 'recall/<task>', 'paper:R@1', 'delta CIDEr'
     base = base.split()[-1] if base else base
     return 4 if base in RAW_SCALE else 1 if base in RANK_METRICS else 2
 
@@ -66,14 +68,21 @@ def terminal_width() -> int:
 @dataclass
 class Table:
     """Formatted cells (strings) with the columns to right-justify, a title and an optional note line."""
+
     frame: pd.DataFrame
     title: str = ""
     note: str = ""
     numeric: Sequence[str] = field(default_factory=tuple)
 
 
-def cells(df: pd.DataFrame, metrics: Iterable[str], *, ci: bool = False, signed: Iterable[str] = (),
-          metric_of: dict[str, str] | None = None) -> pd.DataFrame:
+def cells(
+    df: pd.DataFrame,
+    metrics: Iterable[str],
+    *,
+    ci: bool = False,
+    signed: Iterable[str] = (),
+    metric_of: dict[str, str] | None = None,
+) -> pd.DataFrame:
     """Format a frame of raw values: metric columns in their own format (with `value ± half-width` from the
     `<metric>:lo` / `<metric>:hi` columns when ci), other columns as text, missing as '-'.
 
@@ -84,8 +93,10 @@ def cells(df: pd.DataFrame, metrics: Iterable[str], *, ci: bool = False, signed:
         if col in metrics:
             fmt_as = metric_of.get(col, col)
             if ci and f"{col}:lo" in df.columns:
-                out[col] = [format_interval(fmt_as, v, lo, hi, signed=col in signed)
-                            for v, lo, hi in zip(df[col], df[f"{col}:lo"], df[f"{col}:hi"])]
+                out[col] = [
+                    format_interval(fmt_as, v, lo, hi, signed=col in signed)
+                    for v, lo, hi in zip(df[col], df[f"{col}:lo"], df[f"{col}:hi"])
+                ]
             else:
                 out[col] = [format_value(fmt_as, v, signed=col in signed) for v in df[col]]
         else:
@@ -105,7 +116,7 @@ def terminal(tables: Sequence[Table], heading: str = "", width: int | None = Non
     if heading:
         console.print(Text(heading))
     for t in tables:
-        if t.note:   # its own line above the table (wrapped at word breaks only on a narrow terminal)
+        if t.note:  # its own line above the table (wrapped at word breaks only on a narrow terminal)
             console.print(Text(t.note))
         table = RichTable(title=t.title or None, title_justify="left")
         for col in t.frame.columns:
@@ -126,7 +137,9 @@ def _md_row(values: Iterable[Any]) -> str:
 
 def markdown_table(frame: pd.DataFrame) -> list[str]:
     """A compact GitHub pipe table (no padding: diffs of committed tables stay one line per change)."""
-    return [_md_row(frame.columns), "|---" * len(frame.columns) + "|"] + [_md_row(r) for r in frame.itertuples(index=False)]
+    return [_md_row(frame.columns), "|---" * len(frame.columns) + "|"] + [
+        _md_row(r) for r in frame.itertuples(index=False)
+    ]
 
 
 def markdown(tables: Sequence[Table], heading: str = "", level: int = 3) -> str:

@@ -1,14 +1,16 @@
 """The result record: one JSON file per task run (schema `vlmbench.result/1`), with provenance."""
+
 from __future__ import annotations
 
 import json
 import platform
 import subprocess
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from vlmbench.errors import InputError
 from vlmbench.io import write_json
@@ -19,7 +21,7 @@ VERSIONED_PACKAGES = ("torch", "transformers", "numpy", "vlmbench")
 
 
 def utc_now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass
@@ -51,7 +53,7 @@ class Result:
         return {"schema": d.pop("schema"), **d}
 
     @classmethod
-    def from_dict(cls, d: Any, path: Path | None = None) -> "Result":
+    def from_dict(cls, d: Any, path: Path | None = None) -> Result:
         """Validate and build; raises InputError (naming `path` when given) on a malformed record."""
         if not isinstance(d, dict):
             raise InputError("result must be a JSON object", path=path)
@@ -72,8 +74,11 @@ class Result:
                 raise InputError(f"{key!r} must be a JSON object", path=path)
         intervals = {}
         for m, bounds in d.get("intervals", {}).items():
-            if not (isinstance(bounds, list) and len(bounds) == 2
-                    and all(b is None or isinstance(b, (int, float)) and not isinstance(b, bool) for b in bounds)):
+            if not (
+                isinstance(bounds, list)
+                and len(bounds) == 2
+                and all(b is None or isinstance(b, (int, float)) and not isinstance(b, bool) for b in bounds)
+            ):
                 raise InputError(f"intervals[{m!r}] must be [low, high]", path=path)
             intervals[m] = [float("nan") if b is None else float(b) for b in bounds]
         known = {f.name for f in fields(cls)} - {"path"}
@@ -81,8 +86,11 @@ class Result:
         if unknown:
             raise InputError(f"unknown keys {sorted(unknown)}", path=path)
         # JSON null is allowed for a metric that could not be computed; keep it as NaN.
-        d = {**d, "metrics": {k: float("nan") if v is None else float(v) for k, v in metrics.items()},
-             "intervals": intervals}
+        d = {
+            **d,
+            "metrics": {k: float("nan") if v is None else float(v) for k, v in metrics.items()},
+            "intervals": intervals,
+        }
         return cls(**d, path=path)
 
 

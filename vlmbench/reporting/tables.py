@@ -1,9 +1,11 @@
 """Report tables: our results beside the paper's rows and the floor baselines, per task; ablation grids."""
+
 from __future__ import annotations
 
 import json
 import math
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -58,7 +60,7 @@ def _result_row(r: Result, kind: str, label: str, source: str) -> dict[str, Any]
     row = {"task": r.task, "kind": kind, "label": label, "source": source, "note": "; ".join(row_notes(r))}
     for m, v in r.metrics.items():
         row[m] = v
-        if m in r.intervals:                 # both bounds, always, in CSV/JSON
+        if m in r.intervals:  # both bounds, always, in CSV/JSON
             row[f"{m}:lo"], row[f"{m}:hi"] = r.intervals[m]
     return row
 
@@ -77,13 +79,20 @@ def _paper_task_rows(task: str) -> list[dict[str, Any]]:
     cells = paper_rows(task, tables=MAIN_TABLES)
     rows = []
     for (table, method, group), g in cells.groupby(["table", "method", "group"], sort=False):
-        rows.append({"task": task, "kind": "paper", "label": method, "source": f"paper Table {table}, {group}",
-                     "note": "", **dict(zip(g["metric"], g["value"]))})
+        rows.append(
+            {
+                "task": task,
+                "kind": "paper",
+                "label": method,
+                "source": f"paper Table {table}, {group}",
+                "note": "",
+                **dict(zip(g["metric"], g["value"])),
+            }
+        )
     return rows
 
 
-def report(results: Sequence[Result], against: str | None = "paper", fmt: str = "terminal",
-           ci: bool = False) -> str:
+def report(results: Sequence[Result], against: str | None = "paper", fmt: str = "terminal", ci: bool = False) -> str:
     """The report in one format; ci: metric cells as `value ± half-width` (terminal and markdown; CSV and
     JSON always carry both bounds as `<metric>:lo` / `<metric>:hi`)."""
     if fmt not in FORMATS:
@@ -119,8 +128,9 @@ def report_tables(df: pd.DataFrame, ci: bool = False, markdown: bool = False) ->
         bounds = [c for m in metrics for c in (f"{m}:lo", f"{m}:hi") if c in g.columns]
         shown = render.cells(view[cols + bounds], metrics, ci=ci)[cols]
         note = "; ".join(([TOY_NOTE] if toy else []) + others)
-        yield render.Table(shown, title=task, note=f"{task}: {note}" if note and not markdown else note,
-                           numeric=metrics)
+        yield render.Table(
+            shown, title=task, note=f"{task}: {note}" if note and not markdown else note, numeric=metrics
+        )
 
 
 # ---- ablation grid -------------------------------------------------------------------------
@@ -228,8 +238,14 @@ def _paired_columns(new: Result, first: Result) -> dict[str, Any]:
 
     cols: dict[str, Any] = {}
     for m, p in _paired(new, first).items():
-        cols.update({f"{m}:diff": p["diff"], f"{m}:diff:lo": p["lo"], f"{m}:diff:hi": p["hi"],
-                     f"{m}:sig": "yes" if p["significant"] else "no"})
+        cols.update(
+            {
+                f"{m}:diff": p["diff"],
+                f"{m}:diff:lo": p["lo"],
+                f"{m}:diff:hi": p["hi"],
+                f"{m}:sig": "yes" if p["significant"] else "no",
+            }
+        )
     return cols
 
 
@@ -237,11 +253,14 @@ def _hashable(v: Any) -> Any:
     return json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else v
 
 
-PAIRED_NOTE = "Δ: paired bootstrap difference against the task's first cell (same test examples); * = its 95% interval excludes 0"
+PAIRED_NOTE = (
+    "Δ: paired bootstrap difference against the task's first cell (same test examples); * = its 95% interval excludes 0"
+)
 
 
-def grid_tables(grid: pd.DataFrame, varied: Sequence[str], headline: dict[str, list[str]],
-                ci: bool = False, compact: bool = False) -> list[render.Table]:
+def grid_tables(
+    grid: pd.DataFrame, varied: Sequence[str], headline: dict[str, list[str]], ci: bool = False, compact: bool = False
+) -> list[render.Table]:
     """Per task: one row per cell, the keys that take more than one value, each headline metric followed by
     the seeds' std, the paper's value where a row matched and the paired difference against the first cell.
     compact (the terminal): no cell-hash column, and the matched paper rows named in the note instead of a
@@ -266,18 +285,36 @@ def grid_tables(grid: pd.DataFrame, varied: Sequence[str], headline: dict[str, l
         if with_paper and not compact:
             cols.append("paper")
         bounds = [c for m in shown_metrics for c in (f"{m}:lo", f"{m}:hi") if c in g.columns]
-        view = render.cells(g[cols + bounds], shown_metrics, ci=ci, metric_of=metric_of,
-                            signed=[c for c in shown_metrics if c.endswith(":diff")])[cols]
-        for m in metrics:          # significance as a star on the difference
+        view = render.cells(
+            g[cols + bounds],
+            shown_metrics,
+            ci=ci,
+            metric_of=metric_of,
+            signed=[c for c in shown_metrics if c.endswith(":diff")],
+        )[cols]
+        for m in metrics:  # significance as a star on the difference
             if f"{m}:diff" in view.columns and f"{m}:sig" in g.columns:
-                view[f"{m}:diff"] = [v + ("*" if sig == "yes" else "") for v, sig in zip(view[f"{m}:diff"], g[f"{m}:sig"])]
+                view[f"{m}:diff"] = [
+                    v + ("*" if sig == "yes" else "") for v, sig in zip(view[f"{m}:diff"], g[f"{m}:sig"])
+                ]
         notes = [PAIRED_NOTE] if any(c.endswith(":diff") for c in cols) else []
         if with_paper and compact:
-            notes.append("paper rows: " + "; ".join(
-                f"{' '.join(f'{k}={row[k]}' for k in axes)}: {row['paper']}"
-                for _, row in g.iterrows() if isinstance(row.get("paper"), str)))
-        tables.append(render.Table(view.rename(columns=names), title=task, note="\n".join(notes),
-                                   numeric=[names.get(c, c) for c in shown_metrics]))
+            notes.append(
+                "paper rows: "
+                + "; ".join(
+                    f"{' '.join(f'{k}={row[k]}' for k in axes)}: {row['paper']}"
+                    for _, row in g.iterrows()
+                    if isinstance(row.get("paper"), str)
+                )
+            )
+        tables.append(
+            render.Table(
+                view.rename(columns=names),
+                title=task,
+                note="\n".join(notes),
+                numeric=[names.get(c, c) for c in shown_metrics],
+            )
+        )
     return tables
 
 
@@ -288,13 +325,19 @@ def seed_table(results: Sequence[Result]) -> render.Table:
     rows = []
     for m in metrics:
         values = pd.Series([r.metrics.get(m, float("nan")) for r in results], dtype=float)
-        row = {"metric": m, "mean ± std": f"{render.format_value(m, values.mean())} ± "
-                                          f"{render.format_value(m, values.std(ddof=1))}"}
+        row = {
+            "metric": m,
+            "mean ± std": f"{render.format_value(m, values.mean())} ± {render.format_value(m, values.std(ddof=1))}",
+        }
         for r in results:
             lo, hi = r.intervals.get(m, (None, None))
-            row[f"seed {r.seed}"] = (render.format_value(m, r.metrics.get(m))
-                                     + (f" [{render.format_value(m, lo)}, {render.format_value(m, hi)}]" if lo is not None else ""))
+            row[f"seed {r.seed}"] = render.format_value(m, r.metrics.get(m)) + (
+                f" [{render.format_value(m, lo)}, {render.format_value(m, hi)}]" if lo is not None else ""
+            )
         rows.append(row)
     frame = pd.DataFrame(rows)
-    return render.Table(frame, title=f"{results[0].task}: {len(results)} seeds (mean ± std; per seed value [95% CI])",
-                        numeric=[c for c in frame.columns if c != "metric"])
+    return render.Table(
+        frame,
+        title=f"{results[0].task}: {len(results)} seeds (mean ± std; per seed value [95% CI])",
+        numeric=[c for c in frame.columns if c != "metric"],
+    )

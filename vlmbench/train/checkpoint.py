@@ -3,6 +3,7 @@
 A checkpoint is written into a temp folder and renamed into place; `latest` is then rewritten atomically, so a
 run killed at any instant leaves either the previous checkpoint or the new one, never half of one.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,8 +35,12 @@ def save(ckpt_root: Path, step: int, model: VLM, optimizer: torch.optim.Optimize
     shutil.rmtree(tmp, ignore_errors=True)
     model.save(tmp)
     sd = optimizer.state_dict()
-    tensors = {f"{i}.{k}": v.contiguous() for i, st in sd["state"].items() for k, v in st.items()
-               if isinstance(v, torch.Tensor)}
+    tensors = {
+        f"{i}.{k}": v.contiguous()
+        for i, st in sd["state"].items()
+        for k, v in st.items()
+        if isinstance(v, torch.Tensor)
+    }
     atomic_write(tmp / OPTIMIZER, lambda p: save_file(tensors, str(p)))
     write_json(tmp / TRAINER, {"step": step, "param_groups": sd["param_groups"], **extra})
     try:
@@ -74,7 +79,7 @@ def restore(path: Path, model: VLM, optimizer: torch.optim.Optimizer) -> dict:
         model.load_state_dict(loaded.state_dict())
     except RuntimeError as e:
         raise InputError(f"checkpoint is for another model ({str(e).splitlines()[-1].strip()})", path=path) from None
-    tensors = read_safetensors(path / OPTIMIZER)   # never unpickled: a torch.save file is refused
+    tensors = read_safetensors(path / OPTIMIZER)  # never unpickled: a torch.save file is refused
     state: dict[int, dict] = {}
     try:
         for key, value in tensors.items():

@@ -1,4 +1,5 @@
 """torchrun support: gloo on CPU, NCCL on GPU; rank 0 alone writes."""
+
 from __future__ import annotations
 
 import os
@@ -56,8 +57,11 @@ def shutdown(d: Dist, wait_s: float = SHUTDOWN_WAIT_S) -> None:
     t.start()
     t.join(wait_s)
     if t.is_alive():
-        print(f"warning: rank {d.rank}: destroy_process_group did not return in {wait_s:.0f} s; leaving without it",
-              file=sys.stderr, flush=True)
+        print(
+            f"warning: rank {d.rank}: destroy_process_group did not return in {wait_s:.0f} s; leaving without it",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def exit_now(code: int = 0) -> None:

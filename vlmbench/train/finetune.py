@@ -8,11 +8,12 @@ Checkpoint selection (cfg.select):
   predict.py over every checkpoint); COIN, CrossTask and captioning: the lowest fine-tuning loss on the test
   split (fairseq's checkpoint_best.pt, whose "valid" subset is the test split). The result says so.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from contextlib import nullcontext
-from typing import Callable
 
 import numpy as np
 import torch
@@ -24,8 +25,13 @@ from .optim import adam, lr_at, set_lr
 SELECTED_NOTE = "selected on the test split, as the reference does"
 
 
-def finetune(adapter, module: torch.nn.Module, cfg: RunConfig, device: torch.device,
-             on_step: Callable[[int, float], None] | None = None) -> list[float]:
+def finetune(
+    adapter,
+    module: torch.nn.Module,
+    cfg: RunConfig,
+    device: torch.device,
+    on_step: Callable[[int, float], None] | None = None,
+) -> list[float]:
     """Runs cfg.epochs epochs of adapter.train_batches; returns the loss of every update. With
     select=best-of-epochs the module ends with the best epoch's weights (adapter.selection says which)."""
     optimizer = adam(module.parameters(), cfg.lr, cfg.beta1, cfg.beta2)
@@ -39,7 +45,7 @@ def finetune(adapter, module: torch.nn.Module, cfg: RunConfig, device: torch.dev
     for epoch in range(cfg.epochs):
         rng = np.random.default_rng([cfg.seed, 101, epoch])
         for batch in adapter.train_batches(epoch, rng):
-            torch.manual_seed(cfg.seed * 1_000_003 + step)        # dropout, reproducibly
+            torch.manual_seed(cfg.seed * 1_000_003 + step)  # dropout, reproducibly
             set_lr(optimizer, lr_at(step, cfg.lr, cfg.warmup, cfg.lr_decay_steps))
             optimizer.zero_grad(set_to_none=True)
             with autocast:
@@ -62,8 +68,10 @@ def finetune(adapter, module: torch.nn.Module, cfg: RunConfig, device: torch.dev
         module.load_state_dict(best[2])
         adapter.selection = {"epoch": best[1] + 1, "by": what, "per_epoch": history}
         adapter.loaded.counts["selected_epoch"] = best[1] + 1
-        adapter.say(f"select=best-of-epochs: epoch {best[1] + 1} of {cfg.epochs} by {what} "
-                    f"({', '.join(f'{v:.4g}' for v in history)}), {SELECTED_NOTE}")
+        adapter.say(
+            f"select=best-of-epochs: epoch {best[1] + 1} of {cfg.epochs} by {what} "
+            f"({', '.join(f'{v:.4g}' for v in history)}), {SELECTED_NOTE}"
+        )
     module.eval()
     return losses
 

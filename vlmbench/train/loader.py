@@ -7,6 +7,7 @@ opened lazily in the worker that reads them, and batches can come back in pinned
 GPU. A bad feature file found in a worker comes back as a value and is raised here as the InputError it was
 (one line at the CLI, not a worker traceback).
 """
+
 from __future__ import annotations
 
 import os
@@ -42,12 +43,12 @@ class StepBatches(Dataset):
             return _Failed(str(e))
 
 
-def _one(item):                 # batch_size=None: each item already is a batch
+def _one(item):  # batch_size=None: each item already is a batch
     return item
 
 
 def _worker_init(_: int) -> None:
-    torch.set_num_threads(1)    # a worker builds one batch at a time; the cores are for the model and the others
+    torch.set_num_threads(1)  # a worker builds one batch at a time; the cores are for the model and the others
 
 
 def default_workers(device: torch.device, world_size: int = 1) -> int:
@@ -59,12 +60,14 @@ def default_workers(device: torch.device, world_size: int = 1) -> int:
     return max(0, min(4, cores // max(1, local) - 1))
 
 
-def batches(sampler: ClipSampler, start: int, stop: int, workers: int = 0, pin_memory: bool = False,
-            prefetch: int = 2) -> Iterator[tuple[int, Batch, float]]:
+def batches(
+    sampler: ClipSampler, start: int, stop: int, workers: int = 0, pin_memory: bool = False, prefetch: int = 2
+) -> Iterator[tuple[int, Batch, float]]:
     """(step, batch, seconds waited for it) for steps start..stop-1, in order."""
     kw = dict(num_workers=workers, prefetch_factor=prefetch, worker_init_fn=_worker_init) if workers > 0 else {}
-    loader = DataLoader(StepBatches(sampler, start, stop), batch_size=None, shuffle=False, collate_fn=_one,
-                        pin_memory=pin_memory, **kw)
+    loader = DataLoader(
+        StepBatches(sampler, start, stop), batch_size=None, shuffle=False, collate_fn=_one, pin_memory=pin_memory, **kw
+    )
     it = iter(loader)
     try:
         for step in range(start, stop):
@@ -75,4 +78,4 @@ def batches(sampler: ClipSampler, start: int, stop: int, workers: int = 0, pin_m
                 raise InputError(item.message)
             yield step, item, wait
     finally:
-        del it                  # shuts the worker processes down
+        del it  # shuts the worker processes down

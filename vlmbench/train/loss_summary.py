@@ -5,6 +5,7 @@ compares the training loss itself: its mean over the first and the last tenth of
 log.jsonl, so a resumed run counts every step) and the drop between them. Seed-for-seed deterministic on one
 machine; a changed mask, masking rate, loss term or layer moves them by far more than the seed noise.
 """
+
 from __future__ import annotations
 
 import json
@@ -13,7 +14,7 @@ from pathlib import Path
 from ..reporting.result import Result, provenance
 
 TASK = "pretrain"
-SHARE = 0.1          # the first / last tenth of the updates
+SHARE = 0.1  # the first / last tenth of the updates
 
 
 def loss_metrics(log_path: Path) -> dict[str, float]:
@@ -27,9 +28,19 @@ def loss_metrics(log_path: Path) -> dict[str, float]:
 
 def loss_result(out: Path, run_info: dict, seed: int) -> Result:
     out = Path(out)
-    return Result(task=TASK, metrics=loss_metrics(out / "log.jsonl"), family="pretrain", split="train",
-                  conventions={"loss": f"mean training loss over the first / last {SHARE:.0%} of the updates "
-                                       "(loss_drop = first - last), objective " + str(run_info["config"]["loss"])},
-                  counts={"steps": int(run_info["total_steps"]), "videos": int(run_info["videos"])},
-                  config=run_info["config"], preset=run_info["preset"], seed=seed, toy=bool(run_info["toy"]),
-                  provenance=provenance(None))
+    return Result(
+        task=TASK,
+        metrics=loss_metrics(out / "log.jsonl"),
+        family="pretrain",
+        split="train",
+        conventions={
+            "loss": f"mean training loss over the first / last {SHARE:.0%} of the updates "
+            "(loss_drop = first - last), objective " + str(run_info["config"]["loss"])
+        },
+        counts={"steps": int(run_info["total_steps"]), "videos": int(run_info["videos"])},
+        config=run_info["config"],
+        preset=run_info["preset"],
+        seed=seed,
+        toy=bool(run_info["toy"]),
+        provenance=provenance(None),
+    )

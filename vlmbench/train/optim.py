@@ -1,13 +1,14 @@
 """Adam (fairseq defaults: betas (0.9, 0.98), eps 1e-8, no weight decay) and fairseq's polynomial_decay schedule."""
+
 from __future__ import annotations
 
 import torch
 
 
-def adam(params, lr: float, beta1: float = 0.9, beta2: float = 0.98, eps: float = 1e-8,
-         weight_decay: float = 0.0) -> torch.optim.Adam:
-    return torch.optim.Adam(params, lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=weight_decay,
-                            foreach=False)
+def adam(
+    params, lr: float, beta1: float = 0.9, beta2: float = 0.98, eps: float = 1e-8, weight_decay: float = 0.0
+) -> torch.optim.Adam:
+    return torch.optim.Adam(params, lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=weight_decay, foreach=False)
 
 
 def lr_at(step: int, lr: float, warmup: int, decay_steps: int, end_lr: float = 0.0, power: float = 1.0) -> float:

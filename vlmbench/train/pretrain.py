@@ -3,25 +3,26 @@
 Everything random is drawn from (seed, step, rank), so a run resumed from a checkpoint reproduces an
 uninterrupted run bit for bit, and the same seed gives the same loss log.
 """
+
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn
 
 from .. import config as cfgmod
 from .. import rundir
-from ..data.features import FeatureStore
+from ..config import PretrainConfig
 from ..data import prepared
+from ..data.features import FeatureStore
 from ..data.toy.howto100m import ensure_howto100m
 from ..errors import InputError
 from ..io import ensure_writable, write_json, write_text
-from ..model import backbone as bb
 from ..model.layout import TEXT_START, VIDEO_SEP, VIDEO_START
 from ..model.losses import masked_token_loss, mfm_mlm_loss
 from ..model.masking import corrupt
@@ -29,10 +30,9 @@ from ..model.vlm import VLM
 from ..reporting.result import save_result
 from . import checkpoint as ckpt
 from . import distributed
-from .loss_summary import loss_result
-from ..config import PretrainConfig
-from .optim import adam, lr_at, set_lr
 from .loader import batches, default_workers
+from .loss_summary import loss_result
+from .optim import adam, lr_at, set_lr
 from .sampler import Batch, ClipSampler
 
 
@@ -45,7 +45,7 @@ class Objective(nn.Module):
 
     def forward(self, video, vmask, text_in, text_targets, text_mask, video_masked, text_masked):
         m = self.model
-        vt = m.video_tokens(video)                                   # original frames: targets and negatives
+        vt = m.video_tokens(video)  # original frames: targets and negatives
         zero = m.video_tokens(video.new_zeros(1, 1, video.shape[-1]))  # masked frames are zeroed before the MLP
         vt_in = torch.where(video_masked[..., None], zero, vt)
         hidden = m(video, vmask, text_in, text_mask, mask="joint", video_tokens=vt_in)
@@ -80,15 +80,22 @@ RUN_MARKERS = ("log.jsonl", "checkpoints", "model")
 RUN_FILES = (*RUN_MARKERS, "run.json", "summary.json", "result.json")
 
 
-def pretrain(cfg: PretrainConfig, out: Path, data: Path | None = None, resume: bool = False,
-             progress: bool = True, say: Callable[[str], None] = print, overwrite: bool = False,
-             workers: int | None = None) -> dict:
+def pretrain(
+    cfg: PretrainConfig,
+    out: Path,
+    data: Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    say: Callable[[str], None] = print,
+    overwrite: bool = False,
+    workers: int | None = None,
+) -> dict:
     """resume: continue from the last checkpoint in out; overwrite: replace the run in out. Without either, a
     folder that already holds a run is refused (InputError) before any work.
     data: a HowTo100M folder (prepared once into the cache) or a corpus made by `data prepare-howto100m`.
     workers: DataLoader worker processes per rank (None: 0 on CPU, up to 4 on a GPU); batches do not depend on it."""
     d = distributed.init()
-    out = ensure_writable(Path(out))   # a read-only or full disk fails now, not after training
+    out = ensure_writable(Path(out))  # a read-only or full disk fails now, not after training
     if resume and overwrite:
         raise InputError("--resume and --overwrite exclude each other", path="--overwrite")
     if not (resume or overwrite):
@@ -100,13 +107,21 @@ def pretrain(cfg: PretrainConfig, out: Path, data: Path | None = None, resume: b
     # Caption rules, counted skips (no features, all-empty, past the end), tokens and feature lengths: done once.
     corpus = prepared.for_pretraining(Path(data), cfg.backbone, say=say if d.is_main else (lambda s: None))
     store = FeatureStore(corpus.features)
-    sampler = ClipSampler(corpus, store, min_text_len=cfg.min_text_len,
-                          max_text_len=cfg.max_text_len, clips_per_video=cfg.clips_per_video,
-                          batch_size=cfg.batch_size, seed=cfg.seed, rank=d.rank, world_size=d.world_size)
+    sampler = ClipSampler(
+        corpus,
+        store,
+        min_text_len=cfg.min_text_len,
+        max_text_len=cfg.max_text_len,
+        clips_per_video=cfg.clips_per_video,
+        batch_size=cfg.batch_size,
+        seed=cfg.seed,
+        rank=d.rank,
+        world_size=d.world_size,
+    )
     total = cfg.steps or cfg.epochs * sampler.steps_per_epoch()
     workers = default_workers(d.device, d.world_size) if workers is None else workers
 
-    model = VLM.from_backbone(cfg.backbone, seed=cfg.seed, loss=cfg.loss).to(d.device)   # head init per loss
+    model = VLM.from_backbone(cfg.backbone, seed=cfg.seed, loss=cfg.loss).to(d.device)  # head init per loss
     optimizer = adam(model.parameters(), cfg.lr, cfg.beta1, cfg.beta2, cfg.eps, cfg.weight_decay)
     ckpt_root, log_path = out / "checkpoints", out / "log.jsonl"
     start = 0
@@ -121,21 +136,31 @@ def pretrain(cfg: PretrainConfig, out: Path, data: Path | None = None, resume: b
     if d.enabled:
         objective = nn.parallel.DistributedDataParallel(objective, find_unused_parameters=cfg.loss == "vlm")
 
-    run_info = {"config": cfgmod.to_dict(cfg), "preset": cfg.preset, "toy": toy, "data": str(data),
-                "implied": cfg.implied(),   # values another key set, e.g. min_text_len 10 for loss=mfm-mlm
-                "total_steps": total, "world_size": d.world_size, "videos": len(corpus),
-                "videos_skipped_no_features": corpus.skipped["videos_no_features"], "skipped": corpus.skipped,
-                "captions": corpus.counts, "prepared": str(corpus.folder), "loader_workers": workers}
+    run_info = {
+        "config": cfgmod.to_dict(cfg),
+        "preset": cfg.preset,
+        "toy": toy,
+        "data": str(data),
+        "implied": cfg.implied(),  # values another key set, e.g. min_text_len 10 for loss=mfm-mlm
+        "total_steps": total,
+        "world_size": d.world_size,
+        "videos": len(corpus),
+        "videos_skipped_no_features": corpus.skipped["videos_no_features"],
+        "skipped": corpus.skipped,
+        "captions": corpus.counts,
+        "prepared": str(corpus.folder),
+        "loader_workers": workers,
+    }
     if d.is_main:
         if overwrite:
-            rundir.clear(out, RUN_FILES)   # no stale checkpoint of the old run may be resumed later
+            rundir.clear(out, RUN_FILES)  # no stale checkpoint of the old run may be resumed later
         out.mkdir(parents=True, exist_ok=True)
-        ckpt.remove_orphans(out)   # every temp name a kill can leave, in out/, model/ and checkpoints/
+        ckpt.remove_orphans(out)  # every temp name a kill can leave, in out/, model/ and checkpoints/
         write_json(out / "run.json", run_info)
         write_text(log_path, "".join(line + "\n" for line in _read_log(log_path, start)))
         if corpus.report():
             say(f"HowTo100M: {corpus.report()}")
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if d.device.type == "cuda" else nullcontext())
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if d.device.type == "cuda" else nullcontext()
 
     log = open(log_path, "a") if d.is_main else None
     bar = _progress(progress and d.is_main, total, start)
@@ -145,11 +170,21 @@ def pretrain(cfg: PretrainConfig, out: Path, data: Path | None = None, resume: b
     try:
         for step, batch, data_wait in stream:
             t0 = time.perf_counter()
-            torch.manual_seed(cfg.seed * 1_000_003 + step * d.world_size + d.rank)   # dropout
+            torch.manual_seed(cfg.seed * 1_000_003 + step * d.world_size + d.rank)  # dropout
             g = torch.Generator().manual_seed(cfg.seed * 7_368_787 + step * d.world_size + d.rank)
             c = corrupt(batch.video, batch.vmask, batch.text_ids, cfg.mmm, cfg.mfm_prob, cfg.mlm_prob, generator=g)
-            tensors = [t.to(d.device, non_blocking=True) for t in (batch.video, batch.vmask, c.text_ids, batch.text_ids,
-                                                 batch.text_mask, c.video_masked, c.text_masked)]
+            tensors = [
+                t.to(d.device, non_blocking=True)
+                for t in (
+                    batch.video,
+                    batch.vmask,
+                    c.text_ids,
+                    batch.text_ids,
+                    batch.text_mask,
+                    c.video_masked,
+                    c.text_masked,
+                )
+            ]
             lr = lr_at(step, cfg.lr, cfg.warmup, cfg.lr_decay_steps)
             set_lr(optimizer, lr)
             optimizer.zero_grad(set_to_none=True)
@@ -158,14 +193,21 @@ def pretrain(cfg: PretrainConfig, out: Path, data: Path | None = None, resume: b
             loss.backward()
             grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm))
             optimizer.step()
-            loss_value = float(loss.detach())       # waits for the device: model time ends here
+            loss_value = float(loss.detach())  # waits for the device: model time ends here
             model_s = time.perf_counter() - t0
             dt = data_wait + model_s
-            record = {"step": step, "loss": round(loss_value, 6), "lr": lr, "grad_norm": round(grad_norm, 6),
-                      "masked_video": int(c.video_masked.sum()), "masked_text": int(c.text_masked.sum()),
-                      "clips_per_s": round(len(batch.video) * d.world_size / dt, 2),
-                      "tokens_per_s": round(_tokens(batch) * d.world_size / dt, 1),
-                      "data_wait_s": round(data_wait, 6), "model_s": round(model_s, 6)}
+            record = {
+                "step": step,
+                "loss": round(loss_value, 6),
+                "lr": lr,
+                "grad_norm": round(grad_norm, 6),
+                "masked_video": int(c.video_masked.sum()),
+                "masked_text": int(c.text_masked.sum()),
+                "clips_per_s": round(len(batch.video) * d.world_size / dt, 2),
+                "tokens_per_s": round(_tokens(batch) * d.world_size / dt, 1),
+                "data_wait_s": round(data_wait, 6),
+                "model_s": round(model_s, 6),
+            }
             watch.add(step, data_wait, model_s)
             losses.append(record["loss"])
             if log:
@@ -179,18 +221,23 @@ def pretrain(cfg: PretrainConfig, out: Path, data: Path | None = None, resume: b
                     ckpt.save(ckpt_root, done, model, optimizer, {"preset": cfg.preset, "toy": toy})
                 d.barrier()
     finally:
-        stream.close()              # stops the loader's worker processes
+        stream.close()  # stops the loader's worker processes
         if bar:
             bar.close()
         if log:
             log.close()
     watch.finish()
-    summary = {**run_info, "final_step": total, "out": str(out), "data_wait_share": watch.share(),
-               "rank_weight_digests": _rank_digests(model, d)}
+    summary = {
+        **run_info,
+        "final_step": total,
+        "out": str(out),
+        "data_wait_share": watch.share(),
+        "rank_weight_digests": _rank_digests(model, d),
+    }
     if d.is_main:
         model.save(out / "model")
         write_json(out / "summary.json", summary)
-        save_result(loss_result(out, run_info, cfg.seed), out / "result.json")   # what the CI gate compares
+        save_result(loss_result(out, run_info, cfg.seed), out / "result.json")  # what the CI gate compares
     d.barrier()
     distributed.shutdown(d)
     return summary
@@ -206,6 +253,7 @@ class DataWait:
 
     The first step of a run is left out (it includes starting the workers and filling their queues); the share
     is judged over windows of WINDOW steps, and once more over the whole run at the end."""
+
     LIMIT, WINDOW = 0.10, 20
 
     def __init__(self, say: Callable[[str], None] | None, workers: int):
@@ -240,9 +288,11 @@ class DataWait:
         share = wait / (wait + model) if wait + model > 0 else 0.0
         if share > self.LIMIT and not self.warned and self.say:
             self.warned = True
-            self.say(f"warning: {where} waited for data {share:.0%} of the step time (over {self.LIMIT:.0%}): "
-                     f"the run is input-bound with {self.workers} loader worker(s); raise --workers or read a "
-                     "prepared corpus (`vlmbench data prepare-howto100m`)")
+            self.say(
+                f"warning: {where} waited for data {share:.0%} of the step time (over {self.LIMIT:.0%}): "
+                f"the run is input-bound with {self.workers} loader worker(s); raise --workers or read a "
+                "prepared corpus (`vlmbench data prepare-howto100m`)"
+            )
 
 
 def weight_digest(model: nn.Module) -> str:
@@ -263,7 +313,7 @@ def _rank_digests(model: nn.Module, d) -> list[str]:
         return [digest[:60]]
     import torch.distributed as dist
 
-    mine = torch.tensor([int(digest[i:i + 15], 16) for i in range(0, 60, 15)], dtype=torch.int64, device=d.device)
+    mine = torch.tensor([int(digest[i : i + 15], 16) for i in range(0, 60, 15)], dtype=torch.int64, device=d.device)
     gathered = [torch.zeros_like(mine) for _ in range(d.world_size)]
     dist.all_gather(gathered, mine)
     return ["".join(f"{int(x):015x}" for x in g.tolist()) for g in gathered]
@@ -284,9 +334,14 @@ class _progress:
     def __init__(self, enabled: bool, total: int, start: int):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        self.p = Progress(TextColumn("pretrain"), BarColumn(), MofNCompleteColumn(),
-                          TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[speed]} clips/s"),
-                          TimeRemainingColumn())
+        self.p = Progress(
+            TextColumn("pretrain"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}"),
+            TextColumn("{task.fields[speed]} clips/s"),
+            TimeRemainingColumn(),
+        )
         self.task = self.p.add_task("pretrain", total=total, completed=start, loss="-", speed="-")
         self.p.start()
 

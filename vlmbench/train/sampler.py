@@ -11,6 +11,7 @@ The sampler reads a prepared corpus (`data.prepared`): caption spans, token coun
 from memory-mapped arrays, so start-up reads no feature header and a rank's memory does not grow with the
 corpus. Features are read per video, once per batch, from the rows its clips need.
 """
+
 from __future__ import annotations
 
 import math
@@ -31,12 +32,12 @@ MAX_SPAN_S = 256.0
 
 @dataclass
 class Batch:
-    video: torch.Tensor      # (B, 32, 512) float32, invalid seconds zero
-    vmask: torch.Tensor      # (B, 32) bool
-    text_ids: torch.Tensor   # (B, 62)
+    video: torch.Tensor  # (B, 32, 512) float32, invalid seconds zero
+    vmask: torch.Tensor  # (B, 32) bool
+    text_ids: torch.Tensor  # (B, 62)
     text_mask: torch.Tensor  # (B, 62)
 
-    def pin_memory(self) -> "Batch":   # called by the DataLoader's pin-memory thread
+    def pin_memory(self) -> Batch:  # called by the DataLoader's pin-memory thread
         return Batch(*(t.pin_memory() for t in (self.video, self.vmask, self.text_ids, self.text_mask)))
 
     def __len__(self) -> int:
@@ -46,11 +47,12 @@ class Batch:
 @dataclass
 class _Video:
     """One video's captions as Python lists (the growth loop reads them element by element)."""
+
     position: int
     starts: list[float]
     ends: list[float]
     lens: list[int]
-    cum: list[int]            # cum[i] = tokens before caption i
+    cum: list[int]  # cum[i] = tokens before caption i
     token_base: int
     seconds: int
 
@@ -59,9 +61,20 @@ class ClipSampler:
     """Clips of a prepared corpus (or, for the old call `ClipSampler(captions, store, tokenizer)`, of a caption
     dict prepared in memory with the same rules)."""
 
-    def __init__(self, corpus: P.Prepared | dict, store: FeatureStore, tokenizer=None, *, min_text_len: int = 8,
-                 max_text_len: int = 64, clips_per_video: int = 32, batch_size: int = 256, seed: int = 0,
-                 rank: int = 0, world_size: int = 1):
+    def __init__(
+        self,
+        corpus: P.Prepared | dict,
+        store: FeatureStore,
+        tokenizer=None,
+        *,
+        min_text_len: int = 8,
+        max_text_len: int = 64,
+        clips_per_video: int = 32,
+        batch_size: int = 256,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
         if min_text_len > max_text_len:
             raise InputError(f"min_text_len={min_text_len} > max_text_len={max_text_len}", path="config")
         if isinstance(corpus, dict):
@@ -71,7 +84,7 @@ class ClipSampler:
         self.corpus, self.store = corpus, store
         n = len(corpus)
         self.n_skipped = int(corpus.counts.get("videos_in", n)) - n
-        self.index = np.arange(rank, n, world_size)            # disjoint shard per rank
+        self.index = np.arange(rank, n, world_size)  # disjoint shard per rank
         if not len(self.index):
             raise InputError(f"rank {rank} of {world_size} gets no videos ({n} usable)", path=store.folder)
         self.min_len, self.max_len = min_text_len, max_text_len
@@ -81,8 +94,12 @@ class ClipSampler:
         self._perm: tuple[int, np.ndarray] | None = None
         a = corpus.arrays
         self._cap_off, self._tok_off, self._seconds = a["video_captions"], a["video_tokens"], a["video_seconds"]
-        self._start, self._end, self._ntok, self._tokens = (a["caption_start"], a["caption_end"],
-                                                            a["caption_ntokens"], a["tokens"])
+        self._start, self._end, self._ntok, self._tokens = (
+            a["caption_start"],
+            a["caption_end"],
+            a["caption_ntokens"],
+            a["tokens"],
+        )
 
     # -- which videos -------------------------------------------------------------------------------------------
     @property
@@ -116,8 +133,15 @@ class ClipSampler:
     def _video(self, v: int) -> _Video:
         c0, c1 = int(self._cap_off[v]), int(self._cap_off[v + 1])
         lens = self._ntok[c0:c1].tolist()
-        return _Video(v, self._start[c0:c1].tolist(), self._end[c0:c1].tolist(), lens,
-                      [0, *accumulate(lens)], int(self._tok_off[v]), int(self._seconds[v]))
+        return _Video(
+            v,
+            self._start[c0:c1].tolist(),
+            self._end[c0:c1].tolist(),
+            lens,
+            [0, *accumulate(lens)],
+            int(self._tok_off[v]),
+            int(self._seconds[v]),
+        )
 
     def _span(self, vid: _Video, rng: np.random.Generator) -> tuple[int, int, list[int]]:
         """(first row, end row, token ids) of one clip; the same draws, in the same order, as the reference."""
@@ -154,7 +178,7 @@ class ClipSampler:
             lo, hi = min(s for s, _, _ in spans), max(e for _, e, _ in spans)
             rows = self.store.load(self.corpus.video_id(video.position), lo, max(lo, hi))  # one read per video
             for s, e, text in spans:
-                feats.append(rows[s - lo:e - lo])
+                feats.append(rows[s - lo : e - lo])
                 texts.append(text)
         return collate(feats, texts, self.store.dim)
 

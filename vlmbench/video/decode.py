@@ -5,6 +5,7 @@ MMPT's ffmpeg-python chain: `fps=30` -> `scale` to short side 224 (long side int
 default scaler) -> centre `crop` 224x224 at (int((W'-224)/2), int((H'-224)/2)) -> rgb24. Then /255, black frames
 appended up to a multiple of 30 and non-overlapping 30-frame clips: clip i is second i.
 """
+
 from __future__ import annotations
 
 import math
@@ -44,19 +45,21 @@ def iter_frames(path: str | Path, size: int = SIZE, fps: int = FPS) -> Iterator[
                 raise DecodeError("video stream has no frame size")
             sw, sh = scaled_size(width, height, size)
             graph = av.filter.Graph()
-            chain = [graph.add_buffer(template=stream),
-                     graph.add("fps", str(fps)),
-                     graph.add("scale", f"{sw}:{sh}"),
-                     graph.add("crop", f"{size}:{size}:{(sw - size) // 2}:{(sh - size) // 2}"),
-                     graph.add("format", "rgb24"),
-                     graph.add("buffersink")]
+            chain = [
+                graph.add_buffer(template=stream),
+                graph.add("fps", str(fps)),
+                graph.add("scale", f"{sw}:{sh}"),
+                graph.add("crop", f"{size}:{size}:{(sw - size) // 2}:{(sh - size) // 2}"),
+                graph.add("format", "rgb24"),
+                graph.add("buffersink"),
+            ]
             for a, b in zip(chain, chain[1:]):
                 a.link_to(b)
             graph.configure()
             for frame in container.decode(stream):
                 graph.push(frame)
                 yield from _drain(graph)
-            graph.push(None)        # end of stream: the fps filter emits its last frames
+            graph.push(None)  # end of stream: the fps filter emits its last frames
             yield from _drain(graph)
     except DecodeError:
         raise
@@ -72,8 +75,9 @@ def decode_frames(path: str | Path, size: int = SIZE, fps: int = FPS) -> np.ndar
     return np.stack(frames)
 
 
-def iter_clip_groups(path: str | Path, size: int = SIZE, group: int = 32,
-                     clip_frames: int = CLIP_FRAMES) -> Iterator[np.ndarray]:
+def iter_clip_groups(
+    path: str | Path, size: int = SIZE, group: int = 32, clip_frames: int = CLIP_FRAMES
+) -> Iterator[np.ndarray]:
     """uint8 (k <= group, clip_frames, size, size, 3) groups of consecutive clips; the last clip is padded
     with black frames (as MMPT pads after /255, zeros either way)."""
     per = group * clip_frames
@@ -102,7 +106,7 @@ def _drain(graph) -> Iterator[np.ndarray]:
             frame = graph.pull()
         except (BlockingIOError, av.error.EOFError):
             return
-        except av.FFmpegError as e:   # some builds report EAGAIN as an FFmpegError with that errno
+        except av.FFmpegError as e:  # some builds report EAGAIN as an FFmpegError with that errno
             if getattr(e, "errno", None) == 11:
                 return
             raise
@@ -115,7 +119,7 @@ def to_clips(frames: np.ndarray, clip_frames: int = CLIP_FRAMES) -> np.ndarray:
     n_clips = math.ceil(n / clip_frames)
     clips = np.zeros((n_clips * clip_frames, *frames.shape[1:]), dtype=np.float32)
     np.divide(frames, 255.0, out=clips[:n], dtype=np.float32)
-    clips = clips.reshape(n_clips, clip_frames, *frames.shape[1:])     # (n, T, H, W, 3)
+    clips = clips.reshape(n_clips, clip_frames, *frames.shape[1:])  # (n, T, H, W, 3)
     return np.ascontiguousarray(clips.transpose(0, 4, 1, 2, 3))
 
 

@@ -4,6 +4,7 @@ Resumable (a video whose .npy exists is skipped; every file is written atomicall
 background threads so the model does not wait on it, an unreadable video is recorded in failed.csv and the
 run goes on. Layout and dtype are those every reader expects (float16, L2-normalised rows by default).
 """
+
 from __future__ import annotations
 
 import csv
@@ -13,18 +14,18 @@ import queue
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
 from ..errors import InputError
-from ..io import file_sha256 as sha256
 from ..io import atomic_write, write_json, write_text
+from ..io import file_sha256 as sha256
 from . import decode, marker
 from . import s3d as s3dmod
 
@@ -36,12 +37,12 @@ FAILED_FILE = "failed.csv"
 class Summary:
     done: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
-    failed: list[tuple[str, str, str]] = field(default_factory=list)   # (video id, file, reason)
-    video_seconds: float = 0.0      # seconds of video extracted (rows written)
+    failed: list[tuple[str, str, str]] = field(default_factory=list)  # (video id, file, reason)
+    video_seconds: float = 0.0  # seconds of video extracted (rows written)
     wall_s: float = 0.0
-    decode_s: float = 0.0           # summed over decoding threads
-    model_s: float = 0.0            # S3D forward + normalisation
-    wait_s: float = 0.0             # the model waiting for the decoder
+    decode_s: float = 0.0  # summed over decoding threads
+    model_s: float = 0.0  # S3D forward + normalisation
+    wait_s: float = 0.0  # the model waiting for the decoder
 
     @property
     def speed(self) -> float:
@@ -61,15 +62,16 @@ def list_videos(folder: Path, exclude: Path | None = None) -> list[tuple[str, Pa
         raise InputError("video folder not found", path=folder)
     skip = exclude.resolve() if exclude is not None else None
     files = [p for p in sorted(folder.iterdir()) if p.is_file() and not p.name.startswith(".")]
-    for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")
-                      and p.resolve() != skip):
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".") and p.resolve() != skip):
         files += [p for p in sorted(sub.iterdir()) if p.is_file() and not p.name.startswith(".")]
     seen: dict[str, Path] = {}
     for p in files:
         vid = p.stem
         if vid in seen:
-            raise InputError(f"two videos share the id {vid!r}: {seen[vid]} and {p} (ids are file names "
-                             "without extension)", path=folder)
+            raise InputError(
+                f"two videos share the id {vid!r}: {seen[vid]} and {p} (ids are file names without extension)",
+                path=folder,
+            )
         seen[vid] = p
     if not seen:
         raise InputError("no video files", path=folder)
@@ -77,11 +79,17 @@ def list_videos(folder: Path, exclude: Path | None = None) -> list[tuple[str, Pa
 
 
 def _settings(weights: Path | None, size: int, l2: bool, half: bool) -> dict:
-    return {"encoder": "S3D-G HowTo100M (MIL-NCE) video_embedding",
-            "weights": None if weights is None else weights.name,
-            "weights_sha256": None if weights is None else sha256(weights),
-            "random_init": weights is None, "fps": decode.FPS, "size": size, "clip_frames": decode.CLIP_FRAMES,
-            "l2_normalize": l2, "dtype": "float16" if half else "float32"}
+    return {
+        "encoder": "S3D-G HowTo100M (MIL-NCE) video_embedding",
+        "weights": None if weights is None else weights.name,
+        "weights_sha256": None if weights is None else sha256(weights),
+        "random_init": weights is None,
+        "fps": decode.FPS,
+        "size": size,
+        "clip_frames": decode.CLIP_FRAMES,
+        "l2_normalize": l2,
+        "dtype": "float16" if half else "float32",
+    }
 
 
 def _check_folder(out: Path, settings: dict) -> None:
@@ -93,18 +101,27 @@ def _check_folder(out: Path, settings: dict) -> None:
             old = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as e:
             raise InputError(f"unreadable ({e})", path=path) from None
-        diff = [k for k in settings if old.get(k) != settings[k]
-                and not (k == "weights" and old.get("weights_sha256") == settings["weights_sha256"])]  # renamed file
+        diff = [
+            k
+            for k in settings
+            if old.get(k) != settings[k]
+            and not (k == "weights" and old.get("weights_sha256") == settings["weights_sha256"])
+        ]  # renamed file
         if diff:
-            raise InputError("this folder holds features of another extraction (differs in "
-                             + ", ".join(f"{k}: {old.get(k)!r} -> {settings[k]!r}" for k in diff)
-                             + "); use another --out", path=out)
+            raise InputError(
+                "this folder holds features of another extraction (differs in "
+                + ", ".join(f"{k}: {old.get(k)!r} -> {settings[k]!r}" for k in diff)
+                + "); use another --out",
+                path=out,
+            )
     elif has_features:
-        raise InputError(f"folder already holds .npy files but no {SETTINGS_FILE}: not written by this "
-                         "extractor; use another --out", path=out)
+        raise InputError(
+            f"folder already holds .npy files but no {SETTINGS_FILE}: not written by this extractor; use another --out",
+            path=out,
+        )
 
 
-_END = object()   # a decoding thread's last item for one video
+_END = object()  # a decoding thread's last item for one video
 
 
 def _put(q: queue.Queue, item, stop: threading.Event) -> bool:
@@ -214,6 +231,7 @@ def _save_npy(path: Path, arr: np.ndarray) -> None:
     def write(p: Path) -> None:
         with open(p, "wb") as f:
             np.save(f, arr, allow_pickle=False)
+
     atomic_write(path, write)
 
 
@@ -237,10 +255,22 @@ def resolve_device(device: str | None) -> torch.device:
     return dev
 
 
-def extract(videos: str | Path, out: str | Path, weights: str | Path | None = None, *, random_init: bool = False,
-            batch: int = 32, device: str | None = None, workers: int = 2, size: int = decode.SIZE,
-            l2: bool = True, half: bool = True, progress: bool = True,
-            say: Callable[[str], None] = print, model: torch.nn.Module | None = None) -> Summary:
+def extract(
+    videos: str | Path,
+    out: str | Path,
+    weights: str | Path | None = None,
+    *,
+    random_init: bool = False,
+    batch: int = 32,
+    device: str | None = None,
+    workers: int = 2,
+    size: int = decode.SIZE,
+    l2: bool = True,
+    half: bool = True,
+    progress: bool = True,
+    say: Callable[[str], None] = print,
+    model: torch.nn.Module | None = None,
+) -> Summary:
     """Extract every video not yet done; `model` (a loaded S3D) is for tests and the bench only."""
     videos, out = Path(videos), Path(out)
     if batch < 1:
@@ -250,8 +280,9 @@ def extract(videos: str | Path, out: str | Path, weights: str | Path | None = No
     if size < 32 or size % 2:
         raise InputError("must be an even number >= 32", path="size")
     if weights is None and not random_init and model is None:
-        raise InputError("give the S3D checkpoint (s3d_howto100m.pth); --random-init is for testing only",
-                         path="--weights")
+        raise InputError(
+            "give the S3D checkpoint (s3d_howto100m.pth); --random-init is for testing only", path="--weights"
+        )
     if weights is not None and random_init:
         raise InputError("give either --weights or --random-init, not both", path="--random-init")
     weights = Path(weights) if weights is not None else None
@@ -268,7 +299,7 @@ def extract(videos: str | Path, out: str | Path, weights: str | Path | None = No
     model = model.to(dev).eval()
 
     out.mkdir(parents=True, exist_ok=True)
-    for orphan in out.glob(".*.tmp"):   # left by a killed run
+    for orphan in out.glob(".*.tmp"):  # left by a killed run
         orphan.unlink(missing_ok=True)
     write_json(out / SETTINGS_FILE, settings)
     if weights is None:
@@ -277,8 +308,10 @@ def extract(videos: str | Path, out: str | Path, weights: str | Path | None = No
     summary = Summary()
     summary.skipped = [vid for vid, _ in items if (out / f"{vid}.npy").is_file()]
     todo = [(vid, path) for vid, path in items if not (out / f"{vid}.npy").is_file()]
-    say(f"{len(items)} videos: {len(summary.skipped)} already extracted, {len(todo)} to do "
-        f"(batch {batch}, device {dev}, {workers} decoding threads)")
+    say(
+        f"{len(items)} videos: {len(summary.skipped)} already extracted, {len(todo)} to do "
+        f"(batch {batch}, device {dev}, {workers} decoding threads)"
+    )
 
     t_start = time.perf_counter()
     with _Progress(progress, len(todo)) as bar:
@@ -314,8 +347,13 @@ class _Progress:
         if self.enabled:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-            self.p = Progress(TextColumn("videos"), BarColumn(), MofNCompleteColumn(),
-                              TextColumn("{task.fields[info]}"), TimeElapsedColumn())
+            self.p = Progress(
+                TextColumn("videos"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[info]}"),
+                TimeElapsedColumn(),
+            )
             self.task = self.p.add_task("extract", total=self.total, info="")
             self.p.start()
         return self
@@ -331,9 +369,11 @@ class _Progress:
 
 
 def summary_lines(s: Summary, out: Path) -> list[str]:
-    lines = [f"done {len(s.done)}, skipped {len(s.skipped)} (already extracted), failed {len(s.failed)}",
-             f"{s.video_seconds:.0f} s of video in {s.wall_s:.1f} s: {s.speed:.2f} s of video per second; "
-             f"decoder {100 * s.decode_share:.0f}% of busy time, model waited {s.wait_s:.1f} s"]
+    lines = [
+        f"done {len(s.done)}, skipped {len(s.skipped)} (already extracted), failed {len(s.failed)}",
+        f"{s.video_seconds:.0f} s of video in {s.wall_s:.1f} s: {s.speed:.2f} s of video per second; "
+        f"decoder {100 * s.decode_share:.0f}% of busy time, model waited {s.wait_s:.1f} s",
+    ]
     lines += [f"  failed {vid} ({Path(f).name}): {reason}" for vid, f, reason in s.failed]
     if s.failed:
         lines.append(f"failures listed in {out / FAILED_FILE}")

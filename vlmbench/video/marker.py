@@ -2,14 +2,17 @@
 
 Kept free of heavy imports so the feature reader can check it cheaply.
 """
+
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
 MARKER = "S3D_RANDOM_INIT.txt"
-NOTE = ("features in {folder} were extracted with a RANDOMLY INITIALISED S3D (--random-init, testing only): "
-        "results on them mean nothing")
+NOTE = (
+    "features in {folder} were extracted with a RANDOMLY INITIALISED S3D (--random-init, testing only): "
+    "results on them mean nothing"
+)
 _reported: set[str] = set()
 
 

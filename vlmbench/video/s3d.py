@@ -4,6 +4,7 @@ Module names and shapes are those of the released `s3d_howto100m.pth`, so its vi
 `load_state_dict(strict=True)`. The text branch (`text_module.*`) is defined with its released names and
 shapes but never run or loaded: `load_weights` drops those keys and says so. Facts: ../shared/spec/s3d-encoder.md.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -136,11 +137,11 @@ class S3D(nn.Module):
         if t % 2 or h % 2 or w % 2:
             raise ValueError(f"S3D needs even T, H and W, got {t}x{h}x{w}")
         x = x.view(b, c, t // 2, 2, h // 2, 2, w // 2, 2)
-        x = x.permute(0, 3, 5, 7, 1, 2, 4, 6)          # b, dt, dh, dw, c, t, h, w
+        x = x.permute(0, 3, 5, 7, 1, 2, 4, 6)  # b, dt, dh, dw, c, t, h, w
         return x.reshape(b, 8 * c, t // 2, h // 2, w // 2)
 
     def forward(self, video: torch.Tensor, with_mixed_5c: bool = False) -> dict[str, torch.Tensor]:
-        x = self.conv1(self.space_to_depth(video))[:, :, 1:, 1:, 1:]   # with the (1,2,2) pad: TF SAME
+        x = self.conv1(self.space_to_depth(video))[:, :, 1:, 1:, 1:]  # with the (1,2,2) pad: TF SAME
         x = self.maxpool_3a(self.gating(self.conv_2c(self.conv_2b(self.maxpool_2a(x)))))
         x = self.mixed_3c(self.mixed_3b(x))
         x = self.maxpool_4a(x)
@@ -166,8 +167,9 @@ def load_state(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unpickling/zip error means "not a tensor checkpoint"
-        raise InputError(f"not a loadable tensor checkpoint ({type(e).__name__}: {_first_line(e)})",
-                         path=path) from None
+        raise InputError(
+            f"not a loadable tensor checkpoint ({type(e).__name__}: {_first_line(e)})", path=path
+        ) from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
@@ -180,8 +182,11 @@ def check_state(model: nn.Module, state: dict[str, torch.Tensor], path: object =
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
-    wrong = [f"{k} {tuple(state[k].shape)} (expected {expected[k]})" for k in expected
-             if k in state and tuple(state[k].shape) != expected[k]]
+    wrong = [
+        f"{k} {tuple(state[k].shape)} (expected {expected[k]})"
+        for k in expected
+        if k in state and tuple(state[k].shape) != expected[k]
+    ]
     problems = []
     for what, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
         if keys:
@@ -204,8 +209,10 @@ def load_weights(path: str | Path, say=print) -> S3D:
         video.update({k: torch.tensor(0, dtype=torch.long) for k in counters})
     check_state(model, video, path=path)
     model.load_state_dict(video, strict=True)
-    say(f"S3D: loaded {len(video)} video tensors from {Path(path).name}; "
-        f"the text branch is not loaded ({len(text)} text_module.* keys ignored)")
+    say(
+        f"S3D: loaded {len(video)} video tensors from {Path(path).name}; "
+        f"the text branch is not loaded ({len(text)} text_module.* keys ignored)"
+    )
     return model.eval()
 
 

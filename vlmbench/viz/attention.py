@@ -1,4 +1,5 @@
 """Self-attention maps over the 96-position layout, under the mask the task uses (`vlmbench viz attention`)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -12,32 +13,49 @@ from vlmbench.model import masks
 from vlmbench.model.layout import MAX_VIDEO_LEN, TEXT_START, VIDEO_SEP, position_ids, token_type_ids, valid_positions
 
 # The mask each family runs its model under (pre-training: joint).
-MASK_OF_FAMILY = {"retrieval": "isolated", "mcqa": "isolated", "segmentation": "isolated",
-                  "localization": "isolated", "captioning": "text_causal"}
+MASK_OF_FAMILY = {
+    "retrieval": "isolated",
+    "mcqa": "isolated",
+    "segmentation": "isolated",
+    "localization": "isolated",
+    "captioning": "text_causal",
+}
 
 
 @dataclass
 class AttentionMaps:
-    weights: np.ndarray          # (layers, heads, L, L) over the valid positions only
-    labels: list[str]            # L token labels: [CLS], seconds ("3s"), [SEP], word pieces
-    kinds: list[str]             # L of "cls" / "video" / "sep" / "text"
+    weights: np.ndarray  # (layers, heads, L, L) over the valid positions only
+    labels: list[str]  # L token labels: [CLS], seconds ("3s"), [SEP], word pieces
+    kinds: list[str]  # L of "cls" / "video" / "sep" / "text"
     mask: str
 
 
-def attention_maps(vlm, video: torch.Tensor, vmask: torch.Tensor, text_ids: torch.Tensor, text_mask: torch.Tensor,
-                   tokenizer, mask: str = "isolated") -> AttentionMaps:
+def attention_maps(
+    vlm,
+    video: torch.Tensor,
+    vmask: torch.Tensor,
+    text_ids: torch.Tensor,
+    text_mask: torch.Tensor,
+    tokenizer,
+    mask: str = "isolated",
+) -> AttentionMaps:
     """One example (batch of 1): every layer's and head's attention probabilities at the valid positions."""
     if mask not in masks.BUILDERS:
         raise ValueError(f"unknown mask {mask!r}")
     vlm.eval()
     prev = vlm.bert.config._attn_implementation
-    vlm.bert.set_attn_implementation("eager")          # sdpa does not return the probabilities
+    vlm.bert.set_attn_implementation("eager")  # sdpa does not return the probabilities
     try:
         with torch.no_grad():
             embeds = vlm.embed(vlm.video_tokens(video), text_ids)
             attn = masks.BUILDERS[mask](vmask, text_mask, dtype=embeds.dtype)
-            out = vlm.bert(inputs_embeds=embeds, attention_mask=attn, position_ids=position_ids(1, video.device),
-                           token_type_ids=token_type_ids(1, video.device), output_attentions=True)
+            out = vlm.bert(
+                inputs_embeds=embeds,
+                attention_mask=attn,
+                position_ids=position_ids(1, video.device),
+                token_type_ids=token_type_ids(1, video.device),
+                output_attentions=True,
+            )
     finally:
         vlm.bert.set_attn_implementation(prev)
     valid = valid_positions(vmask, text_mask)[0].cpu().numpy()
@@ -57,8 +75,9 @@ def attention_maps(vlm, video: torch.Tensor, vmask: torch.Tensor, text_ids: torc
     return AttentionMaps(weights, labels, kinds, mask)
 
 
-def plot_attention(maps: AttentionMaps, out_png: str | Path, layer: int = -1, head: int | None = None,
-                   title: str = "") -> Path:
+def plot_attention(
+    maps: AttentionMaps, out_png: str | Path, layer: int = -1, head: int | None = None, title: str = ""
+) -> Path:
     """One head as a labelled heatmap, or (head None) a grid of every head of the layer; PNG + SVG."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -72,7 +91,7 @@ def plot_attention(maps: AttentionMaps, out_png: str | Path, layer: int = -1, he
     fig = Figure(figsize=(size * cols, size * rows + 0.6), dpi=100)
     FigureCanvasAgg(fig)
     n = len(maps.labels)
-    step = max(1, n // 24)                                   # at most ~24 tick labels per axis
+    step = max(1, n // 24)  # at most ~24 tick labels per axis
     for i, h in enumerate(heads):
         ax = fig.add_subplot(rows, cols, i + 1)
         im = ax.imshow(maps.weights[layer, h], cmap="viridis", vmin=0, vmax=1, interpolation="nearest")

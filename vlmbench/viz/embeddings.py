@@ -1,5 +1,6 @@
 """The joint token space (`vlmbench viz embeddings`): video and text tokens at the model's input (after the
 video MLP / word embeddings) and output (last layer), projected to 2-D with t-SNE (PCA for many tokens)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -12,30 +13,36 @@ from vlmbench.io import atomic_write
 from vlmbench.model import masks
 from vlmbench.model.layout import TEXT_START, VIDEO_SEP, VIDEO_START, position_ids, token_type_ids
 
-TSNE_MAX = 2000        # above this many tokens t-SNE is slow on a CPU: PCA instead
+TSNE_MAX = 2000  # above this many tokens t-SNE is slow on a CPU: PCA instead
 
 
 @dataclass
 class Projection:
-    points: dict[str, np.ndarray]     # "input" / "output" -> (N, 2)
-    modality: np.ndarray              # (N,) "video" / "text"
+    points: dict[str, np.ndarray]  # "input" / "output" -> (N, 2)
+    modality: np.ndarray  # (N,) "video" / "text"
     method: str
 
 
-def token_states(vlm, video, vmask, text_ids, text_mask, mask: str = "joint") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def token_states(
+    vlm, video, vmask, text_ids, text_mask, mask: str = "joint"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(input (N, H), output (N, H), modality (N,)) over the valid video seconds and text tokens of a batch."""
     vlm.eval()
     with torch.no_grad():
         b = text_ids.shape[0]
         embeds = vlm.embed(vlm.video_tokens(video), text_ids)
         attn = masks.BUILDERS[mask](vmask, text_mask, dtype=embeds.dtype)
-        out = vlm.bert(inputs_embeds=embeds, attention_mask=attn, position_ids=position_ids(b, video.device),
-                       token_type_ids=token_type_ids(b, video.device)).last_hidden_state
+        out = vlm.bert(
+            inputs_embeds=embeds,
+            attention_mask=attn,
+            position_ids=position_ids(b, video.device),
+            token_type_ids=token_type_ids(b, video.device),
+        ).last_hidden_state
     sel_v = torch.zeros(embeds.shape[:2], dtype=torch.bool)
     sel_v[:, VIDEO_START:VIDEO_SEP] = vmask.bool().cpu()
     sel_t = torch.zeros_like(sel_v)
     sel_t[:, TEXT_START:] = text_mask.bool().cpu()
-    sel_t[:, TEXT_START:] &= text_ids.cpu() != vlm.sep_id              # word pieces, not the closing [SEP]
+    sel_t[:, TEXT_START:] &= text_ids.cpu() != vlm.sep_id  # word pieces, not the closing [SEP]
     inputs = torch.cat([embeds.cpu()[sel_v], embeds.cpu()[sel_t]]).float().numpy()
     outputs = torch.cat([out.cpu()[sel_v], out.cpu()[sel_t]]).float().numpy()
     modality = np.array(["video"] * int(sel_v.sum()) + ["text"] * int(sel_t.sum()))
@@ -51,8 +58,9 @@ def project(inputs: np.ndarray, outputs: np.ndarray, modality: np.ndarray, seed:
     points = {}
     for name, x in (("input", inputs), ("output", outputs)):
         if method == "t-SNE":
-            points[name] = TSNE(n_components=2, perplexity=min(30.0, (n - 1) / 3), init="pca",
-                                random_state=seed).fit_transform(x)
+            points[name] = TSNE(
+                n_components=2, perplexity=min(30.0, (n - 1) / 3), init="pca", random_state=seed
+            ).fit_transform(x)
         else:
             points[name] = PCA(n_components=2, random_state=seed).fit_transform(x)
     return Projection(points, modality, method)

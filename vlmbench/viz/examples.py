@@ -1,9 +1,10 @@
 """Test examples of a task as (id, video features (seconds, 512), text), read through the task's own adapter,
 for the pictures (retrieval and captioning tasks: a clip and its sentence)."""
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -13,8 +14,9 @@ from vlmbench.errors import InputError
 FAMILIES = ("retrieval", "captioning")
 
 
-def task_examples(task: str, data: Path | None = None, preset: str | None = None,
-                  say: Callable[[str], None] = lambda s: None) -> list[tuple[str, np.ndarray, str]]:
+def task_examples(
+    task: str, data: Path | None = None, preset: str | None = None, say: Callable[[str], None] = lambda s: None
+) -> list[tuple[str, np.ndarray, str]]:
     import torch
 
     from vlmbench.config import run_config
@@ -22,8 +24,10 @@ def task_examples(task: str, data: Path | None = None, preset: str | None = None
 
     spec = registry.get(task)
     if spec.family not in FAMILIES:
-        raise InputError(f"pictures are drawn for clip + sentence tasks ({', '.join(FAMILIES)} families); "
-                         f"{task} is {spec.family}", path="--task")
+        raise InputError(
+            f"pictures are drawn for clip + sentence tasks ({', '.join(FAMILIES)} families); {task} is {spec.family}",
+            path="--task",
+        )
     root = toy.toy_root() if data is None else Path(data)
     if data is None:
         toy.ensure_dataset(spec.dataset, say=say)

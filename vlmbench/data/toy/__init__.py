@@ -14,6 +14,7 @@ a bag of words cannot tell them apart; MC-QA negatives differ from the true capt
 recipes share some steps' visuals under different step ids, so a step's identity needs the temporal context.
 It is a test harness, never a benchmark: results on it are labelled as toy everywhere.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,25 +25,67 @@ from pathlib import Path
 
 import numpy as np
 
-from ...io import write_json
-
 VERSION = 2
 DIM = 512
-ACTIONS = ["cut", "chop", "slice", "peel", "wash", "stir", "mix", "fry", "boil", "bake", "pour", "add",
-           "grill", "season", "roll", "fold"]
-OBJECTS = ["onion", "tomato", "potato", "carrot", "garlic", "pepper", "chicken", "beef", "fish", "egg",
-           "rice", "pasta", "bread", "cheese", "butter", "flour", "sugar", "salt", "oil", "milk", "water",
-           "lemon", "apple", "dough"]
+ACTIONS = [
+    "cut",
+    "chop",
+    "slice",
+    "peel",
+    "wash",
+    "stir",
+    "mix",
+    "fry",
+    "boil",
+    "bake",
+    "pour",
+    "add",
+    "grill",
+    "season",
+    "roll",
+    "fold",
+]
+OBJECTS = [
+    "onion",
+    "tomato",
+    "potato",
+    "carrot",
+    "garlic",
+    "pepper",
+    "chicken",
+    "beef",
+    "fish",
+    "egg",
+    "rice",
+    "pasta",
+    "bread",
+    "cheese",
+    "butter",
+    "flour",
+    "sugar",
+    "salt",
+    "oil",
+    "milk",
+    "water",
+    "lemon",
+    "apple",
+    "dough",
+]
 ATTRIBUTES = ["red", "green", "small", "large", "fresh", "frozen", "hot", "sweet", "whole", "sliced"]
-QUANTITIES = ["two", "three", "four"]                 # a quantity makes the object plural
+QUANTITIES = ["two", "three", "four"]  # a quantity makes the object plural
 TOOLS = ["pan", "bowl", "pot", "oven", "plate", "board"]
 # Weights of a step's parts in its feature (the action and the object dominate, as in the captions).
 WEIGHTS = {"action": 1.0, "obj": 1.0, "attr": 0.8, "qty": 0.6, "tool": 0.6}
-P_PART = {"attr": 0.7, "qty": 0.25, "tool": 0.5}      # how often a step has each optional part
+P_PART = {"attr": 0.7, "qty": 0.25, "tool": 0.5}  # how often a step has each optional part
 PART_WORDS = {"action": ACTIONS, "obj": OBJECTS, "attr": ATTRIBUTES, "qty": QUANTITIES, "tool": TOOLS}
 FILLER = ["okay so", "alright", "now", "and then", "next", "so", "you want to", "go ahead and", "we are going to"]
-OFF_TOPIC = ["thanks for watching", "please subscribe to my channel", "let me know in the comments",
-             "this is my favorite recipe", "hello everyone welcome back"]
+OFF_TOPIC = [
+    "thanks for watching",
+    "please subscribe to my channel",
+    "let me know in the comments",
+    "this is my favorite recipe",
+    "hello everyone welcome back",
+]
 NOISE = 0.8  # norm of the per-second noise; a concept direction has norm 1
 
 
@@ -87,12 +130,21 @@ class World:
 
     def random_steps(self, rng: np.random.Generator, n: int, min_s: int = 4, max_s: int = 9) -> list[Step]:
         """n random steps; each optional part is present with its P_PART probability."""
+
         def part(name: str) -> str | None:
             return None if rng.random() >= P_PART[name] else str(rng.choice(PART_WORDS[name]))
 
-        return [Step(str(rng.choice(ACTIONS)), str(rng.choice(OBJECTS)), int(rng.integers(min_s, max_s + 1)),
-                     attr=part("attr"), qty=part("qty"), tool=part("tool"))
-                for _ in range(n)]
+        return [
+            Step(
+                str(rng.choice(ACTIONS)),
+                str(rng.choice(OBJECTS)),
+                int(rng.integers(min_s, max_s + 1)),
+                attr=part("attr"),
+                qty=part("qty"),
+                tool=part("tool"),
+            )
+            for _ in range(n)
+        ]
 
     def centre(self, step: Step) -> np.ndarray:
         return sum(WEIGHTS[k] * self.direction[w] for k, w in step.parts().items())

@@ -6,6 +6,7 @@ so per-second classification is learnable and an all-background predictor stays 
 Two steps of every recipe look like a step of another recipe (same action and object, another step id), so
 their identity needs the temporal context: which recipe the neighbouring steps belong to.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -17,9 +18,17 @@ from . import ACTIONS, OBJECTS, VERSION, Step, World, write_atomically
 
 N_RECIPES = 8
 STEPS_PER_RECIPE = 6
-SHARED = (1, 4)   # positions whose visual is shared by recipes r and r + N_RECIPES // 2
-RECIPE_NAMES = ["MakeToySoup", "MakeToySalad", "BakeToyBread", "FryToyEggs", "CookToyPasta", "GrillToyFish",
-                "MakeToyPie", "BoilToyRice"]
+SHARED = (1, 4)  # positions whose visual is shared by recipes r and r + N_RECIPES // 2
+RECIPE_NAMES = [
+    "MakeToySoup",
+    "MakeToySalad",
+    "BakeToyBread",
+    "FryToyEggs",
+    "CookToyPasta",
+    "GrillToyFish",
+    "MakeToyPie",
+    "BoilToyRice",
+]
 
 
 def step_table() -> list[list[tuple[int, str, str]]]:
@@ -38,8 +47,10 @@ def step_table() -> list[list[tuple[int, str, str]]]:
         if pair not in pairs:
             pairs.append(pair)
     ids = np.sort(rng.choice(np.arange(1, 779), len(pairs), replace=False))
-    return [[(int(ids[r * STEPS_PER_RECIPE + k]), *pairs[r * STEPS_PER_RECIPE + k]) for k in range(STEPS_PER_RECIPE)]
-            for r in range(N_RECIPES)]
+    return [
+        [(int(ids[r * STEPS_PER_RECIPE + k]), *pairs[r * STEPS_PER_RECIPE + k]) for k in range(STEPS_PER_RECIPE)]
+        for r in range(N_RECIPES)
+    ]
 
 
 def write_coin(out: str | Path, seed: int = 0, n_train: int = 120, n_test: int = 40) -> Path:
@@ -66,13 +77,24 @@ def write_coin(out: str | Path, seed: int = 0, n_train: int = 120, n_test: int =
             for (step_id, _, _), step in zip(shown, steps):
                 start = t + gap
                 end = start + step.seconds
-                annotation.append({"id": str(step_id), "segment": [float(start), float(end)],
-                                   "label": f"{step.action} the {step.obj}"})
+                annotation.append(
+                    {
+                        "id": str(step_id),
+                        "segment": [float(start), float(end)],
+                        "label": f"{step.action} the {step.obj}",
+                    }
+                )
                 t = end
-            database[vid] = {"recipe_type": recipe, "annotation": annotation,
-                             "video_url": f"https://example.invalid/embed/{vid}", "start": 0.0,
-                             "end": float(len(feats)), "duration": float(len(feats)),
-                             "class": RECIPE_NAMES[recipe], "subset": "training" if n < n_train else "testing"}
+            database[vid] = {
+                "recipe_type": recipe,
+                "annotation": annotation,
+                "video_url": f"https://example.invalid/embed/{vid}",
+                "start": 0.0,
+                "end": float(len(feats)),
+                "duration": float(len(feats)),
+                "class": RECIPE_NAMES[recipe],
+                "subset": "training" if n < n_train else "testing",
+            }
         write_json(tmp / "COIN.json", {"database": database})
 
     return write_atomically(Path(out), fill)

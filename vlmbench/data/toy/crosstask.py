@@ -7,6 +7,7 @@ order (some skipped) with background between them. Like the real release, the re
 have neither annotations nor features (they drop out of the split). 44 videos per primary task: 4 in
 videos_val.csv, and the seed-0 split with n_train=30 leaves 10 test videos per task.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,8 +17,12 @@ import numpy as np
 from ...io import write_text
 from . import ACTIONS, OBJECTS, VERSION, Step, World, write_atomically
 
-PRIMARY = [("90001", "Make Toy Soup", 6), ("90002", "Bake Toy Bread", 5), ("90003", "Cook Toy Pasta", 7),
-           ("90004", "Fry Toy Fish", 6)]
+PRIMARY = [
+    ("90001", "Make Toy Soup", 6),
+    ("90002", "Bake Toy Bread", 5),
+    ("90003", "Cook Toy Pasta", 7),
+    ("90004", "Fry Toy Fish", 6),
+]
 RELATED = [("90101", "Make Toy Tea", 4), ("90102", "Grill Toy Beef", 5)]
 
 
@@ -60,7 +65,7 @@ def write_crosstask(out: str | Path, seed: int = 0, per_task: int = 44, n_val: i
             for i in range(per_task):
                 vid = f"ct{n:04d}"
                 n += 1
-                keep = rng.random(k) < 0.85           # some steps are skipped; at least 3 are shown
+                keep = rng.random(k) < 0.85  # some steps are skipped; at least 3 are shown
                 if keep.sum() < 3:
                     keep[rng.choice(k, 3, replace=False)] = True
                 shown = [(j + 1, *steps_of[task][j]) for j in np.flatnonzero(keep)]
@@ -79,11 +84,11 @@ def write_crosstask(out: str | Path, seed: int = 0, per_task: int = 44, n_val: i
                 rows.append(row)
                 if i < n_val:
                     val_rows.append(row)
-        for task, _, _ in RELATED:   # listed, but no annotation and no features (as in the real release)
+        for task, _, _ in RELATED:  # listed, but no annotation and no features (as in the real release)
             for _ in range(n_related):
                 rows.append(f"{task},ct{n:04d},https://www.example.invalid/watch?v=ct{n:04d}")
                 n += 1
-        order = rng.permutation(len(rows))     # the real videos.csv interleaves tasks
+        order = rng.permutation(len(rows))  # the real videos.csv interleaves tasks
         write_text(release / "videos.csv", "\n".join(rows[i] for i in order) + "\n")
         write_text(release / "videos_val.csv", "\n".join(val_rows) + "\n")
 

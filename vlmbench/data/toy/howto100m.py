@@ -1,4 +1,5 @@
 """Toy HowTo100M: ASR-like captions + per-second features, in the real pre-training formats."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,7 +10,9 @@ from ...io import write_json
 from . import OFF_TOPIC, World, ensure, write_atomically
 
 
-def write_howto100m(out: str | Path, seed: int = 0, n_videos: int = 240, steps_per_video: tuple[int, int] = (6, 10)) -> Path:
+def write_howto100m(
+    out: str | Path, seed: int = 0, n_videos: int = 240, steps_per_video: tuple[int, int] = (6, 10)
+) -> Path:
     """captions.json ({vid: {start, end, text}}) + features/<vid>.npy, the HowTo100M pre-training format.
 
     ASR-like captions: each step is narrated by one or two overlapping lines; ~10% of lines are off-topic.
@@ -29,7 +32,7 @@ def write_howto100m(out: str | Path, seed: int = 0, n_videos: int = 240, steps_p
                 lines = 1 if step.seconds < 6 else 2
                 for k in range(lines):
                     s = t + k * step.seconds / lines + rng.uniform(-0.5, 0.5)
-                    e = s + step.seconds / lines + rng.uniform(0.5, 2.0)   # rolling ASR overlaps the next line
+                    e = s + step.seconds / lines + rng.uniform(0.5, 2.0)  # rolling ASR overlaps the next line
                     say = OFF_TOPIC[rng.integers(len(OFF_TOPIC))] if rng.random() < 0.1 else world.sentence(step, rng)
                     start.append(round(max(0.0, s), 2)), end.append(round(e, 2)), text.append(say)
                 t += step.seconds
@@ -37,7 +40,6 @@ def write_howto100m(out: str | Path, seed: int = 0, n_videos: int = 240, steps_p
         write_json(tmp / "captions.json", captions)
 
     return write_atomically(Path(out), fill)
-
 
 
 def ensure_howto100m(seed: int = 0, say=print) -> Path:

@@ -6,6 +6,7 @@ Test clips come in sibling pairs whose captions share their words: a two-step cl
 needs the binding of words to what happens when, not a bag of words. Each multiple-choice question's four
 negatives are the true caption with exactly one concept (an action, object, attribute, quantity or tool)
 replaced."""
+
 from __future__ import annotations
 
 import csv
@@ -41,8 +42,9 @@ def one_concept_off(steps: list[Step], rng: np.random.Generator) -> list[Step]:
     return [replace(s, **{part: new}) if j == i else s for j, s in enumerate(steps)]
 
 
-def write_msrvtt(out: str | Path, seed: int = 0, n_train: int = 400, n_test: int = 100,
-                 captions_per_video: int = 5) -> Path:
+def write_msrvtt(
+    out: str | Path, seed: int = 0, n_train: int = 400, n_test: int = 100, captions_per_video: int = 5
+) -> Path:
     world = World()
 
     def fill(tmp: Path) -> None:
@@ -51,10 +53,13 @@ def write_msrvtt(out: str | Path, seed: int = 0, n_train: int = 400, n_test: int
         videos, sentences, test_rows, test_steps = [], [], [], []
         for n in range(n_train + n_test):
             vid = f"video{n}"
-            pair = n >= n_train and (n - n_train) % 2 == 1          # the second clip of a test sibling pair
-            steps = sibling(test_steps[-1], rng) if pair else world.random_steps(rng, int(rng.integers(1, 3)),
-                                                                                   min_s=5, max_s=10)
-            if pair:   # the sibling's durations are its own
+            pair = n >= n_train and (n - n_train) % 2 == 1  # the second clip of a test sibling pair
+            steps = (
+                sibling(test_steps[-1], rng)
+                if pair
+                else world.random_steps(rng, int(rng.integers(1, 3)), min_s=5, max_s=10)
+            )
+            if pair:  # the sibling's durations are its own
                 steps = [replace(s, seconds=int(rng.integers(5, 11))) for s in steps]
             np.save(tmp / "features" / f"{vid}.npy", world.features(steps, rng))
             caps = [_caption(steps, rng) for _ in range(captions_per_video)]
@@ -78,7 +83,7 @@ def write_msrvtt(out: str | Path, seed: int = 0, n_train: int = 400, n_test: int
             w = csv.writer(f, delimiter="\t")
             w.writerow(["key", "vid_key", "video_id", "a1", "a2", "a3", "a4", "a5", "answer"])
             for i, ((vid, sent), steps) in enumerate(zip(test_rows, test_steps)):
-                subject = sent[:sent.index(" is going to ")]
+                subject = sent[: sent.index(" is going to ")]
                 others: list[str] = []
                 while len(others) < 4:
                     neg = f"{subject} is going to {compose(one_concept_off(steps, rng))}"

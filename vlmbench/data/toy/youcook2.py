@@ -1,6 +1,7 @@
 """Toy YouCook2: recipe videos of 6-10 steps with background between them, annotated as 4-7 segments of one
 or two consecutive steps ("cut the red onion and then fry two eggs in the pan": 3-16 words); the annotation
 JSON, split lists and the retrieval CSV (validation_youcook.csv), in the real formats."""
+
 from __future__ import annotations
 
 import csv
@@ -37,11 +38,21 @@ def write_youcook2(out: str | Path, seed: int = 0, n_train: int = 80, n_val: int
             annotations, i = [], 0
             while i < len(steps):
                 k = 2 if i + 1 < len(steps) and rng.random() < 0.5 else 1
-                annotations.append({"segment": [bounds[i][0], bounds[i + k - 1][1]], "id": len(annotations),
-                                    "sentence": compose(steps[i:i + k])})
+                annotations.append(
+                    {
+                        "segment": [bounds[i][0], bounds[i + k - 1][1]],
+                        "id": len(annotations),
+                        "sentence": compose(steps[i : i + k]),
+                    }
+                )
                 i += k
-            database[vid] = {"duration": float(len(feats)), "subset": subset, "recipe_type": recipe,
-                             "annotations": annotations, "video_url": f"https://example.invalid/{vid}"}
+            database[vid] = {
+                "duration": float(len(feats)),
+                "subset": subset,
+                "recipe_type": recipe,
+                "annotations": annotations,
+                "video_url": f"https://example.invalid/{vid}",
+            }
             (train_list if subset == "training" else val_list).append(f"{recipe}/{vid}")
             if subset == "validation":
                 retrieval += [(a["segment"][1], a["segment"][0], recipe, a["sentence"], vid) for a in annotations]
