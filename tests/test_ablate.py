@@ -16,6 +16,7 @@ import pytest
 
 from vlmbench.ablate import ablate, make_cells, parse_grid
 from vlmbench.errors import InputError
+from vlmbench.reporting.grid import summarise
 
 # A quick grid: two pre-training cells of 3 smoke steps, one fast task on fewer examples.
 GRID = ["mmm=0,0.5", "steps=3", "lr_decay_steps=3", "save_every=1", "max_train=16", "max_test=32"]
@@ -75,7 +76,7 @@ def reference(tmp_path_factory):
     """An uninterrupted run of GRID, in-process; the other tests compare their numbers against it."""
     out = tmp_path_factory.mktemp("ablate") / "ref"
     t0 = time.perf_counter()
-    summary = ablate(GRID, tasks=TASKS, out=out, preset="smoke", progress=False, say=lambda s: None)
+    summary = summarise(ablate(GRID, tasks=TASKS, out=out, preset="smoke", progress=False, say=lambda s: None))
     return out, summary, time.perf_counter() - t0
 
 
@@ -183,7 +184,7 @@ def test_rerun_skips_every_cell_at_once(reference):
     out, summary, first_s = reference
     before = {c.key: (out / "cells" / c.key / "events.jsonl").read_text() for c in summary.cells}
     t0 = time.perf_counter()
-    again = ablate(GRID, tasks=TASKS, out=out, preset="smoke", progress=False, say=lambda s: None)
+    again = summarise(ablate(GRID, tasks=TASKS, out=out, preset="smoke", progress=False, say=lambda s: None))
     took = time.perf_counter() - t0
     assert again.ran == [] and took < min(10.0, first_s / 2)
     assert {c.key: (out / "cells" / c.key / "events.jsonl").read_text() for c in summary.cells} == before
@@ -195,7 +196,7 @@ def test_grid_table_shows_paper_table8_beside_matching_cells(reference, tmp_path
     from the cells' results: the grid code is what is tested, not another training run)."""
     import shutil
 
-    from vlmbench.ablate import _summarise, make_cells
+    from vlmbench.ablate import AblationRun, make_cells
 
     out, summary, _ = reference
     cells = make_cells(parse_grid(GRID), ["youcook2-retrieval"], "smoke", None)
@@ -206,7 +207,7 @@ def test_grid_table_shows_paper_table8_beside_matching_cells(reference, tmp_path
         dst = tmp_path / "cells" / mine.key / "youcook2-retrieval" / "result.json"
         dst.parent.mkdir(parents=True)
         dst.write_text(json.dumps(res))
-    got = _summarise(tmp_path, cells, list(parse_grid(GRID)), ran=[])
+    got = summarise(AblationRun(tmp_path, cells, list(parse_grid(GRID)), ran=[]))
     g = got.grid.set_index("mmm")
     assert g.loc[0.0, "paper"] == "Table 8: VLM w/ MMM 0%" and g.loc[0.0, "paper:R@1"] == 15.12
     assert g.loc[0.5, "paper"] == "Table 8: VLM w/ MMM 50%" and g.loc[0.5, "paper:R@1"] == 27.05

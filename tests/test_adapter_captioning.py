@@ -14,12 +14,12 @@ import pytest
 
 from vlmbench import registry, runner
 from vlmbench.adapters.captioning import CAPTIONS_CSV, CaptioningAdapter
+from vlmbench.config import run_config
 from vlmbench.data import toy, youcook2
 from vlmbench.errors import InputError
 from vlmbench.metrics.captioning import caption_metrics
 from vlmbench.model.vlm import VLM
-from vlmbench.reporting.result import load_result
-from vlmbench.runconfig import run_config
+from vlmbench.records.result import load_result
 
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
 METRICS = ["BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr"]
@@ -69,7 +69,7 @@ def test_smoke_run_end_to_end(tmp_path, tiny_checkpoint):
     saved = load_result(tmp_path / "result.json")
     assert saved.metrics == pytest.approx(result.metrics)
 
-    task, metrics, _ = runner.score_file(tmp_path / "predictions.npz")
+    task, metrics, *_ = runner.score_file(tmp_path / "predictions.npz")
     assert task == "youcook2-caption" and metrics == pytest.approx(result.metrics, rel=1e-9)
 
     _, _, preds = runner.load_predictions(tmp_path / "predictions.npz")

@@ -13,14 +13,15 @@ import pytest
 import torch
 
 from vlmbench import registry, runner
-from vlmbench.adapters.localization import LocalizationAdapter, pack_matrices, random_recall
+from vlmbench.adapters.localization import LocalizationAdapter, random_recall
+from vlmbench.config import run_config
 from vlmbench.data import crosstask as ct
 from vlmbench.errors import InputError
 from vlmbench.metrics.localization import crosstask_targets
 from vlmbench.model import backbone as bb
 from vlmbench.model.text import encode
 from vlmbench.model.vlm import VLM
-from vlmbench.runconfig import run_config
+from vlmbench.records.formats import pack_matrices
 
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
 STEPS = ["cut the onion", "fry the egg", "boil the water pot"]
@@ -145,7 +146,7 @@ def test_smoke_run_writes_and_rescores(toy_cache, tmp_path, task):
     assert (tmp_path / "predictions.npz").is_file() and (tmp_path / "result.json").is_file()
     assert result.counts["test_videos"] == 16
     assert result.counts["finetune_updates"] == (0 if task == "crosstask-zeroshot" else 16)
-    _, metrics, _ = runner.score_file(tmp_path / "predictions.npz")
+    _, metrics, *_ = runner.score_file(tmp_path / "predictions.npz")
     assert metrics == result.metrics
     assert 0 <= result.metrics["recall"] <= 100
     _, _, preds = runner.load_predictions(tmp_path / "predictions.npz")
@@ -206,5 +207,5 @@ def test_real_release_end_to_end(tmp_path):
         assert short[:, -2:].sum() == 0  # T < K: the last steps get no frame
         assert list(result.metrics) == ["recall", f"recall/{task_a}"]
         assert not math.isnan(result.metrics["recall"])
-        _, metrics, _ = runner.score_file(tmp_path / task / "predictions.npz")
+        _, metrics, *_ = runner.score_file(tmp_path / task / "predictions.npz")
         assert metrics == result.metrics

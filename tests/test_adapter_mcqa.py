@@ -13,13 +13,14 @@ import torch
 from vlmbench import registry
 from vlmbench.adapters.mcqa import MCQAAdapter
 from vlmbench.adapters.pairs import batch_videos, tokenizer_for
+from vlmbench.config import run_config
 from vlmbench.data import toy
 from vlmbench.errors import InputError
 from vlmbench.model.losses import contrastive_loss
 from vlmbench.model.text import encode as encode_62
 from vlmbench.model.vlm import VLM
-from vlmbench.runconfig import run_config
-from vlmbench.runner import PREDICTIONS, RESULT, load_predictions, run, score_file
+from vlmbench.records.predictions import PREDICTIONS, RESULT, load_predictions
+from vlmbench.runner import run, score_file
 
 quiet = lambda s: None  # noqa: E731
 
@@ -110,7 +111,7 @@ def test_missing_test_features_raise(tmp_path):
 def test_end_to_end_smoke_rescores(tmp_path):
     result, _ = run("msrvtt-mcqa", preset="smoke", out=tmp_path, progress=False, say=quiet)
     assert (tmp_path / PREDICTIONS).is_file() and (tmp_path / RESULT).is_file()
-    task, metrics, conventions = score_file(tmp_path / PREDICTIONS)
+    task, metrics, conventions, _ = score_file(tmp_path / PREDICTIONS)
     assert task == "msrvtt-mcqa" and metrics == result.metrics and set(metrics) == {"accuracy"}
     assert "argmax" in conventions["prediction"]
     assert result.counts["test_examples"] == 64 and result.counts["train_videos"] == 64

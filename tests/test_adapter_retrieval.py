@@ -15,14 +15,15 @@ import torch
 from vlmbench import registry
 from vlmbench.adapters.pairs import batch_videos, tokenizer_for
 from vlmbench.adapters.retrieval import RetrievalAdapter
+from vlmbench.config import run_config
 from vlmbench.data import toy
 from vlmbench.errors import InputError
 from vlmbench.metrics.retrieval import ranks
 from vlmbench.model.losses import contrastive_loss
 from vlmbench.model.text import encode as encode_62
 from vlmbench.model.vlm import VLM
-from vlmbench.runconfig import run_config
-from vlmbench.runner import PREDICTIONS, RESULT, load_predictions, run, score_file
+from vlmbench.records.predictions import PREDICTIONS, RESULT, load_predictions
+from vlmbench.runner import run, score_file
 
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
 quiet = lambda s: None  # noqa: E731
@@ -175,7 +176,7 @@ def test_end_to_end_smoke_rescores(tmp_path):
         out = tmp_path / task
         result, _ = run(task, preset="smoke", out=out, progress=False, say=quiet)
         assert (out / PREDICTIONS).is_file() and (out / RESULT).is_file()
-        name, metrics, conventions = score_file(out / PREDICTIONS)
+        name, metrics, conventions, _ = score_file(out / PREDICTIONS)
         assert name == task and metrics == result.metrics
         assert set(result.metrics) >= {"R@1", "R@5", "R@10", "MedR", "v2t_R@1"}
         assert "pessimistic" in conventions["ties"]

@@ -14,7 +14,8 @@ import torch
 
 from vlmbench import registry, runner
 from vlmbench.adapters import windows
-from vlmbench.adapters.segmentation import SegmentationAdapter, SegmentationModel, pack_videos
+from vlmbench.adapters.segmentation import SegmentationAdapter, SegmentationModel
+from vlmbench.config import run_config
 from vlmbench.data import coin
 from vlmbench.data.toy.coin import step_table
 from vlmbench.errors import InputError
@@ -22,7 +23,7 @@ from vlmbench.metrics.segmentation import frame_targets
 from vlmbench.model import backbone as bb
 from vlmbench.model.text import encode
 from vlmbench.model.vlm import VLM
-from vlmbench.runconfig import run_config
+from vlmbench.records.formats import pack_videos
 
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
 
@@ -144,7 +145,7 @@ def test_smoke_run_writes_and_rescores(toy_cache, tmp_path):
     assert result.counts["train_videos"] == 16 and result.counts["test_videos"] == 16
     assert result.counts["finetune_updates"] == 16
     assert 0 <= result.metrics["frame_acc"] <= 100
-    task, metrics, conv = runner.score_file(tmp_path / "predictions.npz")
+    task, metrics, conv, _ = runner.score_file(tmp_path / "predictions.npz")
     assert task == "coin-segmentation"
     assert metrics == result.metrics
     saved = json.loads((tmp_path / "result.json").read_text())
@@ -189,5 +190,5 @@ def test_real_coin_excerpt_end_to_end(tmp_path):
         want = frame_targets(n, [(s.step_id, s.start, s.end) for s in v.segments])
         assert np.array_equal(preds["target"][preds["offsets"][i] : preds["offsets"][i + 1]], want)
     assert (preds["target"] > 0).any() and (preds["target"] == 0).any()
-    _, metrics, _ = runner.score_file(tmp_path / "run" / "predictions.npz")
+    _, metrics, *_ = runner.score_file(tmp_path / "run" / "predictions.npz")
     assert metrics == result.metrics

@@ -614,7 +614,7 @@ def _npz(data: Path, task: str) -> str:
 
 
 def _result(data: Path, name: str, task: str = "msrvtt-retrieval") -> str:
-    from vlmbench.reporting.result import Result, provenance, save_result
+    from vlmbench.records.result import Result, provenance, save_result
 
     r = Result(
         task=task,

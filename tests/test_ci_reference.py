@@ -11,8 +11,8 @@ import pytest
 
 from vlmbench import registry
 from vlmbench.floors import floor_baseline
+from vlmbench.records.result import load_results
 from vlmbench.reporting.compare import floor_checks
-from vlmbench.reporting.result import load_results
 from vlmbench.suite import floor_kinds
 
 REF = Path(__file__).resolve().parent.parent / "results" / "reference" / "ci"

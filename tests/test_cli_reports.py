@@ -181,14 +181,14 @@ def test_report_bad_input(tmp_path):
 def test_score_prints_each_metrics_interval(tmp_path):
     import numpy as np
 
-    from vlmbench.reporting.intervals import per_example
-    from vlmbench.runner import save_predictions
+    from vlmbench.adapters.mcqa import MCQAAdapter
+    from vlmbench.records.predictions import save_predictions
 
     correct = np.array([1, 0] * 50)
     scores = np.zeros((100, 5))
     scores[np.arange(100), np.where(correct, 0, 1)] = 1.0
     preds = {"scores": scores, "answers": np.zeros(100, np.int64), "ids": np.array([f"q{i}" for i in range(100)])}
-    preds.update(per_example("mcqa", preds, {}))
+    preds.update(MCQAAdapter.per_example(preds, {}))
     save_predictions(tmp_path / "predictions.npz", "msrvtt-mcqa", {}, preds)
     r = _cli("score", tmp_path / "predictions.npz")
     assert r.returncode == 0, r.stderr

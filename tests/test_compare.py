@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from vlmbench.errors import InputError
+from vlmbench.records.result import Result, save_result
 from vlmbench.reporting.compare import DEFAULT_TOLERANCES, compare, compare_paths, failed, to_markdown, tolerance
-from vlmbench.reporting.result import Result, save_result
 
 
 @pytest.fixture(autouse=True)
@@ -131,14 +131,14 @@ def _qa_run(path, correct, **kw):
     """A saved MC-QA run (result.json + predictions.npz with its per-example values), right where correct is 1."""
     import numpy as np
 
-    from vlmbench.reporting.intervals import per_example
-    from vlmbench.runner import save_predictions
+    from vlmbench.adapters.mcqa import MCQAAdapter
+    from vlmbench.records.predictions import save_predictions
 
     n = len(correct)
     scores = np.zeros((n, 5))
     scores[np.arange(n), np.where(correct, 0, 1)] = 1.0
     preds = {"scores": scores, "answers": np.zeros(n, np.int64), "ids": np.array([f"q{i}" for i in range(n)])}
-    preds.update(per_example("mcqa", preds, {}))
+    preds.update(MCQAAdapter.per_example(preds, {}))
     save_predictions(path / "predictions.npz", "msrvtt-mcqa", {}, preds)
     return save_result(
         Result(task="msrvtt-mcqa", family="mcqa", metrics={"accuracy": 100.0 * np.mean(correct)}, **kw),

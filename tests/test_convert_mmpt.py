@@ -337,7 +337,7 @@ def test_converter_layout_equals_the_spec_table():
 
 
 def test_a_run_on_the_converted_checkpoint_says_so_and_reports_beside_the_paper(converted, tmp_path):
-    from vlmbench.reporting.result import load_result
+    from vlmbench.records.result import load_result
     from vlmbench.reporting.tables import report_frame
     from vlmbench.runner import run
 

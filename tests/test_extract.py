@@ -22,9 +22,9 @@ from typer.testing import CliRunner
 
 from vlmbench.checks import check_data
 from vlmbench.cli import app
-from vlmbench.data import toy
+from vlmbench.data import marker, toy
 from vlmbench.data.features import FeatureStore
-from vlmbench.video import decode, marker
+from vlmbench.video import decode
 from vlmbench.video.extract import extract
 from vlmbench.video.synth import write_video
 

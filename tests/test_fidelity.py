@@ -17,11 +17,12 @@ from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
 from vlmbench import registry, runner
-from vlmbench.adapters import windows
+from vlmbench.adapters import adapter_class, windows
 from vlmbench.adapters.pairs import TrainItem, VideoClip
 from vlmbench.adapters.retrieval import RetrievalAdapter
 from vlmbench.adapters.segmentation import SegmentationAdapter
 from vlmbench.cli import app
+from vlmbench.config import run_config
 from vlmbench.data import asr, howto100m
 from vlmbench.data.features import FeatureStore
 from vlmbench.errors import InputError
@@ -29,9 +30,8 @@ from vlmbench.metrics.retrieval import retrieval_metrics
 from vlmbench.metrics.segmentation import sliding_windows
 from vlmbench.model.masking import corrupt
 from vlmbench.model.vlm import VLM, VLMConfig
-from vlmbench.reporting.result import Result
+from vlmbench.records.result import Result
 from vlmbench.reporting.tables import report
-from vlmbench.runconfig import run_config
 from vlmbench.train.finetune import finetune
 
 QUIET = dict(say=lambda s: None)
@@ -57,7 +57,7 @@ def test_paper_epoch_is_the_list_replicated_20_times(tmp_path, task, batch, size
     spec = registry.get(task)
     cfg = run_config(spec, "paper")
     assert (cfg.dup, cfg.batch_size) == (20, batch)
-    adapter = spec.adapter_class()(spec, cfg, tmp_path, **QUIET)
+    adapter = adapter_class(spec.family)(spec, cfg, tmp_path, **QUIET)
     vids = [f"video{i}" for i in range(30)]
     adapter._store = _features(tmp_path / "f", vids)
     adapter.train_items = [TrainItem(VideoClip(v), (f"caption of {v}",)) for v in vids]
@@ -105,7 +105,7 @@ def test_mcqa_trains_on_the_7k_style_list_never_on_mc_test_videos(tmp_path):
     train, validate, test = ["video1", "video2", "video3"], ["video4"], ["video7", "video8", "video9"]
     root = _msrvtt(tmp_path, train, validate, test, mc_videos=test, extra_9k=["video8", "video9"])
     spec = registry.get("msrvtt-mcqa")
-    adapter = spec.adapter_class()(spec, run_config(spec, "paper"), root, **QUIET)
+    adapter = adapter_class(spec.family)(spec, run_config(spec, "paper"), root, **QUIET)
     adapter.load()
     # by hand: the official train + validate videos, and none of the (full-test) MC videos
     assert [it.clip.vid for it in adapter.train_items] == ["video1", "video2", "video3", "video4"]
@@ -116,7 +116,7 @@ def test_mcqa_refuses_a_training_list_that_holds_mc_test_videos(tmp_path):
     # video2 is a training video and also the subject of an MC question: leakage
     root = _msrvtt(tmp_path, ["video1", "video2"], [], ["video7"], mc_videos=["video7", "video2"])
     spec = registry.get("msrvtt-mcqa")
-    adapter = spec.adapter_class()(spec, run_config(spec, "paper"), root, **QUIET)
+    adapter = adapter_class(spec.family)(spec, run_config(spec, "paper"), root, **QUIET)
     with pytest.raises(
         InputError,
         match=r"^1 video is both in the training list .*MSRVTT_data.json.* and in the "

@@ -13,7 +13,7 @@ import pytest
 
 from vlmbench.errors import InputError
 from vlmbench.floors import floor_baseline
-from vlmbench.reporting.result import load_result
+from vlmbench.records.result import load_result
 from vlmbench.runner import score_file
 
 
@@ -32,7 +32,7 @@ def test_random_retrieval_is_at_chance(task, tmp_path):
     # a normal result file + predictions, re-scorable offline to the same numbers
     saved = load_result(tmp_path / "a" / "result.json")
     assert saved.baseline == "random" and saved.metrics == r.metrics and saved.seed == 0
-    task_name, metrics, _ = score_file(tmp_path / "a" / "predictions.npz")
+    task_name, metrics, *_ = score_file(tmp_path / "a" / "predictions.npz")
     one = _floor(task, "random", tmp_path / "one", draws=1)  # the saved predictions are the first draw
     assert task_name == task and metrics == one.metrics and r.conventions["floor_draws"].startswith("16 ")
     again = _floor(task, "random", tmp_path / "b")

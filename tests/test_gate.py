@@ -12,10 +12,10 @@ import pytest
 
 from vlmbench import registry
 from vlmbench.errors import InputError
+from vlmbench.records.result import Result, save_result
 from vlmbench.reporting.compare import BEYOND_NOISE, compare_paths, to_markdown, tolerance
 from vlmbench.reporting.noise import main as noise_main
 from vlmbench.reporting.noise import noise_from_runs
-from vlmbench.reporting.result import Result, save_result
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from vlmbench.reporting.result import load_results
+from vlmbench.records.result import load_results
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = REPO / "results" / "reference" / "smoke"

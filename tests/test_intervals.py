@@ -7,15 +7,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vlmbench.adapters.localization import pack_matrices
-from vlmbench.adapters.segmentation import pack_videos
-from vlmbench.metrics import bootstrap as bs
 from vlmbench.metrics.captioning import caption_metrics
 from vlmbench.metrics.localization import crosstask_recall
 from vlmbench.metrics.qa import mcqa_accuracy
 from vlmbench.metrics.retrieval import retrieval_metrics
 from vlmbench.metrics.segmentation import frame_accuracy
-from vlmbench.reporting.intervals import estimators, paired_difference, per_example
+from vlmbench.records.formats import pack_matrices, pack_videos
+from vlmbench.stats import bootstrap as bs
+from vlmbench.adapters import adapter_class
+from vlmbench.stats.intervals import estimators, paired_difference
 
 B = 200
 
@@ -31,7 +31,7 @@ def percentile(values) -> tuple[float, float]:
 
 
 def ours(family, preds, metrics, cfg=None, resamples=B):
-    arrays = per_example(family, preds, cfg or {})
+    arrays = adapter_class(family).per_example(preds, cfg or {})
     est = estimators(family, arrays, metrics, preds)
     n = len(next(iter(arrays.values())))
     points = {m: bs.point(f, n) for m, f in est.items()}
@@ -180,7 +180,7 @@ def _qa(correct: np.ndarray) -> dict:
 
 
 def _paired(new: dict, ref: dict) -> dict:
-    arrays = [(per_example("mcqa", p, {}), p) for p in (new, ref)]
+    arrays = [(adapter_class("mcqa").per_example(p, {}), p) for p in (new, ref)]
     return paired_difference(
         "mcqa",
         arrays[0],
@@ -229,6 +229,6 @@ def test_skipped_meteor_stores_no_nan_column():
         "hypotheses": np.array(["cut it", "stir"]),
         "references": np.array(["cut it now", "stir the pot"]),
     }
-    arrays = per_example("captioning", preds, {"skip_meteor": True})
+    arrays = adapter_class("captioning").per_example(preds, {"skip_meteor": True})
     assert "example:meteor" not in arrays and all(np.isfinite(v).all() for v in arrays.values())
     assert "METEOR" not in estimators("captioning", arrays, {"METEOR": float("nan"), "BLEU-4": 0.0})

@@ -244,8 +244,8 @@ def test_run_checks_out_first(out_under_a_file, tmp_path, monkeypatch):
 
 def test_pretrain_suite_ablate_check_out_first(out_under_a_file, tmp_path, monkeypatch):
     from vlmbench.ablate import ablate
+    from vlmbench.config import pretrain_config
     from vlmbench.suite import suite
-    from vlmbench.train.config import pretrain_config
     from vlmbench.train.pretrain import pretrain
 
     _no_work(monkeypatch)
@@ -268,8 +268,8 @@ def test_pretrain_suite_ablate_check_out_first(out_under_a_file, tmp_path, monke
 
 
 def test_resume_clears_temp_files_a_kill_left_in_model(tmp_path):
+    from vlmbench.config import pretrain_config
     from vlmbench.data.toy.howto100m import write_howto100m
-    from vlmbench.train.config import pretrain_config
     from vlmbench.train.pretrain import pretrain
 
     data = write_howto100m(tmp_path / "howto100m", seed=0, n_videos=4)

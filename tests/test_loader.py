@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from vlmbench.config import pretrain_config
 from vlmbench.data import asr, prepared
 from vlmbench.data.features import FeatureStore
 from vlmbench.data.howto100m import load_captions, usable
@@ -19,7 +20,6 @@ from vlmbench.data.toy.howto100m import write_howto100m
 from vlmbench.errors import InputError
 from vlmbench.model.backbone import tokenizer
 from vlmbench.train import pretrain as P
-from vlmbench.train.config import pretrain_config
 from vlmbench.train.loader import batches
 from vlmbench.train.sampler import Batch, ClipSampler
 

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
+from vlmbench.records.result import Result
 from vlmbench.reporting.compare import compare, direction
-from vlmbench.reporting.result import Result
 from vlmbench.train.loss_summary import loss_metrics
 
 
@@ -38,7 +38,7 @@ def test_gate_reads_the_loss_as_lower_is_better(new, verdict):
 
 def test_a_pretraining_run_writes_its_result(tmp_path):
     from vlmbench.config import pretrain_config
-    from vlmbench.reporting.result import load_results
+    from vlmbench.records.result import load_results
     from vlmbench.train.pretrain import pretrain
 
     cfg = pretrain_config("smoke", ["steps=4", "save_every=4"])

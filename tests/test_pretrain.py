@@ -15,8 +15,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from vlmbench.config import pretrain_config
 from vlmbench.data.toy.howto100m import write_howto100m
-from vlmbench.train.config import pretrain_config
 from vlmbench.train.pretrain import pretrain
 
 VENV_BIN = Path(sys.executable).parent

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 from vlmbench.errors import InputError
+from vlmbench.records.result import SCHEMA, Result, load_results, provenance, save_result
 from vlmbench.reporting.plots import plot_metric_vs_key
-from vlmbench.reporting.result import SCHEMA, Result, load_results, provenance, save_result
 from vlmbench.reporting.tables import TOY_NOTE, grid_table, report, report_frame
 
 
@@ -62,7 +62,7 @@ def test_provenance_keys():
 
 
 def test_provenance_without_git(monkeypatch):
-    import vlmbench.reporting.result as result_mod
+    import vlmbench.records.result as result_mod
 
     monkeypatch.setattr(result_mod, "REPO_DIR", result_mod.Path("/"))  # not a git checkout
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", "/")
@@ -295,11 +295,12 @@ def _csv_rows(path):
 def test_retrieval_errors_csv(tmp_path):
     import numpy as np
 
-    from vlmbench.reporting.errors import export
+    from vlmbench.adapters.retrieval import RETRIEVAL_ERRORS, retrieval_errors
+    from vlmbench.io import write_csv
 
     scores = np.array([[0.9, 0.1, 0.0], [0.2, 0.3, 0.8], [0.0, 0.1, 0.5]])  # query 1 retrieves clip 2
     preds = {"scores": scores, "ids": np.array(["a", "b", "c"]), "texts": np.array(["cut", "stir", "fry"])}
-    [path] = export("retrieval", preds, tmp_path)
+    path = write_csv(tmp_path / RETRIEVAL_ERRORS, *retrieval_errors(preds))
     [row] = _csv_rows(path)
     assert (row["query_id"], row["query_text"], row["retrieved_id"], row["retrieved_caption"], row["true_rank"]) == (
         "b",
@@ -313,18 +314,22 @@ def test_retrieval_errors_csv(tmp_path):
 def test_segmentation_and_localization_class_csv(tmp_path):
     import numpy as np
 
-    from vlmbench.adapters.localization import pack_matrices
-    from vlmbench.adapters.segmentation import pack_videos
-    from vlmbench.reporting.errors import export
+    from vlmbench.records.formats import pack_matrices, pack_videos
+    from vlmbench.adapters.localization import localization_steps
+    from vlmbench.adapters.segmentation import segmentation_classes
+    from vlmbench.io import write_csv
 
     packed = pack_videos(["v"], [np.array([0, 0, 2, 2, 1, 2])], [np.array([0, 1, 1, 2, 1, 2])])
-    rows = {r["class"]: r for r in _csv_rows(export("segmentation", packed, tmp_path)[0])}
+    rows = {r["class"]: r for r in _csv_rows(write_csv(tmp_path / "s.csv", *segmentation_classes(packed)))}
     assert rows["1"]["accuracy"] == "33.33" and rows["1"]["most_confused_with"] == "0"
     assert rows["0"]["note"] == "background" and rows["2"]["accuracy"] == "100.00"
     yt = np.array([[1, 0], [0, 0], [0, 1]], np.uint8)
     yp = np.array([[1, 0], [0, 1], [0, 0]], np.uint8)
     packed = pack_matrices(["t1"], ["v"], [yt], [yp], ["t1"])
-    got = [(r["task"], r["step"], r["recall"]) for r in _csv_rows(export("localization", packed, tmp_path / "l")[0])]
+    got = [
+        (r["task"], r["step"], r["recall"])
+        for r in _csv_rows(write_csv(tmp_path / "l.csv", *localization_steps(packed)))
+    ]
     assert got == [("t1", "1", "100.00"), ("t1", "2", "0.00")]
 
 

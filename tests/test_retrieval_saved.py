@@ -7,13 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-from vlmbench.adapters.retrieval import RetrievalAdapter, pack
+from vlmbench.adapters.retrieval import RetrievalAdapter
 from vlmbench.errors import InputError
 from vlmbench.metrics.retrieval import ranks, retrieval_metrics
 from vlmbench.metrics.retrieval_blocks import rank_counts
-from vlmbench.reporting.errors import retrieval_errors
-from vlmbench.reporting.intervals import per_example, result_intervals
-from vlmbench.runner import save_predictions, score_file
+from vlmbench.records.formats import pack_retrieval
+from vlmbench.adapters.retrieval import retrieval_errors
+from vlmbench.records.predictions import save_predictions
+from vlmbench.runner import score_file
+from vlmbench.stats.intervals import result_intervals
 
 
 def _embeddings(n=70, d=8, seed=0):
@@ -29,7 +31,7 @@ def _both(block=16):
     t, v = _embeddings()
     ids, texts = [f"c{i}" for i in range(len(t))], [f"text {i}" for i in range(len(t))]
     full = {"scores": (t @ v.T).numpy(), "ids": np.array(ids), "texts": np.array(texts)}
-    return pack(rank_counts(t, v, block=block), ids, texts), full
+    return pack_retrieval(rank_counts(t, v, block=block), ids, texts), full
 
 
 @pytest.mark.parametrize("ties", ["pessimistic", "mmpt"])
@@ -46,12 +48,12 @@ def test_examples_errors_and_per_example_values_equal_the_full_matrix():
     assert list(RetrievalAdapter.examples(small, {})) == list(RetrievalAdapter.examples(full, {}))
     assert retrieval_errors(small) == retrieval_errors(full)
     assert retrieval_errors(small)[1]  # there are wrong top-1 rows
-    ex = per_example("retrieval", small, {})
+    ex = RetrievalAdapter.per_example(small, {})
     np.testing.assert_array_equal(ex["example:rank"], ranks(full["scores"]))
     np.testing.assert_array_equal(ex["example:v2t_rank"], ranks(full["scores"].T))
     metrics = retrieval_metrics(full["scores"])
     assert result_intervals("retrieval", small, metrics) == result_intervals(
-        "retrieval", {**full, **per_example("retrieval", full, {})}, metrics
+        "retrieval", {**full, **RetrievalAdapter.per_example(full, {})}, metrics
     )
 
 
@@ -62,8 +64,8 @@ def test_saved_file_is_small_and_both_formats_rescore(tmp_path):
     save_predictions(tmp_path / "old.npz", "msrvtt-retrieval", cfg, full)  # a file from before
     with np.load(tmp_path / "new.npz") as z:
         assert all(z[k].size <= 5 * 70 for k in z.files)  # nothing N x N
-    _, new, _ = score_file(tmp_path / "new.npz")
-    _, old, _ = score_file(tmp_path / "old.npz")
+    _, new, *_ = score_file(tmp_path / "new.npz")
+    _, old, *_ = score_file(tmp_path / "old.npz")
     assert new == old == retrieval_metrics(full["scores"], "mmpt")
 
 

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from vlmbench import registry
+from vlmbench.records.result import load_results
 from vlmbench.reporting.compare import compare_paths
-from vlmbench.reporting.result import load_results
 from vlmbench.suite import save_reference, suite
 
 REPO = Path(__file__).resolve().parents[1]

@@ -26,24 +26,21 @@ import json
 import multiprocessing as mp
 import os
 import queue as queue_mod
-import re
 import time
 import traceback
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 from filelock import FileLock, Timeout
 
 from . import config as cfgmod
 from . import registry
 from .config import PRESETS, PretrainConfig, RunConfig, pretrain_config, run_config
 from .errors import InputError
-from .io import ensure_writable, write_json, write_text
-from .reporting.result import Result, load_result, save_result, utc_now
-from .reporting.tables import TOY_NOTE, grid_table
+from .io import ensure_writable, write_json
+from .records.result import Result, load_result, save_result, utc_now
 
 DEFAULT_TASKS = ("youcook2-retrieval", "youcook2-caption")  # the tasks of the paper's Tables 8 and 9
 PRETRAIN_KEYS = cfgmod.field_types(PretrainConfig)
@@ -67,14 +64,14 @@ class Cell:
 
 
 @dataclass
-class AblationSummary:
+class AblationRun:
+    """What `ablate` leaves: the folder, every cell in grid order, the varied keys (the grid's axes) and the
+    cells this call ran. reporting.grid.summarise turns it into grid.md / grid.csv and plots."""
+
+    out: Path
     cells: list[Cell]
+    varied: list[str]
     ran: list[str]  # cell hashes this call ran (the others were done already or ran elsewhere)
-    grid: pd.DataFrame
-    terminal: str  # the grid as plain-text tables (one per task)
-    markdown: str
-    files: dict[str, Path] = field(default_factory=dict)
-    plots: list[Path] = field(default_factory=list)
 
 
 # ---- the grid ------------------------------------------------------------------------------------------------
@@ -397,7 +394,7 @@ def ablate(
     preset: str | None = None,
     progress: bool = True,
     say: Callable[[str], None] = print,
-) -> AblationSummary:
+) -> AblationRun:
     out = ensure_writable(Path(out))  # a read-only or full disk fails before any work
     tasks = list(dict.fromkeys(tasks))
     if not tasks:
@@ -430,7 +427,7 @@ def ablate(
     finally:
         display.close()
     say(f"ablate: ran {len(ran)} cells here, {len(cells) - len(ran)} were done already or ran elsewhere")
-    return _summarise(out, cells, [k for k in grid if not (replicate and k == "seed")], ran)
+    return AblationRun(out, cells, [k for k in grid if not (replicate and k == "seed")], ran)
 
 
 def _run_workers(out: Path, cells: list[Cell], data: Path | None, jobs: int, display: _Display) -> list[str]:
@@ -469,7 +466,7 @@ def _run_workers(out: Path, cells: list[Cell], data: Path | None, jobs: int, dis
     return ran
 
 
-# ---- the table and the plots ---------------------------------------------------------------------------------
+# ---- the cells' results ---------------------------------------------------------------------------------------
 
 
 def collect(out: Path, cells: Sequence[Cell]) -> list[Result]:
@@ -481,57 +478,3 @@ def collect(out: Path, cells: Sequence[Cell]) -> list[Result]:
             if path.is_file():
                 results.append(annotate(load_result(path), cell))
     return results
-
-
-def _headline(grid: pd.DataFrame, task: str) -> list[str]:
-    return [m for m in registry.get(task).metrics if m in grid.columns]
-
-
-def render_grid(grid: pd.DataFrame, varied: Sequence[str], toy: bool, fmt: str, ci: bool = False) -> str:
-    """The grid as terminal text or markdown, through the one table renderer."""
-    from .reporting import render
-    from .reporting.tables import grid_tables
-
-    headline = {t: _headline(grid, t) for t in grid["task"].unique()} if len(grid) else {}
-    tables = grid_tables(grid, varied, headline, ci=ci, compact=fmt == "terminal")
-    note = f"ablation grid: {TOY_NOTE}" if toy else ""
-    if fmt == "terminal":
-        return render.terminal(tables, heading=note)
-    return render.markdown(tables, heading="## vlmbench ablation" + (f"\n\n> {TOY_NOTE}" if toy else ""))
-
-
-def plot_name(metric: str, key: str) -> str:
-    """The metric's and key's own names (`R@1-vs-mmm.png`); only characters a file name cannot hold change."""
-    safe = lambda s: re.sub(r"[^A-Za-z0-9@._=+-]+", "_", s)  # noqa: E731
-    return f"{safe(metric)}-vs-{safe(key)}.png"
-
-
-def _summarise(out: Path, cells: list[Cell], varied: list[str], ran: list[str]) -> AblationSummary:
-    from .reporting.plots import plot_metric_vs_key
-
-    results = collect(out, cells)
-    grid = grid_table(results, varied)
-    if len(grid) == len(results):  # one result per (task, cell): name each row's cell folder
-        grid.insert(0, "cell", [r.config.get("ablation_cell", "") for r in results])
-    toy = any(r.toy for r in results)
-    terminal, markdown = render_grid(grid, varied, toy, "terminal"), render_grid(grid, varied, toy, "markdown", ci=True)
-    files = {
-        "grid.md": write_text(out / "grid.md", markdown),
-        "grid.csv": write_text(out / "grid.csv", grid.to_csv(index=False)),
-    }
-    plots = []
-    metrics = list(dict.fromkeys(m for t in grid["task"].unique() for m in _headline(grid, t))) if len(grid) else []
-    for key in (k for k in varied if grid[k].nunique() > 1):  # a key held at one value is no axis
-        for metric in metrics:
-            if grid[metric].notna().any():
-                plots.append(
-                    plot_metric_vs_key(
-                        grid,
-                        key,
-                        metric,
-                        out / "plots" / plot_name(metric, key),
-                        preset=cells[0].config["preset"] if cells else None,
-                        toy=toy,
-                    )
-                )
-    return AblationSummary(cells, ran, grid, terminal, markdown, files, plots)

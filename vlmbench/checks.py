@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import registry
+from .adapters import adapter_class
+from .config import run_config
 from .data import howto100m
 from .data.features import FeatureStore, fingerprint
 from .errors import InputError
-from .runconfig import run_config
 
 PRETRAIN = "howto100m-pretrain"  # the row for the pre-training corpus
 OK, MISSING, MALFORMED = "ok", "missing", "malformed"
@@ -50,7 +51,9 @@ def check_task(spec: registry.TaskSpec, root: Path, allow_missing: bool = False)
     if spec.feature_dir(root).is_dir() and not len(FeatureStore(spec.feature_dir(root))):
         return CheckRow(spec.name, MISSING, f"no feature files (<video_id>.npy) in {spec.feature_dir(root)}")
     try:
-        adapter = spec.adapter_class()(spec, run_config(spec, "paper"), root, allow_missing=True, say=lambda s: None)
+        adapter = adapter_class(spec.family)(
+            spec, run_config(spec, "paper"), root, allow_missing=True, say=lambda s: None
+        )
         adapter.load()
         store = adapter.loaded.features
         if store is not None:

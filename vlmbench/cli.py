@@ -212,12 +212,9 @@ def _print_metrics(result, format_value) -> None:
 @guarded
 def score(predictions: Path = typer.Argument(..., help="a predictions.npz written by `vlmbench run`")):
     """Re-score a predictions file offline (no model needed)."""
-    from . import registry
-    from .reporting.intervals import result_intervals
-    from .runner import load_predictions, score_file
+    from .runner import score_file
 
-    task, metrics, conventions = score_file(predictions)
-    cis = result_intervals(registry.get(task).family, load_predictions(predictions)[2], metrics)
+    task, metrics, _, cis = score_file(predictions)
     console.print(f"[bold]{task}[/bold]")
     for k, v in metrics.items():
         ci = f"  95% CI [{cis[k][0]:.4f}, {cis[k][1]:.4f}]" if k in cis else ""
@@ -238,7 +235,7 @@ def tasks(
 
     if show:
         from .adapters.protocol import describe
-        from .runconfig import run_config
+        from .config import run_config
 
         spec = registry.get(show)
         for key, value in describe(spec, run_config(spec, preset)):
@@ -387,8 +384,9 @@ def ablate(
     Done cells are skipped, interrupted ones resume, several processes share one folder safely; the grid is
     printed beside the paper's Tables 8/9, written as grid.md / grid.csv, and plotted."""
     from .ablate import ablate as run_ablate
+    from .reporting.grid import summarise
 
-    summary = run_ablate(
+    run = run_ablate(
         list(pairs or []),
         tasks=[t.strip() for t in tasks.split(",") if t.strip()],
         data=data,
@@ -398,6 +396,7 @@ def ablate(
         progress=progress,
         say=say,
     )
+    summary = summarise(run)
     out_console_write(summary.terminal)
     say(f"Grid: {summary.files['grid.md']}, {summary.files['grid.csv']}; {len(summary.plots)} plots in {out / 'plots'}")
 
@@ -447,7 +446,7 @@ def report(
 ):
     """Our results per task beside the paper's rows and any floor baselines; toy results are labelled."""
     from .io import write_text
-    from .reporting.result import load_results
+    from .records.result import load_results
     from .reporting.tables import report as render
 
     if against not in ("paper", "none"):

@@ -19,7 +19,7 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 import annotated_types as at
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
@@ -27,8 +27,15 @@ from pydantic_core import PydanticCustomError
 
 from .errors import InputError
 
-if TYPE_CHECKING:
-    from .registry import TaskSpec
+
+class TaskRecipe(Protocol):
+    """What run_config reads of a task (registry.TaskSpec has it; config sits below the registry)."""
+
+    name: str
+    source: Any
+    recipe: dict[str, Any]
+    presets: dict[str, dict[str, Any]]
+
 
 C = TypeVar("C", bound="Schema")
 
@@ -52,7 +59,29 @@ def _key(default: Any, description: str, note: str | None = None, **bounds: Any)
     return Field(default, description=description, json_schema_extra={"note": note} if note else None, **bounds)
 
 
-class PretrainConfig(Schema):
+class Optimiser(Schema):
+    """The optimiser and schedule keys `pretrain` and `run` share (Adam with fairseq's defaults, polynomial decay,
+    gradient clipping), declared once. `warmup` is declared by each command: its paper default differs (1000
+    updates of pre-training, 122 of fine-tuning)."""
+
+    lr: float = _key(5e-5, "peak learning rate (Adam)", gt=0)
+    lr_decay_steps: int = _key(
+        1_000_000, "polynomial decay reaches 0 here (fairseq total_num_update: ~constant lr after warm-up)", ge=1
+    )
+    beta1: float = _key(0.9, "Adam beta1", ge=0, lt=1)
+    beta2: float = _key(0.98, "Adam beta2", ge=0, lt=1)
+    eps: float = _key(1e-8, "Adam epsilon", gt=0)
+    weight_decay: float = _key(0.0, "Adam weight decay", ge=0)
+    clip_norm: float = _key(2.0, "gradient norm clipping", gt=0)
+
+    @classmethod
+    def keys(cls) -> list[str]:
+        """The command's own keys in declaration order, then the shared optimiser keys."""
+        shared = [k for k in Optimiser.model_fields if k != "preset"]
+        return [k for k in cls.model_fields if k != "preset" and k not in shared] + shared
+
+
+class PretrainConfig(Optimiser):
     backbone: str = _key(
         "default", "'default' (MiniLM-L6), 'tiny' (2-layer random BERT, tests) or a local BERT folder", min_length=1
     )
@@ -80,14 +109,7 @@ class PretrainConfig(Schema):
     batch_size: int = _key(256, "clips per process and update (8 videos x 32 clips)", ge=1)
     epochs: int = _key(15, "passes over the videos; used when steps=0", ge=1)
     steps: int = _key(0, "updates to run; 0 = epochs x batches per epoch", ge=0)
-    lr: float = _key(5e-5, "peak learning rate (Adam)", gt=0)
     warmup: int = _key(1000, "linear warm-up updates; 0 = none", ge=0)
-    lr_decay_steps: int = _key(1_000_000, "polynomial decay reaches 0 here (fairseq total_num_update: ~flat)", ge=1)
-    beta1: float = _key(0.9, "Adam beta1", ge=0, lt=1)
-    beta2: float = _key(0.98, "Adam beta2", ge=0, lt=1)
-    eps: float = _key(1e-8, "Adam epsilon", gt=0)
-    weight_decay: float = _key(0.0, "Adam weight decay", ge=0)
-    clip_norm: float = _key(2.0, "gradient norm clipping", gt=0)
     seed: int = _key(0, "seed of sampling, masking, dropout and initialisation", ge=0)
     save_every: int = _key(1024, "updates between checkpoints (--resume continues the latest)", ge=1)
 
@@ -110,18 +132,13 @@ class PretrainConfig(Schema):
         return {}
 
 
-class RunConfig(Schema):
+class RunConfig(Optimiser):
     backbone: str = _key("default", "backbone when no --checkpoint is given (and of the toy checkpoint)", min_length=1)
     seed: int = _key(0, "seed of fine-tuning (shuffles, dropout, head initialisation)", ge=0)
     zeroshot: bool = _key(False, "evaluate without fine-tuning")
     epochs: int = _key(10, "fine-tuning epochs; 0 = no fine-tuning", ge=0)
     batch_size: int = _key(128, "training examples per update (task recipes set the paper's)", ge=1)
-    lr: float = _key(5e-5, "peak learning rate (Adam)", gt=0)
     warmup: int = _key(122, "linear warm-up updates; 0 = none", ge=0)
-    lr_decay_steps: int = _key(1_000_000, "polynomial decay reaches 0 here (~constant lr after warm-up)", ge=1)
-    beta1: float = _key(0.9, "Adam beta1", ge=0, lt=1)
-    beta2: float = _key(0.98, "Adam beta2", ge=0, lt=1)
-    clip_norm: float = _key(2.0, "gradient norm clipping", gt=0)
     eval_batch_size: int = _key(256, "examples per forward at test time", ge=1)
     max_train: int = _key(0, "cap on training examples; 0 = all", ge=0)
     max_test: int = _key(0, "cap on test examples; 0 = all", ge=0)
@@ -302,7 +319,7 @@ def pretrain_config(preset: str | None = "paper", pairs: Iterable[str] = ()) -> 
     return resolve(PretrainConfig, [(f"preset {preset}", PRESETS[preset]), (None, split_pairs(pairs))], preset)
 
 
-def run_config(spec: TaskSpec, preset: str | None, pairs: Iterable[str] = ()) -> RunConfig:
+def run_config(spec: TaskRecipe, preset: str | None, pairs: Iterable[str] = ()) -> RunConfig:
     """paper defaults < task recipe < task preset < key=value pairs. Every preset of the task file is
     validated too (a broken task file fails on any preset, not only on the one that has the typo)."""
     preset = preset or "paper"

@@ -31,10 +31,11 @@ import torch
 
 from . import config as cfgmod
 from . import registry
+from .adapters import adapter_class
 from .config import run_config
 from .data import toy
 from .errors import InputError
-from .reporting.result import Result, provenance, save_result
+from .records.result import Result, provenance, save_result
 
 Preds = dict[str, np.ndarray]
 
@@ -42,8 +43,8 @@ Preds = dict[str, np.ndarray]
 def _retrieval_random(a, rng: np.random.Generator) -> Preds:
     """The same N x N standard-normal draw as ever, generated and ranked a row block at a time (replayed from the
     generator's state for the second pass), saved as RetrievalAdapter.predict saves: ranks and top-5."""
-    from .adapters.retrieval import pack
     from .metrics.retrieval_blocks import rank_counts_rows
+    from .records.formats import pack_retrieval
 
     n = len(a.test_ids)  # (texts, videos): row i's truth is column i, as RetrievalAdapter.predict
     start = rng.bit_generator.state  # after both passes the generator stands where one full draw leaves it
@@ -53,7 +54,7 @@ def _retrieval_random(a, rng: np.random.Generator) -> Preds:
             rng.bit_generator.state = start
         return rng.standard_normal((hi - lo, n)).astype(np.float32)
 
-    return pack(rank_counts_rows(rows, n), a.test_ids)
+    return pack_retrieval(rank_counts_rows(rows, n), a.test_ids)
 
 
 def _mcqa_random(a, rng: np.random.Generator) -> Preds:
@@ -68,7 +69,7 @@ def _mcqa_random(a, rng: np.random.Generator) -> Preds:
 
 def _segmentation(labels: Callable[[int, np.random.Generator, int], np.ndarray]):
     def floor(a, rng: np.random.Generator) -> Preds:
-        from .adapters.segmentation import pack_videos
+        from .records.formats import pack_videos
 
         targets = [a.targets(v.vid) for v in a.test]
         preds = [labels(len(t), rng, a.num_classes) for t in targets]
@@ -78,8 +79,8 @@ def _segmentation(labels: Callable[[int, np.random.Generator, int], np.ndarray])
 
 
 def _localization_random(a, rng: np.random.Generator) -> Preds:
-    from .adapters.localization import pack_matrices
     from .metrics.localization import dp_one_frame_per_step
+    from .records.formats import pack_matrices
 
     y_true, y_pred = [], []
     for tv in a.test:
@@ -161,7 +162,7 @@ def floor_baseline(
     if not is_toy and not root.is_dir():
         raise InputError("data folder not found", path=root)
     out = Path(out) if out else Path("runs") / f"baseline-{task}-{kind}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    adapter = spec.adapter_class()(spec, cfg, root, allow_missing=allow_missing, say=say)
+    adapter = adapter_class(spec.family)(spec, cfg, root, allow_missing=allow_missing, say=say)
     adapter.preflight()
     if is_toy:
         toy.ensure_dataset(spec.dataset, say=say)

@@ -76,6 +76,19 @@ def write_text(path: str | Path, text: str) -> Path:
     return atomic_write(path, lambda p: p.write_text(text))
 
 
+def write_csv(path: str | Path, header: list[str], rows: list[list]) -> Path:
+    """A CSV file (header + rows), atomically."""
+    import csv
+
+    def write(p: Path) -> None:
+        with open(p, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(header)
+            w.writerows(rows)
+
+    return atomic_write(path, write)
+
+
 def write_json(path: str | Path, obj: Any) -> Path:
     return write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_default) + "\n")
 

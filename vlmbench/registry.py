@@ -1,12 +1,13 @@
-"""Task registry: tasks/*.yaml (one declarative file per task) -> TaskSpec -> adapter class by family.
+"""Task registry: tasks/*.yaml (one declarative file per task) -> TaskSpec. Declarations only: it names the task
+families and the floor kinds; the adapters (vlmbench.adapters.CLASSES) and floors (vlmbench.floors.FLOORS) that
+implement them live in the layers above and are tested to cover exactly these names.
 
-Adding a task of an existing family is one YAML file; adding a family is one adapter module plus one line in
-ADAPTERS. Nothing is resolved from arbitrary strings: `family` must be a key of ADAPTERS.
+Adding a task of an existing family is one YAML file; adding a family is one adapter module plus its name here
+and in adapters.CLASSES. Nothing is resolved from arbitrary strings: `family` must be one of FAMILIES.
 """
 
 from __future__ import annotations
 
-import importlib
 import importlib.resources
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -21,14 +22,9 @@ from .errors import InputError
 # found the same way in a wheel install, an editable install and a source checkout.
 TASKS_DIR = importlib.resources.files("vlmbench.tasks")
 
-# family -> "module:Class" under vlmbench.adapters (imported lazily: the CLI stays fast)
-ADAPTERS = {
-    "retrieval": "retrieval:RetrievalAdapter",
-    "mcqa": "mcqa:MCQAAdapter",
-    "segmentation": "segmentation:SegmentationAdapter",
-    "localization": "localization:LocalizationAdapter",
-    "captioning": "captioning:CaptioningAdapter",
-}
+FAMILIES = ("retrieval", "mcqa", "segmentation", "localization", "captioning")
+# floor kind (`vlmbench baseline --kind`) -> the families it applies to (vlmbench.floors implements them)
+FLOOR_KINDS: dict[str, tuple[str, ...]] = {"random": FAMILIES, "all-background": ("segmentation",)}
 
 
 @dataclass(frozen=True)
@@ -46,10 +42,6 @@ class TaskSpec:
     options: dict[str, Any] = field(default_factory=dict)  # family-specific settings
     learned: tuple[LearnedRule, ...] = ()  # what the CI gate calls learned
     source: Path | None = None
-
-    def adapter_class(self):
-        module, cls = ADAPTERS[self.family].split(":")
-        return getattr(importlib.import_module(f"vlmbench.adapters.{module}"), cls)
 
     def dataset_dir(self, root: Path) -> Path:
         return Path(root) / self.dataset
@@ -132,8 +124,8 @@ def load_spec(path) -> TaskSpec:
     missing = [k for k in REQUIRED if k not in raw]
     if missing:
         raise InputError(f"missing keys: {', '.join(missing)}", path=path)
-    if raw["family"] not in ADAPTERS:
-        raise InputError(f"unknown family {raw['family']!r} (known: {', '.join(ADAPTERS)})", path=path)
+    if raw["family"] not in FAMILIES:
+        raise InputError(f"unknown family {raw['family']!r} (known: {', '.join(FAMILIES)})", path=path)
     return TaskSpec(
         name=raw["name"],
         family=raw["family"],
@@ -160,14 +152,13 @@ def all_tasks(tasks_dir=TASKS_DIR) -> dict[str, TaskSpec]:
         if spec.name in specs:
             raise InputError(f"task {spec.name!r} defined twice", path=path)
         specs[spec.name] = spec
-    from .floors import FLOORS  # `over:` names a floor kind that applies to the task, or another task
-
+    # `over:` names a floor kind that applies to the task, or another task
     for spec in specs.values():
         for i, rule in enumerate(spec.learned):
             if rule.over is None or rule.over in specs:
                 continue
-            if spec.family not in FLOORS.get(rule.over, {}):
-                fits = [k for k, f in FLOORS.items() if spec.family in f]
+            if spec.family not in FLOOR_KINDS.get(rule.over, ()):
+                fits = [k for k, f in FLOOR_KINDS.items() if spec.family in f]
                 raise InputError(
                     f"learned[{i}].over: {rule.over!r} is neither a task nor a floor kind of "
                     f"{spec.family} ({', '.join(fits)})",

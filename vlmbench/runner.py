@@ -14,26 +14,23 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-import numpy as np
 import torch
 from filelock import FileLock
 
 from . import config as cfgmod
 from . import registry, rundir
+from .adapters import adapter_class
 from .config import RunConfig, run_config
 from .convert.source import describe as describe_source
 from .data import toy
 from .errors import InputError
 from .io import atomic_write, ensure_writable, remove_temp_files
 from .model.vlm import VLM
-from .reporting import errors as error_analysis
-from .reporting import intervals
-from .reporting.result import Result, provenance, save_result
+from .records.predictions import PREDICTIONS, PREDICTIONS_JSONL, RESULT, load_predictions, save_predictions
+from .records.result import Result, provenance, save_result
+from .stats import intervals
 from .train.finetune import finetune
 
-PREDICTIONS = "predictions.npz"
-PREDICTIONS_JSONL = "predictions.jsonl"  # the same predictions, one readable JSON object per example
-RESULT = "result.json"
 # What marks a folder as holding a task run, and what --overwrite replaces (nothing else).
 RUN_MARKERS = (RESULT, PREDICTIONS)
 RUN_FILES = (RESULT, PREDICTIONS, PREDICTIONS_JSONL, "finetune_losses.json")
@@ -75,33 +72,14 @@ def toy_checkpoint(backbone: str, say: Callable[[str], None] = print, progress: 
     return out / "model"
 
 
-def save_predictions(path: Path, task: str, cfg: dict, preds: dict[str, np.ndarray]) -> Path:
-    """predictions.npz (re-scorable by `vlmbench score`) and, beside it, predictions.jsonl: the same predictions
-    one JSON object per example (id, target, prediction, score or rank; the task adapter's examples()),
-    readable without numpy."""
-    meta = {"__task__": np.array(task), "__config__": np.array(json.dumps(cfg))}
-    records = registry.get(task).adapter_class().examples(preds, cfg)
-    lines = "".join(json.dumps(r, ensure_ascii=False, allow_nan=False) + "\n" for r in records)
-    atomic_write(path, lambda p: np.savez_compressed(open(p, "wb"), **meta, **preds))
-    atomic_write(Path(path).with_suffix(".jsonl"), lambda p: p.write_text(lines, encoding="utf-8"))
-    return path
-
-
-def load_predictions(path: Path) -> tuple[str, dict, dict[str, np.ndarray]]:
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
-        task, cfg = str(data.pop("__task__")), json.loads(str(data.pop("__config__")))
-    except (OSError, ValueError, KeyError) as e:
-        raise InputError(f"not a vlmbench predictions file ({e})", path=path) from None
-    return task, cfg, data
-
-
-def score_file(path: Path) -> tuple[str, dict[str, float], dict[str, str]]:
+def score_file(path: Path) -> tuple[str, dict[str, float], dict[str, str], dict[str, list[float]]]:
+    """(task, metrics, conventions, intervals) of a saved predictions file, re-scored offline."""
     task, cfg, preds = load_predictions(Path(path))
     spec = registry.get(task)
-    metrics, conventions = spec.adapter_class().score(preds, cfg)
-    return task, metrics, conventions
+    adapter = adapter_class(spec.family)
+    metrics, conventions = adapter.score(preds, cfg)
+    preds = {**preds, **adapter.per_example(preds, cfg)}
+    return task, metrics, conventions, intervals.result_intervals(spec.family, preds, metrics)
 
 
 def run(
@@ -132,7 +110,7 @@ def run(
     root = toy.toy_root() if is_toy else Path(data)
     if not is_toy and not root.is_dir():
         raise InputError("data folder not found", path=root)
-    adapter = spec.adapter_class()(spec, cfg, root, allow_missing=allow_missing, say=say, device=dev)
+    adapter = adapter_class(spec.family)(spec, cfg, root, allow_missing=allow_missing, say=say, device=dev)
     adapter.preflight()
     if is_toy:
         toy.ensure_dataset(spec.dataset, say=say)
@@ -170,8 +148,8 @@ def run(
     cfg_dict = cfgmod.to_dict(cfg)
     if overwrite:
         rundir.clear(out, RUN_FILES)  # the old run stays intact until the new one has predictions
-    preds = {**preds, **intervals.per_example(spec.family, preds, cfg_dict)}  # per-example values, kept
-    save_predictions(out / PREDICTIONS, task, cfg_dict, preds)
+    preds = {**preds, **adapter.per_example(preds, cfg_dict)}  # per-example values, kept
+    save_predictions(out / PREDICTIONS, task, cfg_dict, preds, adapter.examples(preds, cfg_dict))
 
     t0 = time.perf_counter()
     metrics, conventions = adapter.score(preds, cfg_dict)
@@ -180,7 +158,6 @@ def run(
     cis = intervals.result_intervals(spec.family, preds, metrics)
     conventions = {**conventions, **(intervals.conventions(spec.family) if cis else {})}
     extra = adapter.extra_outputs(preds, out)
-    error_analysis.export(spec.family, preds, out)  # retrieval_errors.csv / class_accuracy.csv
     timings["score_s"] = time.perf_counter() - t0
 
     counts = {k: int(v) for k, v in adapter.loaded.counts.items()}

@@ -241,10 +241,9 @@ def _schedule(lr: float = 1e-3, warmup: int = 10, decay_steps: int = 400, epochs
     step is then exactly lr_t (eps aside), so the weight's per-update moves are the schedule the loop ran. It
     must be linear warm-up by UPDATE (lr * n / warmup, n = 1-based update) then linear decay to 0 at
     decay_steps, over several epochs (a schedule counted in epochs, or restarted per epoch, moves by far)."""
-    from types import SimpleNamespace
-
     import torch
 
+    from vlmbench.config import RunConfig
     from vlmbench.train.finetune import finetune
 
     weight = torch.nn.Parameter(torch.zeros((), dtype=torch.float64))
@@ -260,17 +259,7 @@ def _schedule(lr: float = 1e-3, warmup: int = 10, decay_steps: int = 400, epochs
             seen.append(float(module.w.detach()))
             return module.w * 1.0
 
-    cfg = SimpleNamespace(
-        lr=lr,
-        beta1=0.9,
-        beta2=0.98,
-        warmup=warmup,
-        lr_decay_steps=decay_steps,
-        epochs=epochs,
-        seed=0,
-        clip_norm=2.0,
-        select="final",
-    )
+    cfg = RunConfig(lr=lr, warmup=warmup, lr_decay_steps=decay_steps, epochs=epochs)  # Adam (0.9, 0.98), clip 2
     finetune(Adapter(), module, cfg, torch.device("cpu"))
     seen.append(float(weight.detach()))
     moves = -np.diff(seen)

@@ -24,7 +24,7 @@ from pathlib import Path
 from . import registry
 from .errors import InputError
 from .io import atomic_write, ensure_writable, write_json
-from .reporting.result import Result, utc_now
+from .records.result import Result, utc_now
 
 RESULT = "result.json"
 

@@ -18,10 +18,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..config import RunConfig
 from ..data.features import FeatureStore, fingerprint, resolve_missing
 from ..model.vlm import VLM
+from ..records.predictions import EXAMPLE_PREFIX, example_arrays
 from ..registry import TaskSpec
-from ..runconfig import RunConfig
 
 
 @dataclass
@@ -104,8 +105,24 @@ class Adapter:
         `id`, `target` and `prediction`, plus the family's score or rank. Pure, like score()."""
         raise NotImplementedError
 
+    @classmethod
+    def per_example(cls, preds: dict[str, np.ndarray], cfg: dict[str, Any]) -> dict[str, np.ndarray]:
+        """The per-example arrays this family's metrics are made of (`example:*` keys, first axis = the resampling
+        unit, in the predictions' order), saved with the predictions so that intervals and paired comparisons
+        need no adapter. Returned as they are when the predictions already hold them. Pure, like score()."""
+        have = example_arrays(preds)
+        if have:
+            return have
+        return {EXAMPLE_PREFIX + k: np.asarray(v) for k, v in cls.example_values(preds, cfg).items()}
+
+    @classmethod
+    def example_values(cls, preds: dict[str, np.ndarray], cfg: dict[str, Any]) -> dict[str, np.ndarray]:
+        """name -> per-example array (see per_example); {} when the family has none."""
+        return {}
+
     def extra_outputs(self, preds: dict[str, np.ndarray], out_dir: Path) -> dict[str, Any]:
-        """Optional side outputs (e.g. the captioning error-analysis CSV); returns anything to print."""
+        """Optional side outputs: the family's error-analysis CSV (retrieval_errors.csv, class_accuracy.csv,
+        captions.csv: the paper's Tables 10 and 11 and per-class accuracy); returns anything to print."""
         return {}
 
 

@@ -250,6 +250,19 @@ class CaptioningAdapter(Adapter):
         return metrics, conventions
 
     @classmethod
+    def example_values(cls, preds: dict[str, np.ndarray], cfg: dict[str, Any]) -> dict[str, np.ndarray]:
+        """Per clip: BLEU n-gram statistics, ROUGE-L, CIDEr-D and (with Java) METEOR, the values the corpus
+        metrics are recomputed from per resample."""
+        hyps, refs = cls._pairs(preds)
+        st = capmetrics.caption_statistics(
+            hyps, refs, tokenize=cfg.get("tokenize", "whitespace"), meteor=not cfg.get("skip_meteor", False)
+        )
+        out = {k: st[k] for k in ("bleu", "rouge_l", "cider")}
+        if np.isfinite(st["meteor"]).all():  # skip_meteor: no per-caption METEOR (not a column of NaN)
+            out["meteor"] = st["meteor"]
+        return out
+
+    @classmethod
     def examples(cls, preds: dict[str, np.ndarray], cfg: dict[str, Any]):
         """Per test clip: the reference (`target`) and the decoded hypothesis (`prediction`), with its CIDEr-D
         (`score`, the per-clip value the corpus CIDEr averages) when the predictions carry it."""

@@ -9,7 +9,8 @@ crosstask-supervised first fine-tunes with BCE-with-logits against the 0/1 targe
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,14 +19,18 @@ from torch import nn
 
 from ..data import crosstask as ct
 from ..errors import InputError
+from ..io import write_csv
 from ..metrics import localization as loc
 from ..model import backbone as bb
 from ..model.text import encode
 from ..model.vlm import VLM
+from ..records.formats import pack_matrices, unpack_matrices
 from . import windows
 from .base import Adapter
 from .overlap import refuse_overlap
 from .protocol import batch_counts, protocol_conventions
+
+CLASS_ACCURACY = "class_accuracy.csv"
 
 
 class LocalizationAdapter(Adapter):
@@ -180,6 +185,22 @@ class LocalizationAdapter(Adapter):
         return metrics, conventions
 
     @classmethod
+    def example_values(cls, preds: dict[str, np.ndarray], cfg: dict[str, Any]) -> dict[str, np.ndarray]:
+        """Per test video: its task, the annotated steps the DP hit, and the annotated steps (recall pools them
+        per task)."""
+        tasks, _, y_true, y_pred, _ = unpack_matrices(dict(preds))
+        return {
+            "task": np.array(tasks, dtype=str),
+            "hits": np.array([int((t.astype(np.int64) * p).sum()) for t, p in zip(y_true, y_pred)]),
+            "steps": np.array([int((t.sum(axis=0) > 0).sum()) for t in y_true]),
+        }
+
+    def extra_outputs(self, preds: dict[str, np.ndarray], out_dir: Path) -> dict[str, Any]:
+        """class_accuracy.csv: per (task, step), the annotated videos and the step's recall."""
+        write_csv(Path(out_dir) / CLASS_ACCURACY, *localization_steps(preds))
+        return {}
+
+    @classmethod
     def examples(cls, preds: dict[str, np.ndarray], cfg: dict[str, Any]):
         """Per test video, one entry per step in the task's order: `target` its annotated seconds, `prediction`
         the DP's frame (None: no frame, when T < K), `hit`; `hits` / `annotated_steps` are what recall pools."""
@@ -234,34 +255,15 @@ def _log_comb(logfact: np.ndarray, n, r) -> np.ndarray:
     return np.where(ok, logfact[n0] - logfact[r0] - logfact[n0 - r0], -np.inf)
 
 
-def pack_matrices(
-    tasks: list[str], ids: list[str], y_true: list[np.ndarray], y_pred: list[np.ndarray], primary: list[str]
-) -> dict[str, np.ndarray]:
-    """Per-video (T, K) matrices (K varies with the task) as flat npz-friendly arrays + shapes."""
-
-    def flat(ms: list[np.ndarray]) -> np.ndarray:
-        return np.concatenate([m.ravel() for m in ms]).astype(np.uint8) if ms else np.zeros(0, np.uint8)
-
-    return {
-        "tasks": np.array(tasks, dtype=str),
-        "ids": np.array(ids, dtype=str),
-        "shapes": np.array([m.shape for m in y_true], dtype=np.int64).reshape(-1, 2),
-        "y_true": flat(y_true),
-        "y_pred": flat(y_pred),
-        "primary": np.array(primary, dtype=str),
-    }
-
-
-def unpack_matrices(preds: dict[str, np.ndarray]):
-    try:
-        tasks, ids, shapes, yt, yp, primary = (
-            preds[k] for k in ("tasks", "ids", "shapes", "y_true", "y_pred", "primary")
-        )
-    except KeyError as e:
-        raise InputError(f"localization predictions lack {e}", path="predictions") from None
-    sizes = shapes.prod(axis=1) if len(shapes) else np.zeros(0, np.int64)
-    if len(shapes) != len(tasks) or sizes.sum() != len(yt) or len(yt) != len(yp):
-        raise InputError("localization predictions: shapes, y_true and y_pred disagree", path="predictions")
-    bounds = np.concatenate([[0], np.cumsum(sizes)])
-    cut = lambda a: [a[s:e].reshape(shape) for s, e, shape in zip(bounds[:-1], bounds[1:], shapes)]  # noqa: E731
-    return [str(t) for t in tasks], [str(i) for i in ids], cut(yt), cut(yp), [str(t) for t in primary]
+def localization_steps(preds: Mapping[str, np.ndarray]) -> tuple[list[str], list[list]]:
+    """(header, rows) of class_accuracy.csv for CrossTask: per (task, step) annotated videos and recall."""
+    tasks, _, y_true, y_pred, _ = unpack_matrices(dict(preds))
+    hits: dict[tuple[str, int], list[int]] = {}
+    for t, yt, yp in zip(tasks, y_true, y_pred):
+        for k in range(yt.shape[1]):
+            if yt[:, k].any():
+                h = hits.setdefault((t, k + 1), [0, 0])
+                h[0] += int((yt[:, k] * yp[:, k]).sum() > 0)
+                h[1] += 1
+    rows = [[t, k, n, f"{100 * h / n:.2f}"] for (t, k), (h, n) in sorted(hits.items())]
+    return ["task", "step", "videos_annotated", "recall"], rows

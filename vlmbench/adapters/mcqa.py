@@ -77,6 +77,11 @@ class MCQAAdapter(ContrastiveAdapter):
         }
 
     @classmethod
+    def example_values(cls, preds: dict[str, np.ndarray], cfg: dict[str, Any]) -> dict[str, np.ndarray]:
+        """Per question: 1 when the argmax candidate is the answer."""
+        return {"correct": (np.argmax(preds["scores"], axis=1) == preds["answers"]).astype(np.int8)}
+
+    @classmethod
     def examples(cls, preds: dict[str, np.ndarray], cfg: dict[str, Any]):
         """Per question: the answer index, the argmax candidate (first maximum, as scored) and all 5 scores."""
         from .base import json_number

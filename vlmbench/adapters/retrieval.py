@@ -10,6 +10,8 @@ spec.options: reader (msrvtt | youcook2), loss (t2v | v2t); the run config's `du
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,8 +20,10 @@ from torch import nn
 
 from ..data import msrvtt, youcook2
 from ..errors import InputError
+from ..io import write_csv
 from ..metrics.retrieval import TIES, conventions, retrieval_metrics
-from ..metrics.retrieval_blocks import RankCounts, metrics_from_counts, rank_counts
+from ..metrics.retrieval_blocks import metrics_from_counts, rank_counts
+from ..records.formats import COUNT_KEYS, pack_retrieval, ranked_view
 from .overlap import refuse_overlap
 from .pairs import (
     ContrastiveAdapter,
@@ -129,7 +133,7 @@ class RetrievalAdapter(ContrastiveAdapter):
 
     def predict(self, module: nn.Module, progress: Progress = None) -> dict[str, np.ndarray]:
         """Scores text @ video.T ranked in row blocks; saved as ranks and top-5 (see pack), never the matrix."""
-        return pack(rank_counts(*self.embed(module, progress)), self.test_ids, self.test_texts)
+        return pack_retrieval(rank_counts(*self.embed(module, progress)), self.test_ids, self.test_texts)
 
     @classmethod
     def score(cls, preds: dict[str, np.ndarray], cfg: dict[str, Any]) -> tuple[dict[str, float], dict[str, str]]:
@@ -147,6 +151,20 @@ class RetrievalAdapter(ContrastiveAdapter):
                 )
             metrics = metrics_from_counts({k: preds[k] for k in COUNT_KEYS}, ties)
         return metrics, {**conventions(ties), **protocol_conventions(cls.family, cfg)}
+
+    @classmethod
+    def example_values(cls, preds: dict[str, np.ndarray], cfg: dict[str, Any]) -> dict[str, np.ndarray]:
+        """Per text query its pessimistic rank (t2v) and per video query its rank (v2t); an old predictions file
+        holding the full matrix is ranked here (new files carry them from pack_retrieval)."""
+        from ..metrics.retrieval import ranks
+
+        scores = np.asarray(preds["scores"])
+        return {"rank": ranks(scores), "v2t_rank": ranks(scores.T)}
+
+    def extra_outputs(self, preds: dict[str, np.ndarray], out_dir: Path) -> dict[str, Any]:
+        """retrieval_errors.csv: every wrong top-1 text->video (the paper's Table 10 error kinds)."""
+        write_csv(Path(out_dir) / RETRIEVAL_ERRORS, *retrieval_errors(preds))
+        return {}
 
     @classmethod
     def examples(cls, preds: dict[str, np.ndarray], cfg: dict[str, Any]):
@@ -168,43 +186,20 @@ class RetrievalAdapter(ContrastiveAdapter):
             }
 
 
-COUNT_KEYS = ("t2v_gt", "t2v_ge", "v2t_gt", "v2t_ge")
+RETRIEVAL_ERRORS = "retrieval_errors.csv"
 
 
-def pack(counts: RankCounts, ids, texts=None) -> dict[str, np.ndarray]:
-    """The saved predictions: per query the counts both tie policies re-score from (4 x N), the top-5 clips and
-    their scores and the true score (examples, retrieval_errors.csv), the pessimistic ranks as per-example values
-    (intervals, paired compare). Never the N x N matrix."""
-    out = {
-        **counts.to_dict(),
-        "ids": np.array(list(ids), dtype=str),
-        "example:rank": counts.t2v_ge.copy(),
-        "example:v2t_rank": counts.v2t_ge.copy(),
-    }
-    if texts is not None:
-        out["texts"] = np.array(list(texts), dtype=str)  # for retrieval_errors.csv
-    return out
-
-
-def ranked_view(preds) -> dict:
-    """ids, pessimistic rank, true score, top-5 (indices) and their scores, from either predictions format."""
-    ids = [str(x) for x in preds["ids"]]
-    if "scores" in preds:  # the old format: the full matrix
-        from ..metrics.retrieval import ranks
-
-        scores = np.asarray(preds["scores"])
-        top = np.argsort(-scores, axis=1, kind="stable")[:, :5]
-        return {
-            "ids": ids,
-            "rank": ranks(scores),
-            "true_score": np.diagonal(scores).copy(),
-            "top": top,
-            "top_scores": np.take_along_axis(scores, top, axis=1),
-        }
-    return {
-        "ids": ids,
-        "rank": np.asarray(preds["t2v_ge"]),
-        "true_score": np.asarray(preds["true_score"]),
-        "top": np.asarray(preds["top"]),
-        "top_scores": np.asarray(preds["top_scores"]),
-    }
+def retrieval_errors(preds: Mapping[str, np.ndarray]) -> tuple[list[str], list[list]]:
+    """(header, rows) of retrieval_errors.csv: query, the retrieved clip and its own caption, the true clip's
+    rank and the score margin, worst first."""
+    view = ranked_view(preds)  # ranks and top-5 (or an old file's full matrix)
+    ids = view["ids"]
+    texts = [str(x) for x in preds["texts"]] if "texts" in preds else [""] * len(ids)
+    true_rank = view["rank"]
+    rows = []
+    for i in np.flatnonzero(true_rank > 1):
+        j = int(view["top"][i, 0])
+        margin = view["top_scores"][i, 0] - view["true_score"][i]
+        rows.append([ids[i], texts[i], ids[j], texts[j], int(true_rank[i]), f"{margin:.4f}"])
+    rows.sort(key=lambda r: (-r[4], r[0]))
+    return ["query_id", "query_text", "retrieved_id", "retrieved_caption", "true_rank", "score_margin"], rows

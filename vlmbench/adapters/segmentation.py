@@ -4,7 +4,9 @@ logits averaged over overlaps; frame accuracy at 1 fps, background included (the
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,14 +15,17 @@ from torch import nn
 
 from ..data import coin
 from ..errors import InputError
+from ..io import write_csv
 from ..metrics import segmentation as seg
 from ..model.vlm import VLM
+from ..records.formats import pack_videos, unpack_videos
 from . import windows
 from .base import Adapter
 from .overlap import refuse_overlap
 from .protocol import batch_counts, protocol_conventions
 
-IGNORE = -100  # padded window slots
+IGNORE = -100
+CLASS_ACCURACY = "class_accuracy.csv"  # padded window slots
 
 
 class SegmentationModel(nn.Module):
@@ -148,6 +153,22 @@ class SegmentationAdapter(Adapter):
         return {"frame_acc": acc["frame_acc"], "frame_acc_nobg": acc["frame_acc_nobg"]}, conventions
 
     @classmethod
+    def example_values(cls, preds: dict[str, np.ndarray], cfg: dict[str, Any]) -> dict[str, np.ndarray]:
+        """Per test video: frames and hits, with and without background (frame accuracy pools them)."""
+        _, pred, target = unpack_videos(dict(preds))
+        return {
+            "frames": np.array([len(t) for t in target]),
+            "hits": np.array([(p == t).sum() for p, t in zip(pred, target)]),
+            "fg_frames": np.array([(t != 0).sum() for t in target]),
+            "fg_hits": np.array([((p == t) & (t != 0)).sum() for p, t in zip(pred, target)]),
+        }
+
+    def extra_outputs(self, preds: dict[str, np.ndarray], out_dir: Path) -> dict[str, Any]:
+        """class_accuracy.csv: per step class, frames, accuracy and the class it is most often mistaken for."""
+        write_csv(Path(out_dir) / CLASS_ACCURACY, *segmentation_classes(preds))
+        return {}
+
+    @classmethod
     def examples(cls, preds: dict[str, np.ndarray], cfg: dict[str, Any]):
         """Per test video: frame accuracy (with and without background) and the per-second labels (0 = bg)."""
         from .base import json_number
@@ -164,23 +185,22 @@ class SegmentationAdapter(Adapter):
             }
 
 
-def pack_videos(ids: list[str], preds: list[np.ndarray], targets: list[np.ndarray]) -> dict[str, np.ndarray]:
-    """Per-video label arrays as npz-friendly flat arrays: concatenation + offsets + ids."""
-    lengths = [len(t) for t in targets]
-    return {
-        "ids": np.array(ids, dtype=str),
-        "offsets": np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
-        "pred": np.concatenate(preds).astype(np.int64) if preds else np.zeros(0, np.int64),
-        "target": np.concatenate(targets).astype(np.int64) if targets else np.zeros(0, np.int64),
-    }
-
-
-def unpack_videos(preds: dict[str, np.ndarray]) -> tuple[list[str], list[np.ndarray], list[np.ndarray]]:
-    try:
-        ids, offsets, pred, target = (preds[k] for k in ("ids", "offsets", "pred", "target"))
-    except KeyError as e:
-        raise InputError(f"segmentation predictions lack {e}", path="predictions") from None
-    if len(offsets) != len(ids) + 1 or offsets[-1] != len(pred) or len(pred) != len(target):
-        raise InputError("segmentation predictions: offsets, pred and target disagree", path="predictions")
-    cut = lambda a: [a[s:e] for s, e in zip(offsets[:-1], offsets[1:])]  # noqa: E731
-    return [str(i) for i in ids], cut(pred), cut(target)
+def segmentation_classes(preds: Mapping[str, np.ndarray]) -> tuple[list[str], list[list]]:
+    """(header, rows) of class_accuracy.csv for COIN."""
+    pred, target = np.asarray(preds["pred"]), np.asarray(preds["target"])
+    rows = []
+    for c in np.unique(target):
+        sel = target == c
+        wrong = Counter(pred[sel & (pred != c)].tolist())
+        confused, n_conf = wrong.most_common(1)[0] if wrong else ("", 0)
+        rows.append(
+            [
+                int(c),
+                "background" if c == 0 else "",
+                int(sel.sum()),
+                f"{100 * np.mean(pred[sel] == c):.2f}",
+                confused,
+                n_conf,
+            ]
+        )
+    return ["class", "note", "frames", "accuracy", "most_confused_with", "frames_confused"], rows

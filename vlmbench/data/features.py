@@ -45,7 +45,7 @@ class FeatureStore:
         self.dim = dim
         if not self.folder.is_dir():
             raise InputError("feature folder not found", path=self.folder)
-        from vlmbench.video import marker  # a folder extracted with --random-init says so to every reader
+        from vlmbench.data import marker  # a folder extracted with --random-init says so to every reader
 
         marker.report(self.folder)
         self._ids: tuple[str, ...] | None = None

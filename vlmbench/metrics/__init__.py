@@ -1,8 +1,9 @@
-"""Evaluation metrics: pure functions (arrays/strings in, dicts of Python floats out).
+"""Evaluation metrics: pure functions (arrays/strings in, dicts of Python floats out), one module per family.
 
-No torch or model imports here, so any saved predictions file can be re-scored offline.
-Each module has a ``CONVENTIONS`` dict (str -> str) that callers copy into every result file.
-``DIRECTIONS`` says, for every metric key these functions return, whether higher or lower is better.
+No torch or model imports here, so any saved predictions file can be re-scored offline. Each module has a
+``CONVENTIONS`` dict (str -> str) that callers copy into every result file. ``DIRECTIONS`` says, for every metric
+key these functions return, whether higher or lower is better. Import the functions from their modules
+(``vlmbench.metrics.retrieval`` ...): this package imports none of them, so each stays a leaf.
 """
 
 from vlmbench.errors import InputError
@@ -15,22 +16,6 @@ class MetricInputError(InputError, ValueError):
     a user re-scores a bad predictions file.
     """
 
-
-# Imported after MetricInputError exists: the submodules import it from this package.
-from vlmbench.metrics.captioning import caption_metrics, per_clip_scores, require_java  # noqa: E402
-from vlmbench.metrics.localization import (  # noqa: E402
-    crosstask_recall,
-    crosstask_targets,
-    dp_one_frame_per_step,
-)
-from vlmbench.metrics.qa import mcqa_accuracy  # noqa: E402
-from vlmbench.metrics.retrieval import ranks, retrieval_metrics  # noqa: E402
-from vlmbench.metrics.segmentation import (  # noqa: E402
-    average_window_logits,
-    frame_accuracy,
-    frame_targets,
-    sliding_windows,
-)
 
 _LOWER_IS_BETTER = ("MedR", "MeanR", "v2t_MedR", "v2t_MeanR")
 _HIGHER_IS_BETTER = (
@@ -54,21 +39,3 @@ DIRECTIONS: dict[str, str] = {
     **{k: "higher" for k in _HIGHER_IS_BETTER},
     **{k: "lower" for k in _LOWER_IS_BETTER},
 }
-
-__all__ = [
-    "DIRECTIONS",
-    "MetricInputError",
-    "average_window_logits",
-    "caption_metrics",
-    "crosstask_recall",
-    "crosstask_targets",
-    "dp_one_frame_per_step",
-    "frame_accuracy",
-    "frame_targets",
-    "mcqa_accuracy",
-    "per_clip_scores",
-    "ranks",
-    "require_java",
-    "retrieval_metrics",
-    "sliding_windows",
-]

@@ -41,8 +41,8 @@ from pathlib import Path
 import pandas as pd
 
 from vlmbench.errors import InputError
+from vlmbench.records.result import Result, load_results
 from vlmbench.reporting import render
-from vlmbench.reporting.result import Result, load_results
 
 LOWER_IS_BETTER = frozenset({"MedR", "MeanR", "v2t_MedR", "v2t_MeanR", "loss_first", "loss_last"})
 DIRECTIONS: dict[str, int] = {m: -1 for m in LOWER_IS_BETTER}  # -1 lower is better; default +1
@@ -95,10 +95,10 @@ def tolerance(
 
 def bootstrap_se(r: Result, metric: str) -> float | None:
     """Standard error of a metric on its test set, from the result's percentile bootstrap interval (its level:
-    metrics.bootstrap.LEVEL) read as a normal one."""
+    stats.bootstrap.LEVEL) read as a normal one."""
     from statistics import NormalDist
 
-    from vlmbench.metrics.bootstrap import LEVEL
+    from vlmbench.stats.bootstrap import LEVEL
 
     lo, hi = (r.intervals.get(metric) or [math.nan, math.nan])[:2]
     z = NormalDist().inv_cdf(0.5 + LEVEL / 2)
@@ -318,7 +318,7 @@ PAIRED_COLUMNS = ("paired diff", "paired 95% CI", "significant")
 
 def _paired(new: Result, ref: Result) -> dict[str, dict[str, float]]:
     """Paired bootstrap per metric, or {} when either run has no per-example values or they differ in examples."""
-    from vlmbench.reporting.intervals import load_examples, paired_difference
+    from vlmbench.stats.intervals import load_examples, paired_difference
 
     if new.path is None or ref.path is None or not new.family:
         return {}

@@ -15,8 +15,8 @@ import html
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from vlmbench.records.result import Result
 from vlmbench.reporting import render
-from vlmbench.reporting.result import Result
 from vlmbench.reporting.tables import TOY_NOTE, report_frame, report_tables
 
 CSS = """

@@ -25,7 +25,7 @@ MIN_SEEDS = 5
 
 
 def noise_from_runs(run_dirs: list[Path], min_seeds: int = MIN_SEEDS) -> dict:
-    from vlmbench.reporting.result import load_results
+    from vlmbench.records.result import load_results
 
     per: dict[str, dict[str, list[tuple[int, float]]]] = {}
     presets, seeds = set(), []

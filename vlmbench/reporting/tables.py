@@ -10,10 +10,10 @@ from typing import Any
 import pandas as pd
 
 from vlmbench.errors import InputError
+from vlmbench.records.result import Result
 from vlmbench.reporting import render
 from vlmbench.reporting.paper import ABLATION_TABLES, MAIN_TABLES, paper_rows, parse_setting
 from vlmbench.reporting.render import RANK_METRICS, format_value  # noqa: F401  (re-exported)
-from vlmbench.reporting.result import Result
 
 TOY_NOTE = "toy world: not comparable with published numbers"
 FORMATS = ("terminal", "markdown", "csv", "json")

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .. import config as cfgmod
-from ..runconfig import RunConfig
+from ..config import RunConfig
 from .optim import adam, lr_at, set_lr
 
 SELECTED_NOTE = "selected on the test split, as the reference does"
@@ -34,7 +34,7 @@ def finetune(
 ) -> list[float]:
     """Runs cfg.epochs epochs of adapter.train_batches; returns the loss of every update. With
     select=best-of-epochs the module ends with the best epoch's weights (adapter.selection says which)."""
-    optimizer = adam(module.parameters(), cfg.lr, cfg.beta1, cfg.beta2)
+    optimizer = adam(module.parameters(), cfg.lr, cfg.beta1, cfg.beta2, cfg.eps, cfg.weight_decay)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
     best_of = getattr(cfg, "select", "final") == "best-of-epochs"
     module.train()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..reporting.result import Result, provenance
+from ..records.result import Result, provenance
 
 TASK = "pretrain"
 SHARE = 0.1  # the first / last tenth of the updates

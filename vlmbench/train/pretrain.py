@@ -27,7 +27,7 @@ from ..model.layout import TEXT_START, VIDEO_SEP, VIDEO_START
 from ..model.losses import masked_token_loss, mfm_mlm_loss
 from ..model.masking import corrupt
 from ..model.vlm import VLM
-from ..reporting.result import save_result
+from ..records.result import save_result
 from . import checkpoint as ckpt
 from . import distributed
 from .loader import batches, default_workers

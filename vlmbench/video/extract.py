@@ -23,10 +23,11 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from ..data import marker
 from ..errors import InputError
 from ..io import atomic_write, write_json, write_text
 from ..io import file_sha256 as sha256
-from . import decode, marker
+from . import decode
 from . import s3d as s3dmod
 
 SETTINGS_FILE = "extraction.json"

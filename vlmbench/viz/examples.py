@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from vlmbench import registry
+from vlmbench.adapters import adapter_class
 from vlmbench.errors import InputError
 
 FAMILIES = ("retrieval", "captioning")
@@ -32,7 +33,7 @@ def task_examples(
     if data is None:
         toy.ensure_dataset(spec.dataset, say=say)
     cfg = run_config(spec, preset or ("toy" if data is None else "paper"), [])
-    adapter = spec.adapter_class()(spec, cfg, root, allow_missing=True, say=say, device=torch.device("cpu"))
+    adapter = adapter_class(spec.family)(spec, cfg, root, allow_missing=True, say=say, device=torch.device("cpu"))
     adapter.preflight()
     adapter.load()
     if spec.family == "retrieval":

@@ -1,8 +1,7 @@
-"""Per-example values and bootstrap intervals for every task family, in one place.
+"""Bootstrap intervals for every task family, in one place.
 
-per_example(family, preds, cfg) turns a predictions dict into the per-example arrays its metrics are made of
-(`example:*` keys, saved in predictions.npz beside the raw predictions); estimators(family, arrays, metrics)
-gives, per metric, the function of resample weights that recomputes it (vlmbench.metrics.bootstrap), so that
+Each task family computes the per-example arrays its metrics are made of (its adapter's `per_example`: `example:*`
+keys, saved in predictions.npz beside the raw predictions); estimators(family, arrays, metrics) gives, per metric, the function of resample weights that recomputes it (vlmbench.stats.bootstrap), so that
 the point estimate at weight 1 is the reported metric and the same weights pair two runs.
 
 Resampling units: queries (retrieval: text i with its video i), questions (MC-QA), videos (COIN, CrossTask),
@@ -13,14 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from vlmbench.errors import InputError
-from vlmbench.metrics import bootstrap as bs
+from vlmbench.records.predictions import EXAMPLE_PREFIX as PREFIX
+from vlmbench.records.predictions import PREDICTIONS, example_arrays, load_predictions
+from vlmbench.stats import bootstrap as bs
 
-PREFIX = "example:"
 UNITS = {
     "retrieval": "queries (text i with its video i)",
     "mcqa": "questions",
@@ -35,55 +34,6 @@ CAPTION_SCHEME = (
     "per-caption METEOR, shifted to the corpus score (its fragmentation penalty pools over the corpus, "
     "so it is not re-run in Java per resample)"
 )
-
-
-def per_example(family: str, preds: Mapping[str, np.ndarray], cfg: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """The `example:*` arrays (first axis = resampling unit, in the predictions' order)."""
-    have = {k: v for k, v in preds.items() if k.startswith(PREFIX)}
-    if have:
-        return have
-    if family == "retrieval":
-        from vlmbench.metrics.retrieval import ranks
-
-        scores = np.asarray(preds["scores"])
-        out = {"rank": ranks(scores), "v2t_rank": ranks(scores.T)}
-    elif family == "mcqa":
-        out = {"correct": (np.argmax(preds["scores"], axis=1) == preds["answers"]).astype(np.int8)}
-    elif family == "segmentation":
-        from vlmbench.adapters.segmentation import unpack_videos
-
-        _, pred, target = unpack_videos(dict(preds))
-        out = {
-            "frames": np.array([len(t) for t in target]),
-            "hits": np.array([(p == t).sum() for p, t in zip(pred, target)]),
-            "fg_frames": np.array([(t != 0).sum() for t in target]),
-            "fg_hits": np.array([((p == t) & (t != 0)).sum() for p, t in zip(pred, target)]),
-        }
-    elif family == "localization":
-        from vlmbench.adapters.localization import unpack_matrices
-
-        tasks, _, y_true, y_pred, _ = unpack_matrices(dict(preds))
-        out = {
-            "task": np.array(tasks, dtype=str),
-            "hits": np.array([int((t.astype(np.int64) * p).sum()) for t, p in zip(y_true, y_pred)]),
-            "steps": np.array([int((t.sum(axis=0) > 0).sum()) for t in y_true]),
-        }
-    elif family == "captioning":
-        from vlmbench.metrics.captioning import caption_statistics
-
-        ids = [str(x) for x in preds["ids"]]
-        st = caption_statistics(
-            dict(zip(ids, map(str, preds["hypotheses"]))),
-            dict(zip(ids, map(str, preds["references"]))),
-            tokenize=cfg.get("tokenize", "whitespace"),
-            meteor=not cfg.get("skip_meteor", False),
-        )
-        out = {k: st[k] for k in ("bleu", "rouge_l", "cider")}
-        if np.isfinite(st["meteor"]).all():  # skip_meteor: no per-caption METEOR (not a column of NaN)
-            out["meteor"] = st["meteor"]
-    else:
-        return {}
-    return {PREFIX + k: np.asarray(v) for k, v in out.items()}
 
 
 def estimators(
@@ -142,7 +92,7 @@ def result_intervals(
     family: str, preds: Mapping[str, np.ndarray], metrics: Mapping[str, float]
 ) -> dict[str, list[float]]:
     """metric -> [low, high] for result.json (the predictions must already hold their example:* arrays)."""
-    arrays = {k: v for k, v in preds.items() if k.startswith(PREFIX)}
+    arrays = example_arrays(preds)
     if not arrays:
         return {}
     est = estimators(family, arrays, metrics, preds)
@@ -154,13 +104,11 @@ def result_intervals(
 
 def load_examples(result_path: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]] | None:
     """(example arrays, predictions) from the predictions.npz beside a result.json; None when absent."""
-    from vlmbench.runner import PREDICTIONS, load_predictions
-
     path = Path(result_path).parent / PREDICTIONS
     if not path.is_file():
         return None
     _, _, preds = load_predictions(path)
-    arrays = {k: v for k, v in preds.items() if k.startswith(PREFIX)}
+    arrays = example_arrays(preds)
     return (arrays, preds) if arrays else None
 
 
