@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from vlmbench.adapters import adapter_class
 from vlmbench.metrics.captioning import caption_metrics
 from vlmbench.metrics.localization import crosstask_recall
 from vlmbench.metrics.qa import mcqa_accuracy
@@ -14,7 +15,6 @@ from vlmbench.metrics.retrieval import retrieval_metrics
 from vlmbench.metrics.segmentation import frame_accuracy
 from vlmbench.records.formats import pack_matrices, pack_videos
 from vlmbench.stats import bootstrap as bs
-from vlmbench.adapters import adapter_class
 from vlmbench.stats.intervals import estimators, paired_difference
 
 B = 200

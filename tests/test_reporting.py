@@ -314,10 +314,10 @@ def test_retrieval_errors_csv(tmp_path):
 def test_segmentation_and_localization_class_csv(tmp_path):
     import numpy as np
 
-    from vlmbench.records.formats import pack_matrices, pack_videos
     from vlmbench.adapters.localization import localization_steps
     from vlmbench.adapters.segmentation import segmentation_classes
     from vlmbench.io import write_csv
+    from vlmbench.records.formats import pack_matrices, pack_videos
 
     packed = pack_videos(["v"], [np.array([0, 0, 2, 2, 1, 2])], [np.array([0, 1, 1, 2, 1, 2])])
     rows = {r["class"]: r for r in _csv_rows(write_csv(tmp_path / "s.csv", *segmentation_classes(packed)))}

@@ -7,12 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from vlmbench.adapters.retrieval import RetrievalAdapter
+from vlmbench.adapters.retrieval import RetrievalAdapter, retrieval_errors
 from vlmbench.errors import InputError
 from vlmbench.metrics.retrieval import ranks, retrieval_metrics
 from vlmbench.metrics.retrieval_blocks import rank_counts
 from vlmbench.records.formats import pack_retrieval
-from vlmbench.adapters.retrieval import retrieval_errors
 from vlmbench.records.predictions import save_predictions
 from vlmbench.runner import score_file
 from vlmbench.stats.intervals import result_intervals
