@@ -8,6 +8,11 @@ from pathlib import Path
 import pytest
 
 os.environ["HF_HUB_OFFLINE"] = "1"
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs one worker per core: each worker (and each vlmbench it starts) computes on one thread, so
+    # two workers do not fight over the cores. Set before torch is imported by any test module.
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = "1"
 REPO = Path(__file__).resolve().parents[1]
 REAL = REPO.parent / "shared" / "data" / "real"
 
@@ -20,7 +25,10 @@ def real_data() -> Path:
 
 
 def _session_cache(tmp_path_factory) -> Path:
-    return tmp_path_factory.getbasetemp() / "vlmbench-cache"
+    # Shared by every xdist worker of the run (their basetemps are siblings): the toy world and the toy
+    # checkpoints are built once per run under the cache's own locks, not once per worker.
+    base = tmp_path_factory.getbasetemp()
+    return (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "vlmbench-cache"
 
 
 @pytest.fixture(scope="session")

@@ -97,16 +97,16 @@ def pretrain(
 ):
     """Pre-train VLM (MFM-MLM / MMM masking, masked token loss) on HowTo100M-format data."""
     from .config import pretrain_config
-    from .train.pretrain import pretrain as run_pretrain
-
-    pairs = list(pairs or []) + ([f"backbone={backbone}"] if backbone else [])
     from .data.prepared import prepared_from_toy
     from .data.toy import is_toy_dataset
 
+    pairs = list(pairs or []) + ([f"backbone={backbone}"] if backbone else [])
     toy_data = (
         data is None or is_toy_dataset(data) or is_toy_dataset(Path(data) / "howto100m") or prepared_from_toy(data)
     )
-    cfg = pretrain_config(preset or ("toy" if toy_data else "paper"), pairs)
+    cfg = pretrain_config(preset or ("toy" if toy_data else "paper"), pairs)  # bad keys: refused before torch loads
+    from .train.pretrain import pretrain as run_pretrain
+
     summary = run_pretrain(
         cfg, out, data=data, resume=resume, overwrite=overwrite, progress=progress, say=say, workers=workers
     )
