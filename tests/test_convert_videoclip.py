@@ -240,6 +240,18 @@ def test_converter_layout_equals_the_source_table():
     assert len(released) == 310
 
 
+def test_released_layout_fits_the_released_module_exactly():
+    """bert-base towers built on the meta device (no memory): every VideoCLIP key is a released key of the same
+    shape, and the released keys it does not take are exactly the dropped ones (poolers, position_ids)."""
+    with torch.device("meta"):
+        model = conv.build_videoclip({})
+    ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    released = {k[len("mmmodel.") :]: s for k, s in conv.expected_layout().items()}
+    assert all(released.get(k) == s for k, s in ours.items())
+    assert set(released) - set(ours) == set(conv.DROPPED)
+    assert model.config.video_bert["num_hidden_layers"] == 6 and model.backbone_note() is None
+
+
 def test_converted_forward_equals_reference_from_raw_tensors(released, converted):
     _, raw = released
     model = VideoCLIP.load(converted).eval()
