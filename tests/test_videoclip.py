@@ -99,6 +99,7 @@ def test_encode_text_pads_and_truncates_as_the_source(model):
     assert torch.allclose(full, short, atol=1e-6)
     with pytest.raises(InputError, match="list of strings"):
         model.encode_text("stir")
+    assert model.encode_text([]).shape == (0, 64)
 
 
 def test_saved_and_loaded_gives_identical_encodings(model, saved):

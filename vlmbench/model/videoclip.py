@@ -304,7 +304,10 @@ class VideoCLIP(nn.Module):
 
     def encode_text(self, texts: list[str]) -> torch.Tensor:
         """Pooled text (B, H) for raw strings, tokenised with the backbone's tokenizer as the authors do."""
-        return self.encode_text_ids(*self.tokenize(texts))
+        ids, mask = self.tokenize(texts)
+        if not len(ids):
+            return torch.zeros(0, self.hidden_size, device=self.device)
+        return self.encode_text_ids(ids, mask)
 
     # ---- scoring ------------------------------------------------------------------------------------------
     @staticmethod
