@@ -616,6 +616,21 @@ def convert_mmpt(
     say(f"Converted {checkpoint.name} -> {folder} (use it with `vlmbench run --checkpoint {folder}`)")
 
 
+@convert_app.command("videoclip")
+@guarded
+def convert_videoclip(
+    checkpoint: Path = typer.Argument(
+        ..., help="the authors' VideoCLIP checkpoint (fairseq examples/MMPT runs/retri/videoclip/checkpoint_best.pt)"
+    ),
+    out: Path = typer.Option(..., help="folder to write (videoclip_config.json + model.safetensors)"),
+):
+    """Safely load (weights only, no code run), check every key and shape, write a vlmbench VideoCLIP folder."""
+    from .convert.videoclip import convert
+
+    folder = convert(checkpoint, out, say=say)
+    say(f"Converted {checkpoint.name} -> {folder} (a VideoCLIP folder: vlmbench.model.videoclip.VideoCLIP.load)")
+
+
 # ---- pictures of a model (the paper's 5.5) -------------------------------------------------------------------
 
 viz_app = typer.Typer(
