@@ -25,10 +25,9 @@ def real_data() -> Path:
 
 
 def _session_cache(tmp_path_factory) -> Path:
-    # Shared by every xdist worker of the run (their basetemps are siblings): the toy world and the toy
-    # checkpoints are built once per run under the cache's own locks, not once per worker.
-    base = tmp_path_factory.getbasetemp()
-    return (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "vlmbench-cache"
+    # One per xdist worker: a worker builds the toy world and the tiny toy checkpoint once (seconds). A cache
+    # shared by the workers was tried and hung two pre-training subprocesses on its locks under load.
+    return tmp_path_factory.getbasetemp() / "vlmbench-cache"
 
 
 @pytest.fixture(scope="session")

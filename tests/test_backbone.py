@@ -70,3 +70,13 @@ def test_load_refuses_a_foreign_key_set(tmp_path):
         VLM.load(tmp_path / "ck")
     with pytest.raises(InputError, match="not a vlmbench checkpoint"):
         VLM.load(tmp_path)
+
+
+def test_a_folder_backbone_starts_in_training_mode():
+    """BERT's dropout is on in pre-training whatever the backbone: from_pretrained returns eval mode, and
+    pre-training ran MiniLM without dropout until VLM.from_backbone set train mode."""
+    from vlmbench.model.vlm import VLM
+
+    for backbone in ("tiny", "default"):
+        model = VLM.from_backbone(backbone, seed=0)
+        assert all(m.training for m in model.modules()), backbone

@@ -244,9 +244,9 @@ def tasks(
 
     table = Table(title="vlmbench tasks" + (f" (data: {data})" if data else ""))
     for col in ("task", "family", "dataset", "metrics", "needs"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")  # long paths wrap, never cut
     if data:
-        table.add_column("present")
+        table.add_column("present", overflow="fold")
     for spec in registry.all_tasks().values():
         needs = [f"{spec.dataset}/{p}" for p in spec.files.values()] + [f"{spec.dataset}/{spec.features}/"]
         row = [spec.name, spec.family, spec.dataset, ", ".join(spec.metrics), "\n".join(needs)]
@@ -341,7 +341,7 @@ def data_check(
 
     table = Table(title=f"data check: {data}")
     for col in ("task", "status", "details"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")  # long paths wrap, never cut
     rows = check_data(data, task, allow_missing)
     for row in rows:
         colour = {"ok": "green", "missing": "yellow", "malformed": "red"}[row.status]

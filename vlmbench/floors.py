@@ -144,7 +144,7 @@ def floor_baseline(
     say: Callable[[str], None] = print,
 ) -> Result:
     """Load the task's data, guess without a model, score, save; returns the saved Result."""
-    from .runner import PREDICTIONS, RESULT, save_predictions
+    from .records.predictions import PREDICTIONS, RESULT, save_predictions
 
     spec = registry.get(task)
     if kind not in FLOORS:
@@ -171,7 +171,7 @@ def floor_baseline(
     rng = np.random.default_rng([seed, zlib.crc32(task.encode())])  # one stream per (seed, task)
     preds = make(adapter, rng)
     cfg_dict = cfgmod.to_dict(cfg)
-    save_predictions(out / PREDICTIONS, task, cfg_dict, preds)
+    save_predictions(out / PREDICTIONS, task, cfg_dict, preds, adapter.examples(preds, cfg_dict))
     metrics, conventions = adapter.score(preds, cfg_dict)
     n_draws = (1 if spec.family == "captioning" else DRAWS.get(kind, 1)) if draws is None else int(draws)
     if n_draws < 1:

@@ -151,7 +151,9 @@ class VLM(nn.Module):
                     nn.init.normal_(m.weight, std=init)
                     nn.init.zeros_(m.bias)
         model._init_head(backbone, loss)
-        return model
+        # from_pretrained hands the BERT back in eval mode: without this a folder backbone (MiniLM, bert-base)
+        # pre-trained with dropout off, unlike the authors' fairseq trainer (model.train()) and the tiny one.
+        return model.train()
 
     def _init_head(self, backbone: str, loss: str) -> None:
         found, weights = backbone_head(backbone)
