@@ -17,7 +17,6 @@ class MetricInputError(InputError, ValueError):
 
 
 # Imported after MetricInputError exists: the submodules import it from this package.
-from vlmbench.metrics.captioning import caption_metrics, per_clip_scores, require_java  # noqa: E402
 from vlmbench.metrics.localization import (  # noqa: E402
     crosstask_recall,
     crosstask_targets,
@@ -31,6 +30,19 @@ from vlmbench.metrics.segmentation import (  # noqa: E402
     frame_targets,
     sliding_windows,
 )
+
+# The captioning scorers need pycocoevalcap (and Java for METEOR): loaded on first use, so retrieval, QA,
+# segmentation and localization metrics import without it (e.g. `bench/gpu_check.py` on a machine without it).
+_CAPTIONING = ("caption_metrics", "per_clip_scores", "require_java")
+
+
+def __getattr__(name: str):
+    if name in _CAPTIONING:
+        from vlmbench.metrics import captioning
+
+        return getattr(captioning, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 _LOWER_IS_BETTER = ("MedR", "MeanR", "v2t_MedR", "v2t_MeanR")
 _HIGHER_IS_BETTER = (
