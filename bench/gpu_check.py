@@ -152,7 +152,7 @@ DRY_PLAN = Plan(
     batch=8,
     clips_per_video=4,
     workers=2,
-    warmup=2,
+    warmup=1,
     steps=2,
     min_steps=1,
     peak_n=256,
@@ -643,9 +643,10 @@ def sec_sdpa(ctx: Context, sec: Section) -> None:
             try:
                 with sdpa_kernel([backend]):
                     results[name] = {"ok": True, "ms_fwd_bwd": 1000 * timed()}
-            except RuntimeError as e:
-                why = [str(w.message).splitlines()[0] for w in caught if "not used because" in str(w.message)]
-                results[name] = {"ok": False, "why": (why[0] if why else one_line(e))[:200]}
+            except RuntimeError as e:  # torch warns why each kernel was refused, then raises "No available kernel"
+                why = [str(w.message).strip().splitlines()[0] for w in caught if str(w.message).strip()]
+                why = [w for w in why if not w.rstrip().endswith("because:")]
+                results[name] = {"ok": False, "why": ("; ".join(dict.fromkeys(why)) or one_line(e))[:300]}
         say(f"sdpa: {name}: {results[name]}")
         if sec.soft_over():
             break
@@ -955,7 +956,11 @@ def third_party_imports() -> dict[str, str]:
     tops = {m.split(".")[0] for m in list(sys.modules)}
     out = {}
     for top in sorted(tops):
-        if top in sys.stdlib_module_names or top.startswith("_") or top in ("vlmbench", "cython_runtime"):
+        if (
+            top in sys.stdlib_module_names
+            or top.startswith("_")
+            or top in ("vlmbench", "cython_runtime", "sitecustomize")
+        ):
             continue
         out[top] = ",".join(sorted(set(dists.get(top, ["?"]))))
     return out
@@ -1193,9 +1198,11 @@ def main(argv: list[str] | None = None) -> int:
     ctx = Context(plan, work, device, args.vocab)
     ctx.info.update(machine(device))
     say(f"machine: {ctx.info.get('gpu_name', 'CPU')}, torch {ctx.info['torch']}, CUDA {ctx.info['cuda']}")
-    command = " ".join(["python", "bench/gpu_check.py", *(argv if argv is not None else sys.argv[1:])])
-    if dry and "--dry" not in command:
-        command = "GPU_DRY=1 " + command
+    command = " ".join([Path(sys.executable).name, "bench/gpu_check.py", *(argv if argv is not None else sys.argv[1:])])
+    if dry and not args.dry:
+        command = f"GPU_DRY={os.environ['GPU_DRY']} {command}"
+    if os.environ.get("PYTHONPATH"):
+        command = f"PYTHONPATH={os.environ['PYTHONPATH']} {command}"
     state = {
         "plan": {k: v for k, v in vars(plan).items()},
         "machine": {k: v for k, v in ctx.info.items()},
