@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
+# Device command (repository root on the GPU machine, .gpu/ from `bash bench/gpu_prepare.sh` carried along):
+#   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .gpu/whl/*.whl && PYTHONPATH=/tmp/site python3 bench/gpu_check.py
 """`make gpu-check`: what one GPU does with vlmbench, in one table (issue 24, item 4).
 
-    python bench/gpu_check.py [--out DIR] [--sections pretrain,retrieval] [--limit S]   # a CUDA GPU, ~4-5 minutes
+    python bench/gpu_check.py [--out DIR] [--sections pretrain,retrieval] [--limit S]   # a CUDA GPU: budgets sum to < 5 minutes
     python bench/gpu_check.py --dry [--out DIR]        # or GPU_DRY=1: tiny shapes on the CPU, the same code paths
 
 Sections (each isolated: an exception is one error row and the next section still runs; each time-boxed: a
@@ -12,12 +14,13 @@ wall-clock budget, checked between steps and enforced by SIGALRM; progress lines
               HowTo100M corpus through the prepared loader with worker processes, the loop body of
               vlmbench.train.pretrain (ClipSampler, train.loader.batches, corrupt, Objective, Adam, clipping,
               autocast): median step time, model FLOP utilisation, data-wait share (pretrain's DataWait), peak memory
-  sdpa        which scaled_dot_product_attention kernels accept the pre-training masks, and their times
   retrieval   vlmbench.metrics.retrieval_blocks.rank_counts at N = 100,000 x 768 on the GPU vs one bare blocked
               matmul pass over the same blocks
   caption     vlmbench.model.generate.generate, beam 5, <= 21 new tokens, BERT-base shape: clips/s
   s3d         vlmbench.video.extract.embed_group (the extractor's per-batch step) on synthetic decoded frames at
               the real input shape: seconds of video per second; PyAV decoding when `av` imports
+  sdpa        which scaled_dot_product_attention kernels accept the pre-training mask, and their times (last:
+              it forces single kernels, and a faulting one would poison the CUDA context for later sections)
 
 Writes gpu.md + gpu.json into --out (default: docs/ for a GPU run, a temp folder for --dry) and into $OUT when
 that is set, after every section (a run killed part-way leaves what it measured). Exit 0 when every section ran
@@ -168,8 +171,9 @@ DRY_PLAN = Plan(
     s3d_calls=1,
     s3d_warmup=1,
     decode_videos=(1, 1, 64, 48),
-    budgets={"peak": 10, "pretrain": 45, "sdpa": 10, "retrieval": 10, "caption": 25, "s3d": 25},
-    limit=170,
+    # generous: a dry run takes ~20-40 s on 2 idle cores; the boxes only matter on a starved machine
+    budgets={"peak": 15, "pretrain": 60, "sdpa": 20, "retrieval": 20, "caption": 30, "s3d": 40},
+    limit=240,
 )
 # sdpa last: it forces single backends, and a kernel that faults would poison the CUDA context for what follows
 SECTIONS = ("peak", "pretrain", "retrieval", "caption", "s3d", "sdpa")
@@ -486,6 +490,7 @@ def sec_pretrain(ctx: Context, sec: Section) -> None:
     )
     watch = DataWait(None, workers)
     records = []
+    stopped = None
     stream = batches(sampler, 0, total, workers=workers, pin_memory=cuda)
     try:
         for step, batch, wait in stream:
@@ -538,11 +543,14 @@ def sec_pretrain(ctx: Context, sec: Section) -> None:
             if timed >= p.min_steps and sec.soft_over(0.75):
                 say(f"pretrain: time box: stopping after {timed} timed steps")
                 break
+    except TimeBox as e:  # the hard box fired mid-step: report the steps that finished
+        stopped = f"{e} after {len(records)} steps"
+        say(f"pretrain: {stopped}")
     finally:
         stream.close()  # stops the loader's worker processes
     timed_rec = records[p.warmup :]
     if not timed_rec:
-        raise RuntimeError(f"no timed step within the time box ({len(records)} warm-up steps done)")
+        raise RuntimeError(f"no timed step {stopped or 'done'} ({len(records)} warm-up steps done)")
     step_s = statistics.median(r["wait_s"] + r["model_s"] for r in timed_rec)
     flops = statistics.median(r["flops"] for r in timed_rec)
     last = records[-1]
@@ -586,6 +594,9 @@ def sec_pretrain(ctx: Context, sec: Section) -> None:
         sec.add("peak memory (max_memory_allocated)", None, "GiB", note="CUDA only")
     ops = ctx.info.get("sdpa_ops_pretrain", [])
     sec.add("SDPA ops in a training step", ", ".join(ops) or "none seen", note="torch.profiler, step 0")
+    if stopped:
+        sec.details["stopped"] = stopped
+        sec.add("time box", None, note=stopped)
     if not sec.details["loss_finite"]:
         raise FloatingPointError(f"a loss is not finite: {[r['loss'] for r in records]}")
 
@@ -689,23 +700,18 @@ def sec_retrieval(ctx: Context, sec: Section) -> None:
         return time.perf_counter() - t
 
     def rank(text, video, label: str, goal) -> float:
+        where = f"N = {len(text):,} ({text.device.type})"
         bare(text[:block], video)  # warm-up
         base = bare(text, video)
+        sec.details[label] = {"n": len(text), "dim": p.retrieval_dim, "device": str(text.device), "block": block}
+        sec.details[label]["bare_pass_s"] = base
+        sec.add(f"bare blocked matmul pass, {where}", base, "s")
         t = time.perf_counter()
         counts = rb.rank_counts(text, video)
         took = time.perf_counter() - t
-        ge = np.asarray(counts.t2v_ge)
-        sec.details[label] = {
-            "n": len(text),
-            "dim": p.retrieval_dim,
-            "device": str(text.device),
-            "block": block,
-            "rank_counts_s": took,
-            "bare_pass_s": base,
-            "mean_rank_over_n": float(ge.mean() / len(text)),  # random embeddings: ~0.5
-        }
-        sec.add(f"rank_counts, N = {len(text):,} ({text.device.type})", took, "s", goal=goal)
-        sec.add(f"bare blocked matmul pass, N = {len(text):,} ({text.device.type})", base, "s")
+        sec.details[label]["rank_counts_s"] = took
+        sec.details[label]["mean_rank_over_n"] = float(np.asarray(counts.t2v_ge).mean() / len(text))  # random: ~0.5
+        sec.add(f"rank_counts, {where}", took, "s", goal=goal)
         sec.add("ratio rank_counts / bare pass", took / base, "x")
         return took
 
@@ -1170,7 +1176,7 @@ def main(argv: list[str] | None = None) -> int:
         "--out", type=Path, help="folder for gpu.md + gpu.json (default: docs/, or a temp folder with --dry)"
     )
     ap.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}")
-    ap.add_argument("--limit", type=float, help="seconds for the whole run (default: 290, dry 170)")
+    ap.add_argument("--limit", type=float, help="seconds for the whole run (default: 290, dry 240)")
     ap.add_argument("--vocab", type=Path, help="bert-base-uncased vocab.txt (default: .gpu/vocab/, else MiniLM's)")
     args = ap.parse_args(argv)
     dry = args.dry or os.environ.get("GPU_DRY", "").strip() not in ("", "0")

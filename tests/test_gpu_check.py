@@ -62,7 +62,7 @@ def test_gpu_check_dry_run(tmp_path):
         cmd = ["make", "-s", "gpu-check", "GPU_DRY=1", f"GPU_PY={sys.executable}", f"GPU_ARGS={args}"]
     else:
         cmd = [sys.executable, "bench/gpu_check.py", "--dry", *args.split()]
-    r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=360)
     log = r.stdout[-6000:] + r.stderr[-3000:]
     assert r.returncode == 0, log
 
