@@ -7,7 +7,7 @@ TORCH  ?= torch==2.13.0
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: install check test demo bench smoke ci-suite sanity update-reference update-noise clean mutants
+.PHONY: install check test demo bench smoke ci-suite sanity update-reference update-noise clean mutants gpu-check
 
 install: $(STAMP)
 
@@ -39,6 +39,15 @@ demo: install
 
 bench: install
 	$(BIN)/python bench/run_all.py
+
+# GPU check (issue 24 item 4), one script: bf16 pre-training at BERT-base shape (MFU, data wait, peak memory),
+# retrieval ranking at N = 100,000, beam-5 caption decoding, S3D extraction; prints a table and writes
+# docs/gpu.md + docs/gpu.json (and into $OUT when set); ~4 minutes on one H200. No install step (a GPU box may have
+# no network: bench/gpu_prepare.sh packs what it lacks). GPU_DRY=1: the same code paths at tiny shapes on the CPU,
+# into a temp folder (tests/test_gpu_check.py runs it); GPU_ARGS: more options, e.g. GPU_ARGS="--out DIR".
+GPU_PY ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON))
+gpu-check:
+	$(GPU_PY) bench/gpu_check.py $(if $(filter-out 0,$(GPU_DRY)),--dry) $(GPU_ARGS)
 
 # The CI regression run: smoke pre-training + all seven tasks (a few minutes on 2 CPU cores), fresh each time.
 smoke: install
