@@ -22,11 +22,21 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vlmbench.adapters.pairs import text_vectors, trim_text, video_vectors  # noqa: E402
 from vlmbench.model import text as textmod  # noqa: E402
 from vlmbench.model.vlm import VLM  # noqa: E402
+from vlmbench.models.vlm import trim_text  # noqa: E402
 
 N_CHOICES = 5
+
+
+def video_vectors(vlm: VLM, video, vmask):
+    """Pooled clip vectors from the isolated video half (what the suite's VLM encode_video pools)."""
+    return vlm.pool_video(vlm.forward_video(video, vmask), vmask)
+
+
+def text_vectors(vlm: VLM, ids, mask):
+    """Pooled sentence vectors from the isolated text half (what the suite's VLM encode_text pools)."""
+    return vlm.pool_text(vlm.forward_text(ids, mask), mask)
 
 
 def synthetic(n_videos: int, n_texts: int, seed: int = 0):

@@ -18,6 +18,8 @@ from vlmbench.config import run_config
 from vlmbench.data import toy, youcook2
 from vlmbench.errors import InputError
 from vlmbench.metrics.captioning import caption_metrics
+from vlmbench.model.caption import teacher_forcing
+from vlmbench.model.text import tokenize
 from vlmbench.model.vlm import VLM
 from vlmbench.records.result import load_result
 
@@ -197,11 +199,12 @@ def test_load_slices_cuts_and_batches(tmp_path):
     np.testing.assert_array_equal(v[0, :4].numpy(), feats[2:6])
     assert not v[0, 4:].any()
     batch = next(ad.train_batches(0, np.random.default_rng(0)))
-    assert batch["ids"].shape == (2, 62) and batch["video"].shape == (2, 32, 512)
+    assert batch["video"].shape == (2, 32, 512) and sorted(batch["texts"]) == ["Cut the Onion.", "it's a long step"]
+    # what VLM's caption_loss teaches on them: [BOS] t1..tn -> t1..tn [SEP] (model.caption.teacher_forcing)
     tok = ad.tokenizer("cut the onion.", add_special_tokens=False)["input_ids"]
-    rows = [r for r in range(2) if batch["ids"][r, 1 : len(tok) + 1].tolist() == tok]
-    assert len(rows) == 1
-    assert batch["labels"][rows[0], : len(tok) + 1].tolist() == tok + [102]
+    ids, _, labels = teacher_forcing(tokenize(ad.tokenizer, batch["texts"]))
+    row = batch["texts"].index("Cut the Onion.")
+    assert ids[row, 1 : len(tok) + 1].tolist() == tok and labels[row, : len(tok) + 1].tolist() == tok + [102]
     assert ad.steps_per_epoch() == 1
     assert ad.loaded.counts["train_videos"] == 1 and ad.loaded.counts["test_clips"] == 1
 

@@ -21,6 +21,7 @@ from vlmbench.metrics.localization import crosstask_targets
 from vlmbench.model import backbone as bb
 from vlmbench.model.text import encode
 from vlmbench.model.vlm import VLM
+from vlmbench.models.vlm import VLMModel
 from vlmbench.records.formats import pack_matrices
 
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
@@ -37,7 +38,7 @@ def _adapter(tmp_path, vlm, task="crosstask-supervised", **pairs) -> Localizatio
     cfg = run_config(spec, "smoke", [f"{k}={v}" for k, v in pairs.items()])
     adapter = LocalizationAdapter(spec, cfg, tmp_path, say=lambda s: None)
     adapter.tasks = {"t1": ct.CrossTaskTask("t1", "Toy", "u", tuple(STEPS))}
-    adapter.build(vlm)
+    adapter.build(VLMModel(vlm))
     return adapter
 
 
@@ -64,7 +65,7 @@ def test_short_video_scores_equal_isolated_full_forward(tmp_path, vlm):
     adapter = _adapter(tmp_path, vlm)
     feats = np.random.default_rng(0).standard_normal((20, 512)).astype(np.float32)
     with torch.no_grad():
-        got = adapter.video_logits(vlm, "t1", feats)
+        got = adapter.video_logits(VLMModel(vlm), "t1", feats)
         want = _full_forward_scores(vlm, feats)
     assert got.shape == (20, 3)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
@@ -74,7 +75,7 @@ def test_long_video_scores_are_window_means(tmp_path, vlm):
     adapter = _adapter(tmp_path, vlm)
     feats = np.random.default_rng(1).standard_normal((40, 512)).astype(np.float32)
     with torch.no_grad():
-        got = adapter.video_logits(vlm, "t1", feats)
+        got = adapter.video_logits(VLMModel(vlm), "t1", feats)
         first = _full_forward_scores(vlm, feats[0:32])  # windows (0, 32) and (16, 40) at stride 16
         last = _full_forward_scores(vlm, feats[16:40])
     want = np.zeros((40, 3))
@@ -88,7 +89,7 @@ def test_bce_loss_on_valid_frames(tmp_path, vlm):
     feats = np.random.default_rng(2).standard_normal((40, 512)).astype(np.float32)
     y = crosstask_targets(40, 3, [(1, 2, 9), (3, 30.5, 35)])
     with torch.no_grad():
-        loss = adapter.loss(vlm, ("t1", feats, y))
+        loss = adapter.loss(VLMModel(vlm), ("t1", feats, y))
         first = torch.from_numpy(_full_forward_scores(vlm, feats[0:32]))
         last = torch.from_numpy(_full_forward_scores(vlm, feats[16:40]))
         # overlapping seconds are simply repeated (56 frames x 3 steps)

@@ -12,13 +12,15 @@ import torch
 
 from vlmbench import registry
 from vlmbench.adapters.mcqa import MCQAAdapter
-from vlmbench.adapters.pairs import batch_videos, tokenizer_for
+from vlmbench.adapters.pairs import batch_videos
 from vlmbench.config import run_config
 from vlmbench.data import toy
 from vlmbench.errors import InputError
+from vlmbench.model import backbone as bb
 from vlmbench.model.losses import contrastive_loss
 from vlmbench.model.text import encode as encode_62
 from vlmbench.model.vlm import VLM
+from vlmbench.models.vlm import VLMModel
 from vlmbench.records.predictions import PREDICTIONS, RESULT, load_predictions
 from vlmbench.runner import run, score_file
 
@@ -50,7 +52,7 @@ def test_predict_encodes_each_video_once_and_matches_reference_procedure(tiny, m
     monkeypatch.setattr(
         tiny, "forward_text", lambda i, m: (rows.__setitem__("text", rows["text"] + len(i)), ft(i, m))[1]
     )
-    preds = adapter.predict(tiny)
+    preds = adapter.predict(VLMModel(tiny))
     assert rows["video"] == [4, 2]  # 6 videos in eval batches of 4, each once
     assert rows["text"] == len({c for q in qs for c in q.candidates}) <= 30
     assert preds["scores"].shape == (6, 5) and preds["scores"].dtype == np.float32
@@ -58,7 +60,7 @@ def test_predict_encodes_each_video_once_and_matches_reference_procedure(tiny, m
 
     # The reference: the video repeated 5 times, paired with a1..a5, through the full 96-token isolated model.
     monkeypatch.undo()
-    tok, store = tokenizer_for(tiny), adapter.feature_store
+    tok, store = bb.tokenizer(tiny.config.backbone), adapter.feature_store
     with torch.no_grad():
         for q, got in zip(qs, preds["scores"]):
             video, vmask = batch_videos([store.load(q.video_id)[:32]] * 5)
@@ -80,11 +82,11 @@ def test_v2t_training_on_retrieval_train_data(tiny):
     batches = list(adapter.train_batches(0, np.random.default_rng(2)))
     assert [len(b["texts"]) for b in batches] == [8, 8, 4]
     b = batches[0]
-    ids, mask = encode_62(tokenizer_for(tiny), b["texts"])
+    ids, mask = encode_62(bb.tokenizer(tiny.config.backbone), b["texts"])
     with torch.no_grad():
         h = tiny(b["video"], b["vmask"], ids, mask, mask="isolated")
         t, v = tiny.pool_text(h, mask), tiny.pool_video(h, b["vmask"])
-    loss = float(adapter.loss(tiny, b).detach())
+    loss = float(adapter.loss(VLMModel(tiny), b).detach())
     assert loss == pytest.approx(float(contrastive_loss(t, v, "v2t")), abs=1e-5)
     assert loss != pytest.approx(float(contrastive_loss(t, v, "t2v")), abs=1e-6)
 

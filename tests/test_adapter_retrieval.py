@@ -13,15 +13,17 @@ import pytest
 import torch
 
 from vlmbench import registry
-from vlmbench.adapters.pairs import batch_videos, tokenizer_for
+from vlmbench.adapters.pairs import batch_videos
 from vlmbench.adapters.retrieval import RetrievalAdapter
 from vlmbench.config import run_config
 from vlmbench.data import toy
 from vlmbench.errors import InputError
 from vlmbench.metrics.retrieval import ranks
+from vlmbench.model import backbone as bb
 from vlmbench.model.losses import contrastive_loss
 from vlmbench.model.text import encode as encode_62
 from vlmbench.model.vlm import VLM
+from vlmbench.models.vlm import VLMModel
 from vlmbench.records.predictions import PREDICTIONS, RESULT, load_predictions
 from vlmbench.runner import run, score_file
 
@@ -45,7 +47,7 @@ def tiny() -> VLM:
 
 def naive_scores(vlm: VLM, feats: list[np.ndarray], texts: list[str]) -> np.ndarray:
     """The reference's literal procedure: one full 96-token isolated forward per (text, video) pair."""
-    tok = tokenizer_for(vlm)
+    tok = bb.tokenizer(vlm.config.backbone)
     out = np.zeros((len(texts), len(feats)), dtype=np.float64)
     with torch.no_grad():
         for i, text in enumerate(texts):
@@ -61,9 +63,9 @@ def naive_scores(vlm: VLM, feats: list[np.ndarray], texts: list[str]) -> np.ndar
 def test_predict_equals_naive_pairwise_isolated_forward(task, tiny):
     adapter = make_adapter(task, max_test=5)
     adapter.load()
-    t, v = adapter.embed(tiny)
+    t, v = adapter.embed(VLMModel(tiny))
     scores = (t @ v.T).numpy()
-    preds = adapter.predict(tiny)
+    preds = adapter.predict(VLMModel(tiny))
     assert scores.shape == (5, 5) and scores.dtype == np.float32 and "scores" not in preds
     assert list(preds["ids"]) == adapter.test_ids
     np.testing.assert_array_equal(preds["t2v_ge"], ranks(scores))
@@ -94,7 +96,7 @@ def test_predict_encodes_each_clip_and_text_once(tiny, monkeypatch):
         tiny, "forward_text", lambda i, m: (calls.__setitem__("text", calls["text"] + len(i)), ft(i, m))[1]
     )
     monkeypatch.setattr(tiny, "forward", lambda *a, **k: pytest.fail("no full forward at evaluation"))
-    t, v = adapter.embed(tiny)
+    t, v = adapter.embed(VLMModel(tiny))
     assert calls["video"] == len(set(adapter.test_clips)) == 40
     # a repeated sentence is encoded once, its vector reused per row
     assert calls["text"] == len(set(adapter.test_texts)) < 40
@@ -125,8 +127,8 @@ def test_train_batches_and_t2v_loss_match_full_forward(tiny):
     assert sorted(seen) == sorted(caps)
 
     b = batches[0]
-    loss = adapter.loss(tiny, b)
-    ids, mask = encode_62(tokenizer_for(tiny), b["texts"])
+    loss = adapter.loss(VLMModel(tiny), b)
+    ids, mask = encode_62(bb.tokenizer(tiny.config.backbone), b["texts"])
     with torch.no_grad():
         h = tiny(b["video"], b["vmask"], ids, mask, mask="isolated")
         ref = contrastive_loss(tiny.pool_text(h, mask), tiny.pool_video(h, b["vmask"]), "t2v")

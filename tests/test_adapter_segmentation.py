@@ -23,6 +23,7 @@ from vlmbench.metrics.segmentation import frame_targets
 from vlmbench.model import backbone as bb
 from vlmbench.model.text import encode
 from vlmbench.model.vlm import VLM
+from vlmbench.models.vlm import VLMModel
 from vlmbench.records.formats import pack_videos
 
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
@@ -32,7 +33,7 @@ REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
 def model():
     vlm = VLM.from_backbone("tiny", seed=0)
     torch.manual_seed(1)
-    m = SegmentationModel(vlm, coin.NUM_CLASSES).eval()
+    m = SegmentationModel(VLMModel(vlm), coin.NUM_CLASSES).eval()
     with torch.no_grad():  # a visible classifier, so the test compares more than tiny numbers
         m.classifier.weight.normal_(0, 1.0)
     return m
@@ -70,7 +71,7 @@ def test_window_averaging_matches_hand_computation(tmp_path, model):
             video[0, : e - s] = torch.from_numpy(feats[s:e])
             vmask = torch.zeros(1, 32, dtype=torch.bool)
             vmask[0, : e - s] = True
-            per_window[s] = model.classifier(model.vlm.forward_video(video, vmask)[0, : e - s]).numpy()
+            per_window[s] = model.classifier(model.model.vlm.forward_video(video, vmask)[0, : e - s]).numpy()
     want = np.zeros((50, coin.NUM_CLASSES))
     for t in range(50):
         covering = [per_window[s][t - s] for s, e in [(0, 32), (16, 48), (32, 50)] if s <= t < e]
@@ -91,7 +92,7 @@ def test_short_video_equals_isolated_full_forward(tmp_path, model):
         vmask = torch.zeros(1, 32, dtype=torch.bool)
         vmask[0, :20] = True
         text_ids, text_mask = encode(bb.tokenizer("tiny"), ["any text at all: isolation hides it"])
-        hidden = model.vlm.forward(video, vmask, text_ids, text_mask, mask="isolated")
+        hidden = model.model.vlm.forward(video, vmask, text_ids, text_mask, mask="isolated")
         want = model.classifier(hidden[0, 1:21]).numpy()
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 

@@ -6,8 +6,8 @@ import math
 import pytest
 import torch
 
-from vlmbench.adapters.captioning import caption_loss, teacher_forcing
 from vlmbench.model import generate as gen
+from vlmbench.model.caption import caption_loss, teacher_forcing
 from vlmbench.model.layout import TEXT_START
 from vlmbench.model.text import SEP_ID
 from vlmbench.model.vlm import VLM
@@ -245,7 +245,7 @@ def test_teacher_forcing_is_causal():
 
 def test_sequence_scores_are_the_search_objective_by_hand():
     """sum logprob of t1..tn [SEP] / (prompt 3 + n)**lp: the score model.generate gives a finished hypothesis."""
-    from vlmbench.adapters.captioning import sequence_scores
+    from vlmbench.model.caption import sequence_scores
 
     model = VLM.from_backbone("tiny", seed=4).eval()
     video, vmask = clips(2, seed=2)
@@ -260,7 +260,7 @@ def test_sequence_scores_are_the_search_objective_by_hand():
 
 def test_beam_outputs_outscore_greedy_ones_on_the_search_objective():
     """What the caption task's search_gain measures: > 0 for a working beam search, exactly 0 for greedy."""
-    from vlmbench.adapters.captioning import sequence_scores
+    from vlmbench.model.caption import sequence_scores
 
     model = VLM.from_backbone("tiny", seed=5).eval()  # no [SEP] bias: outputs run to max length, paths differ
     video, vmask = clips(12, seed=7)

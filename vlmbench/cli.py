@@ -66,6 +66,12 @@ def say(line: str) -> None:
     err.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
+MODEL_OPTION = typer.Option(
+    None, "--model", help="model name (`vlmbench models`; default: what --checkpoint holds, else vlm)"
+)
+LIMIT_OPTION = typer.Option(None, "--limit", help="score only the first N test examples (marked in the result)")
+DEVICE_OPTION = typer.Option(None, "--device", help="cpu | cuda | cuda:N (default: cuda when available)")
+
 # Each command's key list comes from vlmbench.config, the schema that also validates the keys.
 PRETRAIN_KEYS_HELP = help_text(PretrainConfig, "Pre-training keys")
 RUN_KEYS_HELP = help_text(RunConfig, "Fine-tune/eval keys")
@@ -134,12 +140,19 @@ def run(
         False, help="replace the run already in --out (without it such a folder is refused)"
     ),
     progress: bool = typer.Option(True, help="show progress bars"),
+    model: str | None = MODEL_OPTION,
+    limit: int | None = LIMIT_OPTION,
+    device: str | None = DEVICE_OPTION,
+    no_meteor: bool = typer.Option(False, "--no-meteor", help="skip METEOR (no Java needed): skip_meteor=true"),
 ):
     """Fine-tune (unless zero-shot), predict, save predictions, score, write result.json."""
     from .reporting.tables import format_value
     from .runner import run as run_task
 
-    pairs = list(pairs or []) + ([f"backbone={backbone}"] if backbone else [])
+    pairs = (
+        list(pairs or []) + ([f"backbone={backbone}"] if backbone else []) + (["skip_meteor=true"] if no_meteor else [])
+    )
+    common = dict(model=model, limit=limit, device_name=device)
     seeds = [p.partition("=")[2] for p in pairs if p.partition("=")[0].strip() == "seed" and "," in p]
     if seeds:  # seed=0,1,2: one run per seed, then mean ± std across them
         from datetime import datetime
@@ -162,6 +175,7 @@ def run(
                 progress=progress,
                 say=say,
                 overwrite=overwrite,
+                **common,
             )
             _print_metrics(result, format_value)
             results.append(result)
@@ -179,6 +193,7 @@ def run(
         progress=progress,
         say=say,
         overwrite=overwrite,
+        **common,
     )
     _print_metrics(result, format_value)
     for title, rows in extra.get("examples", {}).items():
@@ -255,6 +270,37 @@ def tasks(
             missing = [str(p.relative_to(data)) for p in paths if not p.exists()]
             row.append("[green]yes[/green]" if not missing else "[red]missing[/red] " + ", ".join(missing))
         table.add_row(*row)
+    console.print(table)
+
+
+@app.command()
+@guarded
+def models():
+    """Every model vlmbench can evaluate (built-in and plug-ins), its capabilities and the tasks it can run."""
+    from rich.table import Table
+
+    from . import registry
+    from .adapters import adapter_class
+    from .models import catalog
+    from .models.interface import missing
+
+    table = Table(title="vlmbench models (--model NAME; plug-ins: entry-point group vlmbench.models)")
+    for col in ("model", "class", "capabilities", "tasks it can run"):
+        table.add_column(col, overflow="fold")
+    for name, target in catalog.available().items():
+        try:
+            cls = catalog.model_class(name)
+        except InputError as e:
+            table.add_row(name, target, "[red]cannot be loaded[/red]", str(e).split(": ", 1)[-1])
+            continue
+        runs = [
+            t
+            for t, spec in registry.all_tasks().items()
+            if not missing(adapter_class(spec.family).needs, cls.capabilities)
+        ]
+        table.add_row(
+            name, f"{cls.__module__}.{cls.__qualname__}", ", ".join(sorted(cls.capabilities)), ", ".join(runs) or "none"
+        )
     console.print(table)
 
 

@@ -11,8 +11,10 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from filelock import FileLock
 
@@ -31,12 +33,7 @@ from .records.result import Result, provenance, save_result
 # What marks a folder as holding a task run, and what --overwrite replaces (nothing else).
 RUN_MARKERS = (RESULT, PREDICTIONS)
 RUN_FILES = (RESULT, PREDICTIONS, PREDICTIONS_JSONL, "finetune_losses.json")
-
-
-def device():
-    import torch
-
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+LOCK_FILE = ".vlmbench.lock"
 
 
 def toy_checkpoint(backbone: str, say: Callable[[str], None] = print, progress: bool = True) -> Path:
@@ -84,6 +81,43 @@ def score_file(path: Path) -> tuple[str, dict[str, float], dict[str, str], dict[
     return task, metrics, conventions, intervals.result_intervals(spec.family, preds, metrics)
 
 
+def device(name: str | None = None):
+    """`--device`: cpu, cuda or cuda:N; None = cuda when available, else cpu. A device that is not there is one
+    InputError line."""
+    import torch
+
+    if name is None or name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise InputError(f"{name!r}: expected cpu, cuda or cuda:N", path="--device") from None
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0 or (dev.index or 0) >= n:
+            raise InputError(f"{name}: no such CUDA device ({n} visible)", path="--device")
+    elif dev.type != "cpu":
+        raise InputError(f"{name!r}: expected cpu, cuda or cuda:N", path="--device")
+    return dev
+
+
+def run_lock(out: Path) -> FileLock:
+    """The run folder's lock, held for the whole run: a second vlmbench writing into the same folder is refused
+    (run_folder_lock raises) instead of both reporting success with one result lost."""
+    return FileLock(str(Path(out) / LOCK_FILE), timeout=0)
+
+
+def acquire(lock: FileLock, out: Path) -> None:
+    from filelock import Timeout
+
+    try:
+        lock.acquire()
+    except Timeout:
+        raise InputError(
+            "another vlmbench process is running in this folder (wait for it, or use another --out)", path=out
+        ) from None
+
+
 def run(
     task: str,
     *,
@@ -96,32 +130,87 @@ def run(
     progress: bool = True,
     say: Callable[[str], None] = print,
     overwrite: bool = False,
+    model: str | None = None,
+    limit: int | None = None,
+    device_name: str | None = None,
 ) -> tuple[Result, dict]:
     """Returns the saved result and the adapter's extra outputs (e.g. caption examples) for display.
-    A folder that already holds a run is refused before any work unless overwrite (then its run files are
-    replaced once the new predictions exist)."""
+
+    model: a name of vlmbench.models.catalog (default: what the checkpoint holds, else VLM). A task whose family
+    needs a capability the model lacks is refused before any work. limit: score the first N test examples only
+    (max_test=N, marked in the result). A folder that already holds a run is refused before any work unless
+    overwrite (then its run files are replaced once the new predictions exist); a folder another vlmbench is
+    running in is refused."""
     spec = registry.get(task)
     is_toy = data is None
     toy_data = is_toy or toy.is_toy_dataset(Path(data) / spec.dataset)  # a `vlmbench data toy` folder
+    if limit is not None:
+        if limit < 1:
+            raise InputError(f"--limit must be >= 1, got {limit}", path="--limit")
+        pairs = [*pairs, f"max_test={limit}"]
     cfg: RunConfig = run_config(spec, preset or ("toy" if toy_data else "paper"), pairs)
     out = Path(out) if out else Path("runs") / f"{task}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    remove_temp_files(ensure_writable(out), recursive=False)  # before any work; leftovers of a killed run
-    if not overwrite:
-        rundir.refuse_existing(out, RUN_MARKERS, "pass --overwrite to replace it")
+    ensure_writable(out)  # before any work: a read-only or full disk, or a file in the way
     root = toy.toy_root() if is_toy else Path(data)
     if not is_toy and not root.is_dir():
         raise InputError("data folder not found", path=root)
+    from .adapters import adapter_class
+    from .models import catalog
+    from .models.interface import missing
+
+    model_cls = catalog.resolve(model, checkpoint)
+    lacking = missing(adapter_class(spec.family).needs, model_cls.capabilities)
+    if lacking:
+        raise InputError(
+            f"model {model_cls.name} cannot run {task}: the {spec.family} family needs {', '.join(lacking)}, which "
+            f"it lacks (it has: {', '.join(sorted(model_cls.capabilities))}; `vlmbench models` lists what each can "
+            "run)",
+            path="--model",
+        )
+    dev = device(device_name)
+    adapter = adapter_class(spec.family)(spec, cfg, root, allow_missing=allow_missing, say=say, device=dev)
+    adapter.preflight()  # e.g. java for METEOR: before anything is written
+    if not overwrite:
+        rundir.refuse_existing(out, RUN_MARKERS, "pass --overwrite to replace it")
+    plan = Plan(spec, cfg, root, is_toy, toy_data, out, model_cls, checkpoint, adapter, dev, limit, allow_missing)
+    out.mkdir(parents=True, exist_ok=True)
+    lock = run_lock(out)
+    acquire(lock, out)
+    try:
+        remove_temp_files(out, recursive=False)  # leftovers of a killed run
+        if not overwrite:  # again under the lock: another run may have finished here meanwhile
+            rundir.refuse_existing(out, RUN_MARKERS, "pass --overwrite to replace it")
+        return _execute(plan, progress, say, overwrite)
+    finally:
+        lock.release()
+
+
+@dataclass
+class Plan:
+    """A run as checked before any work: the task, its config, where the data is, the model class, the adapter."""
+
+    spec: registry.TaskSpec
+    cfg: RunConfig
+    root: Path
+    is_toy: bool
+    toy_data: bool
+    out: Path
+    model_cls: type
+    checkpoint: Path | None
+    adapter: Any
+    device: Any
+    limit: int | None
+    allow_missing: bool
+
+
+def _execute(plan: Plan, progress: bool, say: Callable[[str], None], overwrite: bool) -> tuple[Result, dict]:
     import torch
 
-    from .adapters import adapter_class
-    from .convert.source import describe as describe_source
-    from .model.vlm import VLM
     from .stats import intervals
     from .train.finetune import finetune
 
-    dev = device()
-    adapter = adapter_class(spec.family)(spec, cfg, root, allow_missing=allow_missing, say=say, device=dev)
-    adapter.preflight()
+    spec, cfg, root, out, adapter, dev = plan.spec, plan.cfg, plan.root, plan.out, plan.adapter, plan.device
+    model_cls, checkpoint, is_toy, task = plan.model_cls, plan.checkpoint, plan.is_toy, spec.name
     if is_toy:
         toy.ensure_dataset(spec.dataset, say=say)
 
@@ -130,18 +219,24 @@ def run(
     adapter.load()
     timings["load_s"] = time.perf_counter() - t0
 
+    weights = None
     if checkpoint is not None:
-        vlm = VLM.load(checkpoint)
-    elif is_toy:
-        vlm = VLM.load(toy_checkpoint(cfg.backbone, say=say, progress=progress))
+        model = model_cls.load(checkpoint)
+        weights = Path(checkpoint)
+    elif is_toy and model_cls.name == "vlm":
+        weights = toy_checkpoint(cfg.backbone, say=say, progress=progress)
+        model = model_cls.load(weights)
     else:
-        say(f"No --checkpoint given: starting from the {cfg.backbone} backbone without VLM pre-training")
-        vlm = VLM.from_backbone(cfg.backbone, seed=cfg.seed)
-    source_note = describe_source(vlm.config.source)  # e.g. "converted from MMPT ..." (None for our own)
-    if source_note:
-        say(f"checkpoint: {source_note}")
+        say(
+            f"No --checkpoint given: {model_cls.name} on the {cfg.backbone} backbone with fresh weights (seed "
+            f"{cfg.seed}), no pre-training"
+        )
+        model = model_cls.create(cfg.backbone, cfg.seed)
+    about = model_record(model, weights)
+    if about.get("source"):
+        say(f"checkpoint: {about['source']}")
     torch.manual_seed(cfg.seed)
-    module = adapter.build(vlm).to(dev)
+    module = adapter.build(model).to(dev)
 
     losses: list[float] = []
     if not cfg.zeroshot and cfg.epochs > 0:
@@ -163,8 +258,7 @@ def run(
 
     t0 = time.perf_counter()
     metrics, conventions = adapter.score(preds, cfg_dict)
-    if backbone := vlm.backbone_note():  # e.g. "MiniLM-L6 (paper: bert-base-uncased)": shown in reports
-        conventions = {**conventions, "backbone": backbone}
+    conventions = {**conventions, **model.notes()}  # e.g. "MiniLM-L6 (paper: bert-base-uncased)": shown in reports
     cis = intervals.result_intervals(spec.family, preds, metrics)
     conventions = {**conventions, **(intervals.conventions(spec.family) if cis else {})}
     extra = adapter.extra_outputs(preds, out)
@@ -182,22 +276,36 @@ def run(
         config={
             **cfg_dict,
             "checkpoint": str(checkpoint) if checkpoint else None,
-            "checkpoint_source": source_note,
+            "checkpoint_source": about.get("source"),
             "data": str(root),
-            "allow_missing": allow_missing,
+            "allow_missing": plan.allow_missing,
         },
         preset=cfg.preset,
         seed=cfg.seed,
-        toy=toy_data,
+        toy=plan.toy_data,
         provenance=provenance(adapter.loaded.fingerprint()),
         timings={k: round(v, 3) for k, v in timings.items()},
         intervals=cis,
+        model=about,
+        limit=plan.limit,
     )
     save_result(result, out / RESULT)
     if losses:
         atomic_write(out / "finetune_losses.json", lambda p: p.write_text(json.dumps(losses)))
     result.path = out / RESULT
     return result, extra
+
+
+def model_record(model, weights: Path | None) -> dict:
+    """What a result records of its model: name, class, capabilities, interface version, backbone, where the
+    weights came from and their sha256 (None for fresh weights)."""
+    from .io import file_sha256
+
+    about = dict(model.describe())
+    files = sorted(Path(weights).glob("*.safetensors")) if weights is not None else []
+    about["weights_sha256"] = file_sha256(files[0]) if len(files) == 1 else None
+    about["weights"] = str(weights) if weights is not None else "fresh (no checkpoint)"
+    return about
 
 
 def _total(adapter, cfg: RunConfig) -> int | None:

@@ -1,7 +1,7 @@
 """What every task adapter provides; the runner (vlmbench/runner.py) drives them all the same way:
 
 adapter.load()                     read annotations + features (train and scored split)
-module = adapter.build(vlm)        the VLM plus any task head (a torch Module)
+module = adapter.build(model)      the model (vlmbench.models interface) plus any task head
 for batch in adapter.train_batches(epoch, rng): loss = adapter.loss(module, batch)   (unless zero-shot)
 preds = adapter.predict(module)    dict of numpy arrays -> predictions.npz (re-scorable offline)
 metrics, conventions = Adapter.score(preds, config)   pure: no model, no files beyond preds
@@ -20,7 +20,7 @@ from torch import nn
 
 from ..config import RunConfig
 from ..data.features import FeatureStore, fingerprint, resolve_missing
-from ..model.vlm import VLM
+from ..models.interface import VideoTextModel
 from ..records.predictions import EXAMPLE_PREFIX, example_arrays
 from ..registry import TaskSpec
 
@@ -40,6 +40,7 @@ class Loaded:
 
 class Adapter:
     family: ClassVar[str]
+    needs: ClassVar[frozenset[str]]  # the model capabilities the family asks for (vlmbench.models.interface)
 
     def __init__(
         self,
@@ -75,8 +76,8 @@ class Adapter:
         raise NotImplementedError
 
     # -- model ---------------------------------------------------------------------------------------------
-    def build(self, vlm: VLM) -> nn.Module:
-        return vlm
+    def build(self, model: VideoTextModel) -> nn.Module:
+        return model
 
     def preflight(self) -> None:
         """Checks that must fail before any model work (e.g. java for METEOR)."""

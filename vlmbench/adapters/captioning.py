@@ -1,10 +1,10 @@
-"""Video captioning (YouCook2, paper section 4.5): the VLM's text part decodes under the text-causal mask, with
-BERT's LM head as the generator (no separate decoder).
+"""Video captioning (YouCook2, paper section 4.5), for any model with the `caption` capability.
 
-Training is teacher forcing with shifted tokens: text slots `[BOS] t1..tn`, labels `t1..tn [SEP]`, one
-cross-entropy over the labelled slots. Test clips are decoded by vlmbench.model.generate (beam 5, <= 21 new
-tokens, KV-cached); hypotheses and references are both `tokenizer.decode(..., skip_special_tokens=True)` strings
-as in the reference, and scored with BLEU-3/4, METEOR, ROUGE-L and CIDEr.
+Training: the model's own caption loss on each clip's reference sentence (VLM: teacher forcing under the
+text-causal mask with BERT's LM head, no separate decoder). Test clips are decoded by the model's `generate`
+(beam 5, <= 21 new tokens; VLM: KV-cached). References are `tokenizer.decode(..., skip_special_tokens=True)` of
+the bert-base-uncased WordPieces, cut to 61 tokens, as in the reference (VLM's hypotheses are decoded the same
+way); scored with BLEU-3/4, METEOR, ROUGE-L and CIDEr.
 """
 
 from __future__ import annotations
@@ -17,8 +17,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 from ..data import youcook2
 from ..errors import InputError
@@ -26,66 +24,22 @@ from ..io import atomic_write
 from ..metrics import MetricInputError
 from ..metrics import captioning as capmetrics
 from ..model import backbone as bb
-from ..model.generate import BOS_ID, PROMPT_LEN, generate, lm_logits
-from ..model.layout import MAX_TEXT_TOKENS, MAX_VIDEO_LEN, TEXT_SLOTS, TEXT_START
-from ..model.text import PAD_ID, SEP_ID, tokenize
+from ..model.generate import PROMPT_LEN
+from ..model.layout import MAX_VIDEO_LEN
+from ..model.text import tokenize
+from ..models.interface import CAPTION, VideoTextModel
 from .base import Adapter
 from .overlap import refuse_overlap
 from .protocol import batch_counts, protocol_conventions
 
-IGNORE = -100
 CAPTIONS_CSV = "captions.csv"
 METRICS = ("BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr")
 N_EXAMPLES = 5
 
 
-def teacher_forcing(token_lists: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(ids, mask, labels), each (B, 62): inputs `[BOS] t1..tn [PAD]..`, labels `t1..tn [SEP] -100..`."""
-    b = len(token_lists)
-    ids = torch.full((b, TEXT_SLOTS), PAD_ID, dtype=torch.long)
-    labels = torch.full((b, TEXT_SLOTS), IGNORE, dtype=torch.long)
-    for i, toks in enumerate(token_lists):
-        toks = list(toks)[:MAX_TEXT_TOKENS]
-        ids[i, : len(toks) + 1] = torch.tensor([BOS_ID, *toks], dtype=torch.long)
-        labels[i, : len(toks) + 1] = torch.tensor([*toks, SEP_ID], dtype=torch.long)
-    return ids, labels != IGNORE, labels
-
-
-def caption_loss(
-    model, video: torch.Tensor, vmask: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor
-) -> torch.Tensor:
-    """Mean cross-entropy of the LM head (tied decoder + bias) over the labelled text slots."""
-    hidden = model(video, vmask, ids, mask, mask="text_causal")[:, TEXT_START:]
-    labelled = labels != IGNORE
-    return model.cls.predictions.nll(hidden[labelled], labels[labelled])  # lm_logits' head
-
-
-def sequence_scores(
-    model, video: torch.Tensor, vmask: torch.Tensor, token_lists: list[list[int]], length_penalty: float = 1.0
-) -> np.ndarray:
-    """The beam search's own objective for given outputs: sum log p(t1..tn [SEP] | video) / (PROMPT_LEN + n)**lp
-    (a finished hypothesis's score in model.generate), from one teacher-forced text-causal forward."""
-    ids, mask, labels = teacher_forcing(token_lists)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            hidden = model(video, vmask, ids.to(video.device), mask.to(video.device), mask="text_causal")[
-                :, TEXT_START:
-            ]
-            labelled = (labels != IGNORE).to(video.device)
-            logp = F.log_softmax(lm_logits(model, hidden[labelled]).float(), dim=-1)
-            tok = logp.gather(1, labels.to(video.device)[labelled][:, None])[:, 0]
-    finally:
-        model.train(was_training)
-    rows = torch.arange(len(token_lists), device=video.device)[:, None].expand_as(labelled)[labelled]
-    total = torch.zeros(len(token_lists), dtype=torch.float64, device=video.device).index_add_(0, rows, tok.double())
-    lengths = np.array([PROMPT_LEN + min(len(t), MAX_TEXT_TOKENS) for t in token_lists], dtype=np.float64)
-    return total.cpu().numpy() / lengths**length_penalty
-
-
 class CaptioningAdapter(Adapter):
     family = "captioning"
+    needs = frozenset({CAPTION})
 
     # -- data ----------------------------------------------------------------------------------------------
     def preflight(self) -> None:
@@ -114,8 +68,10 @@ class CaptioningAdapter(Adapter):
             self.paths["val_list"],
         )
         self._store = store
-        self.tokenizer = bb.tokenizer(self.cfg.backbone)  # every backbone shares the uncased vocabulary
-        self.train_tokens = tokenize(self.tokenizer, [c.text for c in self.train_clips])
+        # The references' normaliser (and the random floor's): the bert-base-uncased WordPieces every backbone
+        # here shares, whatever model is scored.
+        self.tokenizer = bb.tokenizer(self.cfg.backbone)
+        self.train_tokens = tokenize(self.tokenizer, [c.text for c in self.train_clips])  # the random floor's pool
         # References as the reference builds them: tokenised, cut to 61 tokens, decoded like the hypotheses.
         self.references = [self.decode_text(t) for t in tokenize(self.tokenizer, [c.text for c in self.test_clips])]
         self.loaded.counts.update(
@@ -146,33 +102,27 @@ class CaptioningAdapter(Adapter):
     def steps_per_epoch(self) -> int | None:
         return math.ceil(len(self.train_clips) / self.cfg.batch_size) if self.train_clips else 0
 
-    def train_batches(self, epoch: int, rng: np.random.Generator) -> Iterator[dict[str, torch.Tensor]]:
-        return self._batches(self.train_clips, self.train_tokens, rng.permutation(len(self.train_clips)))
+    def train_batches(self, epoch: int, rng: np.random.Generator) -> Iterator[dict[str, Any]]:
+        return self._batches(self.train_clips, rng.permutation(len(self.train_clips)))
 
-    def test_loss_batches(self) -> Iterator[dict[str, torch.Tensor]]:
-        """Teacher-forced batches of the TEST clips (select=best-of-epochs: the reference's checkpoint_best.pt
-        is picked by the loss on YouCook2 val, the scored split)."""
-        tokens = tokenize(self.tokenizer, [c.text for c in self.test_clips])
-        return self._batches(self.test_clips, tokens, np.arange(len(self.test_clips)))
+    def test_loss_batches(self) -> Iterator[dict[str, Any]]:
+        """Loss batches of the TEST clips (select=best-of-epochs: the reference's checkpoint_best.pt is picked by
+        the loss on YouCook2 val, the scored split)."""
+        return self._batches(self.test_clips, np.arange(len(self.test_clips)))
 
-    def _batches(self, clips, tokens, order) -> Iterator[dict[str, torch.Tensor]]:
+    def _batches(self, clips, order) -> Iterator[dict[str, Any]]:
         for s in range(0, len(order), self.cfg.batch_size):
             idx = order[s : s + self.cfg.batch_size]
             video, vmask = self.videos([clips[i] for i in idx])
-            ids, mask, labels = teacher_forcing([tokens[i] for i in idx])
-            yield {
-                "video": video,
-                "vmask": vmask,
-                "ids": ids.to(self.device),
-                "mask": mask.to(self.device),
-                "labels": labels.to(self.device),
-            }
+            yield {"video": video, "vmask": vmask, "texts": [clips[i].text for i in idx]}
 
-    def loss(self, module: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return caption_loss(module, batch["video"], batch["vmask"], batch["ids"], batch["mask"], batch["labels"])
+    def loss(self, module: VideoTextModel, batch: dict[str, Any]) -> torch.Tensor:
+        return module.caption_loss(batch["video"], batch["vmask"], batch["texts"])
 
     # -- inference -----------------------------------------------------------------------------------------
-    def predict(self, module: nn.Module, progress: Callable[[int, int], None] | None = None) -> dict[str, np.ndarray]:
+    def predict(
+        self, module: VideoTextModel, progress: Callable[[int, int], None] | None = None
+    ) -> dict[str, np.ndarray]:
         cfg = self.cfg
         rows = cfg.beam if cfg.decode == "beam" else 1
         per_batch = max(1, cfg.eval_batch_size // rows)  # eval_batch_size counts decoder rows (clips x beams)
@@ -185,20 +135,16 @@ class CaptioningAdapter(Adapter):
         for s in range(0, total, per_batch):
             clips = self.test_clips[s : s + per_batch]
             video, vmask = self.videos(clips)
-            out = generate(
-                module,
-                video,
-                vmask,
-                decode=cfg.decode,
-                beam=cfg.beam,
-                max_new_tokens=cfg.max_new_tokens,
-                length_penalty=cfg.length_penalty,
-            )
-            hyps += [self.decode_text(t) or capmetrics.EMPTY_HYPOTHESIS for t in out]
+            search = dict(max_new_tokens=cfg.max_new_tokens, length_penalty=cfg.length_penalty, objective=audit)
+            out = module.generate(video, vmask, decode=cfg.decode, beam=cfg.beam, **search)
+            hyps += [t or capmetrics.EMPTY_HYPOTHESIS for t in out.texts]
             if audit:
-                greedy = generate(module, video, vmask, decode="greedy", max_new_tokens=cfg.max_new_tokens)
-                beam_scores.append(sequence_scores(module, video, vmask, out, cfg.length_penalty))
-                greedy_scores.append(sequence_scores(module, video, vmask, greedy, cfg.length_penalty))
+                greedy = module.generate(video, vmask, decode="greedy", **search)
+                if out.objective is None or greedy.objective is None:
+                    audit = False  # the model does not score its own outputs: no search_gain
+                else:
+                    beam_scores.append(out.objective)
+                    greedy_scores.append(greedy.objective)
             if progress:
                 progress(len(hyps), total)
         preds = {

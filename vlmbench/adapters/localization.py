@@ -21,9 +21,7 @@ from ..data import crosstask as ct
 from ..errors import InputError
 from ..io import write_csv
 from ..metrics import localization as loc
-from ..model import backbone as bb
-from ..model.text import encode
-from ..model.vlm import VLM
+from ..models.interface import FRAMES, TEXT, VideoTextModel
 from ..records.formats import pack_matrices, unpack_matrices
 from . import windows
 from .base import Adapter
@@ -35,6 +33,7 @@ CLASS_ACCURACY = "class_accuracy.csv"
 
 class LocalizationAdapter(Adapter):
     family = "localization"
+    needs = frozenset({FRAMES, TEXT})
 
     def load(self) -> None:
         release = self.paths["release"]
@@ -98,17 +97,9 @@ class LocalizationAdapter(Adapter):
         return self._targets[tv]
 
     # -- model ---------------------------------------------------------------------------------------------
-    def build(self, vlm: VLM) -> nn.Module:
-        """The VLM alone (MMBertForJoint: videomlp + bert); step texts are tokenized with its backbone's vocab."""
-        tokenizer = bb.tokenizer(vlm.config.backbone)
-        self._steps = {}
-        for task, t in self.tasks.items():
-            ids, mask = encode(tokenizer, list(t.steps))
-            # Drop the all-padding tail of the 62 text slots: padded keys are masked, so the states of the real
-            # tokens are unchanged (positions keep their offsets), and short step texts cost a few slots, not 62.
-            n = int(mask.sum(1).max())
-            self._steps[task] = ids[:, :n], mask[:, :n]
-        return vlm
+    def build(self, model: VideoTextModel) -> nn.Module:
+        """The model alone (for VLM the reference's MMBertForJoint: videomlp + bert)."""
+        return model
 
     def steps_per_epoch(self) -> int | None:
         return len(self.train)
@@ -125,12 +116,12 @@ class LocalizationAdapter(Adapter):
         for tv in self.test:
             yield tv.task, self._store.load(tv.vid), self._targets[tv]
 
-    def window_logits(self, vlm: VLM, task: str, win: windows.Windows, chunk: int = 0) -> torch.Tensor:
-        """(W, 32, K): frame states · pooled step states. Each step text runs alone through the text half (the
-        reference pairs it with one zero video token, which the isolated mask hides from the text)."""
-        ids, mask = (x.to(self.device) for x in self._steps[task])
-        steps = VLM.pool_text(vlm.forward_text(ids, mask), mask)  # (K, H)
-        return windows.frame_states(vlm, win, chunk) @ steps.T
+    def window_logits(self, model: VideoTextModel, task: str, win: windows.Windows, chunk: int = 0) -> torch.Tensor:
+        """(W, 32, K): per-second states · pooled step texts (the task's steps encoded as one batch). For VLM each
+        step text runs alone through the text half (the reference pairs it with one zero video token, which the
+        isolated mask hides from the text)."""
+        steps = model.encode_text(list(self.tasks[task].steps))  # (K, H)
+        return windows.frame_states(model, win, chunk) @ steps.T
 
     def loss(self, module: nn.Module, batch: Any) -> torch.Tensor:
         """BCE-with-logits on every valid frame of every window (windows at the training stride, 16 in the

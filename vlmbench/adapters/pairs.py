@@ -1,11 +1,9 @@
-"""Shared machinery of the two-tower families (retrieval, MC-QA): video clips and texts, batched and encoded.
+"""Shared machinery of the two-tower families (retrieval, MC-QA): video clips and texts, batched and encoded
+through the model interface (encode_video's pooled vector, encode_text).
 
-Under the isolated mask (every fine-tune and test config of the reference) the video half and the text half of
-`[CLS] v [SEP] t [SEP]` never attend to each other, so a video's pooled vector does not depend on the text it is
-paired with and vice versa. Evaluation therefore encodes every distinct video clip ONCE (33 positions, via
-VLM.forward_video) and every distinct text ONCE (its tokens + [SEP], via VLM.forward_text), and scores a pair by a dot
-product, exactly as the reference's MMFusionJoint does at eval time. Training uses the same halves: identical to
-the isolated full forward (tested in tests/test_adapter_retrieval.py against VLM.forward(..., mask="isolated")).
+Evaluation encodes every distinct video clip ONCE and every distinct text ONCE and scores a pair by the dot
+product of the two pooled vectors, as the reference's MMFusionJoint does at eval time (for VLM the isolated halves:
+identical to the isolated full forward, tests/test_adapter_retrieval.py). Training uses the same encodings.
 """
 
 from __future__ import annotations
@@ -17,17 +15,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 from ..data import msrvtt
 from ..data.features import FeatureStore
 from ..data.files import read_json
 from ..errors import InputError
-from ..model import backbone as bb
-from ..model import text as textmod
 from ..model.layout import MAX_VIDEO_LEN
 from ..model.losses import contrastive_loss
-from ..model.vlm import VLM
+from ..models.interface import TEXT, VIDEO, VideoTextModel
 from .base import Adapter
 
 Progress = Callable[[int, int], None] | None
@@ -67,36 +62,6 @@ def batch_videos(feats: Sequence[np.ndarray], device: torch.device | None = None
     return video.to(device), vmask.to(device)
 
 
-def batch_texts(
-    tokenizer, texts: Sequence[str], device: torch.device | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(ids, mask) for forward_text: t1..tn [SEP] [PAD]..., at most 61 tokens as the reference, trimmed."""
-    ids, mask = trim_text(*textmod.encode(tokenizer, texts))
-    return ids.to(device), mask.to(device)
-
-
-def trim_text(ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Drop the trailing slots that are padding in every row (B, 62) -> (B, <=62). Exact for forward_text:
-    padding is masked out as a key and the kept slots keep their position ids, but a ~12-token caption then
-    costs 13 positions instead of 62. (Not for the full 96-token forward, whose layout is fixed.)"""
-    width = max(int(mask.sum(1).max()), 1) if len(mask) else 1
-    return ids[:, :width], mask[:, :width]
-
-
-def tokenizer_for(vlm: VLM):
-    return bb.tokenizer(vlm.config.backbone)
-
-
-def video_vectors(vlm: VLM, video: torch.Tensor, vmask: torch.Tensor) -> torch.Tensor:
-    """Pooled video (B, H): masked mean over valid seconds + the video-[SEP], from the isolated video half."""
-    return vlm.pool_video(vlm.forward_video(video, vmask), vmask)
-
-
-def text_vectors(vlm: VLM, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Pooled text (B, H): masked mean over the tokens + the final [SEP], from the isolated text half."""
-    return vlm.pool_text(vlm.forward_text(ids, mask), mask)
-
-
 def unique(keys: Sequence) -> tuple[list, np.ndarray]:
     """Distinct keys in first-seen order, and for every input its index among them."""
     index: dict = {}
@@ -105,7 +70,7 @@ def unique(keys: Sequence) -> tuple[list, np.ndarray]:
 
 
 def encode_clips(
-    vlm: VLM,
+    model: VideoTextModel,
     clips: Sequence[VideoClip],
     store: FeatureStore,
     batch_size: int,
@@ -119,14 +84,14 @@ def encode_clips(
     for s in range(0, len(clips), batch_size):
         chunk = clips[s : s + batch_size]
         video, vmask = batch_videos([c.load(store) for c in chunk], device)
-        out.append(video_vectors(vlm, video, vmask).float().cpu())
+        out.append(model.encode_video(video, vmask).pooled.float().cpu())
         if progress:
             progress(done + s + len(chunk), total or len(clips))
-    return torch.cat(out) if out else torch.zeros(0, vlm.hidden_size)
+    return torch.cat(out) if out else torch.zeros(0, model.hidden_size)
 
 
 def encode_texts(
-    vlm: VLM,
+    model: VideoTextModel,
     texts: Sequence[str],
     batch_size: int,
     device: torch.device,
@@ -135,15 +100,13 @@ def encode_texts(
     total: int = 0,
 ) -> torch.Tensor:
     """(len(texts), H) float32 on the CPU; callers pass distinct texts (see unique())."""
-    tok = tokenizer_for(vlm)
     out = []
     for s in range(0, len(texts), batch_size):
-        chunk = texts[s : s + batch_size]
-        ids, mask = batch_texts(tok, chunk, device)
-        out.append(text_vectors(vlm, ids, mask).float().cpu())
+        chunk = list(texts[s : s + batch_size])
+        out.append(model.encode_text(chunk).float().cpu())
         if progress:
             progress(done + s + len(chunk), total or len(texts))
-    return torch.cat(out) if out else torch.zeros(0, vlm.hidden_size)
+    return torch.cat(out) if out else torch.zeros(0, model.hidden_size)
 
 
 class ContrastiveAdapter(Adapter):
@@ -154,6 +117,7 @@ class ContrastiveAdapter(Adapter):
     """
 
     default_direction = "t2v"
+    needs = frozenset({VIDEO, TEXT})
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -196,11 +160,10 @@ class ContrastiveAdapter(Adapter):
             video, vmask = batch_videos([it.clip.load(self.feature_store) for it in items])
             yield {"video": video, "vmask": vmask, "texts": texts}
 
-    def loss(self, module: nn.Module, batch: dict) -> torch.Tensor:
-        ids, mask = batch_texts(tokenizer_for(module), batch["texts"], self.device)
+    def loss(self, module: VideoTextModel, batch: dict) -> torch.Tensor:
         vmask = batch["vmask"].to(self.device)
-        v = video_vectors(module, batch["video"].to(self.device), vmask)
-        t = text_vectors(module, ids, mask)
+        v = module.encode_video(batch["video"].to(self.device), vmask).pooled
+        t = module.encode_text(batch["texts"])
         return contrastive_loss(t.float(), v.float(), self.direction)
 
 

@@ -17,7 +17,7 @@ from ..data import coin
 from ..errors import InputError
 from ..io import write_csv
 from ..metrics import segmentation as seg
-from ..model.vlm import VLM
+from ..models.interface import FRAMES, VideoTextModel
 from ..records.formats import pack_videos, unpack_videos
 from . import windows
 from .base import Adapter
@@ -29,24 +29,25 @@ CLASS_ACCURACY = "class_accuracy.csv"  # padded window slots
 
 
 class SegmentationModel(nn.Module):
-    """The VLM plus `classifier` = Linear(hidden, 779), named as MMBertForTokenClassification's head."""
+    """The model plus `classifier` = Linear(hidden, 779), named as MMBertForTokenClassification's head."""
 
-    def __init__(self, vlm: VLM, num_classes: int):
+    def __init__(self, model: VideoTextModel, num_classes: int):
         super().__init__()
-        self.vlm = vlm
-        self.classifier = nn.Linear(vlm.hidden_size, num_classes)
+        self.model = model
+        self.classifier = nn.Linear(model.hidden_size, num_classes)
         # BertPreTrainedModel.init_weights in the reference: N(0, initializer_range), zero bias.
-        nn.init.normal_(self.classifier.weight, std=vlm.bert.config.initializer_range)
+        nn.init.normal_(self.classifier.weight, std=model.init_std)
         nn.init.zeros_(self.classifier.bias)
 
     def window_logits(self, win: windows.Windows, chunk: int = 0) -> torch.Tensor:
         """(W, 32, C) logits of every window slot. The text half is irrelevant under the isolated mask
         (video rows never see text), so only the video half is run."""
-        return self.classifier(windows.frame_states(self.vlm, win, chunk))
+        return self.classifier(windows.frame_states(self.model, win, chunk))
 
 
 class SegmentationAdapter(Adapter):
     family = "segmentation"
+    needs = frozenset({FRAMES})
 
     def load(self) -> None:
         path = self.paths["coin_json"]
@@ -90,8 +91,8 @@ class SegmentationAdapter(Adapter):
         return self._targets[vid]
 
     # -- model ---------------------------------------------------------------------------------------------
-    def build(self, vlm: VLM) -> nn.Module:
-        return SegmentationModel(vlm, self.num_classes)
+    def build(self, model: VideoTextModel) -> nn.Module:
+        return SegmentationModel(model, self.num_classes)
 
     def steps_per_epoch(self) -> int | None:
         return len(self.train)

@@ -15,7 +15,7 @@ import torch
 from ..errors import InputError
 from ..metrics.segmentation import average_window_logits, sliding_windows
 from ..model.layout import MAX_VIDEO_LEN
-from ..model.vlm import VLM
+from ..models.interface import VideoTextModel
 
 
 @dataclass
@@ -49,14 +49,14 @@ def make_windows(feats: np.ndarray, window: int = 32, stride: int = 16) -> Windo
     return Windows(video, vmask, spans, n)
 
 
-def frame_states(vlm: VLM, win: Windows, chunk: int = 0) -> torch.Tensor:
+def frame_states(model: VideoTextModel, win: Windows, chunk: int = 0) -> torch.Tensor:
     """(W, 32, H) last-layer states of the video slots (the video-[SEP] dropped); padded slots are garbage
     and must be masked by the caller. `chunk` > 0 bounds how many windows go through at once (inference on
     long videos); 0 = all windows of the video in one batch, as the reference does."""
     if chunk <= 0 or len(win.spans) <= chunk:
-        return vlm.forward_video(win.video, win.vmask)[:, :MAX_VIDEO_LEN]
+        return model.encode_video(win.video, win.vmask).tokens[:, :MAX_VIDEO_LEN]
     parts = [
-        vlm.forward_video(win.video[i : i + chunk], win.vmask[i : i + chunk])[:, :MAX_VIDEO_LEN]
+        model.encode_video(win.video[i : i + chunk], win.vmask[i : i + chunk]).tokens[:, :MAX_VIDEO_LEN]
         for i in range(0, len(win.spans), chunk)
     ]
     return torch.cat(parts)

@@ -42,6 +42,9 @@ class Result:
     baseline: str | None = None  # set for floor baselines ("random", "all-background", ...)
     # metric -> [low, high]: 95% bootstrap interval over the test examples (method in conventions["interval"])
     intervals: dict[str, list[float]] = field(default_factory=dict)
+    # the model evaluated: name, class, capabilities, interface version, backbone, weights and their sha256
+    model: dict[str, Any] = field(default_factory=dict)
+    limit: int | None = None  # `--limit N`: only the first N test examples were scored
     schema: str = SCHEMA
     # Where the record was loaded from; not part of the file.
     path: Path | None = field(default=None, compare=False, repr=False)
@@ -69,7 +72,10 @@ class Result:
             isinstance(v, (int, float)) and not isinstance(v, bool) or v is None for v in metrics.values()
         ):
             raise InputError("'metrics' must map metric names to numbers", path=path)
-        for key in ("conventions", "counts", "config", "provenance", "timings", "intervals"):
+        limit = d.get("limit")
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+            raise InputError("'limit' must be a positive integer or null", path=path)
+        for key in ("conventions", "counts", "config", "provenance", "timings", "intervals", "model"):
             if not isinstance(d.get(key, {}), dict):
                 raise InputError(f"{key!r} must be a JSON object", path=path)
         intervals = {}
