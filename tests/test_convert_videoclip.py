@@ -406,3 +406,56 @@ def test_refuses_to_replace_a_folder_that_is_not_a_videoclip_checkpoint(released
     with pytest.raises(InputError, match="refusing to replace"):
         conv.convert(path, tmp_path / "keep", say=lambda s: None, arch=TINY)
     assert (tmp_path / "keep" / "notes.txt").read_text() == "mine"
+
+
+# ---- the converted checkpoint in the suite ---------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_zero_shot_retrieval_on_the_toy_world_from_the_converted_checkpoint(released, converted, tmp_path):
+    """`vlmbench run --checkpoint <converted>` picks VideoCLIP from the folder, runs MSR-VTT retrieval zero-shot
+    (no update), records the model, and ranks exactly as the raw-tensor reference's dot products do."""
+    import numpy as np
+
+    from vlmbench import registry
+    from vlmbench.adapters.retrieval import RetrievalAdapter
+    from vlmbench.config import run_config
+    from vlmbench.data import toy
+    from vlmbench.metrics.retrieval import retrieval_metrics
+
+    r = CliRunner().invoke(
+        app,
+        [
+            "run",
+            "--task",
+            "msrvtt-retrieval",
+            "--checkpoint",
+            str(converted),
+            "--preset",
+            "smoke",
+            "--out",
+            str(tmp_path / "run"),
+            "--no-progress",
+            "zeroshot=true",
+            "max_test=12",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    result = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert result["model"]["name"] == "videoclip" and result["config"]["zeroshot"] is True
+    assert result["counts"]["finetune_updates"] == 0 and result["model"]["weights_sha256"]
+
+    spec = registry.get("msrvtt-retrieval")
+    adapter = RetrievalAdapter(spec, run_config(spec, "smoke", ["max_test=12"]), toy.toy_root(), say=lambda s: None)
+    adapter.load()
+    raw = released[1]
+    feats = [c.load(adapter.feature_store)[:32] for c in adapter.test_clips]
+    video = torch.zeros(len(feats), 32, 512)
+    vmask = torch.zeros(len(feats), 32, dtype=torch.bool)
+    for i, f in enumerate(feats):
+        video[i, : len(f)], vmask[i, : len(f)] = torch.from_numpy(np.asarray(f, dtype=np.float32)), True
+    _, pooled_video = reference_video(raw, video, vmask)
+    _, pooled_text = reference_text(raw, adapter.test_texts)
+    want = retrieval_metrics((pooled_text @ pooled_video.T).numpy())
+    for k in ("R@1", "R@5", "R@10", "MedR"):
+        assert result["metrics"][k] == pytest.approx(want[k]), k

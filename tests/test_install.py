@@ -4,17 +4,13 @@ pinned environment (constraints.txt) lies inside pyproject.toml's bounds."""
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
-import sys
-import sysconfig
 import tomllib
 import zipfile
 from pathlib import Path
 
 import pytest
+from conftest import fresh_venv, run_ok
 from packaging.requirements import Requirement
 
 REPO = Path(__file__).resolve().parents[1]
@@ -71,44 +67,9 @@ def test_source_checkout_reads_the_top_level_folders():
     assert Path(str(paper.PAPER_TABLES_CSV)).resolve() == (REPO / "baselines" / "paper_tables.csv").resolve()
 
 
-def _run(cmd, cwd, env, timeout=900):
-    r = subprocess.run([str(c) for c in cmd], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    assert r.returncode == 0, f"{cmd}: exit {r.returncode}\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}"
-    return r
-
-
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory) -> Path:
-    """The wheel, built from a copy of the sources it needs (the checkout gets no build/ or egg-info)."""
-    src = tmp_path_factory.mktemp("src")
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy2(REPO / name, src / name)
-    for name in ("vlmbench", "tasks", "baselines"):
-        shutil.copytree(REPO / name, src / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    dist = tmp_path_factory.mktemp("dist")
-    _run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "--no-index",
-            "-q",
-            "-w",
-            dist,
-            src,
-        ],
-        cwd=src,
-        env=os.environ.copy(),
-    )
-    (whl,) = dist.glob("vlmbench-*.whl")
-    return whl
-
-
 @pytest.mark.slow
-def test_wheel_carries_the_package_data(wheel):
+def test_wheel_carries_the_package_data(vlmbench_wheel):
+    wheel = vlmbench_wheel
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {f"vlmbench/tasks/{t}.yaml" for t in TASK_NAMES} <= names
     assert "vlmbench/baselines/paper_tables.csv" in names
@@ -116,32 +77,18 @@ def test_wheel_carries_the_package_data(wheel):
 
 
 @pytest.mark.slow
-def test_installed_wheel_works_from_another_directory(wheel, tmp_path):
+def test_installed_wheel_works_from_another_directory(vlmbench_wheel, tmp_path):
     """`pip install` of the wheel (not editable) into a fresh venv whose dependencies come from this one (a
     .pth line, so torch is not downloaded again), then `vlmbench tasks` and a smoke run from elsewhere."""
-    # The venv sits inside a git repository, as a project's .venv does: that repository's SHA is not ours.
-    _run(["git", "init", "-q", tmp_path], cwd=tmp_path, env=os.environ.copy())
-    _run(
-        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "x"],
-        cwd=tmp_path,
-        env=os.environ.copy(),
-    )
-    venv = tmp_path / "venv"
-    _run([sys.executable, "-m", "venv", "--without-pip", venv], cwd=tmp_path, env=os.environ.copy())
+    venv, env = fresh_venv(tmp_path, vlmbench_wheel)
     vpy = venv / "bin" / "python"
     site = Path(
-        _run(
-            [vpy, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], tmp_path, os.environ.copy()
-        ).stdout.strip()
+        run_ok([vpy, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], tmp_path, env).stdout.strip()
     )
-    (site / "_vlmbench_test_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    env.update(COLUMNS="200", HF_HUB_OFFLINE="1")
-    _run([vpy, "-m", "pip", "install", "--no-deps", "--no-index", "-q", wheel], cwd=tmp_path, env=env)
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    where = _run(
+    where = run_ok(
         [
             vpy,
             "-c",
@@ -153,12 +100,12 @@ def test_installed_wheel_works_from_another_directory(wheel, tmp_path):
     ).stdout.split()
     assert all(Path(w).resolve().is_relative_to(site.resolve()) for w in where), where  # not the checkout
 
-    tasks = _run([venv / "bin" / "vlmbench", "tasks"], elsewhere, env)
+    tasks = run_ok([venv / "bin" / "vlmbench", "tasks"], elsewhere, env)
     for name in TASK_NAMES:
         assert name in tasks.stdout
 
     out = elsewhere / "OUT"
-    r = _run(
+    r = run_ok(
         [
             venv / "bin" / "vlmbench",
             "run",

@@ -450,9 +450,17 @@ def ablate(
 @app.command()
 @guarded
 def suite(
-    preset: str = typer.Option("smoke", help="paper | toy | smoke (smoke: the CI regression run, minutes on a CPU)"),
+    preset: str = typer.Option("smoke", help="paper | toy | ci | smoke (smoke: a plumbing check in seconds)"),
     out: Path = typer.Option(Path("runs/suite"), help="run folder: pretrain/, <task>/result.json, suite.json"),
     data: Path | None = typer.Option(None, help="data root; default: the toy world"),
+    checkpoint: Path | None = typer.Option(
+        None, help="evaluate this checkpoint (any model's) on every task it can run; no pre-training"
+    ),
+    model: str | None = MODEL_OPTION,
+    tasks: str | None = typer.Option(None, "--tasks", help="comma-separated tasks (default: every task)"),
+    limit: int | None = LIMIT_OPTION,
+    device: str | None = DEVICE_OPTION,
+    no_meteor: bool = typer.Option(False, "--no-meteor", help="skip METEOR (no Java needed)"),
     save_reference: Path | None = typer.Option(
         None, help="also replace this folder with the results (what `make update-reference` does)"
     ),
@@ -461,15 +469,30 @@ def suite(
     ),
     progress: bool = typer.Option(True, help="show progress bars"),
 ):
-    """Pre-train once, then run all the registry's tasks from that checkpoint, and the floor baselines
-    their `learned:` rules are measured over (OUT/<task>/floor-<kind>/)."""
-    from .reporting.render import format_value
+    """Every task from one model, ending in one table beside the paper's rows: pre-train once (VLM) and run every
+    task from that checkpoint, or evaluate --checkpoint / --model on every task it can run (resumable per task).
+    Also the floor baselines the tasks' `learned:` rules are measured over (OUT/<task>/floor-<kind>/)."""
+    from .reporting.tables import report
     from .suite import save_reference as save_ref
     from .suite import suite as run_suite
 
-    results = run_suite(out, preset=preset, data=data, seed=seed, progress=progress, say=say)
-    for r in results:
-        say(f"  {r.task}: " + ", ".join(f"{k} {format_value(k, v)}" for k, v in r.metrics.items() if "/" not in k))
+    names = [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None
+    results = run_suite(
+        out,
+        preset=preset,
+        data=data,
+        tasks=names,
+        run_pairs=["skip_meteor=true"] if no_meteor else [],
+        seed=seed,
+        checkpoint=checkpoint,
+        model=model,
+        limit=limit,
+        device_name=device,
+        progress=progress,
+        say=say,
+    )
+    out_console_write(report(results, against="paper", fmt="terminal", ci=True))
+    say(f"Results: {out}/<task>/result.json (`vlmbench report {out}` renders them again)")
     if save_reference is not None:
         say(f"Reference results written to {save_ref(out, save_reference)}")
 
@@ -688,11 +711,22 @@ viz_app = typer.Typer(
 app.add_typer(viz_app, name="viz")
 
 
-def _viz_model(checkpoint: Path | None, backbone: str):
-    from .model.vlm import VLM
+def _viz_model(checkpoint: Path | None, backbone: str, model: str | None = None):
+    """The VLM inside the model to draw: pictures of attention and of the joint token space need a model with the
+    `attention` capability (joint encoding); any other is refused in one line."""
+    from .models import catalog
+    from .models.interface import ATTENTION
     from .runner import toy_checkpoint
 
-    return VLM.load(checkpoint if checkpoint is not None else toy_checkpoint(backbone, say=say, progress=False))
+    cls = catalog.resolve(model, checkpoint)
+    if ATTENTION not in cls.capabilities:
+        raise InputError(
+            f"model {cls.name} has no joint encoding to draw (viz needs the {ATTENTION} capability; "
+            f"it has: {', '.join(sorted(cls.capabilities))})",
+            path="--model",
+        )
+    folder = checkpoint if checkpoint is not None else toy_checkpoint(backbone, say=say, progress=False)
+    return cls.load(folder).vlm
 
 
 @viz_app.command("attention")
@@ -700,6 +734,7 @@ def _viz_model(checkpoint: Path | None, backbone: str):
 def viz_attention(
     task: str = typer.Option(..., "--task", help="a retrieval or captioning task (a clip and its sentence)"),
     checkpoint: Path | None = typer.Option(None, help="VLM checkpoint folder; default: the toy checkpoint"),
+    model: str | None = MODEL_OPTION,
     example: str | None = typer.Option(None, help="test example id (default: the first)"),
     layer: int = typer.Option(-1, help="layer, 1-based; -1 = the last"),
     head: int | None = typer.Option(None, help="head, 1-based; default: a grid of every head of the layer"),
@@ -717,8 +752,8 @@ def viz_attention(
     from .viz.examples import pick, task_examples
 
     spec = registry.get(task)
+    vlm = _viz_model(checkpoint, backbone, model)
     ex_id, feats, sentence = pick(task_examples(task, data, say=say), example)
-    vlm = _viz_model(checkpoint, backbone)
     if layer == 0 or abs(layer) > vlm.bert.config.num_hidden_layers:
         raise InputError(f"layer must be 1..{vlm.bert.config.num_hidden_layers} or -1, got {layer}", path="--layer")
     if head is not None and not 1 <= head <= vlm.bert.config.num_attention_heads:
@@ -742,6 +777,7 @@ def viz_attention(
 def viz_embeddings(
     task: str = typer.Option(..., "--task", help="a retrieval or captioning task"),
     checkpoint: Path | None = typer.Option(None, help="VLM checkpoint folder; default: the toy checkpoint"),
+    model: str | None = MODEL_OPTION,
     n: int = typer.Option(32, help="test examples whose tokens are projected"),
     data: Path | None = typer.Option(None, help="data root; default: the toy world"),
     backbone: str = typer.Option("tiny", help="backbone of the toy checkpoint when no --checkpoint"),
@@ -756,8 +792,8 @@ def viz_embeddings(
 
     if n < 1:
         raise InputError(f"n must be >= 1, got {n}", path="--n")
+    vlm = _viz_model(checkpoint, backbone, model)
     examples = task_examples(task, data, say=say)[:n]
-    vlm = _viz_model(checkpoint, backbone)
     video, vmask = batch_videos([e[1] for e in examples])
     ids, tmask = textmod.encode(bb.tokenizer(vlm.config.backbone), [e[2] for e in examples])
     proj = project(*token_states(vlm, video, vmask, ids, tmask))

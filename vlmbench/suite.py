@@ -1,6 +1,7 @@
-"""`vlmbench suite`: pre-train once with a preset, then run every registry task from that checkpoint.
+"""`vlmbench suite`: every task from one model. Either pre-train once with a preset and run every registry task
+from that checkpoint, or (`--checkpoint DIR`, `--model NAME`) evaluate a given model on every task it can run.
 
-    OUT/pretrain/            the checkpoint every task starts from
+    OUT/pretrain/            the checkpoint every task starts from (when the suite pre-trains)
     OUT/<task>/result.json   one run folder per task (predictions.npz beside it)
     OUT/<task>/floor-<kind>/ the floor baselines the task's `learned:` rules are measured over (no model)
     OUT/suite.json           preset, seed, tasks, wall times
@@ -24,7 +25,7 @@ from pathlib import Path
 from . import registry
 from .errors import InputError
 from .io import atomic_write, ensure_writable, write_json
-from .records.result import Result, utc_now
+from .records.result import Result, load_result, utc_now
 
 RESULT = "result.json"
 
@@ -38,45 +39,76 @@ def suite(
     pretrain_pairs: Sequence[str] = (),
     run_pairs: Sequence[str] = (),
     seed: int | None = None,
+    checkpoint: Path | None = None,
+    model: str | None = None,
+    limit: int | None = None,
+    device_name: str | None = None,
     progress: bool = True,
     say: Callable[[str], None] = print,
 ) -> list[Result]:
-    """A fresh pre-training (no resume: a suite run is a measurement) and one run per task, in registry order.
-    pretrain_pairs / run_pairs: key=value overrides of the preset's pre-training / every task's config (e.g.
-    steps=3, max_test=16 in tests). seed: None keeps each config's own seed."""
+    """Every task (or `tasks`) from one model, in registry order, with the floors their `learned:` rules need.
+
+    Without `checkpoint` and `model` (VLM), a fresh pre-training with the preset first (no resume: a suite run is
+    a measurement) and every task from it. With `checkpoint` (any model's folder) or `model` (fresh weights of a
+    model that is not pre-trained here): no pre-training; tasks already done in `out` from the same checkpoint
+    and preset are kept (the suite resumes per task), and tasks the model lacks a capability for are skipped
+    with a note. pretrain_pairs / run_pairs: key=value overrides of the pre-training / every task's config.
+    seed: None keeps each config's own seed."""
+    from .adapters import adapter_class
     from .config import pretrain_config, run_config
+    from .models import catalog
+    from .models.interface import missing
 
     out = ensure_writable(Path(out))  # a read-only or full disk fails before any work
-    names = list(tasks) if tasks else list(registry.all_tasks())
+    names = list(dict.fromkeys(tasks)) if tasks else list(registry.all_tasks())
     seed_pair = [f"seed={int(seed)}"] if seed is not None else []
     run_pairs = [*run_pairs, *seed_pair]
     for name in names:  # unknown task, preset or bad key: fail before any work
         run_config(registry.get(name), preset, run_pairs)
     cfg = pretrain_config(preset, [*pretrain_pairs, *seed_pair])
+    model_cls = catalog.resolve(model, checkpoint)
+    runnable = [n for n in names if not missing(adapter_class(registry.get(n).family).needs, model_cls.capabilities)]
+    for n in names:
+        if n not in runnable:
+            lacks = missing(adapter_class(registry.get(n).family).needs, model_cls.capabilities)
+            say(f"suite: skipping {n}: model {model_cls.name} lacks {', '.join(lacks)}")
+    if not runnable:
+        raise InputError(f"model {model_cls.name} can run none of {', '.join(names)}", path="--model")
     from .floors import floor_baseline
     from .runner import run
     from .train.pretrain import pretrain
 
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
-    say(f"suite: pre-training (preset {preset}) into {out / 'pretrain'}")
-    # The suite owns its folder: each run replaces the previous one's pre-training and task runs.
-    pretrain(cfg, out / "pretrain", data=data, resume=False, overwrite=True, progress=progress, say=say)
-    timings["pretrain"] = round(time.perf_counter() - t0, 1)
+    pretrains = checkpoint is None and model_cls.name == catalog.DEFAULT
+    if pretrains:
+        say(f"suite: pre-training (preset {preset}) into {out / 'pretrain'}")
+        # The suite owns its folder: each run replaces the previous one's pre-training and task runs.
+        pretrain(cfg, out / "pretrain", data=data, resume=False, overwrite=True, progress=progress, say=say)
+        timings["pretrain"] = round(time.perf_counter() - t0, 1)
+        checkpoint = out / "pretrain" / "model"
     results = []
-    for i, name in enumerate(names, 1):
+    for i, name in enumerate(runnable, 1):
         t = time.perf_counter()
-        say(f"suite: [{i}/{len(names)}] {name}")
+        done = None if pretrains else _done(out / name, checkpoint, preset, limit)
+        if done is not None:
+            say(f"suite: [{i}/{len(runnable)}] {name}: done already ({done.path}), kept")
+            results.append(done)
+            continue
+        say(f"suite: [{i}/{len(runnable)}] {name}")
         result, _ = run(
             name,
             data=data,
-            checkpoint=out / "pretrain" / "model",
+            checkpoint=checkpoint,
+            model=model if checkpoint is None else None,
             out=out / name,
             preset=preset,
             pairs=run_pairs,
             progress=progress,
             say=say,
             overwrite=True,
+            limit=limit,
+            device_name=device_name,
         )
         for kind in floor_kinds(name):
             fdir = out / name / f"floor-{kind}"
@@ -90,14 +122,31 @@ def suite(
         {
             "preset": preset,
             "seed": cfg.seed,
-            "tasks": names,
+            "tasks": runnable,
+            "skipped": [n for n in names if n not in runnable],
+            "model": model_cls.name,
+            "checkpoint": str(checkpoint) if checkpoint else None,
             "data": str(data) if data else None,
             "wall_s": timings,
             "finished": utc_now(),
         },
     )
-    say(f"suite: {len(names)} tasks in {timings['total']:.0f} s (pre-training {timings['pretrain']:.0f} s)")
+    pre = f" (pre-training {timings['pretrain']:.0f} s)" if pretrains else ""
+    say(f"suite: {len(runnable)} tasks in {timings['total']:.0f} s{pre}")
     return results
+
+
+def _done(task_dir: Path, checkpoint: Path | None, preset: str, limit: int | None) -> Result | None:
+    """The task's result in `task_dir` when it was made from the same checkpoint, preset and limit (resume)."""
+    path = task_dir / RESULT
+    if checkpoint is None or not path.is_file():
+        return None
+    try:
+        r = load_result(path)
+    except InputError:
+        return None
+    same = r.config.get("checkpoint") == str(checkpoint) and r.preset == preset and r.limit == limit
+    return r if same else None
 
 
 def floor_kinds(task: str) -> list[str]:

@@ -123,7 +123,9 @@ def _by_key(results: list[Result], side: str) -> dict[str, Result]:
 
 
 # What must agree for two results to be compared (the field's name as the refusal names it).
-IDENTITY_FIELDS = ("preset", "toy", "backbone", "split", "data_fingerprint")
+IDENTITY_FIELDS = ("preset", "toy", "model", "backbone", "split", "data_fingerprint", "limit")
+# Fields whose absence means something (no limit = every test example): compared even when one side is None.
+ALWAYS_COMPARED = ("limit",)
 
 
 def identity(r: Result) -> dict[str, object]:
@@ -131,9 +133,11 @@ def identity(r: Result) -> dict[str, object]:
     return {
         "preset": r.preset,
         "toy": r.toy,
+        "model": r.model.get("name"),
         "backbone": r.config.get("backbone"),
         "split": r.split or None,
         "data_fingerprint": r.provenance.get("data_fingerprint"),
+        "limit": r.limit,
     }
 
 
@@ -147,7 +151,7 @@ def check_comparable(new: list[Result], ref: list[Result]) -> None:
             continue
         a, b = identity(got), identity(r)
         for f in IDENTITY_FIELDS:
-            if a[f] is not None and b[f] is not None and a[f] != b[f]:
+            if (f in ALWAYS_COMPARED or (a[f] is not None and b[f] is not None)) and a[f] != b[f]:
                 raise InputError(
                     f"{key}: {f} differs (new {a[f]!r}, reference {b[f]!r}); these results measure "
                     "different things; pass --force to compare them anyway",

@@ -21,11 +21,15 @@ ROW_COLUMNS = ["task", "kind", "label", "source", "note"]  # then one column per
 
 
 def result_label(r: Result) -> str:
-    """A short name for a run: config name (or its run folder), then preset and seed."""
+    """A short name for a run: config name (or its run folder), the model, then preset and seed, and what makes
+    it special (zero-shot, a --limit, converted weights)."""
     name = r.config.get("name") or r.config.get("run_name")
     if not name and r.path is not None and r.path.name == "result.json":
         name = r.path.parent.name  # one folder per run
     parts = [str(name)] if name else []
+    parts += [f"model={r.model['name']}"] if r.model.get("name") else []
+    parts += ["zero-shot"] if r.config.get("zeroshot") else []
+    parts += [f"limit={r.limit}"] if r.limit else []
     parts += [f"preset={r.preset}"] if r.preset else []
     parts += [f"seed={r.seed}"] if r.seed is not None else []
     if r.config.get("checkpoint_source"):  # e.g. the authors' released weights, converted
