@@ -32,7 +32,7 @@ from .records.result import Result, provenance, save_result
 
 # What marks a folder as holding a task run, and what --overwrite replaces (nothing else).
 RUN_MARKERS = (RESULT, PREDICTIONS)
-RUN_FILES = (RESULT, PREDICTIONS, PREDICTIONS_JSONL, "finetune_losses.json")
+RUN_FILES = (RESULT, PREDICTIONS, PREDICTIONS_JSONL, "finetune_losses.json", "tb")
 LOCK_FILE = ".vlmbench.lock"
 
 
@@ -208,6 +208,7 @@ def _execute(plan: Plan, progress: bool, say: Callable[[str], None], overwrite: 
 
     from .stats import intervals
     from .train.finetune import finetune
+    from .train.tracking import Tracker
 
     spec, cfg, root, out, adapter, dev = plan.spec, plan.cfg, plan.root, plan.out, plan.adapter, plan.device
     model_cls, checkpoint, is_toy, task = plan.model_cls, plan.checkpoint, plan.is_toy, spec.name
@@ -239,10 +240,11 @@ def _execute(plan: Plan, progress: bool, say: Callable[[str], None], overwrite: 
     module = adapter.build(model).to(dev)
 
     losses: list[float] = []
+    tracker = Tracker(out, staged=True)
     if not cfg.zeroshot and cfg.epochs > 0:
         t0 = time.perf_counter()
         with _bar(progress, "fine-tune", _total(adapter, cfg)) as tick:
-            losses = finetune(adapter, module, cfg, dev, on_step=lambda s, l: tick(1, f"loss {l:.3f}"))
+            losses = finetune(adapter, module, cfg, dev, on_step=lambda s, l: tick(1, f"loss {l:.3f}"), tracker=tracker)
         timings["finetune_s"] = time.perf_counter() - t0
     module.eval()
 
@@ -290,6 +292,8 @@ def _execute(plan: Plan, progress: bool, say: Callable[[str], None], overwrite: 
         limit=plan.limit,
     )
     save_result(result, out / RESULT)
+    tracker.scalars(len(losses), **{f"metrics/{k}": v for k, v in metrics.items()})
+    tracker.publish()
     if losses:
         atomic_write(out / "finetune_losses.json", lambda p: p.write_text(json.dumps(losses)))
     result.path = out / RESULT

@@ -21,6 +21,7 @@ import torch
 from .. import config as cfgmod
 from ..config import RunConfig
 from .optim import adam, lr_at, set_lr
+from .tracking import Tracker
 
 SELECTED_NOTE = "selected on the test split, as the reference does"
 
@@ -31,6 +32,7 @@ def finetune(
     cfg: RunConfig,
     device: torch.device,
     on_step: Callable[[int, float], None] | None = None,
+    tracker: Tracker | None = None,
 ) -> list[float]:
     """Runs cfg.epochs epochs of adapter.train_batches; returns the loss of every update. With
     select=best-of-epochs the module ends with the best epoch's weights (adapter.selection says which)."""
@@ -46,20 +48,27 @@ def finetune(
         rng = np.random.default_rng([cfg.seed, 101, epoch])
         for batch in adapter.train_batches(epoch, rng):
             torch.manual_seed(cfg.seed * 1_000_003 + step)  # dropout, reproducibly
-            set_lr(optimizer, lr_at(step, cfg.lr, cfg.warmup, cfg.lr_decay_steps))
+            lr = lr_at(step, cfg.lr, cfg.warmup, cfg.lr_decay_steps)
+            set_lr(optimizer, lr)
             optimizer.zero_grad(set_to_none=True)
             with autocast:
                 loss = adapter.loss(module, batch)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(module.parameters(), cfg.clip_norm)
+            grad_norm = torch.nn.utils.clip_grad_norm_(module.parameters(), cfg.clip_norm)
             optimizer.step()
             losses.append(float(loss.detach()))
+            if tracker is not None:
+                tracker.scalars(
+                    step, **{"finetune/loss": losses[-1], "finetune/lr": lr, "finetune/grad_norm": grad_norm}
+                )
             if on_step:
                 on_step(step, losses[-1])
             step += 1
         if best_of:
             value, what, higher = epoch_score(adapter, module, cfg, autocast)
             history.append(value)
+            if tracker is not None:
+                tracker.scalars(step, **{"finetune/epoch_selection_value": value})
             key = value if higher else -value
             if best is None or key > best[0]:
                 best = (key, epoch, {k: v.detach().clone() for k, v in module.state_dict().items()})

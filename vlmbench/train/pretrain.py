@@ -34,6 +34,7 @@ from .loader import batches, default_workers
 from .loss_summary import loss_result
 from .optim import adam, lr_at, set_lr
 from .sampler import Batch, ClipSampler
+from .tracking import TB_DIR, Tracker
 
 
 class Objective(nn.Module):
@@ -77,7 +78,7 @@ def _read_log(path: Path, upto: int) -> list[str]:
 
 # What marks a folder as holding a pre-training run, and what --overwrite removes (nothing else).
 RUN_MARKERS = ("log.jsonl", "checkpoints", "model")
-RUN_FILES = (*RUN_MARKERS, "run.json", "summary.json", "result.json")
+RUN_FILES = (*RUN_MARKERS, "run.json", "summary.json", "result.json", TB_DIR)
 
 
 def pretrain(
@@ -163,6 +164,7 @@ def pretrain(
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if d.device.type == "cuda" else nullcontext()
 
     log = open(log_path, "a") if d.is_main else None
+    tracker = Tracker(out if d.is_main else None, purge_step=start)
     bar = _progress(progress and d.is_main, total, start)
     losses = []
     watch = DataWait(say if d.is_main else None, workers)
@@ -210,6 +212,16 @@ def pretrain(
             }
             watch.add(step, data_wait, model_s)
             losses.append(record["loss"])
+            tracker.scalars(
+                step,
+                **{
+                    "pretrain/loss": record["loss"],
+                    "pretrain/lr": lr,
+                    "pretrain/grad_norm": grad_norm,
+                    "pretrain/data_wait_s": data_wait,
+                    "pretrain/clips_per_s": record["clips_per_s"],
+                },
+            )
             if log:
                 log.write(json.dumps(record) + "\n")
                 log.flush()
@@ -226,6 +238,7 @@ def pretrain(
             bar.close()
         if log:
             log.close()
+        tracker.close()
     watch.finish()
     summary = {
         **run_info,
