@@ -12,7 +12,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from .config import PretrainConfig, RunConfig, help_text
+from .config import PRESETS, PretrainConfig, RunConfig, help_text
 from .errors import InputError
 
 HELP = {"help_option_names": ["-h", "--help"]}
@@ -87,7 +87,7 @@ def pretrain(
     out: Path = typer.Option(Path("runs/pretrain"), help="output folder (log.jsonl, checkpoints/, model/)"),
     backbone: str | None = typer.Option(None, help="'default' (MiniLM-L6), 'tiny', or a local HF BERT folder"),
     preset: str | None = typer.Option(
-        None, help="paper | toy | smoke (default: toy on the toy world, paper on real data)"
+        None, help=f"{' | '.join(PRESETS)} (default: toy on the toy world, paper on real data)"
     ),
     resume: bool = typer.Option(False, help="continue from the last checkpoint in --out"),
     overwrite: bool = typer.Option(
@@ -133,7 +133,7 @@ def run(
     backbone: str | None = typer.Option(None, help="backbone when no --checkpoint: default | tiny | folder"),
     out: Path | None = typer.Option(None, help="run folder (default runs/<task>-<time>)"),
     preset: str | None = typer.Option(
-        None, help="paper | toy | smoke (default: toy on the toy world, paper on real data)"
+        None, help=f"{' | '.join(PRESETS)} (default: toy on the toy world, paper on real data)"
     ),
     allow_missing: bool = typer.Option(False, help="skip examples whose features are missing (counted in the result)"),
     overwrite: bool = typer.Option(

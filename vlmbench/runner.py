@@ -36,13 +36,25 @@ RUN_FILES = (RESULT, PREDICTIONS, PREDICTIONS_JSONL, "finetune_losses.json", "tb
 LOCK_FILE = ".vlmbench.lock"
 
 
-def toy_checkpoint(backbone: str, say: Callable[[str], None] = print, progress: bool = True) -> Path:
-    """The toy world's pre-trained VLM for a backbone (preset `smoke` for the tiny one, `toy` otherwise),
-    pre-trained once under a lock and cached."""
+# A run on the toy world without --checkpoint starts from the toy checkpoint pre-trained with the SAME preset (the
+# paper preset's pre-training is HowTo100M-scale, so the toy world's paper runs start from the toy preset's, and say
+# so): a result labelled ci never comes from the smoke preset's checkpoint.
+TOY_PRETRAIN_PRESET = {"smoke": "smoke", "ci": "ci", "toy": "toy", "paper": "toy"}
+
+
+def toy_checkpoint(
+    backbone: str, say: Callable[[str], None] = print, progress: bool = True, preset: str = "smoke"
+) -> Path:
+    """The toy world's pre-trained VLM for a run preset and backbone, pre-trained once (with the pre-training
+    preset TOY_PRETRAIN_PRESET names) under a lock and cached."""
     from .config import pretrain_config
     from .train.pretrain import pretrain
 
-    preset = "smoke" if backbone == "tiny" else "toy"
+    if preset not in TOY_PRETRAIN_PRESET:
+        raise InputError(
+            f"no toy checkpoint for preset {preset!r} (known: {', '.join(TOY_PRETRAIN_PRESET)})", path="--preset"
+        )
+    run_preset, preset = preset, TOY_PRETRAIN_PRESET[preset]
     tag = (
         backbone
         if backbone in ("default", "tiny")
@@ -52,7 +64,10 @@ def toy_checkpoint(backbone: str, say: Callable[[str], None] = print, progress: 
     out.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(out) + ".lock"):
         if not (out / "model" / "model.safetensors").is_file():
-            say(f"No --checkpoint given: pre-training a toy checkpoint once (preset {preset}) into {out}")
+            say(
+                f"No --checkpoint given: pre-training a toy checkpoint once (pre-training preset {preset} for the "
+                f"{run_preset} run) into {out}"
+            )
             t0 = time.perf_counter()
             pretrain(
                 pretrain_config(preset, [f"backbone={backbone}"]),
@@ -64,7 +79,7 @@ def toy_checkpoint(backbone: str, say: Callable[[str], None] = print, progress: 
             )
             say(f"Toy pre-training took {time.perf_counter() - t0:.0f} s")
         else:
-            say(f"No --checkpoint given: using the cached toy checkpoint {out / 'model'}")
+            say(f"No --checkpoint given: using the toy checkpoint pre-trained with preset {preset} ({out / 'model'})")
     return out / "model"
 
 
@@ -225,7 +240,7 @@ def _execute(plan: Plan, progress: bool, say: Callable[[str], None], overwrite: 
         model = model_cls.load(checkpoint)
         weights = Path(checkpoint)
     elif is_toy and model_cls.name == "vlm":
-        weights = toy_checkpoint(cfg.backbone, say=say, progress=progress)
+        weights = toy_checkpoint(cfg.backbone, say=say, progress=progress, preset=cfg.preset)
         model = model_cls.load(weights)
     else:
         say(
