@@ -15,7 +15,7 @@ def _no_floor_rules(monkeypatch):
     import vlmbench.reporting.compare as cmp
 
     real = cmp.floor_checks
-    monkeypatch.setattr(cmp, "floor_checks", lambda new, enabled=True: real(new, False))
+    monkeypatch.setattr(cmp, "floor_checks", lambda new, enabled=True, *a: real(new, False))
 
 
 def res(task="msrvtt-retrieval", **metrics) -> Result:

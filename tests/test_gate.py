@@ -112,8 +112,8 @@ def test_below_floor_fails_naming_rule_and_numbers(tmp_path):
     md = to_markdown(df)
     assert "R@1 >= 5 x random needs 8 (floor 1.6), got 7" in md
     assert "| 8.00 | below floor |" in md  # the floor column shows the rule's threshold
-    # floors come from the NEW results: a missing floor run fails too
-    df, bad = compare_paths(suite_dir(tmp_path / "nofloor", floors=False), ref)
+    # floors come from the NEW results: a missing floor run fails too in the CI gate (--require-floors)
+    df, bad = compare_paths(suite_dir(tmp_path / "nofloor", floors=False), ref, require_floors=True)
     assert bad and "missing floor" in to_markdown(df)
     # and a learned run above its floor passes
     assert not compare_paths(suite_dir(tmp_path / "ok", r1=7.0, v2t=7.0, floor=1.0), ref)[1]
@@ -197,3 +197,23 @@ def test_real_suite_with_another_seed_passes_against_a_seed_0_reference(tmp_path
     (ref / "noise.json").write_text(json.dumps(noise))
     df, bad = compare_paths(tmp_path / "s1", ref)
     assert not bad, to_markdown(df)
+
+
+def test_an_identical_copy_passes_and_absent_floors_are_explained():
+    """compare of the committed reference with itself: no floors are saved there, so each learned: rule says in
+    one line what its floor is and the command that makes it, and the comparison passes; --require-floors (the
+    CI gate) fails them."""
+    from vlmbench.reporting.compare import compare_paths, failure_lines
+
+    ref = Path(__file__).resolve().parents[1] / "results" / "reference" / "ci"
+    df, failed = compare_paths(ref, ref)
+    assert not failed
+    notes = df.attrs["notes"]
+    assert any(
+        n.startswith("coin-segmentation: its learned: rule is measured over the all-background floor")
+        and "vlmbench baseline --task coin-segmentation --kind all-background --preset ci --out" in n
+        for n in notes
+    )
+    assert all("\n" not in n for n in notes)
+    df, failed = compare_paths(ref, ref, require_floors=True)
+    assert failed and any("missing floor" in line for line in failure_lines(df))

@@ -557,6 +557,9 @@ def compare(
         help="compare even when preset, toy/real, backbone, split or "
         "data fingerprint differ (refused otherwise, exit 2)",
     ),
+    require_floors: bool = typer.Option(
+        False, help="a floor absent from the new results fails its rule (the CI gate; without it: a note, not checked)"
+    ),
     floors: bool = typer.Option(
         True,
         help="check each task's `learned:` rule against the floors among the new "
@@ -585,8 +588,10 @@ def compare(
             raise InputError(f"{pair!r}: expected metric=non-negative number", path="--tol")
     from .reporting.compare import failure_lines
 
-    df, failed = compare_paths(new, ref, tolerances, force=force, floors=floors)
+    df, failed = compare_paths(new, ref, tolerances, force=force, floors=floors, require_floors=require_floors)
     out_console_write(to_markdown(df))
+    for note in df.attrs.get("notes", []):
+        say(f"compare: note: {note}")
     for line in failure_lines(df):
         say(f"compare: FAILED {line}")
     raise typer.Exit(1 if failed else 0)

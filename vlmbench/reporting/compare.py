@@ -188,9 +188,13 @@ def status(metric: str, ref: float, new: float | None, tol: float) -> str:
     return "ok"
 
 
-def floor_checks(new: list[Result], enabled: bool = True) -> dict[tuple[str, str], tuple[float | None, str | None]]:
+def floor_checks(
+    new: list[Result], enabled: bool = True, require: bool = False, notes: list[str] | None = None
+) -> dict[tuple[str, str], tuple[float | None, str | None]]:
     """(task, metric) -> (threshold, failure or None) for each `learned:` rule of each new model result,
-    floors from the new results themselves."""
+    floors from the new results themselves. A floor that is not among the new results fails its rule only with
+    `require` (the CI gate); otherwise the rule is skipped and `notes` gets one line saying what the floor is and
+    the command that makes it."""
     from vlmbench import registry
 
     specs = registry.all_tasks()
@@ -207,6 +211,10 @@ def floor_checks(new: list[Result], enabled: bool = True) -> dict[tuple[str, str
             floor = None
             if rule.over is not None:
                 src = new_by.get(rule.over if rule.over in specs else f"{r.task} [{rule.over}]")
+                if src is None and not require:
+                    if notes is not None:
+                        notes.append(_floor_note(r, rule.over, specs))
+                    continue
                 floor = src.metrics.get(rule.metric) if src is not None else None
                 if floor is None or math.isnan(floor):
                     out[(r.task, rule.metric)] = (
@@ -237,18 +245,35 @@ def floor_checks(new: list[Result], enabled: bool = True) -> dict[tuple[str, str
     return out
 
 
+def _floor_note(r: Result, over: str, specs) -> str:
+    """What a missing floor is and the command that makes it (vlmbench suite makes every floor)."""
+    where = r.path.parent if r.path is not None else Path("OUT") / r.task
+    if over in specs:
+        make = f"vlmbench run --task {over} (its result beside this one)"
+    else:
+        preset = f" --preset {r.preset}" if r.preset else ""
+        make = f"vlmbench baseline --task {r.task} --kind {over}{preset} --out {where / f'floor-{over}'}"
+    return (
+        f"{r.task}: its learned: rule is measured over the {over} floor (what a model-free guess scores on the same "
+        f"test examples), which is not among the new results; not checked. Make it with `{make}`; `vlmbench suite` "
+        "makes every floor"
+    )
+
+
 def compare(
     new: list[Result],
     ref: list[Result],
     tol: dict[str, float] | None = None,
     noise: dict | None = None,
     floors: bool = True,
+    require_floors: bool = False,
+    notes: list[str] | None = None,
 ) -> pd.DataFrame:
     """One row per (task, metric) of the reference, with columns COLUMNS; plus, where both runs kept their
     per-example values (predictions.npz beside result.json) on the same test examples, the paired bootstrap
     difference new - ref, its 95% interval and whether it excludes 0."""
     new_by, rows, paired_cols = _by_key(new, "new"), [], False
-    floors = floor_checks(new, floors)
+    floors = floor_checks(new, floors, require_floors, notes)
     spread = (noise or {}).get("tasks", {})
     seen = set()
     for key, r in _by_key(ref, "reference").items():
@@ -345,8 +370,10 @@ def compare_paths(
     tol: dict[str, float] | None = None,
     force: bool = False,
     floors: bool = True,
+    require_floors: bool = False,
 ) -> tuple[pd.DataFrame, bool]:
-    """Load, refuse incomparable results (unless force), compare; the frame's attrs['compared'] says what."""
+    """Load, refuse incomparable results (unless force), compare; the frame's attrs['compared'] says what and
+    attrs['notes'] what was not checked (a floor absent from the new results, unless require_floors)."""
     ref = load_results(ref_path)
     if not ref:
         raise InputError("no reference results found", path=ref_path)
@@ -363,7 +390,9 @@ def compare_paths(
     from vlmbench.reporting.noise import load_noise
 
     noise = load_noise(ref_path)
-    df = compare(new, ref, tol, noise, floors)
+    notes: list[str] = []
+    df = compare(new, ref, tol, noise, floors, require_floors, notes)
+    df.attrs["notes"] = list(dict.fromkeys(notes))
     df.attrs["compared"] = (
         compared_line(new, ref)
         + (" (--force: identity checks skipped)" if force else "")
