@@ -35,7 +35,7 @@ test: install
 	$(BIN)/python -m pytest $(XDIST)
 
 demo: install
-	$(BIN)/vlmbench run --task youcook2-caption --out runs/demo-caption
+	$(BIN)/vlmbench run --task youcook2-caption --out runs/demo-caption --overwrite
 
 bench: install
 	$(BIN)/python bench/run_all.py

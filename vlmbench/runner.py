@@ -20,10 +20,11 @@ from filelock import FileLock
 
 from . import config as cfgmod
 from . import registry, rundir
-from .config import RunConfig, run_config
+from .config import RunConfig, pretrain_config, run_config
 from .data import toy
 from .errors import InputError
 from .io import atomic_write, ensure_writable, remove_temp_files
+from .progress import JobProgress
 from .records.predictions import PREDICTIONS, PREDICTIONS_JSONL, RESULT, load_predictions, save_predictions
 from .records.result import Result, provenance, save_result
 
@@ -42,6 +43,19 @@ LOCK_FILE = ".vlmbench.lock"
 TOY_PRETRAIN_PRESET = {"smoke": "smoke", "ci": "ci", "toy": "toy", "paper": "toy"}
 
 
+def _toy_folder(backbone: str, preset: str) -> Path:
+    tag = (
+        backbone
+        if backbone in ("default", "tiny")
+        else hashlib.sha1(str(Path(backbone).resolve()).encode()).hexdigest()[:10]
+    )
+    return toy.toy_root() / "checkpoints" / f"pretrain-{TOY_PRETRAIN_PRESET[preset]}-{tag}"
+
+
+def toy_checkpoint_cached(backbone: str, preset: str) -> bool:
+    return preset in TOY_PRETRAIN_PRESET and (_toy_folder(backbone, preset) / "model" / "model.safetensors").is_file()
+
+
 def toy_checkpoint(
     backbone: str, say: Callable[[str], None] = print, progress: bool = True, preset: str = "smoke"
 ) -> Path:
@@ -54,13 +68,8 @@ def toy_checkpoint(
         raise InputError(
             f"no toy checkpoint for preset {preset!r} (known: {', '.join(TOY_PRETRAIN_PRESET)})", path="--preset"
         )
-    run_preset, preset = preset, TOY_PRETRAIN_PRESET[preset]
-    tag = (
-        backbone
-        if backbone in ("default", "tiny")
-        else hashlib.sha1(str(Path(backbone).resolve()).encode()).hexdigest()[:10]
-    )
-    out = toy.toy_root() / "checkpoints" / f"pretrain-{preset}-{tag}"
+    run_preset, out = preset, _toy_folder(backbone, preset)
+    preset = TOY_PRETRAIN_PRESET[preset]
     out.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(out) + ".lock"):
         if not (out / "model" / "model.safetensors").is_file():
@@ -195,7 +204,11 @@ def run(
         remove_temp_files(out, recursive=False)  # leftovers of a killed run
         if not overwrite:  # again under the lock: another run may have finished here meanwhile
             rundir.refuse_existing(out, RUN_MARKERS, "pass --overwrite to replace it")
-        return _execute(plan, progress, say, overwrite)
+        job = JobProgress(progress, f"run {task}", _stages(plan))
+        try:
+            return _execute(plan, job, say, overwrite)
+        finally:
+            job.close()
     finally:
         lock.release()
 
@@ -218,7 +231,32 @@ class Plan:
     allow_missing: bool
 
 
-def _execute(plan: Plan, progress: bool, say: Callable[[str], None], overwrite: bool) -> tuple[Result, dict]:
+# Stage weights of a run's progress display (vlmbench.progress): expected seconds on 2 CPU cores, measured on the
+# toy world (MiniLM; the tiny backbone is ~10x faster per step). Only their ratios matter for the whole-run ETA.
+SECONDS_PER = {"pretrain_step": 1.7, "update": 0.8, "caption": 0.25, "example": 0.01}
+
+
+def _stages(plan: Plan) -> list[tuple[str, float]]:
+    cfg = plan.cfg
+    scale = 0.1 if cfg.backbone == "tiny" else 1.0
+    toy_ckpt = plan.is_toy and plan.checkpoint is None and plan.model_cls.name == "vlm"
+    pre = (
+        pretrain_config(TOY_PRETRAIN_PRESET.get(cfg.preset, "toy"), [f"backbone={cfg.backbone}"]) if toy_ckpt else None
+    )
+    tests = cfg.max_test or 500
+    per_test = SECONDS_PER["caption"] if plan.spec.family == "captioning" else SECONDS_PER["example"]
+    updates = 0 if cfg.zeroshot else cfg.epochs * max(1, (cfg.max_train or 500) // max(1, cfg.batch_size))
+    return [
+        ("toy data", 5.0 if plan.is_toy else 0.0),
+        ("load", 5.0),
+        ("pre-train the toy checkpoint", pre.steps * SECONDS_PER["pretrain_step"] * scale if pre else 0.0),
+        ("fine-tune", updates * SECONDS_PER["update"] * scale),
+        ("predict", tests * per_test * scale),
+        ("score", 15.0 if plan.spec.family == "captioning" else 2.0),
+    ]
+
+
+def _execute(plan: Plan, job: JobProgress, say: Callable[[str], None], overwrite: bool) -> tuple[Result, dict]:
     import torch
 
     from .stats import intervals
@@ -228,10 +266,14 @@ def _execute(plan: Plan, progress: bool, say: Callable[[str], None], overwrite: 
     spec, cfg, root, out, adapter, dev = plan.spec, plan.cfg, plan.root, plan.out, plan.adapter, plan.device
     model_cls, checkpoint, is_toy, task = plan.model_cls, plan.checkpoint, plan.is_toy, spec.name
     if is_toy:
+        job.stage("toy data", None)
         toy.ensure_dataset(spec.dataset, say=say)
+    else:
+        job.skip("toy data")
 
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
+    job.stage("load", None)
     adapter.load()
     timings["load_s"] = time.perf_counter() - t0
 
@@ -240,7 +282,12 @@ def _execute(plan: Plan, progress: bool, say: Callable[[str], None], overwrite: 
         model = model_cls.load(checkpoint)
         weights = Path(checkpoint)
     elif is_toy and model_cls.name == "vlm":
-        weights = toy_checkpoint(cfg.backbone, say=say, progress=progress, preset=cfg.preset)
+        if toy_checkpoint_cached(cfg.backbone, cfg.preset):
+            job.skip("pre-train the toy checkpoint")
+            weights = toy_checkpoint(cfg.backbone, say=say, progress=False, preset=cfg.preset)
+        else:
+            tick = job.stage("pre-train the toy checkpoint", None)
+            weights = toy_checkpoint(cfg.backbone, say=say, progress=tick if job.enabled else False, preset=cfg.preset)
         model = model_cls.load(weights)
     else:
         say(
@@ -258,13 +305,14 @@ def _execute(plan: Plan, progress: bool, say: Callable[[str], None], overwrite: 
     tracker = Tracker(out, staged=True)
     if not cfg.zeroshot and cfg.epochs > 0:
         t0 = time.perf_counter()
-        with _bar(progress, "fine-tune", _total(adapter, cfg)) as tick:
-            losses = finetune(adapter, module, cfg, dev, on_step=lambda s, l: tick(1, f"loss {l:.3f}"), tracker=tracker)
+        tick = job.stage("fine-tune", _total(adapter, cfg))
+        losses = finetune(adapter, module, cfg, dev, on_step=lambda s, l: tick(1, f"loss {l:.3f}"), tracker=tracker)
         timings["finetune_s"] = time.perf_counter() - t0
     module.eval()
 
     t0 = time.perf_counter()
-    with torch.no_grad(), _bar(progress, "predict", None) as tick:
+    tick = job.stage("predict", None)
+    with torch.no_grad():
         preds = adapter.predict(module, progress=lambda done, total: tick(done, "", total))
     timings["predict_s"] = time.perf_counter() - t0
     cfg_dict = cfgmod.to_dict(cfg)
@@ -274,6 +322,7 @@ def _execute(plan: Plan, progress: bool, say: Callable[[str], None], overwrite: 
     save_predictions(out / PREDICTIONS, task, cfg_dict, preds, adapter.examples(preds, cfg_dict))
 
     t0 = time.perf_counter()
+    job.stage("score", None)
     metrics, conventions = adapter.score(preds, cfg_dict)
     conventions = {**conventions, **model.notes()}  # e.g. "MiniLM-L6 (paper: bert-base-uncased)": shown in reports
     cis = intervals.result_intervals(spec.family, preds, metrics)
@@ -330,39 +379,3 @@ def model_record(model, weights: Path | None) -> dict:
 def _total(adapter, cfg: RunConfig) -> int | None:
     per = adapter.steps_per_epoch()
     return per * cfg.epochs if per else None
-
-
-class _bar:
-    """Context manager yielding tick(advance_or_done, text, total=None); rich progress when enabled."""
-
-    def __init__(self, enabled: bool, label: str, total: int | None):
-        self.enabled, self.label, self.total = enabled, label, total
-
-    def __enter__(self):
-        if not self.enabled:
-            return lambda *a, **k: None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.p = Progress(
-            TextColumn(self.label),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[info]}"),
-            TimeElapsedColumn(),
-            transient=False,
-        )
-        self.task = self.p.add_task(self.label, total=self.total, info="")
-        self.p.start()
-
-        def tick(n: int, info: str = "", total: int | None = None) -> None:
-            if total is not None:  # absolute progress (predict)
-                self.p.update(self.task, completed=n, total=total, info=info)
-            else:
-                self.p.update(self.task, advance=n, info=info)
-
-        return tick
-
-    def __exit__(self, *exc):
-        if self.enabled:
-            self.p.stop()
-        return False

@@ -165,7 +165,8 @@ def pretrain(
 
     log = open(log_path, "a") if d.is_main else None
     tracker = Tracker(out if d.is_main else None, purge_step=start)
-    bar = _progress(progress and d.is_main, total, start)
+    # progress: True = this command's own bar; a callable = a stage of a larger job's display (vlmbench.progress)
+    bar = _progress(d.is_main and bool(progress), total, start, progress if callable(progress) else None)
     losses = []
     watch = DataWait(say if d.is_main else None, workers)
     stream = _batch_source(sampler, start, total, workers, pin_memory=d.device.type == "cuda")
@@ -339,12 +340,16 @@ def _tokens(batch: Batch) -> int:
 class _progress:
     """A rich progress bar showing loss and clips/s; a no-op object when disabled."""
 
-    def __new__(cls, enabled: bool, total: int, start: int):
+    def __new__(cls, enabled: bool, total: int, start: int, tick=None):
         if not enabled:
             return None
         return super().__new__(cls)
 
-    def __init__(self, enabled: bool, total: int, start: int):
+    def __init__(self, enabled: bool, total: int, start: int, tick=None):
+        self.tick, self.total = tick, total
+        if tick is not None:  # a stage of a larger display
+            tick(start, "", total)
+            return
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self.p = Progress(
@@ -359,7 +364,11 @@ class _progress:
         self.p.start()
 
     def update(self, step: int, record: dict) -> None:
+        if self.tick is not None:
+            self.tick(step + 1, f"loss {record['loss']:.3f}, {record['clips_per_s']:.0f} clips/s", self.total)
+            return
         self.p.update(self.task, completed=step + 1, loss=f"{record['loss']:.3f}", speed=f"{record['clips_per_s']:.0f}")
 
     def close(self) -> None:
-        self.p.stop()
+        if self.tick is None:
+            self.p.stop()
