@@ -151,7 +151,10 @@ def main(argv=None) -> None:
     p.add_argument("--quick", action="store_true", help="N = 4,000, 3 repeats")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--no-naive", dest="naive", action="store_false", help="skip the two-pass reference")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
     args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     sizes = [4000] if args.quick else [int(float(s.lower().replace("k", "e3"))) for s in args.sizes.split(",")]
     reps = [int(r) for r in args.repeats.split(",")] if args.repeats else [3 if n < 50_000 else 1 for n in sizes]
     reps = reps * len(sizes) if len(reps) == 1 else reps

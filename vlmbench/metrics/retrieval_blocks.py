@@ -13,8 +13,8 @@ computation, bit for bit):
 
 - a row's counts compare the block's row with its own diagonal entry, taken from the same block;
 - a column's counts need the column's diagonal before the block that holds it has been computed, so an
-  estimate D comes first (`_diagonal`: the diagonal of small square tiles text[t] @ video[t].T, 1/N-th of the
-  work per tile row). Every block then counts its rows against D. The block also yields the true diagonal T of
+  estimate D comes first (`_diagonal`: the diagonals of square tiles text[t] @ video[t].T, TILE/N of the pass's
+  work). Every block counts its columns against D. The block also yields the true diagonal T of
   its own rows; after the pass, the columns where D != T (a BLAS whose tile shape sums in another order) are
   counted again against T in a second pass over the blocks (the same calls, the same bits). So the result is
   exact whatever the BLAS does; a second pass costs time only. With MKL (CPU) and cuBLAS (H200) the estimate
@@ -23,7 +23,8 @@ computation, bit for bit):
 - the counts are sums of 0/1 floats (exact integers: a float32 sum is exact below 2^24, float64 beyond);
 - top-k is stable (ties by lower column index, as np.argsort(-s, kind='stable')): the row is cut into chunks,
   the k chunks with the largest maxima (ties: lower chunk first) hold the first k items of the stable order,
-  and only their k x CHUNK scores are sorted (stable). The chunk maxima also reveal a NaN anywhere in the block.
+  and only their k x CHUNK scores (with the short last chunk's) are sorted, stably. The chunk maxima also
+  reveal a NaN anywhere in the block.
 """
 
 from __future__ import annotations
@@ -38,8 +39,9 @@ from vlmbench.metrics import MetricInputError
 from vlmbench.metrics.retrieval import _KS, TIES, _summary
 
 BLOCK = 1024  # rows of scores per block: memory is O(N x BLOCK)
-TILE = 256  # side of the square tiles that estimate the diagonal (at least this, or N, on any BLAS path)
+TILE = 64  # side of the square tiles that estimate the diagonal (N if smaller)
 CHUNK = 64  # columns per chunk in the top-k search
+CACHE = 8 << 20  # bytes of scores counted at a time on a CPU (rows that stay in the cache between comparisons)
 
 
 @dataclass
@@ -100,14 +102,20 @@ def rank_counts(text: torch.Tensor, video: torch.Tensor, block: int | None = Non
 
 
 def _diagonal(text: torch.Tensor, video: torch.Tensor, tile: int = TILE) -> torch.Tensor:
-    """diag(text @ video.T) from square tiles text[t] @ video[t].T of side min(tile, N) (the last one overlaps
-    the one before, so no tile is small): the estimate D of the module's docstring."""
-    n = len(text)
+    """diag(text @ video.T) from square tiles text[t] @ video[t].T of side min(tile, N), in one batched matmul
+    (plus one tile that overlaps the one before it, for the rows left over): the estimate D of the module's
+    docstring."""
+    n, dim = text.shape
     r = min(tile, n)
+    nt = n // r
     d = torch.empty(n, dtype=text.dtype, device=text.device)
-    for a in range(0, n, r):
-        lo = min(a, n - r)
-        d[a : lo + r] = (text[lo : lo + r] @ video[lo : lo + r].T).diagonal()[a - lo :]
+    d[: nt * r] = (
+        torch.bmm(text[: nt * r].reshape(nt, r, dim), video[: nt * r].reshape(nt, r, dim).transpose(1, 2))
+        .diagonal(dim1=1, dim2=2)
+        .reshape(-1)
+    )
+    if n > nt * r:
+        d[nt * r :] = (text[n - r :] @ video[n - r :].T).diagonal()[nt * r - n :]
     return d
 
 
@@ -147,7 +155,9 @@ class _Acc:
         self.top = torch.empty((n, k), dtype=torch.int64, device=dev)
         self.top_scores = torch.empty((n, k), dtype=s.dtype, device=dev)
         self.true = torch.empty(n, dtype=s.dtype, device=dev)
-        self.est = None if diag is None else torch.as_tensor(diag).to(dev, s.dtype).reshape(-1)
+        if diag is not None and not isinstance(diag, torch.Tensor):
+            diag = torch.from_numpy(np.array(diag))  # a copy: np.diagonal() is read-only
+        self.est = None if diag is None else diag.to(dev, s.dtype).reshape(-1)
         if self.est is not None and len(self.est) != n:
             raise MetricInputError(f"diag has {len(self.est)} values for {n} rows")
         self.buf = torch.empty(s.shape, dtype=self.cdt, device=dev)  # the 0/1 comparisons of one block
@@ -156,17 +166,19 @@ class _Acc:
         self.top[a:b], self.top_scores[a:b] = _top(s, self.k, a)  # first: it also rejects NaN
         d = s.diagonal(a)  # s[i, a + i]: the true scores of these rows
         self.true[a:b] = d
-        f = self.buf[: b - a]
-        torch.sum(torch.gt(s, d[:, None], out=f), 1, out=self.t2v_gt[a:b])
-        torch.sum(torch.ge(s, d[:, None], out=f), 1, out=self.t2v_ge[a:b])  # >=: the true item is rank 1
-        if self.est is not None:
-            self._columns(s, self.est, f, slice(None))
+        # the four counts a few rows at a time, so that three of the four comparisons read them from the cache
+        step = b - a if s.device.type == "cuda" else max(1, CACHE // (s.element_size() * self.n))
+        for i in range(0, b - a, step):
+            j = min(b - a, i + step)
+            x, f, di = s[i:j], self.buf[: j - i], d[i:j, None]
+            torch.sum(torch.gt(x, di, out=f), 1, out=self.t2v_gt[a + i : a + j])
+            torch.sum(torch.ge(x, di, out=f), 1, out=self.t2v_ge[a + i : a + j])  # >=: the true item is rank 1
+            if self.est is not None:
+                self._columns(x, self.est, f, slice(None))
 
     def _columns(self, s: torch.Tensor, d: torch.Tensor, f: torch.Tensor, cols) -> None:
-        torch.gt(s, d, out=f)
-        self.v2t_gt[cols] += f.sum(0)
-        torch.ge(s, d, out=f)
-        self.v2t_ge[cols] += f.sum(0)
+        self.v2t_gt[cols] += torch.gt(s, d, out=f).sum(0)
+        self.v2t_ge[cols] += torch.ge(s, d, out=f).sum(0)
 
     def finish(self, rows, block: int) -> RankCounts:
         passes = 1
@@ -199,28 +211,35 @@ def _top(s: torch.Tensor, k: int, a: int = 0, chunk: int = CHUNK) -> tuple[torch
     m, n = s.shape
     nc = n // chunk
     if nc <= k or k == 0:  # short rows: one stable sort
-        _no_nan(s, torch.isnan(s).any() if s.is_floating_point() else False, a)
+        _no_nan(s, s.is_floating_point() and torch.isnan(s).any(), a)
         vals, idx = torch.sort(s, dim=1, descending=True, stable=True)
         return idx[:, :k], vals[:, :k]
-    mx = s[:, : nc * chunk].reshape(m, nc, chunk).amax(2)  # chunk maxima (amax propagates NaN)
-    if n > nc * chunk:  # the last chunk is short: it gets id nc, its missing columns are padding
-        mx = torch.cat([mx, s[:, nc * chunk :].amax(1, keepdim=True)], 1)
-    _no_nan(s, torch.isnan(mx).any() if s.is_floating_point() else False, a)
-    # the k chunks first in (max descending, chunk ascending) order hold the first k items of the stable order:
-    # an item of any other chunk has k chunk maxima before it, each >= it and, if equal, at a lower index
-    kth = torch.topk(mx, k, dim=1).values[:, -1:]
-    above, tied = mx > kth, mx == kth
-    need = k - above.sum(1, keepdim=True)
-    take = above | (tied & (tied.cumsum(1) <= need))  # exactly k a row: the tied chunks of lowest index
-    chunks = torch.nonzero(take)[:, 1].view(m, k)  # ascending per row
-    pos = (chunks[:, :, None] * chunk + torch.arange(chunk, device=s.device)).view(m, k * chunk)  # ascending
-    cand = s.gather(1, pos.clamp(max=n - 1)).masked_fill_(pos >= n, _lowest(s.dtype))  # padding: last, lowest
-    order = torch.sort(cand, dim=1, descending=True, stable=True).indices[:, :k]
-    return pos.gather(1, order), cand.gather(1, order)
+    body = s[:, : nc * chunk].reshape(m, nc, chunk)
+    mx = body.amax(2)  # full chunks' maxima (amax propagates NaN)
+    tail = s[:, nc * chunk :]  # the short last chunk, always a candidate
+    if s.is_floating_point():
+        _no_nan(s, torch.isnan(mx).any() or torch.isnan(tail).any(), a)
+    # The k chunks first in (max descending, chunk ascending) order hold, with the tail, the first k items of the
+    # stable order: an item of any other chunk has k chunk maxima before it, each >= it and, if equal, at a lower
+    # column. topk finds them unless the k-th and (k+1)-th maxima tie somewhere (then: a stable sort).
+    first = _first(mx, k).sort(dim=1).values  # ascending: candidates in column order, ties broken by column
+    cand = torch.cat([body.gather(1, first[:, :, None].expand(m, k, chunk)).view(m, k * chunk), tail], 1)
+    won = _first(cand, k)  # positions in cand, in stable descending order
+    in_chunks = won < k * chunk
+    col = torch.where(
+        in_chunks, first.gather(1, (won // chunk).clamp(max=k - 1)) * chunk + won % chunk, won + (nc - k) * chunk
+    )
+    return col, cand.gather(1, won)
 
 
-def _lowest(dtype: torch.dtype):
-    return -float("inf") if dtype.is_floating_point else torch.iinfo(dtype).min
+def _first(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Column indices of each row's first k values in stable descending order (ties: lower column first): topk's
+    when its k + 1 values are strictly decreasing in every row (distinct values have one order), else a sort."""
+    if x.shape[1] > k:
+        vals, idx = torch.topk(x, k + 1, dim=1)
+        if bool((vals[:, :-1] > vals[:, 1:]).all()):
+            return idx[:, :k]
+    return torch.sort(x, dim=1, descending=True, stable=True).indices[:, :k]
 
 
 def _no_nan(s: torch.Tensor, found, a: int) -> None:
