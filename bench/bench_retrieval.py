@@ -144,6 +144,22 @@ def bench(n: int, repeats: int, device: str, naive: bool) -> dict:
     return row
 
 
+def diagonal_bits(device: str) -> None:
+    """How often the tile diagonal estimate (`_diagonal`) differs, in the last bit, from the diagonal of the blocked
+    pass, on this device's BLAS, over shapes: 0 everywhere means rank_counts computes each block once."""
+    print("| N | d | block | tile | estimates differing from the pass (of N) |")
+    print("|---|---|---|---|---|")
+    g = torch.Generator().manual_seed(0)
+    for n, dim, block in ((50, 32, 7), (300, 32, 64), (3000, 768, 1024), (5000, 768, 777), (20000, 768, 1024)):
+        text = torch.randn(n, dim, generator=g)
+        video = (text + torch.randn(n, dim, generator=g)).to(device)
+        text = text.to(device)
+        true = torch.cat([(text[a:b] @ video.T).diagonal(a) for a, b in retrieval_blocks._blocks(n, block)])
+        for tile in (16, 64, 256):
+            bad = int((retrieval_blocks._diagonal(text, video, tile) != true).sum())
+            print(f"| {n:,} | {dim} | {block} | {tile} | {bad} |", flush=True)
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", default="20k,100k", help="comma-separated N (k = thousand)")
@@ -152,9 +168,12 @@ def main(argv=None) -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--no-naive", dest="naive", action="store_false", help="skip the two-pass reference")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
+    p.add_argument("--bits", action="store_true", help="only: does the tile diagonal match the pass, per shape")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.bits:
+        return diagonal_bits(args.device)
     sizes = [4000] if args.quick else [int(float(s.lower().replace("k", "e3"))) for s in args.sizes.split(",")]
     reps = [int(r) for r in args.repeats.split(",")] if args.repeats else [3 if n < 50_000 else 1 for n in sizes]
     reps = reps * len(sizes) if len(reps) == 1 else reps
