@@ -93,7 +93,7 @@ def test_top_k_stable_order_with_ties():
         if rng.random() < 0.3:
             s[rng.random((m, n)) < 0.3] = -np.inf
         for k in range(1, min(n, 7) + 1):
-            idx, vals = _top(torch.from_numpy(s), k, chunk=int(chunk))
+            idx, vals, _ = _top(torch.from_numpy(s), k, chunk=int(chunk))
             want = np.argsort(-s, axis=1, kind="stable")[:, :k]
             assert (idx.numpy() == want).all() and (vals.numpy() == np.take_along_axis(s, want, 1)).all()
     s = torch.tensor([[0, 3, 3, 1, 3, 0, 0, 3, 2, 3, 3]])  # integers: three chunks of 3 and a tail of 2
@@ -102,7 +102,7 @@ def test_top_k_stable_order_with_ties():
 
 def test_top_k_of_distinct_scores_is_topk():
     s = torch.randn(30, 1000, generator=torch.Generator().manual_seed(2))
-    idx, vals = _top(s, 5)
+    idx, vals, _ = _top(s, 5)
     assert (idx == torch.topk(s, 5).indices).all() and (vals == torch.topk(s, 5).values).all()
 
 
@@ -169,6 +169,22 @@ def test_the_tile_diagonal_matches_this_blas(n, dim, block):
     assert c.passes == 1
     true = torch.cat([(t[a:b] @ v.T).diagonal(a) for a, b in _blocks(n, block)])
     assert (retrieval_blocks._diagonal(t, v) == true).all()
+
+
+def test_the_device_paths_on_the_cpu(monkeypatch):
+    """The GPU's code paths (bool comparisons, whole blocks, sorts instead of topk, NaN read back once at the
+    end) run here too, through the switch that picks them: the same answers without a GPU."""
+    monkeypatch.setattr(retrieval_blocks, "_runs_ahead", lambda device: True)
+    for _, text, video in _cases():
+        for block in (7, 64):
+            full = torch.cat([text[a:b] @ video.T for a, b in _blocks(len(text), block)]).numpy()
+            assert_full_matrix(rank_counts(text, video, block=block), full)
+    for n in (5, 450):
+        full = np.random.default_rng(0).standard_normal((n, n))
+        full[n - 1, 1] = np.nan  # in the last block: the whole pass runs, then the NaN is found
+        a = list(_blocks(n, 2))[-1][0]
+        with pytest.raises(MetricInputError, match=f"1 NaN values \\(rows {a}-{n - 1}\\)"):
+            rank_counts_rows(lambda a, b: full[a:b], n, block=2)  # noqa: B023 (called here)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (runs where the embeddings live)")

@@ -160,27 +160,39 @@ class _Acc:
         self.est = None if diag is None else diag.to(dev, s.dtype).reshape(-1)
         if self.est is not None and len(self.est) != n:
             raise MetricInputError(f"diag has {len(self.est)} values for {n} rows")
-        self.buf = torch.empty(s.shape, dtype=self.cdt, device=dev)  # the 0/1 comparisons of one block
+        self.sync = not _runs_ahead(dev)
+        # the 0/1 comparisons of one block: float on a CPU (its float sums vectorise, its bool sums do not)
+        self.buf = torch.empty(s.shape, dtype=self.cdt if self.sync else torch.bool, device=dev)
+        self.nan: list[tuple[int, int, torch.Tensor]] = []
 
     def add(self, s: torch.Tensor, a: int, b: int) -> None:
-        self.top[a:b], self.top_scores[a:b] = _top(s, self.k, a)  # first: it also rejects NaN
+        self.top[a:b], self.top_scores[a:b], nan = _top(s, self.k)  # first: NaN is checked before counting
+        if nan is not None:
+            if self.sync:
+                _no_nan(s, nan, a)
+            else:
+                self.nan.append((a, b, nan))  # read once, at the end: a read per block would stall the device
         d = s.diagonal(a)  # s[i, a + i]: the true scores of these rows
         self.true[a:b] = d
-        # the four counts a few rows at a time, so that three of the four comparisons read them from the cache
-        step = b - a if s.device.type == "cuda" else max(1, CACHE // (s.element_size() * self.n))
+        # the four counts a few rows at a time on a CPU, so that three of the four comparisons read them from the
+        # cache; a whole block at once on a GPU
+        step = max(1, CACHE // (s.element_size() * self.n)) if self.sync else b - a
         for i in range(0, b - a, step):
             j = min(b - a, i + step)
             x, f, di = s[i:j], self.buf[: j - i], d[i:j, None]
-            torch.sum(torch.gt(x, di, out=f), 1, out=self.t2v_gt[a + i : a + j])
-            torch.sum(torch.ge(x, di, out=f), 1, out=self.t2v_ge[a + i : a + j])  # >=: the true item is rank 1
+            torch.sum(torch.gt(x, di, out=f), 1, dtype=self.cdt, out=self.t2v_gt[a + i : a + j])
+            torch.sum(torch.ge(x, di, out=f), 1, dtype=self.cdt, out=self.t2v_ge[a + i : a + j])  # >=: rank 1 is itself
             if self.est is not None:
                 self._columns(x, self.est, f, slice(None))
 
     def _columns(self, s: torch.Tensor, d: torch.Tensor, f: torch.Tensor, cols) -> None:
-        self.v2t_gt[cols] += torch.gt(s, d, out=f).sum(0)
-        self.v2t_ge[cols] += torch.ge(s, d, out=f).sum(0)
+        self.v2t_gt[cols] += torch.gt(s, d, out=f).sum(0, dtype=self.cdt)
+        self.v2t_ge[cols] += torch.ge(s, d, out=f).sum(0, dtype=self.cdt)
 
     def finish(self, rows, block: int) -> RankCounts:
+        if self.nan and bool(torch.stack([f for _, _, f in self.nan]).any()):
+            a, b = next((a, b) for a, b, f in self.nan if f)
+            _no_nan(_checked(rows(a, b), a, b, self.n), True, a)
         passes = 1
         if self.est is None:
             cols = slice(None)
@@ -205,23 +217,21 @@ def _checked(s, a: int, b: int, n: int) -> torch.Tensor:
     return s
 
 
-def _top(s: torch.Tensor, k: int, a: int = 0, chunk: int = CHUNK) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first k columns of each row in stable descending order (np.argsort(-s, kind='stable')[:, :k]) and
-    their scores, without sorting whole rows; raises on NaN (rows a.. of the matrix, for the message)."""
+def _top(s: torch.Tensor, k: int, chunk: int = CHUNK) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The first k columns of each row in stable descending order (np.argsort(-s, kind='stable')[:, :k]), their
+    scores, and whether the rows hold a NaN (a 0-d tensor, None for integers), without sorting whole rows."""
     m, n = s.shape
     nc = n // chunk
     if nc <= k or k == 0:  # short rows: one stable sort
-        _no_nan(s, s.is_floating_point() and torch.isnan(s).any(), a)
         vals, idx = torch.sort(s, dim=1, descending=True, stable=True)
-        return idx[:, :k], vals[:, :k]
+        return idx[:, :k], vals[:, :k], torch.isnan(s).any() if s.is_floating_point() else None
     body = s[:, : nc * chunk].reshape(m, nc, chunk)
     mx = body.amax(2)  # full chunks' maxima (amax propagates NaN)
     tail = s[:, nc * chunk :]  # the short last chunk, always a candidate
-    if s.is_floating_point():
-        _no_nan(s, torch.isnan(mx).any() or torch.isnan(tail).any(), a)
+    nan = torch.isnan(mx).any() | torch.isnan(tail).any() if s.is_floating_point() else None
     # The k chunks first in (max descending, chunk ascending) order hold, with the tail, the first k items of the
     # stable order: an item of any other chunk has k chunk maxima before it, each >= it and, if equal, at a lower
-    # column. topk finds them unless the k-th and (k+1)-th maxima tie somewhere (then: a stable sort).
+    # column.
     first = _first(mx, k).sort(dim=1).values  # ascending: candidates in column order, ties broken by column
     cand = torch.cat([body.gather(1, first[:, :, None].expand(m, k, chunk)).view(m, k * chunk), tail], 1)
     won = _first(cand, k)  # positions in cand, in stable descending order
@@ -229,20 +239,28 @@ def _top(s: torch.Tensor, k: int, a: int = 0, chunk: int = CHUNK) -> tuple[torch
     col = torch.where(
         in_chunks, first.gather(1, (won // chunk).clamp(max=k - 1)) * chunk + won % chunk, won + (nc - k) * chunk
     )
-    return col, cand.gather(1, won)
+    return col, cand.gather(1, won), nan
 
 
 def _first(x: torch.Tensor, k: int) -> torch.Tensor:
-    """Column indices of each row's first k values in stable descending order (ties: lower column first): topk's
-    when its k + 1 values are strictly decreasing in every row (distinct values have one order), else a sort."""
-    if x.shape[1] > k:
+    """Column indices of each row's first k values in stable descending order (ties: lower column first). On a
+    CPU: topk's when its k + 1 values are strictly decreasing in every row (distinct values have one order), else
+    a stable sort; on a GPU always the sort (cheap there, and no read back to decide)."""
+    if not _runs_ahead(x.device) and x.shape[1] > k:
         vals, idx = torch.topk(x, k + 1, dim=1)
         if bool((vals[:, :-1] > vals[:, 1:]).all()):
             return idx[:, :k]
     return torch.sort(x, dim=1, descending=True, stable=True).indices[:, :k]
 
 
+def _runs_ahead(device: torch.device) -> bool:
+    """A device (CUDA) whose work is queued by Python and runs behind it: read nothing back per block, which would
+    make it wait for Python's next calls (the tests call its code paths on the CPU through this switch)."""
+    return device.type != "cpu"
+
+
 def _no_nan(s: torch.Tensor, found, a: int) -> None:
+    """Raise if `found` (rows a.. of the matrix, for the message)."""
     if bool(found):
         raise MetricInputError(f"scores contain {int(torch.isnan(s).sum())} NaN values (rows {a}-{a + len(s) - 1})")
 
