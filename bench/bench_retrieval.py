@@ -16,6 +16,7 @@ the three timed one after another in every repeat (so machine load moves all thr
 The table gives new / matmul beside its goal (<= 1.5x) and naive / new; a line checks that new and naive give
 the same counts and top-5 (bit for bit) and how many passes new made (1: the diagonal estimate held).
 At N = 100,000 on 2 cores one repeat of each takes minutes (naive alone about 12 minutes): one repeat there.
+OpenMP threads wait passively (OMP_WAIT_POLICY=PASSIVE, unless set): see the comment at the imports.
 """
 
 from __future__ import annotations
@@ -27,8 +28,14 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
+# Before torch loads OpenMP: threads that wait for work sleep instead of spinning. On a machine whose cores are
+# shared (load above the core count) a spinning thread holds the core that its partner needs, and every parallel
+# op waits a scheduler slice: that penalises code of many short ops (the counts) against one long one (matmul).
+# Set OMP_WAIT_POLICY yourself to measure with another policy.
+WAIT_POLICY = os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -180,6 +187,7 @@ def main(argv=None) -> None:
     naive = args.naive and args.device == "cpu"
     print(
         f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"OMP_WAIT_POLICY={WAIT_POLICY}, "
         f"{os.cpu_count()} CPUs, load average {' '.join(f'{x:.1f}' for x in os.getloadavg())} (before)\n"
         f"{DIM}-d float32, block {BLOCK}; seconds are medians of the repeats\n",
         flush=True,

@@ -11,20 +11,22 @@ The matrix is text x video (row i's truth is column i), scores = text @ video.T,
 a time, on the device the embeddings live on. Exactness (every comparison is between scores of that one
 computation, bit for bit):
 
-- a row's counts compare the block's row with its own diagonal entry, taken from the same block;
+- a row's counts compare the row with its own diagonal entry, taken from the same block;
 - a column's counts need the column's diagonal before the block that holds it has been computed, so an
   estimate D comes first (`_diagonal`: the diagonals of square tiles text[t] @ video[t].T, TILE/N of the pass's
-  work). Every block counts its columns against D. The block also yields the true diagonal T of
-  its own rows; after the pass, the columns where D != T (a BLAS whose tile shape sums in another order) are
-  counted again against T in a second pass over the blocks (the same calls, the same bits). So the result is
-  exact whatever the BLAS does; a second pass costs time only. With MKL (CPU) and cuBLAS (H200) the estimate
-  matched the pass at every shape measured with blocks of >= 8 rows and tiles of >= 16 (docs/scale.md), and
-  the blocks are balanced (sizes differ by at most one row) so no block is a tiny remainder.
-- the counts are sums of 0/1 floats (exact integers: a float32 sum is exact below 2^24, float64 beyond);
+  work), and every block counts its columns against D. The blocks also yield the true diagonal T; after the
+  pass, the columns where D != T (a BLAS that sums a tile in another order than a block) are counted again
+  against T in a second pass over the blocks (the same calls, the same bits). So the result is exact whatever
+  the BLAS does, and a second pass costs time only (`RankCounts.passes`). With MKL (torch's CPU BLAS) D equalled
+  T at every shape measured with blocks of >= 8 rows and tiles of >= 16 (`bench/bench_retrieval.py --bits`);
+  on a GPU (cuBLAS) that is not measured yet. The blocks are balanced (sizes differ by at most one row), so no
+  block is a few-row remainder;
+- the counts are sums of 0/1 (exact: float32 sums of integers are exact below 2^24, float64 beyond), on a CPU
+  a few rows at a time (CACHE bytes) so that three of the four comparisons read them from the cache;
 - top-k is stable (ties by lower column index, as np.argsort(-s, kind='stable')): the row is cut into chunks,
   the k chunks with the largest maxima (ties: lower chunk first) hold the first k items of the stable order,
-  and only their k x CHUNK scores (with the short last chunk's) are sorted, stably. The chunk maxima also
-  reveal a NaN anywhere in the block.
+  and only their k x CHUNK scores (with the short last chunk's) are ranked: by topk where no tie can reorder
+  them, else by a stable sort. The chunk maxima also reveal a NaN anywhere in the block.
 """
 
 from __future__ import annotations
