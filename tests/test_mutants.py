@@ -172,7 +172,7 @@ def test_the_copy_runs_instead_of_the_working_tree(tmp_path):
     ).stdout.split()
     assert out[0].startswith(str(src)) and out[1].startswith(str(src)), out
     assert (
-        "torch.gt(x, di, out=f), 1, out=self.t2v_ge"
+        "torch.gt(x, di, out=f), 1, dtype=self.cdt, out=self.t2v_ge"
         in (src / "vlmbench" / "metrics" / "retrieval_blocks.py").read_text()
     )
 
