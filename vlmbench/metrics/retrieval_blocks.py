@@ -163,8 +163,11 @@ class _Acc:
         if self.est is not None and len(self.est) != n:
             raise MetricInputError(f"diag has {len(self.est)} values for {n} rows")
         self.sync = not _runs_ahead(dev)
-        # the 0/1 comparisons of one block: float on a CPU (its float sums vectorise, its bool sums do not)
-        self.buf = torch.empty(s.shape, dtype=self.cdt if self.sync else torch.bool, device=dev)
+        # rows counted at a time: a few on a CPU, so that three of the four comparisons read them from the cache;
+        # a whole block on a GPU
+        self.step = min(self.m, max(1, CACHE // (s.element_size() * n))) if self.sync else self.m
+        # their 0/1 comparisons: float on a CPU (its float sums vectorise, its bool sums do not)
+        self.buf = torch.empty(self.step * n, dtype=self.cdt if self.sync else torch.bool, device=dev)
         self.nan: list[tuple[int, int, torch.Tensor]] = []
 
     def add(self, s: torch.Tensor, a: int, b: int) -> None:
@@ -176,16 +179,16 @@ class _Acc:
                 self.nan.append((a, b, nan))  # read once, at the end: a read per block would stall the device
         d = s.diagonal(a)  # s[i, a + i]: the true scores of these rows
         self.true[a:b] = d
-        # the four counts a few rows at a time on a CPU, so that three of the four comparisons read them from the
-        # cache; a whole block at once on a GPU
-        step = max(1, CACHE // (s.element_size() * self.n)) if self.sync else b - a
-        for i in range(0, b - a, step):
-            j = min(b - a, i + step)
-            x, f, di = s[i:j], self.buf[: j - i], d[i:j, None]
+        for i in range(0, b - a, self.step):
+            j = min(b - a, i + self.step)
+            x, f, di = s[i:j], self._scratch(j - i, self.n), d[i:j, None]
             torch.sum(torch.gt(x, di, out=f), 1, dtype=self.cdt, out=self.t2v_gt[a + i : a + j])
             torch.sum(torch.ge(x, di, out=f), 1, dtype=self.cdt, out=self.t2v_ge[a + i : a + j])  # >=: rank 1 is itself
             if self.est is not None:
                 self._columns(x, self.est, f, slice(None))
+
+    def _scratch(self, rows: int, cols: int) -> torch.Tensor:
+        return self.buf[: rows * cols].view(rows, cols)
 
     def _columns(self, s: torch.Tensor, d: torch.Tensor, f: torch.Tensor, cols) -> None:
         self.v2t_gt[cols] += torch.gt(s, d, out=f).sum(0, dtype=self.cdt)
@@ -204,9 +207,11 @@ class _Acc:
             passes = 2
             self.v2t_gt[cols], self.v2t_ge[cols] = 0, 0
             d = self.true[cols]
-            buf = self.buf if self.est is None else self.buf.new_empty((self.m, len(cols)))
             for a, b in _blocks(self.n, block):
-                self._columns(_checked(rows(a, b), a, b, self.n)[:, cols], d, buf[: b - a], cols)
+                s = _checked(rows(a, b), a, b, self.n)[:, cols]
+                for i in range(0, b - a, self.step):
+                    x = s[i : i + self.step]
+                    self._columns(x, d, self._scratch(*x.shape), cols)
         counts = [c.cpu().numpy().astype(np.int64) for c in (self.t2v_gt, self.t2v_ge, self.v2t_gt, self.v2t_ge)]
         host = [t.cpu().numpy() for t in (self.top, self.top_scores, self.true)]
         return RankCounts(*counts, *host, passes)
