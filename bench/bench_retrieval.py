@@ -15,7 +15,8 @@ the three timed one after another in every repeat (so machine load moves all thr
 
 The table gives new / matmul beside its goal (<= 1.5x) and naive / new; a line checks that new and naive give
 the same counts and top-5 (bit for bit) and how many passes new made (1: the diagonal estimate held).
-At N = 100,000 on 2 cores one repeat of each takes minutes (naive alone about 12 minutes): one repeat there.
+At N = 100,000 on 2 cores one repeat of each takes minutes (naive alone 12-20): one repeat there; the whole
+default run took about 35 minutes on the project's shared 2-core VM (--no-naive: about 15).
 OpenMP threads wait passively (OMP_WAIT_POLICY=PASSIVE, unless set): see the comment at the imports.
 """
 
