@@ -132,7 +132,8 @@ def rank_counts_rows(
     device), called for consecutive blocks in order. `diag`: the matrix's diagonal, if known beforehand (a
     guess is enough: exactness never rests on it). rows() runs once over the blocks when every column's `diag`
     equals the diagonal the rows give, else (and always without `diag`) a second time, in order from row 0, to
-    recount the differing columns: that pass must give the same values (recompute or replay)."""
+    recount the differing columns: that pass must give the same values (recompute or replay). On a GPU a block
+    holding NaN is asked for once more at the end, for the error's count."""
     if n == 0:
         raise MetricInputError("retrieval needs at least one query")
     k, block = min(k, n), block or BLOCK
