@@ -32,20 +32,6 @@ BETA = 1.2
 _TINY = 1e-15
 _SMALL = 1e-9
 
-Counts = dict[tuple[str, ...], int]
-
-
-def ngram_counts(sentence: str, n: int = N) -> tuple[int, Counts]:
-    """(number of words, n-gram -> count for 1..n-grams) of a whitespace-split sentence, the n-grams in
-    pycocoevalcap's order (unigrams first, each in order of first occurrence)."""
-    words = sentence.split()
-    counts: Counts = {}
-    get = counts.get
-    for k in range(1, n + 1):
-        for g in zip(*[words[i:] for i in range(k)]):
-            counts[g] = get(g, 0) + 1
-    return len(words), counts
-
 
 def _check(gts: dict, res: dict) -> None:
     if gts.keys() != res.keys():
@@ -56,49 +42,108 @@ def _check(gts: dict, res: dict) -> None:
 
 
 class Cooked:
-    """Each clip's n-gram counts, shared by BLEU and CIDEr-D (both cook sentences the same way)."""
+    """Each clip's n-gram counts (whitespace-split words), shared by BLEU and CIDEr-D.
+
+    Sentences are numbered hypotheses first (sentence c is clip c's hypothesis), then every reference in
+    clip order. ``grams[k-1]`` holds the k-grams as parallel arrays (sentence, n-gram id, count), one row per
+    distinct k-gram of a sentence, in pycocoevalcap's order: by sentence, then by first occurrence.
+    """
 
     def __init__(self, gts: dict[object, list[str]], res: dict[object, list[str]], n: int = N):
         _check(gts, res)
         self.n = n
         self.keys = list(gts)
-        self.hyps = [ngram_counts(res[k][0], n) for k in self.keys]
-        self.refs = [[ngram_counts(r, n) for r in gts[k]] for k in self.keys]
+        c = len(self.keys)
+        refs = [gts[k] for k in self.keys]
+        self.n_refs = np.array([len(r) for r in refs], dtype=np.int64)
+        self.ref_clip = np.repeat(np.arange(c), self.n_refs)  # clip of each reference
+        sentences = [res[k][0] for k in self.keys] + [r for rs in refs for r in rs]
+        vocab: dict[str, int] = {}
+        flat: list[int] = []
+        lengths = []
+        for sent in sentences:
+            words = sent.split()
+            lengths.append(len(words))
+            flat.extend([vocab.setdefault(w, len(vocab)) for w in words])
+        self.lengths = np.array(lengths, dtype=np.int64)
+        words_ = np.array(flat, dtype=np.int64)
+        ends = np.cumsum(self.lengths)
+        sent_of = np.repeat(np.arange(len(sentences)), self.lengths)
+        pos = np.arange(len(words_))
+        gid, n_ids = words_, max(len(vocab), 1)
+        self.grams: list[tuple[np.ndarray, np.ndarray, np.ndarray, int]] = []
+        for k in range(1, n + 1):
+            if k > 1:  # a k-gram is a (k-1)-gram and the next word: number the distinct pairs
+                keep = pos + (k - 1) < ends[sent_of]
+                pos, sent_of, prev = pos[keep], sent_of[keep], gid[keep]
+                uniq, gid = np.unique(prev * (len(vocab) + 1) + words_[pos + k - 1], return_inverse=True)
+                n_ids = max(len(uniq), 1)
+            key = sent_of * n_ids + gid
+            uniq, first, counts = np.unique(key, return_index=True, return_counts=True)
+            order = np.argsort(first, kind="stable")  # first occurrence, sentence by sentence
+            uniq = uniq[order]
+            self.grams.append((uniq // n_ids, uniq % n_ids, counts[order], n_ids))
+
+    @property
+    def n_clips(self) -> int:
+        return len(self.keys)
+
+
+def _split(cooked: Cooked, k: int):
+    """The k-grams of the hypotheses (clip, id, count) and of the references (reference, clip, id, count)."""
+    sent, gid, tf, n_ids = cooked.grams[k]
+    c = cooked.n_clips
+    hyp = sent < c
+    ref = ~hyp
+    r = sent[ref] - c
+    return (sent[hyp], gid[hyp], tf[hyp]), (r, cooked.ref_clip[r], gid[ref], tf[ref]), n_ids
+
+
+def _lookup(sorted_keys: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(found, index) of each key in sorted_keys (index 0 where not found)."""
+    if not len(sorted_keys):
+        return np.zeros(len(keys), dtype=bool), np.zeros(len(keys), dtype=np.int64)
+    idx = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
+    return sorted_keys[idx] == keys, idx
 
 
 def bleu(cooked: Cooked) -> tuple[list[float], list[list[float]], np.ndarray]:
     """pycocoevalcap ``Bleu(n).compute_score`` (score, scores), and the per-clip count statistics."""
-    n = cooked.n
-    stats = np.zeros((len(cooked.keys), 2 + 2 * n), dtype=np.float64)
+    n, c = cooked.n, cooked.n_clips
+    testlen = cooked.lengths[:c]
+    reflens = cooked.lengths[c:]
+    # closest reference length: min over references of (|r - testlen|, r)
+    big = int(reflens.max(initial=0)) + 1
+    key = np.abs(reflens - testlen[cooked.ref_clip]) * big + reflens
+    starts = np.concatenate([[0], np.cumsum(cooked.n_refs)[:-1]])
+    reflen = np.minimum.reduceat(key, starts) % big
+    guess = np.maximum(0, testlen[:, None] - np.arange(n)[None, :])
+    correct = np.zeros((c, n), dtype=np.int64)
+    for k in range(n):
+        (hc, hg, ht), (_, rc, rg, rt), n_ids = _split(cooked, k)
+        rkey = rc * n_ids + rg
+        o = np.lexsort((rt, rkey))  # by (clip, id), the largest count last
+        rkey, rt = rkey[o], rt[o]
+        last = np.ones(len(rkey), dtype=bool)
+        last[:-1] = rkey[1:] != rkey[:-1]
+        maxkey, maxcount = rkey[last], rt[last]
+        found, idx = _lookup(maxkey, hc * n_ids + hg)
+        clipped = np.minimum(ht, np.where(found, maxcount[idx] if len(maxcount) else 0, 0))
+        correct[:, k] = np.bincount(hc, weights=clipped, minlength=c).astype(np.int64)
+    stats = np.column_stack([testlen, reflen, guess, correct]).astype(np.float64)
+
     per_clip: list[list[float]] = [[] for _ in range(n)]
-    testlen_sum = reflen_sum = 0
-    guess_sum, correct_sum = [0] * n, [0] * n
-    for row, ((testlen, test), refs) in enumerate(zip(cooked.hyps, cooked.refs)):
-        maxcounts: Counts = {}
-        for _, counts in refs:
-            for g, c in counts.items():
-                if c > maxcounts.get(g, 0):
-                    maxcounts[g] = c
-        reflen = min((abs(length - testlen), length) for length, _ in refs)[1]
-        guess = [max(0, testlen - k + 1) for k in range(1, n + 1)]
-        correct = [0] * n
-        for g, c in test.items():
-            m = maxcounts.get(g, 0)
-            correct[len(g) - 1] += m if m < c else c
-        stats[row] = [testlen, reflen, *guess, *correct]
-        testlen_sum += testlen
-        reflen_sum += reflen
+    for tl, rl, g, cor in zip(testlen.tolist(), reflen.tolist(), guess.tolist(), correct.tolist()):
         b = 1.0
         for k in range(n):
-            guess_sum[k] += guess[k]
-            correct_sum[k] += correct[k]
-            b *= (float(correct[k]) + _TINY) / (float(guess[k]) + _SMALL)
+            b *= (float(cor[k]) + _TINY) / (float(g[k]) + _SMALL)
             per_clip[k].append(b ** (1.0 / (k + 1)))
-        ratio = (testlen + _TINY) / (reflen + _SMALL)
+        ratio = (tl + _TINY) / (rl + _SMALL)
         if ratio < 1:
             for k in range(n):
                 per_clip[k][-1] *= math.exp(1 - 1 / ratio)
-    return corpus_bleu(testlen_sum, reflen_sum, guess_sum, correct_sum), per_clip, stats
+    total = corpus_bleu(int(testlen.sum()), int(reflen.sum()), guess.sum(0).tolist(), correct.sum(0).tolist())
+    return total, per_clip, stats
 
 
 def corpus_bleu(testlen: float, reflen: float, guess: list, correct: list) -> list[float]:
@@ -153,58 +198,57 @@ def rouge_l(gts: dict[object, list[str]], res: dict[object, list[str]]) -> tuple
     return np.mean(arr), arr
 
 
+def _pow2(x: np.ndarray) -> np.ndarray:
+    """pow(x, 2) element by element with the C library's pow, as Python and numpy scalars compute it (numpy's
+    array power squares by x*x, which differs in the last bit now and then); once per distinct value."""
+    uniq, inv = np.unique(x, return_inverse=True)
+    return np.array([pow(float(v), 2) for v in uniq.tolist()], dtype=np.float64)[inv]
+
+
 def cider_d(cooked: Cooked, sigma: float = SIGMA) -> tuple[np.float64, np.ndarray]:
-    """pycocoevalcap ``Cider().compute_score``: (mean, per-clip CIDEr-D), IDF from these clips' references."""
-    n = cooked.n
-    df: dict[tuple[str, ...], int] = {}
-    for refs in cooked.refs:
-        for g in {g for _, counts in refs for g in counts}:
-            df[g] = df.get(g, 0) + 1
-    ref_len = np.log(float(len(cooked.refs)))
-    idf_of_df: dict[int, float] = {}  # ref_len - log(max(1, df)), one numpy log per distinct df
+    """pycocoevalcap ``Cider().compute_score``: (mean, per-clip CIDEr-D), IDF from these clips' references.
 
-    def idf(g: tuple[str, ...]) -> float:
-        d = df.get(g, 0)
-        w = idf_of_df.get(d)
-        if w is None:
-            w = idf_of_df[d] = float(ref_len - np.log(max(1.0, float(d))))
-        return w
-
-    def vec(length: int, counts: Counts) -> tuple[list[dict], list[float], int]:
-        v: list[dict] = [{} for _ in range(n)]
-        sq = [0.0] * n
-        for g, tf in counts.items():
-            x = float(tf) * idf(g)
-            k = len(g) - 1
-            v[k][g] = x
-            sq[k] += pow(x, 2)
-        return v, [math.sqrt(s) for s in sq], max(0, length - 1)  # length: the number of bigrams
-
-    penalty: dict[float, float] = {}
-    denom = 2 * sigma**2
-    scores = []
-    for (hlen, hcounts), refs in zip(cooked.hyps, cooked.refs):
-        hv, hnorm, hbigrams = vec(hlen, hcounts)
-        score = [0.0] * n
-        for rlen, rcounts in refs:
-            rv, rnorm, rbigrams = vec(rlen, rcounts)
-            delta = float(hbigrams - rbigrams)
-            pen = penalty.get(delta)
-            if pen is None:
-                pen = penalty[delta] = np.e ** (-(delta**2) / denom)
-            for k in range(n):
-                val = 0.0
-                rk = rv[k]
-                for g, x in hv[k].items():
-                    y = rk.get(g)
-                    if y:
-                        val += (x if x < y else y) * y
-                if hnorm[k] != 0 and rnorm[k] != 0:
-                    val /= hnorm[k] * rnorm[k]
-                score[k] += val * pen
-        avg = np.mean(np.array(score))
-        avg /= len(refs)
-        avg *= 10.0
-        scores.append(avg)
-    arr = np.array(scores)
-    return np.mean(arr), arr
+    The sums run in pycocoevalcap's order through np.bincount, which adds its weights one by one in order.
+    """
+    n, c = cooked.n, cooked.n_clips
+    n_sent = len(cooked.lengths)
+    n_ref = n_sent - c
+    ref_len = np.log(float(c))
+    bigrams = np.maximum(0, cooked.lengths - 1).astype(np.float64)  # pycocoevalcap's "length"
+    hyp_bigrams = bigrams[:c][cooked.ref_clip]
+    delta = hyp_bigrams - bigrams[c:]
+    uniq, inv = np.unique(delta, return_inverse=True)
+    penalty = np.array([np.e ** (-(d**2) / (2 * sigma**2)) for d in uniq.tolist()], dtype=np.float64)[inv]
+    score = np.zeros((c, n), dtype=np.float64)
+    for k in range(n):
+        sent, gid, tf, n_ids = cooked.grams[k]
+        (hc, hg, _), (r, rc, rg, _), _ = _split(cooked, k)
+        is_ref = sent >= c
+        # document frequency: in how many clips' reference sets each n-gram is
+        clip_of = np.where(is_ref, cooked.ref_clip[np.maximum(sent - c, 0)], -1)
+        pairs = np.unique(clip_of[is_ref] * n_ids + gid[is_ref])
+        df = np.bincount(pairs % n_ids, minlength=n_ids)
+        d_uniq, d_inv = np.unique(df, return_inverse=True)
+        logs = np.array([np.log(max(1.0, float(d))) for d in d_uniq.tolist()], dtype=np.float64)
+        idf = ref_len - logs[d_inv]
+        x = tf.astype(np.float64) * idf[gid]
+        norm = np.sqrt(np.bincount(sent, weights=_pow2(x), minlength=n_sent).astype(np.float64))
+        # clipped dot products: the reference's n-grams that the hypothesis has, in the hypothesis's order
+        hx = x[~is_ref]
+        hkey = hc * n_ids + hg
+        horder = np.argsort(hkey, kind="stable")
+        found, idx = _lookup(hkey[horder], rc * n_ids + rg)
+        hi = horder[idx[found]]  # index of the matching hypothesis n-gram
+        rx = x[is_ref][found]
+        rr = r[found]
+        o = np.lexsort((hi, rr))
+        terms = np.minimum(hx[hi], rx) * rx
+        val = np.bincount(rr[o], weights=terms[o], minlength=n_ref).astype(np.float64)
+        nh, nr = norm[:c][cooked.ref_clip], norm[c:]
+        both = (nh != 0) & (nr != 0)
+        val[both] /= nh[both] * nr[both]
+        score[:, k] = np.bincount(cooked.ref_clip, weights=val * penalty, minlength=c)
+    per_clip = np.array([np.mean(row) for row in score]) if c else np.zeros(0)
+    per_clip /= cooked.n_refs
+    per_clip *= 10.0
+    return np.mean(per_clip), per_clip

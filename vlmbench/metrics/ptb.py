@@ -36,7 +36,7 @@ LINE_BREAKS = re.compile("[\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]")
 _ALPHABET = re.compile(r"[A-Za-z0-9 \t\-/'&%=,;:?!()\[\]{}\"]*")
 _REJECT = re.compile(
     r"&[A-Za-z0-9#]"  # HTML entities (&amp;) and AT&T-style words
-    r"|[:;=][-o*'()DPdpO{}\[\]@|\\/]|[()\[\]{}]['-]?[:;=]|\([-']+\)"  # emoticons, URLs (http://)
+    r"|[:;=][-o*'()DPdpO{}\[\]@|\\/]|[()\[\]{}]['-]?[:;=]|\([^()\s]{0,4}\)"  # emoticons, URLs (http://)
 )
 _APOS_SUFFIX = re.compile(r"'(?:s|d|m|re|ve|ll)(?![A-Za-z0-9'])")
 _NT_END = re.compile(r"t(?![A-Za-z0-9'])")
