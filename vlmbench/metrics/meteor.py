@@ -30,6 +30,15 @@ def command() -> tuple[list[str], str]:
     return cmd, os.path.dirname(os.path.abspath(coco_meteor.__file__))
 
 
+def _stats_line(line: str) -> str:
+    """A SCORE answer: METEOR's sufficient statistics, numbers separated by spaces."""
+    try:
+        [float(x) for x in line.split(" ")]
+    except ValueError:
+        raise ValueError(f"not a METEOR statistics line: {line[:80]!r}") from None
+    return line
+
+
 class MeteorError(RuntimeError):
     """The METEOR process broke the protocol or died."""
 
@@ -74,16 +83,16 @@ class MeteorScorer:
             lines.append(" ||| ".join(("SCORE", " ||| ".join(gts[k]), hyp)))
         with self.lock:
             try:
-                stats = self._exchange(lines)
-                out = self._exchange(["EVAL" + "".join(f" ||| {s}" for s in stats)], n_answers=len(stats) + 1)
-                scores = [float(x) for x in out]
+                stats = self._exchange(lines, _stats_line)
+                scores = self._exchange(["EVAL" + "".join(f" ||| {x}" for x in stats)], float, len(stats) + 1)
             except (ValueError, OSError) as e:  # unparsable output or a dead process
                 self.close()
                 raise MeteorError(f"METEOR failed ({e!r}); its stderr ends with: {self.stderr_tail()!r}") from e
         return scores[-1], scores[:-1]
 
-    def _exchange(self, lines: list[str], n_answers: int | None = None) -> list[str]:
-        """Send the lines (from a thread, so neither pipe can fill up and block) and read the answers."""
+    def _exchange(self, lines: list[str], parse, n_answers: int | None = None) -> list:
+        """Send the lines (from a thread, so neither pipe can fill up and block) and read the answers, each
+        parsed as it comes (so a process that breaks the protocol fails at its first wrong answer)."""
         if not self.alive:
             raise OSError(f"METEOR is not running (exit status {self.proc.returncode})")
         payload = "".join(f"{line}\n" for line in lines).encode()
@@ -99,12 +108,17 @@ class MeteorScorer:
         writer = threading.Thread(target=write, daemon=True)
         writer.start()
         answers = []
-        for _ in range(len(lines) if n_answers is None else n_answers):
-            line = self.proc.stdout.readline()
-            if not line:
-                raise OSError("METEOR closed its output")
-            answers.append(line.decode().strip())
-        writer.join()
+        try:
+            for _ in range(len(lines) if n_answers is None else n_answers):
+                line = self.proc.stdout.readline()
+                if not line:
+                    raise OSError("METEOR closed its output")
+                answers.append(parse(line.decode().strip()))
+        finally:
+            if len(answers) < (len(lines) if n_answers is None else n_answers) and self.alive:
+                self.proc.kill()  # a broken exchange: a dead process also ends a blocked writer
+                self.proc.wait()
+            writer.join()
         if failure:
             raise failure[0]
         return answers
