@@ -236,3 +236,21 @@ def test_bad_input_is_rejected(hyps, refs, msg):
         caption_metrics(hyps, refs, meteor=False)
     with pytest.raises(ValueError, match="tokenize"):
         caption_metrics(HYPS, REFS, tokenize="spacy", meteor=False)
+
+
+def test_run_no_meteor_flag_is_skip_meteor(monkeypatch):
+    from typer.testing import CliRunner
+
+    import vlmbench.runner
+    from vlmbench.cli import app
+
+    seen = []
+
+    def fake_run(task, *, pairs, **kw):
+        seen.append(pairs)
+        raise KeyboardInterrupt  # stop before any work
+
+    monkeypatch.setattr(vlmbench.runner, "run", fake_run)
+    CliRunner().invoke(app, ["run", "--task", "youcook2-caption", "--no-meteor", "beam=2"])
+    CliRunner().invoke(app, ["run", "--task", "youcook2-caption"])
+    assert seen == [["beam=2", "skip_meteor=true"], []]

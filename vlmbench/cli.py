@@ -134,12 +134,14 @@ def run(
         False, help="replace the run already in --out (without it such a folder is refused)"
     ),
     progress: bool = typer.Option(True, help="show progress bars"),
+    no_meteor: bool = typer.Option(False, "--no-meteor", help="captioning: skip METEOR, no Java (= skip_meteor=true)"),
 ):
     """Fine-tune (unless zero-shot), predict, save predictions, score, write result.json."""
     from .reporting.tables import format_value
     from .runner import run as run_task
 
     pairs = list(pairs or []) + ([f"backbone={backbone}"] if backbone else [])
+    pairs += ["skip_meteor=true"] if no_meteor else []
     seeds = [p.partition("=")[2] for p in pairs if p.partition("=")[0].strip() == "seed" and "," in p]
     if seeds:  # seed=0,1,2: one run per seed, then mean ± std across them
         from datetime import datetime
