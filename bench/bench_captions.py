@@ -19,11 +19,14 @@ of both sides must be equal (a difference exits with an error). No timed asserti
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import random
 import shutil
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -94,6 +97,25 @@ def pycocoevalcap_scores(hyps: dict[str, str], refs: dict[str, str], tokenize: s
     }
 
 
+@contextlib.contextmanager
+def quiet_stderr():
+    """Java's own stderr (the tokenizer's "tokenized N tokens" line) kept out of the table; shown on an error."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            tmp.seek(0)
+            sys.stderr.write(tmp.read().decode(errors="replace")[-3000:])
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 def ours(hyps, refs, tokenize: str, with_meteor: bool, cold: bool) -> dict:
     captioning._METEOR_CACHE.clear()
     ptb._CHUNKS.clear()
@@ -105,9 +127,10 @@ def ours(hyps, refs, tokenize: str, with_meteor: bool, cold: bool) -> dict:
 def median_time(fn, repeats: int) -> tuple[float, dict]:
     times, out = [], None
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
+        with quiet_stderr():
+            t0 = time.perf_counter()
+            out = fn()
+            times.append(time.perf_counter() - t0)
     return statistics.median(times), out
 
 
@@ -140,14 +163,15 @@ def main() -> None:
         check_equal(got, want_m, "with METEOR, first call")
         t_warm, got = median_time(lambda: ours(hyps, refs, args.tokenize, True, cold=False), args.repeats)
         check_equal(got, want_m, "with METEOR, warm")
-        rows.insert(0, ("ours, with METEOR, warm (persistent JVM)", t_warm, ref_m, f"<= {GOAL_S:g} s"))
+        goal = f"<= {GOAL_S:g} s" if args.pairs == 3305 else f"(<= {GOAL_S:g} s at 3305 pairs)"
+        rows.insert(0, ("ours, with METEOR, warm (persistent JVM)", t_warm, ref_m, goal))
         rows.insert(1, ("ours, with METEOR, first call (starts the JVM)", t_cold, ref_m, "-"))
         print(f"pycocoevalcap with METEOR: {ref_m:.2f} s; without METEOR: {ref_nm:.2f} s")
     else:
         print(f"pycocoevalcap without METEOR: {ref_nm:.2f} s")
     print(f"\n{'':48} {'seconds':>8} {'pycocoevalcap':>14} {'ratio':>7}   goal")
     for what, sec, ref, goal in rows:
-        met = "" if goal == "-" else ("  (met)" if sec <= GOAL_S else "  (NOT met)")
+        met = "" if not goal.startswith("<=") else ("  (met)" if sec <= GOAL_S else "  (NOT met)")
         print(f"{what:48} {sec:8.2f} {ref:14.2f} {ref / sec:6.1f}x   {goal}{met}")
     meteor.close_shared()
 

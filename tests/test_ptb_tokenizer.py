@@ -70,21 +70,21 @@ def test_java_only_lines_are_not_accepted():
         assert ptb.tokenize_line(text) is None
 
 
-def test_tokenize_sends_only_unaccepted_lines_to_java_keeping_the_end_of_input():
+def test_tokenize_sends_only_unaccepted_lines_to_java_between_their_neighbours():
     calls = []
 
     def fake_java(lines):
         calls.append(list(lines))
         return [f"<{s}>" for s in lines]
 
-    # the last line is native: the Java batch gets a line after its last one (no line of it ends the input)
-    out = ptb.tokenize(["Dr. Smith", "it's", "café", "we're"], java=fake_java)
-    assert calls == [["Dr. Smith", "café", "x"]]
-    assert out == ["<Dr. Smith>", "it 's", "<café>", "we re"]
-    # the last line goes to Java: it stays last there
+    # Java gets each line it must tokenize with the lines around it (the lexer looks past the end of a line)
+    out = ptb.tokenize(["a", "b", "Dr. Smith", "it's", "c", "d", "café", "we're"], java=fake_java)
+    assert calls == [["b", "Dr. Smith", "it's", "d", "café", "we're"]]
+    assert out == ["a", "b", "<Dr. Smith>", "it 's", "c", "d", "<café>", "we re"]
+    # the last line goes to Java: it ends Java's input too
     calls.clear()
-    assert ptb.tokenize(["we're", "café"], java=fake_java) == ["we 're", "<café>"]
-    assert calls == [["café"]]
+    assert ptb.tokenize(["we're", "x", "café"], java=fake_java) == ["we 're", "x", "<café>"]
+    assert calls == [["x", "café"]]
     # nothing for Java: no call
     calls.clear()
     assert ptb.tokenize(["a b", "c"], java=fake_java) == ["a b", "c"] and calls == []
@@ -92,6 +92,18 @@ def test_tokenize_sends_only_unaccepted_lines_to_java_keeping_the_end_of_input()
     assert ptb.tokenize(["a\nb"], java=fake_java) == ["a b"]
     with pytest.raises(ValueError, match="line break"):
         ptb.tokenize(["a\rb"], java=fake_java)
+
+
+@needs_java
+def test_java_lines_keep_their_next_line():
+    """CoreNLP looks past the end of a line: "No." keeps its period when the next line starts with a digit."""
+    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+
+    sents = ["see No.", "5 cups", "see No.", "cups", "pp.", "12", "U.S.", "The end", "etc.", "the end", "Ok."]
+    want = PTBTokenizer().tokenize({i: [{"caption": s}] for i, s in enumerate(sents)})
+    want = [want[i][0] for i in range(len(sents))]
+    assert want[0] == "see no." and want[2] == "see no"
+    assert ptb.tokenize(sents) == want
 
 
 def test_fast_paths_agree_with_the_lexer():

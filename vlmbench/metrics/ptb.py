@@ -10,7 +10,7 @@ lexer with the CoreNLP rules that can fire on them (``_RULES``). Every other lin
 period, $ # @ + * < > and the other symbols, apostrophes other than the plain contractions) is tokenized by
 the Java tokenizer itself, all such lines of one call in one run, so the output is pycocoevalcap's in every
 case; ``java_runs`` counts those runs. The rules were learned from CoreNLP's documented tokenizer behaviour
-and by differential testing against the jar (tests/test_ptb_tokenizer.py, bench/ptb_fuzz.py).
+and by differential testing against the jar (tests/test_ptb_tokenizer.py; VLMBENCH_PTB_FUZZ=N for more lines).
 
 Things the rules reproduce, all checked against the jar: -lowerCase lower-cases the bracket escapes, so
 pycocoevalcap keeps "-lrb-" etc. (its punctuation list has them upper-case); phone numbers and mixed
@@ -211,10 +211,6 @@ def java_dir() -> str:
     return os.path.dirname(os.path.abspath(ptbtokenizer.__file__))
 
 
-def needs_java(sentences: list[str]) -> bool:
-    return not all(accepted(s.replace("\n", " ")) for s in sentences)
-
-
 def tokenize(sentences: list[str], java=None) -> list[str]:
     """Each sentence as pycocoevalcap's PTBTokenizer returns it when given all of them in this order.
 
@@ -228,11 +224,12 @@ def tokenize(sentences: list[str], java=None) -> list[str]:
         raise ValueError(f"a sentence holds a line break the PTB tokenizer would split on: {bad!r}")
     n = len(lines)
     out: list[str | None] = [tokenize_line(s, i == n - 1) for i, s in enumerate(lines)]
-    todo = [i for i, t in enumerate(out) if t is None]
+    todo = {i for i, t in enumerate(out) if t is None}
     if todo:
-        batch = [lines[i] for i in todo]
-        if todo[-1] != n - 1:
-            batch.append("x")  # keep every line off the end of the input, as it was in the full run
-        for i, t in zip(todo, (java or _java)(batch)):
-            out[i] = t
+        # Java sees each such line between its own neighbours (the lexer looks past the end of a line, e.g. at
+        # whether the next one starts upper-case after "etc."); only the last input line ends Java's input.
+        batch = sorted({j for i in todo for j in (i - 1, i, i + 1) if 0 <= j < n})
+        for i, t in zip(batch, (java or _java)([lines[i] for i in batch])):
+            if i in todo:
+                out[i] = t
     return out  # type: ignore[return-value]
