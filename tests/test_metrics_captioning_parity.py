@@ -202,6 +202,7 @@ def test_generated_sets_match_pycocoevalcap_without_meteor():
 
 
 @needs_java
+@pytest.mark.slow
 def test_generated_sets_match_pycocoevalcap_with_meteor_and_ptb(monkeypatch):
     """METEOR through one pycocoevalcap Meteor (one Java process) for all sets, and the PTB path on a few
     sets (pycocoevalcap's tokenizer starts Java for each; tests/test_ptb_tokenizer.py covers the rest)."""
