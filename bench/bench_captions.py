@@ -12,8 +12,10 @@ pairs with PTB tokenization (as the issue measured: the tokenizer and METEOR eac
   the process's persistent METEOR JVM. "first call" stops that JVM before each repeat, so it includes the
   Java start-up a process pays once; "warm" is every later call. Caches of results are cleared each repeat.
 
-Every timing is the median of --repeats runs; the ratio is pycocoevalcap's median over ours. The results
-of both sides must be equal (a difference exits with an error). No timed assertions: the numbers are printed.
+Every timing is the median of --repeats runs; the ratio is pycocoevalcap's median over ours. The goal
+(<= 3 s for 3,305 captions where pycocoevalcap took 9.2 s) is also shown as that ratio, 9.2 / 3, which load on
+a shared machine moves less than seconds. The results of both sides must be equal (a difference exits with an
+error). No timed assertions: the numbers are printed.
 """
 
 from __future__ import annotations
@@ -35,7 +37,9 @@ sys.path.insert(0, str(REPO))
 
 from vlmbench.metrics import captioning, meteor, ptb  # noqa: E402
 
-GOAL_S = 3.0  # issue 24: scoring 3,305 captions in at most 3 s, METEOR included
+GOAL_S = 3.0  # issue 24: scoring 3,305 captions in at most 3 s, METEOR included,
+ISSUE_BASELINE_S = 9.2  # where pycocoevalcap took 9.2 s: the same goal as a ratio, which CPU contention moves less
+GOAL_RATIO = ISSUE_BASELINE_S / GOAL_S
 
 
 def pairs(n: int, seed: int = 0) -> tuple[dict[str, str], dict[str, str], str]:
@@ -163,7 +167,7 @@ def main() -> None:
         check_equal(got, want_m, "with METEOR, first call")
         t_warm, got = median_time(lambda: ours(hyps, refs, args.tokenize, True, cold=False), args.repeats)
         check_equal(got, want_m, "with METEOR, warm")
-        goal = f"<= {GOAL_S:g} s" if args.pairs == 3305 else f"(<= {GOAL_S:g} s at 3305 pairs)"
+        goal = f"<= {GOAL_S:g} s (>= {GOAL_RATIO:.1f}x)"
         rows.insert(0, ("ours, with METEOR, warm (persistent JVM)", t_warm, ref_m, goal))
         rows.insert(1, ("ours, with METEOR, first call (starts the JVM)", t_cold, ref_m, "-"))
         print(f"pycocoevalcap with METEOR: {ref_m:.2f} s; without METEOR: {ref_nm:.2f} s")
@@ -171,7 +175,10 @@ def main() -> None:
         print(f"pycocoevalcap without METEOR: {ref_nm:.2f} s")
     print(f"\n{'':48} {'seconds':>8} {'pycocoevalcap':>14} {'ratio':>7}   goal")
     for what, sec, ref, goal in rows:
-        met = "" if not goal.startswith("<=") else ("  (met)" if sec <= GOAL_S else "  (NOT met)")
+        met = ""
+        if goal != "-":
+            time_ok = ("met" if sec <= GOAL_S else "NOT met") if args.pairs == 3305 else f"n/a at {args.pairs} pairs"
+            met = f"  time: {time_ok}; ratio: {'met' if ref / sec >= GOAL_RATIO else 'NOT met'}"
         print(f"{what:48} {sec:8.2f} {ref:14.2f} {ref / sec:6.1f}x   {goal}{met}")
     meteor.close_shared()
 
