@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import threading
 
 import numpy as np
 
@@ -129,10 +130,6 @@ _METEOR_CACHE: dict[str, tuple[float, list[float]]] = {}
 _METEOR_CACHE_SIZE = 4
 
 
-def _meteor(gts: dict[str, list[str]], res: dict[str, list[str]]) -> float:
-    return _meteor_scores(gts, res)[0]
-
-
 def _meteor_scores(gts: dict[str, list[str]], res: dict[str, list[str]]) -> tuple[float, list[float]]:
     """(corpus METEOR, per-caption METEOR in gts order), memoised on the exact input."""
     # keyed on the command too: another jar or a test double never reads another's result
@@ -149,6 +146,29 @@ def _meteor_scores(gts: dict[str, list[str]], res: dict[str, list[str]]) -> tupl
     return _METEOR_CACHE[key]
 
 
+def _in_background(fn, *args):
+    """Start fn(*args) in a thread (METEOR: the Java process works while Python scores the rest); the returned
+    function waits for its result or raises its exception."""
+    box: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            box["result"] = fn(*args)
+        except BaseException as e:  # handed to the caller
+            box["error"] = e
+
+    thread = threading.Thread(target=run, name="meteor", daemon=True)
+    thread.start()
+
+    def result():
+        thread.join()
+        if "error" in box:
+            raise box["error"]
+        return box["result"]
+
+    return result
+
+
 def caption_metrics(
     hypotheses: dict[str, str],
     references: dict[str, list[str]] | dict[str, str],
@@ -162,6 +182,7 @@ def caption_metrics(
     if meteor:
         require_java()
     gts, res = _prepare(hypotheses, references, tokenize)
+    meteor_result = _in_background(_meteor_scores, gts, res) if meteor else None
     cooked = coco.Cooked(gts, res)
     bleu, _, _ = coco.bleu(cooked)
     rouge, _ = coco.rouge_l(gts, res)
@@ -169,7 +190,7 @@ def caption_metrics(
     return {
         "BLEU-3": float(100.0 * bleu[2]),
         "BLEU-4": float(100.0 * bleu[3]),
-        "METEOR": 100.0 * _meteor(gts, res) if meteor else float("nan"),
+        "METEOR": 100.0 * meteor_result()[0] if meteor_result else float("nan"),
         "ROUGE-L": float(100.0 * rouge),
         "CIDEr": float(cider),
         "not_computed": [] if meteor else ["METEOR"],
@@ -198,13 +219,15 @@ def caption_statistics(
     rouge_l: (n,) per-clip ROUGE-L (the corpus score is their mean); cider: (n,) per-clip CIDEr-D with IDF
     from the whole set; meteor: (n,) per-caption METEOR and meteor_corpus (1,), NaN without Java."""
     gts, res = _prepare(hypotheses, references, tokenize)
+    if meteor:
+        require_java()
+    meteor_result = _in_background(_meteor_scores, gts, res) if meteor else None
     cooked = coco.Cooked(gts, res)
     _, _, bleu = coco.bleu(cooked)
     _, rouge = coco.rouge_l(gts, res)
     _, cider = coco.cider_d(cooked)
-    if meteor:
-        require_java()
-        corpus, per = _meteor_scores(gts, res)
+    if meteor_result:
+        corpus, per = meteor_result()
     else:
         corpus, per = float("nan"), [float("nan")] * len(gts)
     return {
