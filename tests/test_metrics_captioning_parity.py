@@ -95,7 +95,7 @@ def reference(hyps, refs, tokenize="whitespace", meteor_scorer=None):
         res = {k: [captioning._UNSAFE.sub(" ", h).strip() or "none"] for k, h in hyps.items()}
         gts = {k: [captioning._UNSAFE.sub(" ", r) for r in ([v] if isinstance(v, str) else v)] for k, v in refs.items()}
         out = ptbtokenizer.PTBTokenizer().tokenize(
-            {**{("res", k): [{"caption": s} for s in v] for k, v in res.items()}}
+            {("res", k): [{"caption": s} for s in v] for k, v in res.items()}
             | {("gts", k): [{"caption": s} for s in v] for k, v in gts.items()}
         )
         res = {k: [out[("res", k)][0] or "none"] for k in res}
