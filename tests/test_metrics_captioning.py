@@ -1,10 +1,9 @@
-"""Captioning metrics. Each METEOR call starts Java (~6 s), so only three tests start it."""
+"""Captioning metrics. METEOR runs in one Java process per Python process (vlmbench.metrics.meteor)."""
 
 import math
 import shutil
 import subprocess
 import sys
-import threading
 
 import pytest
 from pycocoevalcap.bleu.bleu import Bleu
@@ -13,7 +12,7 @@ from pycocoevalcap.meteor.meteor import Meteor
 from pycocoevalcap.rouge.rouge import Rouge
 
 from vlmbench.errors import InputError
-from vlmbench.metrics import captioning
+from vlmbench.metrics import captioning, meteor
 from vlmbench.metrics.captioning import CONVENTIONS, caption_metrics, per_clip_scores, require_java
 
 HYPS = {
@@ -62,16 +61,13 @@ def test_matches_pycocoevalcap_called_directly():
     assert all(type(out[k]) is float for k in KEYS)
 
 
+@pytest.fixture
+def no_meteor_cache(monkeypatch):
+    monkeypatch.setattr(captioning, "_METEOR_CACHE", {})
+
+
 @needs_java
-def test_newlines_pipes_empty_and_unicode_do_not_break_meteor(monkeypatch):
-    started = []
-
-    class Spy(Meteor):
-        def __init__(self):
-            super().__init__()
-            started.append(self)
-
-    monkeypatch.setattr(captioning, "Meteor", Spy)
+def test_newlines_pipes_empty_and_unicode_do_not_break_meteor(no_meteor_cache):
     hyps = {
         "nl": "a man\nslices a tomato",
         "cr": "pour\r\nthe oil\u2028now",
@@ -89,47 +85,70 @@ def test_newlines_pipes_empty_and_unicode_do_not_break_meteor(monkeypatch):
     out = caption_metrics(hyps, refs)
     assert all(math.isfinite(out[k]) for k in KEYS)
     assert out["METEOR"] > 10
-    # One Java process, shut down and reaped when the call returns.
-    assert len(started) == 1 and started[0].meteor_p.returncode is not None
-    assert not started[0].lock.locked()
+    # One Java process, still running for the next call, which reuses it.
+    scorer = meteor.shared()
+    assert scorer.alive and not scorer.lock.locked()
+    again = caption_metrics(HYPS, REFS)
+    assert meteor.shared() is scorer and math.isfinite(again["METEOR"])
 
 
 @needs_java
-def test_meteor_protocol_failure_raises_and_stops_the_process(monkeypatch):
+def test_meteor_process_is_shared_by_threads():
+    import concurrent.futures
+
+    gts, res = tokenized()
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        outs = list(pool.map(lambda _: meteor.shared().score(gts, res), range(8)))
+    assert all(o == outs[0] for o in outs)
+    assert len({id(meteor.shared())}) == 1
+
+
+def test_meteor_protocol_failure_raises_and_stops_the_process(no_meteor_cache, monkeypatch):
     """A process that echoes its input breaks the protocol the way a crashing METEOR does."""
-    started = []
-
-    class Echo(Meteor):
-        def __init__(self):
-            self.meteor_p = subprocess.Popen(
-                ["cat"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-            )
-            self.lock = threading.Lock()
-            started.append(self)
-
     if shutil.which("cat") is None:
         pytest.skip("needs cat")
-    monkeypatch.setattr(captioning, "Meteor", Echo)
+    monkeypatch.setattr(meteor, "_shared", None)  # the real one (if any) is put back afterwards
+    monkeypatch.setattr(captioning.shutil, "which", lambda *a: "/usr/bin/java")  # require_java passes
+    monkeypatch.setattr(meteor, "command", lambda: (["cat"], None))
     with pytest.raises(RuntimeError, match="METEOR failed"):
         caption_metrics(HYPS, REFS)
-    proc = started[0].meteor_p
-    assert proc.returncode is not None
-    assert not started[0].lock.locked()  # else Meteor.__del__ would hang at garbage collection
+    broken = meteor._shared
+    assert broken.proc.returncode is not None and not broken.lock.locked()
+    # the next call starts a new process
+    with pytest.raises(RuntimeError, match="METEOR failed"):
+        caption_metrics(HYPS, REFS)
+    assert meteor._shared is not broken and not meteor._shared.alive
+    meteor._shared.close()
 
 
-def test_shutdown_kills_a_process_that_ignores_eof(monkeypatch):
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "import time; time.sleep(60)"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    scorer = Meteor.__new__(Meteor)
-    scorer.meteor_p, scorer.lock = proc, threading.Lock()
-    scorer.lock.acquire()
-    monkeypatch.setattr(captioning, "_METEOR_EXIT_TIMEOUT_S", 0.2)
-    captioning._shutdown_meteor(scorer)
-    assert proc.returncode is not None and not scorer.lock.locked()
+def test_close_shared_stops_the_process(monkeypatch):
+    monkeypatch.setattr(meteor, "_shared", None)
+    monkeypatch.setattr(meteor, "command", lambda: ([sys.executable, "-c", "import sys; sys.stdin.read()"], None))
+    scorer = meteor.shared()
+    assert scorer.alive and meteor.shared() is scorer
+    meteor.close_shared()
+    assert scorer.proc.returncode == 0 and meteor._shared is None
+
+
+def test_meteor_close_kills_a_process_that_ignores_eof(monkeypatch):
+    scorer = meteor.MeteorScorer(cmd=[sys.executable, "-c", "import time; time.sleep(60)"])
+    monkeypatch.setattr(meteor, "EXIT_TIMEOUT_S", 0.2)
+    scorer.close()
+    assert scorer.proc.returncode is not None and not scorer.alive
+
+
+def test_meteor_command_is_pycocoevalcaps(monkeypatch):
+    started = []
+
+    class NoProcess:
+        def __init__(self, cmd, cwd=None, **kw):
+            started.append((cmd, cwd))
+
+    monkeypatch.setattr(subprocess, "Popen", NoProcess)
+    monkeypatch.setattr(Meteor, "__del__", lambda self: None)  # it would stop a real process
+    theirs = Meteor()
+    assert meteor.command() == started[0] and theirs.meteor_cmd == started[0][0]
+    del theirs
 
 
 def test_rouge_l_by_hand_and_tokenization_modes():
@@ -187,16 +206,20 @@ def test_missing_java(monkeypatch):
     assert str(err.value) == msg
     with pytest.raises(InputError, match="skip_meteor=true"):
         caption_metrics(HYPS, REFS)
-    with pytest.raises(InputError, match="PTB tokenizer"):
-        caption_metrics(HYPS, REFS, tokenize="ptb", meteor=False)
     assert caption_metrics(HYPS, REFS, meteor=False)["BLEU-4"] > 0  # works without Java
+    # PTB tokenization too, unless a sentence needs the Java tokenizer (here: a period)
+    assert caption_metrics(HYPS, REFS, tokenize="ptb", meteor=False)["BLEU-4"] > 0
+    with pytest.raises(InputError, match="PTB tokenizer"):
+        caption_metrics({**HYPS, "v1_1": "pour the oil."}, REFS, tokenize="ptb", meteor=False)
 
 
 def test_ptb_tokenizer_needs_a_writable_package_dir(monkeypatch):
     monkeypatch.setattr(captioning.os, "access", lambda *a: False)
     monkeypatch.setattr(captioning.shutil, "which", lambda *a: "/usr/bin/java")
     with pytest.raises(InputError, match="not writable"):
-        caption_metrics(HYPS, REFS, tokenize="ptb", meteor=False)
+        caption_metrics({**HYPS, "v1_1": "pour the oil."}, REFS, tokenize="ptb", meteor=False)
+    # only the Java tokenizer writes there
+    assert caption_metrics(HYPS, REFS, tokenize="ptb", meteor=False)["n_clips"] == 4
 
 
 @pytest.mark.parametrize(
@@ -213,3 +236,21 @@ def test_bad_input_is_rejected(hyps, refs, msg):
         caption_metrics(hyps, refs, meteor=False)
     with pytest.raises(ValueError, match="tokenize"):
         caption_metrics(HYPS, REFS, tokenize="spacy", meteor=False)
+
+
+def test_run_no_meteor_flag_is_skip_meteor(monkeypatch):
+    from typer.testing import CliRunner
+
+    import vlmbench.runner
+    from vlmbench.cli import app
+
+    seen = []
+
+    def fake_run(task, *, pairs, **kw):
+        seen.append(pairs)
+        raise KeyboardInterrupt  # stop before any work
+
+    monkeypatch.setattr(vlmbench.runner, "run", fake_run)
+    CliRunner().invoke(app, ["run", "--task", "youcook2-caption", "--no-meteor", "beam=2"])
+    CliRunner().invoke(app, ["run", "--task", "youcook2-caption"])
+    assert seen == [["beam=2", "skip_meteor=true"], []]

@@ -143,7 +143,7 @@ def run(
     model: str | None = MODEL_OPTION,
     limit: int | None = LIMIT_OPTION,
     device: str | None = DEVICE_OPTION,
-    no_meteor: bool = typer.Option(False, "--no-meteor", help="skip METEOR (no Java needed): skip_meteor=true"),
+    no_meteor: bool = typer.Option(False, "--no-meteor", help="captioning: skip METEOR, no Java (= skip_meteor=true)"),
 ):
     """Fine-tune (unless zero-shot), predict, save predictions, score, write result.json."""
     from .reporting.tables import format_value

@@ -1,7 +1,10 @@
-"""Video captioning: BLEU-3/4, METEOR, ROUGE-L, CIDEr through pycocoevalcap's scorers.
+"""Video captioning: BLEU-3/4, METEOR, ROUGE-L, CIDEr, equal to pycocoevalcap's scorers.
 
 The paper's numbers come from nlg-eval, which runs the same coco-caption scorers on whitespace-split
-text (no PTB tokenizer); ``tokenize="whitespace"`` reproduces that. METEOR is the Java 1.5 jar.
+text (no PTB tokenizer); ``tokenize="whitespace"`` reproduces that. BLEU, ROUGE-L and CIDEr-D are computed in
+Python (vlmbench.metrics.coco, equal to pycocoevalcap's to the bit), the PTB tokenizer too where it can
+(vlmbench.metrics.ptb; other lines go to the Java tokenizer), and METEOR is the Java 1.5 jar in one
+persistent process (vlmbench.metrics.meteor), so only METEOR needs Java and it starts once per process.
 """
 
 import hashlib
@@ -9,18 +12,13 @@ import json
 import os
 import re
 import shutil
-import subprocess
+import threading
 
 import numpy as np
-from pycocoevalcap.bleu.bleu import Bleu
-from pycocoevalcap.bleu.bleu_scorer import BleuScorer
-from pycocoevalcap.cider.cider import Cider
-from pycocoevalcap.meteor.meteor import Meteor
-from pycocoevalcap.rouge.rouge import Rouge
-from pycocoevalcap.tokenizer import ptbtokenizer
 
 from vlmbench.errors import InputError
-from vlmbench.metrics import MetricInputError
+from vlmbench.metrics import MetricInputError, coco, ptb
+from vlmbench.metrics import meteor as meteor_jar
 
 # Empty hypotheses become this word, as MMPT's predictor does ("none"); it only scores where a
 # reference itself contains "none".
@@ -31,9 +29,6 @@ EMPTY_HYPOTHESIS = "none"
 _UNSAFE = re.compile("[\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029|]")
 
 TOKENIZERS = ("whitespace", "ptb")
-
-# METEOR exits on EOF within a second; past this it is killed.
-_METEOR_EXIT_TIMEOUT_S = 10.0
 
 CONVENTIONS: dict[str, str] = {
     "tokenize": "whitespace (default, paper/nlg-eval protocol): lower-case, split on whitespace, rejoin with "
@@ -69,19 +64,27 @@ def _whitespace(text: str) -> str:
     return " ".join(text.lower().split())
 
 
-def _ptb(texts: dict[object, list[str]]) -> dict[object, list[str]]:
-    """Tokenize {key: [sentence, ...]} with pycocoevalcap's PTBTokenizer (one Java start)."""
+def _ptb_java(lines: list[str]) -> list[str]:
+    """The Java PTB tokenizer, for the lines vlmbench.metrics.ptb does not tokenize itself."""
     require_java("the PTB tokenizer")
     # PTBTokenizer writes its temp file next to its jar.
-    jar_dir = os.path.dirname(os.path.abspath(ptbtokenizer.__file__))
+    jar_dir = ptb.java_dir()
     if not os.access(jar_dir, os.W_OK):
         raise InputError(
             f"the PTB tokenizer writes a temp file into {jar_dir}, which is not writable; "
             "use whitespace tokenization or a writable Python environment"
         )
-    out = ptbtokenizer.PTBTokenizer().tokenize({k: [{"caption": s} for s in v] for k, v in texts.items()})
-    if any(len(out.get(k, ())) != len(v) for k, v in texts.items()):
-        raise RuntimeError("PTB tokenizer returned a different number of sentences than it was given")
+    return ptb._java(lines)
+
+
+def _ptb(texts: dict[object, list[str]]) -> dict[object, list[str]]:
+    """Tokenize {key: [sentence, ...]} as pycocoevalcap's PTBTokenizer does given the same dict (one Java
+    run, only for sentences outside the Python tokenizer's verified subset)."""
+    keys = [k for k, v in texts.items() for _ in v]
+    tokens = ptb.tokenize([s for v in texts.values() for s in v], java=_ptb_java)
+    out: dict[object, list[str]] = {k: [] for k in texts}
+    for k, t in zip(keys, tokens):
+        out[k].append(t)
     return out
 
 
@@ -122,62 +125,48 @@ def _prepare(
     return gts, res
 
 
-def _shutdown_meteor(scorer: Meteor) -> str:
-    """Stop METEOR's Java process and return what it wrote to stderr."""
-    # compute_score keeps its lock on error, and Meteor.__del__ would then block forever on it.
-    if scorer.lock.locked():
-        scorer.lock.release()
-    proc = scorer.meteor_p
-    try:
-        proc.stdin.close()  # EOF on stdin ends METEOR's -stdio loop
-    except OSError:
-        pass
-    try:
-        proc.wait(timeout=_METEOR_EXIT_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    stderr = proc.stderr.read().decode(errors="replace")
-    proc.stdout.close()
-    proc.stderr.close()
-    return stderr
-
-
-# The last few METEOR runs by input: scoring and the per-caption statistics of one set start Java once.
+# The last few METEOR runs by input: scoring and the per-caption statistics of one set ask METEOR once.
 _METEOR_CACHE: dict[str, tuple[float, list[float]]] = {}
 _METEOR_CACHE_SIZE = 4
 
 
-def _meteor(gts: dict[str, list[str]], res: dict[str, list[str]]) -> float:
-    return _meteor_scores(gts, res)[0]
-
-
 def _meteor_scores(gts: dict[str, list[str]], res: dict[str, list[str]]) -> tuple[float, list[float]]:
     """(corpus METEOR, per-caption METEOR in gts order), memoised on the exact input."""
-    # keyed on the scorer class too: a different METEOR (another jar, a test double) never reads another's result
-    key = (
-        f"{Meteor.__module__}.{Meteor.__qualname__}:{id(Meteor)}:"
-        + hashlib.sha256(json.dumps([list(gts.items()), list(res.items())]).encode()).hexdigest()
-    )
+    # keyed on the command too: another jar or a test double never reads another's result
+    cmd, _ = meteor_jar.command()
+    key = hashlib.sha256(json.dumps([cmd, list(gts.items()), list(res.items())]).encode()).hexdigest()
     if key not in _METEOR_CACHE:
         while len(_METEOR_CACHE) >= _METEOR_CACHE_SIZE:
             _METEOR_CACHE.pop(next(iter(_METEOR_CACHE)))
-        _METEOR_CACHE[key] = _run_meteor(gts, res)
+        try:
+            score, scores = meteor_jar.shared().score(gts, res)
+        except meteor_jar.MeteorError as e:
+            raise RuntimeError(str(e)) from e
+        _METEOR_CACHE[key] = (float(score), [float(x) for x in scores])
     return _METEOR_CACHE[key]
 
 
-def _run_meteor(gts: dict[str, list[str]], res: dict[str, list[str]]) -> tuple[float, list[float]]:
-    scorer = Meteor()  # starts one Java process (~5-10 s)
-    failure = None
-    try:
-        score, scores = scorer.compute_score(gts, res)
-    except (ValueError, OSError) as e:  # the protocol broke: unparsable output or a dead process
-        failure = e
-    finally:
-        stderr = _shutdown_meteor(scorer)
-    if failure is not None:
-        raise RuntimeError(f"METEOR failed ({failure!r}); its stderr ends with: {stderr[-500:]!r}") from failure
-    return float(score), [float(x) for x in scores]
+def _in_background(fn, *args):
+    """Start fn(*args) in a thread (METEOR: the Java process works while Python scores the rest); the returned
+    function waits for its result or raises its exception."""
+    box: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            box["result"] = fn(*args)
+        except BaseException as e:  # handed to the caller
+            box["error"] = e
+
+    thread = threading.Thread(target=run, name="meteor", daemon=True)
+    thread.start()
+
+    def result():
+        thread.join()
+        if "error" in box:
+            raise box["error"]
+        return box["result"]
+
+    return result
 
 
 def caption_metrics(
@@ -193,13 +182,15 @@ def caption_metrics(
     if meteor:
         require_java()
     gts, res = _prepare(hypotheses, references, tokenize)
-    bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
-    rouge, _ = Rouge().compute_score(gts, res)
-    cider, _ = Cider().compute_score(gts, res)
+    meteor_result = _in_background(_meteor_scores, gts, res) if meteor else None
+    cooked = coco.Cooked(gts, res)
+    bleu, _, _ = coco.bleu(cooked)
+    rouge, _ = coco.rouge_l(gts, res)
+    cider, _ = coco.cider_d(cooked)
     return {
         "BLEU-3": float(100.0 * bleu[2]),
         "BLEU-4": float(100.0 * bleu[3]),
-        "METEOR": 100.0 * _meteor(gts, res) if meteor else float("nan"),
+        "METEOR": 100.0 * meteor_result()[0] if meteor_result else float("nan"),
         "ROUGE-L": float(100.0 * rouge),
         "CIDEr": float(cider),
         "not_computed": [] if meteor else ["METEOR"],
@@ -212,7 +203,7 @@ def per_clip_scores(
 ) -> dict[str, float]:
     """Each clip's CIDEr-D (raw), with IDF from the whole set given, for error analysis."""
     gts, res = _prepare(hypotheses, references, tokenize)
-    _, scores = Cider().compute_score(gts, res)
+    _, scores = coco.cider_d(coco.Cooked(gts, res))
     return {k: float(s) for k, s in zip(gts, scores)}
 
 
@@ -228,21 +219,15 @@ def caption_statistics(
     rouge_l: (n,) per-clip ROUGE-L (the corpus score is their mean); cider: (n,) per-clip CIDEr-D with IDF
     from the whole set; meteor: (n,) per-caption METEOR and meteor_corpus (1,), NaN without Java."""
     gts, res = _prepare(hypotheses, references, tokenize)
-    scorer = BleuScorer(n=4)
-    for k in gts:
-        scorer += (res[k][0], gts[k])
-    bleu = np.array(
-        [
-            [c["testlen"], min((abs(r - c["testlen"]), r) for r in ref[0])[1], *c["guess"], *c["correct"]]
-            for c, ref in zip(scorer.ctest, scorer.crefs)
-        ],
-        dtype=np.float64,
-    )
-    _, rouge = Rouge().compute_score(gts, res)
-    _, cider = Cider().compute_score(gts, res)
     if meteor:
         require_java()
-        corpus, per = _meteor_scores(gts, res)
+    meteor_result = _in_background(_meteor_scores, gts, res) if meteor else None
+    cooked = coco.Cooked(gts, res)
+    _, _, bleu = coco.bleu(cooked)
+    _, rouge = coco.rouge_l(gts, res)
+    _, cider = coco.cider_d(cooked)
+    if meteor_result:
+        corpus, per = meteor_result()
     else:
         corpus, per = float("nan"), [float("nan")] * len(gts)
     return {
