@@ -249,6 +249,29 @@ def test_mfm_mlm_head_keeps_and_loads_the_bias(bert_folder, tmp_path):
     assert saved["head"]["bias"].startswith("loaded") and saved["head"]["loss"] == "mfm-mlm"
 
 
+def test_captioning_head_starts_from_the_backbones_mlm_bias(bert_folder, tmp_path):
+    """The reference builds its captioning model from_pretrained(bert_name) (BERT's MLM bias in
+    cls.predictions.bias) and loads the VLM checkpoint over it, keeping what the checkpoint lacks (fairseq
+    examples/MMPT mmfusion.py:116-117, fairseqmmmodel.py:42-45): a VLM checkpoint has no bias, so captioning
+    starts from BERT's. Other families leave the head alone; a backbone without a bias says so."""
+    from vlmbench.models.vlm import VLMModel
+
+    file = load_file(str(bert_folder / "model.safetensors"))
+    folder = VLM.from_backbone(str(bert_folder), seed=0, loss="vlm").save(tmp_path / "vlm")
+    model = VLMModel.load(folder)
+    assert model.prepare("retrieval") == {} and not model.vlm.cls.predictions.bias.any()
+    note = model.prepare("captioning")
+    assert torch.equal(model.vlm.cls.predictions.bias, file["cls.predictions.bias"])
+    assert "the backbone's MLM bias" in note["caption_head_bias"]
+    tiny = VLMModel.create("tiny", seed=0)
+    assert "zeros" in tiny.prepare("captioning")["caption_head_bias"] and not tiny.vlm.cls.predictions.bias.any()
+    trained = VLMModel(VLM.from_backbone(str(bert_folder), seed=0, loss="mfm-mlm"))  # a bias of its own: kept
+    with torch.no_grad():
+        trained.vlm.cls.predictions.bias.fill_(0.5)
+    assert "own" in trained.prepare("captioning")["caption_head_bias"]
+    assert (trained.vlm.cls.predictions.bias == 0.5).all()
+
+
 def test_head_fresh_when_the_backbone_has_none():
     model = VLM.from_backbone("tiny", seed=0, loss="mfm-mlm")
     assert model.config.head["transform"].startswith("fresh") and model.config.head["bias"].startswith("zeros")

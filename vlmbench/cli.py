@@ -682,11 +682,14 @@ def convert_mmpt(
         ..., help="the authors' VLM checkpoint (fairseq examples/MMPT checkpoint_best.pt)"
     ),
     out: Path = typer.Option(..., help="vlmbench checkpoint folder to write (vlm_config.json + model.safetensors)"),
+    bert: Path | None = typer.Option(
+        None, help="a local bert-base-uncased folder: captioning starts from its MLM vocabulary bias, as the reference"
+    ),
 ):
     """Safely load (weights only, no code run), check every key and shape, write a vlmbench checkpoint."""
     from .convert.mmpt import convert
 
-    folder = convert(checkpoint, out, say=say)
+    folder = convert(checkpoint, out, say=say, bert=bert)
     say(f"Converted {checkpoint.name} -> {folder} (use it with `vlmbench run --checkpoint {folder}`)")
 
 

@@ -298,6 +298,7 @@ def _execute(plan: Plan, job: JobProgress, say: Callable[[str], None], overwrite
     about = model_record(model, weights)
     if about.get("source"):
         say(f"checkpoint: {about['source']}")
+    prepared = model.prepare(spec.family)  # e.g. captioning's LM head bias (recorded in the conventions)
     torch.manual_seed(cfg.seed)
     module = adapter.build(model).to(dev)
 
@@ -324,7 +325,11 @@ def _execute(plan: Plan, job: JobProgress, say: Callable[[str], None], overwrite
     t0 = time.perf_counter()
     job.stage("score", None)
     metrics, conventions = adapter.score(preds, cfg_dict)
-    conventions = {**conventions, **model.notes()}  # e.g. "MiniLM-L6 (paper: bert-base-uncased)": shown in reports
+    conventions = {
+        **conventions,
+        **model.notes(),
+        **prepared,
+    }  # e.g. "MiniLM-L6 (paper: bert-base-uncased)": shown in reports
     cis = intervals.result_intervals(spec.family, preds, metrics)
     conventions = {**conventions, **(intervals.conventions(spec.family) if cis else {})}
     extra = adapter.extra_outputs(preds, out)

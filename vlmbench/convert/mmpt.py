@@ -329,8 +329,20 @@ def build_vlm(source: dict, bert: dict = BERT_BASE) -> VLM:
     return VLM(config, BertModel(cfg, add_pooling_layer=False))
 
 
-def convert(checkpoint: str | Path, out: str | Path, say: Callable[[str], None] = print) -> Path:
+def convert(
+    checkpoint: str | Path, out: str | Path, say: Callable[[str], None] = print, bert: str | Path | None = None
+) -> Path:
+    """bert: a local bert-base-uncased folder whose MLM vocabulary bias the captioning head starts from, as the
+    reference's (MMPT's checkpoint holds none; see models.vlm.VLMModel.prepare)."""
     checkpoint, out = Path(checkpoint), Path(out)
+    if bert is not None:
+        from ..model.vlm import backbone_head
+
+        found, bert_weights = backbone_head(str(bert))
+        if "bias" not in found:
+            raise InputError(
+                "has no cls.predictions.bias (the MLM vocabulary bias) to start captioning from", path=bert
+            )
     if not checkpoint.is_file():
         raise InputError("checkpoint file not found", path=checkpoint)
     if out.exists() and not (out / "vlm_config.json").is_file() and (not out.is_dir() or any(out.iterdir())):
@@ -356,6 +368,20 @@ def convert(checkpoint: str | Path, out: str | Path, say: Callable[[str], None] 
     notes: list[str] = []
     mapped = map_to_vlm(state, model.state_dict(), notes)
     model.load_state_dict(mapped, strict=True)
+    if bert is not None:
+        if found["bias"].shape != model.cls.predictions.bias.shape:
+            raise InputError(
+                f"cls.predictions.bias has shape {tuple(found['bias'].shape)}, the model needs "
+                f"{tuple(model.cls.predictions.bias.shape)}",
+                path=bert_weights,
+            )
+        with torch.no_grad():
+            model.cls.predictions.bias.copy_(found["bias"])
+        model.config.head = {
+            **model.config.head,
+            "bias": f"loaded from cls.predictions.bias of {bert_weights} "
+            "(captioning starts from BERT's MLM bias, as the reference's)",
+        }
     for note in notes:
         say(f"note: {note}")
     tmp = out.parent / f".{out.name}.tmp"

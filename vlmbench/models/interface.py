@@ -94,6 +94,11 @@ class VideoTextModel(nn.Module):
         p = next(self.parameters(), None)
         return p.device if p is not None else torch.device("cpu")
 
+    def prepare(self, family: str) -> dict[str, str]:
+        """Called once before a task family fine-tunes or evaluates the model: a model may set up what that family
+        uses (e.g. an LM head). Returns conventions to record in the result ({} when nothing was done)."""
+        return {}
+
     def notes(self) -> dict[str, str]:
         """Conventions a result should carry about this model (e.g. which backbone stands in for the paper's)."""
         return {}

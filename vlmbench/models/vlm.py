@@ -21,7 +21,7 @@ from ..model import caption as cap
 from ..model import text as textmod
 from ..model.generate import generate
 from ..model.layout import MAX_VIDEO_LEN
-from ..model.vlm import CONFIG_FILE, VLM
+from ..model.vlm import CONFIG_FILE, VLM, backbone_head
 from .interface import ATTENTION, CAPTION, FRAMES, TEXT, VIDEO, Generation, VideoStates, VideoTextModel
 
 
@@ -65,6 +65,28 @@ class VLMModel(VideoTextModel):
     @property
     def tokenizer(self):
         return bb.tokenizer(self.vlm.config.backbone)
+
+    def prepare(self, family: str) -> dict[str, str]:
+        """Captioning's LM head starts from the backbone's MLM vocabulary bias when the checkpoint has none (a VLM
+        (MTM) head has no bias). The reference builds MMBertForNLG with from_pretrained(bert_name), which loads
+        bert-base-uncased's cls.predictions.bias, then loads the VLM checkpoint over it and keeps every parameter
+        the checkpoint lacks (fairseq examples/MMPT at 3d262bb: mmpt/models/mmfusion.py:116-117,
+        mmpt/models/fairseqmmmodel.py:42-45)."""
+        if family != "captioning":
+            return {}
+        head = self.vlm.cls.predictions
+        if not str(self.vlm.config.head.get("bias", "")).startswith("none"):
+            return {"caption_head_bias": f"the checkpoint's own ({self.vlm.config.head.get('bias', 'saved')})"}
+        found, weights = backbone_head(self.vlm.config.backbone)
+        if "bias" in found and found["bias"].shape == head.bias.shape:
+            with torch.no_grad():
+                head.bias.copy_(found["bias"])
+            self.vlm.config.head = {**self.vlm.config.head, "bias": f"loaded from cls.predictions.bias of {weights}"}
+            return {"caption_head_bias": f"the backbone's MLM bias ({weights}), as the reference's captioning head"}
+        return {
+            "caption_head_bias": "zeros: the backbone has no cls.predictions.bias (the reference starts from "
+            "bert-base-uncased's MLM bias; `vlmbench convert mmpt --bert DIR` takes it from a local bert-base folder)"
+        }
 
     def notes(self) -> dict[str, str]:
         return {"backbone": note} if (note := self.vlm.backbone_note()) else {}
