@@ -578,3 +578,26 @@ def test_tasks_show_prints_the_resolved_paper_recipe(monkeypatch):
         assert line in out, line
     assert "the last window starts at the first stride position with <= 32 s left" in out
     assert "[(0, 32), (16, 48), (32, 50)]" in out
+
+
+# ---- leakage is checked on the whole lists, before max_train / max_test ---------------------------------------
+
+
+@pytest.mark.parametrize("cap", ["max_train=5", "max_test=5"])
+def test_leakage_check_sees_the_lists_before_the_caps(tmp_path, cap):
+    """A test video at the END of the training list: the caps keep only the first 5 of a list, so a check on
+    the capped lists never saw it and a capped preset trained on a test video's... list unrefused."""
+    import shutil
+
+    from vlmbench.adapters.retrieval import RetrievalAdapter
+    from vlmbench.data import toy
+
+    src = toy.ensure_dataset("msrvtt", say=lambda s: None)
+    shutil.copytree(src, tmp_path / "msrvtt")
+    train = tmp_path / "msrvtt" / "MSRVTT_train.9k.csv"
+    leaked = "video410"  # in the JSFusion test list, past its 5th row
+    train.write_text(train.read_text() + f"{leaked}\n")
+    spec = registry.get("msrvtt-retrieval")
+    adapter = RetrievalAdapter(spec, run_config(spec, "smoke", [cap]), tmp_path, say=lambda s: None)
+    with pytest.raises(InputError, match=f"1 video is both in the training list .* \\(e.g. {leaked}\\)"):
+        adapter.load()

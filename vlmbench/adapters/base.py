@@ -56,6 +56,7 @@ class Adapter:
         self.device = device or torch.device("cpu")
         self.paths = spec.paths(self.root)
         self.loaded = Loaded()
+        self.uncapped: dict[str, set[str]] = {}  # role -> every video of the list before max_train/max_test
 
     # -- data ----------------------------------------------------------------------------------------------
     def store(self) -> FeatureStore:
@@ -68,8 +69,12 @@ class Adapter:
         self.loaded.counts[f"missing_features_{what.replace(' ', '_')}"] = n_missing
         return set(kept)
 
-    def cap(self, items: list, limit: int) -> list:
-        """max_train / max_test: a deterministic prefix (toy and smoke presets keep runs short)."""
+    def cap(self, items: list, limit: int, role: str | None = None, video=lambda item: item) -> list:
+        """max_train / max_test: a deterministic prefix (toy and smoke presets keep runs short). With `role`
+        ("train" / "test") the videos of the WHOLE list are kept in self.uncapped[role]: the leakage check looks
+        at them, so a capped run cannot train on a test video that the cap happened to cut from its test list."""
+        if role is not None:
+            self.uncapped.setdefault(role, set()).update(video(i) for i in items)
         return items[:limit] if limit and limit > 0 else items
 
     def load(self) -> None:

@@ -57,13 +57,13 @@ class CaptioningAdapter(Adapter):
         # caption_clips: every annotated segment of each listed video, in list order
         train = youcook2.caption_clips(annotations, [v for v in train_vids if v in train_ok])
         test = youcook2.caption_clips(annotations, [v for v in val_vids if v in val_ok])
-        self.train_clips = self.cap(train, self.cfg.max_train)
-        self.test_clips = self.cap(test, self.cfg.max_test)
+        self.train_clips = self.cap(train, self.cfg.max_train, "train", lambda c: c.vid)
+        self.test_clips = self.cap(test, self.cfg.max_test, "test", lambda c: c.vid)
         if not self.test_clips:
             raise InputError("no annotated segments in the listed validation videos", path=self.paths["val_list"])
         refuse_overlap(
-            {c.vid for c in self.train_clips},
-            {c.vid for c in self.test_clips},
+            self.uncapped.get("train", set()),
+            self.uncapped["test"],
             self.paths["train_list"],
             self.paths["val_list"],
         )

@@ -62,11 +62,11 @@ class LocalizationAdapter(Adapter):
                 "annotated videos with features)",
                 path=release,
             )
-        self.train = self.cap(train, self.cfg.max_train) if not self.cfg.zeroshot else []
-        self.test = self.cap(test, self.cfg.max_test)
+        self.train = self.cap(train, self.cfg.max_train, "train", lambda tv: tv.vid) if not self.cfg.zeroshot else []
+        self.test = self.cap(test, self.cfg.max_test, "test", lambda tv: tv.vid)
         refuse_overlap(
-            {v for _, v in self.train},
-            {v for _, v in self.test},
+            self.uncapped.get("train", set()),
+            self.uncapped["test"],
             f"{release / ct.VIDEOS} (train split)",
             f"{release / ct.VIDEOS} (test split)",
         )

@@ -36,11 +36,11 @@ class MCQAAdapter(ContrastiveAdapter):
         questions = msrvtt.load_multiple_choice(path)
         self.loaded.annotation_files.append(path)
         kept = self.keep_with_features([q.video_id for q in questions], self.feature_store, "test videos")
-        self.questions = self.cap([q for q in questions if q.video_id in kept], self.cfg.max_test)
-        # The MC questions are on full-test videos: a training list holding any of them is refused.
-        refuse_overlap(
-            {it.clip.vid for it in self.train_items}, {q.video_id for q in self.questions}, self.train_list, path
+        self.questions = self.cap(
+            [q for q in questions if q.video_id in kept], self.cfg.max_test, "test", lambda q: q.video_id
         )
+        # The MC questions are on full-test videos: a training list holding any of them is refused.
+        refuse_overlap(self.uncapped["train"], self.uncapped["test"], self.train_list, path)
         self.loaded.counts["test_examples"] = len(self.questions)
         self.loaded.counts["test_videos"] = len({q.video_id for q in self.questions})
         self.loaded.counts.update(batch_counts(self.family, self.cfg.batch_size))

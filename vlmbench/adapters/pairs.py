@@ -192,7 +192,7 @@ def load_msrvtt_train(adapter: ContrastiveAdapter) -> list[TrainItem]:
         adapter.loaded.annotation_files += [p["data_json"]]
         adapter.train_list = f"{p['data_json']} (split {'+'.join(OFFICIAL_TRAIN_SPLITS)})"
     kept = adapter.keep_with_features(ids, adapter.feature_store, "train videos")
-    ids = adapter.cap([v for v in ids if v in kept], adapter.cfg.max_train)
+    ids = adapter.cap([v for v in ids if v in kept], adapter.cfg.max_train, "train")
     adapter.loaded.counts["train_videos"] = len(ids)
     adapter.loaded.counts["train_captions"] = sum(len(captions[v]) for v in ids)
     adapter.loaded.counts["train_examples"] = len(ids) * adapter.dup

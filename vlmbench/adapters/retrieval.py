@@ -64,8 +64,8 @@ class RetrievalAdapter(ContrastiveAdapter):
             self._load_youcook2_test()
         # Train and test come from different lists: a shared video is refused (exit 2), never silent.
         refuse_overlap(
-            {it.clip.vid for it in self.train_items},
-            {clip.vid for clip in self.test_clips},
+            self.uncapped["train"],
+            self.uncapped["test"],
             self.train_list,
             self.paths["test_csv"],
         )
@@ -86,7 +86,7 @@ class RetrievalAdapter(ContrastiveAdapter):
         pairs = msrvtt.load_retrieval_test(path)
         self.loaded.annotation_files.append(path)
         kept = self.keep_with_features([v for v, _ in pairs], self.feature_store, "test videos")
-        pairs = self.cap([(v, s) for v, s in pairs if v in kept], self.cfg.max_test)
+        pairs = self.cap([(v, s) for v, s in pairs if v in kept], self.cfg.max_test, "test", lambda p: p[0])
         self.test_ids = [v for v, _ in pairs]
         self.test_clips = [VideoClip(v) for v, _ in pairs]
         self.test_texts = [s for _, s in pairs]
@@ -99,7 +99,12 @@ class RetrievalAdapter(ContrastiveAdapter):
         self.loaded.annotation_files += [ann_path, list_path]
         self.train_list = list_path
         kept = self.keep_with_features(vids, self.feature_store, "train videos")
-        clips = self.cap(youcook2.caption_clips(annotations, [v for v in vids if v in kept]), self.cfg.max_train)
+        clips = self.cap(
+            youcook2.caption_clips(annotations, [v for v in vids if v in kept]),
+            self.cfg.max_train,
+            "train",
+            lambda c: c.vid,
+        )
         self.loaded.counts["train_videos"] = len({c.vid for c in clips})
         self.loaded.counts["train_examples"] = len(clips)
         return [TrainItem(VideoClip(c.vid, c.start, c.end), (c.text,)) for c in clips]
@@ -110,7 +115,7 @@ class RetrievalAdapter(ContrastiveAdapter):
         self.loaded.annotation_files.append(path)
         vids = list(dict.fromkeys(c.vid for c in clips))
         kept = self.keep_with_features(vids, self.feature_store, "test videos")
-        clips = self.cap([c for c in clips if c.vid in kept], self.cfg.max_test)
+        clips = self.cap([c for c in clips if c.vid in kept], self.cfg.max_test, "test", lambda c: c.vid)
         self.loaded.counts["test_videos"] = len({c.vid for c in clips})
         self.test_ids = [c.clip_id for c in clips]
         self.test_clips = [VideoClip(c.vid, c.start, c.end) for c in clips]

@@ -64,11 +64,11 @@ class SegmentationAdapter(Adapter):
             raise InputError("no videos with subset 'testing'", path=path)
         keep_train = self.keep_with_features([v.vid for v in train], store, "train videos") if train else set()
         keep_test = self.keep_with_features([v.vid for v in test], store, "test videos")
-        self.train = self.cap([v for v in train if v.vid in keep_train], self.cfg.max_train)
-        self.test = self.cap([v for v in test if v.vid in keep_test], self.cfg.max_test)
+        self.train = self.cap([v for v in train if v.vid in keep_train], self.cfg.max_train, "train", lambda v: v.vid)
+        self.test = self.cap([v for v in test if v.vid in keep_test], self.cfg.max_test, "test", lambda v: v.vid)
         refuse_overlap(
-            {v.vid for v in self.train},
-            {v.vid for v in self.test},
+            self.uncapped.get("train", set()),
+            self.uncapped["test"],
             f"{path} (subset training)",
             f"{path} (subset testing)",
         )
