@@ -114,13 +114,17 @@ def mixed_results():
 
 
 def test_report_frame_order(mixed_results):
+    """Toy-world rows come after the paper's (issue 22: toy rows read as state of the art above them); results on
+    real data stay above the paper's rows they are comparable with."""
     df = report_frame(mixed_results, against="paper")
-    assert list(df.kind) == ["ours"] + ["paper"] * 7 + ["floor"]
-    assert df.label.iloc[0] == "toy-run preset=toy seed=0"
+    assert list(df.kind) == ["paper"] * 7 + ["ours", "floor"]
+    assert df.label.iloc[-2] == "toy-run preset=toy seed=0"
     assert df.label.iloc[-1] == "random"
     vlm = df[(df.kind == "paper") & (df.label == "VLM")].iloc[0]
     assert vlm["R@1"] == pytest.approx(28.1) and vlm.source == "paper Table 2, ours"
     assert list(report_frame(mixed_results, against=None).kind) == ["ours", "floor"]
+    real = report_frame([make(config={"name": "real"}), *mixed_results], against="paper")
+    assert list(real.kind) == ["ours"] + ["paper"] * 7 + ["ours", "floor"] and real.label.iloc[0] == "real"
 
 
 @pytest.mark.parametrize("fmt", ["terminal", "markdown", "csv", "json"])
@@ -134,16 +138,17 @@ def test_report_toy_label_every_format(mixed_results, fmt):
 
 def test_report_formats_parse(mixed_results):
     rows = json.loads(report(mixed_results, fmt="json"))["rows"]
-    assert rows[0]["note"] == TOY_NOTE and rows[0]["R@1"] == 12.3
-    assert (rows[1]["label"], rows[1]["note"], rows[1]["R@5"]) == ("Random", "", 0.5)
+    assert rows[-2]["note"] == TOY_NOTE and rows[-2]["R@1"] == 12.3
+    assert (rows[0]["label"], rows[0]["note"], rows[0]["R@5"]) == ("Random", "", 0.5)
     videoasmt = next(r for r in rows if r["label"].startswith("VideoAsMT"))
     assert videoasmt["R@5"] is None and videoasmt["R@10"] == 52.8  # the paper's "-" cell stays empty
 
     csv = pd.read_csv(io.StringIO(report(mixed_results, fmt="csv")), keep_default_na=False)
     assert list(csv.note[csv.kind == "ours"]) == [TOY_NOTE]
     md = report(mixed_results, fmt="markdown")
-    assert "| kind | label | source | R@1 | R@5 | MedR | R@10 | note |" in md
-    assert f"> {TOY_NOTE}" in md
+    assert "### msrvtt-retrieval\n\n| kind | label | source | R@1 | R@5 | R@10 | MedR | note |" in md
+    assert f"### msrvtt-retrieval: {TOY_NOTE}\n\n| kind | label | source | R@1 | R@5 | MedR | note |" in md
+    assert f"| ours (toy) | toy-run preset=toy seed=0 | test | 12.30 | 30.00 | 9.0 | {TOY_NOTE} |" in md
 
 
 def test_report_not_toy_has_no_label():
@@ -228,9 +233,11 @@ def test_numbers_in_the_metrics_own_format():
     assert format_value("CIDEr", 1.38691) == "1.3869" and format_value("MedR", 5.0) == "5.0"
     assert format_value("recall/12345", 33.333) == "33.33" and format_value("paper:CIDEr", 1.3) == "1.3000"
     assert format_value("R@1", float("nan")) == "-" and format_value("R@1", None) == "-"
-    assert format_interval("R@1", 10.0, 8.5, 11.0) == "10.00 ± 1.50"  # the larger half of an asymmetric CI
+    # both bounds: an asymmetric interval is not 'value ± the larger half' (issue 22: BLEU-4 '6.51 ± 6.51')
+    assert format_interval("R@1", 10.0, 8.5, 11.0) == "10.00 [8.50, 11.00]"
+    assert format_interval("BLEU-4", 6.51, 0.0007, 9.04) == "6.51 [0.00, 9.04]"
     assert format_interval("R@1", 10.0, float("nan"), float("nan")) == "10.00"
-    assert format_interval("MedR", 1.5, -7.0, 10.0, signed=True) == "+1.5 ± 8.5"
+    assert format_interval("MedR", 1.5, -7.0, 10.0, signed=True) == "+1.5 [-7.0, +10.0]"
 
 
 @pytest.mark.parametrize("columns", [60, 100, 220])
@@ -242,11 +249,11 @@ def test_terminal_tables_fit_the_terminal(mixed_results, monkeypatch, columns):
     assert "12.30" in out
 
 
-def test_report_ci_shows_half_width_and_files_carry_both_bounds():
+def test_report_ci_shows_both_bounds_and_files_carry_them():
     r = make(metrics={"R@1": 12.3, "MedR": 9.0}, intervals={"R@1": [10.0, 14.1], "MedR": [7.0, 11.5]})
     md = report([r], against=None, fmt="markdown", ci=True)
-    assert "| 12.30 ± 2.30 | 9.0 ± 2.5 |" in md
-    assert "±" not in report([r], against=None, fmt="markdown")
+    assert "| 12.30 [10.00, 14.10] | 9.0 [7.0, 11.5] |" in md
+    assert "[" not in report([r], against=None, fmt="markdown")
     csv = pd.read_csv(io.StringIO(report([r], against=None, fmt="csv")))
     assert (csv["R@1:lo"][0], csv["R@1:hi"][0], csv["MedR:hi"][0]) == (10.0, 14.1, 11.5)
     rows = json.loads(report([r], against=None, fmt="json"))["rows"]
@@ -353,7 +360,7 @@ def test_piped_output_is_not_wrapped(mixed_results, monkeypatch):
     monkeypatch.delenv("COLUMNS", raising=False)
     monkeypatch.setattr(render_mod.shutil, "get_terminal_size", lambda fallback: os.terminal_size(fallback))
     out = report(mixed_results, fmt="terminal")
-    assert "toy-run preset=toy seed=0 (toy)" in out
+    assert re.search(r"│ ours \(toy\) +│ toy-run preset=toy seed=0 │", out), out
 
 
 def test_plot_draws_each_runs_interval_and_the_seeds_std(tmp_path):
