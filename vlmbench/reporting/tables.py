@@ -27,8 +27,9 @@ SMOKE_NOTE = (
 # The heading of a table of results that are not comparable with the paper's, by world (see `world`).
 WORLD_TITLE = {
     "toy": TOY_NOTE,
-    "smoke": "smoke preset (plumbing check): not comparable with published numbers",
+    "smoke": "smoke preset (a plumbing check): not comparable with published numbers",
 }
+SMOKE_TOY_TITLE = "smoke preset on the toy world (a plumbing check): not comparable with published numbers"
 FORMATS = ("terminal", "markdown", "csv", "json")
 ROW_COLUMNS = ["task", "kind", "label", "source", "note"]  # then one column per metric (and its interval)
 
@@ -168,6 +169,8 @@ class Section:
 
     @property
     def title(self) -> str:
+        if self.world == "smoke" and self.rows["note"].str.contains(TOY_NOTE, regex=False).any():
+            return f"{self.task}: {SMOKE_TOY_TITLE}"
         return f"{self.task}: {WORLD_TITLE[self.world]}" if self.world else self.task
 
     def kinds(self) -> list[str]:
@@ -197,7 +200,8 @@ def report_tables(df: pd.DataFrame, ci: bool = False, markdown: bool = False) ->
     for sec in sections(df):
         view = sec.rows.copy()
         view["kind"] = sec.kinds()
-        cols = ["kind", "label", "source", *sec.metrics] + (["note"] if markdown else [])
+        noted = markdown and sec.rows["note"].astype(bool).any()  # a copied toy row keeps its label
+        cols = ["kind", "label", "source", *sec.metrics] + (["note"] if noted else [])
         bounds = [c for m in sec.metrics for c in (f"{m}:lo", f"{m}:hi") if c in view.columns]
         shown = render.cells(view[cols + bounds], sec.metrics, ci=ci)[cols]
         yield render.Table(shown, title=sec.title, note="; ".join(sec.notes), numeric=sec.metrics)
@@ -425,11 +429,11 @@ def _grid_paper_table(task: str, g: pd.DataFrame, axes: Sequence[str], metrics: 
     matched = g[g["paper"].notna()]
     paper = [m for m in metrics if f"paper:{m}" in g.columns and matched[f"paper:{m}"].notna().any()]
     view = render.cells(matched[[*axes, "paper", *(f"paper:{m}" for m in paper)]], [f"paper:{m}" for m in paper])
-    view = view.rename(columns={"paper": "paper row", **{f"paper:{m}": m for m in paper}})
+    view = view.rename(columns={"paper": "paper row", **{f"paper:{m}": f"paper {m}" for m in paper}})
     return render.Table(
         view,
         title=f"{task}: the paper's rows for these settings (real data, Tables 8/9)",
-        numeric=list(paper),
+        numeric=[f"paper {m}" for m in paper],
     )
 
 
