@@ -209,7 +209,7 @@ def _print_metrics(result) -> None:
     from .reporting.tables import run_table
 
     table, note = run_table(result)
-    out_console_write(render.terminal([table]) + (f"{note}\n" if note else ""))
+    out_console_write(render.terminal([table]) + (render.terminal([], heading=note) if note else ""))
 
 
 @app.command()

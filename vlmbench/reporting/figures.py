@@ -36,7 +36,7 @@ from vlmbench.records.predictions import PREDICTIONS, load_predictions
 from vlmbench.records.result import Result
 from vlmbench.reporting.plots import unit
 from vlmbench.reporting.render import RANK_METRICS
-from vlmbench.reporting.tables import WORLD_TITLE, Section, world
+from vlmbench.reporting.tables import Section, world, world_title
 
 CLASS_ACCURACY = "class_accuracy.csv"  # written by the segmentation and localization adapters
 CAPTIONS = "captions.csv"  # written by the captioning adapter: worst first by per-clip CIDEr-D
@@ -76,8 +76,7 @@ def footer(results: Sequence[Result]) -> str:
     parts += [f"model {', '.join(models)}"] if models else []
     presets = list(dict.fromkeys(str(r.preset) for r in ours if r.preset))
     parts += [f"preset {', '.join(presets)}"] if presets else []
-    worlds = list(dict.fromkeys(w for r in ours if (w := world(r))))
-    parts += [WORLD_TITLE[w] for w in worlds]
+    parts += list(dict.fromkeys(world_title(w, r.toy) for r in ours if (w := world(r))))
     return "; ".join(parts)
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import pandas as pd
 from rich.cells import cell_len
-from rich.console import Console
+from rich.console import Console, Group
 from rich.table import Table as RichTable
 from rich.text import Text
 
@@ -227,14 +227,15 @@ def _spread(text: Sequence[str], least: dict[str, int], natural: dict[str, int],
     return out
 
 
-def _rich(t: Table, cols: Sequence[str], widths: dict[str, int], title: str) -> RichTable:
-    table = RichTable(title=title or None, title_justify="left")
+def _rich(t: Table, cols: Sequence[str], widths: dict[str, int], title: str) -> Group:
+    """The title on its own line (wrapped at the terminal's width, not the table's), then the table."""
+    table = RichTable()
     for col in cols:
         num = col in t.numeric
         table.add_column(str(col), justify="right" if num else "left", width=widths[col], no_wrap=num, overflow="fold")
     for row in t.frame[list(cols)].itertuples(index=False):
         table.add_row(*map(str, row))
-    return table
+    return Group(Text(title), table) if title else Group(table)
 
 
 def _stacked(t: Table, width: int) -> list[Any]:

@@ -57,6 +57,11 @@ def world(r: Result) -> str:
     return "smoke" if r.preset == "smoke" else "toy" if r.toy else ""
 
 
+def world_title(w: str, toy: bool) -> str:
+    """The heading of results of world `w` ('toy' or 'smoke'); a smoke run on the toy world says both."""
+    return SMOKE_TOY_TITLE if w == "smoke" and toy else WORLD_TITLE[w]
+
+
 def row_world(note: str) -> str:
     """The world of a report_frame row, read back from its note (CSV and JSON rows carry the same note)."""
     return "smoke" if SMOKE_ROW_NOTE in note else "toy" if TOY_NOTE in note else ""
@@ -169,9 +174,8 @@ class Section:
 
     @property
     def title(self) -> str:
-        if self.world == "smoke" and self.rows["note"].str.contains(TOY_NOTE, regex=False).any():
-            return f"{self.task}: {SMOKE_TOY_TITLE}"
-        return f"{self.task}: {WORLD_TITLE[self.world]}" if self.world else self.task
+        toy = bool(self.rows["note"].str.contains(TOY_NOTE, regex=False).any())
+        return f"{self.task}: {world_title(self.world, toy)}" if self.world else self.task
 
     def kinds(self) -> list[str]:
         """Each row's kind as shown: 'ours', 'paper', 'floor'; 'ours (toy)', 'floor (smoke)' in a world's table."""
@@ -218,7 +222,7 @@ def run_table(result: Result) -> tuple[render.Table, str]:
     if not frame["95% interval"].astype(bool).any():
         frame = frame.drop(columns="95% interval")
     w = world(result)
-    title = f"{result.task} ({result.split})" + (f": {WORLD_TITLE[w]}" if w else "")
+    title = f"{result.task} ({result.split})" + (f": {world_title(w, result.toy)}" if w else "")
     numeric = [c for c in frame.columns if c != "metric"]
     return render.Table(frame, title=title, numeric=numeric), "\n".join(report_heading([result]))
 
