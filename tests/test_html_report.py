@@ -5,6 +5,7 @@ rendered DOM, the screenshot is not blank at phone and desktop width, and the pa
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shutil
@@ -278,6 +279,23 @@ def test_figures_are_titled_labelled_name_the_checkpoint_and_keep_toy_off_the_pa
     recall = made[3].axes[0]
     assert "own axis" in made[3].get_suptitle() and "recall@k (%)" == recall.get_ylabel()
     assert not [t for t in recall.get_legend().get_texts() if "paper" in t.get_text()]
+
+    # on real data ours is comparable: drawn among the paper's rows, the paper's VLM on the recall@k axis
+    real = [dataclasses.replace(r, toy=False) for r in results if r.task == "msrvtt-retrieval"]
+    fig = figures.paper_figure("msrvtt-retrieval", sections(report_frame(real)), real)
+    assert all("the paper's rows and ours" in ax.get_title() for ax in fig.axes)
+    assert all([ln for ln in ax.get_lines() if ln.get_marker() == "D"] for ax in fig.axes)
+    fig = figures.recall_figure("msrvtt-retrieval", real, {"R@1": 28.1, "R@5": 55.5, "R@10": 67.4})
+    assert "paper: VLM, text→video" in [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+
+
+def test_best_and_worst_captions_never_repeat_a_clip(tmp_path):
+    from vlmbench.reporting.figures import best_and_worst_captions
+
+    (tmp_path / "captions.csv").write_text("clip_id,hypothesis,reference,cider\na,x,y,0.1\nb,x,y,0.3\nc,x,y,0.2\n")
+    r = dataclasses.replace(load_results(CI_REFERENCE / "youcook2-caption")[0], path=tmp_path / "result.json")
+    best, worst = best_and_worst_captions(r)
+    assert [x["clip_id"] for x in best] == ["b", "c"] and [x["clip_id"] for x in worst] == ["a"]
 
 
 def test_untrusted_fields_are_escaped_everywhere(tmp_path):

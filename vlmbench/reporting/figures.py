@@ -358,4 +358,5 @@ def best_and_worst_captions(r: Result, n: int = N_CAPTIONS) -> tuple[list[dict[s
             return float("nan")
 
     ranked = sorted((x for x in rows if not math.isnan(score(x))), key=score)
-    return list(reversed(ranked[-n:])), ranked[:n]
+    best = min(n, (len(ranked) + 1) // 2)  # a short file: each caption in one list only
+    return list(reversed(ranked[len(ranked) - best :])), ranked[: min(n, len(ranked) - best)]
