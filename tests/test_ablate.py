@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -175,7 +176,9 @@ def test_grid_runs_every_cell_then_tables_and_plots(reference):
     assert not (out / "plots" / "R@1-vs-steps.png").exists()  # steps held at one value: not an axis
     # the cells' results carry intervals, the markdown shows them, the CSV carries both bounds
     assert {"R@1:lo", "R@1:hi"} <= set(grid.columns) and (grid["R@1:lo"] <= grid["R@1"]).all()
-    assert "±" in md and "R@1:lo" in csv.splitlines()[0]
+    assert re.search(r"\| \d+\.\d\d \[\d+\.\d\d, \d+\.\d\d\] \|", md) and "R@1:lo" in csv.splitlines()[0]
+    # a smoke grid on the toy world: every row labelled, the plumbing check said once
+    assert md.count("| smoke |") == 2 and md.count("smoke preset: a plumbing check of the harness") == 1
     # the second cell is compared with the first by a paired bootstrap on the same queries
     assert grid["R@1:diff"].notna().iloc[1] and grid["R@1:sig"].iloc[1] in ("yes", "no")
 
@@ -212,6 +215,9 @@ def test_grid_table_shows_paper_table8_beside_matching_cells(reference, tmp_path
     assert g.loc[0.0, "paper"] == "Table 8: VLM w/ MMM 0%" and g.loc[0.0, "paper:R@1"] == 15.12
     assert g.loc[0.5, "paper"] == "Table 8: VLM w/ MMM 50%" and g.loc[0.5, "paper:R@1"] == 27.05
     assert "paper R@1" in got.markdown and "15.12" in got.markdown and "Table 8: VLM w/ MMM 50%" in got.terminal
+    # the cells are a toy-world smoke run: the paper's rows in a table of their own, after the cells'
+    toy, paper = got.markdown.split("### youcook2-retrieval: ")[1:]
+    assert "paper R@1" not in toy and "| smoke |" in toy and paper.startswith("the paper's rows for these settings")
     shutil.rmtree(tmp_path / "cells")
 
 

@@ -147,22 +147,55 @@ def test_report_labels_toy_results_in_every_format(new_run):
         env={**os.environ, "COLUMNS": "250"},
     )
     assert r.returncode == 0, r.stderr
-    assert "youcook2-retrieval: toy world: not comparable with published numbers" in r.stdout
-    assert "(toy)" in r.stdout and "VLM" in r.stdout  # our row beside the paper's Table 3
+    # a table of its own below the paper's Table 3 rows, every row labelled
+    title = "youcook2-retrieval: smoke preset on the toy world (a plumbing check): not comparable with published"
+    assert title in r.stdout and r.stdout.index("│ paper ") < r.stdout.index(title)
+    assert "│ ours (smoke) │" in r.stdout and "VLM" in r.stdout
     md = _cli("report", new_run, "--format", "markdown").stdout
-    assert (
-        md.startswith("## vlmbench report") and md.count("> toy world: not comparable") == 8
-    )  # seven tasks + the pre-training
+    assert md.startswith("## vlmbench report\n\n> smoke preset: a plumbing check of the harness")
+    assert md.count(": smoke preset on the toy world (a plumbing check)") == 8  # seven tasks + the pre-training
+    assert md.count("| toy world: not comparable with published numbers; smoke preset: a plumbing check") == 8
     js = json.loads(_cli("report", new_run, "--format", "json", "--against", "none").stdout)
-    # the toy label first; the smoke reference's tiny backbone is named beside the paper's (issue 9, point 8)
-    assert js["notes"] == [
+    # the smoke preset's meaning, the toy label; the smoke reference's tiny backbone is named beside the paper's
+    # (issue 9, point 8)
+    assert js["notes"][1:] == [
         "toy world: not comparable with published numbers",
+        "smoke preset: a plumbing check",
         "backbone: tiny random BERT (2 layers, hidden 64) (paper: bert-base-uncased)",
     ]
+    assert js["notes"][0].startswith("smoke preset: a plumbing check of the harness")
     assert {row["kind"] for row in js["rows"]} == {"ours"} and len(js["rows"]) == 8  # no paper rows
     csv = _cli("report", new_run / "msrvtt-mcqa", "--format", "csv").stdout.splitlines()
     assert csv[0].startswith("task,kind,label,source,note,accuracy")
     assert any(line.startswith("msrvtt-mcqa,paper,VLM,") for line in csv)
+
+
+def test_report_at_80_columns_keeps_every_number_whole():
+    """Issue 22: at 80 columns every terminal cell was cut ('4.…'). `vlmbench report --ci` of the ci reference
+    as a user's 80-column terminal shows it: each number of each table whole with its interval."""
+    import os
+    import re
+    from collections import Counter
+
+    from vlmbench.records.result import load_results
+    from vlmbench.reporting.tables import report_frame, report_tables
+
+    ci = REPO / "results" / "reference" / "ci"
+    r = subprocess.run(
+        [sys.executable, "-m", "vlmbench.cli", "report", str(ci), "--ci"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "80"},
+    )
+    assert r.returncode == 0, r.stderr
+    number = r"[-+]?\d+\.\d+"
+    cell = re.compile(rf"(?<![\w.\[-]){number}(?: \[{number}, {number}\])?(?![\w.])")
+    shown = Counter(cell.findall(r.stdout))
+    tables = report_tables(report_frame(load_results(ci)), ci=True)
+    expected = Counter(v for t in tables for c in t.numeric for v in t.frame[c] if cell.fullmatch(v))
+    assert "78.00 [70.00, 86.00]" in expected and not expected - shown, dict(expected - shown)
+    assert max(len(line) for line in r.stdout.splitlines()) <= 80
 
 
 def test_report_bad_input(tmp_path):

@@ -73,6 +73,8 @@ def test_wheel_carries_the_package_data(vlmbench_wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {f"vlmbench/tasks/{t}.yaml" for t in TASK_NAMES} <= names
     assert "vlmbench/baselines/paper_tables.csv" in names
+    templates = {p.relative_to(REPO).as_posix() for p in (REPO / "vlmbench" / "reporting" / "templates").iterdir()}
+    assert templates and templates <= names, templates - names  # the HTML report's templates
     assert not any(n.startswith(("tasks/", "baselines/", "tests/")) for n in names)  # nothing at the top level
 
 

@@ -7,14 +7,26 @@ import json
 import math
 import os
 import re
+from collections import Counter
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from vlmbench.errors import InputError
 from vlmbench.records.result import SCHEMA, Result, load_results, provenance, save_result
-from vlmbench.reporting.plots import plot_metric_vs_key
-from vlmbench.reporting.tables import TOY_NOTE, grid_table, report, report_frame
+from vlmbench.reporting import render
+from vlmbench.reporting.plots import ablation_figure, plot_metric_vs_key
+from vlmbench.reporting.tables import (
+    SMOKE_NOTE,
+    TOY_NOTE,
+    grid_table,
+    grid_tables,
+    report,
+    report_frame,
+    report_tables,
+    run_table,
+)
 
 
 def make(task="msrvtt-retrieval", metrics=None, **kw) -> Result:
@@ -114,13 +126,17 @@ def mixed_results():
 
 
 def test_report_frame_order(mixed_results):
+    """Toy-world rows come after the paper's (issue 22: toy rows read as state of the art above them); results on
+    real data stay above the paper's rows they are comparable with."""
     df = report_frame(mixed_results, against="paper")
-    assert list(df.kind) == ["ours"] + ["paper"] * 7 + ["floor"]
-    assert df.label.iloc[0] == "toy-run preset=toy seed=0"
+    assert list(df.kind) == ["paper"] * 7 + ["ours", "floor"]
+    assert df.label.iloc[-2] == "toy-run preset=toy seed=0"
     assert df.label.iloc[-1] == "random"
     vlm = df[(df.kind == "paper") & (df.label == "VLM")].iloc[0]
     assert vlm["R@1"] == pytest.approx(28.1) and vlm.source == "paper Table 2, ours"
     assert list(report_frame(mixed_results, against=None).kind) == ["ours", "floor"]
+    real = report_frame([make(config={"name": "real"}), *mixed_results], against="paper")
+    assert list(real.kind) == ["ours"] + ["paper"] * 7 + ["ours", "floor"] and real.label.iloc[0] == "real"
 
 
 @pytest.mark.parametrize("fmt", ["terminal", "markdown", "csv", "json"])
@@ -134,16 +150,17 @@ def test_report_toy_label_every_format(mixed_results, fmt):
 
 def test_report_formats_parse(mixed_results):
     rows = json.loads(report(mixed_results, fmt="json"))["rows"]
-    assert rows[0]["note"] == TOY_NOTE and rows[0]["R@1"] == 12.3
-    assert (rows[1]["label"], rows[1]["note"], rows[1]["R@5"]) == ("Random", "", 0.5)
+    assert rows[-2]["note"] == TOY_NOTE and rows[-2]["R@1"] == 12.3
+    assert (rows[0]["label"], rows[0]["note"], rows[0]["R@5"]) == ("Random", "", 0.5)
     videoasmt = next(r for r in rows if r["label"].startswith("VideoAsMT"))
     assert videoasmt["R@5"] is None and videoasmt["R@10"] == 52.8  # the paper's "-" cell stays empty
 
     csv = pd.read_csv(io.StringIO(report(mixed_results, fmt="csv")), keep_default_na=False)
     assert list(csv.note[csv.kind == "ours"]) == [TOY_NOTE]
     md = report(mixed_results, fmt="markdown")
-    assert "| kind | label | source | R@1 | R@5 | MedR | R@10 | note |" in md
-    assert f"> {TOY_NOTE}" in md
+    assert "### msrvtt-retrieval\n\n| kind | label | source | R@1 | R@5 | R@10 | MedR |\n" in md  # no notes, no column
+    assert f"### msrvtt-retrieval: {TOY_NOTE}\n\n| kind | label | source | R@1 | R@5 | MedR | note |" in md
+    assert f"| ours (toy) | toy-run preset=toy seed=0 | test | 12.30 | 30.00 | 9.0 | {TOY_NOTE} |" in md
 
 
 def test_report_not_toy_has_no_label():
@@ -228,9 +245,11 @@ def test_numbers_in_the_metrics_own_format():
     assert format_value("CIDEr", 1.38691) == "1.3869" and format_value("MedR", 5.0) == "5.0"
     assert format_value("recall/12345", 33.333) == "33.33" and format_value("paper:CIDEr", 1.3) == "1.3000"
     assert format_value("R@1", float("nan")) == "-" and format_value("R@1", None) == "-"
-    assert format_interval("R@1", 10.0, 8.5, 11.0) == "10.00 ± 1.50"  # the larger half of an asymmetric CI
+    # both bounds: an asymmetric interval is not 'value ± the larger half' (issue 22: BLEU-4 '6.51 ± 6.51')
+    assert format_interval("R@1", 10.0, 8.5, 11.0) == "10.00 [8.50, 11.00]"
+    assert format_interval("BLEU-4", 6.51, 0.0007, 9.04) == "6.51 [0.00, 9.04]"
     assert format_interval("R@1", 10.0, float("nan"), float("nan")) == "10.00"
-    assert format_interval("MedR", 1.5, -7.0, 10.0, signed=True) == "+1.5 ± 8.5"
+    assert format_interval("MedR", 1.5, -7.0, 10.0, signed=True) == "+1.5 [-7.0, +10.0]"
 
 
 @pytest.mark.parametrize("columns", [60, 100, 220])
@@ -242,11 +261,11 @@ def test_terminal_tables_fit_the_terminal(mixed_results, monkeypatch, columns):
     assert "12.30" in out
 
 
-def test_report_ci_shows_half_width_and_files_carry_both_bounds():
+def test_report_ci_shows_both_bounds_and_files_carry_them():
     r = make(metrics={"R@1": 12.3, "MedR": 9.0}, intervals={"R@1": [10.0, 14.1], "MedR": [7.0, 11.5]})
     md = report([r], against=None, fmt="markdown", ci=True)
-    assert "| 12.30 ± 2.30 | 9.0 ± 2.5 |" in md
-    assert "±" not in report([r], against=None, fmt="markdown")
+    assert "| 12.30 [10.00, 14.10] | 9.0 [7.0, 11.5] |" in md
+    assert "[" not in report([r], against=None, fmt="markdown")
     csv = pd.read_csv(io.StringIO(report([r], against=None, fmt="csv")))
     assert (csv["R@1:lo"][0], csv["R@1:hi"][0], csv["MedR:hi"][0]) == (10.0, 14.1, 11.5)
     rows = json.loads(report([r], against=None, fmt="json"))["rows"]
@@ -353,7 +372,7 @@ def test_piped_output_is_not_wrapped(mixed_results, monkeypatch):
     monkeypatch.delenv("COLUMNS", raising=False)
     monkeypatch.setattr(render_mod.shutil, "get_terminal_size", lambda fallback: os.terminal_size(fallback))
     out = report(mixed_results, fmt="terminal")
-    assert "toy-run preset=toy seed=0 (toy)" in out
+    assert re.search(r"│ ours \(toy\) +│ toy-run preset=toy seed=0 │", out), out
 
 
 def test_plot_draws_each_runs_interval_and_the_seeds_std(tmp_path):
@@ -377,3 +396,126 @@ def test_plot_draws_each_runs_interval_and_the_seeds_std(tmp_path):
         plot_metric_vs_key(grid_table(seeds, ["mmm"]), "mmm", "R@1", tmp_path / "b.png").with_suffix(".svg").read_text()
     )
     assert "mean ± std over seeds" in svg
+
+
+# ---- issue 22: readable tables, toy never drawn as comparable ----------------------------------------------------
+
+REFERENCE = Path(__file__).resolve().parents[1] / "results" / "reference"
+# A number as a cell shows it: '78.00', '+1.5', '0.5058', or with its interval '78.00 [70.00, 86.00]'.
+NUMBER = r"[-+]?\d+\.\d+"
+CELL = re.compile(rf"(?<![\w.\[-]){NUMBER}(?: \[{NUMBER}, {NUMBER}\])?(?![\w.])")
+
+
+def whole_numbers(out: str) -> Counter:
+    return Counter(CELL.findall(out))
+
+
+def number_cells(tables) -> Counter:
+    return Counter(v for t in tables for c in t.numeric for v in t.frame[c] if CELL.fullmatch(str(v)))
+
+
+@pytest.mark.parametrize("ref", ["ci", "smoke"])
+@pytest.mark.parametrize("ci", [False, True], ids=["values", "intervals"])
+def test_terminal_report_at_80_columns_holds_every_number_whole(monkeypatch, ref, ci):
+    """Issue 22: at 80 columns every cell was cut ('4.…'). Each number of each table (with its interval) is on
+    the screen whole, on one line, and no line is wider than the terminal."""
+    monkeypatch.setenv("COLUMNS", "80")
+    results = load_results(REFERENCE / ref)
+    out = report(results, fmt="terminal", ci=ci)
+    expected = number_cells(report_tables(report_frame(results), ci=ci))
+    assert sum(expected.values()) > 50
+    missing = expected - whole_numbers(out)
+    assert not missing, f"cut or missing: {dict(missing)}"
+    assert max(len(line) for line in out.splitlines()) <= 80 and "…" not in out
+
+
+@pytest.mark.parametrize("width", [40, 60, 80, 120])
+def test_wide_tables_are_transposed_grouped_or_stacked_never_cut(width):
+    """A table of many metric columns at any width: transposed (few rows), column groups (many rows) or stacked
+    rows (very narrow); every number whole, every line within the width."""
+    rows = [
+        {"kind": "ours", "label": f"run {i} with a long descriptive name", **{f"m{j}": 10.0 * i + j for j in range(12)}}
+        for i in range(6)
+    ]
+    frame = render.cells(pd.DataFrame(rows), [f"m{j}" for j in range(12)])
+    for table in (
+        render.Table(frame, "many rows", numeric=[f"m{j}" for j in range(12)]),
+        render.Table(frame.head(1), "one row", numeric=[f"m{j}" for j in range(12)]),
+    ):
+        out = render.terminal([table], width=width)
+        assert not number_cells([table]) - whole_numbers(out), out
+        assert max(len(line) for line in out.splitlines()) <= width, out
+
+
+def test_run_table_prints_one_metric_per_row_with_both_bounds():
+    """`vlmbench run`'s table: a row per metric with its [lo, hi], whole at 40 columns; the world in the title."""
+    [r] = load_results(REFERENCE / "ci" / "msrvtt-retrieval")
+    table, note = run_table(r)
+    assert note == "" and table.title == f"msrvtt-retrieval (test): {TOY_NOTE}"
+    assert list(table.frame.iloc[0]) == ["R@1", "78.00", "[70.00, 86.00]"]
+    out = render.terminal([table], width=40)
+    assert max(len(line) for line in out.splitlines()) <= 40
+    assert all(f"│ {m} " in out for m in r.metrics) and "[70.00, 86.00]" in out
+
+
+def test_smoke_output_says_once_it_is_a_plumbing_check():
+    """Issue 22: smoke runs printed COIN 0.00 and MC-QA below chance with nothing saying that is expected."""
+    flat = lambda s: " ".join(s.split())  # noqa: E731  (the terminal wraps the note)
+    smoke = load_results(REFERENCE / "smoke")
+    for fmt in ("terminal", "markdown", "json"):
+        assert flat(report(smoke, fmt=fmt)).count(flat(SMOKE_NOTE)) == 1, fmt
+    assert "COIN 0.00" in SMOKE_NOTE and "expected to learn nothing" in SMOKE_NOTE
+    coin = next(r for r in smoke if r.task == "coin-segmentation")
+    table, note = run_table(coin)
+    assert note == SMOKE_NOTE and "smoke preset" in table.title
+    assert SMOKE_NOTE not in report(load_results(REFERENCE / "ci"), fmt="markdown")
+
+
+@pytest.mark.parametrize("ref", ["ci", "smoke"])
+def test_toy_rows_sit_in_their_own_table_below_the_papers_labelled_in_every_row(ref):
+    """Issue 22: bold toy rows sat above the paper's (COIN 81.67 over 68.39). Every toy row says so in its kind;
+    no table holds both a toy row and a paper row; a task's toy table comes after its paper table."""
+    results = load_results(REFERENCE / ref)
+    tables = list(report_tables(report_frame(results)))
+    seen_toy: set[str] = set()
+    for t in tables:
+        task = t.title.split(":")[0]
+        kinds = list(t.frame["kind"])
+        toy = [k for k in kinds if k.endswith(("(toy)", "(smoke)"))]
+        assert not toy or len(toy) == len(kinds), kinds  # a table is all toy or all comparable
+        if toy:
+            assert "not comparable with published numbers" in t.title
+            seen_toy.add(task)
+        else:
+            assert "paper" in kinds and task not in seen_toy, t.title
+    assert len(seen_toy) == 8
+    md = report(results, fmt="markdown")
+    assert md.index("### coin-segmentation\n") < md.index("### coin-segmentation: ")
+
+
+def test_toy_grid_labels_every_row_and_keeps_the_papers_rows_apart():
+    grid = grid_table(ablation_results(), ["pretrain.mmm"])
+    headline = {"youcook2-retrieval": ["R@1", "MedR"]}
+    toy, paper = grid_tables(grid, ["pretrain.mmm"], headline, world="toy")
+    assert list(toy.frame["world"]) == ["toy"] * 3 and TOY_NOTE in toy.title
+    assert not [c for c in toy.frame.columns if "paper" in str(c)]
+    assert list(paper.frame["paper R@1"]) == ["15.12", "27.05", "25.30"] and "real data" in paper.title
+    [real] = grid_tables(grid, ["pretrain.mmm"], headline)  # real data: the paper's values beside ours
+    assert "paper R@1" in real.frame.columns and "world" not in real.frame.columns
+
+
+def test_toy_ablation_plot_never_draws_toy_on_the_papers_axis(tmp_path):
+    """Issue 22: the ablation plots drew toy curves on the paper's axis. Toy: two panels, each its own y-axis,
+    one holding only toy series, the other only the paper's; real data: one axis for both."""
+    grid = grid_table(ablation_results(), ["pretrain.mmm"])
+
+    def series(ax) -> list[str]:
+        return [t.get_text() for t in ax.get_legend().get_texts()]
+
+    toy_ax, paper_ax = ablation_figure(grid, "pretrain.mmm", "R@1", preset="ci", toy=True).axes
+    assert series(paper_ax) == ["paper (Tables 8/9)"] and all(s.startswith("toy: ") for s in series(toy_ax))
+    assert "own axis" in toy_ax.get_title() and "own axis" in paper_ax.get_title()
+    [one] = ablation_figure(grid, "pretrain.mmm", "R@1", toy=False).axes
+    assert "paper (Tables 8/9)" in series(one) and len(series(one)) == 2
+    svg = plot_metric_vs_key(grid, "pretrain.mmm", "R@1", tmp_path / "p.png", toy=True).with_suffix(".svg").read_text()
+    assert "paper, Tables 8/9 (real data, own axis)" in svg

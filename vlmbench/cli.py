@@ -146,7 +146,6 @@ def run(
     no_meteor: bool = typer.Option(False, "--no-meteor", help="captioning: skip METEOR, no Java (= skip_meteor=true)"),
 ):
     """Fine-tune (unless zero-shot), predict, save predictions, score, write result.json."""
-    from .reporting.tables import format_value
     from .runner import run as run_task
 
     pairs = (
@@ -177,7 +176,7 @@ def run(
                 overwrite=overwrite,
                 **common,
             )
-            _print_metrics(result, format_value)
+            _print_metrics(result)
             results.append(result)
         out_console_write(render.terminal([seed_table(results)]))
         say(f"Results: {base}/seed-*/result.json")
@@ -195,7 +194,7 @@ def run(
         overwrite=overwrite,
         **common,
     )
-    _print_metrics(result, format_value)
+    _print_metrics(result)
     for title, rows in extra.get("examples", {}).items():
         console.print(f"[bold]{title}[/bold]")
         for row in rows:
@@ -203,24 +202,14 @@ def run(
     say(f"Result: {result.path}")
 
 
-def _print_metrics(result, format_value) -> None:
-    import pandas as pd
-
+def _print_metrics(result) -> None:
+    """A run's metrics, one per row with its 95% interval (whole at any terminal width); the toy world or the
+    smoke preset named in the title, and a smoke run's meaning said once below it."""
     from .reporting import render
+    from .reporting.tables import run_table
 
-    title = (
-        f"{result.task} ({result.split}{', toy world: not comparable with published numbers' if result.toy else ''})"
-    )
-    raw = pd.DataFrame(
-        [
-            {
-                **result.metrics,
-                **{f"{m}:{s}": b for m, (lo, hi) in result.intervals.items() for s, b in (("lo", lo), ("hi", hi))},
-            }
-        ]
-    )
-    shown = render.cells(raw, list(result.metrics), ci=True)[list(result.metrics)]
-    out_console_write(render.terminal([render.Table(shown, title=title, numeric=list(result.metrics))]))
+    table, note = run_table(result)
+    out_console_write(render.terminal([table]) + (render.terminal([], heading=note) if note else ""))
 
 
 @app.command()
@@ -506,14 +495,15 @@ def report(
     ci: bool = typer.Option(
         False,
         "--ci",
-        help="show each metric as value ± half-width of its 95% bootstrap "
-        "interval (CSV and JSON always carry both bounds)",
+        help="show each metric as value [lo, hi], its 95% bootstrap "
+        "interval (CSV and JSON always carry both bounds; html always shows them)",
     ),
     out: Path | None = typer.Option(
         None, "--out", help="write the report to this file instead of stdout (html: one self-contained page)"
     ),
 ):
-    """Our results per task beside the paper's rows and any floor baselines; toy results are labelled."""
+    """Our results per task beside the paper's rows and any floor baselines; toy-world and smoke results in tables
+    of their own below them, labelled in every row."""
     from .io import write_text
     from .records.result import load_results
     from .reporting.tables import report as render
@@ -609,10 +599,9 @@ def baseline(
 ):
     """A model-free floor on the task's own test examples, saved and scored like a run."""
     from .floors import floor_baseline
-    from .reporting.tables import format_value
 
     result = floor_baseline(task, kind, data=data, out=out, seed=seed, preset=preset, say=say)
-    _print_metrics(result, format_value)
+    _print_metrics(result)
     say(f"Result: {result.path}")
 
 

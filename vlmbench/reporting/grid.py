@@ -15,7 +15,7 @@ from vlmbench.ablate import AblationRun, Cell, collect
 from vlmbench.io import write_text
 from vlmbench.reporting import render
 from vlmbench.reporting.plots import plot_metric_vs_key
-from vlmbench.reporting.tables import TOY_NOTE, grid_table, grid_tables
+from vlmbench.reporting.tables import SMOKE_NOTE, TOY_NOTE, grid_table, grid_tables
 
 
 @dataclass
@@ -33,15 +33,19 @@ def _headline(grid: pd.DataFrame, task: str) -> list[str]:
     return [m for m in registry.get(task).metrics if m in grid.columns]
 
 
-def render_grid(grid: pd.DataFrame, varied: Sequence[str], toy: bool, fmt: str, ci: bool = False) -> str:
-    """The grid as terminal text or markdown, through the one table renderer."""
-
+def render_grid(
+    grid: pd.DataFrame, varied: Sequence[str], toy: bool, fmt: str, ci: bool = False, preset: str | None = None
+) -> str:
+    """The grid as terminal text or markdown, through the one table renderer. A toy-world (or smoke) grid is
+    labelled in every row and the paper's matching rows are a table of their own; a smoke grid says once that
+    it is a plumbing check."""
+    world = "smoke" if preset == "smoke" else "toy" if toy else ""
     headline = {t: _headline(grid, t) for t in grid["task"].unique()} if len(grid) else {}
-    tables = grid_tables(grid, varied, headline, ci=ci, compact=fmt == "terminal")
-    note = f"ablation grid: {TOY_NOTE}" if toy else ""
+    tables = grid_tables(grid, varied, headline, ci=ci, compact=fmt == "terminal", world=world)
+    notes = ([f"ablation grid: {TOY_NOTE}"] if toy else []) + ([SMOKE_NOTE] if world == "smoke" else [])
     if fmt == "terminal":
-        return render.terminal(tables, heading=note)
-    return render.markdown(tables, heading="## vlmbench ablation" + (f"\n\n> {TOY_NOTE}" if toy else ""))
+        return render.terminal(tables, heading="\n".join(notes))
+    return render.markdown(tables, heading="## vlmbench ablation" + "".join(f"\n\n> {n}" for n in notes))
 
 
 def plot_name(metric: str, key: str) -> str:
@@ -58,7 +62,9 @@ def summarise(run: AblationRun) -> AblationSummary:
     if len(grid) == len(results):  # one result per (task, cell): name each row's cell folder
         grid.insert(0, "cell", [r.config.get("ablation_cell", "") for r in results])
     toy = any(r.toy for r in results)
-    terminal, markdown = render_grid(grid, varied, toy, "terminal"), render_grid(grid, varied, toy, "markdown", ci=True)
+    preset = cells[0].config["preset"] if cells else None
+    terminal = render_grid(grid, varied, toy, "terminal", preset=preset)
+    markdown = render_grid(grid, varied, toy, "markdown", ci=True, preset=preset)
     files = {
         "grid.md": write_text(out / "grid.md", markdown),
         "grid.csv": write_text(out / "grid.csv", grid.to_csv(index=False)),
@@ -74,7 +80,7 @@ def summarise(run: AblationRun) -> AblationSummary:
                         key,
                         metric,
                         out / "plots" / plot_name(metric, key),
-                        preset=cells[0].config["preset"] if cells else None,
+                        preset=preset,
                         toy=toy,
                     )
                 )

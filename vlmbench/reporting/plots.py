@@ -1,4 +1,7 @@
-"""Ablation plots: a metric against one config key, one line per combination of the other keys."""
+"""Ablation plots: a metric against one config key, one line per combination of the other keys.
+
+Toy-world results are never drawn on the paper's axis: when the grid is toy (or smoke) and the paper has values
+for its settings, they are drawn in a panel of their own beside ours, each panel with its own y-axis."""
 
 from __future__ import annotations
 
@@ -34,10 +37,27 @@ def plot_metric_vs_key(
     preset: str | None = None,
     toy: bool = False,
 ) -> Path:
-    """Plot `metric` against `key` from a grid_table() frame (mean over seeds, with ±std error bars when the
-    grid has `<metric>:std`); paper values (column `paper:<metric>`, Tables 8/9) are drawn as black crosses.
-    other_keys defaults to the grid's other varied keys (plus task when the grid holds several tasks).
-    Writes the PNG and an SVG beside it; returns the PNG's path."""
+    """Plot `metric` against `key` from a grid_table() frame (see `ablation_figure`). Writes the PNG and an SVG
+    beside it; returns the PNG's path."""
+    fig = ablation_figure(df, key, metric, other_keys, preset, toy)
+    # atomic_write: temp file in the same folder, then os.replace
+    out_png = Path(out_png)
+    atomic_write(out_png.with_suffix(".svg"), lambda tmp: fig.savefig(tmp, format="svg"))
+    return atomic_write(out_png, lambda tmp: fig.savefig(tmp, format="png"))
+
+
+def ablation_figure(
+    df: pd.DataFrame,
+    key: str,
+    metric: str,
+    other_keys: Sequence[str] | None = None,
+    preset: str | None = None,
+    toy: bool = False,
+) -> Figure:
+    """`metric` against `key` (mean over seeds, with ±std error bars when the grid has `<metric>:std`, else each
+    run's 95% interval); the paper's values (column `paper:<metric>`, Tables 8/9) as black crosses: on the same
+    axis for real data, in a panel of their own (own y-axis) for a toy or smoke grid. other_keys defaults to the
+    grid's other varied keys (plus task when the grid holds several tasks)."""
     for col in (key, metric):
         if col not in df.columns:
             raise InputError(f"no column {col!r} in the grid (columns: {', '.join(map(str, df.columns))})")
@@ -55,12 +75,16 @@ def plot_metric_vs_key(
     def xs(values: pd.Series) -> list[float]:
         return list(values.astype(float)) if numeric else [categories.index(str(v)) for v in values]
 
+    paper_col = f"paper:{metric}"
+    has_paper = paper_col in data.columns and data[paper_col].notna().any()
+    apart = toy and has_paper  # toy results never share the paper's axis
     # Figure + Agg canvas directly: no pyplot, so no global backend switch for the caller.
-    fig = Figure(figsize=(6, 4), dpi=100)
+    fig = Figure(figsize=(10, 4) if apart else (6, 4), dpi=100)
     FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
+    ax = fig.add_subplot(1, 2, 1) if apart else fig.add_subplot()
+    pax = fig.add_subplot(1, 2, 2) if apart else ax
     groups = data.groupby(list(other_keys), sort=False, dropna=False) if other_keys else [((), data)]
-    paper_col, paper_drawn = f"paper:{metric}", False
+    paper_drawn = False
     for values, g in groups:
         g = g.sort_values(key, key=lambda s: s.astype(float) if numeric else s.astype(str).map(categories.index))
         values = values if isinstance(values, tuple) else (values,)
@@ -74,10 +98,12 @@ def plot_metric_vs_key(
                 np.clip(g[f"{metric}:hi"].to_numpy(float) - y, 0, None),
             ]
             what = " (95% bootstrap CI)"
-        ax.errorbar(xs(g[key]), list(g[metric]), yerr=yerr, marker="o", capsize=3, label=label + what)
-        if paper_col in g.columns and g[paper_col].notna().any():
+        ax.errorbar(
+            xs(g[key]), list(g[metric]), yerr=yerr, marker="o", capsize=3, label=("toy: " if toy else "") + label + what
+        )
+        if has_paper and g[paper_col].notna().any():
             p = g[g[paper_col].notna()]
-            ax.scatter(
+            pax.scatter(
                 xs(p[key]),
                 list(p[paper_col]),
                 marker="x",
@@ -85,13 +111,23 @@ def plot_metric_vs_key(
                 label=None if paper_drawn else "paper (Tables 8/9)",
             )
             paper_drawn = True
-    if numeric:  # ticks at the grid's values, not matplotlib's round numbers
-        values = sorted(set(data[key].astype(float)))
-        ax.set_xticks(values, [f"{v:g}" for v in values])
-    else:
-        ax.set_xticks(range(len(categories)), categories)
+    for a in dict.fromkeys([ax, pax]):
+        if numeric:  # ticks at the grid's values, not matplotlib's round numbers
+            values = sorted(set(data[key].astype(float)))
+            a.set_xticks(values, [f"{v:g}" for v in values])
+        else:
+            a.set_xticks(range(len(categories)), categories)
+        a.set_xlabel(key)
+        a.set_ylabel(f"{metric} ({unit(metric)})")
+        a.grid(True, alpha=0.3)
+        a.legend(fontsize="small")
     tasks = ", ".join(dict.fromkeys(data["task"])) if "task" in data.columns else ""
-    ax.set_title(f"{metric} vs {key}" + (f" — {tasks}" if tasks else ""), fontsize="medium")
+    title = f"{metric} vs {key}" + (f" — {tasks}" if tasks else "")
+    if apart:
+        ax.set_title(f"{title}\n{'smoke run' if preset == 'smoke' else 'toy world'} (own axis)", fontsize="medium")
+        pax.set_title("paper, Tables 8/9 (real data, own axis)", fontsize="medium")
+    else:
+        ax.set_title(title, fontsize="medium")
     stamp = " · ".join(
         x
         for x in (
@@ -102,12 +138,5 @@ def plot_metric_vs_key(
     )
     if stamp:
         fig.text(0.99, 0.01, stamp, ha="right", va="bottom", fontsize="x-small", color="dimgray")
-    ax.set_xlabel(key)
-    ax.set_ylabel(f"{metric} ({unit(metric)})")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize="small")
     fig.tight_layout(rect=(0, 0.03, 1, 1))
-    # atomic_write: temp file in the same folder, then os.replace
-    out_png = Path(out_png)
-    atomic_write(out_png.with_suffix(".svg"), lambda tmp: fig.savefig(tmp, format="svg"))
-    return atomic_write(out_png, lambda tmp: fig.savefig(tmp, format="png"))
+    return fig

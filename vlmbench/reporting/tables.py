@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -16,6 +17,19 @@ from vlmbench.reporting.paper import ABLATION_TABLES, MAIN_TABLES, paper_rows, p
 from vlmbench.reporting.render import RANK_METRICS, format_value  # noqa: F401  (re-exported)
 
 TOY_NOTE = "toy world: not comparable with published numbers"
+SMOKE_ROW_NOTE = "smoke preset: a plumbing check"
+# Said once per output (report, run, suite, ablation) when any result is a smoke run.
+SMOKE_NOTE = (
+    "smoke preset: a plumbing check of the harness (a tiny random model, seconds of training, a few test "
+    "examples), expected to learn nothing: scores at chance or below (COIN 0.00, MC-QA under 20%, captions of "
+    "repeated words) are expected, not a failure; the ci or toy preset shows learning"
+)
+# The heading of a table of results that are not comparable with the paper's, by world (see `world`).
+WORLD_TITLE = {
+    "toy": TOY_NOTE,
+    "smoke": "smoke preset (a plumbing check): not comparable with published numbers",
+}
+SMOKE_TOY_TITLE = "smoke preset on the toy world (a plumbing check): not comparable with published numbers"
 FORMATS = ("terminal", "markdown", "csv", "json")
 ROW_COLUMNS = ["task", "kind", "label", "source", "note"]  # then one column per metric (and its interval)
 
@@ -37,19 +51,40 @@ def result_label(r: Result) -> str:
     return " ".join(parts) or r.task
 
 
+def world(r: Result) -> str:
+    """'' for a result comparable with the paper's (real data, a real preset); 'smoke' for a smoke run (a plumbing
+    check, whatever its data); 'toy' for any other run on the toy world."""
+    return "smoke" if r.preset == "smoke" else "toy" if r.toy else ""
+
+
+def world_title(w: str, toy: bool) -> str:
+    """The heading of results of world `w` ('toy' or 'smoke'); a smoke run on the toy world says both."""
+    return SMOKE_TOY_TITLE if w == "smoke" and toy else WORLD_TITLE[w]
+
+
+def row_world(note: str) -> str:
+    """The world of a report_frame row, read back from its note (CSV and JSON rows carry the same note)."""
+    return "smoke" if SMOKE_ROW_NOTE in note else "toy" if TOY_NOTE in note else ""
+
+
 def report_frame(results: Sequence[Result], against: str | None = "paper") -> pd.DataFrame:
-    """Long table: per task our rows, then the paper's (Tables 2-7), then floor baselines."""
+    """Long table: per task our comparable rows (real data), then the paper's (Tables 2-7), then floor baselines;
+    then the toy-world and smoke rows (ours, then their floors), each labelled in its note."""
     if against not in ("paper", None):
         raise InputError(f"--against must be 'paper' or nothing, got {against!r}")
     rows: list[dict[str, Any]] = []
     for task in dict.fromkeys(r.task for r in results):  # first-seen order
         ours = [r for r in results if r.task == task and not r.baseline]
         floors = [r for r in results if r.task == task and r.baseline]
-        for r in ours:
+        for r in (r for r in ours if not world(r)):
             rows.append(_result_row(r, "ours", result_label(r), r.split or ""))
         if against == "paper":
             rows += _paper_task_rows(task)
-        for r in floors:
+        for r in (r for r in floors if not world(r)):
+            rows.append(_result_row(r, "floor", r.baseline, "floor baseline"))
+        for r in (r for r in ours if world(r)):
+            rows.append(_result_row(r, "ours", result_label(r), r.split or ""))
+        for r in (r for r in floors if world(r)):
             rows.append(_result_row(r, "floor", r.baseline, "floor baseline"))
     metric_cols = list(dict.fromkeys(k for row in rows for k in row if k not in ROW_COLUMNS))
     return pd.DataFrame(rows, columns=ROW_COLUMNS + metric_cols)
@@ -70,8 +105,9 @@ def _result_row(r: Result, kind: str, label: str, source: str) -> dict[str, Any]
 
 
 def row_notes(r: Result) -> list[str]:
-    """What a reader must know beside a result's numbers: toy world, a stand-in backbone, test-split selection."""
-    notes = [TOY_NOTE] if r.toy else []
+    """What a reader must know beside a result's numbers: toy world, a smoke run, a stand-in backbone, test-split
+    selection."""
+    notes = ([TOY_NOTE] if r.toy else []) + ([SMOKE_ROW_NOTE] if r.preset == "smoke" else [])
     if r.conventions.get("backbone"):
         notes.append(f"backbone: {r.conventions['backbone']}")
     if r.config.get("select") == "best-of-epochs":
@@ -97,44 +133,98 @@ def _paper_task_rows(task: str) -> list[dict[str, Any]]:
 
 
 def report(results: Sequence[Result], against: str | None = "paper", fmt: str = "terminal", ci: bool = False) -> str:
-    """The report in one format; ci: metric cells as `value ± half-width` (terminal and markdown; CSV and
-    JSON always carry both bounds as `<metric>:lo` / `<metric>:hi`)."""
+    """The report in one format; ci: metric cells as `value [lo, hi]` (terminal and markdown; CSV and JSON always
+    carry both bounds as `<metric>:lo` / `<metric>:hi`). Toy-world and smoke results sit in tables of their own
+    below the paper's rows; a smoke run's note (a plumbing check) is said once, at the top."""
     if fmt not in FORMATS:
         raise InputError(f"must be one of {', '.join(FORMATS)}, got {fmt!r}", path="--format")
     df = report_frame(results, against)
+    heading = report_heading(results)
     if fmt == "csv":
         return df.to_csv(index=False)
     if fmt == "json":
-        notes = list(dict.fromkeys(n for r in results for n in row_notes(r)))
+        notes = heading + list(dict.fromkeys(n for r in results for n in row_notes(r)))
         records = [{k: _json_value(v) for k, v in rec.items()} for rec in df.to_dict(orient="records")]
         return json.dumps({"notes": notes, "rows": records}, indent=2) + "\n"
     tables = list(report_tables(df, ci=ci, markdown=fmt == "markdown"))
     if fmt == "terminal":
-        return render.terminal(tables)
-    return render.markdown(tables, heading="## vlmbench report")
+        return render.terminal(tables, heading="\n".join(heading))
+    return render.markdown(tables, heading="## vlmbench report" + "".join(f"\n\n> {n}" for n in heading))
+
+
+def report_heading(results: Sequence[Result]) -> list[str]:
+    """What is said once above a report: the smoke preset's meaning when any result is a smoke run."""
+    return [SMOKE_NOTE] if any(r.preset == "smoke" for r in results) else []
 
 
 def _json_value(v: Any) -> Any:
     return None if isinstance(v, float) and math.isnan(v) else v
 
 
-def report_tables(df: pd.DataFrame, ci: bool = False, markdown: bool = False) -> Iterable[render.Table]:
-    """One table per task with the metric columns it uses; the toy note above it (in markdown also as a
-    column, so a copied table keeps its label)."""
+@dataclass
+class Section:
+    """One table of a task's report: `world` '' (our comparable rows, the paper's, the floors) or 'toy' /
+    'smoke' (results not comparable with the paper's, never in the same table as its rows)."""
+
+    task: str
+    world: str
+    rows: pd.DataFrame  # report_frame rows
+    metrics: list[str]  # the metric columns these rows use
+    notes: list[str]  # notes of its rows other than the world's own
+
+    @property
+    def title(self) -> str:
+        toy = bool(self.rows["note"].str.contains(TOY_NOTE, regex=False).any())
+        return f"{self.task}: {world_title(self.world, toy)}" if self.world else self.task
+
+    def kinds(self) -> list[str]:
+        """Each row's kind as shown: 'ours', 'paper', 'floor'; 'ours (toy)', 'floor (smoke)' in a world's table."""
+        return [f"{k} ({self.world})" if self.world else k for k in self.rows["kind"]]
+
+
+def sections(df: pd.DataFrame) -> list[Section]:
+    """Per task (first-seen order) the comparable table, then the toy-world / smoke ones."""
+    out = []
     for task, g in df.groupby("task", sort=False):
-        metrics = [c for c in metric_columns(df) if g[c].notna().any()]
-        toy = bool(g["note"].str.contains(TOY_NOTE, regex=False).any())
-        others = list(dict.fromkeys(n for cell in g["note"] for n in str(cell).split("; ") if n and n != TOY_NOTE))
-        view = g.copy()
-        if not markdown:
-            view["label"] = [lab + (" (toy)" if TOY_NOTE in note else "") for lab, note in zip(g["label"], g["note"])]
-        cols = ["kind", "label", "source", *metrics] + (["note"] if markdown else [])
-        bounds = [c for m in metrics for c in (f"{m}:lo", f"{m}:hi") if c in g.columns]
-        shown = render.cells(view[cols + bounds], metrics, ci=ci)[cols]
-        note = "; ".join(([TOY_NOTE] if toy else []) + others)
-        yield render.Table(
-            shown, title=task, note=f"{task}: {note}" if note and not markdown else note, numeric=metrics
-        )
+        worlds = pd.Series([row_world(str(n)) for n in g["note"]], index=g.index)
+        for w in dict.fromkeys(["", *worlds]):
+            rows = g[worlds == w]
+            if rows.empty:
+                continue
+            metrics = [c for c in metric_columns(df) if rows[c].notna().any()]
+            own = {TOY_NOTE, SMOKE_ROW_NOTE}
+            notes = list(dict.fromkeys(n for cell in rows["note"] for n in str(cell).split("; ") if n and n not in own))
+            out.append(Section(str(task), w, rows, metrics, notes))
+    return out
+
+
+def report_tables(df: pd.DataFrame, ci: bool = False, markdown: bool = False) -> Iterable[render.Table]:
+    """One table per task and world (see `sections`), with the metric columns its rows use; a toy or smoke row
+    says so in its kind ('ours (toy)') and, in markdown, in its note column too, so a copied row keeps its label."""
+    for sec in sections(df):
+        view = sec.rows.copy()
+        view["kind"] = sec.kinds()
+        noted = markdown and sec.rows["note"].astype(bool).any()  # a copied toy row keeps its label
+        cols = ["kind", "label", "source", *sec.metrics] + (["note"] if noted else [])
+        bounds = [c for m in sec.metrics for c in (f"{m}:lo", f"{m}:hi") if c in view.columns]
+        shown = render.cells(view[cols + bounds], sec.metrics, ci=ci)[cols]
+        yield render.Table(shown, title=sec.title, note="; ".join(sec.notes), numeric=sec.metrics)
+
+
+def run_table(result: Result) -> tuple[render.Table, str]:
+    """`vlmbench run`'s printed result: one row per metric (value, 95% interval), so any number of metrics fits
+    a narrow terminal; the title names the task, split and world; the note is the smoke preset's, if one."""
+    rows = []
+    for m, v in result.metrics.items():
+        lo, hi = result.intervals.get(m, (None, None))
+        rows.append({"metric": m, "value": render.format_value(m, v), "95% interval": render.format_bounds(m, lo, hi)})
+    frame = pd.DataFrame(rows, columns=["metric", "value", "95% interval"])
+    if not frame["95% interval"].astype(bool).any():
+        frame = frame.drop(columns="95% interval")
+    w = world(result)
+    title = f"{result.task} ({result.split})" + (f": {world_title(w, result.toy)}" if w else "")
+    numeric = [c for c in frame.columns if c != "metric"]
+    return render.Table(frame, title=title, numeric=numeric), "\n".join(report_heading([result]))
 
 
 # ---- ablation grid -------------------------------------------------------------------------
@@ -263,12 +353,18 @@ PAIRED_NOTE = (
 
 
 def grid_tables(
-    grid: pd.DataFrame, varied: Sequence[str], headline: dict[str, list[str]], ci: bool = False, compact: bool = False
+    grid: pd.DataFrame,
+    varied: Sequence[str],
+    headline: dict[str, list[str]],
+    ci: bool = False,
+    compact: bool = False,
+    world: str = "",
 ) -> list[render.Table]:
     """Per task: one row per cell, the keys that take more than one value, each headline metric followed by
     the seeds' std, the paper's value where a row matched and the paired difference against the first cell.
     compact (the terminal): no cell-hash column, and the matched paper rows named in the note instead of a
-    column, so the table fits a normal terminal."""
+    column. world 'toy' or 'smoke': the cells are not comparable with the paper, so every row says so in a
+    first `world` column and the matched Table 8/9 rows go in a table of their own below, never beside them."""
     tables = []
     for task, g in grid.groupby("task", sort=False):
         metrics = [m for m in headline.get(task, []) if m in g.columns]
@@ -278,15 +374,21 @@ def grid_tables(
         shown_metrics, metric_of, names = [], {}, {"paper": "paper row"}
         if "n" in g.columns and (g["n"] > 1).any():
             cols.append("n")
+        extras = (
+            (("std", "std {}"), ("diff", "Δ {}"))
+            if world
+            else (("std", "std {}"), ("paper", "paper {}"), ("diff", "Δ {}"))
+        )
         for m in metrics:
             cols.append(m)
             shown_metrics.append(m)
-            for extra, label in ((f"{m}:std", f"std {m}"), (f"paper:{m}", f"paper {m}"), (f"{m}:diff", f"Δ {m}")):
+            for kind, label in extras:
+                extra = f"paper:{m}" if kind == "paper" else f"{m}:{kind}"
                 if extra in g.columns and g[extra].notna().any():
                     cols.append(extra)
                     shown_metrics.append(extra)
-                    metric_of[extra], names[extra] = m, label
-        if with_paper and not compact:
+                    metric_of[extra], names[extra] = m, label.format(m)
+        if with_paper and not compact and not world:
             cols.append("paper")
         bounds = [c for m in shown_metrics for c in (f"{m}:lo", f"{m}:hi") if c in g.columns]
         view = render.cells(
@@ -301,8 +403,10 @@ def grid_tables(
                 view[f"{m}:diff"] = [
                     v + ("*" if sig == "yes" else "") for v, sig in zip(view[f"{m}:diff"], g[f"{m}:sig"])
                 ]
+        if world:
+            view.insert(0, "world", world)
         notes = [PAIRED_NOTE] if any(c.endswith(":diff") for c in cols) else []
-        if with_paper and compact:
+        if with_paper and compact and not world:
             notes.append(
                 "paper rows: "
                 + "; ".join(
@@ -314,12 +418,27 @@ def grid_tables(
         tables.append(
             render.Table(
                 view.rename(columns=names),
-                title=task,
+                title=f"{task}: {WORLD_TITLE[world]}" if world else task,
                 note="\n".join(notes),
                 numeric=[names.get(c, c) for c in shown_metrics],
             )
         )
+        if world and with_paper:
+            tables.append(_grid_paper_table(task, g, axes, metrics))
     return tables
+
+
+def _grid_paper_table(task: str, g: pd.DataFrame, axes: Sequence[str], metrics: Sequence[str]) -> render.Table:
+    """The paper's Table 8/9 rows whose settings the grid's cells match, on their own (real data)."""
+    matched = g[g["paper"].notna()]
+    paper = [m for m in metrics if f"paper:{m}" in g.columns and matched[f"paper:{m}"].notna().any()]
+    view = render.cells(matched[[*axes, "paper", *(f"paper:{m}" for m in paper)]], [f"paper:{m}" for m in paper])
+    view = view.rename(columns={"paper": "paper row", **{f"paper:{m}": f"paper {m}" for m in paper}})
+    return render.Table(
+        view,
+        title=f"{task}: the paper's rows for these settings (real data, Tables 8/9)",
+        numeric=[f"paper {m}" for m in paper],
+    )
 
 
 def seed_table(results: Sequence[Result]) -> render.Table:
