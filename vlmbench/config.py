@@ -137,7 +137,14 @@ class RunConfig(Optimiser):
     seed: int = _key(0, "seed of fine-tuning (shuffles, dropout, head initialisation)", ge=0)
     zeroshot: bool = _key(False, "evaluate without fine-tuning")
     epochs: int = _key(10, "fine-tuning epochs; 0 = no fine-tuning", ge=0)
-    batch_size: int = _key(128, "training examples per update (task recipes set the paper's)", ge=1)
+    batch_size: int = _key(128, "training examples per process and update (task recipes set the paper's)", ge=1)
+    virtual_ranks: int = _key(
+        1,
+        "processes simulated in one: an update takes virtual_ranks batches, each with its own in-batch negatives, "
+        "gradients averaged (the authors' DDP without all-gather; the paper recipes set their GPU count)",
+        ge=1,
+        le=64,
+    )
     warmup: int = _key(122, "linear warm-up updates; 0 = none", ge=0)
     eval_batch_size: int = _key(256, "examples per forward at test time", ge=1)
     max_train: int = _key(0, "cap on training examples; 0 = all", ge=0)

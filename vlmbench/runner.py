@@ -382,5 +382,6 @@ def model_record(model, weights: Path | None) -> dict:
 
 
 def _total(adapter, cfg: RunConfig) -> int | None:
+    """Updates of the whole fine-tuning (batches per epoch / virtual_ranks, rounded up), for the progress bar."""
     per = adapter.steps_per_epoch()
-    return per * cfg.epochs if per else None
+    return -(-per // cfg.virtual_ranks) * cfg.epochs if per else None

@@ -79,7 +79,7 @@ class CaptioningAdapter(Adapter):
             test_clips=len(self.test_clips),
             train_videos=len({c.vid for c in self.train_clips}),
             test_videos=len({c.vid for c in self.test_clips}),
-            **batch_counts(self.family, self.cfg.batch_size),
+            **batch_counts(self.family, self.cfg.batch_size, self.cfg.virtual_ranks),
         )
         self.loaded.annotation_files = [ann_path, self.paths["train_list"], self.paths["val_list"]]
         self.loaded.feature_ids = sorted({c.vid for c in self.train_clips + self.test_clips})

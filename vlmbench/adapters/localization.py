@@ -82,7 +82,7 @@ class LocalizationAdapter(Adapter):
             train_videos=len(self.train),
             test_videos=len(self.test),
             test_tasks=len({t for t, _ in self.test}),
-            **batch_counts(self.family, self.cfg.batch_size),
+            **batch_counts(self.family, self.cfg.batch_size, self.cfg.virtual_ranks),
         )
         self.loaded.annotation_files = [
             release / ct.PRIMARY,

@@ -43,7 +43,7 @@ class MCQAAdapter(ContrastiveAdapter):
         refuse_overlap(self.uncapped["train"], self.uncapped["test"], self.train_list, path)
         self.loaded.counts["test_examples"] = len(self.questions)
         self.loaded.counts["test_videos"] = len({q.video_id for q in self.questions})
-        self.loaded.counts.update(batch_counts(self.family, self.cfg.batch_size))
+        self.loaded.counts.update(batch_counts(self.family, self.cfg.batch_size, self.cfg.virtual_ranks))
         self.loaded.feature_ids = sorted(
             {it.clip.vid for it in self.train_items} | {q.video_id for q in self.questions}
         )

@@ -1,16 +1,15 @@
 """What every result records about the fine-tuning protocol: effective batch, in-batch negatives, selection.
 
-The authors' batch sizes are per GPU and their fine-tuning ran on 2 GPUs (local_small) without all-gather:
-a contrastive example saw batch-1 negatives (its own GPU's batch) while an update averaged 2 x batch examples.
-vlmbench fine-tunes in one process, so its effective batch is batch_size and, for the contrastive families,
-every example sees batch_size - 1 in-batch negatives. The task files say how to match the authors' run.
+The authors' batch sizes are per GPU, and their fine-tuning ran on several GPUs without all-gather (2 for MSR-VTT,
+MC-QA, YouCook2 and CrossTask, 8 for COIN: fairseq examples/MMPT projects/mtm/vlm/*.yaml task_type sweep_small /
+sweep_big, mmpt_cli/localjob.py:34-45): a contrastive example saw batch - 1 negatives (its own GPU's batch) while an
+update averaged GPUs x batch examples. vlmbench runs `virtual_ranks` such batches per update in one process (the
+paper recipes set the authors' count), each with its own negatives, so both match.
 """
 
 from __future__ import annotations
 
 from typing import Any
-
-AUTHORS_GPUS = 2
 
 # family -> (what one update holds, whether the loss uses in-batch negatives)
 UNITS = {
@@ -22,10 +21,15 @@ UNITS = {
 }
 
 
-def batch_counts(family: str, batch_size: int) -> dict[str, int]:
-    """Counts for the result: effective_batch (per update, all processes) and in_batch_negatives per example."""
+def batch_counts(family: str, batch_size: int, virtual_ranks: int = 1) -> dict[str, int]:
+    """Counts for the result: effective_batch (per update, all simulated processes), virtual_ranks and
+    in_batch_negatives per example (its own batch's)."""
     _, contrastive = UNITS[family]
-    return {"effective_batch": int(batch_size), "in_batch_negatives": int(batch_size) - 1 if contrastive else 0}
+    return {
+        "effective_batch": int(batch_size) * int(virtual_ranks),
+        "virtual_ranks": int(virtual_ranks),
+        "in_batch_negatives": int(batch_size) - 1 if contrastive else 0,
+    }
 
 
 SELECTION = {
@@ -41,18 +45,19 @@ def protocol_conventions(family: str, cfg: dict[str, Any]) -> dict[str, str]:
 
 
 def batch_conventions(family: str, cfg: dict[str, Any]) -> dict[str, str]:
-    bs = int(cfg.get("batch_size", 1))
+    bs, ranks = int(cfg.get("batch_size", 1)), int(cfg.get("virtual_ranks", 1))
     unit, contrastive = UNITS[family]
-    counts = batch_counts(family, bs)
+    counts = batch_counts(family, bs, ranks)
     neg = (
-        f"{counts['in_batch_negatives']} in-batch negatives per example (no all-gather, as the reference)"
+        f"{counts['in_batch_negatives']} in-batch negatives per example, its own batch's (no all-gather, as the "
+        "reference)"
         if contrastive
         else "no in-batch negatives"
     )
     return {
-        "batch": f"effective batch {bs} {unit} per update (1 process x {bs}); {neg}; the authors: "
-        f"{bs} per GPU x {AUTHORS_GPUS} GPUs = {AUTHORS_GPUS * bs} per update"
-        + (f", {bs - 1} negatives per example" if contrastive else "")
+        "batch": f"effective batch {counts['effective_batch']} {unit} per update ({ranks} simulated process"
+        f"{'es' if ranks > 1 else ''} x {bs}, gradients averaged); {neg}; the paper recipe's virtual_ranks is the "
+        "authors' GPU count"
     }
 
 

@@ -73,7 +73,7 @@ class RetrievalAdapter(ContrastiveAdapter):
         c["test_examples"] = len(self.test_ids)
         c["test_clips"] = len(set(self.test_clips))
         c["test_texts"] = len(set(self.test_texts))
-        c.update(batch_counts(self.family, self.cfg.batch_size))
+        c.update(batch_counts(self.family, self.cfg.batch_size, self.cfg.virtual_ranks))
         used = {it.clip.vid for it in self.train_items} | {clip.vid for clip in self.test_clips}
         self.loaded.feature_ids = sorted(used)
         self.say(

@@ -82,7 +82,7 @@ class SegmentationAdapter(Adapter):
             train_videos=len(self.train),
             test_videos=len(self.test),
             test_frames=sum(len(self._targets[v.vid]) for v in self.test),
-            **batch_counts(self.family, self.cfg.batch_size),
+            **batch_counts(self.family, self.cfg.batch_size, self.cfg.virtual_ranks),
         )
         self.loaded.annotation_files = [path]
         self.loaded.feature_ids = [v.vid for v in self.train + self.test]

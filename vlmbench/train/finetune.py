@@ -44,16 +44,23 @@ def finetune(
     history: list[float] = []
     best: tuple[float, int, dict] | None = None
     step = 0
+    ranks = int(getattr(cfg, "virtual_ranks", 1))
     for epoch in range(cfg.epochs):
         rng = np.random.default_rng([cfg.seed, 101, epoch])
-        for batch in adapter.train_batches(epoch, rng):
+        for group in _groups(adapter.train_batches(epoch, rng), ranks):
             torch.manual_seed(cfg.seed * 1_000_003 + step)  # dropout, reproducibly
             lr = lr_at(step, cfg.lr, cfg.warmup, cfg.lr_decay_steps)
             set_lr(optimizer, lr)
             optimizer.zero_grad(set_to_none=True)
-            with autocast:
-                loss = adapter.loss(module, batch)
-            loss.backward()
+            # One update over `ranks` batches as DDP runs them on `ranks` GPUs: each batch's loss on its own (its
+            # own in-batch negatives), gradients averaged; the logged loss is their mean. ranks=1: one batch.
+            total = 0.0
+            for batch in group:
+                with autocast:
+                    loss = adapter.loss(module, batch)
+                (loss / len(group)).backward() if len(group) > 1 else loss.backward()
+                total += float(loss.detach())
+            loss = torch.tensor(total / len(group))
             grad_norm = torch.nn.utils.clip_grad_norm_(module.parameters(), cfg.clip_norm)
             optimizer.step()
             losses.append(float(loss.detach()))
@@ -83,6 +90,18 @@ def finetune(
         )
     module.eval()
     return losses
+
+
+def _groups(batches, n: int):
+    """Consecutive groups of n batches (the last may be shorter): one update each."""
+    group = []
+    for b in batches:
+        group.append(b)
+        if len(group) == n:
+            yield group
+            group = []
+    if group:
+        yield group
 
 
 def epoch_score(adapter, module: torch.nn.Module, cfg: RunConfig, autocast=nullcontext()) -> tuple[float, str, bool]:
