@@ -691,3 +691,73 @@ class _OneUpdate:
         from vlmbench.model.losses import contrastive_loss
 
         return contrastive_loss(batch @ module.w, batch, "t2v")
+
+
+# ---- pre-training's validation slice and the checkpoint it selects --------------------------------------------
+
+
+def test_paper_pretraining_holds_out_a_validation_slice_and_selects_best_val():
+    """The authors pre-train with a held-out validation list (projects/mtm/vlm/how2.yaml:6 val_path) and every task
+    but supervised CrossTask starts from checkpoint_best.pt, fairseq's lowest validation loss (vtt.yaml:38,
+    vttqa.yaml:36, youcook.yaml:36, youcookcap.yaml:34, coin.yaml:36)."""
+    from vlmbench.config import pretrain_config
+
+    cfg = pretrain_config("paper")
+    assert cfg.val_fraction > 0 and cfg.select == "best-val"
+    with pytest.raises(InputError, match="select=best-val needs a validation slice"):
+        pretrain_config("smoke", ["select=best-val"])
+
+
+@pytest.mark.slow
+def test_validation_slice_is_held_out_and_model_is_the_best_val_checkpoint(tmp_path):
+    import numpy as np
+
+    from vlmbench.config import pretrain_config
+    from vlmbench.data import prepared
+    from vlmbench.data.toy.howto100m import ensure_howto100m
+    from vlmbench.train import pretrain as pt
+    from vlmbench.train.sampler import held_out
+
+    cfg = pretrain_config("smoke", ["steps=6", "save_every=2", "val_fraction=0.2", "select=best-val", "val_batches=2"])
+    out = tmp_path / "pt"
+    summary = pt.pretrain(cfg, out, progress=False, say=lambda s: None)
+    corpus = prepared.for_pretraining(ensure_howto100m(seed=0, say=lambda s: None), cfg.backbone, say=lambda s: None)
+    held = held_out(corpus, 0.2)
+    assert summary["validation_videos"] == len(held) == round(0.2 * len(corpus))
+    assert held_out(corpus, 0.2).tolist() == held.tolist()  # the same slice every time
+    metas = [json.loads((p / "trainer.json").read_text()) for p in sorted((out / "checkpoints").glob("step_*"))]
+    vals = {m["step"]: m["val_loss"] for m in metas}
+    assert sorted(vals) == [2, 4, 6] and all(np.isfinite(v) for v in vals.values())
+    best = min(vals, key=lambda s: (vals[s], s))
+    assert summary["selected"]["step"] == best
+    got = load_file(str(out / "model" / "model.safetensors"))
+    want = load_file(str(out / "checkpoints" / f"step_{best:07d}" / "model.safetensors"))
+    assert all(torch.equal(got[k], want[k]) for k in want)
+    # training never drew a held-out video
+    sampler = pt.ClipSampler(
+        corpus, pt.FeatureStore(corpus.features), seed=0, positions=np.setdiff1d(np.arange(len(corpus)), held)
+    )
+    assert not set(sampler.index.tolist()) & set(held.tolist())
+
+
+def test_supervised_crosstask_starts_from_the_epoch_11_weights():
+    """crosstask.yaml:42 restores runs/mtm/vlm/checkpoint11.pt (epoch 11 of the 15), where the other VLM task configs
+    restore checkpoint_best.pt: pre-training keeps model-epoch11/ and the suite starts supervised CrossTask there."""
+    from vlmbench.config import pretrain_config
+
+    assert pretrain_config("paper").keep_epoch == 11 and pretrain_config("paper").epochs == 15
+    starts = {t: bool(s.options.get("start_from_kept_epoch")) for t, s in registry.all_tasks().items()}
+    assert starts == {t: t == "crosstask-supervised" for t in starts}
+
+
+@pytest.mark.slow
+def test_pretraining_keeps_the_weights_of_its_kept_epoch(tmp_path):
+    from vlmbench.config import pretrain_config
+    from vlmbench.train.pretrain import pretrain
+
+    cfg = pretrain_config("smoke", ["steps=0", "epochs=2", "keep_epoch=1", "save_every=1000", "lr_decay_steps=100000"])
+    out = tmp_path / "pt"
+    summary = pretrain(cfg, out, progress=False, say=lambda s: None)
+    kept = load_file(str(out / "model-epoch1" / "model.safetensors"))
+    final = load_file(str(out / "model" / "model.safetensors"))
+    assert summary["final_step"] % 2 == 0 and any(not torch.equal(kept[k], final[k]) for k in final)

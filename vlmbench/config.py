@@ -112,11 +112,36 @@ class PretrainConfig(Optimiser):
     warmup: int = _key(1000, "linear warm-up updates; 0 = none", ge=0)
     seed: int = _key(0, "seed of sampling, masking, dropout and initialisation", ge=0)
     save_every: int = _key(1024, "updates between checkpoints (--resume continues the latest)", ge=1)
+    val_fraction: float = _key(
+        0.01,
+        "share of the videos held out for a validation loss at every checkpoint (the authors' how2_s3d_val.lst); "
+        "0 = none",
+        ge=0,
+        lt=0.5,
+    )
+    val_batches: int = _key(
+        100, "validation batches per checkpoint at most (the slice's first videos; the same every time)", ge=1
+    )
+    keep_epoch: int = _key(
+        11,
+        "also keep the weights after this epoch as model-epochN/ (the authors fine-tune supervised CrossTask from "
+        "their epoch-11 checkpoint, not the best); 0 = none",
+        ge=0,
+    )
+    select: Literal["final", "best-val"] = _key(
+        "best-val",
+        "model/ = the final weights, or the checkpoint with the lowest validation loss (the authors' "
+        "checkpoint_best.pt; needs val_fraction > 0)",
+    )
 
     @model_validator(mode="after")
     def _resolve(self) -> PretrainConfig:
         if self.loss == "mfm-mlm" and "min_text_len" not in self.model_fields_set:
             self.__dict__["min_text_len"] = MFM_MLM_MIN_TEXT_LEN  # the authors' baseline, unless set
+        if self.select == "best-val" and self.val_fraction == 0:
+            raise PydanticCustomError(
+                "select_needs_val", "select=best-val needs a validation slice: set val_fraction > 0 (or select=final)"
+            )
         if self.min_text_len > self.max_text_len:
             raise PydanticCustomError(
                 "text_len_order",
@@ -171,10 +196,29 @@ class RunConfig(Optimiser):
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {},
     # A few minutes of CPU on the toy world with the default (MiniLM) backbone.
-    "toy": dict(batch_size=16, clips_per_video=4, steps=150, lr=2e-4, warmup=15, lr_decay_steps=150, save_every=75),
+    "toy": dict(
+        batch_size=16,
+        clips_per_video=4,
+        steps=150,
+        lr=2e-4,
+        warmup=15,
+        lr_decay_steps=150,
+        save_every=75,
+        val_fraction=0.0,
+        select="final",
+    ),
     # Seconds, tiny backbone: CI and unit tests.
     "smoke": dict(
-        backbone="tiny", batch_size=16, clips_per_video=4, steps=30, lr=1e-3, warmup=5, lr_decay_steps=30, save_every=10
+        backbone="tiny",
+        batch_size=16,
+        clips_per_video=4,
+        steps=30,
+        lr=1e-3,
+        warmup=5,
+        lr_decay_steps=30,
+        save_every=10,
+        val_fraction=0.0,
+        select="final",
     ),
     # The CI gate's run: every task learns (see `learned:` in tasks/*.yaml) within minutes on 2 CPU cores.
     # Measured on toy world v2 (seeds 0-4, results/reference/ci/noise.json): the tasks' own fine-tuning does most
@@ -189,6 +233,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         warmup=30,
         lr_decay_steps=300,
         save_every=150,
+        val_fraction=0.0,
+        select="final",
     ),
 }
 

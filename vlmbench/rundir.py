@@ -28,12 +28,13 @@ def clear(out: Path, names: Iterable[str]) -> list[str]:
     """Remove these files / folders of a previous run from out; returns what was removed."""
     removed = []
     for name in names:
-        path = Path(out) / name
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        elif path.exists() or path.is_symlink():
-            path.unlink()
-        else:
-            continue
-        removed.append(name)
+        paths = sorted(Path(out).glob(name)) if any(c in name for c in "*?[") else [Path(out) / name]
+        for path in paths:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            elif path.exists() or path.is_symlink():
+                path.unlink()
+            else:
+                continue
+            removed.append(path.name)
     return removed

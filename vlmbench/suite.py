@@ -96,10 +96,15 @@ def suite(
             results.append(done)
             continue
         say(f"suite: [{i}/{len(runnable)}] {name}")
+        start = checkpoint
+        kept = out / "pretrain" / f"model-epoch{cfg.keep_epoch}"
+        if pretrains and registry.get(name).options.get("start_from_kept_epoch") and kept.is_dir():
+            start = kept  # the authors fine-tune supervised CrossTask from their epoch-11 checkpoint
+            say(f"suite: {name} starts from {kept} (the authors' epoch-{cfg.keep_epoch} rule)")
         result, _ = run(
             name,
             data=data,
-            checkpoint=checkpoint,
+            checkpoint=start,
             model=model if checkpoint is None else None,
             out=out / name,
             preset=preset,

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -33,7 +34,7 @@ from . import distributed
 from .loader import batches, default_workers
 from .loss_summary import loss_result
 from .optim import adam, lr_at, set_lr
-from .sampler import Batch, ClipSampler
+from .sampler import Batch, ClipSampler, held_out
 from .tracking import TB_DIR, Tracker
 
 
@@ -78,7 +79,7 @@ def _read_log(path: Path, upto: int) -> list[str]:
 
 # What marks a folder as holding a pre-training run, and what --overwrite removes (nothing else).
 RUN_MARKERS = ("log.jsonl", "checkpoints", "model")
-RUN_FILES = (*RUN_MARKERS, "run.json", "summary.json", "result.json", TB_DIR)
+RUN_FILES = (*RUN_MARKERS, "run.json", "summary.json", "result.json", TB_DIR, "model-epoch*")
 
 
 def pretrain(
@@ -108,17 +109,20 @@ def pretrain(
     # Caption rules, counted skips (no features, all-empty, past the end), tokens and feature lengths: done once.
     corpus = prepared.for_pretraining(Path(data), cfg.backbone, say=say if d.is_main else (lambda s: None))
     store = FeatureStore(corpus.features)
-    sampler = ClipSampler(
-        corpus,
-        store,
+    # The validation slice (val_fraction of the videos, held out of training) gives a validation loss at every
+    # checkpoint; select=best-val makes model/ the checkpoint with the lowest one, as the authors' checkpoint_best.
+    held = held_out(corpus, cfg.val_fraction)
+    keep = np.setdiff1d(np.arange(len(corpus)), held) if len(held) else None
+    clip_args = dict(
         min_text_len=cfg.min_text_len,
         max_text_len=cfg.max_text_len,
         clips_per_video=cfg.clips_per_video,
         batch_size=cfg.batch_size,
-        seed=cfg.seed,
-        rank=d.rank,
-        world_size=d.world_size,
     )
+    sampler = ClipSampler(
+        corpus, store, **clip_args, seed=cfg.seed, rank=d.rank, world_size=d.world_size, positions=keep
+    )
+    val = ClipSampler(corpus, store, **clip_args, seed=cfg.seed + 1, positions=held) if len(held) else None
     total = cfg.steps or cfg.epochs * sampler.steps_per_epoch()
     workers = default_workers(d.device, d.world_size) if workers is None else workers
 
@@ -134,10 +138,12 @@ def pretrain(
             start = ckpt.restore(last, model, optimizer)["step"]
             say(f"Resuming from {last} (step {start})")
     objective: nn.Module = Objective(model, cfg.loss)
+    plain = objective  # validation runs outside DDP, on rank 0
     if d.enabled:
         objective = nn.parallel.DistributedDataParallel(objective, find_unused_parameters=cfg.loss == "vlm")
 
     run_info = {
+        "validation_videos": int(len(held)),
         "config": cfgmod.to_dict(cfg),
         "preset": cfg.preset,
         "toy": toy,
@@ -229,9 +235,15 @@ def pretrain(
             if bar:
                 bar.update(step, record)
             done = step + 1
+            if cfg.keep_epoch and not cfg.steps and done == cfg.keep_epoch * sampler.steps_per_epoch() and d.is_main:
+                model.save(out / f"model-epoch{cfg.keep_epoch}")  # supervised CrossTask's starting point
             if done % cfg.save_every == 0 or done == total:
                 if d.is_main:
-                    ckpt.save(ckpt_root, done, model, optimizer, {"preset": cfg.preset, "toy": toy})
+                    extra = {"preset": cfg.preset, "toy": toy}
+                    if val is not None:
+                        extra["val_loss"] = validate(plain, val, cfg, d.device, autocast)
+                        tracker.scalars(step, **{"pretrain/val_loss": extra["val_loss"]})
+                    ckpt.save(ckpt_root, done, model, optimizer, extra)
                 d.barrier()
     finally:
         stream.close()  # stops the loader's worker processes
@@ -249,12 +261,66 @@ def pretrain(
         "rank_weight_digests": _rank_digests(model, d),
     }
     if d.is_main:
+        if cfg.select == "best-val" and val is not None:
+            summary["selected"] = select_best_val(ckpt_root, model, say)
         model.save(out / "model")
         write_json(out / "summary.json", summary)
         save_result(loss_result(out, run_info, cfg.seed), out / "result.json")  # what the CI gate compares
     d.barrier()
     distributed.shutdown(d)
     return summary
+
+
+def validate(objective: Objective, val: ClipSampler, cfg: PretrainConfig, device, autocast) -> float:
+    """Mean pre-training loss over the validation slice's first val_batches batches, in eval mode (no dropout),
+    with a fixed masking draw per batch: the same number for the same weights, checkpoint after checkpoint."""
+    model = objective.model
+    was_training = model.training
+    model.eval()
+    total, n = 0.0, 0
+    try:
+        with torch.no_grad():
+            for i in range(min(cfg.val_batches, val.steps_per_epoch())):
+                batch = val.batch(i)
+                g = torch.Generator().manual_seed(cfg.seed * 7_368_787 + 1_000_003 + i)
+                c = corrupt(batch.video, batch.vmask, batch.text_ids, cfg.mmm, cfg.mfm_prob, cfg.mlm_prob, generator=g)
+                tensors = [
+                    t.to(device)
+                    for t in (
+                        batch.video,
+                        batch.vmask,
+                        c.text_ids,
+                        batch.text_ids,
+                        batch.text_mask,
+                        c.video_masked,
+                        c.text_masked,
+                    )
+                ]
+                with autocast:
+                    loss = float(objective(*tensors))
+                total, n = total + loss * len(batch), n + len(batch)
+    finally:
+        model.train(was_training)
+    return round(total / n, 6) if n else float("nan")
+
+
+def select_best_val(ckpt_root: Path, model: VLM, say: Callable[[str], None]) -> dict:
+    """Load the weights of the checkpoint with the lowest validation loss into `model` (the authors'
+    checkpoint_best.pt); returns {step, val_loss, per checkpoint}."""
+    losses = {}
+    for path in sorted(ckpt_root.glob("step_*")):
+        try:
+            meta = json.loads((path / ckpt.TRAINER).read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(meta.get("val_loss"), (int, float)):
+            losses[path.name] = (int(meta["step"]), float(meta["val_loss"]))
+    if not losses:
+        return {}
+    name, (step, best) = min(losses.items(), key=lambda kv: (kv[1][1], kv[1][0]))
+    model.load_state_dict(VLM.load(ckpt_root / name).state_dict())
+    say(f"select=best-val: model/ = checkpoint of step {step} (validation loss {best:.4f}, lowest of {len(losses)})")
+    return {"step": step, "val_loss": best, "val_losses": {str(s): v for s, v in sorted(losses.values())}}
 
 
 def _batch_source(sampler: ClipSampler, start: int, stop: int, workers: int, pin_memory: bool):

@@ -74,7 +74,10 @@ class ClipSampler:
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        positions: np.ndarray | None = None,
     ):
+        """positions: the corpus positions this sampler may draw (default: every video); e.g. pre-training's
+        training videos without its held-out validation slice, or that slice alone."""
         if min_text_len > max_text_len:
             raise InputError(f"min_text_len={min_text_len} > max_text_len={max_text_len}", path="config")
         if isinstance(corpus, dict):
@@ -84,7 +87,8 @@ class ClipSampler:
         self.corpus, self.store = corpus, store
         n = len(corpus)
         self.n_skipped = int(corpus.counts.get("videos_in", n)) - n
-        self.index = np.arange(rank, n, world_size)  # disjoint shard per rank
+        pool = np.arange(n) if positions is None else np.asarray(positions, dtype=np.int64)
+        self.index = pool[rank::world_size]  # disjoint shard per rank
         if not len(self.index):
             raise InputError(f"rank {rank} of {world_size} gets no videos ({n} usable)", path=store.folder)
         self.min_len, self.max_len = min_text_len, max_text_len
@@ -181,6 +185,19 @@ class ClipSampler:
                 feats.append(rows[s - lo : e - lo])
                 texts.append(text)
         return collate(feats, texts, self.store.dim)
+
+
+def held_out(corpus: P.Prepared, fraction: float) -> np.ndarray:
+    """Corpus positions of the validation slice: the `fraction` of videos (at least 1, never all) whose id has the
+    smallest crc32, so the slice is the same whatever the corpus order and keeps its videos as the corpus grows."""
+    import zlib
+
+    n = len(corpus)
+    if fraction <= 0 or n < 2:
+        return np.zeros(0, np.int64)
+    k = min(n - 1, max(1, round(fraction * n)))
+    keys = np.array([zlib.crc32(corpus.video_id(i).encode()) for i in range(n)], dtype=np.int64)
+    return np.sort(np.argsort(keys, kind="stable")[:k])
 
 
 def collate(feats: list[np.ndarray], token_lists: list[list[int]], dim: int = 512) -> Batch:
