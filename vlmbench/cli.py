@@ -480,6 +480,10 @@ def suite(
         progress=progress,
         say=say,
     )
+    from .reporting.render import format_value
+
+    for r in results:  # one line per task, then the table beside the paper's
+        say(f"  {r.task}: " + ", ".join(f"{k} {format_value(k, v)}" for k, v in r.metrics.items() if "/" not in k))
     out_console_write(report(results, against="paper", fmt="terminal", ci=True))
     say(f"Results: {out}/<task>/result.json (`vlmbench report {out}` renders them again)")
     if save_reference is not None:

@@ -142,6 +142,18 @@ def acquire(lock: FileLock, out: Path) -> None:
         ) from None
 
 
+def release(lock: FileLock, out: Path, created: bool) -> None:
+    """Release the run folder's lock and remove its file (a failed run leaves nothing behind, not even the lock;
+    a folder this run created and left empty goes too)."""
+    Path(lock.lock_file).unlink(missing_ok=True)  # while held: a process that opened it is still refused
+    lock.release()
+    if created:
+        try:
+            out.rmdir()  # only when empty
+        except OSError:
+            pass
+
+
 def run(
     task: str,
     *,
@@ -197,6 +209,7 @@ def run(
     if not overwrite:
         rundir.refuse_existing(out, RUN_MARKERS, "pass --overwrite to replace it")
     plan = Plan(spec, cfg, root, is_toy, toy_data, out, model_cls, checkpoint, adapter, dev, limit, allow_missing)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     lock = run_lock(out)
     acquire(lock, out)
@@ -210,7 +223,7 @@ def run(
         finally:
             job.close()
     finally:
-        lock.release()
+        release(lock, out, created)
 
 
 @dataclass
