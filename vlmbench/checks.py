@@ -17,6 +17,7 @@ from .config import run_config
 from .data import howto100m
 from .data.features import FeatureStore, fingerprint
 from .errors import InputError
+from .records.corpus import contamination
 
 PRETRAIN = "howto100m-pretrain"  # the row for the pre-training corpus
 OK, MISSING, MALFORMED = "ok", "missing", "malformed"
@@ -43,7 +44,11 @@ def exit_code(rows: Sequence[CheckRow]) -> int:
     return EXIT_CODES[OK]
 
 
-def check_task(spec: registry.TaskSpec, root: Path, allow_missing: bool = False) -> CheckRow:
+def check_task(
+    spec: registry.TaskSpec, root: Path, allow_missing: bool = False, corpus: set[str] | None = None
+) -> CheckRow:
+    """corpus: the video ids of the HowTo100M folder under the root: the row says how many of the task's test videos
+    it holds (HowTo100M and the task datasets share YouTube videos)."""
     paths = list(spec.paths(root).values()) + [spec.feature_dir(root)]
     missing = [str(p.relative_to(root)) for p in paths if not p.exists()]
     if missing:
@@ -67,7 +72,12 @@ def check_task(spec: registry.TaskSpec, root: Path, allow_missing: bool = False)
     if lacking and not allow_missing:
         what = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in lacking.items())
         return CheckRow(spec.name, MISSING, f"no feature file for {what} (usable with --allow-missing); {info}")
-    return CheckRow(spec.name, OK, f"{info}; fingerprint {digest}")
+    overlap = ""
+    if corpus is not None:
+        overlap = "; " + contamination(adapter.uncapped.get("test", set()), corpus)[1].replace(
+            "the checkpoint's pre-training corpus", "howto100m/ (the pre-training corpus)"
+        )
+    return CheckRow(spec.name, OK, f"{info}; fingerprint {digest}{overlap}")
 
 
 def check_pretraining(root: Path) -> CheckRow:
@@ -115,10 +125,20 @@ def check_data(root: Path, tasks: Sequence[str] | None = None, allow_missing: bo
     unknown = [n for n in names if n not in known]
     if unknown:
         raise InputError(f"unknown task {unknown[0]!r} (known: {', '.join(known)})", path="--task")
+    corpus = corpus_ids(root)
     rows = []
     for name in names:
         if name == PRETRAIN:
             rows.append(check_pretraining(root))
         else:
-            rows.append(check_task(registry.get(name), root, allow_missing))
+            rows.append(check_task(registry.get(name), root, allow_missing, corpus))
     return rows
+
+
+def corpus_ids(root: Path) -> set[str] | None:
+    """The video ids of ROOT/howto100m's captions (None when it has none, or they do not parse)."""
+    try:
+        cap_path, _ = howto100m.find(Path(root) / "howto100m")
+        return set(howto100m.load_captions(cap_path))
+    except InputError:
+        return None

@@ -100,6 +100,12 @@ def pretrain(
         help="data loader worker processes per rank (default: 0 on "
         "CPU, up to 4 on a GPU); the batches are the same for any number",
     ),
+    exclude_test_videos: bool = typer.Option(
+        False,
+        "--exclude-test-videos",
+        help="leave out of pre-training every video that is a task's test video under the data root beside the "
+        "HowTo100M folder (the authors did not; see README)",
+    ),
 ):
     """Pre-train VLM (MFM-MLM / MMM masking, masked token loss) on HowTo100M-format data."""
     from .config import pretrain_config
@@ -114,7 +120,15 @@ def pretrain(
     from .train.pretrain import pretrain as run_pretrain
 
     summary = run_pretrain(
-        cfg, out, data=data, resume=resume, overwrite=overwrite, progress=progress, say=say, workers=workers
+        cfg,
+        out,
+        data=data,
+        resume=resume,
+        overwrite=overwrite,
+        progress=progress,
+        say=say,
+        workers=workers,
+        exclude_test_videos=exclude_test_videos,
     )
     say(f"Pre-trained {summary['final_step']} steps (preset {cfg.preset}); model in {out / 'model'}")
     if summary.get("world_size", 1) > 1:

@@ -25,6 +25,7 @@ from .data import toy
 from .errors import InputError
 from .io import atomic_write, ensure_writable, remove_temp_files
 from .progress import JobProgress
+from .records.corpus import contamination, read_ids
 from .records.predictions import PREDICTIONS, PREDICTIONS_JSONL, RESULT, load_predictions, save_predictions
 from .records.result import Result, provenance, save_result
 
@@ -350,6 +351,10 @@ def _execute(plan: Plan, job: JobProgress, say: Callable[[str], None], overwrite
 
     counts = {k: int(v) for k, v in adapter.loaded.counts.items()}
     counts["finetune_updates"] = len(losses)
+    seen, line = contamination(adapter.scored.get("test", set()), read_ids(weights))
+    conventions["pretraining_overlap"] = line  # HowTo100M and the task datasets share YouTube videos
+    if seen is not None:
+        counts["test_videos_in_pretraining"] = seen
     result = Result(
         task=task,
         family=spec.family,

@@ -57,6 +57,7 @@ class Adapter:
         self.paths = spec.paths(self.root)
         self.loaded = Loaded()
         self.uncapped: dict[str, set[str]] = {}  # role -> every video of the list before max_train/max_test
+        self.scored: dict[str, set[str]] = {}  # role -> the videos used (after the caps): "test" is what is scored
 
     # -- data ----------------------------------------------------------------------------------------------
     def store(self) -> FeatureStore:
@@ -73,9 +74,11 @@ class Adapter:
         """max_train / max_test: a deterministic prefix (toy and smoke presets keep runs short). With `role`
         ("train" / "test") the videos of the WHOLE list are kept in self.uncapped[role]: the leakage check looks
         at them, so a capped run cannot train on a test video that the cap happened to cut from its test list."""
+        kept = items[:limit] if limit and limit > 0 else items
         if role is not None:
             self.uncapped.setdefault(role, set()).update(video(i) for i in items)
-        return items[:limit] if limit and limit > 0 else items
+            self.scored.setdefault(role, set()).update(video(i) for i in kept)
+        return kept
 
     def load(self) -> None:
         raise NotImplementedError

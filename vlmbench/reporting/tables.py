@@ -108,6 +108,8 @@ def row_notes(r: Result) -> list[str]:
     """What a reader must know beside a result's numbers: toy world, a smoke run, a stand-in backbone, test-split
     selection."""
     notes = ([TOY_NOTE] if r.toy else []) + ([SMOKE_ROW_NOTE] if r.preset == "smoke" else [])
+    if r.counts.get("test_videos_in_pretraining"):  # the model saw some of its test videos in pre-training
+        notes.append(r.conventions.get("pretraining_overlap", "test videos in the pre-training corpus"))
     if r.conventions.get("backbone"):
         notes.append(f"backbone: {r.conventions['backbone']}")
     if r.config.get("select") == "best-of-epochs":

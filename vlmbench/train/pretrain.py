@@ -28,6 +28,7 @@ from ..model.layout import TEXT_START, VIDEO_SEP, VIDEO_START
 from ..model.losses import masked_token_loss, mfm_mlm_loss
 from ..model.masking import corrupt
 from ..model.vlm import VLM
+from ..records.corpus import write_ids
 from ..records.result import save_result
 from . import checkpoint as ckpt
 from . import distributed
@@ -91,6 +92,7 @@ def pretrain(
     say: Callable[[str], None] = print,
     overwrite: bool = False,
     workers: int | None = None,
+    exclude_test_videos: bool = False,
 ) -> dict:
     """resume: continue from the last checkpoint in out; overwrite: replace the run in out. Without either, a
     folder that already holds a run is refused (InputError) before any work.
@@ -112,7 +114,8 @@ def pretrain(
     # The validation slice (val_fraction of the videos, held out of training) gives a validation loss at every
     # checkpoint; select=best-val makes model/ the checkpoint with the lowest one, as the authors' checkpoint_best.
     held = held_out(corpus, cfg.val_fraction)
-    keep = np.setdiff1d(np.arange(len(corpus)), held) if len(held) else None
+    excluded = _test_positions(corpus, data, toy, say) if exclude_test_videos else np.zeros(0, np.int64)
+    keep = np.setdiff1d(np.arange(len(corpus)), np.union1d(held, excluded)) if len(held) or len(excluded) else None
     clip_args = dict(
         min_text_len=cfg.min_text_len,
         max_text_len=cfg.max_text_len,
@@ -144,6 +147,7 @@ def pretrain(
 
     run_info = {
         "validation_videos": int(len(held)),
+        "excluded_test_videos": int(len(excluded)),
         "config": cfgmod.to_dict(cfg),
         "preset": cfg.preset,
         "toy": toy,
@@ -236,7 +240,8 @@ def pretrain(
                 bar.update(step, record)
             done = step + 1
             if cfg.keep_epoch and not cfg.steps and done == cfg.keep_epoch * sampler.steps_per_epoch() and d.is_main:
-                model.save(out / f"model-epoch{cfg.keep_epoch}")  # supervised CrossTask's starting point
+                kept = model.save(out / f"model-epoch{cfg.keep_epoch}")  # supervised CrossTask's starting point
+                write_ids(kept, trained_ids(corpus, sampler))
             if done % cfg.save_every == 0 or done == total:
                 if d.is_main:
                     extra = {"preset": cfg.preset, "toy": toy}
@@ -263,12 +268,42 @@ def pretrain(
     if d.is_main:
         if cfg.select == "best-val" and val is not None:
             summary["selected"] = select_best_val(ckpt_root, model, say)
-        model.save(out / "model")
+        write_ids(model.save(out / "model"), trained_ids(corpus, sampler))  # what later results check against
         write_json(out / "summary.json", summary)
         save_result(loss_result(out, run_info, cfg.seed), out / "result.json")  # what the CI gate compares
     d.barrier()
     distributed.shutdown(d)
     return summary
+
+
+def trained_ids(corpus, sampler: ClipSampler) -> list[str]:
+    """The ids of the videos pre-training drew from (every rank's shard: all positions but the held-out ones)."""
+    pool = sampler.pool
+    return [corpus.video_id(int(i)) for i in pool]
+
+
+def _test_positions(corpus, data: Path, toy: bool, say: Callable[[str], None]) -> np.ndarray:
+    """Corpus positions of the videos that are a task's test video under the data root beside the HowTo100M
+    folder (the toy world's root on the toy world): --exclude-test-videos keeps them out of pre-training."""
+    from ..adapters import test_videos
+    from ..data import toy as toymod
+
+    root = (
+        toymod.toy_root()
+        if toy
+        else (
+            Path(data).parent
+            if (Path(data) / "captions.json").exists() or (Path(data) / "captions").is_dir()
+            else Path(data)
+        )
+    )
+    tests = set().union(*test_videos(root).values()) if root.is_dir() else set()
+    positions = [i for i in range(len(corpus)) if corpus.video_id(i) in tests]
+    say(
+        f"--exclude-test-videos: {len(positions)} of the corpus's {len(corpus)} videos are a task's test video "
+        f"under {root}; left out of pre-training"
+    )
+    return np.asarray(positions, dtype=np.int64)
 
 
 def validate(objective: Objective, val: ClipSampler, cfg: PretrainConfig, device, autocast) -> float:

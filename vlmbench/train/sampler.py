@@ -88,6 +88,7 @@ class ClipSampler:
         n = len(corpus)
         self.n_skipped = int(corpus.counts.get("videos_in", n)) - n
         pool = np.arange(n) if positions is None else np.asarray(positions, dtype=np.int64)
+        self.pool = pool  # every rank's videos
         self.index = pool[rank::world_size]  # disjoint shard per rank
         if not len(self.index):
             raise InputError(f"rank {rank} of {world_size} gets no videos ({n} usable)", path=store.folder)
