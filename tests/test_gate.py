@@ -217,3 +217,23 @@ def test_an_identical_copy_passes_and_absent_floors_are_explained():
     assert all("\n" not in n for n in notes)
     df, failed = compare_paths(ref, ref, require_floors=True)
     assert failed and any("missing floor" in line for line in failure_lines(df))
+
+
+def test_deterministic_counts_and_recipe_values_are_compared_exactly(tmp_path):
+    """A stride or a count of training examples that silently changes moves the metrics less than their noise
+    tolerance; the gate compares every count and recipe value of a run for equality (the seed and paths aside)."""
+    from vlmbench.reporting.compare import compare_paths, failure_lines
+
+    def write(root, windows, stride, seed):
+        r = res("coin-segmentation", frame_acc=50.0)
+        r.counts, r.config, r.seed = {"train_windows": windows, "test_videos": 10}, {"stride": stride, "seed": seed}, seed
+        save_result(r, root / "coin-segmentation" / "result.json")
+        return root
+
+    ref = write(tmp_path / "ref", 120, 16, 0)
+    assert not compare_paths(write(tmp_path / "same", 120, 16, 5), ref, tol={"frame_acc": 10})[1]  # a seed may differ
+    df, bad = compare_paths(write(tmp_path / "new", 118, 8, 0), ref, tol={"frame_acc": 10})
+    lines = failure_lines(df)
+    assert bad and any("count:train_windows" in line and "120" in line and "118" in line for line in lines)
+    assert any("config:stride" in line for line in lines)
+    assert "differs" in to_markdown(df)

@@ -65,7 +65,11 @@ DEFAULT_TOLERANCES: dict[str, float] = {
     "search_gain": 0.005,
 }  # captioning: beam over greedy, nats per token
 BEYOND_NOISE = "changed beyond noise: if intended, run `make update-reference` and say why in the commit"
-FAILING = ("regressed", "missing", "changed beyond noise", "below floor")
+FAILING = ("regressed", "missing", "changed beyond noise", "below floor", "differs")
+# What a run determines exactly, whatever its seed: compared for equality, never within a tolerance. Counts of
+# examples, windows, updates, tokens and the resolved recipe; the seed and where things live are left out.
+NOT_EXACT_CONFIG = ("seed", "checkpoint", "checkpoint_source", "data", "allow_missing", "preset")
+NOT_EXACT_COUNTS = ("selected_epoch",)  # best-of-epochs' choice varies with the seed
 COLUMNS = ["task", "metric", "ref", "new", "delta", "tolerance", "floor", "status", "why"]
 NOISE_SIGMAS = 3.0
 _EPS = 1e-9  # a difference of exactly the tolerance is still ok despite float rounding
@@ -338,6 +342,8 @@ def compare(
                     None,
                 ]
             )
+    for row in exact_rows(new, ref):
+        rows.append(row + [None, None, None])
     df = pd.DataFrame(rows, columns=COLUMNS + list(PAIRED_COLUMNS))
     return df if paired_cols else df[COLUMNS]
 
@@ -358,6 +364,31 @@ def _paired(new: Result, ref: Result) -> dict[str, dict[str, float]]:
         return paired_difference(new.family, a, b, new.metrics, ref.metrics)
     except (InputError, KeyError, ValueError):
         return {}
+
+
+def exact_rows(new: list[Result], ref: list[Result]) -> list[list]:
+    """One row per deterministic count or recipe value that differs between a task's new and reference result
+    (status `differs`): a stride, a count of training examples or windows, a changed recipe value cannot hide in a
+    noise tolerance. Keys only one side records are not compared (an older reference)."""
+    rows = []
+    new_by = _by_key(new, "new")
+    for key, r in _by_key(ref, "reference").items():
+        got = new_by.get(key)
+        if got is None:
+            continue
+        pairs = [(f"count:{k}", v, got.counts[k]) for k, v in r.counts.items() if k in got.counts]
+        pairs = [p for p in pairs if p[0][len("count:") :] not in NOT_EXACT_COUNTS]
+        pairs += [
+            (f"config:{k}", v, got.config[k])
+            for k, v in r.config.items()
+            if k in got.config and k not in NOT_EXACT_CONFIG
+        ]
+        for name, a, b in pairs:
+            if a != b:
+                rows.append(
+                    [key, name, a, b, None, 0, None, "differs", f"deterministic: {a!r} in the reference, {b!r} now"]
+                )
+    return rows
 
 
 def failed(df: pd.DataFrame) -> bool:
