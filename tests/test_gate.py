@@ -226,7 +226,11 @@ def test_deterministic_counts_and_recipe_values_are_compared_exactly(tmp_path):
 
     def write(root, windows, stride, seed):
         r = res("coin-segmentation", frame_acc=50.0)
-        r.counts, r.config, r.seed = {"train_windows": windows, "test_videos": 10}, {"stride": stride, "seed": seed}, seed
+        r.counts, r.config, r.seed = (
+            {"train_windows": windows, "test_videos": 10},
+            {"stride": stride, "seed": seed},
+            seed,
+        )
         save_result(r, root / "coin-segmentation" / "result.json")
         return root
 
