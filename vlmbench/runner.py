@@ -88,12 +88,49 @@ def save_predictions(path: Path, task: str, cfg: dict, preds: dict[str, np.ndarr
 
 
 def load_predictions(path: Path) -> tuple[str, dict, dict[str, np.ndarray]]:
+    """(task, run config, arrays) of a predictions.npz; anything else (a truncated or damaged archive, a plain
+    .npy, a pickle, members that are not arrays, a config that is not a JSON object, more than 8 GB once
+    decompressed) is one InputError naming the file. Nothing is unpickled."""
+    import zipfile
+    import zlib
+
+    limit = 8 << 30  # bytes once decompressed: retrieval predictions hold no N x N matrix (MBs); old ones ~100 MB
+    damaged = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error, NotImplementedError)
+
+    def bad(why: object) -> InputError:
+        return InputError(f"not a vlmbench predictions file ({why})", path=path)
+
     try:
-        with np.load(path, allow_pickle=False) as z:
+        loaded = np.load(path, allow_pickle=False)
+    except damaged as e:
+        raise bad(e) from None
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        raise bad("a single .npy array, not an .npz archive")
+    with loaded as z:
+        try:
+            size = sum(info.file_size for info in z.zip.infolist())
+            if size > limit:
+                raise bad(f"{size / (1 << 30):.1f} GB once decompressed, over the {limit >> 30} GB limit")
             data = {k: z[k] for k in z.files}
-        task, cfg = str(data.pop("__task__")), json.loads(str(data.pop("__config__")))
-    except (OSError, ValueError, KeyError) as e:
-        raise InputError(f"not a vlmbench predictions file ({e})", path=path) from None
+        except damaged as e:
+            raise bad(f"damaged or truncated archive: {e}") from None
+        except MemoryError:
+            raise bad("an array larger than the memory") from None
+    odd = [k for k, v in data.items() if not isinstance(v, np.ndarray)]
+    if odd:
+        raise bad(f"member {odd[0]!r} is not a .npy array")
+    for key in ("__task__", "__config__"):
+        if key not in data:
+            raise bad(f"no {key}")
+        if data[key].shape != () or data[key].dtype.kind != "U":
+            raise bad(f"{key} is not a string")
+    task = str(data.pop("__task__"))
+    try:
+        cfg = json.loads(str(data.pop("__config__")))
+    except (ValueError, RecursionError) as e:
+        raise bad(f"__config__ is not JSON: {e}") from None
+    if not isinstance(cfg, dict):
+        raise bad("__config__ is not a JSON object")
     return task, cfg, data
 
 

@@ -365,15 +365,22 @@ def source(data: str | Path) -> Source:
         if not files:
             raise InputError("no caption files (<video_id>.csv) in folder", path=cap)
         for f in files:
-            st = f.stat()
+            st = _stat(f)
             h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}\n".encode())
     else:
-        st = cap.stat()
+        st = _stat(cap)
         h.update(f"{cap.name}:{st.st_size}:{st.st_mtime_ns}\n".encode())
         if cap.suffix == ".csv":
             files = [cap]
     h.update(f"features {feature_digest(feats)}\n".encode())
     return Source(cap, feats, files, h.hexdigest())
+
+
+def _stat(path: Path) -> os.stat_result:
+    try:
+        return path.stat()
+    except OSError as e:  # a dangling symlink or a symlink loop
+        raise InputError(f"cannot read ({e.strerror or e})", path=path) from None
 
 
 def feature_digest(folder: Path) -> str:
@@ -390,11 +397,17 @@ def _rules_version() -> int:
 
 
 def _feature_stats(folder: Path):
-    with os.scandir(folder) as it:
-        for e in it:
-            if e.name.endswith(".npy"):
-                st = e.stat()
-                yield e.name, st.st_size, st.st_mtime_ns
+    try:
+        with os.scandir(folder) as it:
+            entries = [e for e in it if e.name.endswith(".npy")]
+    except OSError as e:
+        raise InputError(f"cannot list the feature folder ({e.strerror or e})", path=folder) from None
+    for e in entries:
+        try:
+            st = e.stat()
+        except OSError as err:  # a dangling symlink or a symlink loop
+            raise InputError(f"cannot read the feature file ({err.strerror or err})", path=Path(e.path)) from None
+        yield e.name, st.st_size, st.st_mtime_ns
 
 
 # ---- workers -----------------------------------------------------------------------------------------------------
