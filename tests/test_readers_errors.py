@@ -548,7 +548,7 @@ def test_spans_past_the_features_are_counted_cut_or_refused(tmp_path):
     fit.record(counts, said.append)
     assert counts == {"test_clips_cut_at_features_end": 1, "test_clips_past_features_end_dropped": 0}
     assert said == [
-        "1 of 3 test clips end past their video's features and are used up to its last feature row "
+        f"{path}: 1 of 3 test clips end past their video's features and are used up to its last feature row "
         "(first: v1_2_99999 [2, 99999], 40 s of features)"
     ]
     path.write_text("end,start,task,text,video_id\n9,1,101,cut it,v1\n99999,50,101,fry it,v1\n10,4,101,mix,v2\n")

@@ -274,6 +274,7 @@ class SpanFit:
     unless --allow-missing, then left out and counted (`dropped`). `first_*` describe one of each."""
 
     what: str  # e.g. "test clips"
+    path: str | Path = ""  # the annotation file the spans come from
     total: int = 0
     cut: int = 0
     dropped: int = 0
@@ -298,7 +299,7 @@ class SpanFit:
                 f"{self.dropped} of {self.total} {self.what} start after their video's features end and are left "
                 f"out (first: {self.first_dropped})"
             )
-        return "; ".join(parts) or None
+        return f"{self.path}: " + "; ".join(parts) if parts else None
 
     def record(self, counts: dict[str, int], say: Callable[[str], None]) -> None:
         """Into a run's counts (so the result keeps them) and, when anything happened, one line to the user."""
@@ -319,7 +320,7 @@ def fit_spans(
     Every video must have a feature file (checked before, by resolve_missing); its row count comes from the
     .npy header. A span starting at or after the last row is an InputError naming `path` unless allow_missing;
     none left at all is always one."""
-    fit = SpanFit(what, total=len(spans))
+    fit = SpanFit(what, path, total=len(spans))
     rows: dict[str, int] = {}
     keep = []
     for vid, start, end, desc in spans:
