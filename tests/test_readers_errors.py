@@ -774,3 +774,60 @@ def test_deep_nesting_and_huge_numbers_are_invalid_json(tmp_path):
         path.write_text(text)
         with pytest.raises(InputError, match=fragment):
             coin.load_coin(path)
+
+
+# ------------------------------------------- found by tests/test_fuzz_readers.py
+@pytest.mark.parametrize(
+    "vid, fragment",
+    [("v" * 300, "300 characters, too long to name a file"), ("a\nb", "control character"), ("\u202ex", "control")],
+)
+def test_video_ids_that_cannot_name_a_file_are_refused(tmp_path, vid, fragment):
+    """A 5,000-digit id reached the file system as ENAMETOOLONG (an OSError traceback)."""
+    from vlmbench.data.files import check_id
+
+    with pytest.raises(InputError, match=fragment):
+        check_id(vid, "line 2", tmp_path / "t.csv")
+    mc = tmp_path / "mc.csv"
+    mc.write_text(MC_HEADER + f"q\tmsr{'7' * 300}\tvideo7\ta\tb\tc\td\te\t1\n")
+    with pytest.raises(InputError, match="too long to name a file"):
+        msrvtt.load_multiple_choice(mc)
+
+
+@pytest.mark.parametrize(
+    "old, new, fragment",
+    [("}", "", "TokenError"), ("(", "(99999999999, ", "mmap length"), ("512", "-512", "OverflowError")],
+)
+def test_npy_headers_numpy_cannot_parse_are_one_line(tmp_path, old, new, fragment):
+    """np.load lets Python's tokenizer error (TokenError) and a negative mmap length (OverflowError) through."""
+    np.save(tmp_path / "v.npy", np.zeros((3, 512), np.float16))
+    raw = (tmp_path / "v.npy").read_bytes()
+    end = raw.index(b"\n") + 1
+    (tmp_path / "v.npy").write_bytes(raw[:end].decode("latin-1").replace(old, new, 1).encode("latin-1") + raw[end:])
+    with pytest.raises(InputError, match=f"v.npy: not a readable .npy file .*{fragment}"):
+        FeatureStore(tmp_path).n_seconds("v")
+
+
+def test_damaged_prepared_corpus_is_one_line(tmp_path):
+    """A prepared corpus whose arrays disagree with each other or with the manifest opened, then failed mid-run."""
+    from vlmbench.data import prepared, toy
+
+    toy.write_dataset("howto100m", tmp_path / "how", seed=0)
+    prep = tmp_path / "prep"
+    prepared.prepare(tmp_path / "how", prep, backbone="default")
+    assert len(prepared.Prepared.open(prep)) > 0
+    ids = np.load(prep / "video_ids.npy")
+    np.save(prep / "video_ids.npy", ids[:0])
+    with pytest.raises(
+        InputError, match=r"video_ids.npy: prepared corpus is damaged \(\|S\d+ \[0\], the manifest says"
+    ):
+        prepared.Prepared.open(prep)
+    (prep / "video_ids.npy").write_bytes(b"")
+    with pytest.raises(InputError, match=r"video_ids.npy: prepared corpus is incomplete or damaged \(EOFError"):
+        prepared.Prepared.open(prep)
+    np.save(prep / "video_ids.npy", ids)
+    manifest = json.loads((prep / "manifest.json").read_text())
+    manifest["counts"] = {"videos_in": "many"}
+    (prep / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(InputError, match=r"manifest.json: damaged manifest: counts are not all non-negative integers"):
+        prepared.Prepared.open(prep)
+    assert prepared.read_manifest(prep) is None  # `prepare` makes such a folder again

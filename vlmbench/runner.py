@@ -94,28 +94,35 @@ def load_predictions(path: Path) -> tuple[str, dict, dict[str, np.ndarray]]:
     import zipfile
     import zlib
 
+    from .data.features import NPY_ERRORS
+
     limit = 8 << 30  # bytes once decompressed: retrieval predictions hold no N x N matrix (MBs); old ones ~100 MB
-    damaged = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error, NotImplementedError)
+    damaged = (*NPY_ERRORS, KeyError, zipfile.BadZipFile, zlib.error, NotImplementedError)
 
     def bad(why: object) -> InputError:
         return InputError(f"not a vlmbench predictions file ({why})", path=path)
 
     try:
-        loaded = np.load(path, allow_pickle=False)
-    except damaged as e:
+        f = open(path, "rb")  # ours to close: np.load leaves its own file open when the zip is damaged
+    except OSError as e:
         raise bad(e) from None
-    if not isinstance(loaded, np.lib.npyio.NpzFile):
-        raise bad("a single .npy array, not an .npz archive")
-    with loaded as z:
+    with f:
         try:
-            size = sum(info.file_size for info in z.zip.infolist())
-            if size > limit:
-                raise bad(f"{size / (1 << 30):.1f} GB once decompressed, over the {limit >> 30} GB limit")
-            data = {k: z[k] for k in z.files}
+            loaded = np.load(f, allow_pickle=False)
         except damaged as e:
-            raise bad(f"damaged or truncated archive: {e}") from None
-        except MemoryError:
-            raise bad("an array larger than the memory") from None
+            raise bad(e) from None
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise bad("a single .npy array, not an .npz archive")
+        with loaded as z:
+            try:
+                size = sum(info.file_size for info in z.zip.infolist())
+                if size > limit:
+                    raise bad(f"{size / (1 << 30):.1f} GB once decompressed, over the {limit >> 30} GB limit")
+                data = {k: z[k] for k in z.files}
+            except damaged as e:
+                raise bad(f"damaged or truncated archive: {e}") from None
+            except MemoryError:
+                raise bad("an array larger than the memory") from None
     odd = [k for k, v in data.items() if not isinstance(v, np.ndarray)]
     if odd:
         raise bad(f"member {odd[0]!r} is not a .npy array")

@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import stat
+import tokenize
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,9 @@ from vlmbench.io import file_sha256
 from .files import check_id
 
 FEATURE_DIM = 512
+# What np.load raises on a damaged .npy: a header numpy cannot parse reaches Python's tokenizer (SyntaxError,
+# TokenError), a shape larger than the file fails the memory map (OverflowError, ValueError), a short file EOFError.
+NPY_ERRORS = (OSError, ValueError, EOFError, OverflowError, SyntaxError, tokenize.TokenError)
 DIGEST_CACHE_DIR = "feature-digests"
 
 
@@ -111,8 +115,8 @@ class FeatureStore:
         self.stat(vid)
         try:
             arr = np.load(path, mmap_mode="r", allow_pickle=False)
-        except (ValueError, OSError, EOFError) as e:
-            raise InputError(f"not a readable .npy file ({e})", path=path) from None
+        except NPY_ERRORS as e:
+            raise InputError(f"not a readable .npy file ({type(e).__name__}: {e})", path=path) from None
         if arr.ndim != 2:
             raise InputError(f"expected shape (seconds, {self.dim}), got {arr.shape}", path=path)
         if arr.shape[1] != self.dim:

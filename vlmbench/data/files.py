@@ -33,6 +33,7 @@ COIN_JSON_LIMIT = 512 * MB  # COIN.json: ~40 MB
 MSRVTT_JSON_LIMIT = 512 * MB  # MSRVTT_data.json: ~30 MB
 JSON_ENTRY_LIMIT = 64 * MB  # one entry of a streamed JSON object (a HowTo100M video's ASR is < 1 MB)
 CHUNK = 1 * MB  # bytes read at a time by iter_json_object
+MAX_ID_BYTES = 200  # a video id names files (<id>.npy, <task>_<id>.csv: at most 255 bytes); real ones are ~11
 
 
 def human(n: int) -> str:
@@ -315,6 +316,12 @@ def check_id(vid: object, where: str, path: str | Path) -> str:
         raise InputError(f"{where}: empty or non-string video id {vid!r}", path=path)
     if "/" in vid or "\\" in vid or ".." in vid or "\0" in vid:
         raise InputError(f"{where}: video id {vid!r} contains '/', '\\' or '..' (it names a file)", path=path)
+    if not vid.isprintable():
+        raise InputError(f"{where}: video id {vid!r} holds a control character (it names a file)", path=path)
+    if len(vid.encode("utf-8", "surrogatepass")) > MAX_ID_BYTES:
+        raise InputError(
+            f"{where}: video id {vid[:20]!r}... is {len(vid)} characters, too long to name a file", path=path
+        )
     return vid
 
 

@@ -77,7 +77,7 @@ def load_multiple_choice(path: str | Path) -> list[McQuestion]:
         candidates = tuple(
             check_text(row[f"a{k}"], f"{where}: a{k}", path, "candidate") for k in range(1, N_CHOICES + 1)
         )
-        questions.append(McQuestion(f"video{m.group(1)}", candidates, int(answer)))
+        questions.append(McQuestion(check_id(f"video{m.group(1)}", where, path), candidates, int(answer)))
     return questions
 
 

@@ -32,6 +32,8 @@ import hashlib
 import json
 import os
 import shutil
+import zipfile
+import zlib
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
@@ -43,7 +45,7 @@ import numpy as np
 from vlmbench.errors import InputError
 
 from . import howto100m
-from .features import FeatureStore
+from .features import NPY_ERRORS, FeatureStore
 from .howto100m import Captions
 
 VERSION = 1
@@ -105,9 +107,9 @@ class Prepared:
             path = folder / f"{name}.npy"
             try:
                 arrays[name] = np.load(path, mmap_mode="r", allow_pickle=False)
-            except (OSError, ValueError, EOFError) as e:
+            except NPY_ERRORS as e:
                 raise InputError(
-                    f"prepared corpus is incomplete or damaged ({e or type(e).__name__}): prepare it again", path=path
+                    f"prepared corpus is incomplete or damaged ({type(e).__name__}: {e}): prepare it again", path=path
                 ) from None
         _check_arrays(folder, manifest, arrays)
         return cls(arrays, manifest, folder)
@@ -524,7 +526,7 @@ def _read_shard(path: Path, key: str | None = None) -> dict[str, np.ndarray] | N
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError, KeyError):
+    except (*NPY_ERRORS, KeyError, zipfile.BadZipFile, zlib.error):
         return None
     if key is not None and bytes(arrays.get("key", b"")).decode() != key:
         return None

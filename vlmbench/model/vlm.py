@@ -175,9 +175,11 @@ def _check_bert(bert: dict, bad) -> None:
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
                 raise bad(where, "a probability in [0, 1]", value)
+            bert[key] = float(value)
         elif key in ("layer_norm_eps", "initializer_range"):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 < value < math.inf):
                 raise bad(where, "a positive number", value)
+            bert[key] = float(value)  # BertConfig takes only floats here; 1 in a hand-written file means 1.0
         elif key == "hidden_act":
             if not isinstance(value, str) or value not in ACT2FN:
                 raise bad(where, "a transformers activation such as 'gelu'", value)
@@ -324,8 +326,9 @@ class VLM(nn.Module):
         config = _read_config(cfg_path)  # every field checked: one line naming the file and the key
         try:
             bert_cfg = BertConfig(**config.bert)
-        except (ValueError, TypeError, KeyError, AttributeError) as e:  # e.g. id2label keys that are not numbers
-            raise InputError(f"key 'bert': not a BERT config ({e})", path=cfg_path) from None
+        except Exception as e:  # transformers' own checks (strict dataclass errors, id2label keys, ...)
+            lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()] or [type(e).__name__]
+            raise InputError(f"key 'bert': not a BERT config ({lines[-1]})", path=cfg_path) from None
         bert_cfg._attn_implementation = "sdpa"
         state = read_safetensors(weights)  # never a pickle: anything else is refused in one line
         if "bert.embeddings.word_embeddings.weight" not in state:
