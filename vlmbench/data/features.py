@@ -234,6 +234,18 @@ def _drop_missing(ids: Sequence[str], store: FeatureStore, allow_missing: bool, 
     return [vid for vid in ids if vid not in gone], len(missing)
 
 
+def _hash_file(h, path: Path) -> None:
+    """The file's bytes then a NUL into h, read in 1 MiB blocks (HowTo100M's caption.json is GBs): the same digest
+    as hashing the whole file at once."""
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    except OSError as e:
+        raise InputError(f"cannot read ({e.strerror or e})", path=path) from None
+    h.update(b"\0")
+
+
 def fingerprint(paths: Sequence[str | Path], ids: Iterable[str], store: FeatureStore | None = None) -> str:
     """16-hex provenance digest of the annotation files' bytes plus the sorted feature ids and, given
     their store, each feature file's size and content hash (so re-extracted features change it).
@@ -248,9 +260,9 @@ def fingerprint(paths: Sequence[str | Path], ids: Iterable[str], store: FeatureS
             files = sorted(f for f in p.rglob("*") if f.is_file())
             for f in files:
                 h.update(f.relative_to(p).as_posix().encode() + b"\0")
-                h.update(f.read_bytes() + b"\0")
+                _hash_file(h, f)
         elif p.is_file():
-            h.update(p.read_bytes() + b"\0")
+            _hash_file(h, p)
         else:
             raise InputError("annotation file not found", path=p)
         h.update(b"\1")  # separates files, so moving bytes between them changes the digest
