@@ -79,7 +79,7 @@ def attempt(call: Callable[[], object], *paths: Path | str):
             return call(), None
     except InputError as e:
         msg = str(e)
-        assert "\n" not in msg and "\r" not in msg, f"more than one line: {msg!r}"
+        assert len(msg.splitlines()) == 1, f"not one line: {msg!r}"
         if paths:
             assert any(msg.startswith(f"{p}") for p in paths), f"the message names none of {paths}: {msg!r}"
         return None, e

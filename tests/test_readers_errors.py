@@ -818,7 +818,7 @@ def test_damaged_prepared_corpus_is_one_line(tmp_path):
     ids = np.load(prep / "video_ids.npy")
     np.save(prep / "video_ids.npy", ids[:0])
     with pytest.raises(
-        InputError, match=r"video_ids.npy: prepared corpus is damaged \(\|S\d+ \[0\], the manifest says"
+        InputError, match=r"video_ids.npy: prepared corpus is damaged \('\|S\d+' \[0\], the manifest says"
     ):
         prepared.Prepared.open(prep)
     (prep / "video_ids.npy").write_bytes(b"")
@@ -831,3 +831,24 @@ def test_damaged_prepared_corpus_is_one_line(tmp_path):
     with pytest.raises(InputError, match=r"manifest.json: damaged manifest: counts are not all non-negative integers"):
         prepared.Prepared.open(prep)
     assert prepared.read_manifest(prep) is None  # `prepare` makes such a folder again
+
+
+def test_messages_from_numpy_and_zipfile_are_one_line(tmp_path):
+    """numpy's 'header is large' error spans three lines; a flipped bit can mark a zip member as encrypted
+    (zipfile's RuntimeError). Both are one InputError line."""
+    from vlmbench.runner import load_predictions
+
+    np.save(tmp_path / "v.npy", np.zeros((30, 512), np.float16))
+    raw = bytearray((tmp_path / "v.npy").read_bytes())
+    raw[9] = 39  # the header length's high byte: a 10 KB header
+    (tmp_path / "v.npy").write_bytes(bytes(raw))
+    with pytest.raises(InputError) as e:
+        FeatureStore(tmp_path).n_seconds("v")
+    assert "large and may not be safe" in str(e.value) and len(str(e.value).splitlines()) == 1
+    path = tmp_path / "predictions.npz"
+    np.savez_compressed(path, __task__=np.array("msrvtt-retrieval"), __config__=np.array("{}"))
+    raw = bytearray(path.read_bytes())
+    raw[raw.find(b"PK\x01\x02") + 8] |= 1  # the first member's "encrypted" flag, in the central directory
+    path.write_bytes(bytes(raw))
+    with pytest.raises(InputError, match="predictions.npz: not a vlmbench predictions file .*encrypted"):
+        load_predictions(path)

@@ -95,12 +95,14 @@ def load_predictions(path: Path) -> tuple[str, dict, dict[str, np.ndarray]]:
     import zlib
 
     from .data.features import NPY_ERRORS
+    from .data.files import one_line
 
     limit = 8 << 30  # bytes once decompressed: retrieval predictions hold no N x N matrix (MBs); old ones ~100 MB
-    damaged = (*NPY_ERRORS, KeyError, zipfile.BadZipFile, zlib.error, NotImplementedError)
+    # RuntimeError: zipfile's "is encrypted, password required" when a damaged flag says so
+    damaged = (*NPY_ERRORS, KeyError, zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError)
 
     def bad(why: object) -> InputError:
-        return InputError(f"not a vlmbench predictions file ({why})", path=path)
+        return InputError(f"not a vlmbench predictions file ({one_line(why)})", path=path)
 
     try:
         f = open(path, "rb")  # ours to close: np.load leaves its own file open when the zip is damaged

@@ -26,7 +26,7 @@ import numpy as np
 from vlmbench.errors import InputError
 from vlmbench.io import file_sha256
 
-from .files import check_id
+from .files import check_id, one_line
 
 FEATURE_DIM = 512
 # What np.load raises on a damaged .npy: a header numpy cannot parse reaches Python's tokenizer (SyntaxError,
@@ -116,7 +116,7 @@ class FeatureStore:
         try:
             arr = np.load(path, mmap_mode="r", allow_pickle=False)
         except NPY_ERRORS as e:
-            raise InputError(f"not a readable .npy file ({type(e).__name__}: {e})", path=path) from None
+            raise InputError(f"not a readable .npy file ({type(e).__name__}: {one_line(e)})", path=path) from None
         if arr.ndim != 2:
             raise InputError(f"expected shape (seconds, {self.dim}), got {arr.shape}", path=path)
         if arr.shape[1] != self.dim:

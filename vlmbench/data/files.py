@@ -36,6 +36,11 @@ CHUNK = 1 * MB  # bytes read at a time by iter_json_object
 MAX_ID_BYTES = 200  # a video id names files (<id>.npy, <task>_<id>.csv: at most 255 bytes); real ones are ~11
 
 
+def one_line(text: object) -> str:
+    """Another library's message (numpy's spans three lines) or a value from a file, on one line."""
+    return " ".join(str(text).split())
+
+
 def human(n: int) -> str:
     """1536 -> '1.5 KB', 2147483648 -> '2.0 GB'."""
     if n < 1024:

@@ -46,6 +46,7 @@ from vlmbench.errors import InputError
 
 from . import howto100m
 from .features import NPY_ERRORS, FeatureStore
+from .files import one_line
 from .howto100m import Captions
 
 VERSION = 1
@@ -109,7 +110,8 @@ class Prepared:
                 arrays[name] = np.load(path, mmap_mode="r", allow_pickle=False)
             except NPY_ERRORS as e:
                 raise InputError(
-                    f"prepared corpus is incomplete or damaged ({type(e).__name__}: {e}): prepare it again", path=path
+                    f"prepared corpus is incomplete or damaged ({type(e).__name__}: {one_line(e)}): prepare it again",
+                    path=path,
                 ) from None
         _check_arrays(folder, manifest, arrays)
         return cls(arrays, manifest, folder)
@@ -235,7 +237,8 @@ def _check_arrays(folder: Path, manifest: dict, arrays: dict[str, np.ndarray]) -
         if arr.ndim != 1 or arr.dtype.kind not in ARRAY_KINDS[name]:
             raise bad(name, f"{arr.dtype} array of shape {arr.shape}")
         if name in shapes and [arr.dtype.str, list(arr.shape)] != [shapes[name][0], list(shapes[name][1])]:
-            raise bad(name, f"{arr.dtype.str} {list(arr.shape)}, the manifest says {shapes[name][0]} {shapes[name][1]}")
+            said = one_line(f"{shapes[name][0]!r} {shapes[name][1]!r}")
+            raise bad(name, f"{arr.dtype.str!r} {list(arr.shape)}, the manifest says {said}")
     v, c, t = len(arrays["video_ids"]), len(arrays["caption_start"]), len(arrays["tokens"])
     sizes = {"video_seconds": v, "video_captions": v + 1, "video_tokens": v + 1, "caption_end": c, "caption_ntokens": c}
     for name, n in sizes.items():
@@ -526,8 +529,8 @@ def _read_shard(path: Path, key: str | None = None) -> dict[str, np.ndarray] | N
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
-    except (*NPY_ERRORS, KeyError, zipfile.BadZipFile, zlib.error):
-        return None
+    except (*NPY_ERRORS, KeyError, zipfile.BadZipFile, zlib.error, RuntimeError, NotImplementedError):
+        return None  # damaged (RuntimeError: a flipped bit says the zip is encrypted): the shard is made again
     if key is not None and bytes(arrays.get("key", b"")).decode() != key:
         return None
     return arrays
