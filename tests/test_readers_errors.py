@@ -454,3 +454,401 @@ def test_pretraining_finds_nan_in_a_kept_feature_file_by_row(tmp_path):
     with pytest.raises(InputError) as e:
         howto100m.usable(howto100m.load_captions(caps), FeatureStore(tmp_path / "features"))
     assert str(e.value) == f"{tmp_path / 'features' / 'b.npy'}: row 33 contains NaN/inf"
+
+
+# ------------------------------------------- issue 23: tracebacks and silently accepted inputs, reader side
+def _toy(name, tmp_path):
+    from vlmbench.data import toy
+
+    return toy.write_dataset(name, tmp_path / name, seed=0)
+
+
+def test_youcook2_empty_captions_are_refused(tmp_path):
+    """All captions empty used to pass the reader and end in a CIDEr traceback at scoring."""
+    data = json.loads(json.dumps(YC2_OK))
+    data["database"]["v1"]["annotations"][0]["sentence"] = "  "
+    path = tmp_path / "a.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(InputError) as e:
+        youcook2.load_annotations(path)
+    assert str(e.value) == f"{path}: video v1 annotation 0: empty sentence"
+
+
+@pytest.mark.parametrize(
+    "reader, filename, content, where",
+    [
+        (
+            msrvtt.load_retrieval_test,
+            "t.csv",
+            "key,vid_key,video_id,sentence\nr,msr1,video1,\n",
+            "line 2: empty sentence",
+        ),
+        (
+            youcook2.load_retrieval_test,
+            "r.csv",
+            "end,start,task,text,video_id\n9,1,101, ,v1\n",
+            "line 2: text: empty text",
+        ),
+        (
+            msrvtt.load_multiple_choice,
+            "mc.csv",
+            MC_HEADER + "q\tmsr7\tvideo7\ta\t\tc\td\te\t1\n",
+            "line 2: a2: empty candidate",
+        ),
+        (crosstask.load_tasks, "tasks.txt", "1\nT\nu\n3\na,,b\n", "line 5: step 2: empty step text"),
+    ],
+)
+def test_empty_test_sentences_are_refused(tmp_path, reader, filename, content, where):
+    path = tmp_path / filename
+    path.write_text(content)
+    with pytest.raises(InputError) as e:
+        reader(path)
+    assert str(e.value) == f"{path}: {where}"
+
+
+def test_msrvtt_all_training_captions_empty_are_refused(tmp_path):
+    d = _msrvtt_files(tmp_path)
+    data = json.loads((d / "MSRVTT_data.json").read_text())
+    for s in data["sentences"]:
+        s["caption"] = ""
+    (d / "MSRVTT_data.json").write_text(json.dumps(data))
+    with pytest.raises(InputError, match=r"MSRVTT_data.json: sentences\[0\]: empty caption$"):
+        msrvtt.load_train(d / "MSRVTT_train.csv", d / "MSRVTT_data.json")
+
+
+def test_segments_ending_after_the_videos_duration_are_refused(tmp_path):
+    yc2 = json.loads(json.dumps(YC2_OK))
+    yc2["database"]["v1"]["annotations"][0]["segment"] = [1, 99999]
+    (tmp_path / "a.json").write_text(json.dumps(yc2))
+    with pytest.raises(InputError) as e:
+        youcook2.load_annotations(tmp_path / "a.json")
+    assert str(e.value) == (
+        f"{tmp_path / 'a.json'}: video v1 annotation 0: segment [1, 99999] ends after the video's duration 10.0 s"
+    )
+    (tmp_path / "coin.json").write_text(_coin(segment=[1.0, 99999.0]))
+    with pytest.raises(InputError, match=r"coin.json: video v1 annotation 0: segment \[1.0, 99999.0\] ends after"):
+        coin.load_coin(tmp_path / "coin.json")
+    yc2["database"]["v1"]["duration"] = float("nan")
+    (tmp_path / "a.json").write_text(json.dumps(yc2))
+    with pytest.raises(InputError, match="duration nan is not a number of seconds"):
+        youcook2.load_annotations(tmp_path / "a.json")
+
+
+def test_spans_past_the_features_are_counted_cut_or_refused(tmp_path):
+    """The retrieval test CSV has no duration: its spans are checked against the feature rows. Ending past the
+    last row: used up to it, counted and said; starting after it: refused, or left out and counted."""
+    store = _features(tmp_path / "features", v1=40, v2=30)
+    path = tmp_path / "r.csv"
+    path.write_text("end,start,task,text,video_id\n9,1,101,cut it,v1\n99999,2,101,fry it,v1\n10,4,101,mix,v2\n")
+    clips = youcook2.load_retrieval_test(path)
+    kept, fit = youcook2.fit_to_features(clips, store, path, "test clips")
+    assert kept == clips and (fit.cut, fit.dropped) == (1, 0)
+    said = []
+    counts = {}
+    fit.record(counts, said.append)
+    assert counts == {"test_clips_cut_at_features_end": 1, "test_clips_past_features_end_dropped": 0}
+    assert said == [
+        f"{path}: 1 of 3 test clips end past their video's features and are used up to its last feature row "
+        "(first: v1_2_99999 [2, 99999], 40 s of features)"
+    ]
+    path.write_text("end,start,task,text,video_id\n9,1,101,cut it,v1\n99999,50,101,fry it,v1\n10,4,101,mix,v2\n")
+    clips = youcook2.load_retrieval_test(path)
+    with pytest.raises(InputError) as e:
+        youcook2.fit_to_features(clips, store, path, "test clips")
+    assert str(e.value).startswith(f"{path}: 1 of the 3 test clips start after their video's features end")
+    assert "--allow-missing" in str(e.value)
+    kept, fit = youcook2.fit_to_features(clips, store, path, "test clips", allow_missing=True)
+    assert [c.clip_id for c in kept] == ["v1_1_9", "v2_4_10"] and fit.counts[
+        "test_clips_past_features_end_dropped"
+    ] == 1
+    # COIN: the same rule on segments; a video keeps its other segments
+    (tmp_path / "coin.json").write_text(
+        json.dumps(
+            {
+                "database": {
+                    "v1": {
+                        "subset": "testing",
+                        "duration": 99.0,
+                        "annotation": [
+                            {"id": "3", "segment": [1.0, 5.0], "label": "a"},
+                            {"id": "4", "segment": [45.0, 60.0], "label": "b"},
+                            {"id": "5", "segment": [30.0, 60.0], "label": "c"},
+                        ],
+                    }
+                }
+            }
+        )
+    )
+    videos = list(coin.load_coin(tmp_path / "coin.json").values())
+    with pytest.raises(InputError, match="1 of the 3 test segments start after"):
+        coin.fit_to_features(videos, store, tmp_path / "coin.json", "test segments")
+    [v], fit = coin.fit_to_features(videos, store, tmp_path / "coin.json", "test segments", allow_missing=True)
+    assert [s.step_id for s in v.segments] == [3, 5] and (fit.cut, fit.dropped) == (1, 1)
+
+
+def test_youcook2_retrieval_reports_clips_past_the_features(tmp_path):
+    """Through the task adapter: the count lands in the run's counts and the user is told in one line."""
+    from vlmbench import registry
+    from vlmbench.adapters.retrieval import RetrievalAdapter
+    from vlmbench.config import run_config
+
+    root = tmp_path / "data"
+    yc = _toy("youcook2", root)
+    lines = (yc / "validation_youcook.csv").read_text().splitlines()
+    end, start, *rest = lines[1].split(",")
+    lines[1] = ",".join(["99999", start, *rest])
+    (yc / "validation_youcook.csv").write_text("\n".join(lines) + "\n")
+    spec = registry.get("youcook2-retrieval")
+    said = []
+    adapter = RetrievalAdapter(spec, run_config(spec, "smoke", []), root, say=said.append)
+    adapter.load()
+    assert adapter.loaded.counts["test_clips_cut_at_features_end"] == 1
+    assert any("1 of" in s and "test clips end past their video's features" in s for s in said)
+
+
+def test_symlink_loop_in_the_feature_folder_is_one_line(tmp_path):
+    from vlmbench.data import prepared
+    from vlmbench.data.features import resolve_missing
+
+    store = _features(tmp_path / "features", a=5)
+    (tmp_path / "features" / "loop.npy").symlink_to("loop.npy")
+    loop = tmp_path / "features" / "loop.npy"
+    for call in (
+        lambda: store.n_seconds("loop"),
+        lambda: store.load("loop"),
+        lambda: store.scan("loop"),
+        lambda: resolve_missing(["a", "loop"], store, False, "videos"),
+        lambda: list(prepared._feature_stats(tmp_path / "features")),
+    ):
+        with pytest.raises(InputError) as e:
+            call()
+        assert str(e.value).startswith(f"{loop}: cannot read the feature file (Too many levels of symbolic links")
+
+
+def test_truncated_predictions_file_is_one_line(tmp_path):
+    """`vlmbench score` on a truncated predictions.npz was a BadZipFile traceback."""
+    from typer.testing import CliRunner
+
+    from vlmbench.cli import app
+    from vlmbench.records.predictions import load_predictions
+
+    path = tmp_path / "predictions.npz"
+    meta = {"__task__": np.array("msrvtt-retrieval"), "__config__": np.array('{"ties": "pessimistic"}')}
+    np.savez_compressed(path, **meta, ranks=np.arange(1000))  # as runner.save_predictions writes it
+    assert load_predictions(path)[0] == "msrvtt-retrieval"
+    raw = path.read_bytes()
+    for keep in (len(raw) // 2, len(raw) - 30, 40):
+        path.write_bytes(raw[:keep])
+        with pytest.raises(InputError, match=r"predictions.npz: not a vlmbench predictions file"):
+            load_predictions(path)
+    path.write_bytes(raw[: len(raw) // 2])
+    r = CliRunner().invoke(app, ["score", str(path)])
+    assert r.exit_code == 2 and "Traceback" not in r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and "predictions.npz" in lines[0]
+    np.save(tmp_path / "plain.npy", np.arange(3))
+    with pytest.raises(InputError, match="a single .npy array, not an .npz archive"):
+        load_predictions(tmp_path / "plain.npy")
+    np.savez(path, __task__=np.array("msrvtt-retrieval"), __config__=np.array("[1]"))
+    with pytest.raises(InputError, match="__config__ is not a JSON object"):
+        load_predictions(path)
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory):
+    from vlmbench.model.vlm import VLM
+
+    return VLM.from_backbone("tiny", seed=0).save(tmp_path_factory.mktemp("ckpt"))
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda c: c.update(source="oops"), "key 'source': expected a JSON object, got 'oops'"),
+        (lambda c: c.update(head=[1]), "key 'head': expected a JSON object, got [1]"),
+        (lambda c: c.update(bert=None), "key 'bert': expected a JSON object, got None"),
+        (lambda c: c.update(backbone=7), "key 'backbone': expected a backbone name or folder, got 7"),
+        (
+            lambda c: c.update(video_dim="512"),
+            "key 'video_dim': expected 512 (the width of the S3D features), got '512'",
+        ),
+        (lambda c: c.update(hidden=3), "unknown key 'hidden'"),
+        (lambda c: c["bert"].update(hidden_size="64"), "key 'bert.hidden_size': expected a positive integer, got '64'"),
+        (lambda c: c["bert"].update(num_hidden_layers=0), "key 'bert.num_hidden_layers': expected a positive integer"),
+        (lambda c: c["bert"].update(hidden_act="oops"), "key 'bert.hidden_act': expected a transformers activation"),
+        (lambda c: c["bert"].update(hidden_dropout_prob=2), "key 'bert.hidden_dropout_prob': expected a probability"),
+        (lambda c: c["bert"].update(layer_norm_eps=-1), "key 'bert.layer_norm_eps': expected a positive number"),
+        (lambda c: c["bert"].update(num_attention_heads=3), "key 'bert.hidden_size': expected a multiple of"),
+        (lambda c: c["bert"].update(pad_token_id=10**6), "key 'bert.pad_token_id': expected below bert.vocab_size"),
+        (lambda c: c["bert"].update(is_decoder="no"), "key 'bert.is_decoder': expected true or false, got 'no'"),
+        (lambda c: c["bert"].update(hidden_size=2**40), "model.safetensors: checkpoint does not fit its config"),
+        (lambda c: c["bert"].update(num_hidden_layers=10**6), "model.safetensors: checkpoint does not fit its config"),
+    ],
+)
+def test_checkpoint_config_fields_are_checked(tmp_path, tiny_ckpt, edit, message):
+    """Every field of vlm_config.json: one line naming the file and the key (`"source": "oops"` was a traceback
+    in `run`), and sizes are checked against the weights before a model is built."""
+    import shutil
+
+    from vlmbench.model.vlm import VLM
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(tiny_ckpt, ckpt)
+    cfg = json.loads((ckpt / "vlm_config.json").read_text())
+    edit(cfg)
+    (ckpt / "vlm_config.json").write_text(json.dumps(cfg))
+    with pytest.raises(InputError) as e:
+        VLM.load(ckpt)
+    assert message in str(e.value) and str(e.value).startswith(str(ckpt)) and "\n" not in str(e.value)
+
+
+def test_json_files_are_size_checked_before_parsing(tmp_path):
+    """A junk file over the limit of its kind is refused from its size alone: nothing is read."""
+    import tracemalloc
+
+    from vlmbench.data import files
+
+    path = tmp_path / "youcookii_annotations_trainval.json"
+    with open(path, "wb") as f:
+        f.truncate(files.YOUCOOK2_JSON_LIMIT + 1)  # sparse: no disk used
+    tracemalloc.start()
+    try:
+        with pytest.raises(InputError) as e:
+            youcook2.load_annotations(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert str(e.value) == (
+        f"{path}: file is 256.0 MB, over the 256 MB limit for YouCook2 annotations (the real file is ~9 MB): "
+        "not the file meant?"
+    )
+    assert peak < 1 << 20
+
+
+def test_howto100m_caption_json_is_read_one_video_at_a_time(tmp_path, monkeypatch):
+    """caption.json has no size limit (the real one is GBs) but is parsed entry by entry: junk is refused at
+    its first bad byte, an entry over its limit when it passes it, never after reading the whole file."""
+    import tracemalloc
+
+    from vlmbench.data import files
+
+    path = tmp_path / "captions.json"
+    with open(path, "wb") as f:
+        f.write(b'{"v": {"start": [0], "end": [1], "text": ["a"]}, ')
+        f.truncate(300 << 20)  # then 300 MB of zero bytes
+    tracemalloc.start()
+    try:
+        with pytest.raises(InputError) as e:
+            howto100m.load_captions(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert str(e.value).startswith(f"{path}: not valid JSON (Expecting property name enclosed in double quotes")
+    assert peak < 16 << 20
+    path.write_text('{"v": {"start": [0], "end": [1], "text": ["' + "a" * 5000 + '"]}}')
+    monkeypatch.setattr(files, "CHUNK", 256)  # read in small chunks, so the entry outgrows its limit
+    with pytest.raises(InputError, match=r"one entry at line 1 column 7 \(char 6\) is over 1000 bytes"):
+        list(files.iter_json_object(path, "{x}", entry_limit=1000))
+    assert len(howto100m.load_captions(path)["v"].text[0]) == 5000
+
+
+@pytest.mark.parametrize(
+    "reader, filename, text",
+    [
+        (howto100m.load_captions, "c.json", '{"v": {"start": [0], "end": [1], "text": ["a"]}, "v": {}}'),
+        (youcook2.load_annotations, "a.json", json.dumps(YC2_OK)[:-2] + ', "v1": {}}}'),
+        (coin.load_coin, "coin.json", json.dumps(COIN_OK)[:-1] + ', "database": {}}'),
+    ],
+)
+def test_duplicate_json_keys_are_refused(tmp_path, reader, filename, text):
+    """json.loads keeps the last of two equal keys: the first video would be dropped without a word."""
+    path = tmp_path / filename
+    path.write_text(text)
+    with pytest.raises(InputError, match=r"key '(v|v1|database)' appears twice in one JSON object"):
+        reader(path)
+
+
+def test_deep_nesting_and_huge_numbers_are_invalid_json(tmp_path):
+    path = tmp_path / "coin.json"
+    for text, fragment in (("[" * 100_000, "nested too deeply"), ('{"database": ' + "1" * 5000 + "}", "digits")):
+        path.write_text(text)
+        with pytest.raises(InputError, match=fragment):
+            coin.load_coin(path)
+
+
+# ------------------------------------------- found by tests/test_fuzz_readers.py
+@pytest.mark.parametrize(
+    "vid, fragment",
+    [("v" * 300, "300 characters, too long to name a file"), ("a\nb", "control character"), ("\u202ex", "control")],
+)
+def test_video_ids_that_cannot_name_a_file_are_refused(tmp_path, vid, fragment):
+    """A 5,000-digit id reached the file system as ENAMETOOLONG (an OSError traceback)."""
+    from vlmbench.data.files import check_id
+
+    with pytest.raises(InputError, match=fragment):
+        check_id(vid, "line 2", tmp_path / "t.csv")
+    mc = tmp_path / "mc.csv"
+    mc.write_text(MC_HEADER + f"q\tmsr{'7' * 300}\tvideo7\ta\tb\tc\td\te\t1\n")
+    with pytest.raises(InputError, match="too long to name a file"):
+        msrvtt.load_multiple_choice(mc)
+
+
+@pytest.mark.parametrize(
+    "old, new, fragment",
+    [("}", "", "TokenError"), ("(", "(99999999999, ", "mmap length"), ("512", "-512", "OverflowError")],
+)
+def test_npy_headers_numpy_cannot_parse_are_one_line(tmp_path, old, new, fragment):
+    """np.load lets Python's tokenizer error (TokenError) and a negative mmap length (OverflowError) through."""
+    np.save(tmp_path / "v.npy", np.zeros((3, 512), np.float16))
+    raw = (tmp_path / "v.npy").read_bytes()
+    end = raw.index(b"\n") + 1
+    (tmp_path / "v.npy").write_bytes(raw[:end].decode("latin-1").replace(old, new, 1).encode("latin-1") + raw[end:])
+    with pytest.raises(InputError, match=f"v.npy: not a readable .npy file .*{fragment}"):
+        FeatureStore(tmp_path).n_seconds("v")
+
+
+def test_damaged_prepared_corpus_is_one_line(tmp_path):
+    """A prepared corpus whose arrays disagree with each other or with the manifest opened, then failed mid-run."""
+    from vlmbench.data import prepared, toy
+
+    toy.write_dataset("howto100m", tmp_path / "how", seed=0)
+    prep = tmp_path / "prep"
+    prepared.prepare(tmp_path / "how", prep, backbone="default")
+    assert len(prepared.Prepared.open(prep)) > 0
+    ids = np.load(prep / "video_ids.npy")
+    np.save(prep / "video_ids.npy", ids[:0])
+    with pytest.raises(
+        InputError, match=r"video_ids.npy: prepared corpus is damaged \('\|S\d+' \[0\], the manifest says"
+    ):
+        prepared.Prepared.open(prep)
+    (prep / "video_ids.npy").write_bytes(b"")
+    with pytest.raises(InputError, match=r"video_ids.npy: prepared corpus is incomplete or damaged \(EOFError"):
+        prepared.Prepared.open(prep)
+    np.save(prep / "video_ids.npy", ids)
+    manifest = json.loads((prep / "manifest.json").read_text())
+    manifest["counts"] = {"videos_in": "many"}
+    (prep / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(InputError, match=r"manifest.json: damaged manifest: counts are not all non-negative integers"):
+        prepared.Prepared.open(prep)
+    assert prepared.read_manifest(prep) is None  # `prepare` makes such a folder again
+
+
+def test_messages_from_numpy_and_zipfile_are_one_line(tmp_path):
+    """numpy's 'header is large' error spans three lines; a flipped bit can mark a zip member as encrypted
+    (zipfile's RuntimeError). Both are one InputError line."""
+    from vlmbench.records.predictions import load_predictions
+
+    np.save(tmp_path / "v.npy", np.zeros((30, 512), np.float16))
+    raw = bytearray((tmp_path / "v.npy").read_bytes())
+    raw[9] = 39  # the header length's high byte: a 10 KB header
+    (tmp_path / "v.npy").write_bytes(bytes(raw))
+    with pytest.raises(InputError) as e:
+        FeatureStore(tmp_path).n_seconds("v")
+    assert "large and may not be safe" in str(e.value) and len(str(e.value).splitlines()) == 1
+    path = tmp_path / "predictions.npz"
+    np.savez_compressed(path, __task__=np.array("msrvtt-retrieval"), __config__=np.array("{}"))
+    raw = bytearray(path.read_bytes())
+    raw[raw.find(b"PK\x01\x02") + 8] |= 1  # the first member's "encrypted" flag, in the central directory
+    path.write_bytes(bytes(raw))
+    with pytest.raises(InputError, match="predictions.npz: not a vlmbench predictions file .*encrypted"):
+        load_predictions(path)

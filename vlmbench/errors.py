@@ -7,3 +7,8 @@ class InputError(Exception):
     def __init__(self, message: str, path: object | None = None):
         self.path = path
         super().__init__(f"{path}: {message}" if path is not None else message)
+
+
+def one_line(text: object) -> str:
+    """Another library's message (numpy's spans three lines) or a value from a file, on one line."""
+    return " ".join(str(text).split())

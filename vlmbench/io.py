@@ -11,7 +11,9 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
+import tokenize
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -184,3 +186,113 @@ def file_sha256(path: str | Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+# What np.load raises on a damaged .npy: a header numpy cannot parse reaches Python's tokenizer (SyntaxError,
+# TokenError), a shape larger than the file fails the memory map (OverflowError, ValueError), a short file EOFError.
+NPY_ERRORS = (OSError, ValueError, EOFError, OverflowError, SyntaxError, tokenize.TokenError)
+
+
+MB = 1 << 20
+TEXT_LIMIT = 256 * MB  # CSV and text lists: validation_youcook.csv 0.2 MB, CrossTask's videos.csv 0.3 MB
+JSON_LIMIT = 512 * MB  # any other JSON annotation file
+
+
+def human(n: int) -> str:
+    """1536 -> '1.5 KB', 2147483648 -> '2.0 GB'."""
+    if n < 1024:
+        return f"{n} bytes"
+    size = float(n)
+    for unit in ("KB", "MB", "GB"):
+        size /= 1024
+        if size < 1024 or unit == "GB":
+            break
+    return f"{size:.0f} {unit}" if size.is_integer() else f"{size:.1f} {unit}"
+
+
+def open_checked(path: Path, limit: int | None, what: str):
+    """The file opened for binary reading, after its size was checked against `limit` (no byte read yet)."""
+    try:
+        f = open(path, "rb")  # noqa: SIM115  (closed by the caller)
+    except FileNotFoundError:
+        raise InputError("file not found", path=path) from None
+    except IsADirectoryError:
+        raise InputError("expected a file, found a folder", path=path) from None
+    except OSError as e:
+        raise InputError(f"cannot read ({e.strerror or e})", path=path) from None
+    try:
+        st = os.fstat(f.fileno())
+        if stat.S_ISDIR(st.st_mode):
+            raise InputError("expected a file, found a folder", path=path)
+        if not stat.S_ISREG(st.st_mode):
+            raise InputError("not a regular file (a pipe or a device?)", path=path)
+        if limit is not None and st.st_size > limit:
+            raise InputError(
+                f"file is {human(st.st_size)}, over the {human(limit)} limit for {what}: not the file meant?",
+                path=path,
+            )
+    except BaseException:
+        f.close()
+        raise
+    return f
+
+
+def read_text(path: str | Path, limit: int | None = TEXT_LIMIT, what: str = "an annotation text file") -> str:
+    """The file as UTF-8 text; a leading byte-order mark (Excel writes one) is dropped. A file over `limit`
+    bytes is refused before it is read."""
+    path = Path(path)
+    with open_checked(path, limit, what) as f:
+        try:
+            data = f.read()
+        except OSError as e:
+            raise InputError(f"cannot read ({e.strerror or e})", path=path) from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise not_utf8(path, data.count(b"\n", 0, e.start) + 1, data[e.start]) from None
+
+
+def not_utf8(path: Path, line: int, byte: int) -> InputError:
+    return InputError(
+        f"line {line}: not UTF-8 text (byte 0x{byte:02x}; Latin-1 or another encoding?): save it as UTF-8",
+        path=path,
+    )
+
+
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        twice = next(k for k, _ in pairs if k in seen or seen.add(k))
+        raise DuplicateKey(twice)
+    return out
+
+
+class DuplicateKey(ValueError):
+    def __init__(self, key: str):
+        self.key = key
+        super().__init__(key)
+
+
+def duplicate_key(path: Path, key: str) -> InputError:
+    return InputError(
+        f"key {key!r} appears twice in one JSON object (the second would silently replace the first)", path=path
+    )
+
+
+def read_json(path: str | Path, limit: int | None = JSON_LIMIT, what: str = "a JSON annotation file") -> Any:
+    """The file's JSON value; the file is refused before parsing when over `limit` bytes. Keys must be unique
+    within each object; numbers with thousands of digits and nesting deeper than Python's recursion limit are
+    one-line errors, like any other invalid JSON."""
+    path = Path(path)
+    text = read_text(path, limit, what)
+    try:
+        return json.loads(text, object_pairs_hook=unique_keys)
+    except DuplicateKey as e:
+        raise duplicate_key(path, e.key) from None
+    except json.JSONDecodeError as e:
+        raise InputError(f"not valid JSON ({e})", path=path) from None
+    except ValueError as e:  # e.g. an integer of more than 4,300 digits
+        raise InputError(f"not valid JSON ({e})", path=path) from None
+    except RecursionError:
+        raise InputError("not valid JSON (nested too deeply)", path=path) from None

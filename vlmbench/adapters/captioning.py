@@ -57,6 +57,10 @@ class CaptioningAdapter(Adapter):
         # caption_clips: every annotated segment of each listed video, in list order
         train = youcook2.caption_clips(annotations, [v for v in train_vids if v in train_ok])
         test = youcook2.caption_clips(annotations, [v for v in val_vids if v in val_ok])
+        for what, clips in (("train clips", train), ("test clips", test)):  # segments past the features: counted
+            kept, fit = youcook2.fit_to_features(clips, store, ann_path, what, self.allow_missing)
+            clips[:] = kept
+            fit.record(self.loaded.counts, self.say)
         self.train_clips = self.cap(train, self.cfg.max_train, "train", lambda c: c.vid)
         self.test_clips = self.cap(test, self.cfg.max_test, "test", lambda c: c.vid)
         if not self.test_clips:

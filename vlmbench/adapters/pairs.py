@@ -18,8 +18,8 @@ import torch
 
 from ..data import msrvtt
 from ..data.features import FeatureStore
-from ..data.files import read_json
 from ..errors import InputError
+from ..io import read_json
 from ..model.layout import MAX_VIDEO_LEN
 from ..model.losses import contrastive_loss
 from ..models.interface import TEXT, VIDEO, VideoTextModel

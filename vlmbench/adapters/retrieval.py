@@ -99,12 +99,10 @@ class RetrievalAdapter(ContrastiveAdapter):
         self.loaded.annotation_files += [ann_path, list_path]
         self.train_list = list_path
         kept = self.keep_with_features(vids, self.feature_store, "train videos")
-        clips = self.cap(
-            youcook2.caption_clips(annotations, [v for v in vids if v in kept]),
-            self.cfg.max_train,
-            "train",
-            lambda c: c.vid,
-        )
+        clips = youcook2.caption_clips(annotations, [v for v in vids if v in kept])
+        clips, fit = youcook2.fit_to_features(clips, self.feature_store, ann_path, "train clips", self.allow_missing)
+        fit.record(self.loaded.counts, self.say)  # segments past the features: counted, said, never silent
+        clips = self.cap(clips, self.cfg.max_train, "train", lambda c: c.vid)
         self.loaded.counts["train_videos"] = len({c.vid for c in clips})
         self.loaded.counts["train_examples"] = len(clips)
         return [TrainItem(VideoClip(c.vid, c.start, c.end), (c.text,)) for c in clips]
@@ -115,7 +113,11 @@ class RetrievalAdapter(ContrastiveAdapter):
         self.loaded.annotation_files.append(path)
         vids = list(dict.fromkeys(c.vid for c in clips))
         kept = self.keep_with_features(vids, self.feature_store, "test videos")
-        clips = self.cap([c for c in clips if c.vid in kept], self.cfg.max_test, "test", lambda c: c.vid)
+        clips, fit = youcook2.fit_to_features(
+            [c for c in clips if c.vid in kept], self.feature_store, path, "test clips", self.allow_missing
+        )
+        fit.record(self.loaded.counts, self.say)  # spans past the features: counted, said, never silent
+        clips = self.cap(clips, self.cfg.max_test, "test", lambda c: c.vid)
         self.loaded.counts["test_videos"] = len({c.vid for c in clips})
         self.test_ids = [c.clip_id for c in clips]
         self.test_clips = [VideoClip(c.vid, c.start, c.end) for c in clips]

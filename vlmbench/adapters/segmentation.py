@@ -64,8 +64,16 @@ class SegmentationAdapter(Adapter):
             raise InputError("no videos with subset 'testing'", path=path)
         keep_train = self.keep_with_features([v.vid for v in train], store, "train videos") if train else set()
         keep_test = self.keep_with_features([v.vid for v in test], store, "test videos")
-        self.train = self.cap([v for v in train if v.vid in keep_train], self.cfg.max_train, "train", lambda v: v.vid)
-        self.test = self.cap([v for v in test if v.vid in keep_test], self.cfg.max_test, "test", lambda v: v.vid)
+        train, fit_train = coin.fit_to_features(
+            [v for v in train if v.vid in keep_train], store, path, "train segments", self.allow_missing
+        )
+        test, fit_test = coin.fit_to_features(
+            [v for v in test if v.vid in keep_test], store, path, "test segments", self.allow_missing
+        )
+        fit_train.record(self.loaded.counts, self.say)  # segments past the features: counted, said, never silent
+        fit_test.record(self.loaded.counts, self.say)
+        self.train = self.cap(train, self.cfg.max_train, "train", lambda v: v.vid)
+        self.test = self.cap(test, self.cfg.max_test, "test", lambda v: v.vid)
         refuse_overlap(
             self.uncapped.get("train", set()),
             self.uncapped["test"],

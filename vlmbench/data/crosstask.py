@@ -15,8 +15,9 @@ from typing import NamedTuple
 import numpy as np
 
 from vlmbench.errors import InputError
+from vlmbench.io import read_text
 
-from .files import check_id, read_text
+from .files import check_id, check_text
 
 PRIMARY = "tasks_primary.txt"
 RELATED = "tasks_related.txt"
@@ -57,9 +58,12 @@ def load_tasks(path: str | Path) -> dict[str, CrossTaskTask]:
         task_id, title, url, n_text, steps_text = (s.strip() for s in block[:5])
         if len(block) == 6 and block[5].strip():
             raise InputError(f"line {first + 6}: expected a blank line after task {task_id}", path=path)
-        if not n_text.isdigit():
+        if not (n_text.isascii() and n_text.isdigit() and len(n_text) < 6):
             raise InputError(f"line {first + 4}: number of steps {n_text!r} is not an integer", path=path)
-        steps = tuple(steps_text.split(","))
+        steps = tuple(
+            check_text(t, f"line {first + 5}: step {k}", path, "step text")
+            for k, t in enumerate(steps_text.split(","), 1)
+        )
         if len(steps) != int(n_text):
             raise InputError(f"line {first + 5}: task {task_id} declares {n_text} steps, lists {len(steps)}", path=path)
         check_id(task_id, f"line {first + 1}: task id", path)

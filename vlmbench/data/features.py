@@ -13,14 +13,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+import os
+import stat
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
-from vlmbench.errors import InputError
-from vlmbench.io import file_sha256
+from vlmbench.errors import InputError, one_line
+from vlmbench.io import NPY_ERRORS, file_sha256
 
 from .files import check_id
 
@@ -54,7 +57,10 @@ class FeatureStore:
     def ids(self) -> tuple[str, ...]:
         """Sorted ids of the available feature files (listed once, then cached)."""
         if self._ids is None:
-            names = (p.name[: -len(".npy")] for p in self.folder.iterdir() if p.name.endswith(".npy"))
+            try:
+                names = [p.name[: -len(".npy")] for p in self.folder.iterdir() if p.name.endswith(".npy")]
+            except OSError as e:
+                raise InputError(f"cannot list the feature folder ({e.strerror or e})", path=self.folder) from None
             self._ids = tuple(sorted(names))
             self._id_set = frozenset(self._ids)
         return self._ids
@@ -86,14 +92,27 @@ class FeatureStore:
             raise InputError(f"contains NaN/inf (first at row {bad})", path=path)
         return rows
 
+    def stat(self, vid: str) -> os.stat_result:
+        """The feature file's stat (symlinks followed); a missing file, a dangling or looping symlink, a folder
+        are InputErrors naming the file."""
+        path = self.path(vid)
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            raise InputError(f"no feature file for video {vid!r}", path=path) from None
+        except OSError as e:  # e.g. ELOOP: a symlink loop
+            raise InputError(f"cannot read the feature file ({e.strerror or e})", path=path) from None
+        if not stat.S_ISREG(st.st_mode):
+            raise InputError(f"the feature file of video {vid!r} is not a regular file", path=path)
+        return st
+
     def _open(self, vid: str) -> np.ndarray:
         path = self.path(vid)
-        if not path.is_file():
-            raise InputError(f"no feature file for video {vid!r}", path=path)
+        self.stat(vid)
         try:
             arr = np.load(path, mmap_mode="r", allow_pickle=False)
-        except (ValueError, OSError, EOFError) as e:
-            raise InputError(f"not a readable .npy file ({e})", path=path) from None
+        except NPY_ERRORS as e:
+            raise InputError(f"not a readable .npy file ({type(e).__name__}: {one_line(e)})", path=path) from None
         if arr.ndim != 2:
             raise InputError(f"expected shape (seconds, {self.dim}), got {arr.shape}", path=path)
         if arr.shape[1] != self.dim:
@@ -117,11 +136,8 @@ class FeatureStore:
         out, changed = {}, False
         for vid in ids:
             path = self.path(vid)
-            try:
-                st = path.stat()
-            except FileNotFoundError:
-                raise InputError(f"no feature file for video {vid!r}", path=path) from None
-            key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+            st = self.stat(vid)
+            key = (os.path.realpath(path), st.st_size, st.st_mtime_ns)
             hit = _SCANS.get(key)
             if hit is None:
                 entry = disk.get(path.name)
@@ -214,6 +230,18 @@ def _drop_missing(ids: Sequence[str], store: FeatureStore, allow_missing: bool, 
     return [vid for vid in ids if vid not in gone], len(missing)
 
 
+def _hash_file(h, path: Path) -> None:
+    """The file's bytes then a NUL into h, read in 1 MiB blocks (HowTo100M's caption.json is GBs): the same digest
+    as hashing the whole file at once."""
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    except OSError as e:
+        raise InputError(f"cannot read ({e.strerror or e})", path=path) from None
+    h.update(b"\0")
+
+
 def fingerprint(paths: Sequence[str | Path], ids: Iterable[str], store: FeatureStore | None = None) -> str:
     """16-hex provenance digest of the annotation files' bytes plus the sorted feature ids and, given
     their store, each feature file's size and content hash (so re-extracted features change it).
@@ -228,9 +256,9 @@ def fingerprint(paths: Sequence[str | Path], ids: Iterable[str], store: FeatureS
             files = sorted(f for f in p.rglob("*") if f.is_file())
             for f in files:
                 h.update(f.relative_to(p).as_posix().encode() + b"\0")
-                h.update(f.read_bytes() + b"\0")
+                _hash_file(h, f)
         elif p.is_file():
-            h.update(p.read_bytes() + b"\0")
+            _hash_file(h, p)
         else:
             raise InputError("annotation file not found", path=p)
         h.update(b"\1")  # separates files, so moving bytes between them changes the digest
@@ -244,3 +272,91 @@ def fingerprint(paths: Sequence[str | Path], ids: Iterable[str], store: FeatureS
             sc = scans.get(vid)
             h.update(f"\n{vid}:{sc.size}:{sc.sha256}".encode() if sc else f"\n{vid}:absent".encode())
     return h.hexdigest()[:16]
+
+
+# ---- annotated spans against the feature rows ---------------------------------------------------------------
+SPAN_SLACK = 1.0  # seconds a span may end past a video's last feature row unremarked (a 120.6-s video has 120 rows)
+
+
+@dataclass
+class SpanFit:
+    """What checking annotated spans against their videos' feature rows found (HowTo100M's rule for captions
+    past the features, made explicit for the task annotations): a span ending past the features is used up to
+    the last row and counted (`cut`); a span starting at or after the last row has no video and is an error
+    unless --allow-missing, then left out and counted (`dropped`). `first_*` describe one of each."""
+
+    what: str  # e.g. "test clips"
+    path: str | Path = ""  # the annotation file the spans come from
+    total: int = 0
+    cut: int = 0
+    dropped: int = 0
+    first_cut: str = ""
+    first_dropped: str = ""
+
+    @property
+    def counts(self) -> dict[str, int]:
+        key = self.what.replace(" ", "_")
+        return {f"{key}_cut_at_features_end": self.cut, f"{key}_past_features_end_dropped": self.dropped}
+
+    def report(self) -> str | None:
+        """One line saying what was cut and left out, or None when nothing was."""
+        parts = []
+        if self.cut:
+            parts.append(
+                f"{self.cut} of {self.total} {self.what} end past their video's features and are used up to its "
+                f"last feature row (first: {self.first_cut})"
+            )
+        if self.dropped:
+            parts.append(
+                f"{self.dropped} of {self.total} {self.what} start after their video's features end and are left "
+                f"out (first: {self.first_dropped})"
+            )
+        return f"{self.path}: " + "; ".join(parts) if parts else None
+
+    def record(self, counts: dict[str, int], say: Callable[[str], None]) -> None:
+        """Into a run's counts (so the result keeps them) and, when anything happened, one line to the user."""
+        counts.update(self.counts)
+        line = self.report()
+        if line:
+            say(line)
+
+
+def fit_spans(
+    spans: Sequence[tuple[str, float, float, str]],
+    store: FeatureStore,
+    what: str,
+    path: str | Path,
+    allow_missing: bool = False,
+) -> tuple[list[bool], SpanFit]:
+    """Which of the (video id, start s, end s, description) spans to keep, and the SpanFit of them all.
+    Every video must have a feature file (checked before, by resolve_missing); its row count comes from the
+    .npy header. A span starting at or after the last row is an InputError naming `path` unless allow_missing;
+    none left at all is always one."""
+    fit = SpanFit(what, path, total=len(spans))
+    rows: dict[str, int] = {}
+    keep = []
+    for vid, start, end, desc in spans:
+        n = rows[vid] if vid in rows else rows.setdefault(vid, store.n_seconds(vid))
+        if start >= n:
+            fit.dropped += 1
+            fit.first_dropped = fit.first_dropped or f"{desc}, {n} s of features"
+            keep.append(False)
+            continue
+        if end > n + SPAN_SLACK:
+            fit.cut += 1
+            fit.first_cut = fit.first_cut or f"{desc}, {n} s of features"
+        keep.append(True)
+    if fit.dropped == len(spans) and spans:
+        raise InputError(
+            f"none of the {len(spans)} {what} starts before its video's features end "
+            f"(first: {fit.first_dropped}; wrong features or wrong times?)",
+            path=path,
+        )
+    if fit.dropped and not allow_missing:
+        raise InputError(
+            f"{fit.dropped} of the {len(spans)} {what} start after their video's features end "
+            f"(first: {fit.first_dropped}; wrong features or wrong times?): pass --allow-missing to leave them "
+            "out (counted)",
+            path=path,
+        )
+    return keep, fit

@@ -18,7 +18,7 @@ import numpy as np
 from vlmbench.errors import InputError
 
 from .features import FeatureStore
-from .files import check_id, csv_rows, read_json
+from .files import check_id, csv_rows, iter_json_object
 
 CSV_HEADER = ["start", "end", "text"]
 CAPTION_NAMES = ("captions.json", "raw_caption.json", "captions")  # what `find` looks for, in this order
@@ -71,12 +71,15 @@ def _read_csv(path: Path) -> Captions:
 
 
 def _read_json(path: Path) -> dict[str, Captions]:
-    data = read_json(path)
-    if not isinstance(data, dict):
-        raise InputError("expected a JSON object {video_id: {start, end, text}}", path=path)
-    if not data:
+    """caption.json read one video at a time (the real file is several GB: never its whole text in memory),
+    each video's lists turned into arrays as they come."""
+    out = {
+        check_id(vid, "key", path): _json_entry(vid, entry, path)
+        for vid, entry in iter_json_object(path, "{video_id: {start, end, text}}")
+    }
+    if not out:
         raise InputError("no videos in caption file", path=path)
-    return {check_id(vid, "key", path): _json_entry(vid, entry, path) for vid, entry in data.items()}
+    return out
 
 
 def _json_entry(vid: str, entry: object, path: Path) -> Captions:

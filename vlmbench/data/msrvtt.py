@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vlmbench.errors import InputError
+from vlmbench.io import read_json
 
-from .files import check_id, csv_rows, read_json
+from .files import MSRVTT_JSON_LIMIT, check_id, check_text, csv_rows
 
 N_CHOICES = 5
 
@@ -28,7 +29,7 @@ class McQuestion:
 def load_retrieval_test(path: str | Path) -> list[tuple[str, str]]:
     """(video_id, sentence) pairs of MSRVTT_JSFUSION_test.csv, in file order."""
     rows = _read_table(path, ",", ["video_id", "sentence"])
-    return [(check_id(r["video_id"], f"line {n}", path), r["sentence"]) for n, r in rows]
+    return [(check_id(r["video_id"], f"line {n}", path), check_text(r["sentence"], f"line {n}", path)) for n, r in rows]
 
 
 def load_train(
@@ -72,10 +73,12 @@ def load_multiple_choice(path: str | Path) -> list[McQuestion]:
         if m is None:
             raise InputError(f"{where}: vid_key {row['vid_key']!r} is not msrNNNN", path=path)
         answer = row["answer"].strip()
-        if not (answer.isdigit() and int(answer) < N_CHOICES):
+        if not (answer.isascii() and answer.isdigit() and len(answer) < 6 and int(answer) < N_CHOICES):
             raise InputError(f"{where}: answer {answer!r} is not an index 0..4", path=path)
-        candidates = tuple(row[f"a{k}"] for k in range(1, N_CHOICES + 1))
-        questions.append(McQuestion(f"video{m.group(1)}", candidates, int(answer)))
+        candidates = tuple(
+            check_text(row[f"a{k}"], f"{where}: a{k}", path, "candidate") for k in range(1, N_CHOICES + 1)
+        )
+        questions.append(McQuestion(check_id(f"video{m.group(1)}", where, path), candidates, int(answer)))
     return questions
 
 
@@ -108,12 +111,13 @@ def _column(path: str | Path, name: str) -> list[str]:
 
 def _read_sentences(path: Path) -> dict[str, list[str]]:
     """MSRVTT_data.json `sentences`: [{video_id, caption, ...}] -> video_id -> captions."""
-    data = read_json(path)
+    data = read_json(path, MSRVTT_JSON_LIMIT, "MSRVTT_data.json (the real file is ~30 MB)")
     if not isinstance(data, dict) or not isinstance(data.get("sentences"), list):
         raise InputError("expected a JSON object with a 'sentences' list", path=path)
     captions: dict[str, list[str]] = defaultdict(list)
     for i, s in enumerate(data["sentences"]):
         if not (isinstance(s, dict) and isinstance(s.get("video_id"), str) and isinstance(s.get("caption"), str)):
             raise InputError(f"sentences[{i}]: expected string 'video_id' and 'caption'", path=path)
-        captions[check_id(s["video_id"], f"sentences[{i}]", path)].append(s["caption"])
+        where = f"sentences[{i}]"
+        captions[check_id(s["video_id"], where, path)].append(check_text(s["caption"], where, path, "caption"))
     return dict(captions)

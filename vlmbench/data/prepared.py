@@ -32,6 +32,8 @@ import hashlib
 import json
 import os
 import shutil
+import zipfile
+import zlib
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
@@ -42,8 +44,9 @@ import numpy as np
 
 from vlmbench.errors import InputError
 
+from ..errors import one_line
 from . import howto100m
-from .features import FeatureStore
+from .features import NPY_ERRORS, FeatureStore
 from .howto100m import Captions
 
 VERSION = 1
@@ -92,8 +95,10 @@ class Prepared:
 
     @classmethod
     def open(cls, folder: str | Path) -> Prepared:
+        """The corpus in `folder`; a manifest or an array that is damaged, or that disagrees with the others, is
+        one InputError naming the file (prepare it again), checked here rather than as an IndexError mid-run."""
         folder = Path(folder)
-        manifest = read_manifest(folder)
+        manifest = _load_manifest(folder)
         if manifest is None:
             raise InputError(
                 f"not a prepared HowTo100M corpus (no {MANIFEST}): run `vlmbench data prepare-howto100m`", path=folder
@@ -103,10 +108,12 @@ class Prepared:
             path = folder / f"{name}.npy"
             try:
                 arrays[name] = np.load(path, mmap_mode="r", allow_pickle=False)
-            except (OSError, ValueError) as e:
+            except NPY_ERRORS as e:
                 raise InputError(
-                    f"prepared corpus is incomplete or damaged ({e}): prepare it again", path=path
+                    f"prepared corpus is incomplete or damaged ({type(e).__name__}: {one_line(e)}): prepare it again",
+                    path=path,
                 ) from None
+        _check_arrays(folder, manifest, arrays)
         return cls(arrays, manifest, folder)
 
     def __len__(self) -> int:
@@ -155,11 +162,99 @@ class Prepared:
 
 
 def read_manifest(folder: Path) -> dict | None:
+    """The manifest of a complete prepared corpus in `folder`, or None (none there, another kind of file, or a
+    damaged one: a corpus to prepare again)."""
     try:
-        m = json.loads((Path(folder) / MANIFEST).read_text())
-    except (OSError, ValueError):
+        return _load_manifest(Path(folder))
+    except InputError:
         return None
-    return m if isinstance(m, dict) and m.get("kind") == KIND else None
+
+
+MANIFEST_COUNTS = ("videos_in", "captions_in", "videos_out", "captions_out", "tokens_out")
+ARRAY_KINDS = {  # dtype kinds of each array: bytes, signed int, float, unsigned, int of either sign
+    "video_ids": "S",
+    "video_seconds": "i",
+    "video_captions": "i",
+    "video_tokens": "i",
+    "caption_start": "f",
+    "caption_end": "f",
+    "caption_ntokens": "u",
+    "tokens": "iu",
+}
+
+
+def _load_manifest(folder: Path) -> dict | None:
+    """None when there is no manifest of this kind; an InputError naming the manifest when it is one, damaged."""
+    path = folder / MANIFEST
+    try:
+        m = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return None
+    if not isinstance(m, dict) or m.get("kind") != KIND:
+        return None
+
+    def bad(what: str) -> InputError:
+        return InputError(f"damaged manifest: {what}: prepare the corpus again", path=path)
+
+    def is_int(x: object) -> bool:
+        return type(x) is int and x >= 0
+
+    for key in ("tokenizer", "counts", "source"):
+        if not isinstance(m.get(key), dict):
+            raise bad(f"{key!r} is not an object")
+    if not isinstance(m["tokenizer"].get("backbone"), str):
+        raise bad("tokenizer.backbone is not a string")
+    if not all(isinstance(k, str) and is_int(v) for k, v in m["counts"].items()):
+        raise bad("counts are not all non-negative integers")
+    absent = [k for k in MANIFEST_COUNTS if k not in m["counts"]]
+    if absent:
+        raise bad(f"counts lack {', '.join(absent)}")
+    source = m["source"]
+    if not isinstance(source.get("features"), str) or not source["features"]:
+        raise bad("source.features is not a folder name")
+    for key in ("captions", "fingerprint", "features_digest"):
+        if source.get(key) is not None and not isinstance(source[key], str):
+            raise bad(f"source.{key} is not a string")
+    if not isinstance(m.get("rules", {}), dict):
+        raise bad("'rules' is not an object")
+    shapes = m.get("arrays", {})
+    if not isinstance(shapes, dict) or not all(
+        isinstance(v, list) and len(v) == 2 and isinstance(v[0], str) and isinstance(v[1], list)
+        for v in shapes.values()
+    ):
+        raise bad("'arrays' is not {name: [dtype, shape]}")
+    return m
+
+
+def _check_arrays(folder: Path, manifest: dict, arrays: dict[str, np.ndarray]) -> None:
+    """Each array as the manifest recorded it, and the offsets consistent with the arrays they index."""
+    shapes = manifest.get("arrays", {})
+
+    def bad(name: str, what: str) -> InputError:
+        return InputError(f"prepared corpus is damaged ({what}): prepare it again", path=folder / f"{name}.npy")
+
+    for name, arr in arrays.items():
+        if arr.ndim != 1 or arr.dtype.kind not in ARRAY_KINDS[name]:
+            raise bad(name, f"{arr.dtype} array of shape {arr.shape}")
+        if name in shapes and [arr.dtype.str, list(arr.shape)] != [shapes[name][0], list(shapes[name][1])]:
+            said = one_line(f"{shapes[name][0]!r} {shapes[name][1]!r}")
+            raise bad(name, f"{arr.dtype.str!r} {list(arr.shape)}, the manifest says {said}")
+    v, c, t = len(arrays["video_ids"]), len(arrays["caption_start"]), len(arrays["tokens"])
+    sizes = {"video_seconds": v, "video_captions": v + 1, "video_tokens": v + 1, "caption_end": c, "caption_ntokens": c}
+    for name, n in sizes.items():
+        if len(arrays[name]) != n:
+            raise bad(name, f"{len(arrays[name])} entries, {n} expected")
+    for name, total in (("video_captions", c), ("video_tokens", t)):
+        offsets = np.asarray(arrays[name])
+        if offsets[0] != 0 or offsets[-1] != total or (np.diff(offsets) < 0).any():
+            raise bad(name, f"offsets do not run from 0 to {total}")
+    counts = manifest["counts"]
+    if (counts["videos_out"], counts["captions_out"], counts["tokens_out"]) != (v, c, t):
+        raise InputError(
+            f"damaged manifest: counts say {counts['videos_out']} videos, {counts['captions_out']} captions, "
+            f"{counts['tokens_out']} tokens; the arrays hold {v}, {c}, {t}: prepare the corpus again",
+            path=folder / MANIFEST,
+        )
 
 
 def is_prepared(folder: str | Path) -> bool:
@@ -365,15 +460,22 @@ def source(data: str | Path) -> Source:
         if not files:
             raise InputError("no caption files (<video_id>.csv) in folder", path=cap)
         for f in files:
-            st = f.stat()
+            st = _stat(f)
             h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}\n".encode())
     else:
-        st = cap.stat()
+        st = _stat(cap)
         h.update(f"{cap.name}:{st.st_size}:{st.st_mtime_ns}\n".encode())
         if cap.suffix == ".csv":
             files = [cap]
     h.update(f"features {feature_digest(feats)}\n".encode())
     return Source(cap, feats, files, h.hexdigest())
+
+
+def _stat(path: Path) -> os.stat_result:
+    try:
+        return path.stat()
+    except OSError as e:  # a dangling symlink or a symlink loop
+        raise InputError(f"cannot read ({e.strerror or e})", path=path) from None
 
 
 def feature_digest(folder: Path) -> str:
@@ -390,11 +492,17 @@ def _rules_version() -> int:
 
 
 def _feature_stats(folder: Path):
-    with os.scandir(folder) as it:
-        for e in it:
-            if e.name.endswith(".npy"):
-                st = e.stat()
-                yield e.name, st.st_size, st.st_mtime_ns
+    try:
+        with os.scandir(folder) as it:
+            entries = [e for e in it if e.name.endswith(".npy")]
+    except OSError as e:
+        raise InputError(f"cannot list the feature folder ({e.strerror or e})", path=folder) from None
+    for e in entries:
+        try:
+            st = e.stat()
+        except OSError as err:  # a dangling symlink or a symlink loop
+            raise InputError(f"cannot read the feature file ({err.strerror or err})", path=Path(e.path)) from None
+        yield e.name, st.st_size, st.st_mtime_ns
 
 
 # ---- workers -----------------------------------------------------------------------------------------------------
@@ -421,8 +529,8 @@ def _read_shard(path: Path, key: str | None = None) -> dict[str, np.ndarray] | N
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError, KeyError):
-        return None
+    except (*NPY_ERRORS, KeyError, zipfile.BadZipFile, zlib.error, RuntimeError, NotImplementedError):
+        return None  # damaged (RuntimeError: a flipped bit says the zip is encrypted): the shard is made again
     if key is not None and bytes(arrays.get("key", b"")).decode() != key:
         return None
     return arrays

@@ -10,8 +10,12 @@ from pathlib import Path
 from typing import NamedTuple
 
 from vlmbench.errors import InputError
+from vlmbench.io import read_json, read_text
 
-from .files import check_id, csv_rows, read_json, read_text
+from .features import FeatureStore, SpanFit, fit_spans
+from .files import YOUCOOK2_JSON_LIMIT, check_id, check_text, csv_rows
+
+DURATION_SLACK = 1.0  # seconds a segment may end past the video's `duration` (none of the real ones does)
 
 RETRIEVAL_COLUMNS = ("end", "start", "task", "text", "video_id")
 
@@ -43,7 +47,7 @@ class Clip:
 def load_annotations(path: str | Path) -> dict[str, YC2Video]:
     """youcookii_annotations_trainval.json -> {vid: YC2Video}."""
     path = Path(path)
-    data = read_json(path)
+    data = read_json(path, YOUCOOK2_JSON_LIMIT, "YouCook2 annotations (the real file is ~9 MB)")
     db = data.get("database") if isinstance(data, dict) else None
     if not isinstance(db, dict) or not db:
         raise InputError("expected a non-empty 'database' object", path=path)
@@ -56,6 +60,9 @@ def _video(vid: str, rec: object, path: Path) -> YC2Video:
         raise InputError(f"video {vid}: expected keys {', '.join(keys)}", path=path)
     if not isinstance(rec["annotations"], list):
         raise InputError(f"video {vid}: 'annotations' is not a list", path=path)
+    duration = rec["duration"]
+    if isinstance(duration, bool) or not isinstance(duration, (int, float)) or not 0 <= duration < float("inf"):
+        raise InputError(f"video {vid}: duration {duration!r} is not a number of seconds", path=path)
     segments = []
     for i, ann in enumerate(rec["annotations"]):
         where = f"video {vid} annotation {i}"
@@ -66,10 +73,11 @@ def _video(vid: str, rec: object, path: Path) -> YC2Video:
         start, end = (_int_seconds(x, where, path) for x in seg)
         if not 0 <= start <= end:
             raise InputError(f"{where}: bad segment [{start}, {end}]", path=path)
-        segments.append(Segment(start, end, sentence))
-    duration = rec["duration"]
-    if isinstance(duration, bool) or not isinstance(duration, (int, float)):
-        raise InputError(f"video {vid}: duration {duration!r} is not a number", path=path)
+        if end > duration + DURATION_SLACK:
+            raise InputError(
+                f"{where}: segment [{start}, {end}] ends after the video's duration {duration} s", path=path
+            )
+        segments.append(Segment(start, end, check_text(sentence, where, path)))
     return YC2Video(vid, str(rec["subset"]), str(rec["recipe_type"]), float(duration), tuple(segments))
 
 
@@ -85,6 +93,7 @@ def load_split_list(path: str | Path) -> list[str]:
     """train_list.txt / val_list.txt: lines `recipe_type/vid` -> vids, in file order."""
     path = Path(path)
     vids = []
+    first_line: dict[str, int] = {}
     for n, line in enumerate(read_text(path).splitlines(), start=1):
         line = line.strip()
         if not line:
@@ -92,7 +101,11 @@ def load_split_list(path: str | Path) -> list[str]:
         recipe, sep, vid = line.partition("/")
         if not (sep and recipe and vid) or "/" in vid:
             raise InputError(f"line {n}: expected recipe_type/video_id, got {line!r}", path=path)
-        vids.append(check_id(vid, f"line {n}", path))
+        vid = check_id(vid, f"line {n}", path)
+        if vid in first_line:  # its clips would be used twice
+            raise InputError(f"line {n}: video {vid} is listed twice (first on line {first_line[vid]})", path=path)
+        first_line[vid] = n
+        vids.append(vid)
     if not vids:
         raise InputError("no videos listed", path=path)
     return vids
@@ -137,7 +150,7 @@ def load_retrieval_test(path: str | Path) -> list[Clip]:
         base = f"{vid}_{start}_{end}"
         seen[base] = seen.get(base, 0) + 1
         clip_id = base if seen[base] == 1 else f"{base}#{seen[base]}"
-        clips.append(Clip(clip_id, vid, start, end, row["text"]))
+        clips.append(Clip(clip_id, vid, start, end, check_text(row["text"], f"{where}: text", path, "text")))
     if not clips:
         raise InputError("no rows", path=path)
     return clips
@@ -148,3 +161,15 @@ def _int_field(value: str, where: str, path: Path) -> int:
         return int(value)
     except ValueError:
         raise InputError(f"{where} {value!r} is not an integer", path=path) from None
+
+
+def fit_to_features(
+    clips: list[Clip], store: FeatureStore, path: str | Path, what: str, allow_missing: bool = False
+) -> tuple[list[Clip], SpanFit]:
+    """Clips checked against their videos' feature rows (features.fit_spans): one ending past the features is
+    kept (its video is read up to the last row) and counted; one starting after them is an error naming
+    `path` unless allow_missing, then left out and counted. Record the SpanFit in the run (SpanFit.record)."""
+    keep, fit = fit_spans(
+        [(c.vid, c.start, c.end, f"{c.clip_id} [{c.start}, {c.end}]") for c in clips], store, what, path, allow_missing
+    )
+    return [c for c, k in zip(clips, keep) if k], fit

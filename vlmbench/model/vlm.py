@@ -6,8 +6,7 @@ so a converter for the released weights is a thin, checkable key mapping.
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -88,6 +87,123 @@ class VLMConfig:
     # How cls.predictions was initialised: {"transform": "loaded ..." | "fresh ...", "bias": ...}
     head: dict = field(default_factory=dict)
     source: dict = field(default_factory=dict)  # where converted weights came from (vlmbench convert)
+
+
+# ---- vlm_config.json: every field checked before a model is built ------------------------------------------
+CONFIG_LIMIT = 1 << 20  # bytes; a real vlm_config.json is ~2 KB
+SIZE_KEYS = (  # BERT sizes: positive integers
+    "vocab_size",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "intermediate_size",
+    "max_position_embeddings",
+    "type_vocab_size",
+)
+PROB_KEYS = ("hidden_dropout_prob", "attention_probs_dropout_prob")
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _read_config(path: Path) -> VLMConfig:
+    """VLMConfig of a checkpoint's vlm_config.json; any wrong field is an InputError naming the file and key."""
+    from ..io import read_json
+
+    raw = read_json(path, CONFIG_LIMIT, "a checkpoint config")
+
+    def bad(key: str, want: str, value: object) -> InputError:
+        return InputError(f"key {key!r}: expected {want}, got {_short(value)}", path=path)
+
+    if not isinstance(raw, dict):
+        raise InputError(f"expected a JSON object, got {type(raw).__name__}", path=path)
+    known = {f.name for f in fields(VLMConfig)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise InputError(f"unknown key {unknown[0]!r} (known: {', '.join(sorted(known))})", path=path)
+    backbone = raw.get("backbone", bb.DEFAULT)
+    if not isinstance(backbone, str) or not backbone.strip():
+        raise bad("backbone", "a backbone name or folder", backbone)
+    video_dim = raw.get("video_dim", 512)
+    if type(video_dim) is not int or video_dim != 512:
+        raise bad("video_dim", "512 (the width of the S3D features)", video_dim)
+    for key in ("bert", "head", "source"):
+        if not isinstance(raw.get(key, {}), dict):
+            raise bad(key, "a JSON object", raw[key])
+    _check_bert(raw.get("bert", {}), bad)
+    return VLMConfig(**raw)
+
+
+def _check_sizes(bert: BertConfig, state: dict[str, torch.Tensor], weights: Path) -> None:
+    layers = {int(k.split(".")[3]) for k in state if k.startswith("bert.encoder.layer.") and k.split(".")[3].isdigit()}
+    expect = {
+        "bert.embeddings.word_embeddings.weight": (bert.vocab_size, bert.hidden_size),
+        "bert.embeddings.position_embeddings.weight": (bert.max_position_embeddings, bert.hidden_size),
+        "bert.embeddings.token_type_embeddings.weight": (bert.type_vocab_size, bert.hidden_size),
+        "bert.encoder.layer.0.intermediate.dense.weight": (bert.intermediate_size, bert.hidden_size),
+    }
+    for key, shape in expect.items():
+        if key in state and tuple(state[key].shape) != shape:
+            raise InputError(
+                f"checkpoint does not fit its config ({key} is {tuple(state[key].shape)}, the config makes {shape})",
+                path=weights,
+            )
+    if len(layers) != bert.num_hidden_layers:
+        raise InputError(
+            f"checkpoint does not fit its config ({len(layers)} encoder layers, the config makes "
+            f"{bert.num_hidden_layers})",
+            path=weights,
+        )
+
+
+def _check_bert(bert: dict, bad) -> None:
+    """The BERT config's fields: each of BertConfig's own keys of its default's type, sizes positive, hidden size
+    a multiple of the heads, probabilities in [0, 1], a known activation; other keys are left to transformers."""
+    import math
+
+    defaults = BertConfig().to_dict()
+    for key, value in bert.items():
+        where = f"bert.{key}"
+        default = defaults.get(key)
+        if key in SIZE_KEYS:
+            if type(value) is not int or value < 1:
+                raise bad(where, "a positive integer", value)
+        elif key in PROB_KEYS or key == "classifier_dropout":
+            if value is None and key == "classifier_dropout":
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+                raise bad(where, "a probability in [0, 1]", value)
+            bert[key] = float(value)
+        elif key in ("layer_norm_eps", "initializer_range"):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 < value < math.inf):
+                raise bad(where, "a positive number", value)
+            bert[key] = float(value)  # BertConfig takes only floats here; 1 in a hand-written file means 1.0
+        elif key == "hidden_act":
+            if not isinstance(value, str) or value not in ACT2FN:
+                raise bad(where, "a transformers activation such as 'gelu'", value)
+        elif key in ("pad_token_id", "bos_token_id", "eos_token_id"):
+            if value is not None and (type(value) is not int or value < 0):
+                raise bad(where, "a token id (a non-negative integer) or null", value)
+        elif isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise bad(where, "true or false", value)
+        elif isinstance(default, int):
+            if type(value) is not int:
+                raise bad(where, "an integer", value)
+        elif isinstance(default, str):
+            if not isinstance(value, str):
+                raise bad(where, "a string", value)
+        elif isinstance(default, dict):
+            if not isinstance(value, dict):
+                raise bad(where, "a JSON object", value)
+    heads, hidden = bert.get("num_attention_heads", 12), bert.get("hidden_size", 768)
+    if hidden % heads:
+        raise bad("bert.hidden_size", f"a multiple of bert.num_attention_heads ({heads})", hidden)
+    vocab, pad = bert.get("vocab_size", 30522), bert.get("pad_token_id", 0)
+    if pad is not None and pad >= vocab:
+        raise bad("bert.pad_token_id", f"below bert.vocab_size ({vocab})", pad)
 
 
 HEAD_PREFIX = "cls.predictions."
@@ -209,17 +325,40 @@ class VLM(nn.Module):
         cfg_path, weights = folder / CONFIG_FILE, folder / WEIGHTS_FILE
         if not cfg_path.is_file() or not weights.is_file():
             raise InputError(f"not a vlmbench checkpoint (needs {CONFIG_FILE} and {WEIGHTS_FILE})", path=folder)
+        config = _read_config(cfg_path)  # every field checked: one line naming the file and the key
         try:
-            config = VLMConfig(**json.loads(cfg_path.read_text()))
-        except (ValueError, TypeError) as e:  # ValueError: bad JSON or bytes that are not UTF-8
-            raise InputError(f"malformed checkpoint config: {e}", path=cfg_path) from None
-        bert_cfg = BertConfig(**config.bert)
+            bert_cfg = BertConfig(**config.bert)
+        except Exception as e:  # transformers' own checks (strict dataclass errors, id2label keys, ...)
+            lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()] or [type(e).__name__]
+            raise InputError(f"key 'bert': not a BERT config ({lines[-1]})", path=cfg_path) from None
         bert_cfg._attn_implementation = "sdpa"
-        model = cls(config, BertModel(bert_cfg, add_pooling_layer=False))
         state = read_safetensors(weights)  # never a pickle: anything else is refused in one line
         if "bert.embeddings.word_embeddings.weight" not in state:
             raise InputError("checkpoint has no bert.embeddings.word_embeddings.weight", path=weights)
         state["cls.predictions.word_embeddings.weight"] = state["bert.embeddings.word_embeddings.weight"]
+        # The config's shapes against the weights' before any memory is allocated (a config saying hidden_size
+        # 10**9 or 10**6 layers must not try to build that model): the sizes that set the model's size first,
+        # then every tensor of the model built on the meta device.
+        _check_sizes(bert_cfg, state, weights)
+        try:
+            with torch.device("meta"):
+                shapes = {
+                    k: tuple(v.shape)
+                    for k, v in cls(config, BertModel(bert_cfg, add_pooling_layer=False)).state_dict().items()
+                }
+        except (ValueError, TypeError, KeyError, RuntimeError) as e:
+            raise InputError(
+                f"config does not make a model ({str(e).splitlines()[0] if str(e) else type(e).__name__})",
+                path=cfg_path,
+            ) from None
+        for key, shape in shapes.items():
+            if key in state and tuple(state[key].shape) != shape:
+                raise InputError(
+                    f"checkpoint does not fit its config ({key} is {tuple(state[key].shape)}, the config makes "
+                    f"{shape})",
+                    path=weights,
+                )
+        model = cls(config, BertModel(bert_cfg, add_pooling_layer=False))
         try:
             missing, unexpected = model.load_state_dict(state, strict=False)
         except RuntimeError as e:  # a tensor of the wrong shape

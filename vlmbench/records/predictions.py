@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
-from ..io import atomic_write
+from ..errors import InputError, one_line
+from ..io import NPY_ERRORS, atomic_write
 
 PREDICTIONS = "predictions.npz"
 PREDICTIONS_JSONL = "predictions.jsonl"
@@ -36,13 +36,55 @@ def save_predictions(
 
 
 def load_predictions(path: Path) -> tuple[str, dict, dict[str, np.ndarray]]:
-    """(task, config, arrays) of a predictions.npz; anything else is one InputError naming the file."""
+    """(task, run config, arrays) of a predictions.npz; anything else (a truncated or damaged archive, a plain
+    .npy, a pickle, members that are not arrays, a config that is not a JSON object, more than 8 GB once
+    decompressed) is one InputError naming the file. Nothing is unpickled."""
+    import zipfile
+    import zlib
+
+    limit = 8 << 30  # bytes once decompressed: retrieval predictions hold no N x N matrix (MBs); old ones ~100 MB
+    # RuntimeError: zipfile's "is encrypted, password required" when a damaged flag says so
+    damaged = (*NPY_ERRORS, KeyError, zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError)
+
+    def bad(why: object) -> InputError:
+        return InputError(f"not a vlmbench predictions file ({one_line(why)})", path=path)
+
     try:
-        with np.load(path, allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
-        task, cfg = str(data.pop("__task__")), json.loads(str(data.pop("__config__")))
-    except (OSError, ValueError, KeyError) as e:
-        raise InputError(f"not a vlmbench predictions file ({e})", path=path) from None
+        f = open(path, "rb")  # ours to close: np.load leaves its own file open when the zip is damaged
+    except OSError as e:
+        raise bad(e) from None
+    with f:
+        try:
+            loaded = np.load(f, allow_pickle=False)
+        except damaged as e:
+            raise bad(e) from None
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise bad("a single .npy array, not an .npz archive")
+        with loaded as z:
+            try:
+                size = sum(info.file_size for info in z.zip.infolist())
+                if size > limit:
+                    raise bad(f"{size / (1 << 30):.1f} GB once decompressed, over the {limit >> 30} GB limit")
+                data = {k: z[k] for k in z.files}
+            except damaged as e:
+                raise bad(f"damaged or truncated archive: {e}") from None
+            except MemoryError:
+                raise bad("an array larger than the memory") from None
+    odd = [k for k, v in data.items() if not isinstance(v, np.ndarray)]
+    if odd:
+        raise bad(f"member {odd[0]!r} is not a .npy array")
+    for key in ("__task__", "__config__"):
+        if key not in data:
+            raise bad(f"no {key}")
+        if data[key].shape != () or data[key].dtype.kind != "U":
+            raise bad(f"{key} is not a string")
+    task = str(data.pop("__task__"))
+    try:
+        cfg = json.loads(str(data.pop("__config__")))
+    except (ValueError, RecursionError) as e:
+        raise bad(f"__config__ is not JSON: {e}") from None
+    if not isinstance(cfg, dict):
+        raise bad("__config__ is not a JSON object")
     return task, cfg, data
 
 
