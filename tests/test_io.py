@@ -286,3 +286,90 @@ def test_resume_clears_temp_files_a_kill_left_in_model(tmp_path):
     pretrain(cfg, out, data=data, resume=True, progress=False, say=lambda s: None)
     assert not any(p.exists() for p in left)
     assert (out / "model" / "model.safetensors").stat().st_size > 0
+
+
+# ---- a full disk, a quota, a read-only file system: recognised by errno, whatever the writer's wording ----------
+
+
+def _safetensor_error(code: int, style: str):
+    """What safetensors raises when the OS refuses a write: its own type, the Rust io::Error inside, worded one
+    way (Display, "I/O error: ... (os error 28)") or the other (Debug, "IoError(Os { code: 28, ... })")."""
+    from safetensors import SafetensorError
+
+    if style == "display":
+        return SafetensorError(f"Error while serializing: I/O error: {os.strerror(code)} (os error {code})")
+    return SafetensorError(
+        f'Error while serializing: IoError(Os {{ code: {code}, kind: Other, message: "{os.strerror(code)}" }})'
+    )
+
+
+@pytest.mark.parametrize("style", ["display", "debug"])
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS, errno.EDQUOT])
+def test_safetensors_write_errors_are_recognised_by_errno(tmp_path, code, style):
+    target = tmp_path / "model.safetensors"
+
+    def full(p):
+        raise _safetensor_error(code, style)
+
+    with pytest.raises(InputError) as e:
+        io.atomic_write(target, full)
+    assert str(e.value) == f"{target}: cannot write ({os.strerror(code)})"
+    assert list(tmp_path.iterdir()) == []  # no temp file, no partial target
+
+
+def test_other_safetensors_errors_are_not_taken_for_a_full_disk(tmp_path):
+    from safetensors import SafetensorError
+
+    def bug(p):
+        raise SafetensorError("You are trying to save a non contiguous tensor")
+
+    with pytest.raises(SafetensorError):
+        io.atomic_write(tmp_path / "m.safetensors", bug)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_full_disk_at_a_checkpoint_is_one_line_and_leaves_the_last_checkpoint(tmp_path, monkeypatch):
+    """pretrain's checkpoint writer (model + Adam state through safetensors) on a full disk: one InputError naming
+    the checkpoint, no half-written folder, `latest` still the previous complete checkpoint."""
+    from vlmbench.model import vlm as vlm_module
+    from vlmbench.model.vlm import VLM
+    from vlmbench.train import checkpoint as ckpt
+    from vlmbench.train.optim import adam
+
+    model = VLM.from_backbone("tiny", seed=0)
+    opt = adam(model.parameters(), 1e-3, 0.9, 0.98, 1e-8, 0.0)
+    root = tmp_path / "checkpoints"
+    ckpt.save(root, 2, model, opt, {})
+    monkeypatch.setattr(
+        vlm_module, "save_file", lambda *a, **k: (_ for _ in ()).throw(_safetensor_error(errno.ENOSPC, "display"))
+    )
+    with pytest.raises(InputError) as e:
+        ckpt.save(root, 4, model, opt, {})
+    assert str(e.value) == (
+        f"{root / 'step_0000004'}: cannot write checkpoint (No space left on device); "
+        "the last complete one is step_0000002"
+    )
+    assert sorted(p.name for p in root.iterdir()) == ["latest", "step_0000002"]
+    assert ckpt.latest(root) == root / "step_0000002"
+
+
+@pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o002, 0o664)])
+def test_safetensors_files_follow_the_umask_like_every_other_output(tmp_path, umask, mask, mode):
+    from vlmbench.model.vlm import VLM
+    from vlmbench.train import checkpoint as ckpt
+    from vlmbench.train.optim import adam
+
+    umask(mask)
+    model = VLM.from_backbone("tiny", seed=0)
+    opt = adam(model.parameters(), 1e-3, 0.9, 0.98, 1e-8, 0.0)
+    for p in model.parameters():
+        p.grad = torch.ones_like(p)
+    opt.step()  # Adam state exists, so optimizer.safetensors holds tensors
+    folder = ckpt.save(tmp_path / "checkpoints", 1, model, opt, {})
+    saved = [
+        folder / "model.safetensors",
+        folder / "optimizer.safetensors",
+        model.save(tmp_path / "m") / "model.safetensors",
+    ]
+    for path in saved + [folder / "trainer.json"]:
+        assert stat.S_IMODE(path.stat().st_mode) == mode, path

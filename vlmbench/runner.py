@@ -23,7 +23,7 @@ from . import registry, rundir
 from .config import RunConfig, run_config
 from .data import toy
 from .errors import InputError
-from .io import atomic_write, ensure_writable, remove_temp_files
+from .io import FolderLock, atomic_write, ensure_writable, remove_temp_files
 from .records.predictions import PREDICTIONS, PREDICTIONS_JSONL, RESULT, load_predictions, save_predictions
 from .records.result import Result, provenance, save_result
 
@@ -33,7 +33,6 @@ from .records.result import Result, provenance, save_result
 # What marks a folder as holding a task run, and what --overwrite replaces (nothing else).
 RUN_MARKERS = (RESULT, PREDICTIONS)
 RUN_FILES = (RESULT, PREDICTIONS, PREDICTIONS_JSONL, "finetune_losses.json")
-LOCK_FILE = ".vlmbench.lock"
 
 
 def toy_checkpoint(backbone: str, say: Callable[[str], None] = print, progress: bool = True) -> Path:
@@ -101,23 +100,6 @@ def device(name: str | None = None):
     return dev
 
 
-def run_lock(out: Path) -> FileLock:
-    """The run folder's lock, held for the whole run: a second vlmbench writing into the same folder is refused
-    (run_folder_lock raises) instead of both reporting success with one result lost."""
-    return FileLock(str(Path(out) / LOCK_FILE), timeout=0)
-
-
-def acquire(lock: FileLock, out: Path) -> None:
-    from filelock import Timeout
-
-    try:
-        lock.acquire()
-    except Timeout:
-        raise InputError(
-            "another vlmbench process is running in this folder (wait for it, or use another --out)", path=out
-        ) from None
-
-
 def run(
     task: str,
     *,
@@ -148,7 +130,7 @@ def run(
         if limit < 1:
             raise InputError(f"--limit must be >= 1, got {limit}", path="--limit")
         pairs = [*pairs, f"max_test={limit}"]
-    cfg: RunConfig = run_config(spec, preset or ("toy" if toy_data else "paper"), pairs)
+    cfg: RunConfig = run_config(spec, ("toy" if toy_data else "paper") if preset is None else preset, pairs)
     out = Path(out) if out else Path("runs") / f"{task}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     ensure_writable(out)  # before any work: a read-only or full disk, or a file in the way
     root = toy.toy_root() if is_toy else Path(data)
@@ -173,14 +155,20 @@ def run(
     if not overwrite:
         rundir.refuse_existing(out, RUN_MARKERS, "pass --overwrite to replace it")
     plan = Plan(spec, cfg, root, is_toy, toy_data, out, model_cls, checkpoint, adapter, dev, limit, allow_missing)
-    out.mkdir(parents=True, exist_ok=True)
-    lock = run_lock(out)
-    acquire(lock, out)
+    lock = FolderLock(out).acquire()
     try:
         remove_temp_files(out, recursive=False)  # leftovers of a killed run
         if not overwrite:  # again under the lock: another run may have finished here meanwhile
             rundir.refuse_existing(out, RUN_MARKERS, "pass --overwrite to replace it")
-        return _execute(plan, progress, say, overwrite)
+        try:
+            return _execute(plan, progress, say, overwrite)
+        except BaseException:
+            # Interrupted (SIGINT/SIGTERM) or failed once the run began writing: a run is atomic, so none of its
+            # files stay (with --overwrite the old run is gone by then: it is only cleared once the new one has
+            # predictions). Rerunning the same command starts afresh.
+            if plan.writing:
+                rundir.clear(out, RUN_FILES)
+            raise
     finally:
         lock.release()
 
@@ -201,6 +189,7 @@ class Plan:
     device: Any
     limit: int | None
     allow_missing: bool
+    writing: bool = False  # set once the run replaces or writes its files in out
 
 
 def _execute(plan: Plan, progress: bool, say: Callable[[str], None], overwrite: bool) -> tuple[Result, dict]:
@@ -251,6 +240,7 @@ def _execute(plan: Plan, progress: bool, say: Callable[[str], None], overwrite: 
         preds = adapter.predict(module, progress=lambda done, total: tick(done, "", total))
     timings["predict_s"] = time.perf_counter() - t0
     cfg_dict = cfgmod.to_dict(cfg)
+    plan.writing = True
     if overwrite:
         rundir.clear(out, RUN_FILES)  # the old run stays intact until the new one has predictions
     preds = {**preds, **adapter.per_example(preds, cfg_dict)}  # per-example values, kept
@@ -325,10 +315,10 @@ class _bar:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         self.p = Progress(
-            TextColumn(self.label),
+            TextColumn(self.label, markup=False),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("{task.fields[info]}"),
+            TextColumn("{task.fields[info]}", markup=False),
             TimeElapsedColumn(),
             transient=False,
         )

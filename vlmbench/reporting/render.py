@@ -118,11 +118,12 @@ def terminal(tables: Sequence[Table], heading: str = "", width: int | None = Non
     for t in tables:
         if t.note:  # its own line above the table (wrapped at word breaks only on a narrow terminal)
             console.print(Text(t.note))
-        table = RichTable(title=t.title or None, title_justify="left")
+        # titles and cells are data (task names, paths, notes): Text, never read as rich markup
+        table = RichTable(title=Text(t.title) if t.title else None, title_justify="left")
         for col in t.frame.columns:
-            table.add_column(str(col), justify="right" if col in t.numeric else "left")
+            table.add_column(Text(str(col)), justify="right" if col in t.numeric else "left")
         for row in t.frame.itertuples(index=False):
-            table.add_row(*map(str, row))
+            table.add_row(*(Text(str(v)) for v in row))
         console.print(table)
     return buf.getvalue()
 

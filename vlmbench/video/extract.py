@@ -25,7 +25,7 @@ from torch.nn import functional as F
 
 from ..data import marker
 from ..errors import InputError
-from ..io import atomic_write, write_json, write_text
+from ..io import FolderLock, atomic_write, ensure_writable, write_json, write_text
 from ..io import file_sha256 as sha256
 from . import decode
 from . import s3d as s3dmod
@@ -287,6 +287,7 @@ def extract(
     if weights is not None and random_init:
         raise InputError("give either --weights or --random-init, not both", path="--random-init")
     weights = Path(weights) if weights is not None else None
+    ensure_writable(out)  # a file in the way, a read-only or full disk: one line before any work
     items = list_videos(videos, exclude=out)
     dev = resolve_device(device)
     settings = _settings(weights, size, l2, half)
@@ -299,45 +300,45 @@ def extract(
             model = s3dmod.random_model()
     model = model.to(dev).eval()
 
-    out.mkdir(parents=True, exist_ok=True)
-    for orphan in out.glob(".*.tmp"):  # left by a killed run
-        orphan.unlink(missing_ok=True)
-    write_json(out / SETTINGS_FILE, settings)
-    if weights is None:
-        write_text(out / marker.MARKER, marker.NOTE.format(folder=out) + "\n")
+    with FolderLock(out):  # one extractor per folder: a second one is refused, never interleaved
+        for orphan in out.glob(".*.tmp"):  # left by a killed run
+            orphan.unlink(missing_ok=True)
+        write_json(out / SETTINGS_FILE, settings)
+        if weights is None:
+            write_text(out / marker.MARKER, marker.NOTE.format(folder=out) + "\n")
 
-    summary = Summary()
-    summary.skipped = [vid for vid, _ in items if (out / f"{vid}.npy").is_file()]
-    todo = [(vid, path) for vid, path in items if not (out / f"{vid}.npy").is_file()]
-    say(
-        f"{len(items)} videos: {len(summary.skipped)} already extracted, {len(todo)} to do "
-        f"(batch {batch}, device {dev}, {workers} decoding threads)"
-    )
+        summary = Summary()
+        summary.skipped = [vid for vid, _ in items if (out / f"{vid}.npy").is_file()]
+        todo = [(vid, path) for vid, path in items if not (out / f"{vid}.npy").is_file()]
+        say(
+            f"{len(items)} videos: {len(summary.skipped)} already extracted, {len(todo)} to do "
+            f"(batch {batch}, device {dev}, {workers} decoding threads)"
+        )
 
-    t_start = time.perf_counter()
-    with _Progress(progress, len(todo)) as bar:
-        for vid, path, groups, finish in _streams(todo, size, batch, workers):
-            rows = []
-            for g in groups:
-                t0 = time.perf_counter()
-                rows.append(embed_group(model, g, dev, l2=l2))
-                summary.model_s += time.perf_counter() - t0
-            reason, decode_s, waited = finish()
-            summary.decode_s += decode_s
-            summary.wait_s += waited
-            if reason is not None:
-                summary.failed.append((vid, str(path), reason))
-                say(f"failed: {path.name}: {reason}")
-            else:
-                feats = np.concatenate(rows)
-                _save_npy(out / f"{vid}.npy", feats.astype(np.float16 if half else np.float32))
-                summary.done.append(vid)
-                summary.video_seconds += len(feats)
-            summary.wall_s = time.perf_counter() - t_start
-            bar.advance(f"{summary.speed:.2f} s video/s, {len(summary.failed)} failed")
-    summary.wall_s = time.perf_counter() - t_start
-    write_failed(out, summary.failed)
-    return summary
+        t_start = time.perf_counter()
+        with _Progress(progress, len(todo)) as bar:
+            for vid, path, groups, finish in _streams(todo, size, batch, workers):
+                rows = []
+                for g in groups:
+                    t0 = time.perf_counter()
+                    rows.append(embed_group(model, g, dev, l2=l2))
+                    summary.model_s += time.perf_counter() - t0
+                reason, decode_s, waited = finish()
+                summary.decode_s += decode_s
+                summary.wait_s += waited
+                if reason is not None:
+                    summary.failed.append((vid, str(path), reason))
+                    say(f"failed: {path.name}: {reason}")
+                else:
+                    feats = np.concatenate(rows)
+                    _save_npy(out / f"{vid}.npy", feats.astype(np.float16 if half else np.float32))
+                    summary.done.append(vid)
+                    summary.video_seconds += len(feats)
+                summary.wall_s = time.perf_counter() - t_start
+                bar.advance(f"{summary.speed:.2f} s video/s, {len(summary.failed)} failed")
+        summary.wall_s = time.perf_counter() - t_start
+        write_failed(out, summary.failed)
+        return summary
 
 
 class _Progress:
@@ -352,7 +353,7 @@ class _Progress:
                 TextColumn("videos"),
                 BarColumn(),
                 MofNCompleteColumn(),
-                TextColumn("{task.fields[info]}"),
+                TextColumn("{task.fields[info]}", markup=False),
                 TimeElapsedColumn(),
             )
             self.task = self.p.add_task("extract", total=self.total, info="")
