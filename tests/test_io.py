@@ -373,3 +373,77 @@ def test_safetensors_files_follow_the_umask_like_every_other_output(tmp_path, um
     ]
     for path in saved + [folder / "trainer.json"]:
         assert stat.S_IMODE(path.stat().st_mode) == mode, path
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 4 MiB file system: room for the run's first files, not for a checkpoint (the tiny VLM is 8 MiB)."""
+    import subprocess
+
+    folder = tmp_path / "small"
+    folder.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(folder)], capture_output=True)
+    if r.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=True)
+
+
+def _pretrain_argv(tmp_path, out) -> list[str]:
+    from vlmbench.data.toy.howto100m import write_howto100m
+
+    data = write_howto100m(tmp_path / "howto100m", seed=0, n_videos=4)
+    return ["pretrain", "--data", str(data), "--preset", "smoke", "--no-progress", "--out", str(out)] + [
+        "steps=4",
+        "save_every=2",
+    ]
+
+
+def _one_error_line(stderr: str) -> str:
+    assert "Traceback" not in stderr, stderr
+    lines = [ln for ln in stderr.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1, stderr
+    return lines[0]
+
+
+@pytest.mark.slow
+def test_full_disk_during_pretraining_is_one_line_exit_2(small_disk, tmp_path):
+    """A real full disk: `vlmbench pretrain` stops at its first checkpoint with one line, exit 2."""
+    import subprocess
+    import sys
+
+    out = small_disk / "pre"
+    r = subprocess.run(
+        [sys.executable, "-m", "vlmbench.cli", *_pretrain_argv(tmp_path, out)], capture_output=True, text=True
+    )
+    assert r.returncode == 2, r.stderr
+    line = _one_error_line(r.stderr)
+    assert line == (
+        f"error: {out / 'checkpoints' / 'step_0000002'}: cannot write checkpoint (No space left on device); "
+        "no checkpoint was saved"
+    )
+    assert not list(out.rglob("*.tmp*")) and not (out / "checkpoints" / "step_0000002").exists()
+
+
+@pytest.mark.slow
+def test_full_disk_reported_by_safetensors_during_pretraining_is_one_line(tmp_path, monkeypatch):
+    """The same without root: safetensors' own error for a full disk (it says 'I/O error', not 'IoError')."""
+    from typer.testing import CliRunner
+
+    from vlmbench.cli import app
+    from vlmbench.model import vlm as vlm_module
+
+    def full(*a, **k):
+        raise _safetensor_error(errno.ENOSPC, "display")
+
+    monkeypatch.setattr(vlm_module, "save_file", full)
+    out = tmp_path / "pre"
+    r = CliRunner().invoke(app, _pretrain_argv(tmp_path, out))
+    if r.exception is not None and not isinstance(r.exception, SystemExit):
+        raise r.exception  # the user's traceback
+    assert r.exit_code == 2, r.stderr
+    assert _one_error_line(r.stderr) == (
+        f"error: {out / 'checkpoints' / 'step_0000002'}: cannot write checkpoint (No space left on device); "
+        "no checkpoint was saved"
+    )
+    assert not list(out.rglob("*.tmp*"))

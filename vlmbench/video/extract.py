@@ -292,6 +292,12 @@ def extract(
     dev = resolve_device(device)
     settings = _settings(weights, size, l2, half)
     _check_folder(out, settings)
+    with FolderLock(out):  # one extractor per folder: a second one is refused, never interleaved
+        return _extract(items, out, weights, settings, model, dev, batch, workers, size, l2, half, progress, say)
+
+
+def _extract(items, out, weights, settings, model, dev, batch, workers, size, l2, half, progress, say) -> Summary:
+    """The extraction proper, under the folder's lock: the model, then every video not yet done."""
     if model is None:
         if weights is not None:
             model = s3dmod.load_weights(weights, say=say)
@@ -299,46 +305,44 @@ def extract(
             say("S3D: RANDOM initialisation (--random-init): features are for testing only")
             model = s3dmod.random_model()
     model = model.to(dev).eval()
+    for orphan in out.glob(".*.tmp"):  # left by a killed run
+        orphan.unlink(missing_ok=True)
+    write_json(out / SETTINGS_FILE, settings)
+    if weights is None:
+        write_text(out / marker.MARKER, marker.NOTE.format(folder=out) + "\n")
 
-    with FolderLock(out):  # one extractor per folder: a second one is refused, never interleaved
-        for orphan in out.glob(".*.tmp"):  # left by a killed run
-            orphan.unlink(missing_ok=True)
-        write_json(out / SETTINGS_FILE, settings)
-        if weights is None:
-            write_text(out / marker.MARKER, marker.NOTE.format(folder=out) + "\n")
+    summary = Summary()
+    summary.skipped = [vid for vid, _ in items if (out / f"{vid}.npy").is_file()]
+    todo = [(vid, path) for vid, path in items if not (out / f"{vid}.npy").is_file()]
+    say(
+        f"{len(items)} videos: {len(summary.skipped)} already extracted, {len(todo)} to do "
+        f"(batch {batch}, device {dev}, {workers} decoding threads)"
+    )
 
-        summary = Summary()
-        summary.skipped = [vid for vid, _ in items if (out / f"{vid}.npy").is_file()]
-        todo = [(vid, path) for vid, path in items if not (out / f"{vid}.npy").is_file()]
-        say(
-            f"{len(items)} videos: {len(summary.skipped)} already extracted, {len(todo)} to do "
-            f"(batch {batch}, device {dev}, {workers} decoding threads)"
-        )
-
-        t_start = time.perf_counter()
-        with _Progress(progress, len(todo)) as bar:
-            for vid, path, groups, finish in _streams(todo, size, batch, workers):
-                rows = []
-                for g in groups:
-                    t0 = time.perf_counter()
-                    rows.append(embed_group(model, g, dev, l2=l2))
-                    summary.model_s += time.perf_counter() - t0
-                reason, decode_s, waited = finish()
-                summary.decode_s += decode_s
-                summary.wait_s += waited
-                if reason is not None:
-                    summary.failed.append((vid, str(path), reason))
-                    say(f"failed: {path.name}: {reason}")
-                else:
-                    feats = np.concatenate(rows)
-                    _save_npy(out / f"{vid}.npy", feats.astype(np.float16 if half else np.float32))
-                    summary.done.append(vid)
-                    summary.video_seconds += len(feats)
-                summary.wall_s = time.perf_counter() - t_start
-                bar.advance(f"{summary.speed:.2f} s video/s, {len(summary.failed)} failed")
-        summary.wall_s = time.perf_counter() - t_start
-        write_failed(out, summary.failed)
-        return summary
+    t_start = time.perf_counter()
+    with _Progress(progress, len(todo)) as bar:
+        for vid, path, groups, finish in _streams(todo, size, batch, workers):
+            rows = []
+            for g in groups:
+                t0 = time.perf_counter()
+                rows.append(embed_group(model, g, dev, l2=l2))
+                summary.model_s += time.perf_counter() - t0
+            reason, decode_s, waited = finish()
+            summary.decode_s += decode_s
+            summary.wait_s += waited
+            if reason is not None:
+                summary.failed.append((vid, str(path), reason))
+                say(f"failed: {path.name}: {reason}")
+            else:
+                feats = np.concatenate(rows)
+                _save_npy(out / f"{vid}.npy", feats.astype(np.float16 if half else np.float32))
+                summary.done.append(vid)
+                summary.video_seconds += len(feats)
+            summary.wall_s = time.perf_counter() - t_start
+            bar.advance(f"{summary.speed:.2f} s video/s, {len(summary.failed)} failed")
+    summary.wall_s = time.perf_counter() - t_start
+    write_failed(out, summary.failed)
+    return summary
 
 
 class _Progress:
