@@ -72,7 +72,7 @@ def test_pretrain_bad_key_value(tmp_path, pair, allowed):
         ("ties=optimistic", "one of pessimistic, mmpt"),
         ("select=best", "one of final, best-of-epochs"),
         ("dup=0", ">= 1"),
-        ("epochs=-1", ">= 0"),
+        ("epochs=-1", "between 0 and 1000000"),
         ("beam=two", "expected int"),
         ("mmm=0.3", "unknown key 'mmm'"),  # a pre-training key is no fine-tune/eval key
     ],
@@ -134,7 +134,7 @@ def test_unit_errors_name_key_value_and_range():
         ("mmm=2",): "mmm=2: must be between 0 and 1",
         ("lr=-1",): "lr=-1: must be > 0",
         ("beta2=1",): "beta2=1: must be >= 0 and < 1",
-        ("seed=-3",): "seed=-3: must be >= 0",
+        ("seed=-3",): "seed=-3: must be between 0 and 4294967295",
         ("max_text_len=4",): "min_text_len=8, max_text_len=4",
         ("preset=toy",): "--preset",
     }

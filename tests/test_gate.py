@@ -71,8 +71,10 @@ def test_bad_learned_entry_names_file_and_key(tmp_path, entry, says):
     text = text[: text.index("learned:")] + "learned:\n  " + entry + "\n"
     (tmp_path / "msrvtt-retrieval.yaml").write_text(text)
     with pytest.raises(InputError, match="msrvtt-retrieval.yaml") as e:
-        registry.all_tasks.__wrapped__(tmp_path)
+        registry.get("msrvtt-retrieval", tmp_path)
     assert says in str(e.value)
+    assert registry.all_tasks(tmp_path) == {}  # kept aside, with its problem:
+    assert says in str(registry.broken_tasks(tmp_path)["msrvtt-retrieval"])
 
 
 def test_bad_learned_entry_is_one_line_exit_2(tmp_path):
@@ -85,7 +87,7 @@ def test_bad_learned_entry_is_one_line_exit_2(tmp_path):
     bad.write_text(bad.read_text().replace("times: 2", "times: two"))
     code = (
         "import sys, pathlib; from vlmbench import registry; registry.TASKS_DIR = pathlib.Path(sys.argv[1]);"
-        "registry.all_tasks.__wrapped__.__defaults__ = (registry.TASKS_DIR,); from vlmbench.cli import main; "
+        "from vlmbench.cli import main; "
         "sys.argv = ['vlmbench', 'tasks']; main()"
     )
     r = subprocess.run([sys.executable, "-c", code, str(tasks)], capture_output=True, text=True, timeout=120)

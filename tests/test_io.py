@@ -286,3 +286,164 @@ def test_resume_clears_temp_files_a_kill_left_in_model(tmp_path):
     pretrain(cfg, out, data=data, resume=True, progress=False, say=lambda s: None)
     assert not any(p.exists() for p in left)
     assert (out / "model" / "model.safetensors").stat().st_size > 0
+
+
+# ---- a full disk, a quota, a read-only file system: recognised by errno, whatever the writer's wording ----------
+
+
+def _safetensor_error(code: int, style: str):
+    """What safetensors raises when the OS refuses a write: its own type, the Rust io::Error inside, worded one
+    way (Display, "I/O error: ... (os error 28)") or the other (Debug, "IoError(Os { code: 28, ... })")."""
+    from safetensors import SafetensorError
+
+    if style == "display":
+        return SafetensorError(f"Error while serializing: I/O error: {os.strerror(code)} (os error {code})")
+    return SafetensorError(
+        f'Error while serializing: IoError(Os {{ code: {code}, kind: Other, message: "{os.strerror(code)}" }})'
+    )
+
+
+@pytest.mark.parametrize("style", ["display", "debug"])
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS, errno.EDQUOT])
+def test_safetensors_write_errors_are_recognised_by_errno(tmp_path, code, style):
+    target = tmp_path / "model.safetensors"
+
+    def full(p):
+        raise _safetensor_error(code, style)
+
+    with pytest.raises(InputError) as e:
+        io.atomic_write(target, full)
+    assert str(e.value) == f"{target}: cannot write ({os.strerror(code)})"
+    assert list(tmp_path.iterdir()) == []  # no temp file, no partial target
+
+
+def test_other_safetensors_errors_are_not_taken_for_a_full_disk(tmp_path):
+    from safetensors import SafetensorError
+
+    def bug(p):
+        raise SafetensorError("You are trying to save a non contiguous tensor")
+
+    with pytest.raises(SafetensorError):
+        io.atomic_write(tmp_path / "m.safetensors", bug)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_full_disk_at_a_checkpoint_is_one_line_and_leaves_the_last_checkpoint(tmp_path, monkeypatch):
+    """pretrain's checkpoint writer (model + Adam state through safetensors) on a full disk: one InputError naming
+    the checkpoint, no half-written folder, `latest` still the previous complete checkpoint."""
+    from vlmbench.model import vlm as vlm_module
+    from vlmbench.model.vlm import VLM
+    from vlmbench.train import checkpoint as ckpt
+    from vlmbench.train.optim import adam
+
+    model = VLM.from_backbone("tiny", seed=0)
+    opt = adam(model.parameters(), 1e-3, 0.9, 0.98, 1e-8, 0.0)
+    root = tmp_path / "checkpoints"
+    ckpt.save(root, 2, model, opt, {})
+    monkeypatch.setattr(
+        vlm_module, "save_file", lambda *a, **k: (_ for _ in ()).throw(_safetensor_error(errno.ENOSPC, "display"))
+    )
+    with pytest.raises(InputError) as e:
+        ckpt.save(root, 4, model, opt, {})
+    assert str(e.value) == (
+        f"{root / 'step_0000004'}: cannot write checkpoint (No space left on device); "
+        "the last complete one is step_0000002"
+    )
+    assert sorted(p.name for p in root.iterdir()) == ["latest", "step_0000002"]
+    assert ckpt.latest(root) == root / "step_0000002"
+
+
+@pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o002, 0o664)])
+def test_safetensors_files_follow_the_umask_like_every_other_output(tmp_path, umask, mask, mode):
+    from vlmbench.model.vlm import VLM
+    from vlmbench.train import checkpoint as ckpt
+    from vlmbench.train.optim import adam
+
+    umask(mask)
+    model = VLM.from_backbone("tiny", seed=0)
+    opt = adam(model.parameters(), 1e-3, 0.9, 0.98, 1e-8, 0.0)
+    for p in model.parameters():
+        p.grad = torch.ones_like(p)
+    opt.step()  # Adam state exists, so optimizer.safetensors holds tensors
+    folder = ckpt.save(tmp_path / "checkpoints", 1, model, opt, {})
+    saved = [
+        folder / "model.safetensors",
+        folder / "optimizer.safetensors",
+        model.save(tmp_path / "m") / "model.safetensors",
+    ]
+    for path in saved + [folder / "trainer.json"]:
+        assert stat.S_IMODE(path.stat().st_mode) == mode, path
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 4 MiB file system: room for the run's first files, not for a checkpoint (the tiny VLM is 8 MiB)."""
+    import subprocess
+
+    folder = tmp_path / "small"
+    folder.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(folder)], capture_output=True)
+    if r.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=True)
+
+
+def _pretrain_argv(tmp_path, out) -> list[str]:
+    from vlmbench.data.toy.howto100m import write_howto100m
+
+    data = write_howto100m(tmp_path / "howto100m", seed=0, n_videos=4)
+    return ["pretrain", "--data", str(data), "--preset", "smoke", "--no-progress", "--out", str(out)] + [
+        "steps=4",
+        "save_every=2",
+    ]
+
+
+def _one_error_line(stderr: str) -> str:
+    assert "Traceback" not in stderr, stderr
+    lines = [ln for ln in stderr.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1, stderr
+    return lines[0]
+
+
+@pytest.mark.slow
+def test_full_disk_during_pretraining_is_one_line_exit_2(small_disk, tmp_path):
+    """A real full disk: `vlmbench pretrain` stops at its first checkpoint with one line, exit 2."""
+    import subprocess
+    import sys
+
+    out = small_disk / "pre"
+    r = subprocess.run(
+        [sys.executable, "-m", "vlmbench.cli", *_pretrain_argv(tmp_path, out)], capture_output=True, text=True
+    )
+    assert r.returncode == 2, r.stderr
+    line = _one_error_line(r.stderr)
+    assert line == (
+        f"error: {out / 'checkpoints' / 'step_0000002'}: cannot write checkpoint (No space left on device); "
+        "no checkpoint was saved"
+    )
+    assert not list(out.rglob("*.tmp*")) and not (out / "checkpoints" / "step_0000002").exists()
+
+
+@pytest.mark.slow
+def test_full_disk_reported_by_safetensors_during_pretraining_is_one_line(tmp_path, monkeypatch):
+    """The same without root: safetensors' own error for a full disk (it says 'I/O error', not 'IoError')."""
+    from typer.testing import CliRunner
+
+    from vlmbench.cli import app
+    from vlmbench.model import vlm as vlm_module
+
+    def full(*a, **k):
+        raise _safetensor_error(errno.ENOSPC, "display")
+
+    monkeypatch.setattr(vlm_module, "save_file", full)
+    out = tmp_path / "pre"
+    r = CliRunner().invoke(app, _pretrain_argv(tmp_path, out))
+    if r.exception is not None and not isinstance(r.exception, SystemExit):
+        raise r.exception  # the user's traceback
+    assert r.exit_code == 2, r.stderr
+    assert _one_error_line(r.stderr) == (
+        f"error: {out / 'checkpoints' / 'step_0000002'}: cannot write checkpoint (No space left on device); "
+        "no checkpoint was saved"
+    )
+    assert not list(out.rglob("*.tmp*"))

@@ -291,8 +291,13 @@ def _die_with_parent(parent: int) -> None:
 
 def _worker(out: Path, cells: list[Cell], data: Path | None, q, threads: int, parent: int) -> None:
     """A --jobs worker process: the same claim loop, reporting to the parent through a queue."""
+    import signal
+
     import torch
 
+    # Ctrl-C reaches the whole process group: the parent answers it (it stops these workers; their cells resume
+    # from their checkpoints), so a worker does not also stop with a traceback of its own.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent(parent)
     torch.set_num_threads(threads)
     try:
@@ -320,9 +325,9 @@ class _Display:
             from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
             self.p = Progress(
-                TextColumn("{task.description}"),
+                TextColumn("{task.description}", markup=False),
                 BarColumn(),
-                TextColumn("{task.fields[info]}"),
+                TextColumn("{task.fields[info]}", markup=False),
                 TimeElapsedColumn(),
                 console=Console(stderr=True),
             )
@@ -401,7 +406,9 @@ def ablate(
         raise InputError("no tasks given", path="--tasks")
     if jobs is not None and jobs < 1:
         raise InputError(f"--jobs must be >= 1, got {jobs}", path="--jobs")
-    preset = preset or default_preset(data)
+    preset = default_preset(data) if preset is None else preset
+    if not preset.strip():  # `--preset ''` is a mistake, never "the default"
+        raise InputError(f"must not be empty (known: {', '.join(PRESETS)})", path="--preset")
     if preset not in PRESETS:
         raise InputError(f"unknown preset {preset!r} (known: {', '.join(PRESETS)})", path="--preset")
     if data is not None and not Path(data).is_dir():

@@ -6,11 +6,16 @@ Bad input (an InputError anywhere below) is one line on stderr and exit code 2, 
 from __future__ import annotations
 
 import functools
+import os
+import shlex
+import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from .config import PRESETS, PretrainConfig, RunConfig, help_text
 from .errors import InputError
@@ -48,22 +53,88 @@ def _root(
     """vlmbench: pre-train, fine-tune and evaluate VLM (Xu et al., 2021) the paper's way."""
 
 
-def guarded(fn):
-    """InputError -> 'error: <file/key>: <problem>' on stderr, exit 2."""
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM, raised in the main thread by main()'s handler so that every `finally` runs (locks
+    released, logs closed, a half-run cleaned up) before the one line saying what was kept."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+# argv of this process (main() sets it; the in-process test runner leaves it None): what a rerun repeats.
+_ARGV: list[str] | None = None
+
+
+def command_line(add: tuple[str, ...] = (), drop: tuple[str, ...] = ()) -> str:
+    """The command this process is running, as a user types it (`vlmbench ...`), with flags added or dropped."""
+    args = [a for a in (_ARGV if _ARGV is not None else sys.argv[1:]) if a not in drop]
+    args += [a for a in add if a not in args]
+    return shlex.join(["vlmbench", *args])
+
+
+def error_line(message: str) -> None:
+    """'error: <message>' as one line on stderr. The message is user data (paths, keys, video ids): printed
+    verbatim, never read as rich markup, so `[/b]` or 'segment [start, end]' come out as written."""
+    one = " ".join(part.strip() for part in str(message).splitlines() if part.strip())
+    err.print(Text.assemble(("error:", "red"), " ", one), highlight=False, soft_wrap=True)
+
+
+def guarded(fn=None, *, interrupted: Callable[[dict], str] | None = None):
+    """InputError -> 'error: <file/key>: <problem>' on stderr, exit 2. A write the disk refused (full, quota,
+    read-only) anywhere below is the same one line. SIGINT / SIGTERM -> one line 'interrupted (SIGINT): <what
+    was kept and the command that resumes>' (interrupted(kwargs) says it), exit 128 + the signal."""
+    if fn is None:
+        return lambda f: guarded(f, interrupted=interrupted)
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        from .io import is_write_error, write_error
+
         try:
             return fn(*args, **kwargs)
         except InputError as e:
-            err.print(f"[red]error:[/red] {e}", highlight=False, markup=True, soft_wrap=True)
+            error_line(str(e))
             raise typer.Exit(2) from None
+        except OSError as e:
+            if not is_write_error(e):
+                raise
+            error_line(str(write_error(e.filename or "output", e)))
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt as e:
+            signum = getattr(e, "signum", signal.SIGINT)
+            try:
+                what = interrupted(kwargs) if interrupted else f"rerun with: {command_line()}"
+            except Exception:  # noqa: BLE001  (the message must not fail: say at least how to rerun)
+                what = f"rerun with: {command_line()}"
+            err.print(Text(f"interrupted ({signal.Signals(signum).name}): {what}"), highlight=False, soft_wrap=True)
+            raise typer.Exit(128 + signum) from None
 
     return wrapper
 
 
 def say(line: str) -> None:
     err.print(line, highlight=False, markup=False, soft_wrap=True)
+
+
+def _pretrain_interrupted(kw: dict) -> str:
+    from .train import checkpoint as ckpt
+
+    out = Path(kw["out"])
+    resume = command_line(add=("--resume",), drop=("--overwrite", "--no-resume"))
+    last = ckpt.latest(out / "checkpoints")
+    if last is None:
+        return f"no checkpoint saved yet in {out / 'checkpoints'}; start again with: {resume}"
+    return f"checkpoint step {int(last.name.rpartition('_')[2])} saved in {last}; resume with: {resume}"
+
+
+def _run_interrupted(kw: dict) -> str:
+    return f"nothing saved (a run is atomic); rerun with: {command_line()}"
+
+
+def _kept(what: str) -> Callable[[dict], str]:
+    """Commands that skip or resume what is done: say what is kept, and that the same command resumes."""
+    return lambda kw: f"{what.format(out=kw['out'])}; resume with the same command: {command_line()}"
 
 
 MODEL_OPTION = typer.Option(
@@ -78,7 +149,7 @@ RUN_KEYS_HELP = help_text(RunConfig, "Fine-tune/eval keys")
 
 
 @app.command(epilog=PRETRAIN_KEYS_HELP)
-@guarded
+@guarded(interrupted=_pretrain_interrupted)
 def pretrain(
     pairs: list[str] = typer.Argument(None, help="key=value overrides, e.g. mmm=0.3 loss=mfm-mlm steps=100"),
     data: Path | None = typer.Option(
@@ -116,7 +187,9 @@ def pretrain(
     toy_data = (
         data is None or is_toy_dataset(data) or is_toy_dataset(Path(data) / "howto100m") or prepared_from_toy(data)
     )
-    cfg = pretrain_config(preset or ("toy" if toy_data else "paper"), pairs)  # bad keys: refused before torch loads
+    cfg = pretrain_config(
+        ("toy" if toy_data else "paper") if preset is None else preset, pairs
+    )  # bad keys: refused before torch loads
     from .train.pretrain import pretrain as run_pretrain
 
     summary = run_pretrain(
@@ -138,7 +211,7 @@ def pretrain(
 
 
 @app.command(epilog=RUN_KEYS_HELP)
-@guarded
+@guarded(interrupted=_run_interrupted)
 def run(
     task: str = typer.Option(..., "--task", help="task name (see `vlmbench tasks`)"),
     pairs: list[str] = typer.Argument(None, help="key=value overrides of the fine-tune/eval config, e.g. epochs=3"),
@@ -210,7 +283,7 @@ def run(
     )
     _print_metrics(result)
     for title, rows in extra.get("examples", {}).items():
-        console.print(f"[bold]{title}[/bold]")
+        console.print(Text(title, "bold"))
         for row in rows:
             console.print("  " + "  |  ".join(str(v) for v in row), highlight=False, markup=False)
     say(f"Result: {result.path}")
@@ -233,10 +306,10 @@ def score(predictions: Path = typer.Argument(..., help="a predictions.npz writte
     from .runner import score_file
 
     task, metrics, _, cis = score_file(predictions)
-    console.print(f"[bold]{task}[/bold]")
+    console.print(Text(task, "bold"))
     for k, v in metrics.items():
         ci = f"  95% CI [{cis[k][0]:.4f}, {cis[k][1]:.4f}]" if k in cis else ""
-        console.print(f"  {k}: {v:.4f}{ci}" if isinstance(v, float) else f"  {k}: {v}", highlight=False)
+        console.print(f"  {k}: {v:.4f}{ci}" if isinstance(v, float) else f"  {k}: {v}", highlight=False, markup=False)
 
 
 @app.command()
@@ -260,20 +333,29 @@ def tasks(
             console.print(f"{key}: {value}", markup=False, highlight=False, soft_wrap=True)
         return
 
-    table = Table(title="vlmbench tasks" + (f" (data: {data})" if data else ""))
+    table = Table(title=Text("vlmbench tasks" + (f" (data: {data})" if data else "")))
     for col in ("task", "family", "dataset", "metrics", "needs"):
         table.add_column(col, overflow="fold")  # long paths wrap, never cut
     if data:
         table.add_column("present", overflow="fold")
     for spec in registry.all_tasks().values():
         needs = [f"{spec.dataset}/{p}" for p in spec.files.values()] + [f"{spec.dataset}/{spec.features}/"]
-        row = [spec.name, spec.family, spec.dataset, ", ".join(spec.metrics), "\n".join(needs)]
+        row = [Text(v) for v in (spec.name, spec.family, spec.dataset, ", ".join(spec.metrics), "\n".join(needs))]
         if data:
             paths = list(spec.paths(data).values()) + [spec.feature_dir(data)]
             missing = [str(p.relative_to(data)) for p in paths if not p.exists()]
-            row.append("[green]yes[/green]" if not missing else "[red]missing[/red] " + ", ".join(missing))
+            row.append(
+                Text("yes", "green") if not missing else Text.assemble(("missing", "red"), " ", ", ".join(missing))
+            )
         table.add_row(*row)
+    broken = registry.broken_tasks()
+    for name in broken:  # listed, not fatal: the other tasks work
+        table.add_row(Text(name), Text("broken task file", "red"), *[Text("-")] * (len(table.columns) - 2))
     console.print(table)
+    for problem in broken.values():
+        error_line(str(problem))
+    if broken:
+        raise typer.Exit(2)
 
 
 @app.command()
@@ -294,7 +376,7 @@ def models():
         try:
             cls = catalog.model_class(name)
         except InputError as e:
-            table.add_row(name, target, "[red]cannot be loaded[/red]", str(e).split(": ", 1)[-1])
+            table.add_row(Text(name), Text(target), Text("cannot be loaded", "red"), Text(e.problem))
             continue
         runs = [
             t
@@ -302,7 +384,15 @@ def models():
             if not missing(adapter_class(spec.family).needs, cls.capabilities)
         ]
         table.add_row(
-            name, f"{cls.__module__}.{cls.__qualname__}", ", ".join(sorted(cls.capabilities)), ", ".join(runs) or "none"
+            *map(
+                Text,
+                (
+                    name,
+                    f"{cls.__module__}.{cls.__qualname__}",
+                    ", ".join(sorted(cls.capabilities)),
+                    ", ".join(runs) or "none",
+                ),
+            )
         )
     console.print(table)
 
@@ -315,14 +405,16 @@ def data_toy(
 ):
     """Write the toy world (HowTo100M + every task dataset) in the real formats."""
     from .data import toy
+    from .io import ensure_writable
 
+    ensure_writable(out)  # a file in the way, a read-only or full disk: one line before anything is written
     for name in toy.WRITERS:
         path = toy.write_dataset(name, out / name, seed=seed)
         say(f"wrote {path}")
 
 
 @data_app.command("prepare-howto100m")
-@guarded
+@guarded(interrupted=_kept("finished shards are kept in {out}"))
 def data_prepare_howto100m(
     data: Path = typer.Option(
         ..., help="HowTo100M folder (captions.json / raw_caption.json or captions/ of <vid>.csv, and features/)"
@@ -342,15 +434,20 @@ def data_prepare_howto100m(
     from rich.table import Table
 
     from .data.prepared import prepare
+    from .io import FolderLock, ensure_writable
 
-    with Progress(
-        TextColumn("prepare"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("videos"),
-        TimeRemainingColumn(),
-        console=err,
-    ) as bar:
+    ensure_writable(out)
+    with (
+        FolderLock(out),
+        Progress(
+            TextColumn("prepare"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("videos"),
+            TimeRemainingColumn(),
+            console=err,
+        ) as bar,
+    ):
         task = bar.add_task("prepare", total=None)
         prep = prepare(
             data,
@@ -360,7 +457,7 @@ def data_prepare_howto100m(
             say=say,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
-    table = Table(title=f"prepared HowTo100M: {out}")
+    table = Table(title=Text(f"prepared HowTo100M: {out}"))
     table.add_column("count")
     table.add_column("value", justify="right")
     for key, value in prep.counts.items():
@@ -388,13 +485,13 @@ def data_check(
 
     from .checks import check_data, exit_code
 
-    table = Table(title=f"data check: {data}")
+    table = Table(title=Text(f"data check: {data}"))
     for col in ("task", "status", "details"):
         table.add_column(col, overflow="fold")  # long paths wrap, never cut
     rows = check_data(data, task, allow_missing)
     for row in rows:
         colour = {"ok": "green", "missing": "yellow", "malformed": "red"}[row.status]
-        table.add_row(row.task, f"[{colour}]{row.status}[/{colour}]", row.details)
+        table.add_row(Text(row.task), Text(row.status, colour), Text(row.details))  # user data: never markup
     console.print(table)
     code = exit_code(rows)
     if code:
@@ -408,7 +505,7 @@ def data_check(
     epilog=f"Every value of every axis is checked against these keys before any cell runs.\n\n"
     f"{PRETRAIN_KEYS_HELP}\n\n{RUN_KEYS_HELP}"
 )
-@guarded
+@guarded(interrupted=_kept("finished cells are kept in {out}, an interrupted one resumes from its checkpoint"))
 def ablate(
     pairs: list[str] = typer.Argument(
         None,
@@ -451,7 +548,7 @@ def ablate(
 
 
 @app.command()
-@guarded
+@guarded(interrupted=_kept("finished tasks are kept in {out}"))
 def suite(
     preset: str = typer.Option("smoke", help="paper | toy | ci | smoke (smoke: a plumbing check in seconds)"),
     out: Path = typer.Option(Path("runs/suite"), help="run folder: pretrain/, <task>/result.json, suite.json"),
@@ -645,7 +742,7 @@ app.add_typer(convert_app, name="convert")
 
 
 @features_app.command("extract")
-@guarded
+@guarded(interrupted=_kept("extracted videos are kept in {out}"))
 def features_extract(
     videos: Path = typer.Option(
         ..., help="folder of videos (and one level of subfolders); id = file name without extension"
@@ -816,12 +913,73 @@ def viz_embeddings(
     say(f"Embeddings: {png} (and .svg), {proj.method}")
 
 
-def main() -> None:
+def _on_signal(signum: int, frame) -> None:
+    # a second signal while the first is handled ends the process at once (still no traceback)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda n, f: os._exit(128 + n))
+    raise Interrupted(signum)
+
+
+def _kinds(e: BaseException) -> set[str]:
+    """Class names up e's hierarchy (typer carries its own copy of click's exceptions: matched by name)."""
+    return {c.__name__ for c in type(e).__mro__}
+
+
+def _param_name(param) -> str | None:
+    if param is None:
+        return None
+    if getattr(param, "param_type_name", "") == "option" and getattr(param, "opts", None):
+        return "/".join(param.opts)
+    return (getattr(param, "human_readable_name", None) or param.name or "").upper() or None
+
+
+def usage_line(e: Exception) -> str:
+    """A usage error (typer/click) as one line: `--task: missing option (see `vlmbench run -h`)`."""
+    ctx = getattr(e, "ctx", None)
+    where = f" (see `{ctx.command_path} -h`)" if ctx is not None else ""
+    kinds, param = _kinds(e), getattr(e, "param", None)
+    name: str | None = None
+    if "MissingParameter" in kinds:
+        name = _param_name(param)
+        problem = f"missing {getattr(e, 'param_type', None) or getattr(param, 'param_type_name', 'parameter')}"
+    elif "BadParameter" in kinds:
+        hint = getattr(e, "param_hint", None)
+        name = _param_name(param) or (str(hint) if hint else None)
+        problem = e.message
+    elif "NoSuchOption" in kinds:
+        name, possible = e.option_name, getattr(e, "possibilities", None)
+        problem = "no such option" + (f" (did you mean {', '.join(possible)}?)" if possible else "")
+    elif "BadOptionUsage" in kinds:
+        name, problem = e.option_name, e.message
+    else:
+        problem = e.format_message()
+    problem = " ".join(problem.split()).rstrip(".")
+    return f"{name}: {problem}{where}" if name else f"{problem}{where}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The entry point. Every way out is one line at most: bad input and usage errors `error: ...` (exit 2),
+    SIGINT/SIGTERM `interrupted (...)` (exit 130/143), never a traceback or a usage box."""
+    global _ARGV
+    _ARGV = list(sys.argv[1:] if argv is None else argv)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _on_signal)
     try:
-        app()
-    except KeyboardInterrupt:
-        err.print("interrupted")
-        sys.exit(130)
+        rv = app(args=_ARGV, prog_name="vlmbench", standalone_mode=False)
+    except typer.TyperException as e:  # click's exceptions, as typer carries them
+        if "NoArgsIsHelpError" in _kinds(e):  # `vlmbench data`: the group's help, as before
+            e.show()
+            sys.exit(e.exit_code)
+        error_line(usage_line(e) if "UsageError" in _kinds(e) else e.format_message())
+        sys.exit(2 if "UsageError" in _kinds(e) else e.exit_code)
+    except typer.Abort:  # end of input at a prompt
+        error_line("aborted")
+        sys.exit(1)
+    except KeyboardInterrupt as e:  # before a command started (while parsing or importing)
+        signum = getattr(e, "signum", signal.SIGINT)
+        err.print(Text(f"interrupted ({signal.Signals(signum).name}): nothing was started"), highlight=False)
+        sys.exit(128 + signum)
+    sys.exit(rv if isinstance(rv, int) and not isinstance(rv, bool) else 0)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,12 @@ class TaskRecipe(Protocol):
 
 C = TypeVar("C", bound="Schema")
 
+# Upper bounds of counts and seeds: numpy and torch take seeds below 2**32, and a count past these is a typo that
+# would otherwise fail deep inside (an overflow in the seeds drawn per step) after files were written.
+MAX_SEED = 2**32 - 1
+MAX_STEPS = 10**9
+MAX_EPOCHS = 10**6
+
 # The authors' MFM-MLM baseline config (mfmmlm.yaml) samples text budgets from 10 tokens; VLM's from 8.
 MFM_MLM_MIN_TEXT_LEN = 10
 
@@ -66,7 +72,10 @@ class Optimiser(Schema):
 
     lr: float = _key(5e-5, "peak learning rate (Adam)", gt=0)
     lr_decay_steps: int = _key(
-        1_000_000, "polynomial decay reaches 0 here (fairseq total_num_update: ~constant lr after warm-up)", ge=1
+        1_000_000,
+        "polynomial decay reaches 0 here (fairseq total_num_update: ~constant lr after warm-up)",
+        ge=1,
+        le=MAX_STEPS,
     )
     beta1: float = _key(0.9, "Adam beta1", ge=0, lt=1)
     beta2: float = _key(0.98, "Adam beta2", ge=0, lt=1)
@@ -107,11 +116,11 @@ class PretrainConfig(Optimiser):
     max_text_len: int = _key(64, "upper bound of each clip's random text budget (tokens); >= min_text_len", ge=1)
     clips_per_video: int = _key(32, "clips sampled from each video per batch (the reference's subsampling)", ge=1)
     batch_size: int = _key(256, "clips per process and update (8 videos x 32 clips)", ge=1)
-    epochs: int = _key(15, "passes over the videos; used when steps=0", ge=1)
-    steps: int = _key(0, "updates to run; 0 = epochs x batches per epoch", ge=0)
-    warmup: int = _key(1000, "linear warm-up updates; 0 = none", ge=0)
-    seed: int = _key(0, "seed of sampling, masking, dropout and initialisation", ge=0)
-    save_every: int = _key(1024, "updates between checkpoints (--resume continues the latest)", ge=1)
+    epochs: int = _key(15, "passes over the videos; used when steps=0", ge=1, le=MAX_EPOCHS)
+    steps: int = _key(0, "updates to run; 0 = epochs x batches per epoch", ge=0, le=MAX_STEPS)
+    warmup: int = _key(1000, "linear warm-up updates; 0 = none", ge=0, le=MAX_STEPS)
+    seed: int = _key(0, "seed of sampling, masking, dropout and initialisation", ge=0, le=MAX_SEED)
+    save_every: int = _key(1024, "updates between checkpoints (--resume continues the latest)", ge=1, le=MAX_STEPS)
     val_fraction: float = _key(
         0.01,
         "share of the videos held out for a validation loss at every checkpoint (the authors' how2_s3d_val.lst); "
@@ -159,10 +168,10 @@ class PretrainConfig(Optimiser):
 
 class RunConfig(Optimiser):
     backbone: str = _key("default", "backbone when no --checkpoint is given (and of the toy checkpoint)", min_length=1)
-    seed: int = _key(0, "seed of fine-tuning (shuffles, dropout, head initialisation)", ge=0)
+    seed: int = _key(0, "seed of fine-tuning (shuffles, dropout, head initialisation)", ge=0, le=MAX_SEED)
     zeroshot: bool = _key(False, "evaluate without fine-tuning")
-    epochs: int = _key(10, "fine-tuning epochs; 0 = no fine-tuning", ge=0)
-    batch_size: int = _key(128, "training examples per process and update (task recipes set the paper's)", ge=1)
+    epochs: int = _key(10, "fine-tuning epochs; 0 = no fine-tuning", ge=0, le=MAX_EPOCHS)
+    batch_size: int = _key(128, "training examples per update (task recipes set the paper's)", ge=1)
     virtual_ranks: int = _key(
         1,
         "processes simulated in one: an update takes virtual_ranks batches, each with its own in-batch negatives, "
@@ -170,7 +179,7 @@ class RunConfig(Optimiser):
         ge=1,
         le=64,
     )
-    warmup: int = _key(122, "linear warm-up updates; 0 = none", ge=0)
+    warmup: int = _key(122, "linear warm-up updates; 0 = none", ge=0, le=MAX_STEPS)
     eval_batch_size: int = _key(256, "examples per forward at test time", ge=1)
     max_train: int = _key(0, "cap on training examples; 0 = all", ge=0)
     max_test: int = _key(0, "cap on test examples; 0 = all", ge=0)
@@ -278,11 +287,12 @@ def _bounds(cls: type[Schema], key: str) -> str:
             if isinstance(m, getattr(at, name.capitalize())):
                 b[name] = getattr(m, name)
     lo, hi = b.get("ge", b.get("gt")), b.get("le", b.get("lt"))
+    num = lambda v: str(v) if isinstance(v, int) else f"{v:g}"  # noqa: E731  (4294967295, not 4.29497e+09)
     if "ge" in b and "le" in b:
-        return f"between {lo:g} and {hi:g}"
+        return f"between {num(lo)} and {num(hi)}"
     parts = [
-        f"{'>=' if 'ge' in b else '>'} {lo:g}" if lo is not None else "",
-        f"{'<=' if 'le' in b else '<'} {hi:g}" if hi is not None else "",
+        f"{'>=' if 'ge' in b else '>'} {num(lo)}" if lo is not None else "",
+        f"{'<=' if 'le' in b else '<'} {num(hi)}" if hi is not None else "",
     ]
     return " and ".join(p for p in parts if p)
 
@@ -355,12 +365,14 @@ def resolve(cls: type[C], layers: Sequence[tuple[str | None, Mapping[str, Any]]]
 
 def build(cls: type[C], presets: dict[str, dict[str, Any]], preset: str | None, overrides: dict[str, Any]) -> C:
     """Defaults < presets[preset] < overrides (already-typed values)."""
-    preset = _check_preset(preset or "paper", presets)
+    preset = _check_preset("paper" if preset is None else preset, presets)
     return resolve(cls, [(f"preset {preset}", presets[preset]), (None, overrides)], preset)
 
 
 def _check_preset(preset: str, known: Iterable[str], where: str = "--preset") -> str:
     known = list(known)
+    if not str(preset).strip():  # `--preset ''` is a mistake, never "the default"
+        raise InputError(f"must not be empty (known: {', '.join(known)})", path=where)
     if preset not in known:
         raise InputError(f"unknown preset {preset!r} (known: {', '.join(known)})", path=where)
     return preset
@@ -368,14 +380,14 @@ def _check_preset(preset: str, known: Iterable[str], where: str = "--preset") ->
 
 def pretrain_config(preset: str | None = "paper", pairs: Iterable[str] = ()) -> PretrainConfig:
     """paper defaults < PRESETS[preset] < key=value pairs."""
-    preset = _check_preset(preset or "paper", PRESETS)
+    preset = _check_preset("paper" if preset is None else preset, PRESETS)
     return resolve(PretrainConfig, [(f"preset {preset}", PRESETS[preset]), (None, split_pairs(pairs))], preset)
 
 
 def run_config(spec: TaskRecipe, preset: str | None, pairs: Iterable[str] = ()) -> RunConfig:
     """paper defaults < task recipe < task preset < key=value pairs. Every preset of the task file is
     validated too (a broken task file fails on any preset, not only on the one that has the typo)."""
-    preset = preset or "paper"
+    preset = "paper" if preset is None else preset
     where = str(spec.source or spec.name)
     recipe = (f"{where}: recipe", spec.recipe)
     for name, values in spec.presets.items():

@@ -6,6 +6,7 @@ class InputError(Exception):
 
     def __init__(self, message: str, path: object | None = None):
         self.path = path
+        self.problem = message  # the message without the path
         super().__init__(f"{path}: {message}" if path is not None else message)
 
 

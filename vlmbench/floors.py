@@ -157,7 +157,7 @@ def floor_baseline(
         )
     is_toy = data is None
     toy_data = is_toy or toy.is_toy_dataset(Path(data) / spec.dataset)  # a `vlmbench data toy` folder
-    cfg = run_config(spec, preset or ("toy" if toy_data else "paper"), [])
+    cfg = run_config(spec, ("toy" if toy_data else "paper") if preset is None else preset, [])
     root = toy.toy_root() if is_toy else Path(data)
     if not is_toy and not root.is_dir():
         raise InputError("data folder not found", path=root)

@@ -7,9 +7,11 @@ the final file gets the user's normal permissions (0666 & ~umask), as if written
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -41,6 +43,36 @@ def umask() -> int:
     return mask
 
 
+# A write that fails for one of these reasons is the user's disk, not a bug: one line naming the file, exit 2.
+WRITE_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EFBIG, errno.EIO, errno.ENOTDIR}
+)
+# How Rust's io::Error shows its errno inside a library's own exception (safetensors): Display
+# "... (os error 28)", Debug "Os { code: 28, ... }". The errno is read, never the wording around it.
+_RUST_ERRNO = re.compile(r"\(os error (\d+)\)|\bOs \{ code: (\d+)")
+
+
+def write_errno(e: BaseException) -> int | None:
+    """The errno behind a failed write: an OSError's own, or the one a library's exception carries in its text
+    (safetensors raises SafetensorError with the Rust io::Error inside). None when there is none."""
+    if isinstance(e, OSError):
+        return e.errno
+    m = _RUST_ERRNO.search(str(e))
+    return int(m[1] or m[2]) if m else None
+
+
+def is_write_error(e: BaseException) -> bool:
+    """A full disk, a quota, a read-only file system, no permission...: recognised by errno, not by message."""
+    return write_errno(e) in WRITE_ERRNOS
+
+
+def write_error(path: Path | str, e: BaseException) -> InputError:
+    """The one-line InputError for a failed write of `path`."""
+    code = write_errno(e)
+    reason = os.strerror(code) if code is not None else (getattr(e, "strerror", None) or str(e))
+    return InputError(f"cannot write ({reason})", path=path)
+
+
 def _cannot_write(path: Path, e: OSError) -> InputError:
     return InputError(f"cannot write ({e.strerror or e})", path=path)
 
@@ -55,23 +87,21 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
         os.close(fd)
         tmp_path = Path(tmp)
-        os.chmod(tmp_path, 0o666 & ~umask())  # mkstemp makes 0600; a result is for the user's group too
+        mode = 0o666 & ~umask()  # mkstemp makes 0600; a result is for the user's group too
+        os.chmod(tmp_path, mode)
         write(tmp_path)
+        os.chmod(tmp_path, mode)  # again: a writer may replace the file (safetensors writes its own 0600 file)
         os.replace(tmp_path, path)
     except OSError as e:
         raise _cannot_write(path, e) from None
     except Exception as e:
-        if _is_io_error(e):  # safetensors reports a full disk as its own error type
-            raise InputError(f"cannot write ({e})", path=path) from None
+        if is_write_error(e):  # safetensors reports a full disk as its own error type, with the errno inside
+            raise write_error(path, e) from None
         raise
     finally:
         if tmp_path is not None and tmp_path.exists():
             tmp_path.unlink()
     return path
-
-
-def _is_io_error(e: Exception) -> bool:
-    return type(e).__name__ == "SafetensorError" and "IoError" in str(e)
 
 
 def write_text(path: str | Path, text: str) -> Path:
@@ -120,6 +150,83 @@ def ensure_writable(out: str | Path, probe_bytes: int = 1 << 16) -> Path:
     finally:
         Path(tmp).unlink(missing_ok=True)
     return out
+
+
+LOCK_FILE = ".vlmbench.lock"
+
+
+class FolderLock:
+    """A writer's exclusive, non-blocking hold on an output folder, for as long as it writes there: a second vlmbench
+    writing into the same folder is refused in one line (InputError) instead of both reporting success with one
+    result lost. An flock on `<out>/.vlmbench.lock`: the kernel drops it when the holder dies (kill -9 included),
+    so a stale file never blocks. Releasing removes the lock file, and the folder too when this lock created it
+    and nothing was written there, so a refused or failed command leaves nothing behind."""
+
+    def __init__(self, out: Path | str, what: str = "--out"):
+        self.out, self.what = Path(out), what
+        self.path = self.out / LOCK_FILE
+        self.fd: int | None = None
+        self.created = False
+
+    def acquire(self) -> FolderLock:
+        import fcntl
+
+        try:
+            self.created = not self.out.exists()
+            while True:
+                self.out.mkdir(parents=True, exist_ok=True)
+                try:
+                    fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666 & ~umask())
+                except FileNotFoundError:  # the last holder removed the empty folder it had made: again
+                    continue
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    os.close(fd)
+                    self._remove_folder()
+                    raise InputError(
+                        f"another vlmbench process is writing into this folder (wait for it, or use another {self.what})",
+                        path=self.out,
+                    ) from None
+                try:  # the holder we waited on may have removed the file as it let go: lock the current one
+                    same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+                except FileNotFoundError:
+                    same = False
+                if same:
+                    self.fd = fd
+                    return self
+                os.close(fd)
+        except OSError as e:
+            if not is_write_error(e):
+                raise
+            raise write_error(self.out, e) from None
+
+    def release(self) -> None:
+        import fcntl
+
+        if self.fd is None:
+            return
+        try:
+            self.path.unlink(missing_ok=True)  # still held: no one can take the old file meanwhile
+        except OSError:
+            pass
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        os.close(self.fd)
+        self.fd = None
+        self._remove_folder()
+
+    def _remove_folder(self) -> None:
+        if self.created:
+            try:
+                self.out.rmdir()  # only when empty
+            except OSError:
+                pass
+
+    def __enter__(self) -> FolderLock:
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
 
 
 def remove_temp_files(folder: str | Path, recursive: bool = True) -> int:

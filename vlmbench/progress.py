@@ -24,10 +24,10 @@ class JobProgress:
             from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
             self.p = Progress(
-                TextColumn("{task.description}"),
+                TextColumn("{task.description}", markup=False),
                 BarColumn(),
-                TextColumn("{task.fields[count]}"),
-                TextColumn("{task.fields[info]}"),
+                TextColumn("{task.fields[count]}", markup=False),
+                TextColumn("{task.fields[info]}", markup=False),
                 TimeRemainingColumn(),
                 transient=False,
             )

@@ -8,13 +8,15 @@ and in adapters.CLASSES. Nothing is resolved from arbitrary strings: `family` mu
 
 from __future__ import annotations
 
+import difflib
 import importlib.resources
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from .errors import InputError
 
@@ -110,65 +112,174 @@ def _learned(raw, path) -> tuple[LearnedRule, ...]:
     return tuple(rules)
 
 
-REQUIRED = ("name", "family", "dataset", "files", "metrics", "split", "recipe")
+# ---- the task file's schema ------------------------------------------------------------------------------------
+
+Name = Annotated[str, StringConstraints(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+Text = Annotated[str, StringConstraints(min_length=1)]
+
+
+class Options(BaseModel):
+    """Family-specific settings (each adapter reads its own)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    reader: Literal["msrvtt", "youcook2"] | None = None  # retrieval: which dataset reader
+    loss: Literal["t2v", "v2t"] | None = None  # retrieval: the contrastive direction
+    num_classes: Annotated[int, Field(ge=2)] | None = None  # segmentation: classes with background
+    n_train: Annotated[int, Field(ge=1)] | None = None  # localization: supervised training tasks
+    split_seed: Annotated[int, Field(ge=0)] | None = None  # localization: the train/test task split
+    start_from_kept_epoch: bool | None = None  # a suite that pre-trains starts this task from model-epochN
+
+
+class TaskFile(BaseModel):
+    """tasks/<name>.yaml, validated whole when the registry loads it: a wrong type or a missing key is one line
+    naming the file and the key. The recipe and presets are checked against RunConfig (vlmbench.config)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    name: Name
+    family: Literal[FAMILIES]  # type: ignore[valid-type]
+    dataset: Name  # a folder under the data root
+    description: str = ""
+    files: dict[Text, Text]
+    features: Text = "features"
+    metrics: Annotated[list[Text], Field(min_length=1)]
+    split: Text
+    recipe: dict[Text, Any]
+    presets: dict[Text, dict[Text, Any] | None] = {}
+    options: Options = Options()
+    learned: Any = None  # checked by _learned (its own messages)
+
+
+def _where(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _schema_error(e: ValidationError, path) -> InputError:
+    errors = e.errors()
+    extra = [x for x in errors if x["type"] == "extra_forbidden"]
+    err = extra[0] if extra else errors[0]  # a misspelt key first: it explains the missing one
+    key = _where(err["loc"])
+    if err["type"] == "extra_forbidden":
+        fields = TaskFile.model_fields if len(err["loc"]) == 1 else Options.model_fields
+        close = difflib.get_close_matches(str(err["loc"][-1]), list(fields), n=1)
+        return InputError(f"{key}: unknown key" + (f" (did you mean {close[0]!r}?)" if close else ""), path=path)
+    if err["type"] == "missing":
+        missing = [_where(x["loc"]) for x in e.errors() if x["type"] == "missing"]
+        return InputError(f"missing keys: {', '.join(missing)}", path=path)
+    got = repr(err.get("input"))
+    got = got if len(got) <= 60 else got[:57] + "..."
+    return InputError(f"{key}: {err['msg'][0].lower()}{err['msg'][1:]}, got {got}", path=path)
 
 
 def load_spec(path) -> TaskSpec:
-    """path: a Path or an importlib.resources Traversable."""
+    """path: a Path or an importlib.resources Traversable. A malformed file is one InputError naming it."""
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
         raise InputError(f"malformed YAML ({e.__class__.__name__})", path=path) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"cannot read ({getattr(e, 'strerror', None) or e})", path=path) from None
     if not isinstance(raw, dict):
         raise InputError("expected a mapping", path=path)
-    missing = [k for k in REQUIRED if k not in raw]
-    if missing:
-        raise InputError(f"missing keys: {', '.join(missing)}", path=path)
-    if raw["family"] not in FAMILIES:
+    if "family" in raw and isinstance(raw["family"], str) and raw["family"] not in FAMILIES:
         raise InputError(f"unknown family {raw['family']!r} (known: {', '.join(FAMILIES)})", path=path)
-    return TaskSpec(
-        name=raw["name"],
-        family=raw["family"],
-        dataset=raw["dataset"],
-        description=raw.get("description", ""),
-        files=dict(raw["files"]),
-        features=raw.get("features", "features"),
-        metrics=tuple(raw["metrics"]),
-        split=raw["split"],
-        recipe=dict(raw["recipe"]),
-        presets=dict(raw.get("presets", {})),
-        options=dict(raw.get("options", {})),
-        learned=_learned(raw.get("learned"), path),
+    try:
+        f = TaskFile.model_validate(raw)
+    except ValidationError as e:
+        raise _schema_error(e, path) from None
+    spec = TaskSpec(
+        name=f.name,
+        family=f.family,
+        dataset=f.dataset,
+        description=f.description,
+        files=dict(f.files),
+        features=f.features,
+        metrics=tuple(f.metrics),
+        split=f.split,
+        recipe=dict(f.recipe),
+        presets={k: dict(v or {}) for k, v in f.presets.items()},
+        options=f.options.model_dump(exclude_none=True),
+        learned=_learned(f.learned, path),
         source=path,
     )
+    from .config import run_config
+
+    run_config(spec, "paper")  # the recipe and every preset against RunConfig: InputError naming the file
+    return spec
 
 
-@lru_cache(maxsize=1)
-def all_tasks(tasks_dir=TASKS_DIR) -> dict[str, TaskSpec]:
-    """Every *.yaml under tasks_dir (a folder Path or a Traversable), by task name."""
-    specs = {}
+@dataclass(frozen=True)
+class Tasks:
+    """What a tasks folder holds: the usable tasks by name, and each broken file's one-line problem."""
+
+    specs: dict[str, TaskSpec]
+    broken: dict[str, InputError]  # task name (or the file's stem when it has none) -> its problem
+
+
+def load(tasks_dir=None) -> Tasks:
+    """Every *.yaml under tasks_dir (a folder Path or a Traversable; default TASKS_DIR). A broken file is kept
+    aside with its problem, so the other tasks still work; running the broken one names its problem."""
+    return _load(TASKS_DIR if tasks_dir is None else tasks_dir)
+
+
+@lru_cache(maxsize=8)
+def _load(tasks_dir) -> Tasks:
+    specs: dict[str, TaskSpec] = {}
+    broken: dict[str, InputError] = {}
     for path in sorted((p for p in tasks_dir.iterdir() if p.name.endswith(".yaml")), key=lambda p: p.name):
-        spec = load_spec(path)
-        if spec.name in specs:
-            raise InputError(f"task {spec.name!r} defined twice", path=path)
+        try:
+            spec = load_spec(path)
+            if spec.name in specs:
+                raise InputError(f"task {spec.name!r} defined twice (also in {specs[spec.name].source})", path=path)
+        except InputError as e:
+            broken[_declared_name(path)] = e
+            continue
         specs[spec.name] = spec
     # `over:` names a floor kind that applies to the task, or another task
-    for spec in specs.values():
+    for spec in list(specs.values()):
         for i, rule in enumerate(spec.learned):
-            if rule.over is None or rule.over in specs:
+            if rule.over is None or rule.over in specs or rule.over in broken:
                 continue
             if spec.family not in FLOOR_KINDS.get(rule.over, ()):
                 fits = [k for k, f in FLOOR_KINDS.items() if spec.family in f]
-                raise InputError(
+                broken[spec.name] = InputError(
                     f"learned[{i}].over: {rule.over!r} is neither a task nor a floor kind of "
                     f"{spec.family} ({', '.join(fits)})",
                     path=spec.source,
                 )
-    return specs
+                del specs[spec.name]
+                break
+    return Tasks(specs, broken)
 
 
-def get(name: str) -> TaskSpec:
-    tasks = all_tasks()
-    if name not in tasks:
-        raise InputError(f"unknown task {name!r} (known: {', '.join(tasks)})", path="--task")
-    return tasks[name]
+def _declared_name(path) -> str:
+    """The name a (broken) task file gives itself, else its file name without .yaml."""
+    try:
+        raw = yaml.safe_load(path.read_text())
+        if isinstance(raw, dict) and isinstance(raw.get("name"), str) and raw["name"]:
+            return raw["name"]
+    except Exception:  # noqa: BLE001  (any unreadable file: named by its file)
+        pass
+    return path.name[: -len(".yaml")]
+
+
+def all_tasks(tasks_dir=None) -> dict[str, TaskSpec]:
+    """The usable tasks of tasks_dir (default TASKS_DIR), by name; broken files are in broken_tasks()."""
+    return load(tasks_dir).specs
+
+
+def broken_tasks(tasks_dir=None) -> dict[str, InputError]:
+    """Task name (or file stem) -> the one-line problem of each task file that does not load."""
+    return load(tasks_dir).broken
+
+
+def get(name: str, tasks_dir=None) -> TaskSpec:
+    tasks = load(tasks_dir)
+    if name in tasks.broken:
+        e = tasks.broken[name]
+        raise InputError(e.problem, path=e.path)
+    if name not in tasks.specs:
+        raise InputError(f"unknown task {name!r} (known: {', '.join(tasks.specs)})", path="--task")
+    return tasks.specs[name]

@@ -23,7 +23,7 @@ from . import registry, rundir
 from .config import RunConfig, pretrain_config, run_config
 from .data import toy
 from .errors import InputError
-from .io import atomic_write, ensure_writable, remove_temp_files
+from .io import FolderLock, atomic_write, ensure_writable, remove_temp_files
 from .progress import JobProgress
 from .records.corpus import contamination, read_ids
 from .records.predictions import PREDICTIONS, PREDICTIONS_JSONL, RESULT, load_predictions, save_predictions
@@ -35,7 +35,6 @@ from .records.result import Result, provenance, save_result
 # What marks a folder as holding a task run, and what --overwrite replaces (nothing else).
 RUN_MARKERS = (RESULT, PREDICTIONS)
 RUN_FILES = (RESULT, PREDICTIONS, PREDICTIONS_JSONL, "finetune_losses.json", "tb")
-LOCK_FILE = ".vlmbench.lock"
 
 
 # A run on the toy world without --checkpoint starts from the toy checkpoint pre-trained with the SAME preset (the
@@ -126,35 +125,6 @@ def device(name: str | None = None):
     return dev
 
 
-def run_lock(out: Path) -> FileLock:
-    """The run folder's lock, held for the whole run: a second vlmbench writing into the same folder is refused
-    (run_folder_lock raises) instead of both reporting success with one result lost."""
-    return FileLock(str(Path(out) / LOCK_FILE), timeout=0)
-
-
-def acquire(lock: FileLock, out: Path) -> None:
-    from filelock import Timeout
-
-    try:
-        lock.acquire()
-    except Timeout:
-        raise InputError(
-            "another vlmbench process is running in this folder (wait for it, or use another --out)", path=out
-        ) from None
-
-
-def release(lock: FileLock, out: Path, created: bool) -> None:
-    """Release the run folder's lock and remove its file (a failed run leaves nothing behind, not even the lock;
-    a folder this run created and left empty goes too)."""
-    Path(lock.lock_file).unlink(missing_ok=True)  # while held: a process that opened it is still refused
-    lock.release()
-    if created:
-        try:
-            out.rmdir()  # only when empty
-        except OSError:
-            pass
-
-
 def run(
     task: str,
     *,
@@ -185,7 +155,7 @@ def run(
         if limit < 1:
             raise InputError(f"--limit must be >= 1, got {limit}", path="--limit")
         pairs = [*pairs, f"max_test={limit}"]
-    cfg: RunConfig = run_config(spec, preset or ("toy" if toy_data else "paper"), pairs)
+    cfg: RunConfig = run_config(spec, ("toy" if toy_data else "paper") if preset is None else preset, pairs)
     out = Path(out) if out else Path("runs") / f"{task}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     ensure_writable(out)  # before any work: a read-only or full disk, or a file in the way
     root = toy.toy_root() if is_toy else Path(data)
@@ -210,10 +180,7 @@ def run(
     if not overwrite:
         rundir.refuse_existing(out, RUN_MARKERS, "pass --overwrite to replace it")
     plan = Plan(spec, cfg, root, is_toy, toy_data, out, model_cls, checkpoint, adapter, dev, limit, allow_missing)
-    created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
-    lock = run_lock(out)
-    acquire(lock, out)
+    lock = FolderLock(out).acquire()
     try:
         remove_temp_files(out, recursive=False)  # leftovers of a killed run
         if not overwrite:  # again under the lock: another run may have finished here meanwhile
@@ -221,10 +188,17 @@ def run(
         job = JobProgress(progress, f"run {task}", _stages(plan))
         try:
             return _execute(plan, job, say, overwrite)
+        except BaseException:
+            # Interrupted (SIGINT/SIGTERM) or failed once the run began writing: a run is atomic, so none of its
+            # files stay (with --overwrite the old run is gone by then: it is only cleared once the new one has
+            # predictions). Rerunning the same command starts afresh.
+            if plan.writing:
+                rundir.clear(out, RUN_FILES)
+            raise
         finally:
             job.close()
     finally:
-        release(lock, out, created)
+        lock.release()
 
 
 @dataclass
@@ -243,6 +217,7 @@ class Plan:
     device: Any
     limit: int | None
     allow_missing: bool
+    writing: bool = False  # set once the run replaces or writes its files in out
 
 
 # Stage weights of a run's progress display (vlmbench.progress): expected seconds on 2 CPU cores, measured on the
@@ -331,6 +306,7 @@ def _execute(plan: Plan, job: JobProgress, say: Callable[[str], None], overwrite
         preds = adapter.predict(module, progress=lambda done, total: tick(done, "", total))
     timings["predict_s"] = time.perf_counter() - t0
     cfg_dict = cfgmod.to_dict(cfg)
+    plan.writing = True
     if overwrite:
         rundir.clear(out, RUN_FILES)  # the old run stays intact until the new one has predictions
     preds = {**preds, **adapter.per_example(preds, cfg_dict)}  # per-example values, kept

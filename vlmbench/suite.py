@@ -61,6 +61,9 @@ def suite(
 
     out = ensure_writable(Path(out))  # a read-only or full disk fails before any work
     names = list(dict.fromkeys(tasks)) if tasks else list(registry.all_tasks())
+    if not tasks:
+        for problem in registry.broken_tasks().values():  # the other tasks still run
+            say(f"suite: skipped, the task file is broken: {problem}")
     seed_pair = [f"seed={int(seed)}"] if seed is not None else []
     run_pairs = [*run_pairs, *seed_pair]
     for name in names:  # unknown task, preset or bad key: fail before any work

@@ -232,9 +232,11 @@ def _rich(t: Table, cols: Sequence[str], widths: dict[str, int], title: str) -> 
     table = RichTable()
     for col in cols:
         num = col in t.numeric
-        table.add_column(str(col), justify="right" if num else "left", width=widths[col], no_wrap=num, overflow="fold")
+        table.add_column(
+            Text(str(col)), justify="right" if num else "left", width=widths[col], no_wrap=num, overflow="fold"
+        )
     for row in t.frame[list(cols)].itertuples(index=False):
-        table.add_row(*map(str, row))
+        table.add_row(*(Text(str(v)) for v in row))  # data, never rich markup
     return Group(Text(title), table) if title else Group(table)
 
 

@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import save_file
 
 from ..errors import InputError
-from ..io import atomic_write, read_safetensors, remove_temp_files, write_json, write_text
+from ..io import atomic_write, is_write_error, read_safetensors, remove_temp_files, write_error, write_json, write_text
 from ..model.vlm import VLM
 
 OPTIMIZER = "optimizer.safetensors"
@@ -29,26 +29,37 @@ def _unique_params(model: torch.nn.Module) -> list[torch.nn.Parameter]:
 
 
 def save(ckpt_root: Path, step: int, model: VLM, optimizer: torch.optim.Optimizer, extra: dict) -> Path:
-    ckpt_root.mkdir(parents=True, exist_ok=True)
+    """Write checkpoint `step`. A failed write (full disk, quota, read-only) is one InputError naming the
+    checkpoint, and leaves the previous checkpoint as `latest` and no half-written folder."""
     name = f"step_{step:07d}"
     final, tmp = ckpt_root / name, ckpt_root / f".{name}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save(tmp)
-    sd = optimizer.state_dict()
-    tensors = {
-        f"{i}.{k}": v.contiguous()
-        for i, st in sd["state"].items()
-        for k, v in st.items()
-        if isinstance(v, torch.Tensor)
-    }
-    atomic_write(tmp / OPTIMIZER, lambda p: save_file(tensors, str(p)))
-    write_json(tmp / TRAINER, {"step": step, "param_groups": sd["param_groups"], **extra})
     try:
+        ckpt_root.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        model.save(tmp)
+        sd = optimizer.state_dict()
+        tensors = {
+            f"{i}.{k}": v.contiguous()
+            for i, st in sd["state"].items()
+            for k, v in st.items()
+            if isinstance(v, torch.Tensor)
+        }
+        atomic_write(tmp / OPTIMIZER, lambda p: save_file(tensors, str(p)))
+        write_json(tmp / TRAINER, {"step": step, "param_groups": sd["param_groups"], **extra})
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
-    except OSError as e:
-        raise InputError(f"cannot write checkpoint ({e.strerror or e})", path=final) from None
-    write_text(ckpt_root / LATEST, name + "\n")
+        write_text(ckpt_root / LATEST, name + "\n")
+    except (InputError, OSError) as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError) and not is_write_error(e):
+            raise
+        reason = e.problem if isinstance(e, InputError) else write_error(final, e).problem
+        kept = latest(ckpt_root)
+        raise InputError(
+            f"{reason.replace('cannot write', 'cannot write checkpoint', 1)}; "
+            + (f"the last complete one is {kept.name}" if kept is not None else "no checkpoint was saved"),
+            path=final,
+        ) from None
     return final
 
 

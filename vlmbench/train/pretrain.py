@@ -23,7 +23,7 @@ from ..data import prepared
 from ..data.features import FeatureStore
 from ..data.toy.howto100m import ensure_howto100m
 from ..errors import InputError
-from ..io import ensure_writable, write_json, write_text
+from ..io import FolderLock, ensure_writable, is_write_error, write_error, write_json, write_text
 from ..model.layout import TEXT_START, VIDEO_SEP, VIDEO_START
 from ..model.losses import masked_token_loss, mfm_mlm_loss
 from ..model.masking import corrupt
@@ -102,6 +102,27 @@ def pretrain(
     out = ensure_writable(Path(out))  # a read-only or full disk fails now, not after training
     if resume and overwrite:
         raise InputError("--resume and --overwrite exclude each other", path="--overwrite")
+    # One writer per folder: a second pre-training into the same --out is refused, not interleaved with this one.
+    lock = FolderLock(out).acquire() if d.is_main else None
+    try:
+        return _pretrain(cfg, out, d, data, resume, progress, say, overwrite, workers, exclude_test_videos)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _pretrain(
+    cfg: PretrainConfig,
+    out: Path,
+    d,
+    data: Path | None,
+    resume: bool,
+    progress: bool,
+    say: Callable[[str], None],
+    overwrite: bool,
+    workers: int | None,
+    exclude_test_videos: bool,
+) -> dict:
     if not (resume or overwrite):
         # Every rank checks before rank 0 writes anything (the DDP wrap below is the first sync point).
         rundir.refuse_existing(out, RUN_MARKERS, "pass --resume to continue it or --overwrite to start over")
@@ -234,8 +255,13 @@ def pretrain(
                 },
             )
             if log:
-                log.write(json.dumps(record) + "\n")
-                log.flush()
+                try:
+                    log.write(json.dumps(record) + "\n")
+                    log.flush()
+                except OSError as e:
+                    if not is_write_error(e):
+                        raise
+                    raise write_error(log_path, e) from None
             if bar:
                 bar.update(step, record)
             done = step + 1
@@ -255,7 +281,10 @@ def pretrain(
         if bar:
             bar.close()
         if log:
-            log.close()
+            try:
+                log.close()
+            except OSError:  # a full disk: already reported by the write that failed
+                pass
         tracker.close()
     watch.finish()
     summary = {

@@ -25,7 +25,7 @@ from torch.nn import functional as F
 
 from ..data import marker
 from ..errors import InputError
-from ..io import atomic_write, write_json, write_text
+from ..io import FolderLock, atomic_write, ensure_writable, write_json, write_text
 from ..io import file_sha256 as sha256
 from . import decode
 from . import s3d as s3dmod
@@ -287,10 +287,17 @@ def extract(
     if weights is not None and random_init:
         raise InputError("give either --weights or --random-init, not both", path="--random-init")
     weights = Path(weights) if weights is not None else None
+    ensure_writable(out)  # a file in the way, a read-only or full disk: one line before any work
     items = list_videos(videos, exclude=out)
     dev = resolve_device(device)
     settings = _settings(weights, size, l2, half)
     _check_folder(out, settings)
+    with FolderLock(out):  # one extractor per folder: a second one is refused, never interleaved
+        return _extract(items, out, weights, settings, model, dev, batch, workers, size, l2, half, progress, say)
+
+
+def _extract(items, out, weights, settings, model, dev, batch, workers, size, l2, half, progress, say) -> Summary:
+    """The extraction proper, under the folder's lock: the model, then every video not yet done."""
     if model is None:
         if weights is not None:
             model = s3dmod.load_weights(weights, say=say)
@@ -298,8 +305,6 @@ def extract(
             say("S3D: RANDOM initialisation (--random-init): features are for testing only")
             model = s3dmod.random_model()
     model = model.to(dev).eval()
-
-    out.mkdir(parents=True, exist_ok=True)
     for orphan in out.glob(".*.tmp"):  # left by a killed run
         orphan.unlink(missing_ok=True)
     write_json(out / SETTINGS_FILE, settings)
@@ -352,7 +357,7 @@ class _Progress:
                 TextColumn("videos"),
                 BarColumn(),
                 MofNCompleteColumn(),
-                TextColumn("{task.fields[info]}"),
+                TextColumn("{task.fields[info]}", markup=False),
                 TimeElapsedColumn(),
             )
             self.task = self.p.add_task("extract", total=self.total, info="")

@@ -32,7 +32,7 @@ def task_examples(
     root = toy.toy_root() if data is None else Path(data)
     if data is None:
         toy.ensure_dataset(spec.dataset, say=say)
-    cfg = run_config(spec, preset or ("toy" if data is None else "paper"), [])
+    cfg = run_config(spec, ("toy" if data is None else "paper") if preset is None else preset, [])
     adapter = adapter_class(spec.family)(spec, cfg, root, allow_missing=True, say=say, device=torch.device("cpu"))
     adapter.preflight()
     adapter.load()
