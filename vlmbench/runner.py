@@ -24,7 +24,15 @@ from .config import RunConfig, run_config
 from .data import toy
 from .errors import InputError
 from .io import atomic_write, ensure_writable, remove_temp_files
-from .records.predictions import PREDICTIONS, PREDICTIONS_JSONL, RESULT, load_predictions, save_predictions
+from .records import signature
+from .records.predictions import (
+    PREDICTIONS,
+    PREDICTIONS_JSONL,
+    RESULT,
+    example_arrays,
+    load_predictions,
+    save_predictions,
+)
 from .records.result import Result, provenance, save_result
 
 # torch, transformers and the adapters are imported inside the functions, after the arguments are checked: a
@@ -260,7 +268,7 @@ def _execute(plan: Plan, progress: bool, say: Callable[[str], None], overwrite: 
     metrics, conventions = adapter.score(preds, cfg_dict)
     conventions = {**conventions, **model.notes()}  # e.g. "MiniLM-L6 (paper: bert-base-uncased)": shown in reports
     cis = intervals.result_intervals(spec.family, preds, metrics)
-    conventions = {**conventions, **(intervals.conventions(spec.family) if cis else {})}
+    conventions = {**conventions, **(intervals.conventions(spec.family, example_arrays(preds)) if cis else {})}
     extra = adapter.extra_outputs(preds, out)
     timings["score_s"] = time.perf_counter() - t0
 
@@ -288,6 +296,18 @@ def _execute(plan: Plan, progress: bool, say: Callable[[str], None], overwrite: 
         intervals=cis,
         model=about,
         limit=plan.limit,
+        signature=signature.record(
+            signature.build(
+                task=task,
+                family=spec.family,
+                split=spec.split,
+                n=len(preds["ids"]),
+                cfg=cfg_dict,
+                model=about,
+                features=signature.feature_source(spec.feature_dir(root), plan.toy_data),
+                limit=plan.limit,
+            )
+        ),
     )
     save_result(result, out / RESULT)
     if losses:

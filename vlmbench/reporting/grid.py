@@ -13,9 +13,8 @@ import pandas as pd
 from vlmbench import registry
 from vlmbench.ablate import AblationRun, Cell, collect
 from vlmbench.io import write_text
-from vlmbench.reporting import render
 from vlmbench.reporting.plots import plot_metric_vs_key
-from vlmbench.reporting.tables import TOY_NOTE, grid_table, grid_tables
+from vlmbench.reporting.tables import TOY_NOTE, grid_table, grid_tables, with_footers
 
 
 @dataclass
@@ -39,9 +38,13 @@ def render_grid(grid: pd.DataFrame, varied: Sequence[str], toy: bool, fmt: str, 
     headline = {t: _headline(grid, t) for t in grid["task"].unique()} if len(grid) else {}
     tables = grid_tables(grid, varied, headline, ci=ci, compact=fmt == "terminal")
     note = f"ablation grid: {TOY_NOTE}" if toy else ""
+    sigs = grid.attrs.get("signatures", {})
+    footers = [sigs.get(t.title, []) for t in tables]  # the protocol signatures under each task's table
     if fmt == "terminal":
-        return render.terminal(tables, heading=note)
-    return render.markdown(tables, heading="## vlmbench ablation" + (f"\n\n> {TOY_NOTE}" if toy else ""))
+        return with_footers(tables, footers, "terminal", heading=note)
+    return with_footers(
+        tables, footers, "markdown", heading="## vlmbench ablation" + (f"\n\n> {TOY_NOTE}" if toy else "")
+    )
 
 
 def plot_name(metric: str, key: str) -> str:
