@@ -165,3 +165,18 @@ def test_a_run_records_its_signature_and_compare_refuses_another_protocol(tmp_pa
     assert b.signature["fields"]["post"] == "dual-softmax(T=1)" and "dual-softmax" in b.conventions["post"]
     with pytest.raises(InputError, match="signature field post differs"):
         compare_paths(tmp_path / "b", tmp_path / "a")
+
+
+def test_the_pretraining_result_has_one_too(tmp_path):
+    """task pretrain (the CI gate compares its losses): the objective is part of its protocol, the masking rate
+    is the system measured."""
+    from vlmbench.train.loss_summary import loss_result
+
+    (tmp_path / "log.jsonl").write_text("".join(json.dumps({"loss": 5.0 - i / 10}) + "\n" for i in range(20)))
+
+    def sig(**config):
+        info = {"config": {"loss": "vlm", "mmm": 0.5, **config}, "total_steps": 20, "videos": 4, "preset": "ci"}
+        return loss_result(tmp_path, {**info, "toy": True}, seed=0).signature["fields"]
+
+    assert sig() == sig(mmm=0.3) and sig()["loss"] == "vlm,mean-first-last-10%" and sig()["n"] == "20"
+    assert signature.mismatch(sig(), sig(loss="mfm-mlm"))[0] == "loss"

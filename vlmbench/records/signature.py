@@ -15,6 +15,8 @@ Two results' numbers are comparable only where their signatures agree: `vlmbench
     decode               captioning: search, beam, length penalty, most new tokens
     windows              COIN, CrossTask: test-time window and stride (seconds)
     acc / recall         COIN: frames pooled over videos, background included; CrossTask: macro over tasks
+    loss                 the pre-training's own result (task pretrain, n = updates): the objective, and that the
+                         numbers are the mean training loss over the first / last tenth of the updates
     select               the reported checkpoint: final | best-of-epochs (selected on the test split)
     features             where the video features come from: toy | s3d@<weights sha256>,fps,crop,dtype[,l2] from
                          the feature folder's extraction.json (`vlmbench features extract`) | unrecorded
@@ -56,6 +58,7 @@ ORDER = (
     "windows",
     "acc",
     "recall",
+    "loss",
     "select",
     "features",
     "model",
@@ -155,9 +158,12 @@ def build(
             f["acc"] = "frames-pooled,bg-incl"
         else:
             f["recall"] = "macro-tasks"
+    elif family == "pretrain":
+        f["loss"] = f"{cfg.get('loss', 'vlm')},mean-first-last-10%"
     name = model.get("name") if isinstance(model, Mapping) else model
+    if family != "pretrain":
+        f["select"] = str(cfg.get("select", "final"))
     f.update(
-        select=str(cfg.get("select", "final")),
         features=features,
         model=str(name or "?"),
         limit=str(limit) if limit else "none",
