@@ -51,7 +51,8 @@ def test_compare_same_results_exit_0_markdown_table(new_run):
     # what was compared is stated above the table
     assert lines[2].startswith("Compared 8 reference tasks: preset smoke; toy toy world; backbone tiny")
     assert "data_fingerprint " in lines[2]
-    assert lines[4] == "| | task | metric | ref | new | delta | tolerance | floor | status |"
+    # the reference's intervals give each row a minimum detectable effect (no test: the tolerance decides)
+    assert lines[4] == "| | task | metric | ref | new | delta | tolerance | floor | MDE | test | p | status |"
     assert any(line.startswith("| ✅ | youcook2-retrieval | R@1 |") for line in lines)
     assert "❌" not in r.stdout
 

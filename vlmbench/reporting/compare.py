@@ -31,27 +31,32 @@ Each row's statistics (the `test`, `p` and `MDE` columns), from the first source
                           source videos drawn whole where the examples share one), and for the hit metrics (R@k,
                           accuracy) McNemar's test on the same pairs (exact; Durkalski's clustered statistic where
                           examples share videos), which then decides. MDE = 2.80 x the paired SE (80% power,
-                          two-sided 0.05), for hits at least the fewest discordant examples McNemar can flag.
+                          two-sided 0.05; 0 when the runs agree on every example). Exact McNemar cannot flag
+                          fewer than 6 discordant examples (2 / 2^6 < 0.05), whatever the MDE says.
     seed noise            the reference folder's noise.json has the metric's std over seeds: the two runs are one
                           seed's draw each on the same test set, so SE(new - ref) = sqrt(2) x std (z test);
                           MDE = 2.80 x that.
-    intervals             both results' 95% bootstrap intervals (as normal: SE = (hi - lo) / 3.92); SE(new - ref)
-                          = sqrt(SE_new^2 + SE_ref^2) (independent runs: conservative, the test set is shared),
-                          sqrt(2) SE_ref when only the reference has one.
+    interval only         only the reference's 95% bootstrap interval: it measures the test set's sampling,
+                          which both runs share (compare requires the same split and data), so it cannot test
+                          their difference: the tolerance decides, as before (the tight bit-change check without
+                          noise.json), and the MDE column shows, for information, 2.80 x sqrt(2) x its SE
+                          ((hi - lo) / 3.92): what two independent runs of this size could tell apart.
     none                  no statistics (a result file alone, the pre-training losses without noise.json): the
                           tolerance alone decides, as before.
 Per-example values that do not reproduce a result's number (an edited result.json, R@k under ties=mmpt) are not
 used for that row, nor are its intervals (computed from the same values).
 
 Verdicts (one row per task/metric; exit 1 on regressed, changed beyond noise, below floor, missing):
-    ok                    within the tolerance, and the comparison could have detected a change of the
-                          tolerance's size (MDE <= tolerance, or no statistics)
-    regressed             worse than the reference by more than the tolerance AND significant (or no statistics)
-    changed beyond noise  better by more than the tolerance AND significant (or no statistics): an unexplained
-                          gain is how a wrong metric shows
-    inconclusive          beyond the tolerance but not significant, or within it while the comparison's minimum
-                          detectable effect exceeds the tolerance (it could not have seen a tolerance-sized
-                          regression). Not a failure (exit 0) unless --strict; listed under the table.
+    ok                    within the tolerance, and the comparison's test could have detected a change of the
+                          tolerance's size (its MDE <= tolerance; no test: the tolerance alone)
+    regressed             worse than the reference by more than the tolerance AND significant (no test: the
+                          tolerance alone)
+    changed beyond noise  better by more than the tolerance AND significant (no test: the tolerance alone): an
+                          unexplained gain is how a wrong metric shows
+    inconclusive          a test ran (paired examples or seed noise) and the row is beyond the tolerance but not
+                          significant, or within it while the test's minimum detectable effect exceeds the
+                          tolerance (it could not have seen a tolerance-sized regression). Not a failure (exit 0)
+                          unless --strict; listed under the table.
     below floor           the task's `learned:` rule (tasks/*.yaml) is not met in the NEW results, with
                           floors taken from the new results (OUT/<task>/floor-<kind>/, or `over: <task>`)
     missing               in the reference, absent or NaN in the new results (or a floor the rule needs)
@@ -217,12 +222,13 @@ def compared_line(new: list[Result], ref: list[Result]) -> str:
 
 
 def status(metric: str, ref: float, new: float | None, tol: float, stats: dict | None = None) -> str:
-    """The verdict (module docstring). stats: {significant, mde} of the row's test, or None (tolerance only)."""
+    """The verdict (module docstring). stats: {significant, mde} of the row's test; None, or significant None (no
+    test ran), leaves the verdict to the tolerance."""
     if new is None or math.isnan(new):
         return "ok" if math.isnan(ref) else "missing"
     gain = (new - ref) * direction(metric)  # > 0 means better
     beyond = gain < -tol - _EPS or gain > tol + _EPS
-    if stats is None:
+    if stats is None or stats.get("significant") is None:
         return ("regressed" if gain < 0 else "changed beyond noise") if beyond else "ok"
     if beyond:
         if not stats["significant"]:
@@ -233,8 +239,8 @@ def status(metric: str, ref: float, new: float | None, tol: float, stats: dict |
 
 
 def row_stats(metric: str, ref: Result, new: Result | None, paired: dict | None, std: float | None) -> dict | None:
-    """The row's test: {test, p, significant, mde} from paired examples, seed noise or the two intervals (module
-    docstring), or None when none applies."""
+    """The row's test: {test, p, significant, mde} from paired examples or seed noise; from the reference's
+    interval only the MDE (significant None: no test); None when nothing applies (module docstring)."""
     from vlmbench.stats import significance as sig
 
     if new is None or metric not in new.metrics or metric not in ref.metrics:
@@ -244,18 +250,19 @@ def row_stats(metric: str, ref: Result, new: Result | None, paired: dict | None,
         return None
     if paired is not None and paired.get("reproduces"):
         return {k: paired[k] for k in ("test", "p", "significant", "mde")}
-    se = None
     if std is not None and not math.isnan(std):
-        se, test = math.sqrt(2) * float(std), "seed noise (z)"
-    elif paired is None:  # intervals computed from per-example values that do not reproduce the numbers: unused
-        se_ref, se_new = bootstrap_se(ref, metric), bootstrap_se(new, metric)
-        if se_ref is not None:
-            se = math.sqrt(se_ref**2 + (se_new if se_new is not None else se_ref) ** 2)
-            test = "intervals (z)"
-    if se is None:
-        return None
-    p = sig.z_test(diff, se)
-    return {"test": test, "p": p, "significant": bool(p < sig.ALPHA), "mde": sig.mde(se)}
+        se = math.sqrt(2) * float(std)
+        p = sig.z_test(diff, se)
+        return {"test": "seed noise (z)", "p": p, "significant": bool(p < sig.ALPHA), "mde": sig.mde(se)}
+    se_ref = bootstrap_se(ref, metric)
+    if paired is None and se_ref is not None:  # (an interval from values that do not reproduce it: unused)
+        return {
+            "test": "none (tolerance)",
+            "p": float("nan"),
+            "significant": None,
+            "mde": sig.mde(math.sqrt(2) * se_ref),
+        }
+    return None
 
 
 def floor_checks(new: list[Result], enabled: bool = True) -> dict[tuple[str, str], tuple[float | None, str | None]]:
@@ -400,20 +407,21 @@ STAT_COLUMNS = ("MDE", "test", "p")
 
 def _why(metric: str, st: str, delta: float, tol: float, stats: dict | None, paired: dict | None) -> str | None:
     """The reason shown for a row's verdict (None for ok)."""
-    test = f"{stats['test']} p={stats['p']:.3g}" if stats else ""
+    tested = stats is not None and stats.get("significant") is not None
+    test = f"{stats['test']} p={stats['p']:.3g}" if tested else ""
     if st == "missing":
         return "not in the new results"
     if st == "regressed":
         why = f"worse than the reference by more than {tol:g}"
-        if stats:
+        if tested:
             return f"{why}, significant ({test})"
         if paired is not None:  # per-example values exist but describe other numbers
             return f"{why} (per-example values do not reproduce the results' numbers: tolerance only)"
         return why
     if st == "changed beyond noise":
-        return BEYOND_NOISE + (f" (significant: {test})" if stats else "")
+        return BEYOND_NOISE + (f" (significant: {test})" if tested else "")
     if st == INCONCLUSIVE:
-        if stats and abs(delta) > tol + _EPS:
+        if abs(delta) > tol + _EPS:
             side = "worse" if delta * direction(metric) < 0 else "better"
             return f"{side} by more than {tol:g} but not significant ({test})"
         return (
