@@ -344,3 +344,11 @@ def test_paired_difference_reports_mcnemar_beside_the_bootstrap():
     assert got["p"] == pytest.approx(binomtest(20, 25, 0.5).pvalue) and got["significant"]
     assert got["diff"] == pytest.approx(1.5) and got["reproduces"]
     assert got["mde"] == pytest.approx(2.8016 * got["se"], rel=1e-4) and 0.3 < got["se"] < 0.7  # ~sqrt(25)/10
+
+
+def test_every_task_states_its_unit():
+    from vlmbench import registry
+    from vlmbench.stats.intervals import TASK_UNITS, UNITS
+
+    assert set(TASK_UNITS) == set(registry.all_tasks())
+    assert set(UNITS) == {s.family for s in registry.all_tasks().values()}
