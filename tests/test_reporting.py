@@ -419,3 +419,42 @@ def test_grid_marks_cells_that_differ_after_holm(tmp_path):
     (table,) = grid_tables(grid, ["mmm"], {"msrvtt-mcqa": ["accuracy"]})
     assert list(table.frame["Δ accuracy"])[1:] == ["+6.00*", "+0.90", "+0.00"]
     assert "Holm" in PAIRED_NOTE and table.note.startswith(PAIRED_NOTE)
+
+
+def test_signature_printed_under_every_report_table():
+    """Each task's table is followed by its results' protocol signature (model run, then floors); without
+    signatures the report is what it was."""
+    from vlmbench.records import signature
+
+    def signed(task, family, **kw):
+        fields = signature.build(
+            task=task,
+            family=family,
+            split="test",
+            n=10,
+            cfg={},
+            model=kw.pop("model", "vlm"),
+            features="toy",
+            limit=None,
+        )
+        return make(task=task, family=family, signature=signature.record(fields), **kw)
+
+    runs = [
+        signed("msrvtt-retrieval", "retrieval"),
+        signed("msrvtt-retrieval", "retrieval", model="floor:random", baseline="random"),
+        signed("msrvtt-mcqa", "mcqa", metrics={"accuracy": 50.0}),
+    ]
+    sig = [r.signature_string for r in runs]
+    for fmt in ("terminal", "markdown"):
+        text = report(runs, against=None, fmt=fmt)
+        retrieval, mcqa = text.split("msrvtt-mcqa", 1)
+        assert sig[0] in retrieval and sig[1] in retrieval and sig[2] in mcqa
+        assert retrieval.index(sig[0]) > retrieval.rindex("R@1") and retrieval.index(sig[0]) < retrieval.index(sig[1])
+        assert text.rstrip().endswith(sig[2] + ("`" if fmt == "markdown" else ""))
+    assert json.loads(report(runs, against=None, fmt="json"))["signatures"][sig[2]]["task"] == "msrvtt-mcqa"
+    plain = [make(), make(task="msrvtt-mcqa", family="mcqa", metrics={"accuracy": 50.0})]
+    from vlmbench.reporting import render
+    from vlmbench.reporting.tables import report_tables
+
+    tables = list(report_tables(report_frame(plain, None), markdown=True))
+    assert report(plain, against=None, fmt="markdown") == render.markdown(tables, heading="## vlmbench report")
