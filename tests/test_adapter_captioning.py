@@ -76,14 +76,19 @@ def test_smoke_run_end_to_end(tmp_path, tiny_checkpoint):
 
     _, _, preds = runner.load_predictions(tmp_path / "predictions.npz")
     # the predictions, plus the per-example statistics the bootstrap intervals resample
-    # (+ each clip's beam and greedy outputs scored by the search objective: search_gain, the decoder's self-check)
+    # (+ each clip's beam and greedy outputs scored by the search objective: search_gain, the decoder's self-check;
+    # + each clip's source video: clips of one video are resampled together, example:cluster)
     assert {k for k in preds if not k.startswith("example:")} == {
         "ids",
         "hypotheses",
         "references",
         "beam_score",
         "greedy_score",
+        "source_video",
     }
+    assert preds["example:cluster"].tolist() == preds["source_video"].tolist()
+    assert len(set(preds["source_video"])) == result.counts["test_videos"] < 32
+    assert "unit: video (32 clips in" in result.conventions["interval"]
     assert result.metrics["search_gain"] == pytest.approx(float(np.mean(preds["beam_score"] - preds["greedy_score"])))
     assert len(preds["ids"]) == 32 and all(len(preds[k]) == 32 for k in preds if k.startswith("example:"))
     # ids and references are the first 32 validation segments, decoded like the hypotheses (lower-case)

@@ -168,3 +168,138 @@ def test_compare_reports_the_paired_bootstrap_difference(tmp_path):
     # without per-example values (a result file alone) there is no paired column
     (tmp_path / "shuffled" / "predictions.npz").unlink()
     assert "paired diff" not in compare_paths(tmp_path / "shuffled", r)[0].columns
+
+
+# ---- protocol signatures ---------------------------------------------------------------------------------------
+
+
+def _signed(path, ties="pessimistic", version="0.1.0", post="none", **metrics):
+    from vlmbench.records import signature
+
+    fields = signature.build(
+        task="msrvtt-retrieval",
+        family="retrieval",
+        split="test",
+        n=100,
+        cfg={"ties": ties, "post": post},
+        model={"name": "vlm"},
+        features="toy",
+        limit=None,
+        version=version,
+    )
+    return save_result(
+        Result(task="msrvtt-retrieval", metrics=metrics or {"R@1": 20.0}, signature=signature.record(fields)), path
+    )
+
+
+def test_compare_refuses_a_signature_mismatch_naming_the_field(tmp_path):
+    ref = _signed(tmp_path / "ref" / "result.json")
+    for field, kw in [("ties", {"ties": "mmpt"}), ("post", {"post": "dual-softmax"})]:
+        new = _signed(tmp_path / field / "result.json", **kw)
+        with pytest.raises(InputError, match=f"msrvtt-retrieval: signature field {field} differs"):
+            compare_paths(new, ref)
+        df, bad = compare_paths(new, ref, force=True)
+        assert not bad and "--force" in df.attrs["compared"]
+    # the version is recorded, not enforced; a result from before signatures is not held against the other
+    compare_paths(_signed(tmp_path / "v" / "result.json", version="0.2.0"), ref)
+    old = Result(task="msrvtt-retrieval", metrics={"R@1": 20.0})
+    compare_paths(save_result(old, tmp_path / "old" / "result.json"), ref)
+    df, _ = compare_paths(ref, ref)
+    md = to_markdown(df)
+    assert "Signatures:" in md
+    assert "- `vlmbench|task:msrvtt-retrieval|split:test|n:100|direction:t2v+v2t|ties:pessimistic|" in md
+    assert "(new and reference)" in md
+
+
+# ---- verdicts: regressed / inconclusive / ok, with the minimum detectable effect ---------------------------------
+
+
+def _flip(ref, rng, fixed=0, broken=0):
+    """A copy of ref with `fixed` wrong answers made right and `broken` right answers made wrong."""
+    import numpy as np
+
+    new = ref.copy()
+    new[rng.choice(np.flatnonzero(ref == 0), fixed, replace=False)] = 1
+    new[rng.choice(np.flatnonzero(ref == 1), broken, replace=False)] = 0
+    return new
+
+
+def test_paired_verdicts(tmp_path):
+    """Paired MC-QA runs on 1000 questions (McNemar decides for accuracy): 30 broken answers (-3 points, b=0,
+    c=30) regress; 3 broken (-0.3, p = 0.25) beyond a 0.2 tolerance are inconclusive; within the tolerance the
+    verdict is ok only when the minimum detectable effect is below it."""
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    ref_correct = (rng.random(1000) < 0.6).astype(int)
+    ref = _qa_run(tmp_path / "ref", ref_correct)
+
+    def row(name, new_correct, **tol):
+        df, bad = compare_paths(_qa_run(tmp_path / name, new_correct), ref, tol=tol or None)
+        return df.iloc[0], bad, df
+
+    r, bad, _ = row("worse", _flip(ref_correct, rng, broken=30), accuracy=1.0)
+    assert (r.status, bad, r.test) == ("regressed", True, "McNemar exact") and float(r.p) < 1e-6
+    assert "significant (McNemar exact p=" in r.why
+    r, bad, df = row("slightly", _flip(ref_correct, rng, broken=3), accuracy=0.2)
+    assert (r.status, bad) == ("inconclusive", False) and r.p == "0.25"
+    assert "worse by more than 0.2 but not significant (McNemar exact p=0.25)" in r.why
+    md = to_markdown(df)
+    assert md.startswith("**no metric failed; 1 of 1 inconclusive**") and "| ❔ |" in md
+    assert "Inconclusive (not a failure without --strict):" in md
+    assert compare_paths(tmp_path / "slightly", ref, tol={"accuracy": 0.2}, strict=True)[1] is True
+    # 40 answers swapped both ways: no change, paired SE ~0.9 points, MDE ~2.5
+    swapped = _flip(ref_correct, rng, fixed=40, broken=40)
+    r, bad, _ = row("swapped", swapped, accuracy=5.0)
+    assert r.status == "ok" and 2.0 < float(r.MDE) < 3.2
+    r, bad, _ = row("swapped", swapped, accuracy=1.0)
+    assert (r.status, bad) == ("inconclusive", False) and "minimum detectable effect" in r.why
+    # the same runs without statistics (result files alone): the tolerance decides, as before
+    for name in ("worse", "slightly"):
+        (tmp_path / name / "predictions.npz").unlink()
+    assert (
+        compare_paths(tmp_path / "slightly", tmp_path / "ref" / "result.json", tol={"accuracy": 0.2})[0].iloc[0].status
+        == "regressed"
+    )
+
+
+def test_seed_noise_and_interval_verdicts():
+    """Without per-example values: the reference's seed std (noise.json) gives SE(new - ref) = sqrt(2) std and a z
+    test. With intervals alone no test applies (both runs share the test set whose sampling the intervals
+    measure): the tolerance decides, as before, and the MDE is shown from the reference's interval."""
+    noise = {"tasks": {"msrvtt-retrieval": {"R@1": {"std": 1.0}}}}
+    # 4 points worse, tolerance 2: z = 4 / 1.414 = 2.83, significant
+    df = compare([res(**{"R@1": 16.0})], [res(**{"R@1": 20.0})], tol={"R@1": 2.0}, noise=noise)
+    assert df.iloc[0].status == "regressed" and df.iloc[0].test == "seed noise (z)"
+    assert float(df.iloc[0].MDE) == pytest.approx(2.8016 * 2**0.5, abs=0.01)
+    assert float(df.iloc[0].p) == pytest.approx(0.00468, abs=1e-4)
+    # 2.5 worse: beyond 2 but z = 1.77: inconclusive
+    assert compare([res(**{"R@1": 17.5})], [res(**{"R@1": 20.0})], tol={"R@1": 2.0}, noise=noise).iloc[0].status == (
+        "inconclusive"
+    )
+    ci = {"R@1": [20 - 3.92, 20 + 3.92]}  # SE 2: MDE of two independent runs 2.80 x sqrt(2) x 2 = 7.92
+    ref = Result(task="msrvtt-retrieval", metrics={"R@1": 20.0}, intervals=ci)
+    new = Result(task="msrvtt-retrieval", metrics={"R@1": 17.0}, intervals=ci)
+    row = compare([new], [ref], tol={"R@1": 2.0}).iloc[0]
+    assert (row.status, row.test, row.p) == ("regressed", "none (tolerance)", None)
+    assert float(row.MDE) == pytest.approx(7.92, abs=0.01) and row.why == "worse than the reference by more than 2"
+    new.metrics["R@1"] = 19.0
+    assert compare([new], [ref], tol={"R@1": 2.0}).iloc[0].status == "ok"
+
+
+def test_statistics_that_do_not_reproduce_the_results_are_not_used(tmp_path):
+    """An edited result.json (10 points off its own predictions): its per-example values and intervals describe
+    other numbers, so the tolerance alone decides (regressed), and the row says why."""
+    import json
+
+    import numpy as np
+
+    correct = (np.random.default_rng(4).random(200) < 0.5).astype(int)
+    ref = _qa_run(tmp_path / "ref", correct)
+    new = _qa_run(tmp_path / "new", correct)
+    d = json.loads(new.read_text())
+    d["metrics"]["accuracy"] -= 10
+    d["intervals"] = {"accuracy": [0.0, 100.0]}
+    new.write_text(json.dumps(d))
+    df, bad = compare_paths(new, ref)
+    assert bad and df.iloc[0].status == "regressed" and "do not reproduce" in df.iloc[0].why

@@ -232,3 +232,123 @@ def test_skipped_meteor_stores_no_nan_column():
     arrays = adapter_class("captioning").per_example(preds, {"skip_meteor": True})
     assert "example:meteor" not in arrays and all(np.isfinite(v).all() for v in arrays.values())
     assert "METEOR" not in estimators("captioning", arrays, {"METEOR": float("nan"), "BLEU-4": 0.0})
+
+
+# ---- clustered (examples sharing a source video) ----------------------------------------------------------------
+
+
+def _clustered_hits(videos: int = 40, size: int = 5, seed: int = 9) -> tuple[np.ndarray, np.ndarray]:
+    """MC-QA hits that are alike within a video (each video's questions right with that video's probability)."""
+    rng = np.random.default_rng(seed)
+    p = np.repeat(rng.choice([0.05, 0.95], videos), size)
+    return (rng.random(videos * size) < p).astype(np.int8), np.repeat([f"v{i}" for i in range(videos)], size)
+
+
+def _interval(correct: np.ndarray, cluster=None) -> tuple[float, float]:
+    from vlmbench.stats.intervals import result_intervals
+
+    arrays = {"example:correct": correct, **({"example:cluster": cluster} if cluster is not None else {})}
+    return tuple(result_intervals("mcqa", arrays, {"accuracy": 100 * correct.mean()})["accuracy"])
+
+
+def test_clustered_interval_is_wider_on_clustered_examples():
+    correct, video = _clustered_hits()
+    lo, hi = _interval(correct)
+    clo, chi = _interval(correct, video)
+    assert chi - clo > 1.8 * (hi - lo)  # ~sqrt(design effect 1 + 4 x ~0.8)
+    assert clo < 100 * correct.mean() < chi
+
+
+def test_clustered_interval_equals_unclustered_with_one_example_per_cluster():
+    correct, _ = _clustered_hits()
+    singletons = np.array([f"q{i}" for i in range(len(correct))])
+    assert _interval(correct, singletons) == _interval(correct)
+    shuffled_labels = np.random.default_rng(1).permutation(singletons)  # numbered by first appearance, not by name
+    assert _interval(correct, shuffled_labels) == _interval(correct)
+
+
+def test_cluster_bootstrap_recomputes_corpus_bleu_from_the_drawn_videos():
+    """Against a cluster bootstrap written here: draw videos (the documented indices), concatenate their clips into
+    one corpus and run the real metric on it."""
+    rng = np.random.default_rng(12)
+    videos, size = 6, 3
+    n = videos * size
+    refs = {f"c{i}": CAPS[i % 8] for i in range(n)}
+    hyps = {k: " ".join(w for w in v.split() if rng.random() < 0.7) or "x" for k, v in refs.items()}
+    keys = list(refs)
+    vid = np.repeat([f"v{j}" for j in range(videos)], size)
+    preds = {
+        "ids": np.array(keys),
+        "hypotheses": np.array([hyps[k] for k in keys]),
+        "references": np.array([refs[k] for k in keys]),
+        "source_video": vid,
+    }
+    arrays = adapter_class("captioning").per_example(preds, {"skip_meteor": True})
+    assert arrays["example:cluster"].tolist() == vid.tolist()
+    full = caption_metrics(hyps, refs, meteor=False)
+    metrics = {k: full[k] for k in ("BLEU-4", "ROUGE-L")}
+    est = estimators("captioning", arrays, metrics, preds)
+    ci = bs.intervals(est, n, resamples=60, clusters=arrays["example:cluster"])
+    own = []
+    for draw in indices(videos, 60):
+        picked = [i for j in draw for i in range(j * size, (j + 1) * size)]
+        h = {f"{t}:{keys[i]}": hyps[keys[i]] for t, i in enumerate(picked)}
+        r = {f"{t}:{keys[i]}": refs[keys[i]] for t, i in enumerate(picked)}
+        own.append(caption_metrics(h, r, meteor=False))
+    for m in metrics:
+        assert ci[m] == pytest.approx(percentile([o[m] for o in own]), rel=1e-9), m
+
+
+def test_retrieval_clusters_come_from_the_source_videos():
+    """YouCook2 retrieval predictions name each clip's video; per_example turns them into example:cluster, and the
+    result's conventions state the unit."""
+    from vlmbench.records.formats import pack_retrieval
+    from vlmbench.stats.intervals import conventions, result_intervals
+
+    rng = np.random.default_rng(2)
+    scores = rng.normal(size=(12, 12)) + 2 * np.eye(12)
+    from vlmbench.metrics.retrieval_blocks import rank_counts_rows
+
+    preds = pack_retrieval(rank_counts_rows(lambda a, b: scores[a:b], 12), [f"c{i}" for i in range(12)])
+    preds["source_video"] = np.repeat(["a", "b", "c"], 4)
+    arrays = adapter_class("retrieval").per_example(preds, {})
+    assert arrays["example:cluster"].tolist() == ["a"] * 4 + ["b"] * 4 + ["c"] * 4
+    assert "unit: video (12 queries in 3 source videos" in conventions("retrieval", arrays)["interval"]
+    assert "unit: query" in conventions("retrieval", {})["interval"]
+    cis = result_intervals("retrieval", {**preds, **arrays}, retrieval_metrics(scores))
+    assert set(cis) >= {"R@1", "v2t_MeanR"}
+
+
+def test_intervals_only_where_the_estimator_reproduces_the_metric():
+    """R@k under ties=mmpt pools tied positions; the per-query pessimistic ranks kept per example do not give it,
+    so no interval is claimed for it (planted: integer scores with ties)."""
+    from vlmbench.stats.intervals import result_intervals
+
+    scores = np.random.default_rng(3).integers(0, 3, size=(30, 30)).astype(float)
+    pess, mmpt = retrieval_metrics(scores), retrieval_metrics(scores, ties="mmpt")
+    arrays = adapter_class("retrieval").per_example({"scores": scores}, {})
+    assert "R@1" in result_intervals("retrieval", arrays, pess)
+    assert pess["R@1"] != mmpt["R@1"] and "R@1" not in result_intervals("retrieval", arrays, mmpt)
+
+
+def test_paired_difference_reports_mcnemar_beside_the_bootstrap():
+    rng = np.random.default_rng(7)
+    ref = (rng.random(1000) < 0.6).astype(int)
+    new = ref.copy()
+    new[rng.choice(np.flatnonzero(ref == 0), 20, replace=False)] = 1
+    new[rng.choice(np.flatnonzero(ref == 1), 5, replace=False)] = 0
+    got = _paired(_qa(new), _qa(ref))
+    assert (got["b"], got["c"], got["test"]) == (20, 5, "McNemar exact")
+    from scipy.stats import binomtest
+
+    assert got["p"] == pytest.approx(binomtest(20, 25, 0.5).pvalue) and got["significant"]
+    assert got["diff"] == pytest.approx(1.5) and got["reproduces"]
+    assert got["mde"] == pytest.approx(2.8016 * got["se"], rel=1e-4) and 0.3 < got["se"] < 0.7  # ~sqrt(25)/10
+
+
+def test_every_task_states_its_unit():
+    from vlmbench import registry
+    from vlmbench.stats.intervals import TASK_UNITS, UNITS
+
+    assert set(TASK_UNITS) == set(registry.all_tasks())
+    assert set(UNITS) == {s.family for s in registry.all_tasks().values()}

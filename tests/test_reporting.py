@@ -519,3 +519,84 @@ def test_toy_ablation_plot_never_draws_toy_on_the_papers_axis(tmp_path):
     assert "paper (Tables 8/9)" in series(one) and len(series(one)) == 2
     svg = plot_metric_vs_key(grid, "pretrain.mmm", "R@1", tmp_path / "p.png", toy=True).with_suffix(".svg").read_text()
     assert "paper, Tables 8/9 (real data, own axis)" in svg
+
+
+def test_grid_marks_cells_that_differ_after_holm(tmp_path):
+    """Three MC-QA cells against the first (1000 questions, McNemar decides): +6 points (p ~ 1e-18), 12 fixed and
+    3 broken (+0.9, p = 0.035: significant alone, 0.07 after Holm over 3 cells), 30 swapped both ways (p = 1).
+    Only the first is starred; grid.csv carries the raw and adjusted p."""
+    import numpy as np
+
+    from vlmbench.adapters.mcqa import MCQAAdapter
+    from vlmbench.records.predictions import save_predictions
+    from vlmbench.reporting.tables import PAIRED_NOTE, grid_tables
+    from vlmbench.stats.significance import holm, mcnemar_exact
+
+    rng = np.random.default_rng(5)
+    base = (rng.random(1000) < 0.5).astype(int)
+
+    def flip(fixed, broken):
+        new = base.copy()
+        new[rng.choice(np.flatnonzero(base == 0), fixed, replace=False)] = 1
+        new[rng.choice(np.flatnonzero(base == 1), broken, replace=False)] = 0
+        return new
+
+    cells = {0.0: base, 0.3: flip(60, 0), 0.5: flip(12, 3), 0.7: flip(30, 30)}
+    for mmm, correct in cells.items():
+        scores = np.zeros((1000, 5))
+        scores[np.arange(1000), np.where(correct, 0, 1)] = 1.0
+        preds = {"scores": scores, "answers": np.zeros(1000, np.int64), "ids": np.array([f"q{i}" for i in range(1000)])}
+        preds.update(MCQAAdapter.per_example(preds, {}))
+        d = tmp_path / f"mmm{mmm}"
+        save_predictions(d / "predictions.npz", "msrvtt-mcqa", {}, preds)
+        save_result(
+            Result(task="msrvtt-mcqa", family="mcqa", metrics={"accuracy": 100 * correct.mean()}, config={"mmm": mmm}),
+            d / "result.json",
+        )
+    grid = grid_table(load_results(sorted(tmp_path.iterdir())), ["mmm"])
+    p = grid["accuracy:p"].tolist()
+    assert math.isnan(p[0]) and p[2] == pytest.approx(mcnemar_exact(12, 3)) and p[3] == 1.0
+    assert 0.025 < p[2] < 0.05 and grid["accuracy:p_holm"].tolist()[1:] == pytest.approx(holm(p[1:]))
+    assert grid["accuracy:sig"].tolist()[1:] == ["yes", "no", "no"]
+    (table,) = grid_tables(grid, ["mmm"], {"msrvtt-mcqa": ["accuracy"]})
+    assert list(table.frame["Δ accuracy"])[1:] == ["+6.00*", "+0.90", "+0.00"]
+    assert "Holm" in PAIRED_NOTE and table.note.startswith(PAIRED_NOTE)
+
+
+def test_signature_printed_under_every_report_table():
+    """Each task's table is followed by its results' protocol signature (model run, then floors); without
+    signatures the report is what it was."""
+    from vlmbench.records import signature
+
+    def signed(task, family, **kw):
+        fields = signature.build(
+            task=task,
+            family=family,
+            split="test",
+            n=10,
+            cfg={},
+            model=kw.pop("model", "vlm"),
+            features="toy",
+            limit=None,
+        )
+        return make(task=task, family=family, signature=signature.record(fields), **kw)
+
+    runs = [
+        signed("msrvtt-retrieval", "retrieval"),
+        signed("msrvtt-retrieval", "retrieval", model="floor:random", baseline="random"),
+        signed("msrvtt-mcqa", "mcqa", metrics={"accuracy": 50.0}),
+    ]
+    sig = [r.signature_string for r in runs]
+    for fmt in ("terminal", "markdown"):
+        text = report(runs, against=None, fmt=fmt)
+        retrieval, mcqa = text.split("msrvtt-mcqa", 1)
+        assert sig[0] in retrieval and sig[1] in retrieval and sig[2] in mcqa
+        assert retrieval.index(sig[0]) > retrieval.rindex("R@1") and retrieval.index(sig[0]) < retrieval.index(sig[1])
+        assert text.rstrip().endswith(sig[2] + ("`" if fmt == "markdown" else ""))
+    assert json.loads(report(runs, against=None, fmt="json"))["signatures"][sig[2]]["task"] == "msrvtt-mcqa"
+    plain = [make(), make(task="msrvtt-mcqa", family="mcqa", metrics={"accuracy": 50.0})]
+    from vlmbench.reporting import render
+    from vlmbench.reporting.tables import report_tables
+
+    tables = list(report_tables(report_frame(plain, None), markdown=True))
+    assert report(plain, against=None, fmt="markdown") == render.markdown(tables, heading="## vlmbench report")

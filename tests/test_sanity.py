@@ -120,3 +120,21 @@ def test_schedule_row_passes_and_catches_a_schedule_counted_in_epochs(monkeypatc
     assert got - expected > 100 * allowed
     monkeypatch.setattr(ft, "lr_at", lambda step, *a, **k: real(step % 7, *a, **k))  # warm-up restarts per epoch
     assert sanity._schedule()[2] > 100 * allowed
+
+
+def test_interval_calibration_rows_pass_and_catch_a_dropped_cluster_and_a_wrong_level(monkeypatch):
+    """Planted: the bootstrap resampling examples although clusters are given (clustered width ~22% short), and
+    the interval's level at 90% instead of 95% (both widths ~16% short)."""
+    from vlmbench.stats import bootstrap as bs
+
+    rows = [sanity._calibration(False), sanity._calibration(True)]
+    assert all(abs(g - e) <= a for _, e, g, a in rows) and rows[1][1] > 1.25 * rows[0][1]
+    real = bs.resample_weights
+    monkeypatch.setattr(bs, "resample_weights", lambda n, r=bs.RESAMPLES, s=bs.SEED, clusters=None: real(n, r, s))
+    name, e, g, a = sanity._calibration(True)
+    assert e - g > 3 * a
+    monkeypatch.setattr(bs, "resample_weights", real)
+    real_pi = bs.percentile_interval
+    monkeypatch.setattr(bs, "percentile_interval", lambda v, level=bs.LEVEL: real_pi(v, 0.90))
+    name, e, g, a = sanity._calibration(False)
+    assert e - g > 2 * a

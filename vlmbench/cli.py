@@ -266,6 +266,8 @@ def run(
             _print_metrics(result)
             results.append(result)
         out_console_write(render.terminal([seed_table(results)]))
+        for sig in dict.fromkeys(r.signature_string for r in results if r.signature_string):
+            out_console_write(f"signature: {sig}\n")
         say(f"Results: {base}/seed-*/result.json")
         return
     result, extra = run_task(
@@ -297,6 +299,8 @@ def _print_metrics(result) -> None:
 
     table, note = run_table(result)
     out_console_write(render.terminal([table]) + (render.terminal([], heading=note) if note else ""))
+    if result.signature_string:
+        out_console_write(f"signature: {result.signature_string}\n")
 
 
 @app.command()
@@ -659,8 +663,8 @@ def compare(
     force: bool = typer.Option(
         False,
         "--force",
-        help="compare even when preset, toy/real, backbone, split or "
-        "data fingerprint differ (refused otherwise, exit 2)",
+        help="compare even when preset, toy/real, backbone, split, "
+        "data fingerprint or a protocol signature field differ (refused otherwise, exit 2)",
     ),
     require_floors: bool = typer.Option(
         False, help="a floor absent from the new results fails its rule (the CI gate; without it: a note, not checked)"
@@ -670,16 +674,21 @@ def compare(
         help="check each task's `learned:` rule against the floors among the new "
         "results (--no-floors: only the comparison with the reference)",
     ),
+    strict: bool = typer.Option(
+        False, "--strict", help="an inconclusive metric (beyond tolerance but not significant, or underpowered) fails"
+    ),
 ):
     """Regression check: new results against reference results, as a markdown table.
 
     Exit 1 when any reference metric regressed (worse by more than its tolerance, in the metric's direction:
-    ranks are lower-is-better), changed beyond noise (better by more than its tolerance), is missing from the
-    new results, or a task's `learned:` rule (tasks/*.yaml) is not met over the floors among the new results
-    (below floor). Tolerances: max(3 sqrt(2) std, 3 bootstrap SE, one test example, minimum) with REF/noise.json,
-    else the defaults.
-    Exit 2 when the two measure different things (preset, toy/real, backbone, split, data fingerprint) unless
-    --force; exit 0 otherwise. The seed is not part of a result's identity."""
+    ranks are lower-is-better, and significant where statistics exist), changed beyond noise (better by more
+    than its tolerance, and significant), is missing from the new results, or a task's `learned:` rule
+    (tasks/*.yaml) is not met over the floors among the new results (below floor). Inconclusive (beyond
+    tolerance but not significant, or a minimum detectable effect above the tolerance) is listed, and fails only
+    with --strict. Tolerances: max(3 sqrt(2) std, 3 bootstrap SE, one test example, minimum) with
+    REF/noise.json, else the defaults.
+    Exit 2 when the two measure different things (preset, toy/real, backbone, split, data fingerprint, a
+    protocol signature field) unless --force; exit 0 otherwise. The seed is not part of a result's identity."""
     from .reporting.compare import compare_paths, to_markdown
 
     tolerances = {}
@@ -693,7 +702,9 @@ def compare(
             raise InputError(f"{pair!r}: expected metric=non-negative number", path="--tol")
     from .reporting.compare import failure_lines
 
-    df, failed = compare_paths(new, ref, tolerances, force=force, floors=floors, require_floors=require_floors)
+    df, failed = compare_paths(
+        new, ref, tolerances, force=force, floors=floors, require_floors=require_floors, strict=strict
+    )
     out_console_write(to_markdown(df))
     for note in df.attrs.get("notes", []):
         say(f"compare: note: {note}")

@@ -199,6 +199,12 @@ class RunConfig(Optimiser):
     select: Literal["final", "best-of-epochs"] = _key(
         "final", "reported checkpoint: the final model, or the best epoch on the test split (as the reference does)"
     )
+    post: Literal["none", "dual-softmax"] = _key(
+        "none",
+        "retrieval scores before ranking: none (the paper), or dual-softmax (each score times its softmax over the "
+        "other test queries: transductive, opt-in; shown in the result's signature)",
+    )
+    post_temperature: float = _key(1.0, "dual-softmax temperature T (softmax of score / T)", gt=0)
 
 
 # Pre-training presets: overrides of the paper defaults, validated like key=value pairs.

@@ -35,6 +35,7 @@ from .adapters import adapter_class
 from .config import run_config
 from .data import toy
 from .errors import InputError
+from .records import signature
 from .records.result import Result, provenance, save_result
 
 Preds = dict[str, np.ndarray]
@@ -197,6 +198,18 @@ def floor_baseline(
         toy=toy_data,
         provenance=provenance(adapter.loaded.fingerprint()),
         baseline=kind,
+        signature=signature.record(
+            signature.build(
+                task=task,
+                family=spec.family,
+                split=spec.split,
+                n=len(preds["ids"]),
+                cfg=cfg_dict,
+                model=f"floor:{kind}",
+                features=signature.feature_source(spec.feature_dir(root), toy_data),
+                limit=None,
+            )
+        ),
     )
     save_result(result, out / RESULT)
     result.path = out / RESULT

@@ -25,8 +25,16 @@ from .data import toy
 from .errors import InputError
 from .io import FolderLock, atomic_write, ensure_writable, remove_temp_files
 from .progress import JobProgress
+from .records import signature
 from .records.corpus import contamination, read_ids
-from .records.predictions import PREDICTIONS, PREDICTIONS_JSONL, RESULT, load_predictions, save_predictions
+from .records.predictions import (
+    PREDICTIONS,
+    PREDICTIONS_JSONL,
+    RESULT,
+    example_arrays,
+    load_predictions,
+    save_predictions,
+)
 from .records.result import Result, provenance, save_result
 
 # torch, transformers and the adapters are imported inside the functions, after the arguments are checked: a
@@ -321,7 +329,7 @@ def _execute(plan: Plan, job: JobProgress, say: Callable[[str], None], overwrite
         **prepared,
     }  # e.g. "MiniLM-L6 (paper: bert-base-uncased)": shown in reports
     cis = intervals.result_intervals(spec.family, preds, metrics)
-    conventions = {**conventions, **(intervals.conventions(spec.family) if cis else {})}
+    conventions = {**conventions, **(intervals.conventions(spec.family, example_arrays(preds)) if cis else {})}
     extra = adapter.extra_outputs(preds, out)
     timings["score_s"] = time.perf_counter() - t0
 
@@ -353,6 +361,18 @@ def _execute(plan: Plan, job: JobProgress, say: Callable[[str], None], overwrite
         intervals=cis,
         model=about,
         limit=plan.limit,
+        signature=signature.record(
+            signature.build(
+                task=task,
+                family=spec.family,
+                split=spec.split,
+                n=len(preds["ids"]),
+                cfg=cfg_dict,
+                model=about,
+                features=signature.feature_source(spec.feature_dir(root), plan.toy_data),
+                limit=plan.limit,
+            )
+        ),
     )
     save_result(result, out / RESULT)
     tracker.scalars(len(losses), **{f"metrics/{k}": v for k, v in metrics.items()})

@@ -8,7 +8,8 @@ Also the test-time window averaging of COIN/CrossTask (not a metric, but a mean 
 model's invariants on a random tiny VLM (padding hidden by every mask and by pooling, text-causal slots blind
 to later tokens, the isolated halves equal to the isolated full forward), the 61-token text budget, and the
 CrossTask DP on a planted known answer (its recall of a random model has no closed form here), and the
-fine-tuning loop's learning-rate schedule read back from the updates it makes.
+fine-tuning loop's learning-rate schedule read back from the updates it makes, and the bootstrap intervals'
+calibration: their width on a known random model against the analytic width, with and without clusters.
 """
 
 from __future__ import annotations
@@ -273,6 +274,46 @@ def _schedule(lr: float = 1e-3, warmup: int = 10, decay_steps: int = 400, epochs
     )
 
 
+def _calibration(clustered: bool, reps: int = 60, n_clusters: int = 200, size: int = 5, seed: int = 6) -> tuple:
+    """The bootstrap intervals' width against the analytic one, on a known random model through the real interval
+    code (stats.intervals, the MC-QA family's estimator): per question a hit with probability p = 0.2 (five
+    choices), n = 1000 questions, so the 95% interval's width is 2 x 1.96 x 100 sqrt(p (1 - p) / n). Clustered:
+    the questions come in 200 videos of 5 whose hit probability is drawn per video from Beta(1, 4) (mean 0.2,
+    intra-video correlation rho = 1 / (1 + 4 + 1)), each video's id saved as example:cluster, so the width
+    grows by sqrt(1 + (size - 1) rho), the design effect; resampling questions instead of videos misses it by
+    far. Measured: the mean width over `reps` test sets; allowed: SIGMAS standard errors of that mean."""
+    from statistics import NormalDist
+
+    from vlmbench.records.predictions import CLUSTER_KEY
+    from vlmbench.stats import intervals
+
+    rng = np.random.default_rng(seed)
+    n, p = n_clusters * size, 0.2
+    a, b = 1.0, 4.0
+    rho = 1 / (a + b + 1)
+    deff = 1 + (size - 1) * rho if clustered else 1.0
+    widths = []
+    video = np.repeat([f"v{i}" for i in range(n_clusters)], size)
+    for _ in range(reps):
+        q = np.repeat(rng.beta(a, b, n_clusters), size) if clustered else np.full(n, p)
+        correct = (rng.random(n) < q).astype(np.int8)
+        arrays = {"example:correct": correct, **({CLUSTER_KEY: video} if clustered else {})}
+        preds = {**arrays, "ids": np.array([f"q{i}" for i in range(n)])}
+        lo, hi = intervals.result_intervals("mcqa", preds, {"accuracy": 100 * float(correct.mean())})["accuracy"]
+        widths.append(hi - lo)
+    w = np.asarray(widths)
+    z = NormalDist().inv_cdf(0.975)
+    expected = 2 * z * 100 * np.sqrt(p * (1 - p) * deff / n)
+    return (
+        f"95% interval width, random MC-QA model (n={n}"
+        + (f", {n_clusters} videos of {size}, rho={rho:.3f}: design effect {deff:.3f}" if clustered else "")
+        + ")",
+        float(expected),
+        float(w.mean()),
+        SIGMAS * float(w.std(ddof=1) / np.sqrt(reps)),
+    )
+
+
 def _groups():
     """(label, thunk) per check group; a group that raises is one FAIL row (a crash is a failed check too)."""
     return [
@@ -289,6 +330,7 @@ def _groups():
         ("model masks", _model),
         ("text budget", lambda: [_text_budget()]),
         ("fine-tune schedule", lambda: [_schedule()]),
+        ("interval calibration", lambda: [_calibration(False), _calibration(True)]),
     ]
 
 

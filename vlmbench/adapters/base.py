@@ -21,7 +21,7 @@ from torch import nn
 from ..config import RunConfig
 from ..data.features import FeatureStore, fingerprint, resolve_missing
 from ..models.interface import VideoTextModel
-from ..records.predictions import EXAMPLE_PREFIX, example_arrays
+from ..records.predictions import CLUSTER_KEY, EXAMPLE_PREFIX, SOURCE_VIDEO, example_arrays
 from ..registry import TaskSpec
 
 
@@ -118,11 +118,15 @@ class Adapter:
     def per_example(cls, preds: dict[str, np.ndarray], cfg: dict[str, Any]) -> dict[str, np.ndarray]:
         """The per-example arrays this family's metrics are made of (`example:*` keys, first axis = the resampling
         unit, in the predictions' order), saved with the predictions so that intervals and paired comparisons
-        need no adapter. Returned as they are when the predictions already hold them. Pure, like score()."""
+        need no adapter. Returned as they are when the predictions already hold them. Where the predictions
+        name each example's source video (`source_video`: examples that share a video, e.g. YouCook2 clips), it
+        is added as `example:cluster`, the unit the bootstrap resamples. Pure, like score()."""
         have = example_arrays(preds)
-        if have:
-            return have
-        return {EXAMPLE_PREFIX + k: np.asarray(v) for k, v in cls.example_values(preds, cfg).items()}
+        if not have:
+            have = {EXAMPLE_PREFIX + k: np.asarray(v) for k, v in cls.example_values(preds, cfg).items()}
+        if have and SOURCE_VIDEO in preds and CLUSTER_KEY not in have:
+            have = {**have, CLUSTER_KEY: np.asarray(preds[SOURCE_VIDEO]).astype(str)}
+        return have
 
     @classmethod
     def example_values(cls, preds: dict[str, np.ndarray], cfg: dict[str, Any]) -> dict[str, np.ndarray]:

@@ -28,6 +28,7 @@ from ..model.generate import PROMPT_LEN
 from ..model.layout import MAX_VIDEO_LEN
 from ..model.text import tokenize
 from ..models.interface import CAPTION, VideoTextModel
+from ..records.predictions import SOURCE_VIDEO
 from .base import Adapter
 from .overlap import refuse_overlap
 from .protocol import batch_counts, protocol_conventions
@@ -155,6 +156,7 @@ class CaptioningAdapter(Adapter):
             "ids": np.array([c.clip_id for c in self.test_clips], dtype=str),
             "hypotheses": np.array(hyps, dtype=str),
             "references": np.array(self.references, dtype=str),
+            SOURCE_VIDEO: np.array([c.vid for c in self.test_clips], dtype=str),  # clips of one video: one unit
         }
         if audit:
             preds["beam_score"], preds["greedy_score"] = np.concatenate(beam_scores), np.concatenate(greedy_scores)

@@ -5,11 +5,18 @@ Evaluation: every test clip and every test text encoded once, a text x video mat
 (no normalisation, no temperature, no re-ranking; row i's truth is column i), ranked in row blocks
 (metrics.retrieval_blocks: O(N x block) memory, the same metrics as metrics.retrieval on the full matrix); the
 predictions keep ranks and top-5, never the matrix (old files holding `scores` still re-score).
+Opt-in inference-time post-processing (run key `post`, recorded in every result's protocol signature):
+`post=dual-softmax` re-weights each score by its softmax over the other side's items before ranking (text->video:
+s_ij * softmax_i(s_ij / T) over the test texts i for video j; video->text: s_ij * softmax_j(s_ij / T) over the
+test videos), the inverted-softmax prior of CAMoE (Cheng et al., 2021) that several published MSR-VTT numbers
+use. It reads every test query's scores, so it is transductive and not the paper's protocol: off by default.
+The normalisers are computed in a first pass over row blocks, so the matrix is still never held whole.
 spec.options: reader (msrvtt | youcook2), loss (t2v | v2t); the run config's `dup` replicates the training list.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,8 +29,9 @@ from ..data import msrvtt, youcook2
 from ..errors import InputError
 from ..io import write_csv
 from ..metrics.retrieval import TIES, conventions, retrieval_metrics
-from ..metrics.retrieval_blocks import metrics_from_counts, rank_counts
+from ..metrics.retrieval_blocks import BLOCK, RankCounts, metrics_from_counts, rank_counts, rank_counts_rows
 from ..records.formats import COUNT_KEYS, pack_retrieval, ranked_view
+from ..records.predictions import SOURCE_VIDEO
 from .overlap import refuse_overlap
 from .pairs import (
     ContrastiveAdapter,
@@ -139,8 +147,17 @@ class RetrievalAdapter(ContrastiveAdapter):
         return t[torch.from_numpy(text_of)], v[torch.from_numpy(clip_of)]
 
     def predict(self, module: nn.Module, progress: Progress = None) -> dict[str, np.ndarray]:
-        """Scores text @ video.T ranked in row blocks; saved as ranks and top-5 (see pack), never the matrix."""
-        return pack_retrieval(rank_counts(*self.embed(module, progress)), self.test_ids, self.test_texts)
+        """Scores text @ video.T ranked in row blocks; saved as ranks and top-5 (see pack), never the matrix.
+        YouCook2's test clips share videos: each clip's video is kept (`source_video`, the bootstrap's unit)."""
+        text, video = self.embed(module, progress)
+        if self.cfg.post == "dual-softmax":
+            counts = dual_softmax_counts(text, video, self.cfg.post_temperature)
+        else:
+            counts = rank_counts(text, video)
+        preds = pack_retrieval(counts, self.test_ids, self.test_texts)
+        if self.reader == "youcook2":
+            preds[SOURCE_VIDEO] = np.array([c.vid for c in self.test_clips], dtype=str)
+        return preds
 
     @classmethod
     def score(cls, preds: dict[str, np.ndarray], cfg: dict[str, Any]) -> tuple[dict[str, float], dict[str, str]]:
@@ -157,7 +174,12 @@ class RetrievalAdapter(ContrastiveAdapter):
                     path="predictions",
                 )
             metrics = metrics_from_counts({k: preds[k] for k in COUNT_KEYS}, ties)
-        return metrics, {**conventions(ties), **protocol_conventions(cls.family, cfg)}
+        post = str(cfg.get("post", "none"))
+        return metrics, {
+            **conventions(ties),
+            "post": POST[post].format(t=cfg.get("post_temperature", 1.0)) if post in POST else post,
+            **protocol_conventions(cls.family, cfg),
+        }
 
     @classmethod
     def example_values(cls, preds: dict[str, np.ndarray], cfg: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -194,6 +216,48 @@ class RetrievalAdapter(ContrastiveAdapter):
 
 
 RETRIEVAL_ERRORS = "retrieval_errors.csv"
+
+POST = {
+    "none": "none: the raw scores are ranked (the paper's protocol)",
+    "dual-softmax": "dual-softmax (opt-in, transductive: uses every test query): text->video ranks s_ij * "
+    "softmax over texts i of s_ij / {t:g} (per video j), video->text ranks s_ij * softmax over videos j of "
+    "s_ij / {t:g} (per text i)",
+}
+
+
+def log_normalisers(rows, n: int, temperature: float, block: int = BLOCK) -> torch.Tensor:
+    """(n,) float64: log sum_i exp(s_ij / T) over the rows i of the square matrix given by rows(a, b), per
+    column j, accumulated over row blocks (a stable running logsumexp)."""
+    out = torch.full((n,), -torch.inf, dtype=torch.float64)
+    for a in range(0, n, block):
+        s = torch.as_tensor(rows(a, min(n, a + block))).to(torch.float64) / temperature
+        out = torch.logaddexp(out, torch.logsumexp(s, dim=0))
+    return out
+
+
+def dual_softmax_rows(rows, n: int, temperature: float, block: int = BLOCK):
+    """rows(a, b) of the re-weighted matrix s_ij * exp(s_ij / T - log_normaliser_j) (softmax down each column),
+    float64, deterministic (rank_counts_rows calls it twice per block)."""
+    log_z = log_normalisers(rows, n, temperature, block)
+
+    def weighted(a: int, b: int) -> torch.Tensor:
+        s = torch.as_tensor(rows(a, b)).to(torch.float64)
+        return s * torch.exp(s / temperature - log_z[None, :])
+
+    return weighted
+
+
+def dual_softmax_counts(
+    text: torch.Tensor, video: torch.Tensor, temperature: float = 1.0, block: int | None = None
+) -> RankCounts:
+    """Both directions' rank counts after dual-softmax: text->video on S = text @ video.T re-weighted down its
+    columns (softmax over texts), video->text on S.T re-weighted down its columns (softmax over videos), each
+    ranked by metrics.retrieval_blocks without the full matrix."""
+    text, video = torch.as_tensor(text), torch.as_tensor(video)
+    n, block = len(text), block or BLOCK
+    t2v = rank_counts_rows(dual_softmax_rows(lambda a, b: text[a:b] @ video.T, n, temperature, block), n, block)
+    v2t = rank_counts_rows(dual_softmax_rows(lambda a, b: video[a:b] @ text.T, n, temperature, block), n, block)
+    return dataclasses.replace(t2v, v2t_gt=v2t.t2v_gt, v2t_ge=v2t.t2v_ge)
 
 
 def retrieval_errors(preds: Mapping[str, np.ndarray]) -> tuple[list[str], list[list]]:

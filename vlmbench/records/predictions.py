@@ -94,3 +94,7 @@ def example_arrays(preds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 EXAMPLE_PREFIX = "example:"
+# Predictions whose examples share source videos (YouCook2 clips) carry each example's video under this key; the
+# family's per_example turns it into `example:cluster`, the unit the bootstrap draws (vlmbench.stats.intervals).
+SOURCE_VIDEO = "source_video"
+CLUSTER_KEY = EXAMPLE_PREFIX + "cluster"

@@ -45,9 +45,15 @@ class Result:
     # the model evaluated: name, class, capabilities, interface version, backbone, weights and their sha256
     model: dict[str, Any] = field(default_factory=dict)
     limit: int | None = None  # `--limit N`: only the first N test examples were scored
+    # the protocol signature: {"string": "vlmbench|task:...|...", "fields": {...}} (vlmbench.records.signature)
+    signature: dict[str, Any] = field(default_factory=dict)
     schema: str = SCHEMA
     # Where the record was loaded from; not part of the file.
     path: Path | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def signature_string(self) -> str | None:
+        return self.signature.get("string") if self.signature else None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -75,9 +81,16 @@ class Result:
         limit = d.get("limit")
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
             raise InputError("'limit' must be a positive integer or null", path=path)
-        for key in ("conventions", "counts", "config", "provenance", "timings", "intervals", "model"):
+        for key in ("conventions", "counts", "config", "provenance", "timings", "intervals", "model", "signature"):
             if not isinstance(d.get(key, {}), dict):
                 raise InputError(f"{key!r} must be a JSON object", path=path)
+        sig = d.get("signature", {})
+        if sig and not (
+            isinstance(sig.get("string"), str)
+            and isinstance(sig.get("fields"), dict)
+            and all(isinstance(v, str) for v in sig["fields"].values())
+        ):
+            raise InputError('\'signature\' must be {"string": text, "fields": {name: text}}', path=path)
         intervals = {}
         for m, bounds in d.get("intervals", {}).items():
             if not (

@@ -25,12 +25,45 @@ several seeds), a metric's tolerance is the largest of
     the minimum above,
 so a seed-only change passes (a held-out seed 5 against the seed-0 reference, measured). `tol` still wins.
 
-Verdicts (one row per task/metric; every one but ok fails the gate):
-    regressed             worse than the reference by more than the tolerance
-    changed beyond noise  better by more than the tolerance (an unexplained gain is how a wrong metric shows)
+Each row's statistics (the `test`, `p` and `MDE` columns), from the first source that applies:
+    paired examples       both runs kept their per-example values (predictions.npz) on the same test examples and
+                          they reproduce both results' numbers: the paired bootstrap of the difference (clusters =
+                          source videos drawn whole where the examples share one), and for the hit metrics (R@k,
+                          accuracy) McNemar's test on the same pairs (exact; Durkalski's clustered statistic where
+                          examples share videos), which then decides. MDE = 2.80 x the paired SE (80% power,
+                          two-sided 0.05; 0 when the runs agree on every example). Exact McNemar cannot flag
+                          fewer than 6 discordant examples (2 / 2^6 < 0.05), whatever the MDE says.
+    seed noise            the reference folder's noise.json has the metric's std over seeds: the two runs are one
+                          seed's draw each on the same test set, so SE(new - ref) = sqrt(2) x std (z test);
+                          MDE = 2.80 x that.
+    interval only         only the reference's 95% bootstrap interval: it measures the test set's sampling,
+                          which both runs share (compare requires the same split and data), so it cannot test
+                          their difference: the tolerance decides, as before (the tight bit-change check without
+                          noise.json), and the MDE column shows, for information, 2.80 x sqrt(2) x its SE
+                          ((hi - lo) / 3.92): what two independent runs of this size could tell apart.
+    none                  no statistics (a result file alone, the pre-training losses without noise.json): the
+                          tolerance alone decides, as before.
+Per-example values that do not reproduce a result's number (an edited result.json, R@k under ties=mmpt) are not
+used for that row, nor are its intervals (computed from the same values).
+
+Verdicts (one row per task/metric; exit 1 on regressed, changed beyond noise, below floor, missing):
+    ok                    within the tolerance, and the comparison's test could have detected a change of the
+                          tolerance's size (its MDE <= tolerance; no test: the tolerance alone)
+    regressed             worse than the reference by more than the tolerance AND significant (no test: the
+                          tolerance alone)
+    changed beyond noise  better by more than the tolerance AND significant (no test: the tolerance alone): an
+                          unexplained gain is how a wrong metric shows
+    inconclusive          a test ran (paired examples or seed noise) and the row is beyond the tolerance but not
+                          significant, or within it while the test's minimum detectable effect exceeds the
+                          tolerance (it could not have seen a tolerance-sized regression). Not a failure (exit 0)
+                          unless --strict; listed under the table.
     below floor           the task's `learned:` rule (tasks/*.yaml) is not met in the NEW results, with
                           floors taken from the new results (OUT/<task>/floor-<kind>/, or `over: <task>`)
     missing               in the reference, absent or NaN in the new results (or a floor the rule needs)
+
+Protocol signatures (vlmbench.records.signature): results whose signatures differ in a protocol field (task,
+split, size, ties, post-processing, tokenizer, features, ...) are refused like the identity fields, naming the
+field, unless --force; a result without a signature (written before them) is not held against the other.
 """
 
 from __future__ import annotations
@@ -41,6 +74,7 @@ from pathlib import Path
 import pandas as pd
 
 from vlmbench.errors import InputError
+from vlmbench.records import signature
 from vlmbench.records.result import Result, load_results
 from vlmbench.reporting import render
 
@@ -66,9 +100,20 @@ DEFAULT_TOLERANCES: dict[str, float] = {
 }  # captioning: beam over greedy, nats per token
 BEYOND_NOISE = "changed beyond noise: if intended, run `make update-reference` and say why in the commit"
 FAILING = ("regressed", "missing", "changed beyond noise", "below floor", "differs")
+INCONCLUSIVE = "inconclusive"  # fails only under --strict
 # What a run determines exactly, whatever its seed: compared for equality, never within a tolerance. Counts of
 # examples, windows, updates, tokens and the resolved recipe; the seed and where things live are left out.
-NOT_EXACT_CONFIG = ("seed", "checkpoint", "checkpoint_source", "data", "allow_missing", "preset")
+# The identity fields (backbone, preset, the limit's max_test) are check_comparable's: --force skips them.
+NOT_EXACT_CONFIG = (
+    "seed",
+    "checkpoint",
+    "checkpoint_source",
+    "data",
+    "allow_missing",
+    "preset",
+    "backbone",
+    "max_test",
+)
 NOT_EXACT_COUNTS = ("selected_epoch",)  # best-of-epochs' choice varies with the seed
 COLUMNS = ["task", "metric", "ref", "new", "delta", "tolerance", "floor", "status", "why"]
 NOISE_SIGMAS = 3.0
@@ -161,6 +206,15 @@ def check_comparable(new: list[Result], ref: list[Result]) -> None:
                     "different things; pass --force to compare them anyway",
                     path=got.path or key,
                 )
+        sa, sb = signature.fields_of(got.signature), signature.fields_of(r.signature)
+        diff = signature.mismatch(sa, sb) if sa and sb else None
+        if diff is not None:
+            f, va, vb = diff
+            raise InputError(
+                f"{key}: signature field {f} differs (new {va!r}, reference {vb!r}); the numbers were measured "
+                "under different protocols; pass --force to compare them anyway",
+                path=got.path or key,
+            )
 
 
 def compared_line(new: list[Result], ref: list[Result]) -> str:
@@ -181,15 +235,48 @@ def compared_line(new: list[Result], ref: list[Result]) -> str:
     )
 
 
-def status(metric: str, ref: float, new: float | None, tol: float) -> str:
+def status(metric: str, ref: float, new: float | None, tol: float, stats: dict | None = None) -> str:
+    """The verdict (module docstring). stats: {significant, mde} of the row's test; None, or significant None (no
+    test ran), leaves the verdict to the tolerance."""
     if new is None or math.isnan(new):
         return "ok" if math.isnan(ref) else "missing"
     gain = (new - ref) * direction(metric)  # > 0 means better
-    if gain < -tol - _EPS:
-        return "regressed"
-    if gain > tol + _EPS:
-        return "changed beyond noise"
-    return "ok"
+    beyond = gain < -tol - _EPS or gain > tol + _EPS
+    if stats is None or stats.get("significant") is None:
+        return ("regressed" if gain < 0 else "changed beyond noise") if beyond else "ok"
+    if beyond:
+        if not stats["significant"]:
+            return INCONCLUSIVE
+        return "regressed" if gain < 0 else "changed beyond noise"
+    mde = stats.get("mde")
+    return INCONCLUSIVE if mde is not None and not math.isnan(mde) and mde > tol + _EPS else "ok"
+
+
+def row_stats(metric: str, ref: Result, new: Result | None, paired: dict | None, std: float | None) -> dict | None:
+    """The row's test: {test, p, significant, mde} from paired examples or seed noise; from the reference's
+    interval only the MDE (significant None: no test); None when nothing applies (module docstring)."""
+    from vlmbench.stats import significance as sig
+
+    if new is None or metric not in new.metrics or metric not in ref.metrics:
+        return None
+    diff = new.metrics[metric] - ref.metrics[metric]
+    if math.isnan(diff):
+        return None
+    if paired is not None and paired.get("reproduces"):
+        return {k: paired[k] for k in ("test", "p", "significant", "mde")}
+    if std is not None and not math.isnan(std):
+        se = math.sqrt(2) * float(std)
+        p = sig.z_test(diff, se)
+        return {"test": "seed noise (z)", "p": p, "significant": bool(p < sig.ALPHA), "mde": sig.mde(se)}
+    se_ref = bootstrap_se(ref, metric)
+    if paired is None and se_ref is not None:  # (an interval from values that do not reproduce it: unused)
+        return {
+            "test": "none (tolerance)",
+            "p": float("nan"),
+            "significant": None,
+            "mde": sig.mde(math.sqrt(2) * se_ref),
+        }
+    return None
 
 
 def floor_checks(
@@ -276,7 +363,7 @@ def compare(
     """One row per (task, metric) of the reference, with columns COLUMNS; plus, where both runs kept their
     per-example values (predictions.npz beside result.json) on the same test examples, the paired bootstrap
     difference new - ref, its 95% interval and whether it excludes 0."""
-    new_by, rows, paired_cols = _by_key(new, "new"), [], False
+    new_by, rows, paired_cols, with_stats = _by_key(new, "new"), [], False, False
     floors = floor_checks(new, floors, require_floors, notes)
     spread = (noise or {}).get("tasks", {})
     seen = set()
@@ -295,14 +382,12 @@ def compare(
             )
             delta = new_value - ref_value if new_value is not None else float("nan")
             p = pairs.get(metric)
-            st = status(metric, ref_value, new_value, t)
+            stats = row_stats(metric, r, got, p, spread.get(key, {}).get(metric, {}).get("std"))
+            with_stats |= stats is not None
+            st = status(metric, ref_value, new_value, t, stats)
             thr, fwhy = floors.get((key, metric), (None, None))
             seen.add((key, metric))
-            why = {
-                "changed beyond noise": BEYOND_NOISE,
-                "regressed": f"worse than the reference by more than {t:g}",
-                "missing": "not in the new results",
-            }.get(st)
+            why = _why(metric, st, delta, t, stats, p)
             if fwhy and st in ("ok", "changed beyond noise"):
                 st, why = "below floor", fwhy
             elif fwhy:
@@ -321,6 +406,9 @@ def compare(
                     render.format_value(metric, p["diff"], signed=True) if p else None,
                     f"[{render.format_value(metric, p['lo'])}, {render.format_value(metric, p['hi'])}]" if p else None,
                     ("yes" if p["significant"] else "no") if p else None,
+                    render.format_value(metric, stats["mde"]) if stats and not math.isnan(stats["mde"]) else None,
+                    stats["test"] if stats else None,
+                    f"{stats['p']:.3g}" if stats and not math.isnan(stats["p"]) else None,
                 ]
             )
     for (key, metric), (thr, fwhy) in floors.items():  # a rule on a metric the reference does not carry
@@ -340,15 +428,60 @@ def compare(
                     None,
                     None,
                     None,
+                    None,
+                    None,
+                    None,
                 ]
             )
     for row in exact_rows(new, ref):
-        rows.append(row + [None, None, None])
-    df = pd.DataFrame(rows, columns=COLUMNS + list(PAIRED_COLUMNS))
-    return df if paired_cols else df[COLUMNS]
+        rows.append(row + [None] * (len(PAIRED_COLUMNS) + len(STAT_COLUMNS)))
+    df = pd.DataFrame(rows, columns=COLUMNS + list(PAIRED_COLUMNS) + list(STAT_COLUMNS))
+    keep = COLUMNS + (list(PAIRED_COLUMNS) if paired_cols else []) + (list(STAT_COLUMNS) if with_stats else [])
+    df = df[keep]
+    df.attrs["signatures"] = signature_lines(new, ref)
+    return df
 
 
 PAIRED_COLUMNS = ("paired diff", "paired 95% CI", "significant")
+STAT_COLUMNS = ("MDE", "test", "p")
+
+
+def _why(metric: str, st: str, delta: float, tol: float, stats: dict | None, paired: dict | None) -> str | None:
+    """The reason shown for a row's verdict (None for ok)."""
+    tested = stats is not None and stats.get("significant") is not None
+    test = f"{stats['test']} p={stats['p']:.3g}" if tested else ""
+    if st == "missing":
+        return "not in the new results"
+    if st == "regressed":
+        why = f"worse than the reference by more than {tol:g}"
+        if tested:
+            return f"{why}, significant ({test})"
+        if paired is not None:  # per-example values exist but describe other numbers
+            return f"{why} (per-example values do not reproduce the results' numbers: tolerance only)"
+        return why
+    if st == "changed beyond noise":
+        return BEYOND_NOISE + (f" (significant: {test})" if tested else "")
+    if st == INCONCLUSIVE:
+        if abs(delta) > tol + _EPS:
+            side = "worse" if delta * direction(metric) < 0 else "better"
+            return f"{side} by more than {tol:g} but not significant ({test})"
+        return (
+            f"within {tol:g}, but this comparison's minimum detectable effect is "
+            f"{render.format_value(metric, stats['mde'])}: it could not have detected a change of the tolerance's size"
+        )
+    return None
+
+
+def signature_lines(new: list[Result], ref: list[Result]) -> list[str]:
+    """One line per distinct protocol signature among the compared results, saying whose it is."""
+    whose: dict[str, list[str]] = {}
+    for side, results in (("new", new), ("reference", ref)):
+        for r in results:
+            if r.signature_string:
+                names = whose.setdefault(r.signature_string, [])
+                if side not in names:
+                    names.append(side)
+    return [f"`{s}` ({' and '.join(sides)})" for s, sides in whose.items()]
 
 
 def _paired(new: Result, ref: Result) -> dict[str, dict[str, float]]:
@@ -391,8 +524,12 @@ def exact_rows(new: list[Result], ref: list[Result]) -> list[list]:
     return rows
 
 
-def failed(df: pd.DataFrame) -> bool:
-    return bool(df["status"].isin(FAILING).any())
+def failing(strict: bool = False) -> tuple[str, ...]:
+    return FAILING + ((INCONCLUSIVE,) if strict else ())
+
+
+def failed(df: pd.DataFrame, strict: bool = False) -> bool:
+    return bool(df["status"].isin(failing(strict)).any())
 
 
 def compare_paths(
@@ -402,9 +539,11 @@ def compare_paths(
     force: bool = False,
     floors: bool = True,
     require_floors: bool = False,
+    strict: bool = False,
 ) -> tuple[pd.DataFrame, bool]:
     """Load, refuse incomparable results (unless force), compare; the frame's attrs['compared'] says what and
-    attrs['notes'] what was not checked (a floor absent from the new results, unless require_floors)."""
+    attrs['notes'] what was not checked (a floor absent from the new results, unless require_floors).
+    strict: an inconclusive row fails too."""
     ref = load_results(ref_path)
     if not ref:
         raise InputError("no reference results found", path=ref_path)
@@ -435,15 +574,26 @@ def compare_paths(
             else "; tolerances: defaults (no noise.json)"
         )
         + ("" if floors else "; floors not checked (--no-floors)")
+        + ("; --strict: inconclusive fails" if strict else "")
     )
-    return df, failed(df)
+    df.attrs["strict"] = strict
+    return df, failed(df, strict)
 
 
 def to_markdown(df: pd.DataFrame) -> str:
     """GitHub-flavoured table with a ✅/❌ column, a one-line verdict and what was compared, for a CI job summary."""
-    bad = df[df["status"].isin(FAILING)]
-    verdict = f"**{len(bad)} of {len(df)} metrics failed**" if len(bad) else f"**all {len(df)} metrics ok**"
-    view = pd.DataFrame({"": ["❌" if s in FAILING else "✅" for s in df["status"]]})
+    fail = failing(bool(df.attrs.get("strict")))
+    bad = df[df["status"].isin(fail)]
+    unsure = df[(df["status"] == INCONCLUSIVE) & ~df["status"].isin(fail)]
+    if len(bad):
+        verdict = f"**{len(bad)} of {len(df)} metrics failed**" + (
+            f", {len(unsure)} inconclusive" if len(unsure) else ""
+        )
+    elif len(unsure):
+        verdict = f"**no metric failed; {len(unsure)} of {len(df)} inconclusive**"
+    else:
+        verdict = f"**all {len(df)} metrics ok**"
+    view = pd.DataFrame({"": ["❌" if s in fail else "❔" if s == INCONCLUSIVE else "✅" for s in df["status"]]})
     view["task"], view["metric"] = list(df["task"]), list(df["metric"])
     for col in ("ref", "new", "delta", "tolerance", "floor"):
         view[col] = [
@@ -452,7 +602,7 @@ def to_markdown(df: pd.DataFrame) -> str:
             else render.format_value(m, v, signed=col == "delta")
             for m, v in zip(df["metric"], df[col])
         ]
-    for col in ("paired diff", "paired 95% CI", "significant"):
+    for col in (*PAIRED_COLUMNS, *STAT_COLUMNS):
         if col in df.columns:
             view[col] = list(df[col].fillna("-"))
     view["status"] = list(df["status"])
@@ -460,11 +610,20 @@ def to_markdown(df: pd.DataFrame) -> str:
     if df.attrs.get("compared"):
         lines += [df.attrs["compared"], ""]
     failures = [f"- {t} {m}: {s}: {w}" for t, m, s, w in zip(bad["task"], bad["metric"], bad["status"], bad["why"])]
+    unsure_lines = [f"- {t} {m}: {w}" for t, m, w in zip(unsure["task"], unsure["metric"], unsure["why"])]
+    sigs = df.attrs.get("signatures") or []
     return (
-        "\n".join(lines + render.markdown_table(view) + (["", "Failed checks:", *failures] if failures else [])) + "\n"
+        "\n".join(
+            lines
+            + render.markdown_table(view)
+            + (["", "Signatures:", *(f"- {s}" for s in sigs)] if sigs else [])
+            + (["", "Failed checks:", *failures] if failures else [])
+            + (["", "Inconclusive (not a failure without --strict):", *unsure_lines] if unsure_lines else [])
+        )
+        + "\n"
     )
 
 
 def failure_lines(df: pd.DataFrame) -> list[str]:
-    bad = df[df["status"].isin(FAILING)]
+    bad = df[df["status"].isin(failing(bool(df.attrs.get("strict"))))]
     return [f"{t} {m}: {w or s}" for t, m, s, w in zip(bad["task"], bad["metric"], bad["status"], bad["why"])]

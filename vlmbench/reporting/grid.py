@@ -13,9 +13,8 @@ import pandas as pd
 from vlmbench import registry
 from vlmbench.ablate import AblationRun, Cell, collect
 from vlmbench.io import write_text
-from vlmbench.reporting import render
 from vlmbench.reporting.plots import plot_metric_vs_key
-from vlmbench.reporting.tables import SMOKE_NOTE, TOY_NOTE, grid_table, grid_tables
+from vlmbench.reporting.tables import SMOKE_NOTE, TOY_NOTE, grid_table, grid_tables, with_footers
 
 
 @dataclass
@@ -43,9 +42,13 @@ def render_grid(
     headline = {t: _headline(grid, t) for t in grid["task"].unique()} if len(grid) else {}
     tables = grid_tables(grid, varied, headline, ci=ci, compact=fmt == "terminal", world=world)
     notes = ([f"ablation grid: {TOY_NOTE}"] if toy else []) + ([SMOKE_NOTE] if world == "smoke" else [])
+    sigs = grid.attrs.get("signatures", {})
+    footers = [sigs.get(t.title, []) for t in tables]  # the protocol signatures under each task's table
     if fmt == "terminal":
-        return render.terminal(tables, heading="\n".join(notes))
-    return render.markdown(tables, heading="## vlmbench ablation" + "".join(f"\n\n> {n}" for n in notes))
+        return with_footers(tables, footers, "terminal", heading="\n".join(notes))
+    return with_footers(
+        tables, footers, "markdown", heading="## vlmbench ablation" + "".join(f"\n\n> {n}" for n in notes)
+    )
 
 
 def plot_name(metric: str, key: str) -> str:

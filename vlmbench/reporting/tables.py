@@ -147,16 +147,44 @@ def report(results: Sequence[Result], against: str | None = "paper", fmt: str = 
     if fmt == "json":
         notes = heading + list(dict.fromkeys(n for r in results for n in row_notes(r)))
         records = [{k: _json_value(v) for k, v in rec.items()} for rec in df.to_dict(orient="records")]
-        return json.dumps({"notes": notes, "rows": records}, indent=2) + "\n"
+        sigs = {r.signature_string: r.signature.get("fields") for r in results if r.signature_string}
+        return json.dumps({"notes": notes, "rows": records, **({"signatures": sigs} if sigs else {})}, indent=2) + "\n"
     tables = list(report_tables(df, ci=ci, markdown=fmt == "markdown"))
+    sigs = signatures_by_task(results)
+    footers = [sigs.get(t.title, []) for t in tables]
     if fmt == "terminal":
-        return render.terminal(tables, heading="\n".join(heading))
-    return render.markdown(tables, heading="## vlmbench report" + "".join(f"\n\n> {n}" for n in heading))
+        return with_footers(tables, footers, fmt, heading="\n".join(heading))
+    return with_footers(tables, footers, fmt, heading="## vlmbench report" + "".join(f"\n\n> {n}" for n in heading))
 
 
 def report_heading(results: Sequence[Result]) -> list[str]:
     """What is said once above a report: the smoke preset's meaning when any result is a smoke run."""
     return [SMOKE_NOTE] if any(r.preset == "smoke" for r in results) else []
+
+
+def signatures_by_task(results: Sequence[Result]) -> dict[str, list[str]]:
+    """task -> the distinct protocol signature strings of its results (model runs first, then floors)."""
+    out: dict[str, list[str]] = {}
+    for r in sorted(results, key=lambda r: r.baseline is not None):
+        if r.signature_string and r.signature_string not in out.setdefault(r.task, []):
+            out[r.task].append(r.signature_string)
+    return out
+
+
+def with_footers(tables: Sequence[render.Table], footers: Sequence[Sequence[str]], fmt: str, heading: str = "") -> str:
+    """The tables rendered one by one (terminal or markdown), each followed by its footer lines (the protocol
+    signatures: printed under every table); with no footers, exactly render.terminal / render.markdown."""
+    parts = []
+    for i, (t, foot) in enumerate(zip(tables, footers)):
+        h = heading if i == 0 else ""
+        if fmt == "terminal":
+            parts.append(render.terminal([t], heading=h) + "".join(f"signature: {s}\n" for s in foot))
+        else:
+            text = render.markdown([t], heading=h)
+            parts.append(text + "".join(f"\nsignature: `{s}`\n" for s in foot))
+    if not parts:
+        return render.terminal([], heading=heading) if fmt == "terminal" else render.markdown([], heading=heading)
+    return "".join(parts) if fmt == "terminal" else "\n".join(parts)
 
 
 def _json_value(v: Any) -> Any:
@@ -293,7 +321,9 @@ def grid_table(results: Sequence[Result], varied_keys: Sequence[str], paired: bo
     (`<metric>:std`, n > 1) and the runs' mean interval bounds (`<metric>:lo/hi`), the matching paper Table 8/9
     row as `paper` (its label) and `paper:<metric>` columns, and, for one run per cell with per-example values
     saved, the paired bootstrap difference against the task's first cell (`<metric>:diff`, `:diff:lo/hi`,
-    `:sig` yes/no: significant only when the interval excludes 0)."""
+    `:p` the p-value of the comparison's test: McNemar for R@k / accuracy, else the paired bootstrap; `:sig`
+    yes/no: significant at 0.05 after Holm's correction over the task's cells compared with its first cell, per
+    metric, `:p_holm` the adjusted p). attrs['signatures']: task -> the cells' protocol signature strings."""
     runs = [r for r in results if not r.baseline]
     records = []
     for r in runs:
@@ -324,6 +354,8 @@ def grid_table(results: Sequence[Result], varied_keys: Sequence[str], paired: bo
                 row.update(_paired_columns(g["_result"].iloc[0], first))
         out.append(row)
     grid = pd.DataFrame(out)
+    _holm_columns(grid, metrics)
+    grid.attrs["signatures"] = signatures_by_task(runs)
     grid.attrs["varied_keys"] = list(varied_keys)
     grid.attrs["metrics"] = [m for m in metrics if m in grid.columns]
     return grid
@@ -334,15 +366,25 @@ def _paired_columns(new: Result, first: Result) -> dict[str, Any]:
 
     cols: dict[str, Any] = {}
     for m, p in _paired(new, first).items():
-        cols.update(
-            {
-                f"{m}:diff": p["diff"],
-                f"{m}:diff:lo": p["lo"],
-                f"{m}:diff:hi": p["hi"],
-                f"{m}:sig": "yes" if p["significant"] else "no",
-            }
-        )
+        if not p.get("reproduces", True):  # the per-example values describe other numbers (e.g. ties=mmpt)
+            continue
+        cols.update({f"{m}:diff": p["diff"], f"{m}:diff:lo": p["lo"], f"{m}:diff:hi": p["hi"], f"{m}:p": p["p"]})
     return cols
+
+
+def _holm_columns(grid: pd.DataFrame, metrics: Sequence[str]) -> None:
+    """`<metric>:p_holm` and `<metric>:sig` (yes/no at 0.05) per task and metric, Holm over the cells compared."""
+    from vlmbench.stats.significance import ALPHA, holm
+
+    for m in metrics:
+        col = f"{m}:p"
+        if col not in grid.columns:
+            continue
+        adjusted = pd.Series(float("nan"), index=grid.index)
+        for _, g in grid.groupby("task", sort=False):
+            adjusted[g.index] = holm(g[col].tolist())
+        grid[f"{m}:p_holm"] = adjusted
+        grid[f"{m}:sig"] = [None if pd.isna(q) else "yes" if q < ALPHA else "no" for q in adjusted]
 
 
 def _hashable(v: Any) -> Any:
@@ -350,7 +392,8 @@ def _hashable(v: Any) -> Any:
 
 
 PAIRED_NOTE = (
-    "Δ: paired bootstrap difference against the task's first cell (same test examples); * = its 95% interval excludes 0"
+    "Δ: paired difference against the task's first cell (same test examples); * = significant at 0.05 after Holm's "
+    "correction over the cells, per metric (McNemar for R@k / accuracy, else the paired bootstrap)"
 )
 
 

@@ -6,8 +6,17 @@ times each example was drawn, summing to n); each estimator maps a (B, n) weight
 and the point estimate is the same estimator at weights 1. Corpus metrics are therefore resampled as corpora:
 corpus BLEU is recomputed from the resampled sums of its n-gram statistics, not averaged per sentence.
 
+Clustered resampling: where examples share a source video (YouCook2: several clips, and so several queries or
+captions, per video), the unit drawn is the video, not the example: clusters are drawn with replacement
+(default_rng(seed).integers(0, C, (resamples, C)), clusters numbered in order of first appearance) and every
+example of a drawn cluster gets the cluster's count as its weight. The estimators are unchanged (they take any
+weights), so each metric is still recomputed from the resampled examples' statistics. With one example per
+cluster the draw is, index for index, the unclustered one (same intervals, bit for bit).
+
 Paired comparison: two results on the same test examples are resampled with the SAME weight matrix (same
-seed, same n), and the interval is over the per-resample differences.
+seed, same n, same clusters), and the interval is over the per-resample differences; their standard deviation
+is the standard error of the paired difference (the minimum detectable effect's input) and their share on
+either side of 0 gives a two-sided bootstrap p-value.
 """
 
 from __future__ import annotations
@@ -23,20 +32,40 @@ SEED = 0
 
 CONVENTION = (
     f"{LEVEL:.0%} percentile bootstrap over the test examples (unit per task below), {RESAMPLES} resamples "
-    f"drawn with numpy default_rng({SEED}).integers(0, n, (resamples, n)); bounds by np.percentile "
-    "(linear interpolation); corpus metrics recomputed from resampled per-example statistics"
+    f"drawn with numpy default_rng({SEED}).integers(0, n, (resamples, n)) over the n units (examples, or source "
+    "videos numbered by first appearance when examples share one: a drawn video brings all its examples); "
+    "bounds by np.percentile (linear interpolation); corpus metrics recomputed from resampled per-example "
+    "statistics"
 )
 
 Estimator = Callable[[np.ndarray], np.ndarray]  # (B, n) weights -> (B,) values
 
 
-def resample_weights(n: int, resamples: int = RESAMPLES, seed: int = SEED) -> np.ndarray:
-    """(resamples, n) float counts: row b counts how often each example is in resample b."""
+def cluster_codes(clusters) -> np.ndarray:
+    """(n,) int: each example's cluster numbered 0, 1, ... in order of first appearance (so one example per
+    cluster gives 0..n-1, the unclustered draw's indices)."""
+    _, first, inverse = np.unique(np.asarray(clusters), return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")  # unique values sorted -> by first appearance
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return rank[inverse.ravel()]
+
+
+def resample_weights(n: int, resamples: int = RESAMPLES, seed: int = SEED, clusters=None) -> np.ndarray:
+    """(resamples, n) float counts: row b counts how often each example is in resample b. clusters: (n,) labels
+    (e.g. source video ids); clusters are drawn instead of examples and each example weighs its cluster's count."""
     if n < 1:
         raise ValueError("need at least one example to resample")
-    idx = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
-    flat = (idx + n * np.arange(resamples)[:, None]).ravel()
-    return np.bincount(flat, minlength=resamples * n).reshape(resamples, n).astype(np.float64)
+    codes = None
+    if clusters is not None:
+        codes = cluster_codes(clusters)
+        if len(codes) != n:
+            raise ValueError(f"{len(codes)} cluster labels for {n} examples")
+    units = n if codes is None else int(codes.max()) + 1
+    idx = np.random.default_rng(seed).integers(0, units, size=(resamples, units))
+    flat = (idx + units * np.arange(resamples)[:, None]).ravel()
+    w = np.bincount(flat, minlength=resamples * units).reshape(resamples, units).astype(np.float64)
+    return w if codes is None else w[:, codes]
 
 
 def percentile_interval(values: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
@@ -53,10 +82,26 @@ def point(estimator: Estimator, n: int) -> float:
 
 
 def intervals(
-    estimators: Mapping[str, Estimator], n: int, resamples: int = RESAMPLES, seed: int = SEED, level: float = LEVEL
+    estimators: Mapping[str, Estimator],
+    n: int,
+    resamples: int = RESAMPLES,
+    seed: int = SEED,
+    level: float = LEVEL,
+    clusters=None,
 ) -> dict[str, tuple[float, float]]:
-    w = resample_weights(n, resamples, seed)
+    w = resample_weights(n, resamples, seed, clusters)
     return {m: percentile_interval(f(w), level) for m, f in estimators.items()}
+
+
+def bootstrap_p(diffs: np.ndarray) -> float:
+    """Two-sided bootstrap p-value of H0: difference 0, from the resampled differences: twice the smaller share
+    on either side of 0 (0 itself counted on both), with the +1 of a Monte Carlo p-value, capped at 1."""
+    d = np.asarray(diffs, dtype=np.float64)
+    d = d[np.isfinite(d)]
+    if d.size == 0:
+        return float("nan")
+    tail = min(int((d <= 0).sum()), int((d >= 0).sum()))
+    return float(min(1.0, 2 * (tail + 1) / (d.size + 1)))
 
 
 def paired(
@@ -66,17 +111,29 @@ def paired(
     resamples: int = RESAMPLES,
     seed: int = SEED,
     level: float = LEVEL,
+    clusters=None,
 ) -> dict[str, dict[str, float]]:
-    """Per metric both have: diff = a - b at the point, its interval from the same resamples, significant
-    when the interval excludes 0."""
-    w = resample_weights(n, resamples, seed)
+    """Per metric both have: diff = a - b at the point, its interval from the same resamples (clusters drawn
+    whole when given), se = their standard deviation (ddof 1), p = bootstrap_p, significant when the interval
+    excludes 0."""
+    w = resample_weights(n, resamples, seed, clusters)
     out = {}
     for m in a:
         if m not in b:
             continue
-        lo, hi = percentile_interval(a[m](w) - b[m](w), level)
+        d = a[m](w) - b[m](w)
+        lo, hi = percentile_interval(d, level)
+        finite = d[np.isfinite(d)]
+        se = float(finite.std(ddof=1)) if finite.size > 1 else float("nan")
         diff = point(a[m], n) - point(b[m], n)
-        out[m] = {"diff": diff, "lo": lo, "hi": hi, "significant": bool(lo > 0 or hi < 0)}
+        out[m] = {
+            "diff": diff,
+            "lo": lo,
+            "hi": hi,
+            "se": se,
+            "p": bootstrap_p(d),
+            "significant": bool(lo > 0 or hi < 0),
+        }
     return out
 
 

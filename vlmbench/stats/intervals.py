@@ -4,8 +4,18 @@ Each task family computes the per-example arrays its metrics are made of (its ad
 keys, saved in predictions.npz beside the raw predictions); estimators(family, arrays, metrics) gives, per metric, the function of resample weights that recomputes it (vlmbench.stats.bootstrap), so that
 the point estimate at weight 1 is the reported metric and the same weights pair two runs.
 
-Resampling units: queries (retrieval: text i with its video i), questions (MC-QA), videos (COIN, CrossTask),
-clips (captioning).
+Resampling units (stated in each result's conventions["interval"]): where the examples of a task share a source
+video, the predictions carry its id per example (`example:cluster`, written by the family's per_example) and the
+unit is the video: all its examples are drawn together (YouCook2 retrieval and captioning: several clips per
+video, whose captions and features are alike, so they are not independent draws). Elsewhere the unit is the
+example: the query (MSR-VTT retrieval: text i with its video i, one caption per video), the question (MC-QA),
+the video (COIN, CrossTask: one example is a whole video).
+
+Paired comparison (`paired_difference`): the paired bootstrap of every metric (clusters drawn whole), and, for
+the metrics that are a mean of per-example hits (R@k, MC-QA accuracy), McNemar's test on the same pairs: exact
+without clusters, Durkalski's clustered statistic with them (vlmbench.stats.significance). The hit metrics'
+verdict is McNemar's; the others' is the bootstrap interval's. Each comparison's minimum detectable effect is
+2.80 x the paired bootstrap SE (80% power, two-sided 0.05; 0 for two runs that agree on every example).
 """
 
 from __future__ import annotations
@@ -19,13 +29,26 @@ from vlmbench.errors import InputError
 from vlmbench.records.predictions import EXAMPLE_PREFIX as PREFIX
 from vlmbench.records.predictions import PREDICTIONS, example_arrays, load_predictions
 from vlmbench.stats import bootstrap as bs
+from vlmbench.stats import significance as sig
 
-UNITS = {
-    "retrieval": "queries (text i with its video i)",
-    "mcqa": "questions",
-    "segmentation": "videos",
-    "localization": "videos",
-    "captioning": "clips",
+UNITS = {  # the unit when every example is its own cluster
+    "retrieval": "query (text i with its video i)",
+    "mcqa": "question",
+    "segmentation": "video",
+    "localization": "video",
+    "captioning": "clip",
+}
+PLURAL = {"retrieval": "queries", "mcqa": "questions", "segmentation": "videos", "localization": "videos"}
+CLUSTER = "cluster"  # example:cluster: the source video of each example, where examples share one
+# The unit per task, for the docs (a task whose examples share videos resamples videos; see conventions()).
+TASK_UNITS = {
+    "msrvtt-retrieval": "query (one caption per test video: a query is a video)",
+    "youcook2-retrieval": "video (its clips' queries drawn together)",
+    "msrvtt-mcqa": "question (one per test video)",
+    "coin-segmentation": "video",
+    "crosstask-zeroshot": "video",
+    "crosstask-supervised": "video",
+    "youcook2-caption": "video (its clips' captions drawn together)",
 }
 CAPTION_SCHEME = (
     "BLEU-3/4 recomputed as corpus BLEU from the resampled clips' n-gram statistics (exact); ROUGE-L "
@@ -73,13 +96,42 @@ def estimators(
     return {m: f for m, f in est.items() if m in metrics}
 
 
+def hit_arrays(family: str, arrays: Mapping[str, np.ndarray], metrics: Mapping[str, float]) -> dict[str, np.ndarray]:
+    """metric -> per-example 0/1 hits, for the metrics that are 100 x the mean of hits (McNemar applies)."""
+    a = {k[len(PREFIX) :]: v for k, v in arrays.items() if k.startswith(PREFIX)}
+    out: dict[str, np.ndarray] = {}
+    if family == "retrieval":
+        for prefix, r in (("", a["rank"]), ("v2t_", a["v2t_rank"])):
+            out.update({f"{prefix}R@{k}": np.asarray(r) <= k for k in (1, 5, 10)})
+    elif family == "mcqa":
+        out["accuracy"] = np.asarray(a["correct"]).astype(bool)
+    return {m: h for m, h in out.items() if m in metrics}
+
+
 def n_examples(arrays: Mapping[str, np.ndarray]) -> int:
     return len(next(iter(arrays.values())))
 
 
-def conventions(family: str) -> dict[str, str]:
+def clusters(arrays: Mapping[str, np.ndarray]) -> np.ndarray | None:
+    """Each example's source video (example:cluster), or None where the examples do not share videos."""
+    c = arrays.get(PREFIX + CLUSTER)
+    return None if c is None else np.asarray(c).astype(str)
+
+
+def unit(family: str, arrays: Mapping[str, np.ndarray] | None = None) -> str:
+    """The resampling unit in words: 'video (N clips in C videos, drawn whole)' or the family's example."""
+    c = clusters(arrays or {})
+    if c is not None:
+        count = len(set(c.tolist()))
+        if count < len(c):
+            what = PLURAL.get(family, "clips")
+            return f"video ({len(c)} {what} in {count} source videos, each video drawn whole)"
+    return UNITS.get(family, "example")
+
+
+def conventions(family: str, arrays: Mapping[str, np.ndarray] | None = None) -> dict[str, str]:
     out = {
-        "interval": f"{bs.CONVENTION}; unit: {UNITS.get(family, 'examples')}",
+        "interval": f"{bs.CONVENTION}; unit: {unit(family, arrays)}",
         "interval_resamples": str(bs.RESAMPLES),
         "interval_seed": str(bs.SEED),
     }
@@ -88,15 +140,27 @@ def conventions(family: str) -> dict[str, str]:
     return out
 
 
+def reproduces(value: float, metric: float | None) -> bool:
+    """The estimator's point at weight 1 is the reported metric (else its resamples do not describe it: e.g.
+    R@k under ties=mmpt, whose pooled positions are not the pessimistic per-query ranks kept per example)."""
+    if metric is None or not np.isfinite(metric) or not np.isfinite(value):
+        return False
+    return bool(np.isclose(value, metric, rtol=1e-6, atol=1e-6))
+
+
 def result_intervals(
     family: str, preds: Mapping[str, np.ndarray], metrics: Mapping[str, float]
 ) -> dict[str, list[float]]:
-    """metric -> [low, high] for result.json (the predictions must already hold their example:* arrays)."""
+    """metric -> [low, high] for result.json (the predictions must already hold their example:* arrays); only
+    for metrics whose estimator reproduces the reported value."""
     arrays = example_arrays(preds)
     if not arrays:
         return {}
-    est = estimators(family, arrays, metrics, preds)
-    return {m: list(b) for m, b in bs.intervals(est, n_examples(arrays)).items()}
+    n = n_examples(arrays)
+    est = {
+        m: f for m, f in estimators(family, arrays, metrics, preds).items() if reproduces(bs.point(f, n), metrics[m])
+    }
+    return {m: list(b) for m, b in bs.intervals(est, n, clusters=clusters(arrays)).items()}
 
 
 # ---- paired comparison of two saved runs ---------------------------------------------------------------------
@@ -119,12 +183,36 @@ def paired_difference(
     new_metrics: Mapping[str, float],
     ref_metrics: Mapping[str, float],
 ) -> dict[str, dict[str, float]]:
-    """Paired bootstrap of new - ref per metric; refuses two runs on different test examples."""
+    """Per metric both runs can resample: the paired bootstrap of new - ref (diff, lo, hi, se, boot_p), clusters
+    drawn whole where either run records them; for hit metrics McNemar's test (b, c, mcnemar_p); the verdict's
+    test (`test`, `p`, `significant`: McNemar for hits, else the bootstrap interval excluding 0), the minimum
+    detectable effect `mde`, the unit, and `reproduces` (each run's estimator gives its reported metric; if
+    not, these statistics describe other numbers than the results'). Refuses runs on different test examples
+    or with different clusters."""
     (a_arr, a_preds), (b_arr, b_preds) = new, ref
     ids_a, ids_b = a_preds.get("ids"), b_preds.get("ids")
     if ids_a is None or ids_b is None or list(map(str, ids_a)) != list(map(str, ids_b)):
         raise InputError("paired comparison needs the same test examples in the same order (ids differ)")
+    ca, cb = clusters(a_arr), clusters(b_arr)
+    if ca is not None and cb is not None and ca.tolist() != cb.tolist():
+        raise InputError("paired comparison needs the same source videos per example (example:cluster differs)")
+    groups = ca if ca is not None else cb
     n = n_examples(a_arr)
-    return bs.paired(
-        estimators(family, a_arr, new_metrics, a_preds), estimators(family, b_arr, ref_metrics, b_preds), n
-    )
+    est_a, est_b = estimators(family, a_arr, new_metrics, a_preds), estimators(family, b_arr, ref_metrics, b_preds)
+    boot = bs.paired(est_a, est_b, n, clusters=groups)
+    hits_a, hits_b = hit_arrays(family, a_arr, new_metrics), hit_arrays(family, b_arr, ref_metrics)
+    where = unit(family, {PREFIX + CLUSTER: groups} if groups is not None else {})
+    clustered = where.startswith("video (")
+    out = {}
+    for m, p in boot.items():
+        row = {**p, "boot_p": p["p"], "test": "paired bootstrap", "unit": where}
+        row["reproduces"] = reproduces(bs.point(est_a[m], n), new_metrics.get(m)) and reproduces(
+            bs.point(est_b[m], n), ref_metrics.get(m)
+        )
+        if m in hits_a and m in hits_b:
+            mc = sig.mcnemar(hits_a[m], hits_b[m], groups if clustered else None)
+            row.update(b=mc["b"], c=mc["c"], mcnemar_p=mc["p"], test=mc["test"], p=mc["p"])
+            row["significant"] = bool(mc["p"] < sig.ALPHA)
+        row["mde"] = sig.mde(p["se"])
+        out[m] = row
+    return out

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..records import signature
 from ..records.result import Result, provenance
 
 TASK = "pretrain"
@@ -43,4 +44,16 @@ def loss_result(out: Path, run_info: dict, seed: int) -> Result:
         seed=seed,
         toy=bool(run_info["toy"]),
         provenance=provenance(None),
+        signature=signature.record(
+            signature.build(
+                task=TASK,
+                family="pretrain",
+                split="train",
+                n=int(run_info["total_steps"]),
+                cfg=run_info["config"],
+                model="vlm",
+                features="toy" if run_info["toy"] else "howto100m",
+                limit=None,
+            )
+        ),
     )
