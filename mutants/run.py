@@ -258,7 +258,11 @@ def run_mutant(
             row["tasks"].append("pretrain")
             done.append("pretrain")
             rc, text = step.vlmbench(
-                "compare-pretrain", "compare", "--require-floors", str(out / "new"), str(reference_subset(ref, done, out / "ref"))
+                "compare-pretrain",
+                "compare",
+                "--require-floors",
+                str(out / "new"),
+                str(reference_subset(ref, done, out / "ref")),
             )
             if rc == 1:
                 stop = fail(verdict(text))
@@ -307,7 +311,11 @@ def run_mutant(
             if stop:
                 break
             rc, text = step.vlmbench(
-                f"compare-{task}", "compare", "--require-floors", str(out / "new"), str(reference_subset(ref, done, out / "ref"))
+                f"compare-{task}",
+                "compare",
+                "--require-floors",
+                str(out / "new"),
+                str(reference_subset(ref, done, out / "ref")),
             )
             if rc == 1 and fail(verdict(text)):
                 break

@@ -47,10 +47,14 @@ def test_predict_encodes_each_video_once_and_matches_reference_procedure(tiny, m
     assert len(qs) == 6 and adapter.loaded.counts["test_examples"] == 6
 
     rows = {"video": [], "text": 0}
-    fv, ft = tiny.forward_video, tiny.forward_text
+    fv, ft, fp = tiny.forward_video, tiny.forward_text, tiny.encode_text_tokens
     monkeypatch.setattr(tiny, "forward_video", lambda v, m: (rows["video"].append(len(v)), fv(v, m))[1])
     monkeypatch.setattr(
         tiny, "forward_text", lambda i, m: (rows.__setitem__("text", rows["text"] + len(i)), ft(i, m))[1]
+    )
+    # evaluation encodes sentences packed (no padding): the rows counted there
+    monkeypatch.setattr(
+        tiny, "encode_text_tokens", lambda t: (rows.__setitem__("text", rows["text"] + len(t)), fp(t))[1]
     )
     preds = adapter.predict(VLMModel(tiny))
     assert rows["video"] == [4, 2]  # 6 videos in eval batches of 4, each once

@@ -95,6 +95,10 @@ def test_predict_encodes_each_clip_and_text_once(tiny, monkeypatch):
     monkeypatch.setattr(
         tiny, "forward_text", lambda i, m: (calls.__setitem__("text", calls["text"] + len(i)), ft(i, m))[1]
     )
+    fp = tiny.encode_text_tokens  # evaluation encodes sentences packed (no padding)
+    monkeypatch.setattr(
+        tiny, "encode_text_tokens", lambda t: (calls.__setitem__("text", calls["text"] + len(t)), fp(t))[1]
+    )
     monkeypatch.setattr(tiny, "forward", lambda *a, **k: pytest.fail("no full forward at evaluation"))
     t, v = adapter.embed(VLMModel(tiny))
     assert calls["video"] == len(set(adapter.test_clips)) == 40

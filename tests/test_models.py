@@ -110,6 +110,40 @@ def test_vlm_through_the_interface_equals_its_halves():
     assert about["class"] == "vlmbench.models.vlm.VLMModel"
 
 
+def test_packed_evaluation_equals_the_padded_forward():
+    """Evaluation (eval mode, no autograd) runs only the valid tokens, packed; training keeps the padded forward.
+    Valid states and pooled vectors agree to float rounding; invalid video slots come back zero."""
+    from vlmbench.model import text as textmod
+    from vlmbench.models.vlm import trim_text
+
+    vlm = VLM.from_backbone("tiny", seed=2).eval()
+    model = VLMModel(vlm)
+    g = torch.Generator().manual_seed(1)
+    vmask = torch.arange(32)[None] < torch.tensor([[5], [32], [17], [0], [9], [32], [1], [5]])
+    vmask[2, 3] = False  # not a prefix: a hole
+    video = torch.randn(8, 32, 512, generator=g) * vmask[..., None]
+    texts = ["cut the onion", "stir the soup until it thickens", "a", "", "cut the onion", "salt " * 80, "pour"]
+    padded = vlm.forward_video(video, vmask).detach()  # autograd on: the padded forward
+    ids, mask = trim_text(*textmod.encode(model.tokenizer, texts))
+    text_padded = VLM.pool_text(vlm.forward_text(ids, mask), mask).detach()
+    assert vlm.packs() is False
+    with torch.no_grad():
+        assert vlm.packs() is True
+        packed = vlm.forward_video(video, vmask)
+        text_packed = model.encode_text(texts)
+        states = model.encode_video(video, vmask)
+    keys = torch.cat([vmask, torch.ones(8, 1, dtype=torch.bool)], 1)
+    torch.testing.assert_close(packed[keys], padded[keys], rtol=1e-5, atol=1e-5)
+    assert packed.shape == padded.shape and not packed[~keys].any()
+    assert torch.equal(packed[1], padded[1]) and torch.equal(packed[5], padded[5])  # full clips: the same layout
+    torch.testing.assert_close(states.pooled, VLM.pool_video(padded, vmask), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(text_packed, text_padded, rtol=1e-5, atol=1e-5)
+    assert torch.equal(text_packed[0], text_packed[4])
+    vlm.train()
+    with torch.no_grad():
+        assert vlm.packs() is False  # train mode (dropout) never packs
+
+
 def test_the_base_class_refuses_what_a_model_lacks():
     class Nothing(VideoTextModel):
         name, capabilities, config_file = "nothing", frozenset(), "nothing.json"

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 from torch import nn
+from torch.nn import functional as F
 from transformers import BertConfig, BertModel
 from transformers.activations import ACT2FN
 
@@ -19,7 +20,7 @@ from ..errors import InputError
 from ..io import atomic_write, read_safetensors, write_json
 from . import backbone as bb
 from . import masks
-from .layout import TEXT_START, VIDEO_SEP, VIDEO_START, position_ids, token_type_ids
+from .layout import MAX_TEXT_TOKENS, TEXT_START, VIDEO_SEP, VIDEO_START, position_ids, token_type_ids
 from .linear_ce import linear_cross_entropy
 
 CONFIG_FILE = "vlm_config.json"
@@ -450,7 +451,13 @@ class VLM(nn.Module):
     # half can run alone on its own positions (same position ids and token types) with identical states:
     # 33 positions for a video, 62 for a text, instead of 96 for every pair.
     def forward_video(self, video: torch.Tensor, vmask: torch.Tensor) -> torch.Tensor:
-        """(B, 33, H): states of the video slots and the video-[SEP], as in an isolated full forward."""
+        """(B, 33, H): states of the video slots and the video-[SEP], as in an isolated full forward.
+
+        In evaluation (`packs()`) only the valid seconds and the [SEP] are run (`encode_packed`): their states
+        equal the padded layout's up to float rounding; the slots of invalid seconds, which nothing may read
+        (VideoStates: "unspecified"), are then zero."""
+        if self.packs():
+            return self._forward_video_packed(video, vmask.bool())
         b = video.shape[0]
         tokens = self.video_tokens(video)
         sep = self.bert.embeddings.word_embeddings.weight[self.sep_id].expand(b, 1, -1)
@@ -473,6 +480,81 @@ class VLM(nn.Module):
             inputs_embeds=embeds, attention_mask=attn, position_ids=pos, token_type_ids=types
         ).last_hidden_state
 
+    # ---- packed evaluation: no padding anywhere ---------------------------------------------------------------
+    # Under the isolated mask a clip's (or a sentence's) states depend on its own valid tokens only. In evaluation
+    # the valid tokens of a whole batch are packed back to back, one row each, sequences of equal length adjacent:
+    # every Linear / LayerNorm / GELU of BERT runs once over all packed rows (no padding, one large matmul), and
+    # attention runs per run of equal-length sequences, unmasked (every key is valid). Same arithmetic as the
+    # padded forward, so the same states up to float rounding (tests/test_models.py).
+    def packs(self) -> bool:
+        """Whether forward_video and the interface's encode_text take the packed path: eval mode without
+        autograd (training keeps the padded forward, its dropout and its exact numbers)."""
+        return not self.training and not torch.is_grad_enabled()
+
+    def encode_packed(self, embeds: torch.Tensor, pos: torch.Tensor, lengths: list[int]) -> torch.Tensor:
+        """(T, H) last-layer states of sequences packed back to back: embeds (T, H) input embeddings, pos (T,)
+        their position ids (token type 1 from TEXT_START on), `lengths` the sequence lengths in order (equal
+        lengths adjacent, or attention runs once per sequence). Eval-mode BERT: no dropout."""
+        bert = self.bert
+        emb = bert.embeddings
+        types = (pos >= TEXT_START).long()
+        x = emb.LayerNorm(embeds + emb.token_type_embeddings(types) + emb.position_embeddings(pos))
+        heads = bert.config.num_attention_heads
+        hd = bert.config.hidden_size // heads
+        runs = _runs(lengths)
+        for layer in bert.encoder.layer:
+            att = layer.attention.self
+            q, k, v = att.query(x), att.key(x), att.value(x)
+            ctx = torch.empty_like(q)
+            for first, n, length in runs:
+                rows = slice(first, first + n * length)
+                qb, kb, vb = (t[rows].view(n, length, heads, hd).transpose(1, 2) for t in (q, k, v))
+                o = F.scaled_dot_product_attention(qb, kb, vb, scale=hd**-0.5)
+                ctx[rows] = o.transpose(1, 2).reshape(n * length, -1)
+            h = layer.attention.output(ctx, x)
+            x = layer.output(layer.intermediate(h), h)
+        return x
+
+    def encode_text_tokens(self, tokens: list[list[int]]) -> torch.Tensor:
+        """(B, H) float32 pooled sentence vectors of token-id lists (t1..tn, cut to 61; [SEP] appended): what
+        pool_text(forward_text(...)) gives, computed packed (sentences sorted by length, no padding). For
+        evaluation (`packs()`)."""
+        dev = self.bert.embeddings.word_embeddings.weight.device
+        seqs = [list(t)[:MAX_TEXT_TOKENS] + [self.sep_id] for t in tokens]
+        order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
+        lengths = [len(seqs[i]) for i in order]
+        if not seqs:
+            return torch.zeros(0, self.hidden_size, device=dev)
+        ids = torch.tensor([tok for i in order for tok in seqs[i]], dtype=torch.long, device=dev)
+        pos = torch.cat([torch.arange(TEXT_START, TEXT_START + n, device=dev) for n in lengths])
+        states = self.encode_packed(self.bert.embeddings.word_embeddings(ids), pos, lengths)
+        pooled = torch.empty(len(seqs), states.shape[-1], dtype=torch.float32, device=dev)
+        done = 0
+        for first, n, length in _runs(lengths):  # the masked mean over a sentence = the mean of its rows
+            block = states[first : first + n * length].view(n, length, -1).float()
+            pooled[torch.tensor(order[done : done + n], device=dev)] = block.sum(1) / length
+            done += n
+        return pooled
+
+    def _forward_video_packed(self, video: torch.Tensor, vmask: torch.Tensor) -> torch.Tensor:
+        b, slots = vmask.shape
+        dev = video.device
+        counts = vmask.sum(1).tolist()
+        order = sorted(range(b), key=lambda i: counts[i])
+        lengths = [counts[i] + 1 for i in order]  # valid seconds + the [SEP]
+        # packed row of every (clip, slot): the clips in `order`, each its valid seconds in order, then its [SEP]
+        clip = torch.tensor(order, dtype=torch.long, device=dev)
+        valid = torch.cat([vmask[clip], torch.ones(b, 1, dtype=torch.bool, device=dev)], dim=1)  # (B, 33)
+        rows, cols = valid.nonzero(as_tuple=True)  # row-major = packed order
+        seconds = cols < slots
+        sep = self.bert.embeddings.word_embeddings.weight[self.sep_id]
+        embeds = sep.expand(len(rows), -1).clone()
+        embeds[seconds] = self.video_tokens(video[clip[rows[seconds]], cols[seconds]]).to(sep.dtype)
+        states = self.encode_packed(embeds, VIDEO_START + cols, lengths)
+        out = states.new_zeros(b, slots + 1, states.shape[-1])
+        out[clip[rows], cols] = states
+        return out
+
     # ---- pooling (retrieval / QA / CrossTask) ---------------------------------------------------------------
     @staticmethod
     def pool_video(hidden: torch.Tensor, vmask: torch.Tensor) -> torch.Tensor:
@@ -489,3 +571,16 @@ class VLM(nn.Module):
         states = hidden[:, TEXT_START:] if hidden.shape[1] > text_mask.shape[1] else hidden
         weights = text_mask.float()
         return (states * weights[..., None]).sum(1) / weights.sum(1, keepdim=True).clamp(min=1)
+
+
+def _runs(lengths: list[int]) -> list[tuple[int, int, int]]:
+    """(first row, sequences, length) of each run of equal consecutive lengths of packed sequences."""
+    runs: list[list[int]] = []
+    at = 0
+    for length in lengths:
+        if runs and runs[-1][2] == length:
+            runs[-1][1] += 1
+        else:
+            runs.append([at, 1, length])
+        at += length
+    return [(a, n, length) for a, n, length in runs]

@@ -107,9 +107,12 @@ class VLMModel(VideoTextModel):
 
     def encode_text(self, texts: list[str]) -> torch.Tensor:
         """t1..tn [SEP] (at most 61 tokens, as the reference), trimmed to the batch's longest; masked mean over
-        the tokens + the final [SEP]."""
+        the tokens + the final [SEP]. In evaluation (eval mode, no autograd) packed instead: no padding at all
+        (VLM.encode_text_tokens), the same vectors up to float rounding."""
         if not texts:
             return torch.zeros(0, self.hidden_size, device=self.device)
+        if self.vlm.packs():
+            return self.vlm.encode_text_tokens(textmod.tokenize(self.tokenizer, list(texts)))
         ids, mask = trim_text(*textmod.encode(self.tokenizer, list(texts)))
         ids, mask = ids.to(self.device), mask.to(self.device)
         return VLM.pool_text(self.vlm.forward_text(ids, mask), mask)
