@@ -1,9 +1,13 @@
 # vlmbench: `make test` and `make demo` do everything on a fresh machine (offline except PyPI).
 PYTHON ?= python3
 VENV   ?= .venv
-# torch is installed FIRST and pinned here (a CPU build is cached on this kind of machine); override with
-# e.g. `make install TORCH=torch==2.13.0+cu126` on a GPU box.
+# torch is installed FIRST, pinned here. Where it comes from is the user's choice (README, "Install"): PyPI's Linux
+# wheel is the CUDA build (~2.7 GB with its CUDA packages); a CPU-only machine takes PyTorch's CPU index:
+#   make install TORCH_INDEX=https://download.pytorch.org/whl/cpu      (or .../whl/cu126 for one CUDA version)
+# That index holds its own builds of torch's dependencies, not necessarily the pinned ones, so the torch step skips
+# constraints.txt there; the next step pins every package. TORCH overrides the requirement itself.
 TORCH  ?= torch==2.13.0
+TORCH_INDEX ?=
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
@@ -15,7 +19,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt "$(TORCH)"
+	$(BIN)/python -m pip install -q $(if $(TORCH_INDEX),--index-url "$(TORCH_INDEX)",-c constraints.txt) "$(TORCH)"
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 

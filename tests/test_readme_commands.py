@@ -1,9 +1,16 @@
 """The README is a contract: every command it shows is run here as a user types it, as a subprocess of the
 installed `vlmbench` entry point (smoke preset / tiny backbone where the README's default takes minutes).
 
-`test_every_readme_command_is_covered` reads the README's commands and fails when one has no test below, so a
-command cannot be documented without being run. Each run asserts the exit code, the files the README says are
-written, and a number or line that only a working run produces.
+Where the README's commands run:
+- "Install": `make -n install` with each TORCH_INDEX shown (test_make_install_torch_index; a real install is
+  tests/test_install.py's); "First run": `make demo`'s recipe (test_make_demo_command_as_typed);
+- "Evaluate the authors' checkpoint on real data" and "Pre-train on HowTo100M": tests/test_readme_real_data.py
+  walks both as typed on a folder laid out like the real releases;
+- "More commands, on the toy world": test_more_commands_as_typed, line by line, under the smoke preset.
+
+`test_every_documented_command_is_covered` reads the commands of the README and of docs/ and fails when one has
+no test, so a command cannot be documented without being run. Each run asserts the exit code, the files the
+documentation says are written, and a number or line that only a working run produces.
 """
 
 from __future__ import annotations
@@ -50,6 +57,9 @@ COVERED = {
     "make update-noise",
     "make ci-suite",  # wrap `vlmbench suite --seed` + vlmbench.reporting.noise (tests/test_gate.py)
     "make mutants",  # dry-run check in tests/test_mutants.py (a real run takes ~90 min)
+    "make check",  # dry-run below; its steps: ruff, lint-imports (tests/test_layers.py), the fast tests
+    "make gpu-check",  # tests/test_gpu_check.py runs its dry run
+    "vlmbench models",  # test_more_commands_as_typed; with a plug-in installed: tests/test_plugins.py
     # run as subprocesses of the entry point in tests/test_extract.py and tests/test_convert_mmpt.py
     "vlmbench features",
     "vlmbench convert",
@@ -84,11 +94,24 @@ def verb(cmd: str) -> str:
     return " ".join(words[:2])
 
 
-def test_every_readme_command_is_covered():
-    cmds = readme_commands((REPO / "README.md").read_text())
-    assert len(cmds) >= 15, cmds  # the parser found the README's commands at all
-    uncovered = sorted({verb(c) for c in cmds} - COVERED)
-    assert not uncovered, f"README commands with no subprocess test in {Path(__file__).name}: {uncovered}"
+DOCUMENTS = ["README.md", *(str(p.relative_to(REPO)) for p in sorted((REPO / "docs").glob("*.md")))]
+
+
+def test_every_documented_command_is_covered():
+    readme = readme_commands((REPO / "README.md").read_text())
+    assert len(readme) >= 15, readme  # the parser found the README's commands at all
+    for doc in DOCUMENTS:
+        uncovered = sorted({verb(c) for c in readme_commands((REPO / doc).read_text())} - COVERED)
+        assert not uncovered, f"{doc}: commands with no subprocess test (see {Path(__file__).name}): {uncovered}"
+
+
+def test_readme_links_resolve():
+    """Every relative link of the README and docs/ names a file of the repository."""
+    for doc in DOCUMENTS:
+        path = REPO / doc
+        for target in re.findall(r"\]\(([^)#\s]+)[^)]*\)", path.read_text()):
+            if not re.match(r"^[a-z]+:", target):
+                assert (path.parent / target).exists(), f"{doc}: link to {target}, which is not there"
 
 
 def test_readme_parser_sees_a_new_command():
@@ -301,6 +324,7 @@ def test_make_demo_command_as_typed(ws, tmp_path):
     assert line, dry.stdout
     argv = shlex.split(line[-1])
     assert argv[0].endswith("vlmbench") and argv[1:3] == ["run", "--task"]
+    assert f"`{shlex.join(['vlmbench', *argv[1:]])}`" in (REPO / "README.md").read_text()  # "First run" quotes it
     argv = [str(VLMBENCH)] + argv[1:]
     out = tmp_path / "demo"
     argv[argv.index("--out") + 1] = str(out)
@@ -344,15 +368,15 @@ def test_compare_passes_on_itself_and_fails_on_a_regression(runs, ws, tmp_path):
 
 
 def test_compare_accepts_the_held_out_seed():
-    """As typed in the README's tolerance paragraph, from the repository root."""
+    """As typed in docs/ci-gate.md's tolerance paragraph, from the repository root."""
     r = ok(cli("compare", "results/heldout/ci-seed5", "results/reference/ci", cwd=REPO))
     assert "all 42 metrics ok" in r.stdout and "3 x sqrt(2) std over seeds 0, 1, 2, 3, 4" in r.stdout
 
 
-def test_the_report_example_prints_what_the_readme_shows(tmp_path):
-    """The README's "A report" section: its baseline and report commands as typed, from a folder holding the
-    committed reference, print exactly the markdown shown (the README nests its headings two levels deeper)."""
-    section = (REPO / "README.md").read_text().split("### A report\n", 1)[1]
+def test_the_report_example_prints_what_the_docs_show(tmp_path):
+    """docs/reference.md's "A report" section: its baseline and report commands as typed, from a folder holding the
+    committed reference, print exactly the markdown shown (the page nests its headings two levels deeper)."""
+    section = (REPO / "docs" / "reference.md").read_text().split("## A report\n", 1)[1]
     report = next(c for c in re.findall(r"`(vlmbench report [^`]+)`", section))
     baseline = next(c for c in re.findall(r"`(vlmbench baseline [^`]+)`", section))
     shown = re.split(r"\n#{2,3} ", section.split("prints:\n\n", 1)[1])[0].strip()
@@ -387,47 +411,76 @@ def test_baseline_writes_a_floor_result(ws, tmp_path):
     assert "frame_acc" in r.stdout
 
 
-def test_ablate_smoke_grid(ws, tmp_path):
-    out = tmp_path / "grid"
-    r = ok(
-        cli(
-            "ablate",
-            "mmm=0,0.5",
-            "--tasks",
-            "youcook2-retrieval",
-            "--data",
-            "toy",
-            "--preset",
-            "smoke",
-            "--out",
-            str(out),
-            "--no-progress",
-            "steps=4",
-            "max_train=8",
-            "max_test=8",
-            cwd=ws["root"],
-            timeout=1200,
-        )
-    )
-    assert (out / "grid.md").is_file() and (out / "grid.csv").is_file()
-    with open(out / "grid.csv", newline="") as f:
+def readme_block(title: str) -> list[str]:
+    """The command lines of the fenced code blocks in one README section, in order."""
+    body = re.split(r"\n## ", (REPO / "README.md").read_text().split(title + "\n", 1)[1], maxsplit=1)[0]
+    return readme_commands("".join(re.findall(r"```[a-z]*\n.*?```\n", body, flags=re.S)))
+
+
+# Added to each command of "More commands, on the toy world" (the smoke preset and small caps: the README's take
+# minutes); nothing else changes.
+SMALLER = {
+    "vlmbench run": ["--preset", "smoke", "max_train=16", "max_test=16", "--no-progress"],
+    "vlmbench suite": ["--no-progress"],  # and its --preset ci becomes smoke
+    "vlmbench ablate": ["--preset", "smoke", "steps=4", "max_train=8", "max_test=8", "--no-progress"],
+}
+
+
+def test_more_commands_as_typed(tmp_path):
+    """The README's "More commands, on the toy world", line by line in one working folder, as typed (plus SMALLER):
+    each exits 0 and leaves what the README says it does."""
+    cmds = readme_block("## More commands, on the toy world")
+    assert [verb(c) for c in cmds][:3] == ["vlmbench tasks", "vlmbench models", "vlmbench run"], cmds
+    done = {}
+    for cmd in cmds:
+        argv = shlex.split(cmd)[1:]
+        if verb(cmd) == "vlmbench suite":
+            argv = ["smoke" if a == "ci" and p == "--preset" else a for p, a in zip(["", *argv], argv)]
+        r = ok(cli(*argv, *SMALLER.get(verb(cmd), []), cwd=tmp_path, timeout=1800))
+        done[verb(cmd)] = (argv, r)
+    assert all(t in done["vlmbench tasks"][1].stdout for t in RUNS)
+    assert "videoclip" in done["vlmbench models"][1].stdout and "youcook2-caption" in done["vlmbench models"][1].stdout
+    argv, r = done["vlmbench run"]
+    out = tmp_path / argv[argv.index("--out") + 1]
+    result = json.loads((out / "result.json").read_text())
+    assert f"R@1: {result['metrics']['R@1']:.4f}" in done["vlmbench score"][1].stdout
+    # suite: the seven tasks, the pre-training's own result and, beside each task, its floors
+    argv, r = done["vlmbench suite"]
+    suite = tmp_path / argv[argv.index("--out") + 1]
+    results = sorted(p.parent.name for p in suite.rglob("result.json") if not p.parent.name.startswith("floor-"))
+    assert len(results) == 8 and "pretrain" in results, results
+    assert any(suite.glob("*/floor-random/result.json"))
+    assert "coin-segmentation" in r.stdout and "frame_acc" in r.stdout  # the table, one block per task
+    assert "| kind |" in done["vlmbench report"][1].stdout
+    # ablate: one cell per value, the paper's two ablation tasks, grid files and plots
+    argv, r = done["vlmbench ablate"]
+    grid = tmp_path / "runs" / "ablate"
+    with open(grid / "grid.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert sorted({float(row["mmm"]) for row in rows}) == [0.0, 0.5]
-    assert list((out / "plots").glob("*.png"))
-    assert "R@1" in r.stdout
+    assert sorted({float(row["mmm"]) for row in rows}) == [0.0, 0.3, 0.5, 0.7]
+    assert list((grid / "plots").glob("*.png")) and (grid / "grid.md").is_file()
+    assert "R@1" in r.stdout and "CIDEr" in r.stdout
 
 
-def test_suite_smoke_runs_every_task(ws, tmp_path):
-    out = tmp_path / "suite"
-    r = ok(cli("suite", "--preset", "smoke", "--out", str(out), "--no-progress", cwd=ws["root"], timeout=1800))
-    # the seven tasks, plus beside them the floors their learned rules are measured over (<task>/floor-<kind>)
-    results = sorted(p.parent.name for p in out.rglob("result.json") if not p.parent.name.startswith("floor-"))
-    assert len(results) == 8 and "pretrain" in results, results  # seven tasks + the pre-training's own result
-    assert any(out.glob("*/floor-random/result.json"))
-    assert "coin-segmentation: frame_acc" in " ".join((r.stderr + r.stdout).split())
+def test_make_install_torch_index():
+    """ "Install": each `make install` the README shows, dry-run: TORCH_INDEX puts torch's step on that index (without
+    the constraints, whose pins that index need not hold); without it, torch comes from PyPI under the pins; the
+    rest is pinned either way."""
+    shown = [c for c in readme_block("## Install") if c.startswith("make install")]
+    assert any("TORCH_INDEX=https://download.pytorch.org/whl/cpu" in c for c in shown), shown
+    for cmd in shown:
+        dry = subprocess.run(["make", "-nB", *shlex.split(cmd)[1:]], cwd=REPO, capture_output=True, text=True)
+        assert dry.returncode == 0, dry.stderr
+        torch_line = next(ln for ln in dry.stdout.splitlines() if '"torch==2.13.0"' in ln)
+        index = re.search(r"TORCH_INDEX=(\S+)", cmd)
+        if index:
+            assert f'--index-url "{index[1]}"' in torch_line and "constraints" not in torch_line, torch_line
+        else:
+            assert "-c constraints.txt" in torch_line and "--index-url" not in torch_line, torch_line
+        assert "-c constraints.txt -e '.[dev]'" in dry.stdout
 
 
-@pytest.mark.parametrize("target", ["test", "install", "bench", "smoke", "update-reference", "demo"])
+@pytest.mark.parametrize("target", ["test", "check", "install", "bench", "smoke", "update-reference", "demo"])
 def test_make_targets_exist_and_call_real_commands(target):
     dry = subprocess.run(["make", "-n", target], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert dry.returncode == 0, dry.stderr

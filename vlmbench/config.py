@@ -7,8 +7,8 @@ Every `key=value` a user types (pretrain, run, suite, each value of an ablation 
 file's `recipe:` and `presets:` goes through these pydantic models. A bad one (unknown key, wrong type,
 out of range, a choice that does not exist, min_text_len > max_text_len) is one InputError line naming the key,
 the value and what is allowed, raised while resolving the config: before any work starts or any file is
-written. The `-h` texts of `pretrain`, `run` and `ablate` and the README's key tables are rendered from the same
-fields (`help_text`, `markdown`; `python -m vlmbench.config README.md` rewrites the README's tables).
+written. The `-h` texts of `pretrain`, `run` and `ablate` and the key tables of docs/keys.md are rendered from the
+same fields (`help_text`, `markdown`; `python -m vlmbench.config` rewrites docs/keys.md's tables).
 """
 
 from __future__ import annotations
@@ -413,7 +413,7 @@ def to_dict(cfg: Schema) -> dict[str, Any]:
     return cfg.model_dump(mode="json")
 
 
-# ---- help and README -----------------------------------------------------------------------------------------
+# ---- help and docs/keys.md ---------------------------------------------------------------------------------------
 
 
 def key_docs(cls: type[Schema]) -> list[tuple[str, str, str, str]]:
@@ -452,7 +452,7 @@ def help_text(cls: type[Schema], title: str, width: int = 78) -> str:
 
 
 def markdown(cls: type[Schema]) -> str:
-    """The key table the README carries between `<!-- keys:NAME -->` and `<!-- /keys:NAME -->`."""
+    """The key table docs/keys.md carries between `<!-- keys:NAME -->` and `<!-- /keys:NAME -->`."""
     esc = lambda s: s.replace("|", "\\|")  # noqa: E731
     lines = ["| key | default | allowed | description |", "|---|---|---|---|"]
     lines += [f"| `{k}` | {esc(d)} | {esc(a)} | {esc(s)} |" for k, d, a, s in key_docs(cls)]
@@ -460,12 +460,12 @@ def markdown(cls: type[Schema]) -> str:
 
 
 def readme_blocks(text: str) -> dict[str, str]:
-    """name -> the table currently between the README's key markers."""
+    """name -> the table currently between a document's key markers (docs/keys.md)."""
     return {m[1]: m[2].strip() for m in re.finditer(r"<!-- keys:(\w+) -->\n(.*?)<!-- /keys:\1 -->", text, re.S)}
 
 
 def sync_readme(path: Path) -> bool:
-    """Rewrite each key table of the README from the schema; True when something changed."""
+    """Rewrite each key table of a document (docs/keys.md) from the schema; True when something changed."""
     from .io import write_text
 
     text = Path(path).read_text()
@@ -480,6 +480,8 @@ def sync_readme(path: Path) -> bool:
     return new != text
 
 
-if __name__ == "__main__":  # python -m vlmbench.config README.md
-    for p in sys.argv[1:] or ["README.md"]:
+KEYS_DOC = "docs/keys.md"  # the document holding the key tables
+
+if __name__ == "__main__":  # python -m vlmbench.config [docs/keys.md]
+    for p in sys.argv[1:] or [KEYS_DOC]:
         print(f"{p}: {'updated' if sync_readme(Path(p)) else 'up to date'}")
