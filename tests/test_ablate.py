@@ -194,10 +194,12 @@ def test_rerun_skips_every_cell_at_once(reference):
     assert again.grid["R@1"].tolist() == summary.grid["R@1"].tolist()
 
 
-def test_grid_table_shows_paper_table8_beside_matching_cells(reference, tmp_path):
+def test_grid_table_shows_paper_table8_beside_matching_cells(reference, tmp_path, monkeypatch):
     """A youcook2-retrieval grid over mmm matches the paper's 'VLM w/ MMM 0%' / '50%' rows (values copied
     from the cells' results: the grid code is what is tested, not another training run)."""
     import shutil
+
+    monkeypatch.setenv("COLUMNS", "200")  # a wide terminal: the row label whole on one line
 
     from vlmbench.ablate import AblationRun, make_cells
 

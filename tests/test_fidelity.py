@@ -528,7 +528,7 @@ def test_a_result_records_backbone_selection_and_effective_batch(tmp_path, tiny_
     assert result.counts["selected_epoch"] in (1, 2)
     # smoke batch 16, one process: 16 per update, 15 negatives per text
     assert (result.counts["effective_batch"], result.counts["in_batch_negatives"]) == (16, 15)
-    assert "2 GPUs" in result.conventions["batch"]
+    assert "1 simulated process x 16" in result.conventions["batch"]
 
 
 @pytest.mark.parametrize(

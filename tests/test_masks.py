@@ -45,7 +45,10 @@ def test_isolated_video_states_equal_video_alone(model):
         alone = model(video, vmask, empty, empty != 0, mask="isolated")[:, 1 : VIDEO_SEP + 1]
         half = model.forward_video(video, vmask)
     assert (full - alone).abs().max() <= 1e-5
-    assert (full - half).abs().max() <= 1e-5
+    # the slots of invalid seconds are unspecified (nothing reads them; the packed eval path leaves them 0):
+    # compared over the valid seconds and the video [SEP]
+    read = torch.cat([vmask, torch.ones(2, 1, dtype=torch.bool)], 1)
+    assert (full - half)[read].abs().max() <= 1e-5
 
 
 def test_isolated_text_states_ignore_video(model):

@@ -44,31 +44,3 @@ def test_device_names():
             runner.device("cuda")
     with pytest.raises(InputError, match="expected cpu, cuda or cuda:N"):
         runner.device("tpu")
-
-
-def test_a_second_process_in_a_run_folder_is_refused(tmp_path):
-    lock = runner.run_lock(tmp_path)
-    runner.acquire(lock, tmp_path)
-    try:
-        other = runner.run_lock(tmp_path)  # as another process would: its own lock object on the same file
-        import multiprocessing as mp
-
-        ctx = mp.get_context("spawn")
-        with ctx.Pool(1) as pool:
-            msg = pool.apply(_try_lock, (str(tmp_path),))
-        assert "another vlmbench process is running in this folder" in msg
-        del other
-    finally:
-        lock.release()
-
-
-def _try_lock(folder: str) -> str:
-    from pathlib import Path
-
-    from vlmbench import runner as r
-
-    try:
-        r.acquire(r.run_lock(Path(folder)), Path(folder))
-    except InputError as e:
-        return str(e)
-    return "acquired"

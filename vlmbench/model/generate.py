@@ -56,6 +56,8 @@ def lm_logits(model, hidden: torch.Tensor, out: torch.Tensor | None = None) -> t
     h = head.transform(hidden)
     flat = h.reshape(-1, h.shape[-1])
     weight = head.word_embeddings.weight
+    if out is not None and torch.is_autocast_enabled(flat.device.type):
+        out = None  # autocast picks the product's dtype (bf16): a float32 buffer cannot take it
     z = torch.addmm(head.bias[:, None].to(flat.dtype), weight.to(flat.dtype), flat.T, out=out)
     return z.T if h.dim() == 2 else z.T.reshape(*h.shape[:-1], -1)
 
