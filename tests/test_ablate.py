@@ -127,6 +127,7 @@ def test_bad_grid_is_an_input_error_naming_the_key(pairs, needle):
         make_cells(parse_grid(pairs), ["msrvtt-retrieval"], "smoke", None)
 
 
+@pytest.mark.slow
 def test_cli_bad_key_is_one_line_exit_2(tmp_path):
     r = _cli("ablate", "mmmm=0,1", "--out", str(tmp_path), "--no-progress")
     assert r.returncode == 2 and "unknown key 'mmmm'" in r.stderr and "Traceback" not in r.stderr
@@ -149,6 +150,7 @@ def test_seeds_are_replicates_not_an_axis():
 # ---- running grids -------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_grid_runs_every_cell_then_tables_and_plots(reference):
     out, summary, _ = reference
     assert len(summary.cells) == 2 and sorted(summary.ran) == sorted(c.key for c in summary.cells)
@@ -183,6 +185,7 @@ def test_grid_runs_every_cell_then_tables_and_plots(reference):
     assert grid["R@1:diff"].notna().iloc[1] and grid["R@1:sig"].iloc[1] in ("yes", "no")
 
 
+@pytest.mark.slow
 def test_rerun_skips_every_cell_at_once(reference):
     out, summary, first_s = reference
     before = {c.key: (out / "cells" / c.key / "events.jsonl").read_text() for c in summary.cells}
@@ -194,6 +197,7 @@ def test_rerun_skips_every_cell_at_once(reference):
     assert again.grid["R@1"].tolist() == summary.grid["R@1"].tolist()
 
 
+@pytest.mark.slow
 def test_grid_table_shows_paper_table8_beside_matching_cells(reference, tmp_path, monkeypatch):
     """A youcook2-retrieval grid over mmm matches the paper's 'VLM w/ MMM 0%' / '50%' rows (values copied
     from the cells' results: the grid code is what is tested, not another training run)."""
@@ -283,6 +287,7 @@ def test_default_preset_and_jobs(monkeypatch, tmp_path):
     assert ab.auto_jobs(4) == 1
 
 
+@pytest.mark.slow
 def test_a_worker_dies_with_its_killed_parent():
     """kill -9 of `ablate` takes its --jobs workers with it (PR_SET_PDEATHSIG), so no orphan finishes a cell."""
     script = (

@@ -59,6 +59,7 @@ def read_csv(path):
 
 
 @needs_java
+@pytest.mark.slow
 def test_smoke_run_end_to_end(tmp_path, tiny_checkpoint):
     result, extra = runner.run(
         "youcook2-caption", preset="smoke", checkpoint=tiny_checkpoint, out=tmp_path, progress=False, say=lambda s: None
@@ -230,6 +231,7 @@ def test_missing_features_policy(tmp_path):
 
 
 @pytest.mark.skipif(not (REAL / "youcook2").is_dir(), reason="real annotation files not present")
+@pytest.mark.slow
 def test_real_annotations_end_to_end(tmp_path, tiny_checkpoint):
     src = REAL / "youcook2"
     data = tmp_path / "data"

@@ -142,6 +142,7 @@ def test_score_recall_per_task_and_primary_only():
 
 
 @pytest.mark.parametrize("task", ["crosstask-zeroshot", "crosstask-supervised"])
+@pytest.mark.slow
 def test_smoke_run_writes_and_rescores(toy_cache, tmp_path, task):
     result, _ = runner.run(task, preset="smoke", out=tmp_path, progress=False, say=lambda s: None)
     assert (tmp_path / "predictions.npz").is_file() and (tmp_path / "result.json").is_file()
@@ -160,6 +161,7 @@ def test_smoke_run_writes_and_rescores(toy_cache, tmp_path, task):
 
 
 @pytest.mark.skipif(not REAL.is_dir(), reason=f"no real annotation files at {REAL}")
+@pytest.mark.slow
 def test_real_release_end_to_end(tmp_path):
     """The real release (symlinked) with synthesised features for 33 videos of one primary task (30 train,
     3 test after the seed-0 split) and 3 of another (all train). Two test videos get T == K and T < K; the

@@ -177,6 +177,7 @@ def test_missing_features_error_or_counted(tmp_path):
     assert adapter.test_ids == test_ids[3:]
 
 
+@pytest.mark.slow
 def test_end_to_end_smoke_rescores(tmp_path):
     for task in ("msrvtt-retrieval", "youcook2-retrieval"):
         out = tmp_path / task

@@ -140,6 +140,7 @@ def test_score_frame_accuracy_and_floor():
         SegmentationAdapter.score(bad, {})
 
 
+@pytest.mark.slow
 def test_smoke_run_writes_and_rescores(toy_cache, tmp_path):
     result, _ = runner.run("coin-segmentation", preset="smoke", out=tmp_path, progress=False, say=lambda s: None)
     assert (tmp_path / "predictions.npz").is_file() and (tmp_path / "result.json").is_file()

@@ -715,6 +715,7 @@ def test_there_are_at_least_60_distinct_cases():
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+@pytest.mark.slow
 def test_bad_input(case: Case, world, tmp_path, monkeypatch):
     argv, out = prepare(case, world, tmp_path)
     monkeypatch.setenv("COLUMNS", "300")

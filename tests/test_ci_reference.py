@@ -36,6 +36,7 @@ def test_reference_pretraining_learned(everything):
     assert pre.metrics["loss_drop"] > 1.0 and pre.metrics["loss_last"] < pre.metrics["loss_first"]
 
 
+@pytest.mark.slow
 def test_every_reference_task_learned(reference, tmp_path_factory):
     out = tmp_path_factory.mktemp("floors")
     floors = [

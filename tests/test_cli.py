@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 
 def _cli(*args, env=None):
     return subprocess.run(
@@ -68,6 +70,7 @@ def test_toy_features_follow_the_captions():
     assert hits >= 18
 
 
+@pytest.mark.slow
 def test_unknown_task_is_one_line(tmp_path):
     r = _cli("run", "--task", "nope", "--no-progress")
     assert r.returncode == 2 and "unknown task 'nope'" in r.stderr and "Traceback" not in r.stderr

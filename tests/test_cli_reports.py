@@ -67,6 +67,7 @@ def test_compare_same_results_exit_0_markdown_table(new_run):
         ("data_fingerprint", lambda rec: rec["provenance"].update(data_fingerprint="0123456789abcdef")),
     ],
 )
+@pytest.mark.slow
 def test_compare_refuses_results_of_another_experiment(new_run, tmp_path, field, edit):
     """Planted: one identity field of one task changed -> exit 2 naming the field; --force compares anyway."""
     other = tmp_path / "other"
@@ -92,6 +93,7 @@ def test_compare_refuses_results_of_another_experiment(new_run, tmp_path, field,
         ("MedR", +1.0, 1, "changed beyond noise"),
     ],
 )
+@pytest.mark.slow
 def test_compare_direction_and_exit_code(new_run, tmp_path, metric, delta, code, status):
     ref = _edit(new_run, tmp_path / "ref", "youcook2-retrieval", metric, delta)
     r = _cli("compare", new_run, ref, NF)
@@ -109,6 +111,7 @@ def test_compare_direction_and_exit_code(new_run, tmp_path, metric, delta, code,
         assert r.stdout.startswith("**1 of ")
 
 
+@pytest.mark.slow
 def test_compare_tolerance_option_and_missing_task(new_run, tmp_path):
     ref = _edit(new_run, tmp_path / "ref", "youcook2-retrieval", "R@1", +1.0)
     assert _cli("compare", new_run, ref, "--tol", "R@1=1.5", NF).returncode == 0
@@ -121,6 +124,7 @@ def test_compare_tolerance_option_and_missing_task(new_run, tmp_path):
     assert r.returncode == 1 and "| ❌ | msrvtt-mcqa | accuracy |" in r.stdout and "missing" in r.stdout
 
 
+@pytest.mark.slow
 def test_compare_bad_input_is_exit_2(tmp_path, new_run):
     r = _cli("compare", tmp_path / "nope", new_run)
     assert r.returncode == 2 and "no such file or folder" in r.stderr and "Traceback" not in r.stderr
@@ -137,6 +141,7 @@ def test_compare_help_states_the_default_tolerances():
     assert r.returncode == 0 and "0.5" in text and "CIDEr 0.01" in text and "MedR 0.5" in text
 
 
+@pytest.mark.slow
 def test_report_labels_toy_results_in_every_format(new_run):
     import os
 
@@ -172,6 +177,7 @@ def test_report_labels_toy_results_in_every_format(new_run):
     assert any(line.startswith("msrvtt-mcqa,paper,VLM,") for line in csv)
 
 
+@pytest.mark.slow
 def test_report_at_80_columns_keeps_every_number_whole():
     """Issue 22: at 80 columns every terminal cell was cut ('4.…'). `vlmbench report --ci` of the ci reference
     as a user's 80-column terminal shows it: each number of each table whole with its interval."""
@@ -200,6 +206,7 @@ def test_report_at_80_columns_keeps_every_number_whole():
     assert max(len(line) for line in r.stdout.splitlines()) <= 80
 
 
+@pytest.mark.slow
 def test_report_bad_input(tmp_path):
     (tmp_path / "empty").mkdir()
     r = _cli("report", tmp_path / "empty")
@@ -213,6 +220,7 @@ def test_report_bad_input(tmp_path):
     assert r.returncode == 2 and "missing key 'task'" in r.stderr and "Traceback" not in r.stderr
 
 
+@pytest.mark.slow
 def test_score_prints_each_metrics_interval(tmp_path):
     import numpy as np
 

@@ -58,6 +58,7 @@ def _one_line_error(r) -> str:
         ("min_text_len=70", "max_text_len"),  # 70 > the default max_text_len 64
     ],
 )
+@pytest.mark.slow
 def test_pretrain_bad_key_value(tmp_path, pair, allowed):
     out = tmp_path / "X"
     line = _one_line_error(_vlmbench("pretrain", "--preset", "smoke", "--no-progress", "--out", str(out), pair))
@@ -87,6 +88,7 @@ def test_run_bad_key_value(tmp_path, pair, allowed):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_ablate_every_axis_value_is_checked_before_any_cell(tmp_path):
     out = tmp_path / "X"
     # the bad value is the last of the second axis: nothing may run for the good combinations first
@@ -244,6 +246,7 @@ def test_mfm_mlm_uses_the_authors_min_text_len():
     assert explicit.min_text_len == vlm_len and explicit.implied() == {}  # the user's value wins
 
 
+@pytest.mark.slow
 def test_mfm_mlm_ablation_cell_and_pretraining_record_the_min_text_len(tmp_path):
     from vlmbench.ablate import make_cells, parse_grid
     from vlmbench.train.pretrain import pretrain
@@ -268,6 +271,7 @@ def test_mfm_mlm_ablation_cell_and_pretraining_record_the_min_text_len(tmp_path)
 @pytest.mark.parametrize(
     "command, schemas", [("pretrain", [PretrainConfig]), ("run", [RunConfig]), ("ablate", [PretrainConfig, RunConfig])]
 )
+@pytest.mark.slow
 def test_help_lists_every_key_with_default_and_range(command, schemas):
     r = _vlmbench(command, "-h", columns=80)
     assert r.returncode == 0, r.stderr

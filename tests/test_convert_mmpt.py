@@ -194,6 +194,7 @@ def fixed_input(seed: int = 1):
 # ---- tests ---------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_converted_forward_equals_reference_from_raw_tensors(released, converted):
     _, raw = released
     vlm = VLM.load(converted).eval()
@@ -235,6 +236,7 @@ def test_config_records_the_source(released, converted):
     assert cfg["head"]["loss"] == "vlm" and "checkpoint_best.pt" in cfg["head"]["transform"]
 
 
+@pytest.mark.slow
 def test_cli_converts_and_notes_the_dropped_keys(released, tmp_path):
     """The README's command, as a user types it (a subprocess of the installed entry point)."""
     path, _ = released
@@ -281,6 +283,7 @@ def _mutated(state: OrderedDict, tmp_path: Path, name: str, fn) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_missing_key_is_refused_by_name(released, tmp_path):
     _, state = released
     key = P + "bert.encoder.layer.7.attention.self.key.bias"
@@ -290,6 +293,7 @@ def test_missing_key_is_refused_by_name(released, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_wrong_shape_is_refused_by_name(released, tmp_path):
     _, state = released
     key = P + "videomlp.linear1.weight"
@@ -298,6 +302,7 @@ def test_wrong_shape_is_refused_by_name(released, tmp_path):
         mmpt.convert(path, tmp_path / "out", say=lambda s: None)
 
 
+@pytest.mark.slow
 def test_unexpected_key_untied_decoder_and_bad_positions_are_refused(released, tmp_path):
     _, state = released
     cases = {
@@ -315,6 +320,7 @@ def test_unexpected_key_untied_decoder_and_bad_positions_are_refused(released, t
             mmpt.convert(path, tmp_path / "out", say=lambda s: None)
 
 
+@pytest.mark.slow
 def test_mapping_fails_loudly_when_the_vlm_drifts(released):
     _, state = released
     target = mmpt.build_vlm({}).state_dict()
@@ -336,6 +342,7 @@ def test_converter_layout_equals_the_spec_table():
     assert mmpt.expected_layout() == spec_keys()
 
 
+@pytest.mark.slow
 def test_a_run_on_the_converted_checkpoint_says_so_and_reports_beside_the_paper(converted, tmp_path):
     from vlmbench.records.result import load_result
     from vlmbench.reporting.tables import report_frame
@@ -360,6 +367,7 @@ def test_a_run_on_the_converted_checkpoint_says_so_and_reports_beside_the_paper(
     assert (df["kind"] == "paper").any() and set(df["task"]) == {"msrvtt-retrieval"}
 
 
+@pytest.mark.slow
 def test_an_omegaconf_era_container_loads_without_omegaconf(released, tmp_path, monkeypatch):
     """Nov 2020 - Mar 2021 fairseq pickled `cfg` as an omegaconf DictConfig. The classes are faked here only to
     write such a file; the converter never imports them (stand-ins replace them by name)."""

@@ -48,6 +48,7 @@ def _status(stdout: str, task: str) -> str:
     return line.split("│")[2].strip()
 
 
+@pytest.mark.slow
 def test_every_task_usable_exits_0_and_names_the_pretraining_row(world):
     r = _cli("data", "check", "--data", str(world))
     assert r.returncode == 0, r.stdout + r.stderr
@@ -56,6 +57,7 @@ def test_every_task_usable_exits_0_and_names_the_pretraining_row(world):
     assert "videos=240" in r.stdout  # the toy HowTo100M corpus, read and counted
 
 
+@pytest.mark.slow
 def test_missing_files_exit_3_and_malformed_outranks_missing(world, tmp_path):
     root = _copy(world, tmp_path, "msrvtt", "coin")
     r = _cli("data", "check", "--data", str(root))  # howto100m, youcook2, crosstask absent
@@ -68,6 +70,7 @@ def test_missing_files_exit_3_and_malformed_outranks_missing(world, tmp_path):
     assert checks.exit_code([checks.CheckRow("a", "missing", ""), checks.CheckRow("b", "malformed", "")]) == 2
 
 
+@pytest.mark.slow
 def test_exit_codes_are_documented_in_the_help():
     r = _cli("data", "check", "-h")
     help_text = " ".join(r.stdout.split())
@@ -79,6 +82,7 @@ def test_exit_codes_are_documented_in_the_help():
     assert "0 when every task checked is usable, 2 when any file is malformed, 3 when none is malformed" in readme
 
 
+@pytest.mark.slow
 def test_some_features_missing_is_missing_unless_allowed(world, tmp_path):
     root = _copy(world, tmp_path, "msrvtt")
     for f in sorted((root / "msrvtt" / "features").glob("*.npy"))[:3]:
@@ -98,6 +102,7 @@ def _poison(path: Path, row: int, value: float = np.nan) -> None:
 
 
 @pytest.mark.parametrize("value", [np.nan, np.inf])
+@pytest.mark.slow
 def test_nan_or_inf_in_a_task_feature_file_is_reported_by_file_and_row(world, tmp_path, value):
     root = _copy(world, tmp_path, "coin")
     victim = sorted((root / "coin" / "features").glob("*.npy"))[4]
@@ -108,6 +113,7 @@ def test_nan_or_inf_in_a_task_feature_file_is_reported_by_file_and_row(world, tm
     assert (row.status, row.details) == ("malformed", f"{victim}: row 7 contains NaN/inf")
 
 
+@pytest.mark.slow
 def test_pretraining_folder_is_checked(world, tmp_path):
     root = _copy(world, tmp_path, "howto100m")
     feats = sorted((root / "howto100m" / "features").glob("*.npy"))
@@ -133,6 +139,7 @@ def test_pretraining_folder_is_checked(world, tmp_path):
     assert r.returncode == 3 and _status(r.stdout, checks.PRETRAIN) == "missing"
 
 
+@pytest.mark.slow
 def test_fingerprint_follows_feature_contents(world, tmp_path):
     root = _copy(world, tmp_path, "msrvtt")
     spec = registry.get("msrvtt-retrieval")

@@ -96,6 +96,7 @@ def test_decoder_resamples_to_30fps_and_centre_crops(tmp_path):
     assert f[:, :, 8:-8].mean() > 250 and f.shape[1:] == (224, 224, 3)
 
 
+@pytest.mark.slow
 def test_extract_cli_full_pipeline_resume_and_redo(videos, weights, tmp_path):
     """The README's command, as a user types it (a subprocess of the installed entry point)."""
     out = tmp_path / "features"
@@ -141,6 +142,7 @@ def test_extract_cli_full_pipeline_resume_and_redo(videos, weights, tmp_path):
     assert store.n_seconds("shapes_20fps") == 3 and store.load("odd_161x121").shape == (2, 512)
 
 
+@pytest.mark.slow
 def test_resume_redoes_only_a_deleted_output(videos, weights, tmp_path):
     out = tmp_path / "f"
     first = run(videos, out, weights)
@@ -155,6 +157,7 @@ def test_resume_redoes_only_a_deleted_output(videos, weights, tmp_path):
 
 
 @pytest.mark.parametrize("workers", [0, 2])
+@pytest.mark.slow
 def test_bad_videos_are_reported_and_skipped(videos, weights, tmp_path, workers):
     folder = with_bad_files(videos, tmp_path / "v")
     out = tmp_path / "f"
@@ -167,6 +170,7 @@ def test_bad_videos_are_reported_and_skipped(videos, weights, tmp_path, workers)
     assert not (out / "notes.npy").exists() and not (out / "truncated.npy").exists()
 
 
+@pytest.mark.slow
 def test_same_input_gives_identical_features(videos, weights, tmp_path):
     run(videos, tmp_path / "a", weights, workers=0)
     run(videos, tmp_path / "b", weights, workers=0)
@@ -188,6 +192,7 @@ def test_streamed_groups_equal_the_whole_video(tmp_path):
     assert np.array_equal(streamed, whole)
 
 
+@pytest.mark.slow
 def test_no_weights_is_refused_and_random_init_marks_the_folder(videos, tmp_path, capsys):
     out = tmp_path / "f"
     res = CliRunner().invoke(app, ["features", "extract", "--videos", str(videos), "--out", str(out)])
@@ -200,6 +205,7 @@ def test_no_weights_is_refused_and_random_init_marks_the_folder(videos, tmp_path
     assert "RANDOMLY INITIALISED S3D" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_folder_is_never_mixed_across_extractions(videos, weights, tmp_path):
     out = tmp_path / "f"
     extract(videos, out, random_init=True, size=64, progress=False, say=lambda x: None)
@@ -230,6 +236,7 @@ def test_mismatching_checkpoint_is_refused_by_the_cli(videos, tmp_path):
     assert not list((tmp_path / "f").glob("*.npy"))
 
 
+@pytest.mark.slow
 def test_data_check_accepts_an_extracted_feature_folder(weights, tmp_path, capsys):
     root = tmp_path / "data"
     toy.write_dataset("msrvtt", root / "msrvtt")
@@ -247,6 +254,7 @@ def test_data_check_accepts_an_extracted_feature_folder(weights, tmp_path, capsy
     assert "RANDOMLY INITIALISED S3D" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_an_out_folder_inside_the_video_folder_is_not_read_as_videos(videos, weights, tmp_path):
     folder = tmp_path / "v"
     shutil.copytree(videos, folder)

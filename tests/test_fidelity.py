@@ -513,6 +513,7 @@ def tiny_ckpt(tmp_path_factory):
     return VLM.from_backbone("tiny", seed=0).save(tmp_path_factory.mktemp("ckpt"))
 
 
+@pytest.mark.slow
 def test_a_result_records_backbone_selection_and_effective_batch(tmp_path, tiny_ckpt):
     result, _ = runner.run(
         "msrvtt-retrieval",

@@ -45,6 +45,7 @@ def test_random_mcqa_is_one_in_five(tmp_path):
     assert 12.0 < np.mean(accs) < 28.0  # 20% +- noise of 4 x 100 questions
 
 
+@pytest.mark.slow
 def test_coin_all_background_equals_the_background_fraction_by_hand(tmp_path):
     from vlmbench.data import toy
 
@@ -72,6 +73,7 @@ def test_coin_all_background_equals_the_background_fraction_by_hand(tmp_path):
     assert rnd.metrics["frame_acc"] < 5 * 100.0 / 779  # 779 classes
 
 
+@pytest.mark.slow
 def test_random_crosstask_dp_matches_the_analytic_floor(tmp_path):
     """Random log-probabilities through the order-constrained DP: recall near the expected recall of a
     uniformly random increasing assignment (which the adapter reports as conventions.random_floor)."""
@@ -91,6 +93,7 @@ def test_random_captions_are_training_sentences(tmp_path):
     assert sum(h == ref for h, ref in zip(hyps, refs)) < 0.2 * len(hyps)
 
 
+@pytest.mark.slow
 def test_all_background_only_for_coin(tmp_path):
     with pytest.raises(InputError, match="does not apply to msrvtt-retrieval.*coin-segmentation"):
         _floor("msrvtt-retrieval", "all-background", tmp_path)
@@ -114,6 +117,7 @@ def test_all_background_only_for_coin(tmp_path):
     assert r.returncode == 2 and "unknown baseline kind 'oracle'" in r.stderr and "Traceback" not in r.stderr
 
 
+@pytest.mark.slow
 def test_cli_baseline_writes_a_result_report_shows_as_floor(tmp_path):
     out = tmp_path / "floor"
     r = subprocess.run(

@@ -490,6 +490,7 @@ def check_spans(fit, kept, spans, store, allow_missing: bool):
 
 # ---- YouCook2 -------------------------------------------------------------------------------------------------
 @given(data=st.data())
+@pytest.mark.slow
 def test_fuzz_youcook2_annotations(world, scratch, data):
     d = scratch()
     path = d / "youcookii_annotations_trainval.json"

@@ -77,6 +77,7 @@ def test_bad_learned_entry_names_file_and_key(tmp_path, entry, says):
     assert says in str(registry.broken_tasks(tmp_path)["msrvtt-retrieval"])
 
 
+@pytest.mark.slow
 def test_bad_learned_entry_is_one_line_exit_2(tmp_path):
     """Through the CLI: a broken task file (the tasks dir pointed at a copy) is one line and exit 2."""
     tasks = tmp_path / "tasks"

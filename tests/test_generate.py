@@ -82,6 +82,7 @@ def test_cached_steps_must_be_consecutive():
         stepper.step(torch.tensor([gen.BOS_ID]), 1)
 
 
+@pytest.mark.slow
 def test_cached_decoder_equals_full_recomputation_random_init():
     lengths = set()
     for seed in (0, 1, 2):
@@ -98,6 +99,7 @@ def test_cached_decoder_equals_full_recomputation_random_init():
 
 
 @pytest.mark.parametrize("decode", ["greedy", "beam"])
+@pytest.mark.slow
 def test_cached_decoder_equals_full_recomputation_trained(trained_model, decode):
     cls = torch.tensor([0, 1, 2, 3, 0, 2, 1, 3])
     torch.manual_seed(5)

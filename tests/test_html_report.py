@@ -83,6 +83,7 @@ def _chromium(page: Path, tmp: Path, *extra: str) -> tuple[str, list[str]]:
     return r.stdout, [u for u in dict.fromkeys(urls) if not BROWSER_OWN.match(u)]
 
 
+@pytest.mark.slow
 def test_html_is_self_contained(tmp_path):
     text = _report(_runs(tmp_path), tmp_path / "report.html")
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)""", text), "external reference in the page"
@@ -92,6 +93,7 @@ def test_html_is_self_contained(tmp_path):
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (.ci/run installs Debian's chromium)")
+@pytest.mark.slow
 def test_report_renders_in_headless_chromium_without_network(tmp_path):
     page = tmp_path / "report.html"
     root = _runs(tmp_path)
@@ -124,6 +126,7 @@ def test_report_renders_in_headless_chromium_without_network(tmp_path):
     assert any("example.invalid" in u for u in urls)
 
 
+@pytest.mark.slow
 def test_html_report_bad_input_is_exit_2(tmp_path):
     r = subprocess.run(
         [
@@ -193,6 +196,7 @@ def _parse(text: str) -> _Page:
     return page
 
 
+@pytest.mark.slow
 def test_ci_reference_report_has_its_figures_and_no_toy_row_above_a_paper_row():
     """Issue 22: in the ci report bold toy rows sat above the paper's rows (COIN 81.67 over 68.39, MSR-VTT R@1
     78.00 over 28.10) and the page had no pictures."""
@@ -238,6 +242,7 @@ def _run_folder(tmp_path: Path) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_run_folders_add_per_class_accuracy_and_the_best_and_worst_captions(tmp_path):
     from vlmbench.reporting.html import html_report
 
@@ -250,6 +255,7 @@ def test_run_folders_add_per_class_accuracy_and_the_best_and_worst_captions(tmp_
     assert "reference 19 words" in text and "<h4>best 5</h4>" in text and "<h4>worst 5</h4>" in text
 
 
+@pytest.mark.slow
 def test_figures_are_titled_labelled_name_the_checkpoint_and_keep_toy_off_the_papers_axis(tmp_path):
     from vlmbench.reporting import figures
     from vlmbench.reporting.tables import report_frame, sections
@@ -346,6 +352,7 @@ def _overflow(text: str, tmp: Path, width: int, css: str = "") -> tuple[int, int
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (.ci/run installs Debian's chromium)")
+@pytest.mark.slow
 def test_tables_fit_1400_pixels_without_scrolling_sideways(tmp_path):
     """Issue 22: the page capped its width, so wide tables (retrieval's ten metrics with intervals) scrolled
     sideways at 1400 px. Planted: the old page's rules (a 1100 px cap, cells that never wrap) are caught."""

@@ -58,6 +58,7 @@ SHAPES = [
 
 
 @pytest.mark.parametrize("kw", SHAPES)
+@pytest.mark.slow
 def test_prepared_sampler_gives_the_old_samplers_batches(howto, prep, kw):
     old = _old_sampler(howto, **kw)
     new = ClipSampler(prep, FeatureStore(prep.features), **kw)
@@ -91,6 +92,7 @@ def test_start_up_reads_no_feature_file(prep, monkeypatch):
     assert s.n_videos == len(prep) == 24 and s.steps_per_epoch() == 6
 
 
+@pytest.mark.slow
 def test_pretrain_losses_and_weights_identical_to_the_old_loader(howto, tmp_path, monkeypatch):
     """20 steps of pre-training: old in-process batches vs the DataLoader with 0 and 2 workers."""
     cfg = pretrain_config("smoke", ["steps=20", "lr_decay_steps=20", "save_every=100"])
@@ -151,6 +153,7 @@ def test_data_wait_warning_once_over_10_percent():
     assert len(said) == 1 and "17%" in said[0] and "1 loader worker" in said[0]
 
 
+@pytest.mark.slow
 def test_cli_pretrain_warns_when_input_bound(howto, tmp_path, monkeypatch):
     """`vlmbench pretrain` says it when data wait is over 10% (made so by a slow sampler in a child process)."""
     code = (

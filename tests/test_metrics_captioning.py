@@ -39,6 +39,7 @@ def tokenized():
 
 
 @needs_java
+@pytest.mark.slow
 def test_matches_pycocoevalcap_called_directly():
     out = caption_metrics(HYPS, REFS)
     gts, res = tokenized()

@@ -196,6 +196,7 @@ def generated_sets(n: int, seed: int = 0):
 N_SETS = 240
 
 
+@pytest.mark.slow
 def test_generated_sets_match_pycocoevalcap_without_meteor():
     for hyps, refs in generated_sets(N_SETS):
         assert_identical(hyps, refs)
@@ -251,6 +252,7 @@ def real_pairs(real_data):
     return hyps, refs
 
 
+@pytest.mark.slow
 def test_real_references_match_pycocoevalcap_without_meteor(real_data):
     hyps, refs = real_pairs(real_data)
     assert len(refs) == 3492

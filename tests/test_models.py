@@ -60,6 +60,7 @@ def test_a_broken_plugin_is_one_line(monkeypatch):
         catalog.model_class("bad")
 
 
+@pytest.mark.slow
 def test_refused_before_any_work_nothing_written(tmp_path):
     """A captioning run with VideoCLIP: exit 2, one line naming the model, the task and the missing capability,
     and no run folder (the entry point, as a user types it)."""

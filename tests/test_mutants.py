@@ -193,6 +193,7 @@ def test_sanity_runs_only_for_patches_that_reach_the_metrics():
     assert run.reaches_metrics(MUTANTS / by_id["09"]["patch"])  # window averaging: sanity has a row
 
 
+@pytest.mark.slow
 def test_baseline_is_keyed_by_what_pretraining_reads():
     """A commit that touches only adapters, metrics or the gate reuses the baseline checkpoint; one that touches
     the model, training, data or config does not."""

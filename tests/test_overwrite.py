@@ -31,6 +31,7 @@ def _refused(r, folder: Path, *flags: str) -> None:
 
 
 @pytest.mark.parametrize("marker", ["log.jsonl", "checkpoints", "model"])
+@pytest.mark.slow
 def test_pretrain_refuses_a_folder_holding_a_run(tmp_path, marker):
     out = tmp_path / "pre"
     out.mkdir()
@@ -42,6 +43,7 @@ def test_pretrain_refuses_a_folder_holding_a_run(tmp_path, marker):
     assert _listing(out) == before  # nothing written, nothing removed
 
 
+@pytest.mark.slow
 def test_pretrain_resume_and_overwrite_exclude_each_other(tmp_path):
     r = _cli("pretrain", "--out", str(tmp_path / "p"), "--resume", "--overwrite", "--preset", "smoke")
     assert r.returncode == 2 and "--overwrite" in r.stderr and "Traceback" not in r.stderr
@@ -77,6 +79,7 @@ def test_pretrain_overwrite_replaces_the_old_run(tmp_path):
 
 
 @pytest.mark.parametrize("marker", ["result.json", "predictions.npz"])
+@pytest.mark.slow
 def test_run_refuses_a_folder_holding_a_run(tmp_path, marker):
     out = tmp_path / "run"
     out.mkdir()

@@ -84,6 +84,7 @@ def test_layout_and_counts_by_hand(hand, tmp_path):
     assert len(pickle.dumps(p)) < 4000 and pickle.loads(pickle.dumps(p)).tokens.tolist() == p.tokens.tolist()
 
 
+@pytest.mark.slow
 def test_parallel_shards_equal_serial_and_in_memory(hand, tmp_path, monkeypatch):
     for i in range(9):  # more videos, so there are several shards
         shutil.copy(hand / "captions" / "va.csv", hand / "captions" / f"w{i}.csv")
@@ -136,6 +137,7 @@ def test_a_killed_prepare_resumes_with_the_shards_it_had(hand, tmp_path, monkeyp
     assert len(calls) == 3
 
 
+@pytest.mark.slow
 def test_bad_inputs_are_one_line_and_write_nothing(hand, tmp_path):
     np.save(hand / "features" / "vb.npy", np.zeros((9, 256), np.float16))
     r = subprocess.run(
@@ -167,6 +169,7 @@ def test_bad_inputs_are_one_line_and_write_nothing(hand, tmp_path):
         P.Prepared.open(tmp_path / "notes")
 
 
+@pytest.mark.slow
 def test_pretrain_reads_a_prepared_corpus_and_caches_a_raw_folder(tmp_path, monkeypatch):
     how = write_howto100m(tmp_path / "howto100m", seed=0, n_videos=12)
     r = subprocess.run(

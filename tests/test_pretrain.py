@@ -41,6 +41,7 @@ def _weights(out: Path) -> dict[str, torch.Tensor]:
     return load_file(str(out / "model" / "model.safetensors"))
 
 
+@pytest.mark.slow
 def test_same_seed_same_loss_log_and_loss_falls(howto, tmp_path):
     cfg = pretrain_config("smoke", ["steps=20", "lr_decay_steps=20"])
     a = pretrain(cfg, tmp_path / "a", data=howto, progress=False, say=lambda s: None)
@@ -59,6 +60,7 @@ def test_same_seed_same_loss_log_and_loss_falls(howto, tmp_path):
     assert _losses(tmp_path / "c") != losses and other["rank_weight_digests"] != a["rank_weight_digests"]
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_is_bitwise_identical(howto, tmp_path):
     args = [
         "pretrain",
@@ -194,6 +196,7 @@ def _copy_howto(src: Path, dst: Path) -> Path:
     return dst
 
 
+@pytest.mark.slow
 def test_bad_input_missing_and_empty_dirs(tmp_path):
     line, out = _bad(tmp_path, tmp_path / "nope")
     assert "nope" in line and "not found" in line and not out.exists()
@@ -202,6 +205,7 @@ def test_bad_input_missing_and_empty_dirs(tmp_path):
     assert "empty" in line and "captions" in line and not out.exists()
 
 
+@pytest.mark.slow
 def test_bad_input_wrong_width_and_nan(howto, tmp_path):
     d = _copy_howto(howto, tmp_path / "w")
     np.save(d / "features" / "toy_how_00003.npy", np.zeros((10, 256), np.float16))
@@ -218,6 +222,7 @@ def test_bad_input_wrong_width_and_nan(howto, tmp_path):
     assert not (out / "model").exists() and not list(out.rglob("*.tmp*"))
 
 
+@pytest.mark.slow
 def test_bad_input_malformed_captions(howto, tmp_path):
     d = _copy_howto(howto, tmp_path / "j")
     (d / "captions.json").write_text('{"v1": {"start": [0], "end": [1]')
@@ -232,6 +237,7 @@ def test_bad_input_malformed_captions(howto, tmp_path):
     assert "vidA.csv" in line and not out.exists()
 
 
+@pytest.mark.slow
 def test_bad_input_keys_and_values(howto, tmp_path):
     line, _ = _bad(tmp_path, howto, "colour=red")
     assert "colour" in line and "unknown key" in line
@@ -241,6 +247,7 @@ def test_bad_input_keys_and_values(howto, tmp_path):
     assert "loss" in line
 
 
+@pytest.mark.slow
 def test_videos_without_features_are_skipped_and_none_is_an_error(howto, tmp_path):
     d = _copy_howto(howto, tmp_path / "m")
     for f in sorted((d / "features").glob("*.npy"))[:4]:

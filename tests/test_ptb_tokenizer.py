@@ -176,6 +176,7 @@ GENERATORS = {
 
 
 @needs_java
+@pytest.mark.slow
 def test_generated_lines_match_the_java_tokenizer(tmp_path):
     n = int(os.environ.get("VLMBENCH_PTB_FUZZ", "400"))
     rng = random.Random(1)
@@ -226,6 +227,7 @@ def test_real_references_need_no_java(real_data):
 
 
 @needs_java
+@pytest.mark.slow
 def test_real_references_match_the_java_tokenizer(real_data, tmp_path):
     from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 

@@ -807,6 +807,7 @@ def test_npy_headers_numpy_cannot_parse_are_one_line(tmp_path, old, new, fragmen
         FeatureStore(tmp_path).n_seconds("v")
 
 
+@pytest.mark.slow
 def test_damaged_prepared_corpus_is_one_line(tmp_path):
     """A prepared corpus whose arrays disagree with each other or with the manifest opened, then failed mid-run."""
     from vlmbench.data import prepared, toy

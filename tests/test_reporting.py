@@ -504,6 +504,7 @@ def test_toy_grid_labels_every_row_and_keeps_the_papers_rows_apart():
     assert "paper R@1" in real.frame.columns and "world" not in real.frame.columns
 
 
+@pytest.mark.slow
 def test_toy_ablation_plot_never_draws_toy_on_the_papers_axis(tmp_path):
     """Issue 22: the ablation plots drew toy curves on the paper's axis. Toy: two panels, each its own y-axis,
     one holding only toy series, the other only the paper's; real data: one axis for both."""

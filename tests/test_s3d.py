@@ -102,6 +102,7 @@ def test_bn_is_stock_and_eval_uses_running_stats():
     assert len(bns) == 76 and all(m.eps == 1e-5 and m.momentum == 0.1 for m in bns)
 
 
+@pytest.mark.slow
 def test_load_weights_from_file_drops_the_text_branch_and_says_so(tmp_path):
     path = tmp_path / "s3d_howto100m.pth"
     state = spec_state()
@@ -168,6 +169,7 @@ def test_same_pools_pad_after_and_use_ceil_mode():
     assert pool2a(x).shape == (1, 1, 1, 2, 2) and pool2a(x)[..., 1, 1] == 1.0
 
 
+@pytest.mark.slow
 def test_forward_shapes_at_the_mmpt_clip_size():
     model = s3d.S3D().eval()
     model.load_state_dict(spec_state(with_text=False))
@@ -198,6 +200,7 @@ def test_conv1_crop_is_tf_same_padding():
     assert torch.allclose(seen["x"], expected, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_a_file_without_bn_counters_loads(tmp_path):
     """num_batches_tracked (unused in eval) may be absent from the released file: all absent is accepted."""
     state = {k: v for k, v in spec_state().items() if not k.endswith("num_batches_tracked")}

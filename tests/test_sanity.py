@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import torch
 
 from vlmbench import sanity
@@ -17,12 +18,14 @@ def failing(rows):
     return [r[0] for r in rows if r[4] != "ok"]
 
 
+@pytest.mark.slow
 def test_sanity_passes_and_is_a_command():
     r = subprocess.run([sys.executable, "-m", "vlmbench.sanity"], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "| metric | expected | measured | allowed error | verdict |" in r.stdout
 
 
+@pytest.mark.slow
 def test_off_by_one_rank_is_caught(monkeypatch):
     real = retrieval.ranks
     monkeypatch.setattr(retrieval, "ranks", lambda s: real(s) + 1)
@@ -30,6 +33,7 @@ def test_off_by_one_rank_is_caught(monkeypatch):
     assert any("R@1 (pessimistic, N=20)" in b for b in bad) and any("MeanR (pessimistic, N=20)" in b for b in bad)
 
 
+@pytest.mark.slow
 def test_tie_rule_change_is_caught(monkeypatch):
     def optimistic(scores):  # '>' instead of '>=': ties counted in the truth's favour
         scores = np.asarray(scores)
@@ -40,6 +44,7 @@ def test_tie_rule_change_is_caught(monkeypatch):
     assert bad and all("ties L=4" in b for b in bad)  # invisible without ties, caught with them
 
 
+@pytest.mark.slow
 def test_blocked_ranks_from_0_are_caught(monkeypatch):
     """The retrieval tasks rank through metrics.retrieval_blocks (counts, no N x N): sanity covers that path too."""
     import dataclasses
@@ -122,6 +127,7 @@ def test_schedule_row_passes_and_catches_a_schedule_counted_in_epochs(monkeypatc
     assert sanity._schedule()[2] > 100 * allowed
 
 
+@pytest.mark.slow
 def test_interval_calibration_rows_pass_and_catch_a_dropped_cluster_and_a_wrong_level(monkeypatch):
     """Planted: the bootstrap resampling examples although clusters are given (clustered width ~22% short), and
     the interval's level at 90% instead of 95% (both widths ~16% short)."""

@@ -127,6 +127,7 @@ def test_suite_pretrains_once_and_runs_tasks_from_it(tmp_path):
     assert r.returncode == 0 and "all " in r.stdout and "msrvtt-retrieval" in r.stdout
 
 
+@pytest.mark.slow
 def test_suite_cli_bad_preset_is_one_line(tmp_path):
     r = subprocess.run(
         [sys.executable, "-m", "vlmbench.cli", "suite", "--preset", "huge", "--out", str(tmp_path)],

@@ -69,6 +69,7 @@ def test_plot_attention_writes_png_and_svg_with_mask_in_title(model, tmp_path):
     assert svg.count("head ") == vlm.bert.config.num_attention_heads
 
 
+@pytest.mark.slow
 def test_embedding_projection_shapes_and_labels(model, tmp_path, monkeypatch):
     vlm, tok = model
     video, vmask, ids, mask = _example(tok, seconds=(4, 7, 3), texts=("stir the pot", "add salt", "fry an egg now"))
@@ -85,6 +86,7 @@ def test_embedding_projection_shapes_and_labels(model, tmp_path, monkeypatch):
     assert "video tokens (14)" in svg and f"text tokens ({n_words})" in svg
 
 
+@pytest.mark.slow
 def test_cli_viz_attention_on_the_toy_world(tmp_path):
     r = subprocess.run(
         [
