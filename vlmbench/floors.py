@@ -198,18 +198,7 @@ def floor_baseline(
         toy=toy_data,
         provenance=provenance(adapter.loaded.fingerprint()),
         baseline=kind,
-        signature=signature.record(
-            signature.build(
-                task=task,
-                family=spec.family,
-                split=spec.split,
-                n=len(preds["ids"]),
-                cfg=cfg_dict,
-                model=f"floor:{kind}",
-                features=signature.feature_source(spec.feature_dir(root), toy_data),
-                limit=None,
-            )
-        ),
+        signature=signature.of_run(spec, root, toy_data, len(preds["ids"]), cfg_dict, f"floor:{kind}", None),
     )
     save_result(result, out / RESULT)
     result.path = out / RESULT

@@ -361,18 +361,7 @@ def _execute(plan: Plan, job: JobProgress, say: Callable[[str], None], overwrite
         intervals=cis,
         model=about,
         limit=plan.limit,
-        signature=signature.record(
-            signature.build(
-                task=task,
-                family=spec.family,
-                split=spec.split,
-                n=len(preds["ids"]),
-                cfg=cfg_dict,
-                model=about,
-                features=signature.feature_source(spec.feature_dir(root), plan.toy_data),
-                limit=plan.limit,
-            )
-        ),
+        signature=signature.of_run(spec, root, plan.toy_data, len(preds["ids"]), cfg_dict, about, plan.limit),
     )
     save_result(result, out / RESULT)
     tracker.scalars(len(losses), **{f"metrics/{k}": v for k, v in metrics.items()})

@@ -232,29 +232,33 @@ def model_state(ckpt: Any, path: Path) -> dict[str, torch.Tensor]:
     return dict(state)
 
 
-def check_layout(
-    state: dict[str, torch.Tensor], path: Path, expected: dict[str, tuple[int, ...]] | None = None
-) -> None:
-    expected = expected or expected_layout()
+def refuse_layout(state: dict[str, torch.Tensor], expected: dict[str, tuple[int, ...]], path: Path, what: str) -> None:
+    """The key set and shapes must be exactly `expected` and every weight floating point (position ids aside):
+    else one InputError listing the first few missing, unexpected and misshapen keys."""
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} missing keys: {_first(missing)}")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected keys: {_first(unexpected)}")
     wrong = [
         f"{k} {tuple(state[k].shape)} (expected {expected[k]})"
         for k in expected
         if k in state and tuple(state[k].shape) != expected[k]
     ]
-    if wrong:
-        problems.append(f"{len(wrong)} wrong shapes: {_first(wrong)}")
+    problems = [
+        f"{len(names)} {kind}: {_first(names)}"
+        for kind, names in (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", wrong))
+        if names
+    ]
     if problems:
-        raise InputError("not the MMPT VLM pre-training checkpoint (MMFusionMTM): " + "; ".join(problems), path=path)
-    floats = [k for k, v in state.items() if not k.endswith("position_ids") and not v.is_floating_point()]
-    if floats:
-        raise InputError(f"weights that are not floating point: {_first(floats)}", path=path)
+        raise InputError(f"not {what}: " + "; ".join(problems), path=path)
+    not_float = [k for k, v in state.items() if not k.endswith("position_ids") and not v.is_floating_point()]
+    if not_float:
+        raise InputError(f"weights that are not floating point: {_first(not_float)}", path=path)
+
+
+def check_layout(
+    state: dict[str, torch.Tensor], path: Path, expected: dict[str, tuple[int, ...]] | None = None
+) -> None:
+    expected = expected or expected_layout()
+    refuse_layout(state, expected, path, "the MMPT VLM pre-training checkpoint (MMFusionMTM)")
     pos = state[PREFIX + "bert.embeddings.position_ids"]
     if not torch.equal(pos.long(), torch.arange(pos.shape[1])[None]):
         raise InputError(

@@ -43,7 +43,7 @@ from ..errors import InputError
 from ..io import file_sha256 as sha256
 from ..model import backbone as bb
 from ..model.videoclip import CONFIG_FILE, VIDEO_LAYERS, VideoCLIP, VideoCLIPConfig
-from .mmpt import BERT_BASE, VIDEO_DIM, _first, fairseq_progress, model_state, safe_load
+from .mmpt import BERT_BASE, VIDEO_DIM, _first, fairseq_progress, model_state, refuse_layout, safe_load
 from .source import SOURCE_KIND, describe
 
 PREFIX = "mmmodel."
@@ -109,25 +109,7 @@ DROPPED = {
 
 def check_layout(state: dict[str, torch.Tensor], path: Path, arch: dict | None = None) -> None:
     expected = expected_layout(arch)
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} missing keys: {_first(missing)}")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected keys: {_first(unexpected)}")
-    wrong = [
-        f"{k} {tuple(state[k].shape)} (expected {expected[k]})"
-        for k in expected
-        if k in state and tuple(state[k].shape) != expected[k]
-    ]
-    if wrong:
-        problems.append(f"{len(wrong)} wrong shapes: {_first(wrong)}")
-    if problems:
-        raise InputError("not the MMPT VideoCLIP checkpoint (MMFusionSeparate): " + "; ".join(problems), path=path)
-    not_float = [k for k, v in state.items() if not k.endswith("position_ids") and not v.is_floating_point()]
-    if not_float:
-        raise InputError(f"weights that are not floating point: {_first(not_float)}", path=path)
+    refuse_layout(state, expected, path, "the MMPT VideoCLIP checkpoint (MMFusionSeparate)")
     for key in (PREFIX + VIDEO + "bert.embeddings.position_ids", PREFIX + TEXT + "embeddings.position_ids"):
         pos = state[key]
         if pos.is_floating_point() or not torch.equal(pos.long(), torch.arange(pos.shape[1])[None]):

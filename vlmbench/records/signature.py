@@ -198,3 +198,19 @@ def mismatch(a: Mapping[str, str], b: Mapping[str, str]) -> tuple[str, str | Non
         if a.get(k) != b.get(k):
             return k, a.get(k), b.get(k)
     return None
+
+
+def of_run(spec, root: Path, toy: bool, n: int, cfg: Mapping[str, Any], model, limit: int | None) -> dict[str, Any]:
+    """The signature record of a task run (or a floor) of the registry's `spec` over the data root `root`."""
+    return record(
+        build(
+            task=spec.name,
+            family=spec.family,
+            split=spec.split,
+            n=n,
+            cfg=cfg,
+            model=model,
+            features=feature_source(spec.feature_dir(root), toy),
+            limit=limit,
+        )
+    )

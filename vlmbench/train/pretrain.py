@@ -207,18 +207,7 @@ def _pretrain(
             torch.manual_seed(cfg.seed * 1_000_003 + step * d.world_size + d.rank)  # dropout
             g = torch.Generator().manual_seed(cfg.seed * 7_368_787 + step * d.world_size + d.rank)
             c = corrupt(batch.video, batch.vmask, batch.text_ids, cfg.mmm, cfg.mfm_prob, cfg.mlm_prob, generator=g)
-            tensors = [
-                t.to(d.device, non_blocking=True)
-                for t in (
-                    batch.video,
-                    batch.vmask,
-                    c.text_ids,
-                    batch.text_ids,
-                    batch.text_mask,
-                    c.video_masked,
-                    c.text_masked,
-                )
-            ]
+            tensors = _step_tensors(batch, c, d.device, non_blocking=True)
             lr = lr_at(step, cfg.lr, cfg.warmup, cfg.lr_decay_steps)
             set_lr(optimizer, lr)
             optimizer.zero_grad(set_to_none=True)
@@ -348,18 +337,7 @@ def validate(objective: Objective, val: ClipSampler, cfg: PretrainConfig, device
                 batch = val.batch(i)
                 g = torch.Generator().manual_seed(cfg.seed * 7_368_787 + 1_000_003 + i)
                 c = corrupt(batch.video, batch.vmask, batch.text_ids, cfg.mmm, cfg.mfm_prob, cfg.mlm_prob, generator=g)
-                tensors = [
-                    t.to(device)
-                    for t in (
-                        batch.video,
-                        batch.vmask,
-                        c.text_ids,
-                        batch.text_ids,
-                        batch.text_mask,
-                        c.video_masked,
-                        c.text_masked,
-                    )
-                ]
+                tensors = _step_tensors(batch, c, device)
                 with autocast:
                     loss = float(objective(*tensors))
                 total, n = total + loss * len(batch), n + len(batch)
@@ -502,3 +480,10 @@ class _progress:
     def close(self) -> None:
         if self.tick is None:
             self.p.stop()
+
+
+def _step_tensors(batch, c, device, non_blocking: bool = False) -> list[torch.Tensor]:
+    """What a pre-training step feeds the model, on `device`: video, its mask, the corrupted text ids, the clean
+    ids (targets), the text mask, and which video / text tokens were masked."""
+    parts = (batch.video, batch.vmask, c.text_ids, batch.text_ids, batch.text_mask, c.video_masked, c.text_masked)
+    return [t.to(device, non_blocking=non_blocking) for t in parts]
