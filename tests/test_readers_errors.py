@@ -153,6 +153,8 @@ CASES = {
         "video v item 0: start -0.5 is negative",
     ),
     "coin step text": ("coin.json", _coin(id="abc"), coin.load_coin, "step id 'abc' is not an integer"),
+    # JSON's Infinity: int() raised OverflowError, a traceback (found by make fuzz)
+    "coin step infinity": ("coin.json", _coin(id=float("inf")), coin.load_coin, "step id inf is not an integer"),
     "coin segment": ("coin.json", _coin(segment=[1.0, "x"]), coin.load_coin, "is not a finite number"),
     "coin bad json": ("coin.json", "[1, 2", coin.load_coin, "not valid JSON"),
     "ct n_steps": (

@@ -80,7 +80,7 @@ def _segment(vid: str, i: int, ann: object, path: Path, duration: float) -> Coin
         raise InputError(f"{where}: expected keys id, segment, label", path=path)
     try:
         step = int(ann["id"])  # a string such as "91" in the official file
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: JSON's Infinity
         raise InputError(f"{where}: step id {ann['id']!r} is not an integer", path=path) from None
     if not 1 <= step <= NUM_STEPS:
         raise InputError(f"{where}: step id {step} outside 1..{NUM_STEPS}", path=path)
