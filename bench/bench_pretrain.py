@@ -16,6 +16,9 @@ from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import figures as fig  # noqa: E402
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vlmbench.model.layout import MAX_LEN  # noqa: E402
@@ -132,6 +135,7 @@ def main() -> None:
         f"{'bf16' if args.bf16 else 'fp32'} matmul peak measured: {peak / 1e12:.3f} TFLOP/s"
     )
     print(f"{'size':8} {'batch':>5} {'s/step':>8} {'clips/s':>9} {'tokens/s':>10} {'TFLOP/step':>10} {'MFU':>6}")
+    figures = []
     for size in args.sizes.split(","):
         r = measure(size, args.batch, device, args.bf16, args.steps)
         mfu = r["flops_per_step"] / r["s_per_step"] / peak
@@ -139,6 +143,18 @@ def main() -> None:
             f"{r['size']:8} {r['batch']:5d} {r['s_per_step']:8.3f} {r['clips_per_s']:9.1f} {r['tokens_per_s']:10.0f} "
             f"{r['flops_per_step'] / 1e12:10.3f} {mfu:6.1%}"
         )
+        goal = (40.0 if device.type == "cuda" else 55.0) if size == "default" else None  # issue 24's goals
+        figures.append(
+            fig.figure(
+                f"pretrain_mfu_{size}",
+                f"pre-training step, {size} shape: model FLOP utilisation vs measured matmul peak",
+                100 * mfu,
+                goal,
+                unit="%",
+                detail=f"batch {r['batch']}, {r['s_per_step']:.3f} s/step",
+            )
+        )
+    fig.write("pretrain", figures)
 
 
 if __name__ == "__main__":

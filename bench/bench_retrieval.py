@@ -43,6 +43,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from vlmbench.metrics import MetricInputError, retrieval_blocks  # noqa: E402
 from vlmbench.metrics.retrieval_blocks import BLOCK, RankCounts, rank_counts  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import figures as fig  # noqa: E402
+
 GOAL = 1.5
 DIM = 768
 
@@ -197,9 +200,20 @@ def main(argv=None) -> None:
         "| N | repeats | matmul pass s | rank_counts s | naive (two-pass) s | rank_counts / matmul | goal | naive / new |"
     )
     print("|---|---|---|---|---|---|---|---|")
+    figures = []
     for n, r in zip(sizes, reps, strict=True):
         row = bench(n, r, args.device, naive)
         ratio = row["new"] / row["matmul"]
+        figures.append(
+            fig.figure(
+                f"retrieval_{n}",
+                f"retrieval: rank_counts / one bare matmul pass, N = {n:,}",
+                ratio,
+                GOAL,
+                better="lower",
+                detail=f"{row['new']:.2f} s vs {row['matmul']:.2f} s, median of {r}",
+            )
+        )
         old = f"{row['naive']:.2f}" if "naive" in row else "-"
         speed = f"{row['naive'] / row['new']:.1f}x" if "naive" in row else "-"
         ok = "met" if ratio <= GOAL else "MISSED"
@@ -213,6 +227,7 @@ def main(argv=None) -> None:
         else:
             print(f"  N = {n:,}: passes: {row['passes']}")
     print(f"\nload average {' '.join(f'{x:.1f}' for x in os.getloadavg())} (after)")
+    fig.write("retrieval", figures)
 
 
 if __name__ == "__main__":
