@@ -266,3 +266,22 @@ def test_real_annotations_end_to_end(tmp_path, tiny_checkpoint):
     first = anns[val_ids[0]].segments[0].sentence
     assert preds["ids"][0] == f"{val_ids[0]}_0" and preds["references"][0] == " ".join(first.lower().split())
     assert all(len(h.split()) <= 8 for h in preds["hypotheses"])  # WordPieces join: words <= tokens
+
+
+@needs_java
+@pytest.mark.parametrize("skip", [False, True])
+def test_meteor_starts_when_the_data_is_loaded(toy_cache, skip):
+    """METEOR's JVM (~6 s to load) starts with the run's data (warm_up, which a run calls after load), so its
+    start-up overlaps fine-tuning and decoding; loading alone (data check) starts none, nor skip_meteor=true."""
+    from vlmbench.metrics import meteor
+
+    meteor.close_shared()
+    toy.ensure_dataset("youcook2", say=lambda s: None)
+    spec = registry.get("youcook2-caption")
+    adapter = CaptioningAdapter(spec, run_config(spec, "smoke", [f"skip_meteor={str(skip).lower()}"]), toy.toy_root())
+    adapter.load()
+    assert meteor._shared is None
+    adapter.warm_up()
+    started = meteor._shared is not None and meteor._shared.alive
+    meteor.close_shared()
+    assert started is not skip

@@ -168,6 +168,7 @@ def floor_baseline(
     if is_toy:
         toy.ensure_dataset(spec.dataset, say=say)
     adapter.load()
+    adapter.warm_up()
 
     rng = np.random.default_rng([seed, zlib.crc32(task.encode())])  # one stream per (seed, task)
     preds = make(adapter, rng)

@@ -272,6 +272,7 @@ def _execute(plan: Plan, job: JobProgress, say: Callable[[str], None], overwrite
     t0 = time.perf_counter()
     job.stage("load", None)
     adapter.load()
+    adapter.warm_up()
     timings["load_s"] = time.perf_counter() - t0
 
     weights = None

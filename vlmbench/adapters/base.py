@@ -90,6 +90,10 @@ class Adapter:
     def preflight(self) -> None:
         """Checks that must fail before any model work (e.g. java for METEOR)."""
 
+    def warm_up(self) -> None:
+        """Start, once the data is loaded, what scoring will need and can get ready while the model trains (e.g.
+        METEOR's JVM). A run calls it; `data check` and pictures, which score nothing, do not."""
+
     def train_batches(self, epoch: int, rng: np.random.Generator) -> Iterator[Any]:
         raise NotImplementedError
 

@@ -47,6 +47,10 @@ class CaptioningAdapter(Adapter):
         if not self.cfg.skip_meteor:
             capmetrics.require_java()
 
+    def warm_up(self) -> None:
+        if not self.cfg.skip_meteor:
+            capmetrics.start_meteor()  # its JVM loads (~6 s) while the model fine-tunes and decodes
+
     def load(self) -> None:
         ann_path = self.paths["annotations"]
         annotations = youcook2.load_annotations(ann_path)

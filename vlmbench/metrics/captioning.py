@@ -130,6 +130,12 @@ _METEOR_CACHE: dict[str, tuple[float, list[float]]] = {}
 _METEOR_CACHE_SIZE = 4
 
 
+def start_meteor() -> None:
+    """Start this process's METEOR JVM now (it loads for ~6 s in the background): a run calls this when its data is
+    loaded, so the start-up overlaps fine-tuning and decoding instead of delaying the scores."""
+    meteor_jar.shared()
+
+
 def _meteor_scores(gts: dict[str, list[str]], res: dict[str, list[str]]) -> tuple[float, list[float]]:
     """(corpus METEOR, per-caption METEOR in gts order), memoised on the exact input."""
     # keyed on the command too: another jar or a test double never reads another's result
