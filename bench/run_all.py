@@ -26,7 +26,7 @@ with tempfile.TemporaryDirectory(prefix="vlmbench-bench-") as folder:
         for f in doc["figures"]:
             verdict = {True: "met", False: "NOT met", None: "-"}[fig.met(f)]
             sign = ">=" if f["better"] == "higher" else "<="
-            goal = "-" if f.get("goal") is None else f"{sign} {f['goal']:g}{f['unit']}"
+            goal = "-" if f.get("goal") is None else f"{sign} {f['goal']:.3g}{f['unit']}"
             rows.append((f["label"], f"{f['measured']:.2f}{f['unit']}", goal, verdict))
 
 print("\n=== summary: each figure beside its goal (medians of repeats, measured in one process) ===")
