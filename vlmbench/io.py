@@ -249,6 +249,21 @@ def remove_temp_files(folder: str | Path, recursive: bool = True) -> int:
     return n
 
 
+def load_exactly(model, state: dict, weights: Path) -> None:
+    """Load `state` into the torch module `model`: every key of one in the other, every shape equal, or one
+    InputError naming the weights file."""
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # a tensor of the wrong shape
+        raise InputError(
+            f"checkpoint does not fit its config ({str(e).splitlines()[-1].strip()})", path=weights
+        ) from None
+    if missing or unexpected:
+        raise InputError(
+            f"checkpoint keys do not match: missing {missing[:3]}, unexpected {unexpected[:3]}", path=weights
+        )
+
+
 def read_safetensors(path: str | Path) -> dict:
     """Tensors of a safetensors file; anything else (a pickle such as torch.save output, a truncated file)
     is refused with one line and is never unpickled."""

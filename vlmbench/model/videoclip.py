@@ -56,7 +56,7 @@ from transformers import BertConfig, BertModel
 from transformers.activations import ACT2FN
 
 from ..errors import InputError
-from ..io import atomic_write, read_safetensors, write_json
+from ..io import atomic_write, load_exactly, read_safetensors, write_json
 from . import backbone as bb
 
 MODEL_NAME = "videoclip"
@@ -196,16 +196,7 @@ class VideoCLIP(nn.Module):
             raise InputError(f'"model" is {config.model!r}, expected {MODEL_NAME!r}', path=cfg_path)
         model = cls(config, _bert(config.video_bert), _bert(config.text_bert))
         state = read_safetensors(weights)  # never a pickle: anything else is refused in one line
-        try:
-            missing, unexpected = model.load_state_dict(state, strict=False)
-        except RuntimeError as e:  # a tensor of the wrong shape
-            raise InputError(
-                f"checkpoint does not fit its config ({str(e).splitlines()[-1].strip()})", path=weights
-            ) from None
-        if missing or unexpected:
-            raise InputError(
-                f"checkpoint keys do not match: missing {missing[:3]}, unexpected {unexpected[:3]}", path=weights
-            )
+        load_exactly(model, state, weights)
         return model
 
     # ---- what it is ---------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from transformers import BertConfig, BertModel
 from transformers.activations import ACT2FN
 
 from ..errors import InputError
-from ..io import atomic_write, read_safetensors, write_json
+from ..io import atomic_write, load_exactly, read_safetensors, write_json
 from . import backbone as bb
 from . import masks
 from .layout import MAX_TEXT_TOKENS, TEXT_START, VIDEO_SEP, VIDEO_START, position_ids, token_type_ids
@@ -360,16 +360,7 @@ class VLM(nn.Module):
                     path=weights,
                 )
         model = cls(config, BertModel(bert_cfg, add_pooling_layer=False))
-        try:
-            missing, unexpected = model.load_state_dict(state, strict=False)
-        except RuntimeError as e:  # a tensor of the wrong shape
-            raise InputError(
-                f"checkpoint does not fit its config ({str(e).splitlines()[-1].strip()})", path=weights
-            ) from None
-        if missing or unexpected:
-            raise InputError(
-                f"checkpoint keys do not match: missing {missing[:3]}, unexpected {unexpected[:3]}", path=weights
-            )
+        load_exactly(model, state, weights)
         return model
 
     # ---- what it is ---------------------------------------------------------------------------------------
