@@ -244,3 +244,24 @@ def test_deterministic_counts_and_recipe_values_are_compared_exactly(tmp_path):
     assert bad and any("count:train_windows" in line and "120" in line and "118" in line for line in lines)
     assert any("config:stride" in line for line in lines)
     assert "differs" in to_markdown(df)
+
+
+@pytest.mark.parametrize(
+    "new_interval, fails", [((45.0, 55.0), False), ((47.5, 52.0), False), ((49.0, 51.5), True), ((50.0, 50.0), True)]
+)
+def test_the_new_runs_intervals_are_checked(tmp_path, new_interval, fails):
+    """A bootstrap that collapses every interval to its point estimate passed: compare took its standard error from
+    the reference and never looked at the new run's intervals. Now an interval under a quarter of the reference's
+    width fails, named (one somewhat narrower is sampling)."""
+    from vlmbench.reporting.compare import compare_paths, failure_lines
+
+    def write(root, interval):
+        r = res("coin-segmentation", frame_acc=50.0)
+        r.intervals = {"frame_acc": list(interval)}
+        save_result(r, root / "coin-segmentation" / "result.json")
+        return root
+
+    ref = write(tmp_path / "ref", (44.0, 56.0))
+    df, bad = compare_paths(write(tmp_path / "new", new_interval), ref, tol={"frame_acc": 10})
+    assert bad is fails
+    assert any("frame_acc interval" in line and "broken bootstrap" in line for line in failure_lines(df)) is fails

@@ -99,7 +99,7 @@ DEFAULT_TOLERANCES: dict[str, float] = {
     "search_gain": 0.005,
 }  # captioning: beam over greedy, nats per token
 BEYOND_NOISE = "changed beyond noise: if intended, run `make update-reference` and say why in the commit"
-FAILING = ("regressed", "missing", "changed beyond noise", "below floor", "differs")
+FAILING = ("regressed", "missing", "changed beyond noise", "below floor", "differs", "interval collapsed")
 INCONCLUSIVE = "inconclusive"  # fails only under --strict
 # What a run determines exactly, whatever its seed: compared for equality, never within a tolerance. Counts of
 # examples, windows, updates, tokens and the resolved recipe; the seed and where things live are left out.
@@ -433,7 +433,7 @@ def compare(
                     None,
                 ]
             )
-    for row in exact_rows(new, ref):
+    for row in exact_rows(new, ref) + interval_rows(new, ref):
         rows.append(row + [None] * (len(PAIRED_COLUMNS) + len(STAT_COLUMNS)))
     df = pd.DataFrame(rows, columns=COLUMNS + list(PAIRED_COLUMNS) + list(STAT_COLUMNS))
     keep = COLUMNS + (list(PAIRED_COLUMNS) if paired_cols else []) + (list(STAT_COLUMNS) if with_stats else [])
@@ -520,6 +520,37 @@ def exact_rows(new: list[Result], ref: list[Result]) -> list[list]:
             if a != b:
                 rows.append(
                     [key, name, a, b, None, 0, None, "differs", f"deterministic: {a!r} in the reference, {b!r} now"]
+                )
+    return rows
+
+
+# A new run's 95% interval narrower than this share of the reference's is a broken bootstrap, not sampling: the same
+# protocol on the same test set gives widths within tens of percent of each other (a clustered unit only widens it).
+COLLAPSE_SHARE = 0.25
+
+
+def interval_rows(new: list[Result], ref: list[Result]) -> list[list]:
+    """One row per metric whose new 95% interval collapsed (status `interval collapsed`): narrower than
+    COLLAPSE_SHARE of the reference's. The tolerances come from the reference's interval, so without this the new
+    run's intervals would never be looked at (a bootstrap that returns the point estimate would pass)."""
+    rows = []
+    new_by = _by_key(new, "new")
+    for key, r in _by_key(ref, "reference").items():
+        got = new_by.get(key)
+        if got is None:
+            continue
+        for metric, (lo, hi) in r.intervals.items():
+            if metric not in got.intervals or not hi - lo > 0:
+                continue
+            nlo, nhi = got.intervals[metric]
+            ref_w, new_w = hi - lo, nhi - nlo
+            if not new_w >= COLLAPSE_SHARE * ref_w:  # NaN counts as collapsed
+                why = (
+                    f"the new 95% interval [{render.format_value(metric, nlo)}, {render.format_value(metric, nhi)}] "
+                    f"is {new_w:.3g} wide, under {COLLAPSE_SHARE:g} x the reference's {ref_w:.3g}: a broken bootstrap?"
+                )
+                rows.append(
+                    [key, f"{metric} interval", ref_w, new_w, new_w - ref_w, None, None, "interval collapsed", why]
                 )
     return rows
 
