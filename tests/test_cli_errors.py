@@ -110,6 +110,26 @@ def test_usage_errors_are_one_line(main, argv, says):
     assert "╭" not in err and "Usage:" not in err
 
 
+def test_an_environment_missing_a_dependency_is_one_line_before_any_work(main, monkeypatch, tmp_path):
+    """A venv set up before tensorboard became a dependency ran `vlmbench run` until the tracker imported it, then
+    ended in a traceback. Now the entry point names what is missing and how to install it, before any work."""
+    from importlib import metadata
+
+    real = metadata.version
+
+    def version(name):
+        if name == "tensorboard":
+            raise metadata.PackageNotFoundError(name)
+        return real(name)
+
+    assert cli.missing_dependencies() == []  # this environment is complete
+    monkeypatch.setattr(metadata, "version", version)
+    code, err = main("run", "--task", "youcook2-caption", "--preset", "smoke", "--out", str(tmp_path / "out"))
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "lacks tensorboard" in lines[0] and "make install" in lines[0]
+    assert not (tmp_path / "out").exists()
+
+
 def test_help_and_version_still_exit_0(main, capsys):
     assert main("--version")[0] == 0
     assert main("run", "-h")[0] == 0

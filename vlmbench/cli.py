@@ -968,11 +968,41 @@ def usage_line(e: Exception) -> str:
     return f"{name}: {problem}{where}" if name else f"{problem}{where}"
 
 
+def missing_dependencies() -> list[str]:
+    """The packages vlmbench requires (its installed metadata, extras aside) that this environment lacks: an
+    environment set up before a release added one (a `git pull` without `make install`)."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    try:
+        declared = metadata.requires("vlmbench") or []
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return []
+    missing = []
+    for line in declared:
+        req = Requirement(line)
+        if req.marker is not None and not req.marker.evaluate({"extra": ""}):
+            continue  # an extra (dev) or another platform's
+        try:
+            metadata.version(req.name)
+        except metadata.PackageNotFoundError:
+            missing.append(req.name)
+    return missing
+
+
 def main(argv: list[str] | None = None) -> None:
     """The entry point. Every way out is one line at most: bad input and usage errors `error: ...` (exit 2),
     SIGINT/SIGTERM `interrupted (...)` (exit 130/143), never a traceback or a usage box."""
     global _ARGV
     _ARGV = list(sys.argv[1:] if argv is None else argv)
+    lacking = missing_dependencies()
+    if lacking:  # before any work: not a traceback halfway through a run
+        error_line(
+            f"this environment lacks {', '.join(lacking)}, which this version of vlmbench requires (installed "
+            "before they were added?): run `make install`, or `pip install -c constraints.txt -e .`"
+        )
+        sys.exit(2)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _on_signal)
     try:
