@@ -388,12 +388,18 @@ def convert(
         }
     for note in notes:
         say(f"note: {note}")
+    publish(model, VLM.load, out)
+    say(f"checkpoint: {describe(source)}")
+    return out
+
+
+def publish(model, load: Callable[[Path], object], out: Path) -> None:
+    """Save a converted model beside `out`, load it back the way every task loads it, then put it in place of
+    `out` (a failed conversion leaves the old folder as it was)."""
     tmp = out.parent / f".{out.name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     model.save(tmp)
-    VLM.load(tmp)  # the folder loads back the way every task loads it
+    load(tmp)
     if out.exists():
         shutil.rmtree(out)
     os.replace(tmp, out)
-    say(f"checkpoint: {describe(source)}")
-    return out

@@ -31,8 +31,6 @@ file differs.
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -43,7 +41,7 @@ from ..errors import InputError
 from ..io import file_sha256 as sha256
 from ..model import backbone as bb
 from ..model.videoclip import CONFIG_FILE, VIDEO_LAYERS, VideoCLIP, VideoCLIPConfig
-from .mmpt import BERT_BASE, VIDEO_DIM, _first, fairseq_progress, model_state, refuse_layout, safe_load
+from .mmpt import BERT_BASE, VIDEO_DIM, _first, fairseq_progress, model_state, publish, refuse_layout, safe_load
 from .source import SOURCE_KIND, describe
 
 PREFIX = "mmmodel."
@@ -189,12 +187,6 @@ def convert(
     model.load_state_dict(map_to_videoclip(state, model.state_dict(), notes), strict=True)
     for note in notes:
         say(f"note: {note}")
-    tmp = out.parent / f".{out.name}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save(tmp)
-    VideoCLIP.load(tmp)  # the folder loads back the way every task loads it
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+    publish(model, VideoCLIP.load, out)
     say(f"checkpoint: {describe(source)}")
     return out
