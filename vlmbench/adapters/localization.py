@@ -82,6 +82,11 @@ class LocalizationAdapter(Adapter):
             train_videos=len(self.train),
             test_videos=len(self.test),
             test_tasks=len({t for t, _ in self.test}),
+            test_frames=sum(len(self._targets[tv]) for tv in self.test),
+            train_windows=sum(
+                len(windows.sliding_windows(len(self._targets[tv]), self.cfg.window, self.cfg.train_stride))
+                for tv in self.train
+            ),
             **batch_counts(self.family, self.cfg.batch_size, self.cfg.virtual_ranks),
         )
         self.loaded.annotation_files = [
@@ -136,6 +141,7 @@ class LocalizationAdapter(Adapter):
     def video_logits(self, module: nn.Module, task: str, feats: np.ndarray) -> np.ndarray:
         """(T, K) scores averaged over the test windows covering each second."""
         win = windows.make_windows(feats, self.cfg.window, self.cfg.stride).to(self.device)
+        windows.count(self.loaded.counts, "test_windows", win)
         return windows.average(self.window_logits(module, task, win, chunk=self.cfg.eval_batch_size), win)
 
     def predict(self, module: nn.Module, progress: Callable[[int, int], None] | None = None) -> dict[str, np.ndarray]:

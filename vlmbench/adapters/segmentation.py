@@ -90,6 +90,10 @@ class SegmentationAdapter(Adapter):
             train_videos=len(self.train),
             test_videos=len(self.test),
             test_frames=sum(len(self._targets[v.vid]) for v in self.test),
+            train_windows=sum(
+                len(windows.sliding_windows(len(self._targets[v.vid]), self.cfg.window, self.cfg.train_stride))
+                for v in self.train
+            ),
             **batch_counts(self.family, self.cfg.batch_size, self.cfg.virtual_ranks),
         )
         self.loaded.annotation_files = [path]
@@ -130,6 +134,7 @@ class SegmentationAdapter(Adapter):
     def video_logits(self, module: nn.Module, feats: np.ndarray) -> np.ndarray:
         """(T, 779) test logits: windows at the test stride, averaged over the windows covering each second."""
         win = windows.make_windows(feats, self.cfg.window, self.cfg.stride).to(self.device)
+        windows.count(self.loaded.counts, "test_windows", win)
         return windows.average(module.window_logits(win, chunk=self.cfg.eval_batch_size), win)
 
     def predict(self, module: nn.Module, progress: Callable[[int, int], None] | None = None) -> dict[str, np.ndarray]:

@@ -49,6 +49,12 @@ def make_windows(feats: np.ndarray, window: int = 32, stride: int = 16) -> Windo
     return Windows(video, vmask, spans, n)
 
 
+def count(counts: dict[str, int], key: str, win: Windows) -> None:
+    """Add the windows a prediction actually made to a run's counts: the gate compares them exactly, so a stride
+    or window that silently changes (in the recipe or in the adapter's call) fails it whatever the metric does."""
+    counts[key] = counts.get(key, 0) + len(win.spans)
+
+
 def frame_states(model: VideoTextModel, win: Windows, chunk: int = 0) -> torch.Tensor:
     """(W, 32, H) last-layer states of the video slots (the video-[SEP] dropped); padded slots are garbage
     and must be masked by the caller. `chunk` > 0 bounds how many windows go through at once (inference on

@@ -16,26 +16,29 @@ They absorb run-to-run noise of CPU toy runs (thread-count dependent float sums)
 a real change; pass `tol` to override per metric ("*" overrides the fallback).
 
 Measured noise: when the reference folder holds noise.json (vlmbench.reporting.noise: the same suite under
-several seeds), a metric's tolerance is the largest of
-    NOISE_SIGMAS x sqrt(2) x its std over seeds   the reference and the new run are each one seed's draw, so
-                                                  their difference has twice one run's variance;
-    NOISE_SIGMAS x the reference's bootstrap SE   the test set's own resolution ((hi - lo) / 3.92 of its 95%
-                                                  bootstrap interval): a 5-seed std of quantised values can be ~0;
+K >= 2 seeds), the reference value of a metric it covers is its MEAN over those seeds (the `ref` column; the
+reference run's own value stays in result.json), and its tolerance is the largest of
+    NOISE_SIGMAS x sqrt(1 + 1/K) x its std        the new run is one seed's draw and the mean has 1/K of one run's
+                                                  variance, so their difference has (1 + 1/K) x one run's;
     one test example (100 / test_examples)        for percentages over examples: a saturated R@10 has no spread;
     the minimum above,
-so a seed-only change passes (a held-out seed 5 against the seed-0 reference, measured). `tol` still wins.
+so a seed-only change passes (held-out seeds against the mean, measured: docs/ci-gate.md). The test set's
+sampling error is not a term: both runs score the same examples, so it is not part of their difference. A
+metric noise.json lacks (or a noise.json with a single run per metric) falls back to one-run-against-one-run:
+NOISE_SIGMAS x max(sqrt(2) x std, the reference's bootstrap SE). `tol` still wins.
 
 Each row's statistics (the `test`, `p` and `MDE` columns), from the first source that applies:
-    paired examples       both runs kept their per-example values (predictions.npz) on the same test examples and
+    paired examples       (no seed noise for the metric) both runs kept their per-example values (predictions.npz) on the same test examples and
                           they reproduce both results' numbers: the paired bootstrap of the difference (clusters =
                           source videos drawn whole where the examples share one), and for the hit metrics (R@k,
                           accuracy) McNemar's test on the same pairs (exact; Durkalski's clustered statistic where
                           examples share videos), which then decides. MDE = 2.80 x the paired SE (80% power,
                           two-sided 0.05; 0 when the runs agree on every example). Exact McNemar cannot flag
                           fewer than 6 discordant examples (2 / 2^6 < 0.05), whatever the MDE says.
-    seed noise            the reference folder's noise.json has the metric's std over seeds: the two runs are one
-                          seed's draw each on the same test set, so SE(new - ref) = sqrt(2) x std (z test);
-                          MDE = 2.80 x that.
+    seed noise            the reference folder's noise.json has the metric's std over K seeds: the new run is one
+                          seed's draw, the reference their mean, on the same test set, so SE(new - mean) =
+                          sqrt(1 + 1/K) x std (z test); MDE = 2.80 x that. It comes first: paired examples
+                          compare with the reference run, not with the mean the row is judged against.
     interval only         only the reference's 95% bootstrap interval: it measures the test set's sampling,
                           which both runs share (compare requires the same split and data), so it cannot test
                           their difference: the tolerance decides, as before (the tight bit-change check without
@@ -120,26 +123,43 @@ NOISE_SIGMAS = 3.0
 _EPS = 1e-9  # a difference of exactly the tolerance is still ok despite float rounding
 
 
+def noise_factor(seeds: int | None) -> float:
+    """SE(new - reference) / one run's std: sqrt(1 + 1/K) against a mean over K seeds, sqrt(2) against one run."""
+    return math.sqrt(1 + 1 / seeds) if seeds and seeds >= 2 else math.sqrt(2)
+
+
 def tolerance(
     metric: str,
     tol: dict[str, float] | None = None,
     std: float | None = None,
     se: float | None = None,
     step: float | None = None,
+    seeds: int | None = None,
 ) -> float:
-    """tol override > with a measured std: max(NOISE_SIGMAS x sqrt(2) x std, NOISE_SIGMAS x se, step, the
-    metric kind's minimum) > the minimum. se (the reference's bootstrap standard error) and step (one test
-    example's worth) only count beside a measured std: without noise.json the gate is the tight bit-change check."""
+    """tol override > with a measured std: max(NOISE_SIGMAS x noise_factor(seeds) x std, step, the metric kind's
+    minimum; against one run (seeds None) also NOISE_SIGMAS x se) > the minimum. se (the reference's bootstrap
+    standard error) and step (one test example's worth) only count beside a measured std: without noise.json the
+    gate is the tight bit-change check."""
     tol = tol or {}
     if metric in tol:
         return float(tol[metric])
     minimum = DEFAULT_TOLERANCES.get(metric, float(tol.get("*", DEFAULT_TOLERANCE)))
     if std is None or math.isnan(std):
         return minimum
-    parts = [minimum, NOISE_SIGMAS * math.sqrt(2) * float(std)]
-    parts += [NOISE_SIGMAS * float(se)] if se is not None and not math.isnan(se) else []
+    parts = [minimum, NOISE_SIGMAS * noise_factor(seeds) * float(std)]
+    if seeds is None and se is not None and not math.isnan(se):
+        parts.append(NOISE_SIGMAS * float(se))
     parts += [float(step)] if step is not None else []
     return max(parts)
+
+
+def seed_spread(noise: dict | None, key: str, metric: str) -> tuple[float | None, float | None, int | None]:
+    """(std, mean, K) of a metric in noise.json; mean and K are None unless K >= 2 seeds back the mean."""
+    entry = (noise or {}).get("tasks", {}).get(key, {}).get(metric) or {}
+    std, mean, values = entry.get("std"), entry.get("mean"), entry.get("values") or []
+    if std is None or mean is None or len(values) < 2 or math.isnan(float(mean)):
+        return std, None, None
+    return float(std), float(mean), len(values)
 
 
 def bootstrap_se(r: Result, metric: str) -> float | None:
@@ -252,20 +272,29 @@ def status(metric: str, ref: float, new: float | None, tol: float, stats: dict |
     return INCONCLUSIVE if mde is not None and not math.isnan(mde) and mde > tol + _EPS else "ok"
 
 
-def row_stats(metric: str, ref: Result, new: Result | None, paired: dict | None, std: float | None) -> dict | None:
-    """The row's test: {test, p, significant, mde} from paired examples or seed noise; from the reference's
-    interval only the MDE (significant None: no test); None when nothing applies (module docstring)."""
+def row_stats(
+    metric: str,
+    ref: Result,
+    new: Result | None,
+    paired: dict | None,
+    std: float | None,
+    mean: float | None = None,
+    seeds: int | None = None,
+) -> dict | None:
+    """The row's test: {test, p, significant, mde} from seed noise (against the seed mean when `mean`) or paired
+    examples; from the reference's interval only the MDE (significant None: no test); None when nothing applies
+    (module docstring)."""
     from vlmbench.stats import significance as sig
 
     if new is None or metric not in new.metrics or metric not in ref.metrics:
         return None
-    diff = new.metrics[metric] - ref.metrics[metric]
+    diff = new.metrics[metric] - (ref.metrics[metric] if mean is None else mean)
     if math.isnan(diff):
         return None
-    if paired is not None and paired.get("reproduces"):
+    if mean is None and paired is not None and paired.get("reproduces"):
         return {k: paired[k] for k in ("test", "p", "significant", "mde")}
     if std is not None and not math.isnan(std):
-        se = math.sqrt(2) * float(std)
+        se = noise_factor(seeds) * float(std)
         p = sig.z_test(diff, se)
         return {"test": "seed noise (z)", "p": p, "significant": bool(p < sig.ALPHA), "mde": sig.mde(se)}
     se_ref = bootstrap_se(ref, metric)
@@ -365,24 +394,19 @@ def compare(
     difference new - ref, its 95% interval and whether it excludes 0."""
     new_by, rows, paired_cols, with_stats = _by_key(new, "new"), [], False, False
     floors = floor_checks(new, floors, require_floors, notes)
-    spread = (noise or {}).get("tasks", {})
     seen = set()
     for key, r in _by_key(ref, "reference").items():
         got = new_by.get(key)
         pairs = _paired(got, r) if got is not None else {}
         paired_cols |= bool(pairs)
-        for metric, ref_value in r.metrics.items():
+        for metric, run_value in r.metrics.items():
             new_value = got.metrics.get(metric) if got is not None else None
-            t = tolerance(
-                metric,
-                tol,
-                spread.get(key, {}).get(metric, {}).get("std"),
-                bootstrap_se(r, metric),
-                example_step(r, metric),
-            )
+            std, mean, seeds = seed_spread(noise, key, metric)
+            ref_value = run_value if mean is None or math.isnan(run_value) else mean
+            t = tolerance(metric, tol, std, bootstrap_se(r, metric), example_step(r, metric), seeds)
             delta = new_value - ref_value if new_value is not None else float("nan")
             p = pairs.get(metric)
-            stats = row_stats(metric, r, got, p, spread.get(key, {}).get(metric, {}).get("std"))
+            stats = row_stats(metric, r, got, p, std, None if math.isnan(run_value) else mean, seeds)
             with_stats |= stats is not None
             st = status(metric, ref_value, new_value, t, stats)
             thr, fwhy = floors.get((key, metric), (None, None))
@@ -598,9 +622,10 @@ def compare_paths(
         compared_line(new, ref)
         + (" (--force: identity checks skipped)" if force else "")
         + (
-            "; tolerances: max(3 x sqrt(2) std over seeds "
+            "; ref = the mean over seeds "
             + ", ".join(map(str, noise.get("seeds", [])))
-            + ", 3 bootstrap SE, one test example, minimum)"
+            + f" (noise.json); tolerances: max(3 x sqrt(1 + 1/{len(noise.get('seeds', []))}) std, one test "
+            "example, minimum)"
             if noise
             else "; tolerances: defaults (no noise.json)"
         )

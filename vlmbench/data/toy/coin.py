@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ...io import write_json
-from . import ACTIONS, OBJECTS, VERSION, Step, World, write_atomically
+from . import ACTIONS, CONCEPTS, OBJECTS, Step, World, write_atomically
 
 N_RECIPES = 8
 STEPS_PER_RECIPE = 6
@@ -36,7 +36,7 @@ def step_table() -> list[list[tuple[int, str, str]]]:
 
     48 step ids over 40 distinct (action, object) pairs: the SHARED positions of recipe r + 4 repeat recipe
     r's pairs. Ids are spread over 1..778 like the real COIN "Action Id"s."""
-    rng = np.random.default_rng([VERSION, 4242])
+    rng = np.random.default_rng([CONCEPTS, 4242])
     pairs: list[tuple[str, str]] = []
     while len(pairs) < N_RECIPES * STEPS_PER_RECIPE:
         r, k = divmod(len(pairs), STEPS_PER_RECIPE)
@@ -53,7 +53,7 @@ def step_table() -> list[list[tuple[int, str, str]]]:
     ]
 
 
-def write_coin(out: str | Path, seed: int = 0, n_train: int = 120, n_test: int = 40) -> Path:
+def write_coin(out: str | Path, seed: int = 0, n_train: int = 120, n_test: int = 320) -> Path:
     world = World()
     table = step_table()
 

@@ -4,8 +4,8 @@ videos_val.csv, annotations/<task>_<vid>.csv) + features/<vid>.npy.
 Each primary task has an ordered list of steps whose texts are (action, object) sentences of the shared concept
 space, so a model pre-trained on the toy HowTo100M can align them zero-shot. A video shows its task's steps in
 order (some skipped) with background between them. Like the real release, the related tasks list videos that
-have neither annotations nor features (they drop out of the split). 44 videos per primary task: 4 in
-videos_val.csv, and the seed-0 split with n_train=30 leaves 10 test videos per task.
+have neither annotations nor features (they drop out of the split). 84 videos per primary task: 4 in
+videos_val.csv, and the seed-0 split with n_train=30 leaves 50 test videos per task.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ...io import write_text
-from . import ACTIONS, OBJECTS, VERSION, Step, World, write_atomically
+from . import ACTIONS, CONCEPTS, OBJECTS, Step, World, write_atomically
 
 PRIMARY = [
     ("90001", "Make Toy Soup", 6),
@@ -28,7 +28,7 @@ RELATED = [("90101", "Make Toy Tea", 4), ("90102", "Grill Toy Beef", 5)]
 
 def task_steps() -> dict[str, list[tuple[str, str]]]:
     """Ordered (action, object) steps per task (primary and related); the same for every seed."""
-    rng = np.random.default_rng([VERSION, 4343])
+    rng = np.random.default_rng([CONCEPTS, 4343])
     out = {}
     for task, _, k in PRIMARY + RELATED:
         pairs: list[tuple[str, str]] = []
@@ -49,7 +49,7 @@ def _task_block(task: str, title: str, steps: list[tuple[str, str]]) -> str:
     return f"{task}\n{title}\n{url}\n{len(steps)}\n{','.join(step_text(*s) for s in steps)}\n\n"
 
 
-def write_crosstask(out: str | Path, seed: int = 0, per_task: int = 44, n_val: int = 4, n_related: int = 6) -> Path:
+def write_crosstask(out: str | Path, seed: int = 0, per_task: int = 84, n_val: int = 4, n_related: int = 6) -> Path:
     world = World()
     steps_of = task_steps()
 

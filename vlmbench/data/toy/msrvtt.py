@@ -43,7 +43,7 @@ def one_concept_off(steps: list[Step], rng: np.random.Generator) -> list[Step]:
 
 
 def write_msrvtt(
-    out: str | Path, seed: int = 0, n_train: int = 400, n_test: int = 100, captions_per_video: int = 5
+    out: str | Path, seed: int = 0, n_train: int = 400, n_test: int = 1000, captions_per_video: int = 5
 ) -> Path:
     world = World()
 

@@ -15,7 +15,7 @@ from . import World, compose, write_atomically
 RECIPES = {"101": 0, "102": 1, "103": 2, "104": 3}
 
 
-def write_youcook2(out: str | Path, seed: int = 0, n_train: int = 80, n_val: int = 30) -> Path:
+def write_youcook2(out: str | Path, seed: int = 0, n_train: int = 80, n_val: int = 180) -> Path:
     world = World()
 
     def fill(tmp: Path) -> None:
