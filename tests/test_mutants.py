@@ -28,10 +28,10 @@ SPECS = run.task_files()
 
 @pytest.fixture(scope="module")
 def head_tree(tmp_path_factory):
-    """HEAD's vlmbench/ (the patches are against HEAD, not the working tree)."""
+    """HEAD's vlmbench/ and tasks/ (the patches are against HEAD, not the working tree)."""
     dest = tmp_path_factory.mktemp("head")
     archive = subprocess.run(
-        ["git", "-C", str(REPO), "archive", "HEAD", "vlmbench"], check=True, capture_output=True
+        ["git", "-C", str(REPO), "archive", "HEAD", "vlmbench", "tasks"], check=True, capture_output=True
     ).stdout
     subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
     return dest
@@ -74,7 +74,7 @@ def test_patched_file_still_compiles(m, tmp_path):
     src = tmp_path / "src"
     run.export_head(src, MUTANTS / m["patch"])
     for line in (MUTANTS / m["patch"]).read_text().splitlines():
-        if line.startswith("+++ b/"):
+        if line.startswith("+++ b/") and line.endswith(".py"):
             compile((src / line[6:]).read_text(), line[6:], "exec")
 
 
