@@ -236,7 +236,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         select="final",
     ),
     # The CI gate's run: every task learns (see `learned:` in tasks/*.yaml) within minutes on 2 CPU cores.
-    # Measured on toy world v2 (seeds 0-4, results/reference/ci/noise.json): the tasks' own fine-tuning does most
+    # Measured on toy world v2 (seeds 0-4; v3 only adds test examples): the tasks' own fine-tuning does most
     # of the work (MSR-VTT from a 1-update checkpoint: R@1 74), so the gate also compares this run's own loss
     # (OUT/pretrain/result.json: loss_first, loss_last, loss_drop; seed std ~0.04 nats).
     "ci": dict(
