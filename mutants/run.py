@@ -91,13 +91,13 @@ def export_head(dest: Path, patch: Path | None, commit: str = "HEAD") -> None:
         ["git", "-C", str(REPO), "archive", commit, "vlmbench", "tasks", "baselines"], check=True, capture_output=True
     ).stdout
     subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
-    for sub in ("tasks", "baselines"):
-        shutil.rmtree(dest / "vlmbench" / sub, ignore_errors=True)
-        os.replace(dest / sub, dest / "vlmbench" / sub)
-    if patch is not None:
+    if patch is not None:  # before the move: a patch names repository paths (vlmbench/..., tasks/...)
         subprocess.run(
             ["git", "apply", str(Path(patch).resolve())], cwd=dest, check=True, capture_output=True, text=True
         )
+    for sub in ("tasks", "baselines"):
+        shutil.rmtree(dest / "vlmbench" / sub, ignore_errors=True)
+        os.replace(dest / sub, dest / "vlmbench" / sub)
 
 
 class Step:

@@ -329,3 +329,20 @@ def test_reference_is_the_seed_mean_with_its_own_tolerance():
     one = {"tasks": {"msrvtt-retrieval": {"R@1": {"mean": 73.0, "std": std, "values": [73.0]}}}}
     row = compare([res(**{"R@1": 76.0})], [ref], noise=one).iloc[0]
     assert row.ref == 76.0 and row.tolerance == pytest.approx(3 * 30 / 3.919928, abs=1e-3)
+
+
+def test_a_collapsed_new_interval_fails_but_a_single_valued_median_does_not():
+    """The new run's own intervals are checked (mutant 15: a bootstrap returning its point estimate): narrower than
+    a quarter of the reference's fails; a median rank's interval can legitimately be one value."""
+    ref = Result(
+        task="msrvtt-retrieval", metrics={"R@1": 75.0, "MedR": 2.0}, intervals={"R@1": [70.0, 80.0], "MedR": [2.0, 3.0]}
+    )
+
+    def rows(r1, medr):
+        new = Result(task="msrvtt-retrieval", metrics={"R@1": 75.0, "MedR": 2.0}, intervals={"R@1": r1, "MedR": medr})
+        df = compare([new], [ref])
+        return dict(zip(df.metric, df.status))
+
+    assert rows([75.0, 75.0], [3.0, 3.0]) == {"R@1": "ok", "MedR": "ok", "R@1 interval": "interval collapsed"}
+    assert rows([73.0, 75.4], [2.0, 2.0]) == {"R@1": "ok", "MedR": "ok", "R@1 interval": "interval collapsed"}
+    assert rows([72.0, 78.0], [2.0, 2.0]) == {"R@1": "ok", "MedR": "ok"}  # 0.6 of the width: sampling, not a bug

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 MUTANTS = REPO / "mutants"
@@ -74,8 +75,10 @@ def test_patched_file_still_compiles(m, tmp_path):
     src = tmp_path / "src"
     run.export_head(src, MUTANTS / m["patch"])
     for line in (MUTANTS / m["patch"]).read_text().splitlines():
-        if line.startswith("+++ b/") and line.endswith(".py"):
+        if line.startswith("+++ b/vlmbench/") and line.endswith(".py"):
             compile((src / line[6:]).read_text(), line[6:], "exec")
+        elif line.startswith("+++ b/tasks/"):  # laid out as the installed package: vlmbench/tasks/
+            yaml.safe_load((src / "vlmbench" / line[6:]).read_text())
 
 
 def test_pretrain_flag_matches_what_the_patch_touches():

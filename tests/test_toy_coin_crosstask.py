@@ -94,7 +94,7 @@ def test_crosstask_release_layout_and_split(toy_crosstask):
         assert t.steps == tuple(f"{a} the {o}" for a, o in steps[task])
         assert len(set(t.steps)) == len(t.steps)
     videos = crosstask.load_videos(release / "videos.csv")
-    assert len(videos) == 4 * 44 + 2 * 6
+    assert len(videos) == 4 * 84 + 2 * 6
     val = crosstask.load_videos(release / "videos_val.csv")
     assert len(val) == 16 and {t for t, _ in val} == set(primary)
     store = FeatureStore(toy_crosstask / "features")
@@ -103,7 +103,7 @@ def test_crosstask_release_layout_and_split(toy_crosstask):
     train, test = crosstask.build_split(release, store.__contains__, n_train=30, seed=0)
     for task in primary:
         assert sum(t == task for t, _ in train) == 30
-        assert sum(t == task for t, _ in test) == 10
+        assert sum(t == task for t, _ in test) == 50
     assert not (set(train) | set(test)) & set(val)
 
 
