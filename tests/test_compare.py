@@ -307,24 +307,26 @@ def test_statistics_that_do_not_reproduce_the_results_are_not_used(tmp_path):
 
 def test_reference_is_the_seed_mean_with_its_own_tolerance():
     """With noise.json over K seeds the row is judged against the MEAN of the K runs: SE(new - mean) =
-    std x sqrt(1 + 1/K) (one run's variance plus the mean's 1/K of it), so the tolerance is 3 x that (derived:
-    K = 4, std 2 -> 3 x 2 x sqrt(1.25) = 6.708), not 3 x sqrt(2) x std (8.485) against one run; the test set's
-    bootstrap SE is no term (both runs score the same examples). One seed: back to one run against one run."""
-    values = [70.0, 72.0, 74.0, 76.0]  # mean 73, sample std 2.582
+    std x sqrt(1 + 1/K) (one run's variance plus the mean's 1/K of it); the std is estimated from K runs, so the
+    tolerance is the prediction interval of a new seed, Student's t with K - 1 df at 99.73% two-sided (3 normal
+    sigmas' coverage): t_9 = 4.0943 from the tables. The test set's bootstrap SE is no term (both runs score the
+    same examples). One seed: back to one run against one run, 3 x max(sqrt(2) std, the bootstrap SE)."""
     import statistics
 
-    std = statistics.stdev(values)
+    values = [70.0, 72.0, 74.0, 76.0, 73.0, 73.0, 71.0, 75.0, 73.0, 73.0]  # mean 73
+    std = statistics.stdev(values)  # 1.764
     noise = {"tasks": {"msrvtt-retrieval": {"R@1": {"mean": 73.0, "std": std, "values": values}}}}
     ci = {"R@1": [60.0, 90.0]}  # a wide interval: 3 x its SE would be 23 points
     ref = Result(task="msrvtt-retrieval", metrics={"R@1": 76.0}, intervals=ci)  # the reference run: seed 3
     row = compare([res(**{"R@1": 73.0})], [ref], noise=noise).iloc[0]
     assert row.ref == 73.0 and row.delta == 0.0 and row.status == "ok"
-    assert row.tolerance == pytest.approx(3 * std * (1 + 1 / 4) ** 0.5)
-    assert tolerance("R@1", std=2.0, seeds=4) == pytest.approx(6.708, abs=1e-3)
-    assert tolerance("R@1", std=2.0) == pytest.approx(8.485, abs=1e-3)
-    # 9 below the mean (only 6 below the reference run): regressed, by the z test against the mean
+    assert row.tolerance == pytest.approx(4.0943 * std * (1 + 1 / 10) ** 0.5, rel=1e-4)  # 7.57
+    assert tolerance("R@1", std=2.0, seeds=10) == pytest.approx(4.0943 * 2 * 1.1**0.5, rel=1e-4)
+    assert tolerance("R@1", std=2.0) == pytest.approx(3 * 2 * 2**0.5, rel=1e-4)  # one run against one run
+    # 9 below the mean (only 6 below the reference run): regressed, by the t test against the mean
     row = compare([res(**{"R@1": 64.0})], [ref], noise=noise).iloc[0]
-    assert row.status == "regressed" and row.test == "seed noise (z)" and row.delta == -9.0
+    assert row.status == "regressed" and row.test == "seed noise (t)" and row.delta == -9.0
+    assert float(row.p) == pytest.approx(0.000890, abs=1e-5)  # 2 P(T_9 > 9 / (1.764 sqrt(1.1)) = 4.865)
     # a metric noise.json lacks, or a one-run noise entry, keeps the reference run and the one-run rule
     one = {"tasks": {"msrvtt-retrieval": {"R@1": {"mean": 73.0, "std": std, "values": [73.0]}}}}
     row = compare([res(**{"R@1": 76.0})], [ref], noise=one).iloc[0]

@@ -150,12 +150,12 @@ def test_tolerance_from_noise_json(tmp_path):
     assert tolerance("R@1", {"R@1": 9.0}, std=m["std"]) == 9.0  # --tol still wins
     ref = ref_dir(tmp_path)
     assert noise_main([*map(str, runs), "--out", str(ref / "noise.json")]) == 0
-    # against the mean of the 5 runs (30.0): 3 x sqrt(1 + 1/5) std = 2.324
-    df, bad = compare_paths(suite_dir(tmp_path / "new", seed=7, r1=32.0), ref)  # 2.0 < 2.324: noise
+    # against the mean of the 5 runs (30.0): t_4 (6.6202, 99.73% two-sided) x sqrt(1 + 1/5) std = 5.128
+    df, bad = compare_paths(suite_dir(tmp_path / "new", seed=7, r1=35.0), ref)  # 5.0 < 5.128: noise
     row = df.set_index("metric").loc["R@1"]
-    assert not bad and row["tolerance"] == pytest.approx(3 * 1.2**0.5 * 0.70711, abs=1e-3) and row["ref"] == 30.0
+    assert not bad and row["tolerance"] == pytest.approx(6.6202 * 1.2**0.5 * 0.70711, abs=1e-3) and row["ref"] == 30.0
     assert "ref = the mean over seeds 0, 1, 2, 3, 4" in df.attrs["compared"]
-    assert compare_paths(suite_dir(tmp_path / "new2", r1=32.5), ref)[1]  # beyond it: fails
+    assert compare_paths(suite_dir(tmp_path / "new2", r1=35.5), ref)[1]  # beyond it: fails
     assert noise_main([*map(str, runs[:3]), "--out", str(tmp_path / "x.json")]) == 2  # fewer than 5 seeds
 
 

@@ -78,3 +78,15 @@ def test_holm_hand_case():
     got = sig.holm([0.01, 0.04, 0.03, float("nan"), 0.005])
     assert got[:3] == pytest.approx([0.03, 0.06, 0.06]) and math.isnan(got[3]) and got[4] == pytest.approx(0.02)
     assert sig.holm([0.5, 0.9]) == [1.0, 1.0]
+
+
+def test_student_t_when_the_std_is_estimated_from_seeds():
+    """Against a std estimated from K runs: Student's t with K - 1 df (table values), and the multiplier with the
+    coverage of 3 normal sigmas (99.73% two-sided): t_9 = 4.0943, t_4 = 6.6202; normal without df."""
+    from vlmbench.stats.significance import mde, sigmas, z_test
+
+    assert sigmas(3, None) == 3.0
+    assert sigmas(3, 9) == pytest.approx(4.0943, abs=1e-4) and sigmas(3, 4) == pytest.approx(6.6202, abs=1e-4)
+    assert z_test(2.2622, 1.0, df=9) == pytest.approx(0.05, abs=1e-4)  # t_0.975 with 9 df
+    assert z_test(1.96, 1.0) == pytest.approx(0.05, abs=1e-3)
+    assert mde(1.0, df=9) == pytest.approx(2.2622 + 0.8834, abs=1e-3) and mde(1.0) == pytest.approx(2.8016, abs=1e-4)

@@ -18,8 +18,13 @@ a real change; pass `tol` to override per metric ("*" overrides the fallback).
 Measured noise: when the reference folder holds noise.json (vlmbench.reporting.noise: the same suite under
 K >= 2 seeds), the reference value of a metric it covers is its MEAN over those seeds (the `ref` column; the
 reference run's own value stays in result.json), and its tolerance is the largest of
-    NOISE_SIGMAS x sqrt(1 + 1/K) x its std        the new run is one seed's draw and the mean has 1/K of one run's
-                                                  variance, so their difference has (1 + 1/K) x one run's;
+    t x sqrt(1 + 1/K) x its std                   the new run is one seed's draw and the mean has 1/K of one run's
+                                                  variance, so their difference has (1 + 1/K) x one run's; t is
+                                                  Student's quantile with K - 1 degrees of freedom at the two-sided
+                                                  coverage of NOISE_SIGMAS normal sigmas (99.73%; K = 10: 4.09),
+                                                  since the std is estimated from K runs: the prediction interval
+                                                  of a new seed. (A plain 3 sigmas failed held-out seed 11 on
+                                                  YouCook2 R@10: seed spreads have tails);
     one test example (100 / test_examples)        for percentages over examples: a saturated R@10 has no spread;
     the minimum above,
 so a seed-only change passes (held-out seeds against the mean, measured: docs/ci-gate.md). The test set's
@@ -37,7 +42,8 @@ Each row's statistics (the `test`, `p` and `MDE` columns), from the first source
                           fewer than 6 discordant examples (2 / 2^6 < 0.05), whatever the MDE says.
     seed noise            the reference folder's noise.json has the metric's std over K seeds: the new run is one
                           seed's draw, the reference their mean, on the same test set, so SE(new - mean) =
-                          sqrt(1 + 1/K) x std (z test); MDE = 2.80 x that. It comes first: paired examples
+                          sqrt(1 + 1/K) x std (Student's t test, K - 1 df; a z test against one run); MDE =
+                          (t_0.975 + t_0.80) x that (2.80 x with z). It comes first: paired examples
                           compare with the reference run, not with the mean the row is judged against.
     interval only         only the reference's 95% bootstrap interval: it measures the test set's sampling,
                           which both runs share (compare requires the same split and data), so it cannot test
@@ -136,8 +142,8 @@ def tolerance(
     step: float | None = None,
     seeds: int | None = None,
 ) -> float:
-    """tol override > with a measured std: max(NOISE_SIGMAS x noise_factor(seeds) x std, step, the metric kind's
-    minimum; against one run (seeds None) also NOISE_SIGMAS x se) > the minimum. se (the reference's bootstrap
+    """tol override > with a measured std: max(t x noise_factor(seeds) x std, step, the metric kind's minimum;
+    against one run (seeds None: t = NOISE_SIGMAS) also NOISE_SIGMAS x se) > the minimum. se (the reference's bootstrap
     standard error) and step (one test example's worth) only count beside a measured std: without noise.json the
     gate is the tight bit-change check."""
     tol = tol or {}
@@ -146,7 +152,10 @@ def tolerance(
     minimum = DEFAULT_TOLERANCES.get(metric, float(tol.get("*", DEFAULT_TOLERANCE)))
     if std is None or math.isnan(std):
         return minimum
-    parts = [minimum, NOISE_SIGMAS * noise_factor(seeds) * float(std)]
+    from vlmbench.stats.significance import sigmas
+
+    df = seeds - 1 if seeds and seeds >= 2 else None
+    parts = [minimum, sigmas(NOISE_SIGMAS, df) * noise_factor(seeds) * float(std)]
     if seeds is None and se is not None and not math.isnan(se):
         parts.append(NOISE_SIGMAS * float(se))
     parts += [float(step)] if step is not None else []
@@ -295,8 +304,10 @@ def row_stats(
         return {k: paired[k] for k in ("test", "p", "significant", "mde")}
     if std is not None and not math.isnan(std):
         se = noise_factor(seeds) * float(std)
-        p = sig.z_test(diff, se)
-        return {"test": "seed noise (z)", "p": p, "significant": bool(p < sig.ALPHA), "mde": sig.mde(se)}
+        df = seeds - 1 if seeds and seeds >= 2 else None  # the std estimated from K seeds: Student's t
+        p = sig.z_test(diff, se, df)
+        test = "seed noise (z)" if df is None else "seed noise (t)"
+        return {"test": test, "p": p, "significant": bool(p < sig.ALPHA), "mde": sig.mde(se, df=df)}
     se_ref = bootstrap_se(ref, metric)
     if paired is None and se_ref is not None:  # (an interval from values that do not reproduce it: unused)
         return {
@@ -629,8 +640,8 @@ def compare_paths(
         + (
             "; ref = the mean over seeds "
             + ", ".join(map(str, noise.get("seeds", [])))
-            + f" (noise.json); tolerances: max(3 x sqrt(1 + 1/{len(noise.get('seeds', []))}) std, one test "
-            "example, minimum)"
+            + f" (noise.json); tolerances: max(t x sqrt(1 + 1/{len(noise.get('seeds', []))}) std, one test "
+            "example, minimum), t: Student's, 99.73% two-sided"
             if noise
             else "; tolerances: defaults (no noise.json)"
         )

@@ -9,9 +9,11 @@ mcnemar_clustered(b_k, c_k)     the same question when the pairs come in cluster
                                 2417-2428), X2 = (sum_k (b_k - c_k))^2 / sum_k (b_k - c_k)^2, chi-square with 1
                                 df. One pair per cluster gives (b - c)^2 / (b + c), McNemar's uncorrected
                                 chi-square
-z_test(diff, se)                two-sided normal test of a difference with a known standard error
-mde(se)                         minimum detectable effect of a two-sided test at ALPHA with POWER:
-                                (z_{1-alpha/2} + z_{power}) x se = 2.80 se at 0.05 and 80%
+z_test(diff, se, df=None)       two-sided test of a difference with a known standard error (normal), or with one
+                                estimated from df + 1 seeds (Student's t with df degrees of freedom)
+mde(se, df=None)                minimum detectable effect of a two-sided test at ALPHA with POWER:
+                                (z_{1-alpha/2} + z_{power}) x se = 2.80 se at 0.05 and 80% (t quantiles with df)
+sigmas(n, df)                   the t multiplier with the two-sided coverage of n normal sigmas (n = 3: 99.73%)
 holm(p)                         Holm's step-down adjusted p-values (family-wise error control)
 """
 
@@ -90,19 +92,40 @@ def min_discordant(clustered: bool = False, alpha: float = ALPHA) -> int:
     return d
 
 
-def z_test(diff: float, se: float) -> float:
-    """Two-sided p of diff / se under a normal null; se 0 gives 0 for any non-zero diff and 1 for diff 0."""
+def z_test(diff: float, se: float, df: int | None = None) -> float:
+    """Two-sided p of diff / se under a normal null, or Student's t with df degrees of freedom when se was
+    estimated from df + 1 runs; se 0 gives 0 for any non-zero diff and 1 for diff 0."""
     if se is None or math.isnan(se) or math.isnan(diff):
         return float("nan")
     if se == 0:
         return 1.0 if diff == 0 else 0.0
+    if df is not None:
+        from scipy.stats import t
+
+        return float(2 * t.sf(abs(diff) / se, df))
     return float(2 * NormalDist().cdf(-abs(diff) / se))
 
 
-def mde(se: float, alpha: float = ALPHA, power: float = POWER) -> float:
-    """Minimum detectable effect of a two-sided level-alpha test with the given power at standard error se."""
-    factor = NormalDist().inv_cdf(1 - alpha / 2) + NormalDist().inv_cdf(power)
-    return float("nan") if se is None or math.isnan(se) else factor * float(se)
+def mde(se: float, alpha: float = ALPHA, power: float = POWER, df: int | None = None) -> float:
+    """Minimum detectable effect of a two-sided level-alpha test with the given power at standard error se (t
+    quantiles with df degrees of freedom when se was estimated)."""
+    if df is not None:
+        from scipy.stats import t
+
+        factor = t.ppf(1 - alpha / 2, df) + t.ppf(power, df)
+    else:
+        factor = NormalDist().inv_cdf(1 - alpha / 2) + NormalDist().inv_cdf(power)
+    return float("nan") if se is None or math.isnan(se) else float(factor * float(se))
+
+
+def sigmas(n: float, df: int | None) -> float:
+    """How many estimated standard errors give the two-sided coverage of n normal sigmas (n = 3: 99.73%) when the
+    standard error comes from df + 1 runs: Student's t quantile (df = 9: 4.09 for n = 3); n itself for df None."""
+    if df is None:
+        return float(n)
+    from scipy.stats import t
+
+    return float(t.ppf(NormalDist().cdf(n), df))
 
 
 def holm(pvalues: Sequence[float]) -> list[float]:
