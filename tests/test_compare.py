@@ -348,3 +348,13 @@ def test_a_collapsed_new_interval_fails_but_a_single_valued_median_does_not():
     assert rows([75.0, 75.0], [3.0, 3.0]) == {"R@1": "ok", "MedR": "ok", "R@1 interval": "interval collapsed"}
     assert rows([73.0, 75.4], [2.0, 2.0]) == {"R@1": "ok", "MedR": "ok", "R@1 interval": "interval collapsed"}
     assert rows([72.0, 78.0], [2.0, 2.0]) == {"R@1": "ok", "MedR": "ok"}  # 0.6 of the width: sampling, not a bug
+
+
+def test_a_median_rank_may_move_one_rank_beyond_the_seeds_range():
+    """MedR moves in whole ranks: nine seeds at 2 and one at 3 (std 0.32) still allow 4 (range 1 + 1 rank), not 4.5."""
+    values = [2.0] * 9 + [3.0]
+    noise = {"tasks": {"msrvtt-retrieval": {"v2t_MedR": {"mean": 2.1, "std": 0.316, "values": values}}}}
+    ref = res(v2t_MedR=2.0)
+    row = compare([res(v2t_MedR=4.0)], [ref], noise=noise).iloc[0]
+    assert row.tolerance == 2.0 and row.status == "ok"
+    assert compare([res(v2t_MedR=4.5)], [ref], noise=noise).iloc[0].status == "regressed"
