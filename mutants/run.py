@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -39,6 +40,8 @@ SANITY = PRELUDE + "import runpy; runpy.run_module('vlmbench.sanity', run_name='
 TIMEOUT_S = 1800  # one step; a hang fails CI, so it catches
 # compare output word -> the check it names, most specific first
 VERDICTS = [
+    ("interval collapsed", "interval collapsed"),
+    ("differs", "count/recipe differs"),
     ("below floor", "below floor"),
     ("beyond noise", "changed beyond noise"),
     ("regressed", "regressed"),
@@ -155,6 +158,19 @@ def verdict(output: str) -> str:
     return "gate failed"
 
 
+def refused_as_other_experiment(rc: int, output: str) -> bool:
+    """compare's exit 2 naming an identity or protocol field that differs (the data the run read, its split, its
+    signature): CI fails on it as on a regression (.ci/run exits with compare's status), so the gate caught it. Any
+    other exit 2 (a broken reference copy, a crash) is the harness's error."""
+    return rc == 2 and " differs (new " in output
+
+
+def refusal(output: str) -> str:
+    """'refused: data_fingerprint differs' from compare's one-line refusal."""
+    m = re.search(r"(signature field \S+|\S+) differs \(new ", output)
+    return f"refused: {m.group(1)} differs" if m else "refused"
+
+
 def reference_subset(ref: Path, tasks: list[str], dest: Path) -> Path:
     """A copy of the reference holding only `tasks` (+ every top-level file, e.g. noise.json)."""
     shutil.rmtree(dest, ignore_errors=True)
@@ -264,8 +280,8 @@ def run_mutant(
                 str(out / "new"),
                 str(reference_subset(ref, done, out / "ref")),
             )
-            if rc == 1:
-                stop = fail(verdict(text))
+            if rc == 1 or refused_as_other_experiment(rc, text):
+                stop = fail(verdict(text) if rc == 1 else refusal(text))
             elif rc != 0:
                 row.update(check=f"compare refused (exit {rc}): {text.strip().splitlines()[-1][:200]}", error=True)
                 stop = True
@@ -318,6 +334,8 @@ def run_mutant(
                 str(reference_subset(ref, done, out / "ref")),
             )
             if rc == 1 and fail(verdict(text)):
+                break
+            if refused_as_other_experiment(rc, text) and fail(refusal(text)):
                 break
             if rc not in (0, 1):
                 row.update(check=f"compare refused (exit {rc}): {text.strip().splitlines()[-1][:200]}", error=True)

@@ -113,6 +113,8 @@ def test_plan_puts_a_margin_task_first():
         ("changed beyond noise: if intended, run `make update-reference`", "changed beyond noise"),
         ("| t | R@1 | 5 | 1 | -4 | 0.5 | regressed |", "regressed"),
         ("| t | R@1 | 5 | nan | | 0.5 | missing |", "missing metric"),
+        ("| ❌ | coin-segmentation | count test_windows | 1280 | 1600 | differs |", "count/recipe differs"),
+        ("| ❌ | msrvtt-mcqa | accuracy interval | 6.2 | 0.0 | -6.2 | interval collapsed |", "interval collapsed"),
         ("something else", "gate failed"),
     ],
 )
@@ -213,3 +215,17 @@ def test_baseline_is_keyed_by_what_pretraining_reads():
             check=True,
         ).stdout.split()
         assert (run.pretrain_inputs(older) == now) == (not changed)
+
+
+def test_an_identity_refusal_is_the_gate_failing_not_the_harness():
+    """compare exits 2 when the new run read other data (mutant 19 drops a training video: data_fingerprint
+    differs); .ci/run fails on that exit, so the mutant is caught. Other exit-2 errors stay the harness's."""
+    refused = (
+        "error: runs/x/msrvtt-retrieval/result.json: msrvtt-retrieval: data_fingerprint differs (new 'd3a1', "
+        "reference 'd846'); these results measure different things; pass --force to compare them anyway"
+    )
+    assert run.refused_as_other_experiment(2, refused) and run.refusal(refused) == "refused: data_fingerprint differs"
+    sig = "error: t: signature field n differs (new '999', reference '1000'); the numbers were measured"
+    assert run.refused_as_other_experiment(2, sig) and run.refusal(sig) == "refused: signature field n differs"
+    assert not run.refused_as_other_experiment(2, "error: results/reference/ci: no reference results found")
+    assert not run.refused_as_other_experiment(1, refused)
