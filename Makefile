@@ -88,7 +88,7 @@ smoke-suite: install
 	rm -rf runs/ci-smoke
 	$(BIN)/vlmbench suite --preset smoke --out runs/ci-smoke --no-progress
 
-# Mutation check (not part of `make test`: up to ~90 min on 2 CPU cores): each patch in mutants/ applied to a copy
+# Mutation check (not part of `make test`: ~9 min on 2 CPU cores, 2026-12-05): each patch in mutants/ applied to a copy
 # of HEAD and the CI gate run on the tasks it can reach; exit 1 if one escapes. ONLY=03,07 PRESET=smoke for a dry run.
 mutants: install
 	$(BIN)/python mutants/run.py --preset $(or $(PRESET),ci) $(if $(ONLY),--only $(ONLY))

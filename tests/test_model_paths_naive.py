@@ -184,15 +184,19 @@ def test_crosstask_predict_equals_naive_windows_softmax_over_steps_and_brute_for
     assert differs_from_raw  # the softmax's axis changes an assignment here, so the comparison can see it
 
 
+def dataset_folder(root: Path, name: str, seed: int) -> tuple[np.random.Generator, Path, Path]:
+    """(rng, root/name, its empty features/ folder) for a small hand-made dataset."""
+    base = root / name
+    (base / "features").mkdir(parents=True)
+    return np.random.default_rng(seed), base, base / "features"
+
+
 # ---- COIN -----------------------------------------------------------------------------------------------------
 COIN_TEST = {"ctest0": 40, "ctest1": 50, "ctest2": 57, "ctest3": 70}
 
 
 def write_coin(root: Path, seed: int = 1) -> Path:
-    rng = np.random.default_rng(seed)
-    base = root / "coin"
-    features = base / "features"
-    features.mkdir(parents=True)
+    rng, base, features = dataset_folder(root, "coin", seed)
     database = {}
     for vid, n in {"ctrain0": 45, **COIN_TEST}.items():
         np.save(features / f"{vid}.npy", rng.standard_normal((n, 512)).astype(np.float32))
@@ -251,10 +255,7 @@ YC2_VAL = {"yval0": (70, [(0, 12), (10, 55), (40, 70)]), "yval1": (50, [(5, 9), 
 
 
 def write_youcook2(root: Path, seed: int = 2) -> Path:
-    rng = np.random.default_rng(seed)
-    base = root / "youcook2"
-    features = base / "features"
-    features.mkdir(parents=True)
+    rng, base, features = dataset_folder(root, "youcook2", seed)
     database = {}
     for vid, (n, segs) in {"ytrain0": (30, [(0, 10), (12, 30)]), **YC2_VAL}.items():
         np.save(features / f"{vid}.npy", rng.standard_normal((n, 512)).astype(np.float32))
