@@ -358,3 +358,22 @@ def test_a_median_rank_may_move_one_rank_beyond_the_seeds_range():
     row = compare([res(v2t_MedR=4.0)], [ref], noise=noise).iloc[0]
     assert row.tolerance == 2.0 and row.status == "ok"
     assert compare([res(v2t_MedR=4.5)], [ref], noise=noise).iloc[0].status == "regressed"
+
+
+def test_a_proportion_near_its_bound_may_have_a_narrow_interval():
+    """A proportion's interval shrinks with sqrt(p (1 - p)): at 99.99% a width of 0.026 is what the reference's 0.28
+    at 99.8% becomes (sqrt(0.0099 / 0.1996) = 0.22, a quarter of that 0.015), not a collapse; at 100% none is
+    expected; the same width at the reference's own value is a collapse."""
+    from vlmbench.reporting.compare import proportion_scale
+
+    ref = Result(task="coin-segmentation", metrics={"frame_acc": 99.8}, intervals={"frame_acc": [99.66, 99.94]})
+
+    def status(value, interval):
+        new = Result(task="coin-segmentation", metrics={"frame_acc": value}, intervals={"frame_acc": interval})
+        return dict(zip(*(lambda df: (df.metric, df.status))(compare([new], [ref], tol={"frame_acc": 100}))))
+
+    assert proportion_scale("frame_acc", 99.8, 99.99) == pytest.approx((99.99 * 0.01 / (99.8 * 0.2)) ** 0.5)
+    assert proportion_scale("CIDEr", 0.5, 0.1) == 1.0 and proportion_scale("frame_acc", 99.8, 100.0) == 0.0
+    assert status(99.99, [99.974, 100.0]) == {"frame_acc": "ok"}
+    assert status(100.0, [100.0, 100.0]) == {"frame_acc": "ok"}
+    assert status(99.8, [99.79, 99.81]) == {"frame_acc": "ok", "frame_acc interval": "interval collapsed"}

@@ -579,6 +579,21 @@ COLLAPSE_SHARE = 0.25
 MEDIANS = frozenset({"MedR", "v2t_MedR"})
 
 
+PROPORTIONS = ("R@", "v2t_R@", "accuracy", "frame_acc", "recall")  # percentages of hits over examples or frames
+
+
+def proportion_scale(metric: str, ref: float | None, new: float | None) -> float:
+    """How a proportion's interval width moves with its value: sqrt(p (1 - p)) at the new value over the
+    reference's (a run at 99.99% has a naturally narrower interval than one at 99.8%; 0 at exactly 0 or 100,
+    where no width is expected); 1 for any other metric or value."""
+    if not metric.startswith(PROPORTIONS) or ref is None or new is None:
+        return 1.0
+    spread = lambda p: p * (100.0 - p)  # noqa: E731
+    if not 0.0 < ref < 100.0 or math.isnan(new):
+        return 1.0
+    return math.sqrt(max(spread(min(max(new, 0.0), 100.0)), 0.0) / spread(ref))
+
+
 def interval_rows(new: list[Result], ref: list[Result]) -> list[list]:
     """One row per metric whose new 95% interval collapsed (status `interval collapsed`): narrower than
     COLLAPSE_SHARE of the reference's. The tolerances come from the reference's interval, so without this the new
@@ -594,6 +609,7 @@ def interval_rows(new: list[Result], ref: list[Result]) -> list[list]:
                 continue
             nlo, nhi = got.intervals[metric]
             ref_w, new_w = hi - lo, nhi - nlo
+            ref_w *= proportion_scale(metric, r.metrics.get(metric), got.metrics.get(metric))
             if not new_w >= COLLAPSE_SHARE * ref_w:  # NaN counts as collapsed
                 why = (
                     f"the new 95% interval [{render.format_value(metric, nlo)}, {render.format_value(metric, nhi)}] "
