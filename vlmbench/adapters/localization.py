@@ -83,9 +83,8 @@ class LocalizationAdapter(Adapter):
             test_videos=len(self.test),
             test_tasks=len({t for t, _ in self.test}),
             test_frames=sum(len(self._targets[tv]) for tv in self.test),
-            train_windows=sum(
-                len(windows.sliding_windows(len(self._targets[tv]), self.cfg.window, self.cfg.train_stride))
-                for tv in self.train
+            train_windows=windows.total(
+                (len(self._targets[tv]) for tv in self.train), self.cfg.window, self.cfg.train_stride
             ),
             **batch_counts(self.family, self.cfg.batch_size, self.cfg.virtual_ranks),
         )

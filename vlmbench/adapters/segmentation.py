@@ -90,9 +90,8 @@ class SegmentationAdapter(Adapter):
             train_videos=len(self.train),
             test_videos=len(self.test),
             test_frames=sum(len(self._targets[v.vid]) for v in self.test),
-            train_windows=sum(
-                len(windows.sliding_windows(len(self._targets[v.vid]), self.cfg.window, self.cfg.train_stride))
-                for v in self.train
+            train_windows=windows.total(
+                (len(self._targets[v.vid]) for v in self.train), self.cfg.window, self.cfg.train_stride
             ),
             **batch_counts(self.family, self.cfg.batch_size, self.cfg.virtual_ranks),
         )

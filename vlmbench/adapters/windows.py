@@ -49,6 +49,11 @@ def make_windows(feats: np.ndarray, window: int = 32, stride: int = 16) -> Windo
     return Windows(video, vmask, spans, n)
 
 
+def total(lengths, window: int, stride: int) -> int:
+    """How many windows videos of these lengths (seconds) are cut into: a recipe's count, compared exactly."""
+    return sum(len(sliding_windows(n, window, stride)) for n in lengths)
+
+
 def count(counts: dict[str, int], key: str, win: Windows) -> None:
     """Add the windows a prediction actually made to a run's counts: the gate compares them exactly, so a stride
     or window that silently changes (in the recipe or in the adapter's call) fails it whatever the metric does."""

@@ -34,7 +34,8 @@ metric noise.json lacks (or a noise.json with a single run per metric) falls bac
 NOISE_SIGMAS x max(sqrt(2) x std, the reference's bootstrap SE). `tol` still wins.
 
 Each row's statistics (the `test`, `p` and `MDE` columns), from the first source that applies:
-    paired examples       (no seed noise for the metric) both runs kept their per-example values (predictions.npz) on the same test examples and
+    paired examples       (no seed noise for the metric) both runs kept their per-example values (predictions.npz)
+                          on the same test examples and
                           they reproduce both results' numbers: the paired bootstrap of the difference (clusters =
                           source videos drawn whole where the examples share one), and for the hit metrics (R@k,
                           accuracy) McNemar's test on the same pairs (exact; Durkalski's clustered statistic where
@@ -130,9 +131,14 @@ NOISE_SIGMAS = 3.0
 _EPS = 1e-9  # a difference of exactly the tolerance is still ok despite float rounding
 
 
+def seed_df(seeds: int | None) -> int | None:
+    """Degrees of freedom of a std estimated from K >= 2 seeds (K - 1); None for one run against one run."""
+    return seeds - 1 if seeds and seeds >= 2 else None
+
+
 def noise_factor(seeds: int | None) -> float:
     """SE(new - reference) / one run's std: sqrt(1 + 1/K) against a mean over K seeds, sqrt(2) against one run."""
-    return math.sqrt(1 + 1 / seeds) if seeds and seeds >= 2 else math.sqrt(2)
+    return math.sqrt(1 + 1 / seeds) if seed_df(seeds) else math.sqrt(2)
 
 
 def tolerance(
@@ -155,25 +161,29 @@ def tolerance(
         return minimum
     from vlmbench.stats.significance import sigmas
 
-    df = seeds - 1 if seeds and seeds >= 2 else None
-    parts = [minimum, sigmas(NOISE_SIGMAS, df) * noise_factor(seeds) * float(std)]
+    parts = [minimum, sigmas(NOISE_SIGMAS, seed_df(seeds)) * noise_factor(seeds) * float(std)]
     if seeds is None and se is not None and not math.isnan(se):
         parts.append(NOISE_SIGMAS * float(se))
     parts += [float(step)] if step is not None else []
     return max(parts)
 
 
+def _noise_entry(noise: dict | None, key: str, metric: str) -> dict:
+    """noise.json's {mean, std, values, ...} of one task's metric ({} when it has none)."""
+    return (noise or {}).get("tasks", {}).get(key, {}).get(metric) or {}
+
+
 def median_step(noise: dict | None, key: str, metric: str) -> float | None:
     """A median rank jumps by whole ranks when the hit rate at a rank crosses 50% (MSR-VTT v2t: MedR 2 on nine seeds
     of ten, 3 on one, 4 on held-out seed 10): its seed std understates that. Its tolerance is at least the seeds'
     range plus one rank."""
-    values = ((noise or {}).get("tasks", {}).get(key, {}).get(metric) or {}).get("values") or []
+    values = _noise_entry(noise, key, metric).get("values") or []
     return float(max(values) - min(values) + 1) if len(values) >= 2 else None
 
 
 def seed_spread(noise: dict | None, key: str, metric: str) -> tuple[float | None, float | None, int | None]:
     """(std, mean, K) of a metric in noise.json; mean and K are None unless K >= 2 seeds back the mean."""
-    entry = (noise or {}).get("tasks", {}).get(key, {}).get(metric) or {}
+    entry = _noise_entry(noise, key, metric)
     std, mean, values = entry.get("std"), entry.get("mean"), entry.get("values") or []
     if std is None or mean is None or len(values) < 2 or math.isnan(float(mean)):
         return std, None, None
@@ -228,14 +238,18 @@ def identity(r: Result) -> dict[str, object]:
     }
 
 
+def matched(new: list[Result], ref: list[Result]):
+    """(key, reference result, new result) for each task (or floor) both sides hold, in the reference's order."""
+    new_by = _by_key(new, "new")
+    for key, r in _by_key(ref, "reference").items():
+        if key in new_by:
+            yield key, r, new_by[key]
+
+
 def check_comparable(new: list[Result], ref: list[Result]) -> None:
     """InputError naming the first field in which a task's new and reference results differ. A field one
     side does not record (None) is not held against it."""
-    new_by = _by_key(new, "new")
-    for key, r in _by_key(ref, "reference").items():
-        got = new_by.get(key)
-        if got is None:
-            continue
+    for key, r, got in matched(new, ref):
         a, b = identity(got), identity(r)
         for f in IDENTITY_FIELDS:
             if (f in ALWAYS_COMPARED or (a[f] is not None and b[f] is not None)) and a[f] != b[f]:
@@ -313,7 +327,7 @@ def row_stats(
         return {k: paired[k] for k in ("test", "p", "significant", "mde")}
     if std is not None and not math.isnan(std):
         se = noise_factor(seeds) * float(std)
-        df = seeds - 1 if seeds and seeds >= 2 else None  # the std estimated from K seeds: Student's t
+        df = seed_df(seeds)  # the std estimated from K seeds: Student's t
         p = sig.z_test(diff, se, df)
         test = "seed noise (z)" if df is None else "seed noise (t)"
         return {"test": test, "p": p, "significant": bool(p < sig.ALPHA), "mde": sig.mde(se, df=df)}
@@ -549,11 +563,7 @@ def exact_rows(new: list[Result], ref: list[Result]) -> list[list]:
     (status `differs`): a stride, a count of training examples or windows, a changed recipe value cannot hide in a
     noise tolerance. Keys only one side records are not compared (an older reference)."""
     rows = []
-    new_by = _by_key(new, "new")
-    for key, r in _by_key(ref, "reference").items():
-        got = new_by.get(key)
-        if got is None:
-            continue
+    for key, r, got in matched(new, ref):
         pairs = [(f"count:{k}", v, got.counts[k]) for k, v in r.counts.items() if k in got.counts]
         pairs = [p for p in pairs if p[0][len("count:") :] not in NOT_EXACT_COUNTS]
         pairs += [
@@ -586,12 +596,10 @@ def proportion_scale(metric: str, ref: float | None, new: float | None) -> float
     """How a proportion's interval width moves with its value: sqrt(p (1 - p)) at the new value over the
     reference's (a run at 99.99% has a naturally narrower interval than one at 99.8%; 0 at exactly 0 or 100,
     where no width is expected); 1 for any other metric or value."""
-    if not metric.startswith(PROPORTIONS) or ref is None or new is None:
+    if not metric.startswith(PROPORTIONS) or ref is None or new is None or math.isnan(new) or not 0 < ref < 100:
         return 1.0
-    spread = lambda p: p * (100.0 - p)  # noqa: E731
-    if not 0.0 < ref < 100.0 or math.isnan(new):
-        return 1.0
-    return math.sqrt(max(spread(min(max(new, 0.0), 100.0)), 0.0) / spread(ref))
+    new = min(max(new, 0.0), 100.0)
+    return math.sqrt(new * (100.0 - new) / (ref * (100.0 - ref)))
 
 
 def interval_rows(new: list[Result], ref: list[Result]) -> list[list]:
@@ -599,11 +607,7 @@ def interval_rows(new: list[Result], ref: list[Result]) -> list[list]:
     COLLAPSE_SHARE of the reference's. The tolerances come from the reference's interval, so without this the new
     run's intervals would never be looked at (a bootstrap that returns the point estimate would pass)."""
     rows = []
-    new_by = _by_key(new, "new")
-    for key, r in _by_key(ref, "reference").items():
-        got = new_by.get(key)
-        if got is None:
-            continue
+    for key, r, got in matched(new, ref):
         for metric, (lo, hi) in r.intervals.items():
             if metric not in got.intervals or not hi - lo > 0 or metric in MEDIANS:
                 continue
