@@ -196,10 +196,21 @@ def pretrain_inputs(commit: str) -> dict[str, str]:
     return out
 
 
-def build_baseline(preset: str, out: Path, say, head: str) -> Path:
-    """The unmutated pre-training, reused while its inputs (PRETRAIN_INPUTS at the commit) and the preset are
-    unchanged (stamp.json)."""
-    stamp = {"pretrain_inputs": pretrain_inputs(head), "preset": preset}
+def gate_seeds(preset: str) -> list[int]:
+    """The seeds CI's gate runs (Makefile GATE_SEEDS: four for ci, whose tolerances are for their mean; else 0)."""
+    return [0, 1, 2, 3] if preset == "ci" else [0]
+
+
+# What a single seed's run fails on its own, whatever the other seeds give: compare checks every seed's counts,
+# recipe and intervals, and a metric or result one seed lacks is missing from the mean. Such a failure on the
+# first seed is CI's failure too; the tolerance checks (regressed, beyond noise, below floor) need every seed.
+PER_SEED = ("count/recipe differs", "missing metric", "interval collapsed")
+
+
+def build_baseline(preset: str, out: Path, say, head: str, seed: int = 0) -> Path:
+    """The unmutated pre-training of one gate seed, reused while its inputs (PRETRAIN_INPUTS at the commit), the
+    preset and the seed are unchanged (stamp.json)."""
+    stamp = {"pretrain_inputs": pretrain_inputs(head), "preset": preset, "seed": seed}
     model = out / "pretrain" / "model"
     if (out / "stamp.json").is_file() and json.loads((out / "stamp.json").read_text()) == stamp and model.is_dir():
         say(f"baseline: reusing {model}")
@@ -211,7 +222,15 @@ def build_baseline(preset: str, out: Path, say, head: str) -> Path:
         t0 = time.perf_counter()
         say(f"baseline: pre-training (preset {preset}) into {out / 'pretrain'}")
         rc, text = Step(src, out / "logs").vlmbench(
-            "pretrain", "pretrain", "--preset", preset, "--out", str(out / "pretrain"), "--overwrite", "--no-progress"
+            "pretrain",
+            "pretrain",
+            "--preset",
+            preset,
+            "--out",
+            str(out / "pretrain"),
+            "--overwrite",
+            "--no-progress",
+            f"seed={seed}",
         )
         if rc != 0:
             raise SystemExit(
@@ -222,14 +241,38 @@ def build_baseline(preset: str, out: Path, say, head: str) -> Path:
     return model
 
 
+def per_seed_verdict(output: str) -> str | None:
+    """The first PER_SEED check among a failing compare's rows (one seed's run), else None."""
+    cells = "\n".join(
+        line.strip().strip("|").split("|")[-1].lower() for line in output.splitlines() if line.strip().startswith("|")
+    )
+    return next((check for word, check in VERDICTS if check in PER_SEED and word in cells), None)
+
+
+class _Broken(Exception):
+    """The harness, not the mutant, failed (a compare exit other than 0, 1 or an identity refusal)."""
+
+
 def run_mutant(
-    m: dict, *, preset: str, ref: Path, base_model: Path, out: Path, all_tasks: bool, say, head: str = "HEAD"
+    m: dict,
+    *,
+    preset: str,
+    ref: Path,
+    base_models: dict[int, Path],
+    out: Path,
+    all_tasks: bool,
+    say,
+    head: str = "HEAD",
 ) -> dict:
-    """Applies and gates one mutant; returns its table row."""
+    """Applies and gates one mutant as CI does: every gate seed (base_models' keys) runs each task from its own
+    seed's pre-training, and compare judges their mean. A per-seed check (PER_SEED, an identity refusal, a crash)
+    failing on the first seed already fails CI, so the other seeds are then not run. Returns its table row."""
     t0 = time.perf_counter()
     shutil.rmtree(out, ignore_errors=True)
     row = {"mutant": m["id"], "description": m["description"], "tasks": [], "check": "none", "caught": False}
     failed: list[str] = []
+    seeds = list(base_models)
+    new = out / "new"
 
     def fail(check: str) -> bool:
         failed.append(check)
@@ -245,101 +288,120 @@ def run_mutant(
             return row
         step = Step(src, out / "logs")
         specs = task_files(src / "vlmbench")  # the copy's own task files (HEAD's)
+
+        def gate(name: str, folder: Path, done: list[str], first: bool) -> str | None:
+            """compare folder with the reference's `done` tasks: the check that fails, or None. first: one seed's
+            run, of which only the PER_SEED checks and refusals count."""
+            rc, text = step.vlmbench(
+                name, "compare", "--require-floors", str(folder), str(reference_subset(ref, done, out / "ref"))
+            )
+            if refused_as_other_experiment(rc, text):
+                return refusal(text)
+            if rc not in (0, 1):
+                raise _Broken(f"compare refused (exit {rc}): {text.strip().splitlines()[-1][:200]}")
+            if rc == 0:
+                return None
+            return per_seed_verdict(text) if first else verdict(text)
+
+        def gated(done: list[str], label: str, first: bool) -> bool:
+            """Runs the gate after a step; True when the mutant is caught and the run should stop."""
+            folder = new / f"seed{seeds[0]}" if first else new
+            check = gate(f"compare-{label}{'-first' if first else ''}", folder, done, first)
+            return check is not None and fail(check)
+
         stop = False
         has_sanity = (src / "vlmbench" / "sanity.py").is_file() or (src / "vlmbench" / "sanity").is_dir()
         if has_sanity and reaches_metrics(patch):
             rc, _ = step("sanity", ["-c", SANITY])
             if rc != 0:
                 stop = fail("sanity" if rc != 124 else "timed out")
-        checkpoint = base_model
-        if not stop and m.get("pretrain"):
-            rc, _ = step.vlmbench(
-                "pretrain",
-                "pretrain",
-                "--preset",
-                preset,
-                "--out",
-                str(out / "pretrain"),
-                "--overwrite",
-                "--no-progress",
-            )
-            checkpoint = out / "pretrain" / "model"
-            if rc != 0:
-                stop = fail("crashed (pretrain)" if rc != 124 else "timed out")
+        checkpoints = dict(base_models)
         done: list[str] = []
-        own = out / "pretrain" / "result.json"  # the pre-training's own result (its loss), when it has one
-        if not stop and m.get("pretrain") and own.is_file() and (ref / "pretrain").is_dir():
-            (out / "new" / "pretrain").mkdir(parents=True, exist_ok=True)
-            shutil.copy2(own, out / "new" / "pretrain" / "result.json")
-            row["tasks"].append("pretrain")
-            done.append("pretrain")
-            rc, text = step.vlmbench(
-                "compare-pretrain",
-                "compare",
-                "--require-floors",
-                str(out / "new"),
-                str(reference_subset(ref, done, out / "ref")),
-            )
-            if rc == 1 or refused_as_other_experiment(rc, text):
-                stop = fail(verdict(text) if rc == 1 else refusal(text))
-            elif rc != 0:
-                row.update(check=f"compare refused (exit {rc}): {text.strip().splitlines()[-1][:200]}", error=True)
-                stop = True
-        for task in [] if stop else plan(m["tasks"], specs):
-            if not (ref / task).is_dir():
-                raise SystemExit(f"{ref} has no {task}/ (build the reference first)")
-            task_dir = out / "new" / task
-            rc, _ = step.vlmbench(
-                f"run-{task}",
-                "run",
-                "--task",
-                task,
-                "--preset",
-                preset,
-                "--checkpoint",
-                str(checkpoint),
-                "--out",
-                str(task_dir),
-                "--overwrite",
-                "--no-progress",
-            )
-            row["tasks"].append(task)
-            if rc != 0:
-                if fail(f"crashed ({task})" if rc != 124 else "timed out"):
+        try:
+            if not stop and m.get("pretrain"):
+                for i, s in enumerate(seeds):
+                    rc, _ = step.vlmbench(
+                        f"pretrain-seed{s}",
+                        "pretrain",
+                        "--preset",
+                        preset,
+                        "--out",
+                        str(out / f"pretrain-seed{s}"),
+                        "--overwrite",
+                        "--no-progress",
+                        f"seed={s}",
+                    )
+                    checkpoints[s] = out / f"pretrain-seed{s}" / "model"
+                    if rc != 0:
+                        stop = fail("crashed (pretrain)" if rc != 124 else "timed out")
+                        break
+                    own = out / f"pretrain-seed{s}" / "result.json"  # its loss, when it has one
+                    if own.is_file() and (ref / "pretrain").is_dir():
+                        (new / f"seed{s}" / "pretrain").mkdir(parents=True, exist_ok=True)
+                        shutil.copy2(own, new / f"seed{s}" / "pretrain" / "result.json")
+                        if i == 0 and len(seeds) > 1 and (stop := gated(["pretrain"], "pretrain", first=True)):
+                            break
+                if not stop and (new / f"seed{seeds[0]}" / "pretrain").is_dir():
+                    row["tasks"].append("pretrain")
+                    done.append("pretrain")
+                    stop = gated(done, "pretrain", first=False)
+            for task in [] if stop else plan(m["tasks"], specs):
+                if not (ref / task).is_dir():
+                    raise SystemExit(f"{ref} has no {task}/ (build the reference first)")
+                row["tasks"].append(task)
+                crashed = False
+                for i, s in enumerate(seeds):
+                    task_dir = new / f"seed{s}" / task
+                    rc, _ = step.vlmbench(
+                        f"run-{task}-seed{s}",
+                        "run",
+                        "--task",
+                        task,
+                        "--preset",
+                        preset,
+                        "--checkpoint",
+                        str(checkpoints[s]),
+                        "--out",
+                        str(task_dir),
+                        "--overwrite",
+                        "--no-progress",
+                        f"seed={s}",
+                    )
+                    if rc != 0:
+                        crashed = True
+                        stop = fail(f"crashed ({task})" if rc != 124 else "timed out")
+                        break
+                    for kind in needs(task, specs)[0]:
+                        rc, _ = step.vlmbench(
+                            f"floor-{task}-{kind}-seed{s}",
+                            "baseline",
+                            "--task",
+                            task,
+                            "--kind",
+                            kind,
+                            "--preset",
+                            preset,
+                            "--seed",
+                            str(s),
+                            "--out",
+                            str(floor_dir(task_dir, kind)),
+                        )
+                        if rc != 0:
+                            crashed = True
+                            stop = fail(f"crashed (floor {kind})")
+                    if crashed:
+                        break
+                    if i == 0 and len(seeds) > 1 and (stop := gated([*done, task], task, first=True)):
+                        break
+                if stop:
                     break
-                continue
-            for kind in needs(task, specs)[0]:
-                rc, _ = step.vlmbench(
-                    f"floor-{task}-{kind}",
-                    "baseline",
-                    "--task",
-                    task,
-                    "--kind",
-                    kind,
-                    "--preset",
-                    preset,
-                    "--out",
-                    str(floor_dir(task_dir, kind)),
-                )
-                if rc != 0:
-                    stop = fail(f"crashed (floor {kind})")
-            done.append(task)
-            if stop:
-                break
-            rc, text = step.vlmbench(
-                f"compare-{task}",
-                "compare",
-                "--require-floors",
-                str(out / "new"),
-                str(reference_subset(ref, done, out / "ref")),
-            )
-            if rc == 1 and fail(verdict(text)):
-                break
-            if refused_as_other_experiment(rc, text) and fail(refusal(text)):
-                break
-            if rc not in (0, 1):
-                row.update(check=f"compare refused (exit {rc}): {text.strip().splitlines()[-1][:200]}", error=True)
-                break
+                if crashed:
+                    continue
+                done.append(task)
+                if gated(done, task, first=False):
+                    break
+        except _Broken as e:
+            row.update(check=str(e), error=True)
     if failed:
         row["check"] = failed[0] if len(set(failed)) == 1 else ", ".join(dict.fromkeys(failed))
         row["caught"] = True
@@ -370,6 +432,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ref", type=Path, help="reference folder (default results/reference/<preset>)")
     ap.add_argument("--out", type=Path, default=REPO / "runs" / "mutants")
     ap.add_argument("--all-tasks", action="store_true", help="run every listed task even after a failed check")
+    ap.add_argument("--seeds", default="", help="comma-separated gate seeds (default: CI's, gate_seeds)")
     a = ap.parse_args(argv)
     say = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
     mutants = load_manifest()
@@ -387,7 +450,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     head = head_sha()  # pinned: commits landing during the run do not mix into it
     t0 = time.perf_counter()
-    base = build_baseline(a.preset, a.out / f"baseline-{a.preset}", say, head)
+    seeds = [int(x) for x in a.seeds.split(",") if x.strip()] or gate_seeds(a.preset)
+    bases = {s: build_baseline(a.preset, a.out / f"baseline-{a.preset}-seed{s}", say, head, s) for s in seeds}
     rows = []
     for m in mutants:
         say(f"mutant {m['id']}: {m['description']}")
@@ -395,7 +459,7 @@ def main(argv: list[str] | None = None) -> int:
             m,
             preset=a.preset,
             ref=ref,
-            base_model=base,
+            base_models=bases,
             out=a.out / a.preset / m["id"],
             all_tasks=a.all_tasks,
             say=say,
@@ -404,7 +468,8 @@ def main(argv: list[str] | None = None) -> int:
         say(f"mutant {m['id']}: {row['check']} ({'caught' if row['caught'] else 'not caught'}, {row['minutes']} min)")
         rows.append(row)
     text = table(rows) + (
-        f"\nPreset {a.preset}, reference {ref}, commit {head[:10]}; {(time.perf_counter() - t0) / 60:.1f} min in all.\n"
+        f"\nPreset {a.preset}, gate seeds {', '.join(map(str, seeds))}, reference {ref}, commit {head[:10]}; "
+        f"{(time.perf_counter() - t0) / 60:.1f} min in all.\n"
     )
     a.out.mkdir(parents=True, exist_ok=True)
     tmp = a.out / ".table.md.tmp"

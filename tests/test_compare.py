@@ -377,3 +377,31 @@ def test_a_proportion_near_its_bound_may_have_a_narrow_interval():
     assert status(99.99, [99.974, 100.0]) == {"frame_acc": "ok"}
     assert status(100.0, [100.0, 100.0]) == {"frame_acc": "ok"}
     assert status(99.8, [99.79, 99.81]) == {"frame_acc": "ok", "frame_acc interval": "interval collapsed"}
+
+
+def test_new_runs_of_several_seeds_are_judged_by_their_mean():
+    """The gate runs GATE_SEEDS seeds: their mean against the reference's mean over K, SE = std x sqrt(1/n + 1/K)
+    (n = 4, K = 20: sqrt(0.3), against sqrt(1.05) for one seed); a shift one seed's tolerance hides fails the mean.
+    t_19 at 99.73% two-sided = 3.4472 (tables). Counts and intervals are still checked seed by seed."""
+    import statistics
+
+    values = [73.0 + (i % 5 - 2) for i in range(20)]  # mean 73
+    std = statistics.stdev(values)
+    noise = {"tasks": {"msrvtt-retrieval": {"R@1": {"mean": 73.0, "std": std, "values": values}}}}
+    ref = Result(task="msrvtt-retrieval", metrics={"R@1": 73.0}, counts={"test_examples": 1000}, toy=True)
+
+    def run(seed, r1, n=1000):
+        return Result(task="msrvtt-retrieval", metrics={"R@1": r1}, seed=seed, counts={"test_examples": n}, toy=True)
+
+    one = compare([run(0, 68.0)], [ref], noise=noise).iloc[0]
+    assert one.tolerance == pytest.approx(3.4472 * std * (1 + 1 / 20) ** 0.5, rel=1e-4) and one.status == "ok"
+    four = compare([run(s, v) for s, v in zip(range(4), (67.0, 69.0, 68.0, 68.0))], [ref], noise=noise)
+    row = four.iloc[0]
+    assert row.new == 68.0 and row.tolerance == pytest.approx(3.4472 * std * (1 / 4 + 1 / 20) ** 0.5, rel=1e-4)
+    assert row.status == "regressed" and four.attrs["new_seeds"] == [0, 1, 2, 3]
+    # one seed's count differs: the mean cannot hide it
+    df = compare([run(0, 73.0), run(1, 73.0, n=999)], [ref], noise=noise)
+    assert statuses(df)["count:test_examples"] == "differs"
+    mcqa = Result(task="msrvtt-mcqa", metrics={"accuracy": 1.0}, seed=0, toy=True)
+    with pytest.raises(InputError, match="seed 1: the new runs of seeds 0, 1 must hold the same tasks; msrvtt-mcqa"):
+        compare([run(0, 73.0), mcqa, run(1, 73.0)], [ref], noise=noise)

@@ -4,6 +4,7 @@ runner's planning, verdict parsing and table are right. Fast: no mutant is run h
 from __future__ import annotations
 
 import importlib.util
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -229,3 +230,24 @@ def test_an_identity_refusal_is_the_gate_failing_not_the_harness():
     assert run.refused_as_other_experiment(2, sig) and run.refusal(sig) == "refused: signature field n differs"
     assert not run.refused_as_other_experiment(2, "error: results/reference/ci: no reference results found")
     assert not run.refused_as_other_experiment(1, refused)
+
+
+def test_gate_seeds_are_the_makefiles():
+    """The runner gates a mutant on the seeds CI runs (Makefile GATE_SEEDS), or it would judge another gate."""
+    for preset in ("ci", "smoke"):
+        out = subprocess.run(
+            ["make", "-n", "ci-suite", f"REF_PRESET={preset}"], cwd=REPO, capture_output=True, text=True, check=True
+        ).stdout
+        loop = re.search(r"for s in ([0-9 ]+); do", out)
+        assert loop and [int(x) for x in loop.group(1).split()] == run.gate_seeds(preset)
+
+
+def test_only_per_seed_checks_stop_after_the_first_seed():
+    """One seed's compare fails CI on its own only through a check every seed gets (counts, recipe, intervals, a
+    missing metric); a regression on one seed is left to the mean of all of them."""
+    differs = "| ❌ | coin-segmentation | count:test_windows | 1280 | 1600 | differs |"
+    collapsed = "| ❌ | t | R@1 | 5 | 1 | -4 | 0.5 | regressed |\n| ❌ | t | R@1 interval | 6 | 0 | -6 | interval collapsed |"
+    assert run.per_seed_verdict(differs) == "count/recipe differs"
+    assert run.per_seed_verdict(collapsed) == "interval collapsed"
+    assert run.per_seed_verdict("| ❌ | t | R@1 | 5 | 1 | -4 | 0.5 | regressed |") is None
+    assert run.per_seed_verdict("| ❌ | t | R@1 | 5 | 1 | -4 | 0.5 | below floor |") is None

@@ -17,14 +17,16 @@ a real change; pass `tol` to override per metric ("*" overrides the fallback).
 
 Measured noise: when the reference folder holds noise.json (vlmbench.reporting.noise: the same suite under
 K >= 2 seeds), the reference value of a metric it covers is its MEAN over those seeds (the `ref` column; the
-reference run's own value stays in result.json), and its tolerance is the largest of
-    t x sqrt(1 + 1/K) x its std                   the new run is one seed's draw and the mean has 1/K of one run's
-                                                  variance, so their difference has (1 + 1/K) x one run's; t is
-                                                  Student's quantile with K - 1 degrees of freedom at the two-sided
-                                                  coverage of NOISE_SIGMAS normal sigmas (99.73%; K = 10: 4.09),
-                                                  since the std is estimated from K runs: the prediction interval
-                                                  of a new seed. (A plain 3 sigmas failed held-out seed 11 on
-                                                  YouCook2 R@10: seed spreads have tails);
+reference run's own value stays in result.json). The new side may be several seeds' runs too (the CI gate runs
+GATE_SEEDS: four suites, one folder each): their results are told apart by seed (seed_runs), every seed's counts,
+recipe and intervals are checked, and the row's `new` is their mean (seed_mean). The tolerance is the largest of
+    t x sqrt(1/n + 1/K) x its std                 the new side a mean over n seeds (n = 1: one run), the reference
+                                                  a mean over K: their difference has (1/n + 1/K) x one run's
+                                                  variance; t is Student's quantile with K - 1 degrees of freedom
+                                                  at the two-sided coverage of NOISE_SIGMAS normal sigmas (99.73%;
+                                                  K = 20: 3.45), since the std is estimated from K runs: the
+                                                  prediction interval of a new mean of n seeds. (A plain 3 sigmas
+                                                  failed held-out seed 11 on YouCook2 R@10: seed spreads have tails);
     one test example (100 / test_examples)        for percentages over examples: a saturated R@10 has no spread;
     the seeds' range + 1 rank                     for median ranks (MEDIANS), which move in whole ranks;
     the minimum above,
@@ -42,9 +44,9 @@ Each row's statistics (the `test`, `p` and `MDE` columns), from the first source
                           examples share videos), which then decides. MDE = 2.80 x the paired SE (80% power,
                           two-sided 0.05; 0 when the runs agree on every example). Exact McNemar cannot flag
                           fewer than 6 discordant examples (2 / 2^6 < 0.05), whatever the MDE says.
-    seed noise            the reference folder's noise.json has the metric's std over K seeds: the new run is one
-                          seed's draw, the reference their mean, on the same test set, so SE(new - mean) =
-                          sqrt(1 + 1/K) x std (Student's t test, K - 1 df; a z test against one run); MDE =
+    seed noise            the reference folder's noise.json has the metric's std over K seeds: the new side is a
+                          mean of n seeds' draws, the reference their mean, on the same test set, so SE(new - mean)
+                          = sqrt(1/n + 1/K) x std (Student's t test, K - 1 df; a z test against one run); MDE =
                           (t_0.975 + t_0.80) x that (2.80 x with z). It comes first: paired examples
                           compare with the reference run, not with the mean the row is judged against.
     interval only         only the reference's 95% bootstrap interval: it measures the test set's sampling,
@@ -80,6 +82,7 @@ field, unless --force; a result without a signature (written before them) is not
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -136,9 +139,10 @@ def seed_df(seeds: int | None) -> int | None:
     return seeds - 1 if seeds and seeds >= 2 else None
 
 
-def noise_factor(seeds: int | None) -> float:
-    """SE(new - reference) / one run's std: sqrt(1 + 1/K) against a mean over K seeds, sqrt(2) against one run."""
-    return math.sqrt(1 + 1 / seeds) if seed_df(seeds) else math.sqrt(2)
+def noise_factor(seeds: int | None, new_seeds: int = 1) -> float:
+    """SE(new - reference) / one run's std: the new side a mean over n seeds (n = 1: one run), the reference a mean
+    over K seeds: sqrt(1/n + 1/K); against one reference run (no K): sqrt(1/n + 1), sqrt(2) for one against one."""
+    return math.sqrt(1 / new_seeds + (1 / seeds if seed_df(seeds) else 1.0))
 
 
 def tolerance(
@@ -148,6 +152,7 @@ def tolerance(
     se: float | None = None,
     step: float | None = None,
     seeds: int | None = None,
+    new_seeds: int = 1,
 ) -> float:
     """tol override > with a measured std: max(t x noise_factor(seeds) x std, step, the metric kind's minimum;
     against one run (seeds None: t = NOISE_SIGMAS) also NOISE_SIGMAS x se) > the minimum. se (the reference's bootstrap
@@ -161,7 +166,7 @@ def tolerance(
         return minimum
     from vlmbench.stats.significance import sigmas
 
-    parts = [minimum, sigmas(NOISE_SIGMAS, seed_df(seeds)) * noise_factor(seeds) * float(std)]
+    parts = [minimum, sigmas(NOISE_SIGMAS, seed_df(seeds)) * noise_factor(seeds, new_seeds) * float(std)]
     if seeds is None and se is not None and not math.isnan(se):
         parts.append(NOISE_SIGMAS * float(se))
     parts += [float(step)] if step is not None else []
@@ -206,6 +211,46 @@ def example_step(r: Result, metric: str) -> float | None:
     """How far one test example moves a percentage over examples (R@k, accuracy), else None."""
     n = r.counts.get("test_examples")
     return 100.0 / n if n and metric not in DEFAULT_TOLERANCES else None
+
+
+def seed_runs(results: list[Result]) -> list[list[Result]]:
+    """New results split into runs by their seed (`make ci-suite`: one suite per GATE_SEEDS seed), in seed order;
+    [results] when they hold one seed. Every run must hold the same tasks and floors (InputError naming the seed)."""
+    by_seed: dict[int | None, list[Result]] = {}
+    for r in results:
+        by_seed.setdefault(r.seed, []).append(r)
+    if len(by_seed) < 2:
+        return [results]
+    runs = [by_seed[s] for s in sorted(by_seed, key=lambda s: -1 if s is None else s)]
+    first = set(_by_key(runs[0], "new"))
+    for run in runs[1:]:
+        keys = set(_by_key(run, "new"))
+        if keys != first:
+            odd = sorted(keys ^ first)[0]
+            raise InputError(
+                f"seed {run[0].seed}: the new runs of seeds {', '.join(str(r[0].seed) for r in runs)} must hold the "
+                f"same tasks; {odd} is in some and not in others",
+                path=run[0].path or odd,
+            )
+    return runs
+
+
+def seed_mean(runs: list[list[Result]]) -> list[Result]:
+    """One result per task of several seeds' runs: its metrics the seeds' means (a metric some run lacks is left out,
+    so it shows as missing), no intervals or path (those stay per run: exact_rows, interval_rows)."""
+    if len(runs) == 1:
+        return runs[0]
+    by = [_by_key(run, "new") for run in runs]
+    out = []
+    for key, first in by[0].items():
+        group = [b[key] for b in by]
+        metrics = {
+            m: sum(g.metrics[m] for g in group) / len(group)
+            for m in first.metrics
+            if all(m in g.metrics for g in group)
+        }
+        out.append(replace(first, metrics=metrics, intervals={}, seed=None, path=None))
+    return out
 
 
 def _by_key(results: list[Result], side: str) -> dict[str, Result]:
@@ -312,6 +357,7 @@ def row_stats(
     std: float | None,
     mean: float | None = None,
     seeds: int | None = None,
+    new_seeds: int = 1,
 ) -> dict | None:
     """The row's test: {test, p, significant, mde} from seed noise (against the seed mean when `mean`) or paired
     examples; from the reference's interval only the MDE (significant None: no test); None when nothing applies
@@ -326,7 +372,7 @@ def row_stats(
     if mean is None and paired is not None and paired.get("reproduces"):
         return {k: paired[k] for k in ("test", "p", "significant", "mde")}
     if std is not None and not math.isnan(std):
-        se = noise_factor(seeds) * float(std)
+        se = noise_factor(seeds, new_seeds) * float(std)
         df = seed_df(seeds)  # the std estimated from K seeds: Student's t
         p = sig.z_test(diff, se, df)
         test = "seed noise (z)" if df is None else "seed noise (t)"
@@ -425,7 +471,10 @@ def compare(
 ) -> pd.DataFrame:
     """One row per (task, metric) of the reference, with columns COLUMNS; plus, where both runs kept their
     per-example values (predictions.npz beside result.json) on the same test examples, the paired bootstrap
-    difference new - ref, its 95% interval and whether it excludes 0."""
+    difference new - ref, its 95% interval and whether it excludes 0. New results of several seeds (seed_runs) are
+    judged by their mean (seed_mean), the tolerance and test then for a mean over n seeds (noise_factor)."""
+    runs = seed_runs(new)
+    new, n_new = seed_mean(runs), len(runs)
     new_by, rows, paired_cols, with_stats = _by_key(new, "new"), [], False, False
     floors = floor_checks(new, floors, require_floors, notes)
     seen = set()
@@ -438,10 +487,10 @@ def compare(
             std, mean, seeds = seed_spread(noise, key, metric)
             ref_value = run_value if mean is None or math.isnan(run_value) else mean
             step = median_step(noise, key, metric) if metric in MEDIANS else example_step(r, metric)
-            t = tolerance(metric, tol, std, bootstrap_se(r, metric), step, seeds)
+            t = tolerance(metric, tol, std, bootstrap_se(r, metric), step, seeds, n_new)
             delta = new_value - ref_value if new_value is not None else float("nan")
             p = pairs.get(metric)
-            stats = row_stats(metric, r, got, p, std, None if math.isnan(run_value) else mean, seeds)
+            stats = row_stats(metric, r, got, p, std, None if math.isnan(run_value) else mean, seeds, n_new)
             with_stats |= stats is not None
             st = status(metric, ref_value, new_value, t, stats)
             thr, fwhy = floors.get((key, metric), (None, None))
@@ -492,12 +541,17 @@ def compare(
                     None,
                 ]
             )
-    for row in exact_rows(new, ref) + interval_rows(new, ref):
-        rows.append(row + [None] * (len(PAIRED_COLUMNS) + len(STAT_COLUMNS)))
+    seen_rows = set()
+    for run in runs:  # every seed's counts and intervals: the mean has neither
+        for row in exact_rows(run, ref) + interval_rows(run, ref):
+            if (row[0], row[1], row[2], row[3]) not in seen_rows:
+                seen_rows.add((row[0], row[1], row[2], row[3]))
+                rows.append(row + [None] * (len(PAIRED_COLUMNS) + len(STAT_COLUMNS)))
     df = pd.DataFrame(rows, columns=COLUMNS + list(PAIRED_COLUMNS) + list(STAT_COLUMNS))
     keep = COLUMNS + (list(PAIRED_COLUMNS) if paired_cols else []) + (list(STAT_COLUMNS) if with_stats else [])
     df = df[keep]
-    df.attrs["signatures"] = signature_lines(new, ref)
+    df.attrs["signatures"] = signature_lines([r for run in runs for r in run], ref)
+    df.attrs["new_seeds"] = [run[0].seed for run in runs] if n_new > 1 else []
     return df
 
 
@@ -657,20 +711,24 @@ def compare_paths(
             path=new_path,
         )
     if not force:
-        check_comparable(new, ref)
+        for run in seed_runs(new):
+            check_comparable(run, ref)
     from vlmbench.reporting.noise import load_noise
 
     noise = load_noise(ref_path)
     notes: list[str] = []
     df = compare(new, ref, tol, noise, floors, require_floors, notes)
     df.attrs["notes"] = list(dict.fromkeys(notes))
+    new_seeds = df.attrs.get("new_seeds") or []
+    n = f"1/{len(new_seeds)}" if new_seeds else "1"
     df.attrs["compared"] = (
         compared_line(new, ref)
         + (" (--force: identity checks skipped)" if force else "")
+        + (f"; new = the mean over seeds {', '.join(map(str, new_seeds))}" if new_seeds else "")
         + (
             "; ref = the mean over seeds "
             + ", ".join(map(str, noise.get("seeds", [])))
-            + f" (noise.json); tolerances: max(t x sqrt(1 + 1/{len(noise.get('seeds', []))}) std, one test "
+            + f" (noise.json); tolerances: max(t x sqrt({n} + 1/{len(noise.get('seeds', []))}) std, one test "
             "example, minimum), t: Student's, 99.73% two-sided"
             if noise
             else "; tolerances: defaults (no noise.json)"

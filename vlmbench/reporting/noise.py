@@ -1,5 +1,5 @@
 """Seed noise of a suite: the same preset run under several seeds -> REF/noise.json, which `vlmbench compare`
-turns into per-metric tolerances (3 x sqrt(2) std and the floors of compare.py's tolerance()).
+turns into per-metric tolerances (t x sqrt(1/n + 1/K) std and the floors of compare.py's tolerance()).
 
     python -m vlmbench.reporting.noise --out results/reference/ci/noise.json runs/noise-ci-seed0 runs/noise-ci-seed1 ...
 
