@@ -371,8 +371,8 @@ def test_compare_accepts_the_held_out_seeds():
     """As typed in docs/ci-gate.md's tolerance paragraph, from the repository root."""
     r = ok(cli("compare", "results/heldout/ci-gate", "results/reference/ci", cwd=REPO))
     assert re.search(r"all \d+ metrics ok", r.stdout)
-    assert "new = the mean over seeds 20, 21, 22, 23" in r.stdout
-    assert "ref = the mean over seeds " + ", ".join(map(str, range(20))) + " (noise.json)" in r.stdout
+    assert "new = the mean over seeds " + ", ".join(map(str, range(25, 33))) in r.stdout
+    assert "ref = the mean over seeds " + ", ".join(map(str, range(25))) + " (noise.json)" in r.stdout
 
 
 def test_the_report_example_prints_what_the_docs_show(tmp_path):

@@ -18,13 +18,13 @@ a real change; pass `tol` to override per metric ("*" overrides the fallback).
 Measured noise: when the reference folder holds noise.json (vlmbench.reporting.noise: the same suite under
 K >= 2 seeds), the reference value of a metric it covers is its MEAN over those seeds (the `ref` column; the
 reference run's own value stays in result.json). The new side may be several seeds' runs too (the CI gate runs
-GATE_SEEDS: four suites, one folder each): their results are told apart by seed (seed_runs), every seed's counts,
+GATE_SEEDS: eight suites, one folder each): their results are told apart by seed (seed_runs), every seed's counts,
 recipe and intervals are checked, and the row's `new` is their mean (seed_mean). The tolerance is the largest of
     t x sqrt(1/n + 1/K) x its std                 the new side a mean over n seeds (n = 1: one run), the reference
                                                   a mean over K: their difference has (1/n + 1/K) x one run's
                                                   variance; t is Student's quantile with K - 1 degrees of freedom
                                                   at the two-sided coverage of NOISE_SIGMAS normal sigmas (99.73%;
-                                                  K = 20: 3.45), since the std is estimated from K runs: the
+                                                  K = 25: 3.37), since the std is estimated from K runs: the
                                                   prediction interval of a new mean of n seeds. (A plain 3 sigmas
                                                   failed held-out seed 11 on YouCook2 R@10: seed spreads have tails);
     one test example (100 / test_examples)        for percentages over examples: a saturated R@10 has no spread;
