@@ -246,7 +246,9 @@ def test_only_per_seed_checks_stop_after_the_first_seed():
     """One seed's compare fails CI on its own only through a check every seed gets (counts, recipe, intervals, a
     missing metric); a regression on one seed is left to the mean of all of them."""
     differs = "| ❌ | coin-segmentation | count:test_windows | 1280 | 1600 | differs |"
-    collapsed = "| ❌ | t | R@1 | 5 | 1 | -4 | 0.5 | regressed |\n| ❌ | t | R@1 interval | 6 | 0 | -6 | interval collapsed |"
+    collapsed = (
+        "| ❌ | t | R@1 | 5 | 1 | -4 | 0.5 | regressed |\n| ❌ | t | R@1 interval | 6 | 0 | -6 | interval collapsed |"
+    )
     assert run.per_seed_verdict(differs) == "count/recipe differs"
     assert run.per_seed_verdict(collapsed) == "interval collapsed"
     assert run.per_seed_verdict("| ❌ | t | R@1 | 5 | 1 | -4 | 0.5 | regressed |") is None
