@@ -400,8 +400,9 @@ def test_new_runs_of_several_seeds_are_judged_by_their_mean():
     assert row.new == 68.0 and row.tolerance == pytest.approx(3.4472 * std * (1 / 4 + 1 / 20) ** 0.5, rel=1e-4)
     assert row.status == "regressed" and four.attrs["new_seeds"] == [0, 1, 2, 3]
     # one seed's count differs: the mean cannot hide it
-    df = compare([run(0, 73.0), run(1, 73.0, n=999)], [ref], noise=noise)
-    assert statuses(df)["count:test_examples"] == "differs"
+    df = compare([run(0, 73.0), run(1, 73.0, n=999), run(2, 73.0, n=999)], [ref], noise=noise)
+    assert statuses(df)["count:test_examples"] == "differs" and list(df.metric).count("count:test_examples") == 1
+    assert df.set_index("metric").loc["count:test_examples", "why"].startswith("seed 1: deterministic")
     mcqa = Result(task="msrvtt-mcqa", metrics={"accuracy": 1.0}, seed=0, toy=True)
     with pytest.raises(InputError, match="seed 1: the new runs of seeds 0, 1 must hold the same tasks; msrvtt-mcqa"):
         compare([run(0, 73.0), mcqa, run(1, 73.0)], [ref], noise=noise)

@@ -542,10 +542,11 @@ def compare(
                 ]
             )
     seen_rows = set()
-    for run in runs:  # every seed's counts and intervals: the mean has neither
+    for run in runs:  # every seed's counts and intervals (the mean has neither); one row per check, its first seed
         for row in exact_rows(run, ref) + interval_rows(run, ref):
-            if (row[0], row[1], row[2], row[3]) not in seen_rows:
-                seen_rows.add((row[0], row[1], row[2], row[3]))
+            if (row[0], row[1]) not in seen_rows:
+                seen_rows.add((row[0], row[1]))
+                row[-1] = f"seed {run[0].seed}: {row[-1]}" if n_new > 1 else row[-1]
                 rows.append(row + [None] * (len(PAIRED_COLUMNS) + len(STAT_COLUMNS)))
     df = pd.DataFrame(rows, columns=COLUMNS + list(PAIRED_COLUMNS) + list(STAT_COLUMNS))
     keep = COLUMNS + (list(PAIRED_COLUMNS) if paired_cols else []) + (list(STAT_COLUMNS) if with_stats else [])
