@@ -11,7 +11,7 @@ TORCH_INDEX ?=
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: install check test demo bench smoke ci-suite sanity update-reference update-noise clean mutants gpu-check fuzz
+.PHONY: install check test demo bench smoke ci-suite sanity update-reference update-noise update-align clean mutants gpu-check fuzz
 
 install: $(STAMP)
 
@@ -85,6 +85,13 @@ update-noise: install
 update-reference: install
 	rm -rf runs/reference-$(REF_PRESET)
 	$(BIN)/vlmbench suite --preset $(REF_PRESET) --out runs/reference-$(REF_PRESET) --no-progress --save-reference results/reference/$(REF_PRESET)
+
+# Does the toy corpus make caption-clip alignment matter? The align pre-training preset on the toy corpus (8 seeds)
+# and on it with every video's captions moved to the next video (3 seeds): loss_last and CrossTask zero-shot recall
+# per seed into results/reference/align/seeds.json, which tests/test_alignment.py checks against (~2.5 min a seed).
+update-align: install
+	$(BIN)/python -m vlmbench.alignment --seeds 0-7 --shifted-seeds 0-2 --work runs/align \
+	  --out results/reference/align/seeds.json
 
 # The smoke suite (seconds; learns nothing): its results/reference/smoke backs the CLI report and compare tests.
 smoke-suite: install

@@ -220,7 +220,8 @@ def run(
     backbone: str | None = typer.Option(None, help="backbone when no --checkpoint: default | tiny | folder"),
     out: Path | None = typer.Option(None, help="run folder (default runs/<task>-<time>)"),
     preset: str | None = typer.Option(
-        None, help=f"{' | '.join(PRESETS)} (default: toy on the toy world, paper on real data)"
+        None,
+        help="paper | toy | smoke | ci: the task file's presets (default: toy on the toy world, paper on real data)",
     ),
     allow_missing: bool = typer.Option(False, help="skip examples whose features are missing (counted in the result)"),
     overwrite: bool = typer.Option(

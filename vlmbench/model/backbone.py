@@ -92,18 +92,22 @@ def tokenizer(backbone: str) -> BertTokenizerFast:
     return BertTokenizerFast.from_pretrained(str(path), local_files_only=True)
 
 
-def bert_config(backbone: str) -> BertConfig:
+def bert_config(backbone: str, init_range: float | None = None) -> BertConfig:
+    """The backbone's BertConfig; `init_range` replaces the tiny random backbone's initializer_range (0.02)."""
     path = resolve(backbone)
     config = BertConfig(**TINY_CONFIG) if path is None else BertConfig.from_pretrained(str(path), local_files_only=True)
+    if path is None and init_range is not None:
+        config.initializer_range = init_range
     config._attn_implementation = "sdpa"  # takes our 4-D additive float masks as they are
     return config
 
 
-def load_bert(backbone: str) -> BertModel:
-    """Pretrained weights for a folder; a seeded random init for `tiny` (caller seeds torch)."""
+def load_bert(backbone: str, init_range: float | None = None) -> BertModel:
+    """Pretrained weights for a folder; a seeded random init for `tiny` (caller seeds torch), N(0, init_range)
+    when given."""
     path = resolve(backbone)
     if path is None:
-        return BertModel(bert_config(backbone), add_pooling_layer=False)
+        return BertModel(bert_config(backbone, init_range), add_pooling_layer=False)
     check_weights(path)
     return BertModel.from_pretrained(
         str(path), local_files_only=True, add_pooling_layer=False, attn_implementation="sdpa", use_safetensors=True

@@ -249,19 +249,22 @@ class VLM(nn.Module):
 
     # ---- construction -------------------------------------------------------------------------------------
     @classmethod
-    def from_backbone(cls, backbone: str = bb.DEFAULT, seed: int = 0, loss: str = "vlm") -> VLM:
+    def from_backbone(
+        cls, backbone: str = bb.DEFAULT, seed: int = 0, loss: str = "vlm", init_range: float | None = None
+    ) -> VLM:
         """Pretrained BERT (or tiny random) + a freshly initialised video MLP (seeded) + the masked-token head
         as the authors build it: BERT's prediction transform loaded from cls.predictions.transform.* when the
         backbone folder has it (fresh N(0, initializer_range) otherwise, e.g. MiniLM); no vocabulary bias
         for loss=vlm (cls.predictions.bias dropped), BERT's bias loaded for loss=mfm-mlm (zeros when absent).
-        What was done is recorded in config.head (and so in vlm_config.json)."""
+        What was done is recorded in config.head (and so in vlm_config.json). `init_range` replaces the std of
+        every fresh weight (the tiny backbone's too; a folder's pretrained weights are kept)."""
         if loss not in ("vlm", "mfm-mlm"):
             raise InputError(f"loss must be vlm or mfm-mlm, got {loss!r}", path="loss")
         torch.manual_seed(seed)
-        bert = bb.load_bert(backbone)
+        bert = bb.load_bert(backbone, init_range)
         config = VLMConfig(backbone=backbone, bert=bert.config.to_diff_dict())
         model = cls(config, bert)
-        init = bert.config.initializer_range
+        init = bert.config.initializer_range if init_range is None else init_range
         for module in (model.videomlp, model.cls.predictions.transform):
             for m in module.modules():
                 if isinstance(m, nn.Linear):

@@ -150,7 +150,9 @@ def _pretrain(
     total = cfg.steps or cfg.epochs * sampler.steps_per_epoch()
     workers = default_workers(d.device, d.world_size) if workers is None else workers
 
-    model = VLM.from_backbone(cfg.backbone, seed=cfg.seed, loss=cfg.loss).to(d.device)  # head init per loss
+    # head init per loss; init_range=0 keeps the backbone's own initializer_range
+    model = VLM.from_backbone(cfg.backbone, seed=cfg.seed, loss=cfg.loss, init_range=cfg.init_range or None)
+    model = model.to(d.device)
     optimizer = adam(model.parameters(), cfg.lr, cfg.beta1, cfg.beta2, cfg.eps, cfg.weight_decay)
     ckpt_root, log_path = out / "checkpoints", out / "log.jsonl"
     start = 0
