@@ -260,8 +260,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     ),
 }
 # Caption-clip alignment matters (issue 25; docs/ci-gate.md): ci's 300 updates at BERT's 0.02 init leave the tiny
-# model a per-position unigram model that reads neither the video nor the text context (the text loss of whole-text-
-# masked clips: 4.1567 with each clip's own video, 4.1569 with another's; CrossTask zero-shot recall 6.8). A 0.1
+# model close to a per-position unigram model that never reads the video (the text loss of whole-text-masked
+# clips: 4.1567 with each clip's own video, 4.1569 with another's; CrossTask zero-shot recall 6.8). A 0.1
 # init, clips of at most 16 text tokens and 1,500 updates make the clip's video worth 0.29 nats per masked word and
 # zero-shot recall 43.6 (8 seeds); captions moved to the next video leave loss_last 0.94 nats higher and zero-shot
 # recall 13.1 (results/reference/align/seeds.json, tests/test_alignment.py). About 2 min on 2 CPU cores.
