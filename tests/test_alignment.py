@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from scipy.stats import mannwhitneyu
 
+from vlmbench import alignment
 from vlmbench.alignment import METRICS, PRESET, measure, shifted_corpus
 from vlmbench.config import PRESETS, pretrain_config
 from vlmbench.data.toy import ensure_dataset
@@ -57,6 +58,34 @@ def test_the_align_preset_is_the_one_measured():
     assert cfg.backbone == "tiny" and cfg.init_range == 0.1 and cfg.steps == 1500 and cfg.max_text_len == 16
     # the ci preset keeps BERT's own init: its references were measured with it
     assert pretrain_config("ci").init_range == 0.0 and "init_range" not in PRESETS["ci"]
+
+
+def test_shifted_corpus_moves_each_videos_captions_to_the_next(tmp_path):
+    src = ensure_dataset("howto100m", say=lambda s: None)
+    before = json.loads((src / "captions.json").read_text())
+    after = json.loads((shifted_corpus(src, tmp_path / "shifted") / "captions.json").read_text())
+    ids = sorted(before)
+    assert sorted(after) == ids and after[ids[0]] == before[ids[1]] and after[ids[-1]] == before[ids[0]]
+    assert any((tmp_path / "shifted" / "features").iterdir())  # the features are reachable (linked)
+
+
+def test_update_align_writes_the_layout_the_tests_read(tmp_path, monkeypatch):
+    """`make update-align`'s main, its pre-training replaced by a stand-in (the real one: the slow test below)."""
+    calls = []
+
+    def fake(seed, out, data=None, say=None):
+        calls.append((seed, data is None))
+        return {"loss_last": 3.0 + (data is not None), "recall": 40.0 - 30 * (data is not None) + seed}
+
+    monkeypatch.setattr(alignment, "measure", fake)
+    out = tmp_path / "seeds.json"
+    alignment.main(["--seeds", "0-2", "--shifted-seeds", "0,1", "--work", str(tmp_path / "w"), "--out", str(out)])
+    got = json.loads(out.read_text())
+    assert calls == [(0, True), (1, True), (2, True), (0, False), (1, False)]
+    assert (
+        got["preset"] == PRESET and sorted(got["aligned"]) == ["0", "1", "2"] and sorted(got["shifted"]) == ["0", "1"]
+    )
+    assert got["shifted"]["1"] == {"loss_last": 4.0, "recall": 11.0} and "git_sha" in got["provenance"]
 
 
 @pytest.fixture(scope="module")

@@ -55,6 +55,7 @@ COVERED = {
     "make smoke",
     "make update-reference",
     "make update-noise",
+    "make update-align",  # dry run below; vlmbench.alignment's main and measure: tests/test_alignment.py
     "make ci-suite",  # wrap `vlmbench suite --seed` + vlmbench.reporting.noise (tests/test_gate.py)
     "make mutants",  # dry-run check in tests/test_mutants.py (a real run takes ~90 min)
     "make check",  # dry-run below; its steps: ruff, lint-imports (tests/test_layers.py), the fast tests
@@ -482,7 +483,9 @@ def test_make_install_torch_index():
         assert "-c constraints.txt -e '.[dev]'" in dry.stdout
 
 
-@pytest.mark.parametrize("target", ["test", "check", "install", "bench", "smoke", "update-reference", "demo"])
+@pytest.mark.parametrize(
+    "target", ["test", "check", "install", "bench", "smoke", "update-reference", "update-align", "demo"]
+)
 def test_make_targets_exist_and_call_real_commands(target):
     dry = subprocess.run(["make", "-n", target], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert dry.returncode == 0, dry.stderr
@@ -490,6 +493,8 @@ def test_make_targets_exist_and_call_real_commands(target):
         assert "vlmbench suite --preset smoke" in dry.stdout
     if target == "update-reference":  # the CI gate's reference: the ci preset, into results/reference/ci
         assert "vlmbench suite --preset ci" in dry.stdout and "--save-reference results/reference/ci" in dry.stdout
+    if target == "update-align":  # what tests/test_alignment.py reads
+        assert "-m vlmbench.alignment" in dry.stdout and "--out results/reference/align/seeds.json" in dry.stdout
     if target == "bench":
         assert "bench/run_all.py" in dry.stdout and (REPO / "bench" / "run_all.py").is_file()
 
