@@ -90,7 +90,7 @@ update-reference: install
 # and on it with every video's captions moved to the next video (3 seeds): loss_last and CrossTask zero-shot recall
 # per seed into results/reference/align/seeds.json, which tests/test_alignment.py checks against (~2.5 min a seed).
 update-align: install
-	$(BIN)/python -m vlmbench.alignment --seeds 0-7 --shifted-seeds 0-2 --work runs/align \
+	$(BIN)/python -m vlmbench.alignment --seeds $(shell seq 0 7) --shifted-seeds 0 1 2 --work runs/align \
 	  --out results/reference/align/seeds.json
 
 # The smoke suite (seconds; learns nothing): its results/reference/smoke backs the CLI report and compare tests.

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 from pathlib import Path
 
 import pytest
@@ -26,10 +27,7 @@ def _reference() -> dict:
 
 def _spread(side: dict, metric: str) -> tuple[float, float, int]:
     values = [run[metric] for run in side.values()]
-    k = len(values)
-    mean = sum(values) / k
-    std = (sum((v - mean) ** 2 for v in values) / (k - 1)) ** 0.5
-    return mean, std, k
+    return statistics.mean(values), statistics.stdev(values), len(values)
 
 
 def _tolerance(metric: str) -> tuple[float, float]:
@@ -79,7 +77,9 @@ def test_update_align_writes_the_layout_the_tests_read(tmp_path, monkeypatch):
 
     monkeypatch.setattr(alignment, "measure", fake)
     out = tmp_path / "seeds.json"
-    alignment.main(["--seeds", "0-2", "--shifted-seeds", "0,1", "--work", str(tmp_path / "w"), "--out", str(out)])
+    alignment.main(
+        ["--seeds", "0", "1", "2", "--shifted-seeds", "0", "1", "--work", str(tmp_path / "w"), "--out", str(out)]
+    )
     got = json.loads(out.read_text())
     assert calls == [(0, True), (1, True), (2, True), (0, False), (1, False)]
     assert (

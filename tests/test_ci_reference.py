@@ -70,10 +70,10 @@ HELDOUT = REF.parent.parent / "heldout" / "ci-gate"  # seed25/ ... seed32/: the 
 
 def test_a_held_out_gate_passes():
     """results/heldout/ci-gate: the ci suite under eight seeds that are not noise.json's (25-32), its result files as
-    `make ci-suite` writes them (seedS/, floors included). The gate must accept their mean against the seed mean,
-    a seed change is not a regression, and every seed's counts and
-    recipe values are the reference's exactly. (One seed alone is not: seeds 22 and 24 each failed the one-seed
-    rule on retrieval, and are among noise.json's 25 since; the gate's mean of eight is what CI runs.)"""
+    `make ci-suite` writes them (seedS/, floors included). The gate must accept their mean against the seed mean:
+    a seed change is not a regression, and every seed's counts and recipe values are the reference's exactly.
+    (One seed alone need not pass: seeds 22 and 24 each failed the one-seed rule on retrieval, and are among
+    noise.json's 25 since; the gate's mean of eight is what CI runs.)"""
     from vlmbench.reporting.compare import compare_paths, to_markdown
 
     noise = json.loads((REF / "noise.json").read_text())

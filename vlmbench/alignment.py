@@ -6,7 +6,7 @@ from its checkpoint (no fine-tuning, so nothing downstream can recover what pre-
 pairings are kept in results/reference/align/seeds.json (`make update-align`); tests/test_alignment.py pre-trains
 seed 0 both ways and checks each side against them:
 
-    python -m vlmbench.alignment --seeds 0-7 --shifted-seeds 0-2 --out results/reference/align/seeds.json
+    python -m vlmbench.alignment --seeds 0 1 2 3 4 5 6 7 --shifted-seeds 0 1 2 --out results/reference/align/seeds.json
 """
 
 from __future__ import annotations
@@ -71,18 +71,10 @@ def measure(seed: int, out: Path, data: Path | None = None, say: Callable[[str],
     return {"loss_last": float(loss), "recall": float(result.metrics["recall"])}
 
 
-def _seeds(text: str) -> list[int]:
-    """'0-7' or '0,3,5' -> seeds."""
-    if "-" in text:
-        a, b = text.split("-", 1)
-        return list(range(int(a), int(b) + 1))
-    return [int(s) for s in text.split(",") if s.strip()]
-
-
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--seeds", default="0-7", help="seeds of the aligned corpus, e.g. 0-7")
-    p.add_argument("--shifted-seeds", default="0-2", help="seeds of the shifted corpus")
+    p.add_argument("--seeds", type=int, nargs="+", default=list(range(8)), help="seeds of the aligned corpus")
+    p.add_argument("--shifted-seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of the shifted corpus")
     p.add_argument("--work", type=Path, default=Path("runs/align"), help="run folders")
     p.add_argument("--out", type=Path, default=Path("results/reference/align/seeds.json"))
     a = p.parse_args(argv)
@@ -90,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
     shifted = shifted_corpus(aligned, a.work / "howto100m-shifted")
     runs: dict[str, dict[str, dict]] = {"aligned": {}, "shifted": {}}
     for side, data, seeds in (("aligned", None, a.seeds), ("shifted", shifted, a.shifted_seeds)):
-        for s in _seeds(seeds):
+        for s in seeds:
             runs[side][str(s)] = measure(s, a.work / f"{side}-seed{s}", data=data)
             print(f"{side} seed {s}: {runs[side][str(s)]}", flush=True)
     write_json(
